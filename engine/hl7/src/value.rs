@@ -1,0 +1,108 @@
+//! A borrowed piece of a message at any depth: field, repetition, component or sub-component.
+//!
+//! One type for every level keeps the API small: split it further with the delimiters it
+//! carries, or read it, escape-decoded, as text.
+
+use std::borrow::Cow;
+
+use crate::{Delimiters, escape, split::nth_piece, split::pieces};
+
+/// A slice of the original message plus the delimiters needed to split or decode it.
+#[derive(Debug, Clone, Copy)]
+pub struct Value<'a> {
+    raw: &'a [u8],
+    delims: Delimiters,
+    /// MSH-1 and MSH-2 are the delimiters themselves: never split or unescaped.
+    literal: bool,
+}
+
+impl<'a> Value<'a> {
+    pub(crate) fn new(raw: &'a [u8], delims: Delimiters) -> Self {
+        Value {
+            raw,
+            delims,
+            literal: false,
+        }
+    }
+
+    pub(crate) fn literal(raw: &'a [u8], delims: Delimiters) -> Self {
+        Value {
+            raw,
+            delims,
+            literal: true,
+        }
+    }
+
+    /// The bytes exactly as they stand in the message (still escaped).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// The text with HL7 escapes decoded; borrowed when nothing needed decoding.
+    /// Bytes that are not UTF-8 are replaced (U+FFFD), never a panic.
+    pub fn as_str(&self) -> Cow<'a, str> {
+        if self.literal {
+            return String::from_utf8_lossy(self.raw);
+        }
+        match escape::decode(self.raw, &self.delims) {
+            Cow::Borrowed(b) => String::from_utf8_lossy(b),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
+        }
+    }
+
+    /// The repetitions of a field.
+    pub fn repetitions(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+        self.children(self.delims.repetition)
+    }
+
+    /// The `n`-th repetition, 1-based.
+    pub fn repetition(&self, n: usize) -> Option<Value<'a>> {
+        self.child(self.delims.repetition, n)
+    }
+
+    pub fn components(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+        self.children(self.delims.component)
+    }
+
+    /// The `n`-th component, 1-based.
+    pub fn component(&self, n: usize) -> Option<Value<'a>> {
+        self.child(self.delims.component, n)
+    }
+
+    pub fn subcomponents(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+        self.children(self.delims.subcomponent)
+    }
+
+    /// The `n`-th sub-component, 1-based.
+    pub fn subcomponent(&self, n: usize) -> Option<Value<'a>> {
+        self.child(self.delims.subcomponent, n)
+    }
+
+    fn child(&self, sep: u8, n: usize) -> Option<Value<'a>> {
+        if n == 0 {
+            return None;
+        }
+        if self.literal {
+            return (n == 1).then_some(*self);
+        }
+        nth_piece(self.raw, sep, n - 1).map(|raw| Value::new(raw, self.delims))
+    }
+
+    fn children(&self, sep: u8) -> Box<dyn Iterator<Item = Value<'a>> + 'a> {
+        if self.literal {
+            return Box::new(std::iter::once(*self));
+        }
+        let delims = self.delims;
+        Box::new(pieces(self.raw, sep).map(move |raw| Value::new(raw, delims)))
+    }
+}
+
+impl PartialEq<&str> for Value<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
