@@ -1,0 +1,50 @@
+//! Store failures, classified: a full disk or an I/O error means the message was *not*
+//! committed, so the sender gets AE and resends; nothing half-written is acknowledged.
+
+use std::path::PathBuf;
+
+use wyvern_core::ErrorClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the store folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store {path} is in use by another running engine (lock file {lock} is held)")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the store {path} does not exist (has the engine run with this config yet?)")]
+    Missing { path: PathBuf },
+    #[error(
+        "the store was written by a newer Wyvern (schema {found}, this build knows up to {known})"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("store write failed: {0}")]
+    Write(rusqlite::Error),
+    #[error("store commit failed: {0}")]
+    Commit(String),
+    #[error("store query failed: {0}")]
+    Query(rusqlite::Error),
+    #[error("the store is closed (the engine is shutting down)")]
+    Closed,
+}
+
+impl StoreError {
+    /// Every store failure on the receive path is an `Error`: the message was not committed,
+    /// the sender is told AE and may resend.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Write(_)
+            | StoreError::Commit(_)
+            | StoreError::Closed
+            | StoreError::Query(_) => ErrorClass::Error,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! What the inbox keeps for every message it answered, accepted or not.
+
+use bytes::Bytes;
+use wyvern_core::{Envelope, MessageId};
+
+/// The state of an inbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxStatus {
+    /// Committed and acknowledged AA/CA; the engine owns it now.
+    Accepted,
+    /// Answered AR/CR; kept so a person can see what was sent and why it was refused.
+    Rejected,
+}
+
+impl InboxStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InboxStatus::Accepted => "accepted",
+            InboxStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(InboxStatus::Accepted),
+            "rejected" => Some(InboxStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// One row to commit: the envelope, what was decided, and the ACK that will be sent.
+#[derive(Debug, Clone)]
+pub struct InboxRecord {
+    pub envelope: Envelope,
+    pub status: InboxStatus,
+    /// Why it was rejected, for a person.
+    pub error: Option<String>,
+    /// The exact ACK bytes sent back (kept so a duplicate can get the same answer).
+    pub ack: Option<Bytes>,
+    /// The length received; larger than `envelope.raw` when only the head of an oversized
+    /// frame was kept.
+    pub raw_len: usize,
+}
+
+impl InboxRecord {
+    pub fn id(&self) -> MessageId {
+        self.envelope.id
+    }
+}

@@ -1,0 +1,179 @@
+//! Read-only access for people and tools: search the inbox by control id, NHS number, status.
+//!
+//! Opens its own read-only connection, so it works while an engine is writing (WAL readers
+//! never block the writer) and from another process such as `wyvern inbox list`.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::Value};
+
+use crate::{DB_FILE, InboxStatus, StoreError};
+
+/// Filters for [`InboxReader::list`]; all optional, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct InboxQuery {
+    pub control_id: Option<String>,
+    pub nhs_number: Option<String>,
+    pub status: Option<InboxStatus>,
+    pub source: Option<String>,
+    /// Only rows older than this sequence number (paging).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// One inbox row as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    pub seq: i64,
+    pub id: String,
+    pub received_at_ms: i64,
+    pub source: String,
+    pub peer: Option<String>,
+    pub content_type: String,
+    pub status: String,
+    pub sending_application: Option<String>,
+    pub sending_facility: Option<String>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub nhs_number: Option<String>,
+    pub error: Option<String>,
+    pub raw_len: i64,
+    /// Present from [`InboxReader::get`] only.
+    pub raw: Option<Vec<u8>>,
+    pub ack: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+#[derive(Debug)]
+pub struct InboxReader {
+    conn: Connection,
+}
+
+const COLUMNS: &str = "seq, id, received_at, source, peer, content_type, status, sending_app, sending_facility, \
+    message_type, control_id, nhs_number, error, raw_len";
+
+impl InboxReader {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            return Err(StoreError::Missing { path: db });
+        }
+        let conn = Connection::open_with_flags(
+            &db,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: db.clone(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(StoreError::Query)?;
+        Ok(InboxReader { conn })
+    }
+
+    pub fn list(&self, q: &InboxQuery) -> Result<Vec<InboxRow>, StoreError> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        let mut add = |clause: &str, v: Value| {
+            args.push(v);
+            clauses.push(format!("{clause} ?{}", args.len()));
+        };
+        if let Some(c) = &q.control_id {
+            add("control_id =", Value::Text(c.clone()));
+        }
+        if let Some(n) = &q.nhs_number {
+            add("nhs_number =", Value::Text(n.clone()));
+        }
+        if let Some(s) = q.status {
+            add("status =", Value::Text(s.as_str().into()));
+        }
+        if let Some(s) = &q.source {
+            add("source =", Value::Text(s.clone()));
+        }
+        if let Some(b) = q.before_seq {
+            add("seq <", Value::Integer(b));
+        }
+        let filter = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let limit = if q.limit == 0 { 50 } else { q.limit };
+        let sql = format!("SELECT {COLUMNS} FROM inbox {filter} ORDER BY seq DESC LIMIT {limit}");
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| summary(r))
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    /// One row with its raw bytes and ACK, by ULID or sequence number.
+    pub fn get(&self, id_or_seq: &str) -> Result<Option<InboxRow>, StoreError> {
+        let (clause, arg) = match id_or_seq.parse::<i64>() {
+            Ok(seq) => ("seq = ?1", Value::Integer(seq)),
+            Err(_) => ("id = ?1", Value::Text(id_or_seq.to_ascii_uppercase())),
+        };
+        let sql = format!("SELECT {COLUMNS}, raw, ack FROM inbox WHERE {clause}");
+        self.conn
+            .query_row(&sql, [arg], |r| {
+                let mut row = summary(r)?;
+                row.raw = r.get(14)?;
+                row.ack = r.get(15)?;
+                Ok(row)
+            })
+            .optional()
+            .map_err(StoreError::Query)
+    }
+
+    /// How many rows have each status.
+    pub fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM inbox GROUP BY status ORDER BY status")
+            .map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StatusCount {
+                    status: r.get(0)?,
+                    count: r.get(1)?,
+                })
+            })
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    /// Every control id of one source with a given status, in commit order (for audits and tests).
+    pub fn control_ids(&self, status: InboxStatus) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT control_id FROM inbox WHERE status = ?1 AND control_id IS NOT NULL ORDER BY seq").map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map([status.as_str()], |r| r.get(0))
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+}
+
+fn summary(r: &Row<'_>) -> rusqlite::Result<InboxRow> {
+    Ok(InboxRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        received_at_ms: r.get(2)?,
+        source: r.get(3)?,
+        peer: r.get(4)?,
+        content_type: r.get(5)?,
+        status: r.get(6)?,
+        sending_application: r.get(7)?,
+        sending_facility: r.get(8)?,
+        message_type: r.get(9)?,
+        control_id: r.get(10)?,
+        nhs_number: r.get(11)?,
+        error: r.get(12)?,
+        raw_len: r.get(13)?,
+        raw: None,
+        ack: None,
+    })
+}
