@@ -1,0 +1,213 @@
+//! The MLLP listener: accept, read frames, hand each to a [`FrameHandler`], write ACKs back.
+//!
+//! Per connection a reader decodes frames and asks the handler for each one *in arrival order*
+//! (so stores see a sender's messages in order), and a writer awaits the answers in the same
+//! order and writes them, so pipelining senders get their ACKs in order. At most `max_in_flight`
+//! answers wait per connection, which bounds memory and pushes back on a fast sender.
+//!
+//! Limits: `max_connections` (extra connections are closed at once with a warning), an idle
+//! timeout between frames, and a frame timeout from a frame's first byte to its last, so a slow
+//! or stuck sender cannot hold a slot forever. On shutdown the listener stops accepting, readers
+//! stop reading, and every frame already read is answered before the socket closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Instant, timeout_at};
+use tokio_util::codec::{Decoder, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{MllpCodec, MllpFrame};
+
+/// The answer to one frame: resolves to the ACK bytes, or `None` when no ACK is to be sent.
+pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// What the listener calls for each frame.
+pub trait FrameHandler: Send + Sync + 'static {
+    /// Called in arrival order. Should return as soon as the frame is queued (e.g. submitted to
+    /// the store); the returned future resolves when the ACK may be sent.
+    fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> impl Future<Output = AckFuture> + Send;
+}
+
+/// Listener settings (defaults suit a hospital PAS feed).
+#[derive(Debug, Clone)]
+pub struct MllpListenerOptions {
+    /// The route name, used in logs.
+    pub name: String,
+    pub listen: SocketAddr,
+    pub max_frame: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+impl MllpListenerOptions {
+    pub fn new(name: impl Into<String>, listen: SocketAddr) -> Self {
+        MllpListenerOptions {
+            name: name.into(),
+            listen,
+            max_frame: 8 * 1024 * 1024,
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(30),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// A bound MLLP listener.
+#[derive(Debug)]
+pub struct MllpListener<H> {
+    opts: Arc<MllpListenerOptions>,
+    handler: Arc<H>,
+    listener: TcpListener,
+}
+
+impl<H: FrameHandler> MllpListener<H> {
+    /// Binds the socket (so a port clash is reported before anything else starts).
+    pub async fn bind(opts: MllpListenerOptions, handler: Arc<H>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(opts.listen).await?;
+        Ok(MllpListener { opts: Arc::new(opts), handler, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains every connection.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let limit = Arc::new(Semaphore::new(self.opts.max_connections));
+        let tracker = TaskTracker::new();
+        let name = &self.opts.name;
+        tracing::info!(route = %name, listen = %self.local_addr().map_or(self.opts.listen, |a| a), "MLLP listener ready");
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let (opts, handler, stop) = (self.opts.clone(), self.handler.clone(), shutdown.clone());
+                        tracker.spawn(async move {
+                            serve_connection(stream, peer, handler, &opts, stop).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(route = %name, %peer, max_connections = self.opts.max_connections, "connection refused: max_connections reached");
+                    }
+                },
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(route = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        drop(self.listener);
+        tracker.close();
+        tracker.wait().await;
+        tracing::info!(route = %name, "MLLP listener stopped");
+    }
+}
+
+async fn serve_connection<H: FrameHandler>(stream: TcpStream, peer: SocketAddr, handler: Arc<H>, opts: &MllpListenerOptions, shutdown: CancellationToken) {
+    let route = opts.name.as_str();
+    tracing::debug!(route, %peer, "connection open");
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let (ack_tx, mut ack_rx) = mpsc::channel::<AckFuture>(opts.max_in_flight.max(1));
+    let writer = tokio::spawn(async move {
+        let mut sink = FramedWrite::new(wr, MllpCodec::new(usize::MAX));
+        while let Some(answer) = ack_rx.recv().await {
+            if let Some(ack) = answer.await {
+                if sink.feed(ack).await.is_err() {
+                    return;
+                }
+            }
+            if ack_rx.is_empty() && sink.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.flush().await;
+    });
+
+    let mut codec = MllpCodec::new(opts.max_frame);
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut last_frame = Instant::now();
+    let mut frame_started: Option<Instant> = None;
+    let mut frames = 0u64;
+    'read: loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    last_frame = Instant::now();
+                    frame_started = None;
+                    if let MllpFrame::Oversized { len, .. } = &frame {
+                        tracing::warn!(route, %peer, len, max_frame = opts.max_frame, "oversized frame");
+                    }
+                    let answer = handler.accept(frame, peer).await;
+                    if ack_tx.send(answer).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(route, %peer, error = %e, "framing error");
+                    break 'read;
+                }
+            }
+        }
+        let junk = codec.take_junk();
+        if junk > 0 {
+            tracing::warn!(route, %peer, bytes = junk, "discarded bytes outside an MLLP frame");
+        }
+        if codec.in_frame() {
+            frame_started.get_or_insert_with(Instant::now);
+        }
+        let deadline = match frame_started {
+            Some(t) => t + opts.frame_timeout,
+            None => last_frame + opts.idle_timeout,
+        };
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = timeout_at(deadline, rd.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) if frame_started.is_some() => {
+                tracing::warn!(route, %peer, timeout = ?opts.frame_timeout, "frame not completed in time; closing");
+                break;
+            }
+            Err(_) => {
+                tracing::info!(route, %peer, timeout = ?opts.idle_timeout, "idle connection closed");
+                break;
+            }
+            Ok(Ok(0)) => {
+                if codec.in_frame() {
+                    tracing::warn!(route, %peer, "connection closed in the middle of a frame; the partial frame was not acknowledged");
+                }
+                break;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(route, %peer, error = %e, "read failed");
+                break;
+            }
+        }
+    }
+    drop(ack_tx);
+    let _ = writer.await;
+    tracing::debug!(route, %peer, frames, "connection closed");
+}
