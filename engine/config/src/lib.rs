@@ -1,1 +1,23 @@
-//! placeholder
+//! Wyvern's configuration: the YAML model, pure validation, and the validated [`Config`] the
+//! runtime builds from.
+//!
+//! A config is a folder (or one route file). In a folder, `wyvern.yaml` holds engine settings
+//! (optional: embedded defaults apply) and every other `*.yaml` is one route; `*.test.yaml`
+//! files are route tests, not routes. Reading files is the only I/O here ([`load`]);
+//! [`validate`] is pure: it opens no socket, resolves no host and reads no secret, and it
+//! reports every problem it finds as `file:line:col: what was expected`.
+
+mod diagnostic;
+mod load;
+mod model;
+mod units;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{SourceFile, load, read_sources};
+pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
+pub use units::{ByteSize, HumanDuration};
+pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
+
+/// The engine settings file inside a config folder.
+pub const ENGINE_FILE: &str = "wyvern.yaml";

@@ -12,7 +12,10 @@ use super::{MllpCodec, MllpFrame};
 #[derive(Debug, thiserror::Error)]
 pub enum MllpClientError {
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the connection closed before the ACK arrived")]
@@ -38,7 +41,12 @@ pub struct MllpClient {
 
 impl MllpClient {
     pub async fn connect(addr: &str, max_frame: usize) -> Result<Self, MllpClientError> {
-        let stream = TcpStream::connect(addr).await.map_err(|source| MllpClientError::Connect { addr: addr.to_string(), source })?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| MllpClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
         Ok(MllpClient {

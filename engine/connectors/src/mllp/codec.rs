@@ -27,9 +27,15 @@ pub enum MllpFrame {
 enum State {
     Outside,
     /// Inside a frame; `scanned` bytes are known not to hold the end block.
-    Inside { scanned: usize },
+    Inside {
+        scanned: usize,
+    },
     /// Discarding an oversized frame until its end block.
-    Oversized { head: Bytes, len: usize, pending_fs: bool },
+    Oversized {
+        head: Bytes,
+        len: usize,
+        pending_fs: bool,
+    },
 }
 
 /// Decodes MLLP frames and encodes payloads into frames.
@@ -42,7 +48,11 @@ pub struct MllpCodec {
 
 impl MllpCodec {
     pub fn new(max_frame: usize) -> Self {
-        MllpCodec { max_frame, state: State::Outside, junk: 0 }
+        MllpCodec {
+            max_frame,
+            state: State::Outside,
+            junk: 0,
+        }
     }
 
     /// True while a frame has started and not yet ended.
@@ -86,7 +96,10 @@ impl Decoder for MllpCodec {
                         buf.advance(END.len());
                         self.state = State::Outside;
                         if p > self.max_frame {
-                            return Ok(Some(MllpFrame::Oversized { head: frame.slice(..OVERSIZE_HEAD.min(p)), len: p }));
+                            return Ok(Some(MllpFrame::Oversized {
+                                head: frame.slice(..OVERSIZE_HEAD.min(p)),
+                                len: p,
+                            }));
                         }
                         return Ok(Some(MllpFrame::Message(frame)));
                     }
@@ -96,13 +109,21 @@ impl Decoder for MllpCodec {
                         let head = Bytes::copy_from_slice(&buf[..OVERSIZE_HEAD.min(buf.len())]);
                         let len = buf.len();
                         buf.clear();
-                        self.state = State::Oversized { head, len, pending_fs };
+                        self.state = State::Oversized {
+                            head,
+                            len,
+                            pending_fs,
+                        };
                         continue;
                     }
                     *scanned = buf.len();
                     return Ok(None);
                 }
-                State::Oversized { head, len, pending_fs } => {
+                State::Oversized {
+                    head,
+                    len,
+                    pending_fs,
+                } => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
@@ -118,7 +139,10 @@ impl Decoder for MllpCodec {
                     match end {
                         Some(consumed) => {
                             buf.advance(consumed);
-                            let frame = MllpFrame::Oversized { head: std::mem::take(head), len: *len };
+                            let frame = MllpFrame::Oversized {
+                                head: std::mem::take(head),
+                                len: *len,
+                            };
                             self.state = State::Outside;
                             return Ok(Some(frame));
                         }

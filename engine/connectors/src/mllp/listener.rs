@@ -77,7 +77,11 @@ impl<H: FrameHandler> MllpListener<H> {
     /// Binds the socket (so a port clash is reported before anything else starts).
     pub async fn bind(opts: MllpListenerOptions, handler: Arc<H>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(opts.listen).await?;
-        Ok(MllpListener { opts: Arc::new(opts), handler, listener })
+        Ok(MllpListener {
+            opts: Arc::new(opts),
+            handler,
+            listener,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -98,7 +102,8 @@ impl<H: FrameHandler> MllpListener<H> {
             match accepted {
                 Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let (opts, handler, stop) = (self.opts.clone(), self.handler.clone(), shutdown.clone());
+                        let (opts, handler, stop) =
+                            (self.opts.clone(), self.handler.clone(), shutdown.clone());
                         tracker.spawn(async move {
                             serve_connection(stream, peer, handler, &opts, stop).await;
                             drop(permit);
@@ -122,7 +127,13 @@ impl<H: FrameHandler> MllpListener<H> {
     }
 }
 
-async fn serve_connection<H: FrameHandler>(stream: TcpStream, peer: SocketAddr, handler: Arc<H>, opts: &MllpListenerOptions, shutdown: CancellationToken) {
+async fn serve_connection<H: FrameHandler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<H>,
+    opts: &MllpListenerOptions,
+    shutdown: CancellationToken,
+) {
     let route = opts.name.as_str();
     tracing::debug!(route, %peer, "connection open");
     let _ = stream.set_nodelay(true);

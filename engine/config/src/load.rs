@@ -1,0 +1,69 @@
+//! Reading a config folder or file from disk: the only I/O in this crate.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Config, Diagnostic, ENGINE_FILE, validate};
+
+/// One config file's path and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn is_engine_file(&self) -> bool {
+        self.path.file_name().is_some_and(|n| n == ENGINE_FILE)
+    }
+}
+
+fn is_route_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (name.ends_with(".yaml") || name.ends_with(".yml"))
+        && !name.ends_with(".test.yaml")
+        && !name.ends_with(".test.yml")
+}
+
+/// Reads a config folder (`wyvern.yaml` plus route files) or a single route file. Returns the
+/// folder that relative paths are resolved against, and the files in a stable order.
+pub fn read_sources(path: &Path) -> Result<(PathBuf, Vec<SourceFile>), Vec<Diagnostic>> {
+    let io_err =
+        |p: &Path, e: std::io::Error| vec![Diagnostic::error(p, 0, 0, format!("cannot read: {e}"))];
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    let (base, files) = if meta.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| io_err(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_route_file(p))
+            .collect();
+        files.sort();
+        (path.to_path_buf(), files)
+    } else {
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut files = vec![path.to_path_buf()];
+        let engine = base.join(ENGINE_FILE);
+        if path.file_name().is_some_and(|n| n != ENGINE_FILE) && engine.is_file() {
+            files.insert(0, engine);
+        }
+        (base, files)
+    };
+    let mut sources = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for f in files {
+        match std::fs::read_to_string(&f) {
+            Ok(text) => sources.push(SourceFile { path: f, text }),
+            Err(e) => errors.extend(io_err(&f, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok((base, sources))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads and validates a config folder or file.
+pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
+    let (base, sources) = read_sources(path)?;
+    validate(&base, &sources)
+}

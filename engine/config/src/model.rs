@@ -1,0 +1,67 @@
+//! The YAML shapes exactly as written: closed enums, unknown keys refused, values spanned so
+//! validation can point at them. Nothing here is trusted until [`crate::validate`] has run.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::{ByteSize, HumanDuration};
+
+/// `wyvern.yaml`: settings for the whole engine. Every key is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFile {
+    pub version: Spanned<u32>,
+    #[serde(default)]
+    pub store: Option<StoreFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    /// The store folder, relative to the config folder. Default `wyvern-data`.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub durability: Option<DurabilityFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityFile {
+    Fsync,
+    Buffered,
+}
+
+/// One route file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub version: Spanned<u32>,
+    pub route: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub source: SourceFileKind,
+}
+
+/// Where a route's messages come from (one key: the kind).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SourceFileKind {
+    Mllp(MllpSourceFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpSourceFile {
+    pub listen: Spanned<String>,
+    #[serde(default)]
+    pub max_frame: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    pub max_connections: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub frame_timeout: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub max_in_flight: Option<Spanned<u32>>,
+}

@@ -1,0 +1,277 @@
+//! Pure validation: YAML text in, a [`Config`] the runtime can build from — or every problem
+//! found, each with its file, line and column. No sockets, DNS, files or secrets are touched:
+//! `wyvern validate` on a laptop says the same as the engine on the server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use crate::model::{DurabilityFile, EngineFile, RouteFile, SourceFileKind};
+use crate::{Diagnostic, SourceFile};
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub engine: EngineSettings,
+    pub routes: Vec<Route>,
+    /// Findings that do not stop the engine.
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    pub store_dir: PathBuf,
+    pub durability: Durability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Fsync,
+    Buffered,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Mllp(MllpSource),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MllpSource {
+    pub listen: SocketAddr,
+    pub max_frame: u64,
+    pub max_connections: u32,
+    pub idle_timeout: Duration,
+    pub frame_timeout: Duration,
+    pub max_in_flight: u32,
+}
+
+/// Where a finding points.
+struct At<'a> {
+    file: &'a Path,
+    errors: Vec<Diagnostic>,
+}
+
+impl At<'_> {
+    fn err<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
+        let l = s.referenced;
+        self.errors
+            .push(Diagnostic::error(self.file, l.line(), l.column(), msg));
+    }
+}
+
+/// Validates the files of one config. `base` is the folder relative paths are resolved against.
+pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut engine = EngineSettings {
+        store_dir: base.join("wyvern-data"),
+        durability: Durability::Fsync,
+    };
+    let mut routes: Vec<Route> = Vec::new();
+    let mut names: HashMap<String, (PathBuf, u64)> = HashMap::new();
+    let mut listens: HashMap<SocketAddr, (String, PathBuf, u64)> = HashMap::new();
+
+    for src in sources {
+        let mut at = At {
+            file: &src.path,
+            errors: Vec::new(),
+        };
+        if src.is_engine_file() {
+            match parse::<EngineFile>(src) {
+                Ok(f) => {
+                    check_version(&mut at, &f.version);
+                    if let Some(store) = f.store {
+                        if let Some(p) = store.path {
+                            if p.value.trim().is_empty() {
+                                at.err(
+                                    &p,
+                                    "store.path is empty: expected a folder such as wyvern-data",
+                                );
+                            } else {
+                                engine.store_dir = base.join(&p.value);
+                            }
+                        }
+                        engine.durability = match store.durability {
+                            Some(DurabilityFile::Buffered) => Durability::Buffered,
+                            _ => Durability::Fsync,
+                        };
+                    }
+                }
+                Err(d) => at.errors.push(d),
+            }
+        } else {
+            match parse::<RouteFile>(src) {
+                Ok(f) => {
+                    check_version(&mut at, &f.version);
+                    let name = f.route.value.clone();
+                    if !valid_name(&name) {
+                        at.err(&f.route, format!("route name {name:?} is not valid: expected lower-case letters, digits and '-', such as adt-to-chie"));
+                    } else if let Some((file, line)) = names.get(&name) {
+                        at.err(
+                            &f.route,
+                            format!(
+                                "route {name:?} is already defined at {}:{line}",
+                                file.display()
+                            ),
+                        );
+                    } else {
+                        names.insert(name.clone(), (src.path.clone(), f.route.referenced.line()));
+                    }
+                    let source = match f.source {
+                        SourceFileKind::Mllp(m) => {
+                            let listen = match m.listen.value.parse::<SocketAddr>() {
+                                Ok(a) => {
+                                    if let Some((other, file, line)) = listens.get(&a) {
+                                        at.err(&m.listen, format!("{a} is already the listen address of route {other:?} ({}:{line})", file.display()));
+                                    } else {
+                                        listens.insert(
+                                            a,
+                                            (
+                                                name.clone(),
+                                                src.path.clone(),
+                                                m.listen.referenced.line(),
+                                            ),
+                                        );
+                                    }
+                                    a
+                                }
+                                Err(_) => {
+                                    at.err(&m.listen, format!("listen {:?} is not an address: expected IP:PORT such as 0.0.0.0:2575 or 127.0.0.1:2575", m.listen.value));
+                                    SocketAddr::from(([0, 0, 0, 0], 0))
+                                }
+                            };
+                            let max_frame = m.max_frame.map_or(8 << 20, |s| {
+                                if !(1024..=1 << 30).contains(&s.value.0) {
+                                    at.err(
+                                        &s,
+                                        format!(
+                                            "max_frame {} is out of range: expected 1KiB to 1GiB",
+                                            s.value
+                                        ),
+                                    );
+                                }
+                                s.value.0
+                            });
+                            let max_connections = positive(
+                                &mut at,
+                                m.max_connections,
+                                256,
+                                "max_connections",
+                                100_000,
+                            );
+                            let max_in_flight =
+                                positive(&mut at, m.max_in_flight, 256, "max_in_flight", 65_536);
+                            let idle_timeout =
+                                duration(&mut at, m.idle_timeout, 300, "idle_timeout");
+                            let frame_timeout =
+                                duration(&mut at, m.frame_timeout, 30, "frame_timeout");
+                            Source::Mllp(MllpSource {
+                                listen,
+                                max_frame,
+                                max_connections,
+                                idle_timeout,
+                                frame_timeout,
+                                max_in_flight,
+                            })
+                        }
+                    };
+                    routes.push(Route {
+                        name,
+                        description: f.description,
+                        file: src.path.clone(),
+                        source,
+                    });
+                }
+                Err(d) => at.errors.push(d),
+            }
+        }
+        errors.extend(at.errors);
+    }
+    if routes.is_empty() && errors.is_empty() {
+        errors.push(Diagnostic::error(
+            base,
+            0,
+            0,
+            "no route files found: expected at least one ROUTE.yaml beside wyvern.yaml",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(Config {
+            engine,
+            routes,
+            warnings: Vec::new(),
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, Diagnostic> {
+    serde_saphyr::from_str::<T>(&src.text).map_err(|e| {
+        let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let mut msg = e.without_snippet().to_string();
+        if let Some(i) = msg.find(" at line ") {
+            msg.truncate(i);
+        }
+        Diagnostic::error(&src.path, line, col, msg)
+    })
+}
+
+fn check_version(at: &mut At<'_>, v: &Spanned<u32>) {
+    if v.value != 1 {
+        at.err(
+            v,
+            format!("version {} is not supported: expected version: 1", v.value),
+        );
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn positive(at: &mut At<'_>, v: Option<Spanned<u32>>, default: u32, key: &str, max: u32) -> u32 {
+    match v {
+        None => default,
+        Some(s) if s.value == 0 || s.value > max => {
+            at.err(
+                &s,
+                format!("{key} {} is out of range: expected 1 to {max}", s.value),
+            );
+            default
+        }
+        Some(s) => s.value,
+    }
+}
+
+fn duration(
+    at: &mut At<'_>,
+    v: Option<Spanned<crate::HumanDuration>>,
+    default_secs: u64,
+    key: &str,
+) -> Duration {
+    match v {
+        None => Duration::from_secs(default_secs),
+        Some(s) if s.value.0.is_zero() => {
+            at.err(
+                &s,
+                format!("{key} must be longer than zero: expected a duration such as 30s"),
+            );
+            Duration::from_secs(default_secs)
+        }
+        Some(s) => s.value.0,
+    }
+}
