@@ -1,1 +1,135 @@
-fn main() {}
+//! `wyvern`: the HL7v2/FHIR interface engine's command line. Each subcommand lives in its own
+//! module; this file only parses arguments, sets up logging and dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod bench_server;
+mod inbox;
+mod input;
+mod run;
+mod send;
+mod synthetic;
+mod validate;
+
+const ABOUT: &str = "Wyvern: an HL7v2/FHIR interface engine for shared care records.";
+
+const AFTER_HELP: &str = "\
+Quick start:
+  wyvern run --config examples/quickstart          # listen for MLLP on 127.0.0.1:2575
+  wyvern send examples/quickstart/messages/         # send the sample messages, print each ACK
+  wyvern inbox list --config examples/quickstart   # see what was stored
+
+A config is a folder: wyvern.yaml (engine settings, optional) and one YAML file per route.
+Every message Wyvern acknowledges with AA/CA is on disk first. See README.md and ARCHITECTURE.md.";
+
+#[derive(Debug, Parser)]
+#[command(name = "wyvern", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "WYVERN_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `wyvern_connectors=debug` (RUST_LOG syntax).
+    #[arg(long, global = true, default_value = "info", env = "WYVERN_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine: listen on every route's source, store and acknowledge messages.
+    ///
+    /// Stops gracefully on Ctrl-C or SIGTERM: no new connections, every message already read is
+    /// stored and acknowledged, then the store is closed.
+    Run {
+        /// A config folder (wyvern.yaml + route files) or a single route file.
+        #[arg(long, short, env = "WYVERN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config and print every problem as file:line:col. Opens no sockets, reads no secrets.
+    Validate {
+        #[arg(long, short, env = "WYVERN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Send HL7v2 messages over MLLP and print each ACK. Exits 1 if any answer is not AA/CA.
+    ///
+    /// Inputs are files, folders (every file inside, sorted) or `-` for stdin; a file may hold
+    /// one message, several, or an FHS/BHS batch. LF or CRLF segment ends are sent as CR.
+    Send(send::SendArgs),
+    /// Search and show what the inbox stored (works while the engine runs).
+    Inbox {
+        #[command(subcommand)]
+        command: inbox::InboxCommand,
+    },
+    /// Measure MLLP throughput and ACK latency against Wyvern and two baselines.
+    Bench(bench::BenchArgs),
+    /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
+    #[command(hide = true)]
+    BenchServer(bench_server::BenchServerArgs),
+    /// Print the version.
+    Version,
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run { config } => run::run(&config).await,
+            Command::Validate { config } => validate::validate(&config),
+            Command::Send(args) => send::send(args).await,
+            Command::Inbox { command } => inbox::inbox(command),
+            Command::Bench(args) => bench::bench(args).await,
+            Command::BenchServer(args) => bench_server::serve(args).await,
+            Command::Version => {
+                println!("wyvern {}", env!("CARGO_PKG_VERSION"));
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,14 @@
-//! placeholder
+//! Running Wyvern: build the store and listeners from a validated [`wyvern_config::Config`],
+//! turn each received frame into a stored envelope and the ACK derived from that outcome, and
+//! shut down without dropping anything already read.
+//!
+//! Invariant: every frame gets exactly one outcome (accepted, rejected, or not stored → AE) and
+//! its ACK is derived from that outcome *after* the store has answered.
+
+mod assess;
+mod engine;
+mod inbox;
+
+pub use assess::{Assessment, assess};
+pub use engine::{BuildError, Engine};
+pub use inbox::{Hl7Inbox, RouteCounters};

@@ -1,0 +1,344 @@
+//! `wyvern bench`: the end-to-end load tool. It measures MLLP throughput and ACK latency of a
+//! real `wyvern run` (its own process, a fresh store, `durability: fsync`) beside two baselines
+//! started the same way (see `bench_server`): an echo server (the loopback floor) and a server
+//! that fsyncs each message on its own (durable without group commit). Every ACK's MSA-1 and
+//! MSA-2 are checked; a run with any wrong answer exits non-zero.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use hdrhistogram::Histogram;
+
+use crate::send::{exchange, judge};
+use crate::synthetic::adt_a01;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Messages per scenario (the 1-connection stop-and-wait scenario uses --serial-messages).
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Messages for 1-connection stop-and-wait, which is bound by one fsync per message.
+    #[arg(long, default_value_t = 2_000)]
+    pub serial_messages: usize,
+    /// Connections in the many-connections scenario.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Messages in flight in the pipelined scenario.
+    #[arg(long, default_value_t = 32)]
+    pub window: usize,
+    /// What to measure, in this order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "echo,fsync-each,wyvern"
+    )]
+    pub targets: Vec<Target>,
+    /// Measure an engine that is already running at HOST:PORT instead (no baselines, no RSS).
+    #[arg(long, conflicts_with = "targets")]
+    pub to: Option<String>,
+    /// Folder for the stores and files the servers write (must be on the disk you want to
+    /// measure, not tmpfs). Default: a temporary folder beside the current directory.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// MLLP echo: ACK without storing (the loopback floor).
+    Echo,
+    /// Append + fsync each message on its own before ACKing (no group commit).
+    FsyncEach,
+    /// `wyvern run` with the embedded store, durability fsync (group commit).
+    Wyvern,
+    /// `wyvern run` with durability buffered (no fsync at commit).
+    WyvernBuffered,
+}
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Echo => "baseline: echo, no storage",
+            Target::FsyncEach => "baseline: fsync per message",
+            Target::Wyvern => "wyvern (fsync, group commit)",
+            Target::WyvernBuffered => "wyvern (buffered)",
+        }
+    }
+}
+
+/// One load shape.
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    connections: usize,
+    window: usize,
+    messages: usize,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    target: String,
+    scenario: &'static str,
+    ok: usize,
+    wrong: usize,
+    secs: f64,
+    hist: Histogram<u64>,
+    peak_rss_kib: Option<u64>,
+}
+
+/// A server process started for one measurement, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn start(target: Target, dir: &Path) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe().context("finding the wyvern binary")?;
+    let addr = free_port()?;
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    match target {
+        Target::Echo => cmd.args([
+            "bench-server",
+            "--mode",
+            "echo",
+            "--listen",
+            &addr.to_string(),
+        ]),
+        Target::FsyncEach => {
+            let file = dir.join("fsync-each.log");
+            cmd.args([
+                "bench-server",
+                "--mode",
+                "fsync-each",
+                "--listen",
+                &addr.to_string(),
+                "--file",
+            ])
+            .arg(file)
+        }
+        Target::Wyvern | Target::WyvernBuffered => {
+            let durability = if target == Target::Wyvern {
+                "fsync"
+            } else {
+                "buffered"
+            };
+            std::fs::write(
+                dir.join("wyvern.yaml"),
+                format!("version: 1\nstore:\n  path: store\n  durability: {durability}\n"),
+            )?;
+            std::fs::write(
+                dir.join("bench.yaml"),
+                format!("version: 1\nroute: bench\nsource:\n  mllp:\n    listen: {addr}\n"),
+            )?;
+            cmd.args(["run", "--config"]).arg(dir)
+        }
+    };
+    let child = cmd.spawn().context("starting the server")?;
+    let server = Server { child, addr };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not start listening on {addr} within 20 s",
+                target.label()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(server)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn load(
+    addr: String,
+    s: Scenario,
+    msgs: Arc<Vec<Bytes>>,
+) -> anyhow::Result<(usize, usize, f64, Histogram<u64>)> {
+    let per = s.messages.div_ceil(s.connections);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..s.connections {
+        let range = (c * per).min(s.messages)..((c + 1) * per).min(s.messages);
+        let (msgs, addr) = (msgs.clone(), addr.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let (mut ok, mut wrong) = (0usize, 0usize);
+            let r = exchange(
+                &addr,
+                msgs.clone(),
+                range,
+                s.window,
+                Duration::from_secs(30),
+                |a| {
+                    let _ = hist.record(
+                        u64::try_from(a.latency.as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1),
+                    );
+                    match &a.result {
+                        Ok(ack) => {
+                            let v = judge(&msgs[a.index], ack);
+                            if v.control_id_matches
+                                && v.code
+                                    .is_some_and(|c| c.intent() == wyvern_hl7::AckIntent::Accept)
+                            {
+                                ok += 1;
+                            } else {
+                                wrong += 1;
+                            }
+                        }
+                        Err(_) => wrong += 1,
+                    }
+                },
+            )
+            .await;
+            (ok, wrong, hist, r)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let (mut ok, mut wrong) = (0, 0);
+    for t in tasks {
+        let (o, w, h, r) = t.await?;
+        r?;
+        ok += o;
+        wrong += w;
+        hist.add(h)?;
+    }
+    Ok((ok, wrong, started.elapsed().as_secs_f64(), hist))
+}
+
+fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
+    Arc::new(
+        (0..n)
+            .map(|i| Bytes::from(adt_a01(&format!("{prefix}{i:07}"), i as u64)))
+            .collect(),
+    )
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let scenarios = [
+        Scenario {
+            name: "1 conn, stop-and-wait",
+            connections: 1,
+            window: 1,
+            messages: args.serial_messages,
+        },
+        Scenario {
+            name: "N conns, stop-and-wait",
+            connections: args.connections,
+            window: 1,
+            messages: args.messages,
+        },
+        Scenario {
+            name: "1 conn, pipelined",
+            connections: 1,
+            window: args.window,
+            messages: args.messages,
+        },
+    ];
+    let work = match &args.work_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("wyvern-bench-")
+            .tempdir_in(d)?,
+        None => tempfile::Builder::new()
+            .prefix("wyvern-bench-")
+            .tempdir_in(".")?,
+    };
+    let mut results = Vec::new();
+    let sample = adt_a01("X", 1).len();
+    eprintln!(
+        "wyvern bench: {sample}-byte ADT^A01 messages; store folders under {}",
+        work.path().display()
+    );
+    for (si, s) in scenarios.iter().enumerate() {
+        let name = s.name.replace('N', &args.connections.to_string());
+        let msgs = messages(&format!("B{si}"), s.messages);
+        if let Some(to) = &args.to {
+            eprintln!("  {name}: {} messages to {to} …", s.messages);
+            let (ok, wrong, secs, hist) = load(to.clone(), *s, msgs).await?;
+            results.push(Outcome {
+                target: to.clone(),
+                scenario: s.name,
+                ok,
+                wrong,
+                secs,
+                hist,
+                peak_rss_kib: None,
+            });
+            continue;
+        }
+        for (ti, t) in args.targets.iter().enumerate() {
+            eprintln!("  {name}: {} messages to {} …", s.messages, t.label());
+            let server = start(*t, &work.path().join(format!("s{si}-t{ti}")))?;
+            let (ok, wrong, secs, hist) = load(server.addr.to_string(), *s, msgs.clone()).await?;
+            let peak_rss_kib = peak_rss_kib(server.child.id());
+            results.push(Outcome {
+                target: t.label().into(),
+                scenario: s.name,
+                ok,
+                wrong,
+                secs,
+                hist,
+                peak_rss_kib,
+            });
+        }
+    }
+    print_table(&results, args.connections);
+    let wrong: usize = results.iter().map(|r| r.wrong).sum();
+    if wrong > 0 {
+        eprintln!("{wrong} answers were not AA with the right MSA-2");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(results: &[Outcome], connections: usize) {
+    println!("| scenario | server | msgs/s | p50 ACK | p99 ACK | peak RSS | ACKs checked |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for r in results {
+        let ms = |q: f64| format!("{:.2} ms", r.hist.value_at_quantile(q) as f64 / 1000.0);
+        let rss = r
+            .peak_rss_kib
+            .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+        let checked = if r.wrong == 0 {
+            format!("{} ok", r.ok)
+        } else {
+            format!("{} ok, {} WRONG", r.ok, r.wrong)
+        };
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {rss} | {checked} |",
+            r.scenario.replace('N', &connections.to_string()),
+            r.target,
+            (r.ok + r.wrong) as f64 / r.secs.max(1e-9),
+            ms(0.5),
+            ms(0.99)
+        );
+    }
+}

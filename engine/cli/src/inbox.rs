@@ -1,0 +1,203 @@
+//! `wyvern inbox list|show`: read the store directly, read-only, even while the engine runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use wyvern_store::{InboxQuery, InboxReader, InboxStatus};
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The config whose store to read (its wyvern.yaml says where the store is).
+    #[arg(long, short, env = "WYVERN_CONFIG", conflicts_with = "store")]
+    config: Option<PathBuf>,
+    /// The store folder itself.
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// List stored messages, newest first.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this MSH-10 message control id.
+        #[arg(long)]
+        control_id: Option<String>,
+        /// Only this NHS number (from PID-3).
+        #[arg(long)]
+        nhs_number: Option<String>,
+        /// Only `accepted` or `rejected`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one message (by id or sequence number): metadata, the ACK sent, and the raw bytes.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+        /// Print only the raw message bytes (segments on separate lines).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Count stored messages by status.
+    Stats {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
+    let dir = match (&args.store, &args.config) {
+        (Some(s), _) => s.clone(),
+        (None, Some(c)) => {
+            wyvern_config::load(c)
+                .map_err(|d| {
+                    anyhow::anyhow!(
+                        "{}",
+                        d.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?
+                .engine
+                .store_dir
+        }
+        (None, None) => bail!("say which store: --config FOLDER or --store FOLDER"),
+    };
+    InboxReader::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+fn printable(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).replace('\r', "\n")
+}
+
+pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        InboxCommand::List {
+            store,
+            control_id,
+            nhs_number,
+            status,
+            route,
+            limit,
+        } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(InboxStatus::parse(s).with_context(|| {
+                    format!("unknown status {s:?}: expected accepted or rejected")
+                })?),
+            };
+            let reader = open(&store)?;
+            let rows = reader.list(&InboxQuery {
+                control_id,
+                nhs_number,
+                status,
+                source: route,
+                before_seq: None,
+                limit,
+            })?;
+            println!(
+                "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  NHS NUMBER",
+                "SEQ", "ID", "RECEIVED (UTC)", "STATUS", "TYPE", "CONTROL ID", "ROUTE"
+            );
+            for r in &rows {
+                println!(
+                    "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  {}",
+                    r.seq,
+                    r.id,
+                    iso(r.received_at_ms),
+                    r.status,
+                    r.message_type.as_deref().unwrap_or("-"),
+                    r.control_id.as_deref().unwrap_or("-"),
+                    r.source,
+                    r.nhs_number.as_deref().unwrap_or("-")
+                );
+            }
+            if rows.is_empty() {
+                eprintln!("no messages match");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        InboxCommand::Show { store, id, raw } => {
+            let reader = open(&store)?;
+            let Some(r) = reader.get(&id)? else {
+                eprintln!("no message with id or sequence {id}");
+                return Ok(ExitCode::FAILURE);
+            };
+            if raw {
+                print!("{}", printable(r.raw.as_deref().unwrap_or_default()));
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "id:           {}\nseq:          {}\nreceived:     {}\nroute:        {}\npeer:         {}",
+                r.id,
+                r.seq,
+                iso(r.received_at_ms),
+                r.source,
+                r.peer.as_deref().unwrap_or("-")
+            );
+            println!(
+                "status:       {}\ntype:         {}\ncontrol id:   {}\nsender:       {} / {}",
+                r.status,
+                r.message_type.as_deref().unwrap_or("-"),
+                r.control_id.as_deref().unwrap_or("-"),
+                r.sending_application.as_deref().unwrap_or("-"),
+                r.sending_facility.as_deref().unwrap_or("-")
+            );
+            println!(
+                "nhs number:   {}\nsize:         {} bytes",
+                r.nhs_number.as_deref().unwrap_or("-"),
+                r.raw_len
+            );
+            if let Some(e) = &r.error {
+                println!("error:        {e}");
+            }
+            println!(
+                "\n--- ACK sent\n{}",
+                r.ack
+                    .as_deref()
+                    .map(printable)
+                    .unwrap_or_else(|| "(none: enhanced mode asked for no accept ACK)\n".into())
+            );
+            let body = r.raw.as_deref().unwrap_or_default();
+            let note = if (body.len() as i64) < r.raw_len {
+                format!(" (first {} of {} bytes)", body.len(), r.raw_len)
+            } else {
+                String::new()
+            };
+            println!("--- message{note}\n{}", printable(body));
+            Ok(ExitCode::SUCCESS)
+        }
+        InboxCommand::Stats { store } => {
+            let reader = open(&store)?;
+            for c in reader.counts()? {
+                println!("{:<10} {}", c.status, c.count);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn iso(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}

@@ -1,0 +1,55 @@
+//! `wyvern run`: validate, build, serve until SIGINT/SIGTERM, then drain.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use wyvern_core::SystemClock;
+use wyvern_runtime::Engine;
+
+pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match wyvern_config::load(config_path) {
+        Ok(c) => c,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "{}: {} problem(s); not starting",
+                config_path.display(),
+                diags.len()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let engine = Engine::build(&config, Arc::new(SystemClock))
+        .await
+        .context("cannot start the engine")?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), routes = config.routes.len(), store = %config.engine.store_dir.display(), "wyvern running; Ctrl-C to stop");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; answering messages in flight");
+        signal.cancel();
+    });
+    engine.run(shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `wyvern send`: an MLLP client for people and scripts, and the exchange loop the load tool
+//! reuses. Every answer's MSA-2 is checked against the MSH-10 that was sent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use tokio::sync::{Semaphore, mpsc};
+use wyvern_connectors::mllp::MllpClient;
+use wyvern_hl7::{AckCode, Message};
+
+use crate::input::read_inputs;
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Where to send, HOST:PORT.
+    #[arg(long, short, default_value = "127.0.0.1:2575", env = "WYVERN_SEND_TO")]
+    pub to: String,
+    /// Messages in flight on the connection; 1 waits for each ACK before the next.
+    #[arg(long, short, default_value_t = 1)]
+    pub window: usize,
+    /// How long to wait for each ACK.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Send each input file as one frame, byte for byte (no splitting, no CR conversion).
+    #[arg(long)]
+    pub raw: bool,
+    /// Print only the summary.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every ACK in full.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Files, folders, or - for stdin (the default).
+    pub inputs: Vec<PathBuf>,
+}
+
+/// What came back for one message.
+#[derive(Debug)]
+pub struct Answer {
+    pub index: usize,
+    pub latency: Duration,
+    pub result: Result<Bytes, String>,
+}
+
+/// What an ACK says, checked against what was sent.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub code: Option<AckCode>,
+    pub control_id_matches: bool,
+    pub text: String,
+}
+
+pub fn judge(sent: &[u8], ack: &[u8]) -> Verdict {
+    let expected = Message::parse(sent)
+        .map(|m| m.control_id().into_owned())
+        .unwrap_or_default();
+    match Message::parse(ack) {
+        Ok(a) => {
+            let code = a.get("MSA-1").and_then(|v| AckCode::parse(&v.as_str()));
+            let msa2 = a
+                .get("MSA-2")
+                .map(|v| v.as_str().into_owned())
+                .unwrap_or_default();
+            let text = a
+                .get("ERR-8")
+                .or_else(|| a.get("MSA-3"))
+                .map(|v| v.as_str().into_owned())
+                .unwrap_or_default();
+            Verdict {
+                code,
+                control_id_matches: msa2 == expected,
+                text,
+            }
+        }
+        Err(e) => Verdict {
+            code: None,
+            control_id_matches: false,
+            text: format!("unreadable ACK: {e}"),
+        },
+    }
+}
+
+/// Sends `msgs[range]` on one connection with up to `window` in flight; calls `on` for each
+/// answer in order. Returns early on a connection error or timeout.
+pub async fn exchange(
+    addr: &str,
+    msgs: Arc<Vec<Bytes>>,
+    range: std::ops::Range<usize>,
+    window: usize,
+    timeout: Duration,
+    mut on: impl FnMut(Answer),
+) -> anyhow::Result<()> {
+    let client = MllpClient::connect(addr, 64 << 20).await?;
+    let (mut tx, mut rx) = client.split();
+    let permits = Arc::new(Semaphore::new(window.max(1)));
+    let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let sender_permits = permits.clone();
+    let sender = tokio::spawn(async move {
+        for i in range {
+            let Ok(p) = sender_permits.acquire().await else {
+                break;
+            };
+            p.forget();
+            let _ = sent_tx.send((i, Instant::now()));
+            if tx.send(&msgs[i]).await.is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    let mut result = Ok(());
+    while let Some((index, sent_at)) = sent_rx.recv().await {
+        let got = tokio::time::timeout(timeout, rx.recv()).await;
+        let latency = sent_at.elapsed();
+        let answer = match got {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no ACK within {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        let failed = answer.is_err();
+        on(Answer {
+            index,
+            latency,
+            result: answer,
+        });
+        permits.add_permits(1);
+        if failed {
+            result = Err(anyhow::anyhow!("stopped after a connection error"));
+            permits.close();
+            break;
+        }
+    }
+    sender.abort();
+    result
+}
+
+pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
+    let inputs = read_inputs(&args.inputs, args.raw)?;
+    if inputs.is_empty() {
+        anyhow::bail!("nothing to send");
+    }
+    let msgs: Arc<Vec<Bytes>> = Arc::new(
+        inputs
+            .iter()
+            .map(|i| Bytes::from(i.bytes.clone()))
+            .collect(),
+    );
+    let total = msgs.len();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let (mut accepted, mut errors, mut rejected, mut mismatched, mut answered) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let result = exchange(
+        &args.to,
+        msgs.clone(),
+        0..total,
+        args.window,
+        args.timeout,
+        |a| {
+            answered += 1;
+            let origin = &inputs[a.index].origin;
+            let sent_id = Message::parse(&msgs[a.index])
+                .map(|m| m.control_id().into_owned())
+                .unwrap_or_default();
+            match &a.result {
+                Ok(ack) => {
+                    let v = judge(&msgs[a.index], ack);
+                    match v.code.map(|c| c.intent()) {
+                        Some(wyvern_hl7::AckIntent::Accept) => accepted += 1,
+                        Some(wyvern_hl7::AckIntent::Error) => errors += 1,
+                        _ => rejected += 1,
+                    }
+                    if !v.control_id_matches {
+                        mismatched += 1;
+                    }
+                    if !args.quiet {
+                        let code = v.code.map_or("??", |c| c.as_str());
+                        let warn = if v.control_id_matches {
+                            String::new()
+                        } else {
+                            "  (MSA-2 does not match MSH-10!)".into()
+                        };
+                        println!("{origin}  {sent_id}  {code}  {}{warn}", v.text);
+                        if args.verbose {
+                            println!("{}", String::from_utf8_lossy(ack).replace('\r', "\n"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    rejected += 1;
+                    println!("{origin}  {sent_id}  --  {e}");
+                }
+            }
+            if total > 100 && last_progress.elapsed() > Duration::from_secs(1) {
+                last_progress = Instant::now();
+                let rate = answered as f64 / started.elapsed().as_secs_f64();
+                eprintln!("progress: {answered}/{total} answered, {rate:.0} msg/s");
+            }
+        },
+    )
+    .await
+    .with_context(|| format!("sending to {}", args.to));
+    let secs = started.elapsed().as_secs_f64();
+    let not_answered = total - answered;
+    eprintln!(
+        "sent {answered}/{total} to {} in {secs:.2}s ({:.0} msg/s): {accepted} accepted, {errors} AE/CE, {rejected} AR/CR or failed, {mismatched} MSA-2 mismatches, {not_answered} unanswered",
+        args.to,
+        answered as f64 / secs.max(1e-9)
+    );
+    result?;
+    Ok(if accepted == total && mismatched == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,62 @@
+//! Synthetic test data: NHS numbers from the 999 range with valid check digits and ~1 KB
+//! ADT^A01 messages. No real patient, clinician or organisation appears anywhere.
+
+/// The `n`-th valid synthetic NHS number (999 000 0000 – 999 999 9999).
+pub fn nhs_number(n: u64) -> String {
+    let mut stem = 999_000_000 + (n % 999_999);
+    loop {
+        let digits: Vec<u32> = stem
+            .to_string()
+            .bytes()
+            .map(|b| u32::from(b - b'0'))
+            .collect();
+        let sum: u32 = digits.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+        match 11 - sum % 11 {
+            10 => stem += 1,
+            11 => return format!("{stem}0"),
+            c => return format!("{stem}{c}"),
+        }
+    }
+}
+
+/// A ~1 KB ADT^A01 with the given control id; `n` varies the patient.
+pub fn adt_a01(control_id: &str, n: u64) -> String {
+    let nhs = nhs_number(n);
+    format!(
+        "MSH|^~\\&|PAS|RHX01|WYVERN|CHIE|20261125143000+0000||ADT^A01^ADT_A01|{control_id}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r\
+EVN|A01|20261125143000|||USR{n:05}^SYNTHETIC^USER|20261125142900\r\
+PID|1||{nhs}^^^NHS^NH~K{n:07}^^^RHX01^MR||TESTPATIENT{n}^ALEX^JORDAN^^MX^^L||19700101|U|||1 TEST STREET^FLAT {n}^TESTTOWN^TESTSHIRE^ZZ99 3ZZ^GBR^H||01632 960000^PRN^PH~07700 900000^ORN^CP|||S||||||A||||||||N\r\
+PD1|||TEST SURGERY^^Y99999|G9999998^TESTGP^SAM^^^DR\r\
+NK1|1|TESTRELATIVE^CHRIS|SPO^Spouse^HL70063|1 TEST STREET^^TESTTOWN^^ZZ99 3ZZ|01632 960001|||||||||||||||||||||||||||||||\r\
+PV1|1|I|WARD7^BAY2^BED{b}^RHX01^^^^^Ward 7|21|||C9999999^TESTCONSULTANT^PAT^^^DR|||300||||19|||C9999999^TESTCONSULTANT^PAT^^^DR|01|V{n:08}|||||||||||||||||||||||||20261125142500\r\
+PV2|||^Chest pain||||||||||||||||||||||||N\r\
+AL1|1|DA|^Penicillin|MO|Rash\r\
+DG1|1||R07.4^Chest pain, unspecified^I10|||W\r\
+ZPI|synthetic|test data only\r",
+        b = n % 6 + 1
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_valid_and_messages_about_1kb() {
+        for n in 0..500 {
+            assert!(
+                wyvern_hl7::NhsNumber::parse(&nhs_number(n)).is_ok(),
+                "{}",
+                nhs_number(n)
+            );
+        }
+        let m = adt_a01("C1", 7);
+        assert!((900..1300).contains(&m.len()), "{}", m.len());
+        let parsed = wyvern_hl7::Message::parse(m.as_bytes()).unwrap();
+        assert!(wyvern_hl7::check::acceptance_problems(&parsed).is_empty());
+        assert_eq!(
+            parsed.nhs_number().unwrap().unwrap().as_str(),
+            nhs_number(7)
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! `wyvern validate`: every config problem at once, as file:line:col.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
+    match wyvern_config::load(config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{w}");
+            }
+            println!(
+                "{}: ok, {} route(s), store {}",
+                config.display(),
+                c.routes.len(),
+                c.engine.store_dir.display()
+            );
+            for r in &c.routes {
+                let wyvern_config::Source::Mllp(m) = &r.source;
+                println!(
+                    "  route {:<24} mllp {}  ({})",
+                    r.name,
+                    m.listen,
+                    r.file.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("{}: {} problem(s)", config.display(), diags.len());
+            Ok(ExitCode::from(2))
+        }
+    }
+}

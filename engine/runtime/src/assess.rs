@@ -1,0 +1,234 @@
+//! Deciding what a frame is, before anything is stored: a pure function of the bytes, the
+//! ACK's control id and the time, so it is unit-testable and its ACKs are reproducible.
+
+use bytes::Bytes;
+use wyvern_connectors::mllp::MllpFrame;
+use wyvern_core::Metadata;
+use wyvern_hl7::{
+    AckError, AckIntent, ErrorCode, Message, build_ack, build_ack_without_message, check,
+};
+use wyvern_store::InboxStatus;
+
+/// What to store and what to answer for one frame.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub status: InboxStatus,
+    /// MSH facts (source and peer are filled in by the caller).
+    pub meta: Metadata,
+    pub error: Option<String>,
+    /// The ACK to send once the record is committed; `None` when enhanced mode wants none.
+    pub ack: Option<Bytes>,
+    /// The bytes to keep (the head only, for an oversized frame).
+    pub raw: Bytes,
+    pub raw_len: usize,
+}
+
+/// Assesses one frame. `ack_id` becomes the ACK's MSH-10 and `now` its MSH-7.
+pub fn assess(frame: MllpFrame, max_frame: usize, ack_id: &str, now: &str) -> Assessment {
+    match frame {
+        MllpFrame::Message(raw) => {
+            let raw_len = raw.len();
+            let (status, meta, error, ack) = match Message::parse(&raw) {
+                Err(e) => {
+                    let problem = check::parse_error_problem(&e);
+                    let ack =
+                        build_ack_without_message(AckIntent::Reject, Some(&problem), ack_id, now);
+                    (
+                        InboxStatus::Rejected,
+                        Metadata::default(),
+                        Some(problem.text),
+                        Some(ack),
+                    )
+                }
+                Ok(msg) => {
+                    let problems = check::acceptance_problems(&msg);
+                    let meta = metadata(&msg);
+                    if let Some(first) = problems.first() {
+                        let text = problems
+                            .iter()
+                            .map(|p| p.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        let ack = build_ack(&msg, AckIntent::Reject, Some(first), ack_id, now);
+                        (InboxStatus::Rejected, meta, Some(text), ack)
+                    } else {
+                        (
+                            InboxStatus::Accepted,
+                            meta,
+                            None,
+                            build_ack(&msg, AckIntent::Accept, None, ack_id, now),
+                        )
+                    }
+                }
+            };
+            Assessment {
+                status,
+                meta,
+                error,
+                ack: ack.map(Bytes::from),
+                raw,
+                raw_len,
+            }
+        }
+        MllpFrame::Oversized { head, len } => {
+            let problem = AckError {
+                code: ErrorCode::ApplicationInternalError,
+                location: None,
+                text: format!(
+                    "the message is {len} bytes, larger than this listener's max_frame of {max_frame} bytes; it was not accepted"
+                ),
+            };
+            let (meta, ack) = match Message::parse(&head) {
+                Ok(msg) => (
+                    metadata(&msg),
+                    build_ack(&msg, AckIntent::Reject, Some(&problem), ack_id, now),
+                ),
+                Err(_) => (
+                    Metadata::default(),
+                    Some(build_ack_without_message(
+                        AckIntent::Reject,
+                        Some(&problem),
+                        ack_id,
+                        now,
+                    )),
+                ),
+            };
+            Assessment {
+                status: InboxStatus::Rejected,
+                meta,
+                error: Some(problem.text),
+                ack: ack.map(Bytes::from),
+                raw: head,
+                raw_len: len,
+            }
+        }
+    }
+}
+
+/// The AE sent when a message could not be stored: the sender still owns it and may resend.
+pub(crate) fn store_failure_ack(raw: &[u8], reason: &str, ack_id: &str, now: &str) -> Bytes {
+    let problem = AckError {
+        code: ErrorCode::ApplicationInternalError,
+        location: None,
+        text: format!(
+            "the message could not be stored ({reason}); it was not accepted, please resend"
+        ),
+    };
+    let ack = match Message::parse(raw) {
+        Ok(msg) => build_ack(&msg, AckIntent::Error, Some(&problem), ack_id, now),
+        Err(_) => None,
+    };
+    Bytes::from(ack.unwrap_or_else(|| {
+        build_ack_without_message(AckIntent::Error, Some(&problem), ack_id, now)
+    }))
+}
+
+fn metadata(msg: &Message<'_>) -> Metadata {
+    let some = |s: std::borrow::Cow<'_, str>| (!s.is_empty()).then(|| s.into_owned());
+    let t = msg.message_type();
+    let message_type = match (t.code.is_empty(), t.trigger.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(t.code.into_owned()),
+        (false, false) => Some(format!("{}^{}", t.code, t.trigger)),
+    };
+    Metadata {
+        source: String::new(),
+        peer: None,
+        sending_application: some(msg.sending_application()),
+        sending_facility: some(msg.sending_facility()),
+        message_type,
+        control_id: some(msg.control_id()),
+        nhs_number: msg
+            .nhs_number()
+            .and_then(Result::ok)
+            .map(|n| n.as_str().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(raw: &[u8]) -> Assessment {
+        assess(
+            MllpFrame::Message(Bytes::copy_from_slice(raw)),
+            1024,
+            "A1",
+            "20261125143000",
+        )
+    }
+
+    fn ack(a: &Assessment) -> String {
+        String::from_utf8(a.ack.clone().unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn accepted_message_carries_metadata() {
+        let a =
+            run(b"MSH|^~\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|C1|P|2.4\rPID|1||9990000018^^^NHS^NH\r");
+        assert_eq!(a.status, InboxStatus::Accepted);
+        assert_eq!(a.meta.control_id.as_deref(), Some("C1"));
+        assert_eq!(a.meta.message_type.as_deref(), Some("ADT^A01"));
+        assert_eq!(a.meta.nhs_number.as_deref(), Some("9990000018"));
+        assert!(ack(&a).contains("MSA|AA|C1"));
+    }
+
+    #[test]
+    fn invalid_nhs_number_is_not_recorded_as_one() {
+        let a =
+            run(b"MSH|^~\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|C1|P|2.4\rPID|1||9990000017^^^NHS^NH\r");
+        assert_eq!(a.status, InboxStatus::Accepted);
+        assert_eq!(a.meta.nhs_number, None);
+    }
+
+    #[test]
+    fn rejections_say_why() {
+        let a = run(b"garbage");
+        assert_eq!(a.status, InboxStatus::Rejected);
+        assert!(ack(&a).starts_with("MSH|^~\\&|WYVERN|"));
+        assert!(ack(&a).contains("MSA|AR||"), "{}", ack(&a));
+        let a = run(b"MSH|^~\\&|PAS|RX1|WYV|CHIE|2026|||C2|P|2.5");
+        assert!(
+            ack(&a).contains("MSA|AR|C2|MSH-9 (message type) is empty"),
+            "{}",
+            ack(&a)
+        );
+        assert!(
+            ack(&a).contains("ERR||MSH^1^9|101^Required field missing^HL70357|E"),
+            "{}",
+            ack(&a)
+        );
+    }
+
+    #[test]
+    fn oversized_keeps_head_and_echoes_control_id() {
+        let a = assess(
+            MllpFrame::Oversized {
+                head: Bytes::from_static(
+                    b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|BIG1|P|2.5\rOBX|1|ED|",
+                ),
+                len: 5000,
+            },
+            1024,
+            "A1",
+            "2026",
+        );
+        assert_eq!(a.status, InboxStatus::Rejected);
+        assert_eq!(a.raw_len, 5000);
+        assert!(ack(&a).contains("MSA|AR|BIG1|the message is 5000 bytes, larger than this listener's max_frame of 1024 bytes"), "{}", ack(&a));
+    }
+
+    #[test]
+    fn store_failure_is_ae() {
+        let ack = store_failure_ack(
+            b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C9|P|2.5",
+            "disk full",
+            "A1",
+            "2026",
+        );
+        assert!(
+            String::from_utf8_lossy(&ack)
+                .contains("MSA|AE|C9|the message could not be stored (disk full)")
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The engine: store + one listener per route, built from a validated config, run until told
+//! to stop.
+//!
+//! Build does the I/O validation never does (opening the store, binding ports) and reports
+//! failures with the route they belong to; it never re-validates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use wyvern_config::{Config, Source};
+use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
+use wyvern_core::Clock;
+use wyvern_store::{Durability, Store, StoreError, StoreOptions};
+
+use crate::{Hl7Inbox, RouteCounters};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("route {route:?} cannot listen on {addr}: {source}")]
+    Bind {
+        route: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built engine, ready to run.
+#[derive(Debug)]
+pub struct Engine {
+    store: Store,
+    listeners: Vec<MllpListener<Hl7Inbox>>,
+    counters: Vec<(String, Arc<RouteCounters>)>,
+}
+
+impl Engine {
+    pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine, BuildError> {
+        let mut opts = StoreOptions::new(&config.engine.store_dir);
+        opts.durability = match config.engine.durability {
+            wyvern_config::Durability::Fsync => Durability::Fsync,
+            wyvern_config::Durability::Buffered => Durability::Buffered,
+        };
+        let store = Store::open(opts)?;
+        let mut listeners = Vec::new();
+        let mut counters = Vec::new();
+        for route in &config.routes {
+            match &route.source {
+                Source::Mllp(m) => {
+                    let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
+                    let inbox = Hl7Inbox::new(&route.name, store.clone(), clock.clone(), max_frame);
+                    counters.push((route.name.clone(), inbox.counters()));
+                    let mut lo = MllpListenerOptions::new(&route.name, m.listen);
+                    lo.max_frame = max_frame;
+                    lo.max_connections = m.max_connections as usize;
+                    lo.idle_timeout = m.idle_timeout;
+                    lo.frame_timeout = m.frame_timeout;
+                    lo.max_in_flight = m.max_in_flight as usize;
+                    let listener =
+                        MllpListener::bind(lo, Arc::new(inbox))
+                            .await
+                            .map_err(|source| BuildError::Bind {
+                                route: route.name.clone(),
+                                addr: m.listen,
+                                source,
+                            })?;
+                    listeners.push(listener);
+                }
+            }
+        }
+        Ok(Engine {
+            store,
+            listeners,
+            counters,
+        })
+    }
+
+    /// The bound address of each route's listener (useful when the config asked for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn counters(&self) -> &[(String, Arc<RouteCounters>)] {
+        &self.counters
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs until `shutdown` is cancelled; then stops accepting, answers everything already
+    /// read, commits what is queued and closes the store.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tasks: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|l| tokio::spawn(l.run(shutdown.clone())))
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.store.close().await;
+        tracing::info!("engine stopped");
+    }
+}

@@ -1,0 +1,120 @@
+//! The HL7v2 inbox of one route: the [`FrameHandler`] that commits each frame to the store and
+//! releases its ACK only when the commit is durable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
+use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
+use wyvern_store::{InboxRecord, InboxStatus, Store};
+
+use crate::assess::{assess, store_failure_ack};
+
+/// Per-route counters (exported as metrics).
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+/// Receives one route's HL7v2 frames into the durable inbox.
+#[derive(Debug)]
+pub struct Hl7Inbox {
+    route: String,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    max_frame: usize,
+    counters: Arc<RouteCounters>,
+}
+
+impl Hl7Inbox {
+    pub fn new(
+        route: impl Into<String>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        max_frame: usize,
+    ) -> Self {
+        Hl7Inbox {
+            route: route.into(),
+            store,
+            clock,
+            max_frame,
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<RouteCounters> {
+        self.counters.clone()
+    }
+}
+
+impl FrameHandler for Hl7Inbox {
+    async fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> AckFuture {
+        let now = self.clock.now_millis();
+        let id = MessageId::new(now);
+        let id_text = id.to_string();
+        // MSH-10 is 20 characters in v2.3-2.5: the ULID's time part and 50 random bits.
+        let ack_id = &id_text[..20];
+        let now_hl7 = hl7_timestamp(now);
+        let a = assess(frame, self.max_frame, ack_id, &now_hl7);
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let rejected = a.status == InboxStatus::Rejected;
+        if rejected {
+            tracing::warn!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), reason = a.error.as_deref().unwrap_or(""), "message rejected (AR)");
+        } else {
+            tracing::debug!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), "message received");
+        }
+        let raw = a.raw.clone();
+        let mut meta = a.meta;
+        meta.source.clone_from(&self.route);
+        meta.peer = Some(peer.to_string());
+        let record = InboxRecord {
+            envelope: Envelope {
+                id,
+                received_at_ms: now,
+                content_type: ContentType::Hl7v2,
+                raw: a.raw,
+                meta,
+                parent: None,
+            },
+            status: a.status,
+            error: a.error,
+            ack: a.ack.clone(),
+            raw_len: a.raw_len,
+        };
+        let ack = a.ack;
+        let counters = self.counters.clone();
+        let route = self.route.clone();
+        let ack_id = ack_id.to_string();
+        let failed = move |e: wyvern_store::StoreError| -> Option<Bytes> {
+            counters.store_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(route = %route, id = %id, error = %e, "message not stored; answering AE");
+            Some(store_failure_ack(&raw, &e.to_string(), &ack_id, &now_hl7))
+        };
+        let counters = self.counters.clone();
+        match self.store.submit(record).await {
+            Ok(pending) => Box::pin(async move {
+                match pending.wait().await {
+                    Ok(_) => {
+                        let c = if rejected {
+                            &counters.rejected
+                        } else {
+                            &counters.accepted
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                        ack
+                    }
+                    Err(e) => failed(e),
+                }
+            }),
+            Err(e) => {
+                let ack = failed(e);
+                Box::pin(async move { ack })
+            }
+        }
+    }
+}
