@@ -1,1 +1,6 @@
+//! End-to-end tests: the real `wyvern` binary, real sockets, a real store on disk.
+//! One test binary (as ripgrep does), one module per area.
 
+mod crash;
+mod harness;
+mod mllp_wire;

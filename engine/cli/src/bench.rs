@@ -16,7 +16,7 @@ use clap::Args;
 use hdrhistogram::Histogram;
 
 use crate::send::{exchange, judge};
-use crate::synthetic::adt_a01;
+use wyvern_hl7::synthetic::adt_a01;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -12,7 +12,6 @@ mod inbox;
 mod input;
 mod run;
 mod send;
-mod synthetic;
 mod validate;
 
 const ABOUT: &str = "Wyvern: an HL7v2/FHIR interface engine for shared care records.";

@@ -25,6 +25,7 @@ mod message;
 mod nhs;
 mod path;
 mod split;
+pub mod synthetic;
 mod timestamp;
 mod value;
 

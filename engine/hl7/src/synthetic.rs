@@ -1,5 +1,6 @@
-//! Synthetic test data: NHS numbers from the 999 range with valid check digits and ~1 KB
-//! ADT^A01 messages. No real patient, clinician or organisation appears anywhere.
+//! Synthetic test data for tests, benchmarks and the load tool: NHS numbers from the 999 range
+//! with valid check digits and ~1 KB ADT^A01 messages. No real patient, clinician or
+//! organisation appears anywhere.
 
 /// The `n`-th valid synthetic NHS number (999 000 0000 – 999 999 9999).
 pub fn nhs_number(n: u64) -> String {
@@ -45,15 +46,15 @@ mod tests {
     fn numbers_are_valid_and_messages_about_1kb() {
         for n in 0..500 {
             assert!(
-                wyvern_hl7::NhsNumber::parse(&nhs_number(n)).is_ok(),
+                crate::NhsNumber::parse(&nhs_number(n)).is_ok(),
                 "{}",
                 nhs_number(n)
             );
         }
         let m = adt_a01("C1", 7);
         assert!((900..1300).contains(&m.len()), "{}", m.len());
-        let parsed = wyvern_hl7::Message::parse(m.as_bytes()).unwrap();
-        assert!(wyvern_hl7::check::acceptance_problems(&parsed).is_empty());
+        let parsed = crate::Message::parse(m.as_bytes()).unwrap();
+        assert!(crate::check::acceptance_problems(&parsed).is_empty());
         assert_eq!(
             parsed.nhs_number().unwrap().unwrap().as_str(),
             nhs_number(7)

@@ -1,0 +1,225 @@
+//! The engine under test, as users run it: the real `wyvern` binary in its own process, a
+//! config folder written for the test, real sockets. Plus a raw-bytes MLLP peer.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const VT: u8 = 0x0B;
+pub const FS: u8 = 0x1C;
+pub const CR: u8 = 0x0D;
+
+/// A running `wyvern run` with its own config folder and store.
+pub struct EngineProcess {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+impl EngineProcess {
+    /// Starts an engine with one MLLP route; `source_extra` is YAML added under `mllp:`
+    /// (indented four spaces), e.g. `"    max_frame: 1KiB\n"`.
+    pub fn start(source_extra: &str) -> EngineProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("wyvern-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let addr = free_addr();
+        std::fs::write(
+            dir.path().join("wyvern.yaml"),
+            "version: 1\nstore:\n  path: store\n",
+        )
+        .expect("write");
+        let route =
+            format!("version: 1\nroute: e2e\nsource:\n  mllp:\n    listen: {addr}\n{source_extra}");
+        std::fs::write(dir.path().join("e2e.yaml"), route).expect("write");
+        let mut e = EngineProcess {
+            child: None,
+            addr,
+            dir,
+        };
+        e.spawn();
+        e
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("engine.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+            .args(["--log", "info", "run", "--config"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wyvern");
+        self.child = Some(child);
+        wait_listening(self.addr, Duration::from_secs(20));
+    }
+
+    /// SIGKILL: no chance to flush or answer anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill");
+            c.wait().expect("wait");
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(ok.success());
+        c.wait().expect("wait")
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the engine first");
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_listening(addr: SocketAddr, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on {addr} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `<VT>payload<FS><CR>`.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 3);
+    f.push(VT);
+    f.extend_from_slice(payload);
+    f.extend_from_slice(&[FS, CR]);
+    f
+}
+
+/// A raw MLLP peer: writes exactly the bytes a test gives it, reads whole answer frames.
+pub struct Wire {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Wire {
+    pub fn connect(addr: SocketAddr) -> Wire {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Wire {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+        self.stream.flush().expect("flush");
+    }
+
+    /// The next answer's payload (without framing), or `None` if none comes within `wait`.
+    pub fn read_frame_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.stream.set_read_timeout(Some(wait)).expect("timeout");
+        loop {
+            if let Some(start) = self.buf.iter().position(|&b| b == VT) {
+                if let Some(end) = self.buf[start..].windows(2).position(|w| w == [FS, CR]) {
+                    let payload = self.buf[start + 1..start + end].to_vec();
+                    self.buf.drain(..start + end + 2);
+                    return Some(payload);
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    pub fn read_frame(&mut self) -> Vec<u8> {
+        self.read_frame_within(Duration::from_secs(10))
+            .expect("an ACK within 10 s")
+    }
+
+    /// Sends one message and returns its ACK with MSH-7 and MSH-10 normalised.
+    pub fn exchange(&mut self, payload: &[u8]) -> String {
+        self.write(&frame(payload));
+        normalise_ack(&self.read_frame())
+    }
+}
+
+/// An ACK as text, with the two fields that change every run (MSH-7 time, MSH-10 id)
+/// replaced by `<TS>` and `<ID>` and segments on their own lines, so it can be compared exactly.
+pub fn normalise_ack(ack: &[u8]) -> String {
+    let text = String::from_utf8_lossy(ack).into_owned();
+    let sep = text.chars().nth(3).unwrap_or('|');
+    let mut out = Vec::new();
+    for (i, seg) in text.split('\r').enumerate() {
+        if i == 0 {
+            let mut fields: Vec<String> = seg.split(sep).map(str::to_string).collect();
+            // fields[0] is "MSH", fields[1] MSH-2, so MSH-n is fields[n-1].
+            if fields.len() > 9 {
+                fields[6] = "<TS>".into();
+                fields[9] = "<ID>".into();
+            }
+            out.push(fields.join(&sep.to_string()));
+        } else if !seg.is_empty() {
+            out.push(seg.to_string());
+        }
+    }
+    out.join("\n")
+}
+
+/// A small ADT^A01 with the given control id.
+pub fn adt(control_id: &str, n: u64) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|PAS|RX1|WYVERN|CHIE|20261125143000||ADT^A01^ADT_A01|{control_id}|P|2.4\r\
+         EVN|A01|20261125143000\r\
+         PID|1||{}^^^NHS^NH~K{n:07}^^^RX1^MR||TESTPATIENT^ALEX||19700101|U\r\
+         PV1|1|I|WARD7^BAY2^BED1\r",
+        wyvern_hl7::synthetic::nhs_number(n)
+    )
+    .into_bytes()
+}
