@@ -154,12 +154,12 @@ impl Wire {
     pub fn read_frame_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
         self.stream.set_read_timeout(Some(wait)).expect("timeout");
         loop {
-            if let Some(start) = self.buf.iter().position(|&b| b == VT) {
-                if let Some(end) = self.buf[start..].windows(2).position(|w| w == [FS, CR]) {
-                    let payload = self.buf[start + 1..start + end].to_vec();
-                    self.buf.drain(..start + end + 2);
-                    return Some(payload);
-                }
+            if let Some(start) = self.buf.iter().position(|&b| b == VT)
+                && let Some(end) = self.buf[start..].windows(2).position(|w| w == [FS, CR])
+            {
+                let payload = self.buf[start + 1..start + end].to_vec();
+                self.buf.drain(..start + end + 2);
+                return Some(payload);
             }
             let mut chunk = [0u8; 8192];
             match self.stream.read(&mut chunk) {

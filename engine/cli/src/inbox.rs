@@ -76,8 +76,20 @@ fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
     InboxReader::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 
+/// Segments on their own lines; other control bytes shown as `\xNN` so a binary payload
+/// cannot garble the terminal.
 fn printable(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).replace('\r', "\n")
+    let text = String::from_utf8_lossy(b);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\r' => out.push('\n'),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {

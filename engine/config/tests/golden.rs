@@ -8,7 +8,7 @@ fn render(dir: &Path) -> String {
     match wyvern_config::load(dir) {
         Ok(c) => format!("ok: {} route(s)\n", c.routes.len()),
         Err(diags) => {
-            let root = dir.parent().unwrap();
+            let root = dir.parent().expect("a case folder has a parent");
             diags
                 .iter()
                 .map(|d| {

@@ -79,10 +79,12 @@ impl Delimiters {
         let mut s = String::with_capacity(4);
         s.push(self.component as char);
         s.push(self.repetition as char);
+        // Without an escape character MSH-2 was two characters and the sub-component separator
+        // is the default; writing it after no escape would make it read as the escape.
         if let Some(e) = self.escape {
             s.push(e as char);
+            s.push(self.subcomponent as char);
         }
-        s.push(self.subcomponent as char);
         s
     }
 }
@@ -122,5 +124,28 @@ mod tests {
         let (d, _) = Delimiters::from_header(b"MSH|^~|A").unwrap();
         assert_eq!(d.escape, None);
         assert_eq!(d.subcomponent, b'&');
+    }
+
+    /// Found by the `hl7_message` fuzz target: an ACK for `MSH#$*#…` wrote MSH-2 as `$*&`,
+    /// which reads back as escape `&` and clashes with the default sub-component separator.
+    #[test]
+    fn encoding_characters_round_trip() {
+        for header in [
+            &b"MSH#$*#A"[..],
+            b"MSH|^~|A",
+            b"MSH|^~\\|A",
+            b"MSH|^~\\&|A",
+            b"MSH#$*@!#A",
+        ] {
+            let (d, _) = Delimiters::from_header(header).unwrap();
+            let written = format!(
+                "MSH{}{}{}",
+                d.field as char,
+                d.encoding_characters(),
+                d.field as char
+            );
+            let (again, _) = Delimiters::from_header(written.as_bytes()).unwrap();
+            assert_eq!(again, d, "{}", String::from_utf8_lossy(header));
+        }
     }
 }

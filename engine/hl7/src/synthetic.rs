@@ -33,6 +33,8 @@ PV1|1|I|WARD7^BAY2^BED{b}^RHX01^^^^^Ward 7|21|||C9999999^TESTCONSULTANT^PAT^^^DR
 PV2|||^Chest pain||||||||||||||||||||||||N\r\
 AL1|1|DA|^Penicillin|MO|Rash\r\
 DG1|1||R07.4^Chest pain, unspecified^I10|||W\r\
+OBX|1|NM|8867-4^Heart rate^LN||72|/min^beats per minute^UCUM|60-100|N|||F|||20261125142000\r\
+OBX|2|NM|8480-6^Systolic blood pressure^LN||128|mm[Hg]^millimetre of mercury^UCUM|90-140|N|||F|||20261125142000\r\
 ZPI|synthetic|test data only\r",
         b = n % 6 + 1
     )

@@ -107,7 +107,7 @@ impl InboxReader {
         let sql = format!("SELECT {COLUMNS} FROM inbox {filter} ORDER BY seq DESC LIMIT {limit}");
         let mut stmt = self.conn.prepare(&sql).map_err(StoreError::Query)?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| summary(r))
+            .query_map(rusqlite::params_from_iter(args), summary)
             .map_err(StoreError::Query)?;
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }

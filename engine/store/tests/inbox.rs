@@ -17,7 +17,7 @@ fn record(n: usize, status: InboxStatus) -> InboxRecord {
             meta: Metadata {
                 source: "test".into(),
                 control_id: Some(format!("C{n}")),
-                nhs_number: (n % 2 == 0).then(|| "9990000018".into()),
+                nhs_number: n.is_multiple_of(2).then(|| "9990000018".into()),
                 message_type: Some("ADT^A01".into()),
                 ..Default::default()
             },

@@ -142,10 +142,10 @@ async fn serve_connection<H: FrameHandler>(
     let writer = tokio::spawn(async move {
         let mut sink = FramedWrite::new(wr, MllpCodec::new(usize::MAX));
         while let Some(answer) = ack_rx.recv().await {
-            if let Some(ack) = answer.await {
-                if sink.feed(ack).await.is_err() {
-                    return;
-                }
+            if let Some(ack) = answer.await
+                && sink.feed(ack).await.is_err()
+            {
+                return;
             }
             if ack_rx.is_empty() && sink.flush().await.is_err() {
                 return;

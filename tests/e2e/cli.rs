@@ -1,0 +1,138 @@
+//! The CLI as a user meets it: the quickstart config runs, `wyvern send` exits 0 on all-AA and
+//! 1 on AR, `wyvern inbox` finds what was stored, `wyvern validate` points at file:line:col.
+
+use std::process::Command;
+
+use crate::harness::wait_listening;
+
+fn wyvern() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wyvern"));
+    c.args(["--log", "warn"]);
+    c
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+#[test]
+fn quickstart_runs_accepts_the_samples_and_refuses_the_bad_ones() {
+    let dir = tempfile::tempdir().expect("temp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    for f in ["wyvern.yaml", "pas-adt.yaml"] {
+        let text = std::fs::read_to_string(repo("examples/quickstart").join(f)).expect("read");
+        std::fs::write(
+            dir.path().join(f),
+            text.replace("127.0.0.1:2575", &format!("127.0.0.1:{port}")),
+        )
+        .expect("write");
+    }
+    let mut engine = wyvern()
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(
+        addr.parse().expect("addr"),
+        std::time::Duration::from_secs(20),
+    );
+
+    let good = wyvern()
+        .args(["send", "--to", &addr])
+        .arg(repo("examples/quickstart/messages"))
+        .output()
+        .expect("send");
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("  AA  ") || l.contains("  CA  "))
+            .count(),
+        4,
+        "{stdout}"
+    );
+
+    let bad = wyvern()
+        .args(["send", "--to", &addr])
+        .arg(repo("examples/quickstart/bad"))
+        .output()
+        .expect("send");
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("AR  the message holds binary data"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("AR  MSH-9 (message type) is empty"),
+        "{stdout}"
+    );
+
+    let list = wyvern()
+        .args(["inbox", "list", "--status", "rejected", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("list");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(listed.lines().count(), 1 + 3, "{listed}");
+    let by_nhs = wyvern()
+        .args(["inbox", "list", "--nhs-number", "9990000026", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("list");
+    let listed = String::from_utf8_lossy(&by_nhs.stdout);
+    assert!(
+        listed.contains("QS000003") && listed.contains("QS000004"),
+        "{listed}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    assert!(engine.wait().expect("wait").success());
+}
+
+#[test]
+fn validate_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "version: 1\nroute: r\nsource:\n  mllp:\n    listen: 127.0.0.1:2575\n    max_frmae: 1MiB\n",
+    )
+    .expect("write");
+    let out = wyvern()
+        .args(["validate", "--config"])
+        .arg(dir.path())
+        .output()
+        .expect("validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains(
+            "r.yaml:6:5: error: unknown field `max_frmae`, expected one of listen, max_frame"
+        ),
+        "{stderr}"
+    );
+    let ok = wyvern()
+        .args(["validate", "--config"])
+        .arg(repo("examples/quickstart"))
+        .output()
+        .expect("validate");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
