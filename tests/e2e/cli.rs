@@ -44,33 +44,26 @@ fn quickstart_runs_accepts_the_samples_and_refuses_the_bad_ones() {
         std::time::Duration::from_secs(20),
     );
 
-    let good = wyvern()
-        .args(["send", "--to", &addr])
-        .arg(repo("examples/quickstart/messages"))
-        .output()
-        .expect("send");
-    let stdout = String::from_utf8_lossy(&good.stdout);
-    assert!(
-        good.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
-    assert_eq!(
-        stdout
-            .lines()
-            .filter(|l| l.contains("  AA  ") || l.contains("  CA  "))
-            .count(),
-        4,
-        "{stdout}"
-    );
-
-    let bad = wyvern()
-        .args(["send", "--to", &addr])
-        .arg(repo("examples/quickstart/bad"))
-        .output()
-        .expect("send");
-    let stdout = String::from_utf8_lossy(&bad.stdout);
-    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    let send = |folder: &str| {
+        let out = wyvern()
+            .args(["send", "--to", &addr])
+            .arg(repo(folder))
+            .output()
+            .expect("send");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = send("examples/quickstart/messages");
+    assert_eq!(code, Some(0), "{stdout}");
+    let accepted = stdout
+        .lines()
+        .filter(|l| l.contains("  AA  ") || l.contains("  CA  "))
+        .count();
+    assert_eq!(accepted, 4, "{stdout}");
+    let (code, stdout) = send("examples/quickstart/bad");
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("AR  the message holds binary data"),
         "{stdout}"

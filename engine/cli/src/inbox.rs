@@ -126,7 +126,7 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                     "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  {}",
                     r.seq,
                     r.id,
-                    iso(r.received_at_ms),
+                    wyvern_core::display_timestamp(r.received_at_ms),
                     r.status,
                     r.message_type.as_deref().unwrap_or("-"),
                     r.control_id.as_deref().unwrap_or("-"),
@@ -153,7 +153,7 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                 "id:           {}\nseq:          {}\nreceived:     {}\nroute:        {}\npeer:         {}",
                 r.id,
                 r.seq,
-                iso(r.received_at_ms),
+                wyvern_core::display_timestamp(r.received_at_ms),
                 r.source,
                 r.peer.as_deref().unwrap_or("-")
             );
@@ -197,19 +197,4 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn iso(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
 }

@@ -40,19 +40,38 @@ impl Clock for FixedClock {
     }
 }
 
+fn utc(millis: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 /// Formats Unix milliseconds as an HL7 timestamp in UTC: `YYYYMMDDHHMMSS.sss+0000`.
 pub fn hl7_timestamp(millis: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = utc(millis);
+    let (date, time) = (t.date(), t.time());
     format!(
         "{:04}{:02}{:02}{:02}{:02}{:02}.{:03}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        time.millisecond()
+    )
+}
+
+/// Formats Unix milliseconds for people, in UTC: `YYYY-MM-DD HH:MM:SS.sss`.
+pub fn display_timestamp(millis: i64) -> String {
+    let h = hl7_timestamp(millis);
+    format!(
+        "{}-{}-{} {}:{}:{}",
+        &h[0..4],
+        &h[4..6],
+        &h[6..8],
+        &h[8..10],
+        &h[10..12],
+        &h[12..18]
     )
 }
 
@@ -64,6 +83,10 @@ mod tests {
     fn formats_hl7() {
         assert_eq!(hl7_timestamp(0), "19700101000000.000+0000");
         assert_eq!(hl7_timestamp(1_795_617_000_123), "20261125143000.123+0000");
+        assert_eq!(
+            display_timestamp(1_795_617_000_123),
+            "2026-11-25 14:30:00.123"
+        );
         let c = FixedClock::new(5);
         c.advance(10);
         assert_eq!(c.now_millis(), 15);

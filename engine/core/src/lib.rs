@@ -8,6 +8,6 @@ mod clock;
 mod envelope;
 mod error;
 
-pub use clock::{Clock, FixedClock, SystemClock, hl7_timestamp};
+pub use clock::{Clock, FixedClock, SystemClock, display_timestamp, hl7_timestamp};
 pub use envelope::{ContentType, Envelope, MessageId, Metadata};
 pub use error::ErrorClass;

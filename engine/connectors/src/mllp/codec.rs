@@ -105,8 +105,9 @@ impl Decoder for MllpCodec {
                     }
                     let pending_fs = buf.last() == Some(&END[0]);
                     // A trailing FS may be the start of the end block: it is not content yet.
-                    if buf.len() - usize::from(pending_fs) > self.max_frame {
-                        let head = Bytes::copy_from_slice(&buf[..OVERSIZE_HEAD.min(buf.len())]);
+                    let content = buf.len() - usize::from(pending_fs);
+                    if content > self.max_frame {
+                        let head = Bytes::copy_from_slice(&buf[..OVERSIZE_HEAD.min(content)]);
                         let len = buf.len();
                         buf.clear();
                         self.state = State::Oversized {
@@ -252,6 +253,27 @@ mod tests {
                 other => panic!("{other:?}"),
             }
             assert_eq!(f[1], msg("OK"));
+        }
+    }
+
+    /// Found by the `mllp_codec` fuzz target: an oversized frame whose read ended on the FS of
+    /// its end block kept that FS in the head.
+    #[test]
+    fn fuzz_regression_oversize_head_excludes_a_pending_fs() {
+        let data = include_bytes!("../../tests/fuzz-regressions/mllp-oversize-len.bin");
+        let (rest, chunk) = (&data[1..], 8);
+        let chunks: Vec<&[u8]> = rest.chunks(chunk).collect();
+        let (f, _) = frames(35, &chunks);
+        match &f[..] {
+            [MllpFrame::Oversized { head, len }] => {
+                assert_eq!(*len, 39);
+                assert_eq!(
+                    &head[..],
+                    &rest[88..127],
+                    "the head is the frame's content, no FS"
+                );
+            }
+            other => panic!("{other:?}"),
         }
     }
 
