@@ -8,7 +8,9 @@
 //!
 //! Why SQLite and not a hand-written log: see ARCHITECTURE.md ("The store").
 
+mod checkpoint;
 mod error;
+mod flusher;
 mod inbox;
 mod reader;
 mod schema;

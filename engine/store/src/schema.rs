@@ -2,13 +2,15 @@
 
 use rusqlite::Connection;
 
-use crate::{StoreError, writer::Durability};
+use crate::StoreError;
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- No AUTOINCREMENT: it costs a page write per commit (sqlite_sequence). Rows are only
+    -- ever removed oldest-first by retention, so a plain rowid never reuses a live number.
+    seq              INTEGER PRIMARY KEY,
     id               TEXT    NOT NULL UNIQUE,
     received_at      INTEGER NOT NULL,
     source           TEXT    NOT NULL,
@@ -27,23 +29,22 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 CREATE INDEX IF NOT EXISTS inbox_control_id ON inbox(control_id);
 CREATE INDEX IF NOT EXISTS inbox_nhs_number ON inbox(nhs_number) WHERE nhs_number IS NOT NULL;
-CREATE INDEX IF NOT EXISTS inbox_status ON inbox(status, seq);
+-- Partial: most rows are accepted, and every index touched is a page written per commit.
+CREATE INDEX IF NOT EXISTS inbox_not_accepted ON inbox(status, seq) WHERE status <> 'accepted';
 ";
 
 /// Applies the pragmas for the writer connection and creates or checks the schema.
-pub(crate) fn prepare_writer(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
-    let sync = match durability {
-        // FULL in WAL mode: the WAL is fsync'd at every commit, so a committed row survives
-        // power loss, not only a process crash.
-        Durability::Fsync => "FULL",
-        // NORMAL in WAL mode: no fsync at commit (only at checkpoints). Survives a crash of the
-        // engine; the last moments may be lost if the machine itself loses power.
-        Durability::Buffered => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-         PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864;"
-    ))
+///
+/// `synchronous=NORMAL` in WAL mode: a commit writes its frames to the WAL without an fsync.
+/// With `durability: fsync` the flusher thread fsyncs the WAL before any ACK is released (see
+/// flusher.rs: as safe as FULL, and pipelined); with `buffered` nothing does, so a commit
+/// survives an engine crash but the last moments may be lost in a power cut. Checkpoints run on
+/// their own thread (checkpoint.rs), so automatic checkpoints are off.
+pub(crate) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;",
+    )
     .map_err(StoreError::Write)?;
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -2,10 +2,11 @@
 //!
 //! Callers `submit` a record and get a [`PendingCommit`]; the writer blocks for the first queued
 //! request, drains whatever else is queued (up to `max_batch`), inserts them all in one
-//! transaction and commits once. With `durability: fsync` that commit is one fsync for the whole
-//! batch, so throughput grows with the number of concurrent senders while each caller still waits
-//! for its own row to be durable. Queue order is commit order: a connection that submits in
-//! arrival order gets its rows stored in arrival order.
+//! transaction and commits once. With `durability: fsync` the [`Flusher`] then fsyncs the WAL once
+//! for every batch committed since its last fsync, while this thread already inserts the next
+//! batch; so throughput grows with the number of concurrent senders while each caller still
+//! waits for its own row to be durable. Queue order is commit order: a connection that submits
+//! in arrival order gets its rows stored in arrival order.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::Checkpointer;
+use crate::flusher::{Flusher, Reply};
 use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, schema};
 
 /// Whether a commit waits for the disk.
@@ -53,7 +56,7 @@ impl StoreOptions {
 // bytes of queue slot.
 #[allow(clippy::large_enum_variant)]
 enum Request {
-    Write(InboxRecord, oneshot::Sender<Result<i64, String>>),
+    Write(InboxRecord, Reply),
     Close(oneshot::Sender<()>),
 }
 
@@ -63,6 +66,8 @@ pub struct CommitStats {
     pub commits: AtomicU64,
     pub records: AtomicU64,
     pub largest_batch: AtomicU64,
+    /// fsyncs of the WAL (each covers one or more commits).
+    pub syncs: AtomicU64,
 }
 
 /// A handle to an open store; cheap to clone, shared by every listener.
@@ -121,14 +126,30 @@ impl Store {
             path: db.clone(),
             source,
         })?;
-        schema::prepare_writer(&conn, opts.durability)?;
+        schema::prepare_writer(&conn)?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let stats = Arc::new(CommitStats::default());
         let thread_stats = stats.clone();
         let max_batch = opts.max_batch.max(1);
+        let flusher = match opts.durability {
+            Durability::Fsync => {
+                let wal = opts.dir.join(format!("{DB_FILE}-wal"));
+                Some(Flusher::start(wal, stats.clone()).map_err(|source| {
+                    StoreError::CreateDir {
+                        path: opts.dir.clone(),
+                        source,
+                    }
+                })?)
+            }
+            Durability::Buffered => None,
+        };
+        let checkpointer = Checkpointer::start(&db, std::time::Duration::from_millis(200))?;
         std::thread::Builder::new()
             .name("wyvern-store-writer".into())
-            .spawn(move || run_writer(conn, rx, max_batch, &thread_stats))
+            .spawn(move || {
+                run_writer(conn, rx, max_batch, &thread_stats, flusher);
+                checkpointer.close();
+            })
             .map_err(|source| StoreError::CreateDir {
                 path: opts.dir.clone(),
                 source,
@@ -180,6 +201,7 @@ fn run_writer(
     mut rx: mpsc::Receiver<Request>,
     max_batch: usize,
     stats: &CommitStats,
+    flusher: Option<Flusher>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -198,7 +220,8 @@ fn run_writer(
             }
         }
         if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch, stats);
+            let more_waiting = !rx.is_empty();
+            commit_batch(&mut conn, &mut batch, stats, flusher.as_ref(), more_waiting);
         }
         if let Some(done) = close {
             rx.close();
@@ -207,9 +230,16 @@ fn run_writer(
                     let _ = reply.send(Err("the store is closed".into()));
                 }
             }
+            if let Some(f) = flusher {
+                f.close();
+            }
             let _ = done.send(());
-            break;
+            tracing::debug!("store writer stopped");
+            return;
         }
+    }
+    if let Some(f) = flusher {
+        f.close();
     }
     tracing::debug!("store writer stopped");
 }
@@ -220,8 +250,10 @@ const INSERT: &str = "INSERT INTO inbox (id, received_at, source, peer, content_
 
 fn commit_batch(
     conn: &mut Connection,
-    batch: &mut Vec<(InboxRecord, oneshot::Sender<Result<i64, String>>)>,
+    batch: &mut Vec<(InboxRecord, Reply)>,
     stats: &CommitStats,
+    flusher: Option<&Flusher>,
+    more_waiting: bool,
 ) {
     let result = (|| -> rusqlite::Result<Vec<i64>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -260,8 +292,14 @@ fn commit_batch(
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.records.fetch_add(n, Ordering::Relaxed);
             stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-            for ((_, reply), seq) in batch.drain(..).zip(seqs) {
-                let _ = reply.send(Ok(seq));
+            let replies = batch.drain(..).map(|(_, reply)| reply).zip(seqs);
+            match flusher {
+                Some(f) => f.after_commit(replies.collect(), more_waiting, stats),
+                None => {
+                    for (reply, seq) in replies {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
             }
         }
         Err(e) => {
