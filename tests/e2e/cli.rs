@@ -73,6 +73,7 @@ fn quickstart_runs_accepts_the_samples_and_refuses_the_bad_ones() {
         "{stdout}"
     );
 
+    let _ = crate::harness::store_rows(&dir.path().join("wyvern-data"), 7);
     let list = wyvern()
         .args(["inbox", "list", "--status", "rejected", "--config"])
         .arg(dir.path())

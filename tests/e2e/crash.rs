@@ -95,7 +95,12 @@ async fn sigkill_mid_stream_loses_no_acked_message() {
         acked.extend(t.await.expect("sender"));
     }
 
+    // Kill once more with everything sent, so the last records may be only in the journal;
+    // the restart replays them into the index. Then stop gracefully and count.
     engine.kill();
+    engine.restart();
+    let status = engine.terminate();
+    assert!(status.success(), "{}", engine.log());
     let reader = InboxReader::open(&engine.store_dir()).expect("store");
     let stored = reader.control_ids(InboxStatus::Accepted).expect("ids");
     let mut counts: HashMap<&str, usize> = HashMap::new();

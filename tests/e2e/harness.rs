@@ -54,6 +54,11 @@ impl EngineProcess {
         self.dir.path().join("store")
     }
 
+    /// A reader on the store once it holds at least `rows` messages (see [`store_rows`]).
+    pub fn store_with(&self, rows: usize) -> wyvern_store::InboxReader {
+        store_rows(&self.store_dir(), rows)
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::File::options()
             .create(true)
@@ -103,6 +108,29 @@ impl EngineProcess {
 impl Drop for EngineProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A reader on the store in `dir` once it holds at least `rows` messages. The index is filled
+/// just behind the journal (the ACK point), so a test that reads right after its ACKs waits
+/// the few milliseconds that takes.
+pub fn store_rows(dir: &std::path::Path, rows: usize) -> wyvern_store::InboxReader {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(reader) = wyvern_store::InboxReader::open(dir) {
+            let total: i64 = reader
+                .counts()
+                .map(|c| c.iter().map(|c| c.count).sum())
+                .unwrap_or(0);
+            if total >= rows as i64 {
+                return reader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the store holds {total} rows, expected {rows}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

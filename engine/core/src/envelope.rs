@@ -20,6 +20,15 @@ impl MessageId {
     pub fn parse(s: &str) -> Option<Self> {
         ulid::Ulid::from_string(s).ok().map(MessageId)
     }
+
+    /// The 16 bytes of the ULID, big-endian (so byte order is time order).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.0.to_be_bytes()
+    }
+
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        MessageId(ulid::Ulid(u128::from_be_bytes(b)))
+    }
 }
 
 impl fmt::Display for MessageId {
@@ -98,6 +107,7 @@ mod tests {
         let b = MessageId::new(2_000);
         assert!(a < b);
         assert_eq!(MessageId::parse(&a.to_string()), Some(a));
+        assert_eq!(MessageId::from_bytes(a.to_bytes()), a);
         for ct in [
             ContentType::Hl7v2,
             ContentType::FhirJson,

@@ -1,21 +1,25 @@
-//! Checkpoints on their own thread, so copying the WAL into the database (and the two fsyncs
-//! that takes) never stalls the writer and the ACKs waiting on it.
+//! Checkpoints, and the moment journal segments may go: on their own thread, so copying the
+//! WAL into the database (and the fsyncs that takes) never stalls the journal or the index.
 //!
-//! A PASSIVE checkpoint runs on its own connection every `interval`; it copies what it can
-//! without blocking the writer, and the writer restarts the WAL from the beginning once
-//! everything in it has been copied. Under load that never pauses the WAL could keep growing,
-//! so past `restart_frames` the checkpoint turns RESTART: it waits (briefly blocking new
-//! commits) until the WAL can start over. Memory and disk stay bounded either way.
+//! The index commits with `synchronous=NORMAL` (no fsync per commit, so it never competes with
+//! the journal's fdatasync for the disk). Every `interval` this thread reads how far the index
+//! has got, fdatasyncs the index's WAL — from then on those rows survive a power cut — and only
+//! then deletes the journal segments they came from. Then a PASSIVE checkpoint copies what it
+//! can without blocking anyone; the WAL starts over once everything in it has been copied. Under
+//! load that never pauses the WAL could keep growing, so past `RESTART_FRAMES` the checkpoint
+//! turns RESTART: it waits (briefly blocking index commits, never ACKs) until the WAL can start
+//! over.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use crate::StoreError;
+use crate::{StoreError, journal};
 
 /// A running checkpoint thread; stops when closed or dropped.
 pub(crate) struct Checkpointer {
@@ -23,26 +27,47 @@ pub(crate) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// WAL frames (4 KiB pages) after which a checkpoint may block the writer: 64 MiB.
+/// WAL frames (4 KiB pages) after which a checkpoint may block index commits: 64 MiB.
 const RESTART_FRAMES: i64 = 16_384;
 
+/// fdatasyncs the WAL of the database at `db`: every commit made before this call is durable
+/// when it returns.
+pub(crate) fn sync_wal(db: &Path) -> std::io::Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match File::open(PathBuf::from(wal)) {
+        Ok(f) => f.sync_data(),
+        // No WAL yet: nothing has been committed since the last checkpoint truncated it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the thread needs to know.
+pub(crate) struct CheckpointPlan {
+    pub db: PathBuf,
+    pub journal_dir: PathBuf,
+    /// The index sets this after each commit: every journal segment numbered below it is in
+    /// the index (not yet necessarily on disk).
+    pub indexed_below: Arc<AtomicU64>,
+    pub interval: Duration,
+}
+
 impl Checkpointer {
-    pub(crate) fn start(db: &Path, interval: Duration) -> Result<Checkpointer, StoreError> {
-        let conn = Connection::open(db).map_err(|source| StoreError::Open {
-            path: db.to_path_buf(),
+    pub(crate) fn start(plan: CheckpointPlan) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(&plan.db).map_err(|source| StoreError::Open {
+            path: plan.db.clone(),
             source,
         })?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(StoreError::Write)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let db = plan.db.clone();
         let thread = std::thread::Builder::new()
             .name("wyvern-store-checkpoint".into())
-            .spawn(move || run(&conn, &flag, interval))
-            .map_err(|source| StoreError::CreateDir {
-                path: db.to_path_buf(),
-                source,
-            })?;
+            .spawn(move || run(&conn, &plan, &flag))
+            .map_err(|source| StoreError::CreateDir { path: db, source })?;
         Ok(Checkpointer {
             stop,
             thread: Some(thread),
@@ -68,10 +93,23 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, stop: &AtomicBool, interval: Duration) {
+fn run(conn: &Connection, plan: &CheckpointPlan, stop: &AtomicBool) {
     let mut mode = "PASSIVE";
+    let mut removed_below = 0;
     while !stop.load(Ordering::Relaxed) {
-        std::thread::park_timeout(interval);
+        std::thread::park_timeout(plan.interval);
+        let indexed_below = plan.indexed_below.load(Ordering::Acquire);
+        if indexed_below > removed_below {
+            match sync_wal(&plan.db) {
+                Ok(()) => match journal::remove_segments_before(&plan.journal_dir, indexed_below) {
+                    Ok(_) => removed_below = indexed_below,
+                    Err(e) => tracing::warn!(error = %e, "cannot remove indexed journal segments"),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fsync the index; journal segments kept")
+                }
+            }
+        }
         let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             Ok((
                 r.get::<_, i64>(0)?,

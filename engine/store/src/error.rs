@@ -25,6 +25,11 @@ pub enum StoreError {
         "the store was written by a newer Wyvern (schema {found}, this build knows up to {known})"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("journal {path}: {source}")]
+    Journal {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store write failed: {0}")]
     Write(rusqlite::Error),
     #[error("store commit failed: {0}")]
@@ -43,7 +48,8 @@ impl StoreError {
             StoreError::Write(_)
             | StoreError::Commit(_)
             | StoreError::Closed
-            | StoreError::Query(_) => ErrorClass::Error,
+            | StoreError::Query(_)
+            | StoreError::Journal { .. } => ErrorClass::Error,
             _ => ErrorClass::Permanent,
         }
     }

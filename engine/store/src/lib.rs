@@ -1,24 +1,30 @@
-//! The embedded durable store: one folder, one SQLite database in WAL mode.
+//! The embedded durable store: one folder holding a journal and a SQLite index.
 //!
-//! The inbox is where the delivery contract starts: an ACK goes back only after its message's
-//! row is committed (and, with `durability: fsync`, fsync'd). A single writer thread takes
-//! every pending write from a queue and commits them in one transaction, so one fsync serves
-//! every connection that was waiting — group commit. Readers (the CLI, the console) open their
-//! own connections and never block the writer, even from another process.
+//! The inbox is where the delivery contract starts: an ACK goes back only after its message is
+//! in the journal (and, with `durability: fsync`, fdatasync'd). One journal thread takes every
+//! pending write from a queue and appends them with one write and one fdatasync, so one disk
+//! flush serves every connection that was waiting — group commit. Behind it, off the ACK path,
+//! the index thread inserts the records into SQLite (WAL mode) where readers (the CLI, the
+//! console) search them from their own connections, even from another process, without ever
+//! blocking the writers. At start, recovery replays whatever the journal holds into the index.
 //!
-//! Why SQLite and not a hand-written log: see ARCHITECTURE.md ("The store").
+//! Why a journal in front of SQLite, with the numbers: see ARCHITECTURE.md ("The store").
 
 mod checkpoint;
+mod codec;
 mod error;
-mod flusher;
 mod inbox;
+mod indexer;
+mod journal;
 mod reader;
+mod recovery;
 mod schema;
 mod writer;
 
 pub use error::StoreError;
 pub use inbox::{InboxRecord, InboxStatus};
 pub use reader::{InboxQuery, InboxReader, InboxRow, StatusCount};
+pub use recovery::Recovered;
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
 
 /// The database file inside a store folder.

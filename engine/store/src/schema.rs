@@ -33,13 +33,13 @@ CREATE INDEX IF NOT EXISTS inbox_nhs_number ON inbox(nhs_number) WHERE nhs_numbe
 CREATE INDEX IF NOT EXISTS inbox_not_accepted ON inbox(status, seq) WHERE status <> 'accepted';
 ";
 
-/// Applies the pragmas for the writer connection and creates or checks the schema.
+/// Applies the pragmas for the index connection and creates or checks the schema.
 ///
-/// `synchronous=NORMAL` in WAL mode: a commit writes its frames to the WAL without an fsync.
-/// With `durability: fsync` the flusher thread fsyncs the WAL before any ACK is released (see
-/// flusher.rs: as safe as FULL, and pipelined); with `buffered` nothing does, so a commit
-/// survives an engine crash but the last moments may be lost in a power cut. Checkpoints run on
-/// their own thread (checkpoint.rs), so automatic checkpoints are off.
+/// `synchronous=NORMAL` in WAL mode: an index commit writes its frames without an fsync, so it
+/// never competes with the journal's fdatasync (the ACK's durability) for the disk. The
+/// checkpoint thread fsyncs the WAL before it deletes the journal segments those rows came
+/// from, and SQLite syncs around every checkpoint. Checkpoints run on that thread, so automatic
+/// checkpoints are off.
 pub(crate) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \

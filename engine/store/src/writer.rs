@@ -1,29 +1,31 @@
-//! The single writer thread and its queue: group commit.
+//! The store handle and its journal thread: group commit.
 //!
-//! Callers `submit` a record and get a [`PendingCommit`]; the writer blocks for the first queued
-//! request, drains whatever else is queued (up to `max_batch`), inserts them all in one
-//! transaction and commits once. With `durability: fsync` the [`Flusher`] then fsyncs the WAL once
-//! for every batch committed since its last fsync, while this thread already inserts the next
-//! batch; so throughput grows with the number of concurrent senders while each caller still
-//! waits for its own row to be durable. Queue order is commit order: a connection that submits
-//! in arrival order gets its rows stored in arrival order.
+//! Callers `submit` a record and get a [`PendingCommit`]; the journal thread blocks for the
+//! first queued request, drains whatever else is queued (up to `max_batch`), appends them all
+//! to the journal with one write and, with `durability: fsync`, one fdatasync, then answers
+//! every caller at once: throughput grows with the number of concurrent senders while each
+//! caller still waits for its own record to be durable. The batch then goes to the index
+//! (`indexer.rs`), off the ACK path. Queue order is journal order is index order: a connection
+//! that submits in arrival order gets its records stored in arrival order.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::Checkpointer;
-use crate::flusher::{Flusher, Reply};
-use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, schema};
+use crate::checkpoint::{CheckpointPlan, Checkpointer};
+use crate::indexer::{IndexBatch, Indexer};
+use crate::journal::{JOURNAL_DIR, Journal, remove_segments_before};
+use crate::recovery::{Recovered, recover};
+use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, codec, schema};
 
 /// Whether a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// fsync at every (group) commit: an ACKed message survives power loss. The default.
+    /// fdatasync at every (group) commit: an ACKed message survives power loss. The default.
     #[default]
     Fsync,
     /// No fsync at commit: survives an engine crash, not a power cut. Faster; a choice of risk.
@@ -39,6 +41,8 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// How many submitted records may wait for the writer before `submit` waits (back-pressure).
     pub queue: usize,
+    /// A journal segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
 }
 
 impl StoreOptions {
@@ -48,9 +52,13 @@ impl StoreOptions {
             durability: Durability::Fsync,
             max_batch: 2048,
             queue: 8192,
+            segment_bytes: 16 << 20,
         }
     }
 }
+
+/// Where a caller waits for its record: `Ok` once durable.
+type Reply = oneshot::Sender<Result<(), String>>;
 
 // Records travel by value: boxing would cost an allocation per message for a few hundred
 // bytes of queue slot.
@@ -66,8 +74,10 @@ pub struct CommitStats {
     pub commits: AtomicU64,
     pub records: AtomicU64,
     pub largest_batch: AtomicU64,
-    /// fsyncs of the WAL (each covers one or more commits).
+    /// fdatasyncs of the journal (one per group commit with `durability: fsync`).
     pub syncs: AtomicU64,
+    /// Records inserted into the index (searchable).
+    pub indexed: AtomicU64,
 }
 
 /// A handle to an open store; cheap to clone, shared by every listener.
@@ -76,18 +86,19 @@ pub struct Store {
     tx: mpsc::Sender<Request>,
     stats: Arc<CommitStats>,
     dir: PathBuf,
+    recovered: Recovered,
     _lock: Arc<File>,
 }
 
 /// A submitted record whose commit has not been confirmed yet.
 #[derive(Debug)]
-pub struct PendingCommit(oneshot::Receiver<Result<i64, String>>);
+pub struct PendingCommit(oneshot::Receiver<Result<(), String>>);
 
 impl PendingCommit {
-    /// Waits until the record is durable; returns its sequence number in the inbox.
-    pub async fn wait(self) -> Result<i64, StoreError> {
+    /// Waits until the record is durable.
+    pub async fn wait(self) -> Result<(), StoreError> {
         match self.0.await {
-            Ok(Ok(seq)) => Ok(seq),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Commit(e)),
             Err(_) => Err(StoreError::Closed),
         }
@@ -122,45 +133,66 @@ impl Store {
             }
         }
         let db = opts.dir.join(DB_FILE);
-        let conn = Connection::open(&db).map_err(|source| StoreError::Open {
+        let mut conn = Connection::open(&db).map_err(|source| StoreError::Open {
             path: db.clone(),
             source,
         })?;
         schema::prepare_writer(&conn)?;
-        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let journal_dir = opts.dir.join(JOURNAL_DIR);
+        let (recovered, next_segment) = recover(&mut conn, &db, &journal_dir)?;
+        let journal =
+            Journal::create(&journal_dir, next_segment, opts.segment_bytes).map_err(|source| {
+                StoreError::Journal {
+                    path: journal_dir.clone(),
+                    source,
+                }
+            })?;
         let stats = Arc::new(CommitStats::default());
+        let indexed_below = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(CheckpointPlan {
+            db: db.clone(),
+            journal_dir: journal_dir.clone(),
+            indexed_below: indexed_below.clone(),
+            interval: std::time::Duration::from_millis(250),
+        })?;
+        let spawn_failed = |source| StoreError::Journal {
+            path: journal_dir.clone(),
+            source,
+        };
+        let indexer = Indexer::start(conn, checkpointer, db, indexed_below, stats.clone())
+            .map_err(spawn_failed)?;
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let thread_stats = stats.clone();
         let max_batch = opts.max_batch.max(1);
-        let flusher = match opts.durability {
-            Durability::Fsync => {
-                let wal = opts.dir.join(format!("{DB_FILE}-wal"));
-                Some(Flusher::start(wal, stats.clone()).map_err(|source| {
-                    StoreError::CreateDir {
-                        path: opts.dir.clone(),
-                        source,
-                    }
-                })?)
-            }
-            Durability::Buffered => None,
-        };
-        let checkpointer = Checkpointer::start(&db, std::time::Duration::from_millis(200))?;
+        let durable = opts.durability == Durability::Fsync;
+        let dir = journal_dir.clone();
         std::thread::Builder::new()
-            .name("wyvern-store-writer".into())
+            .name("wyvern-store-journal".into())
             .spawn(move || {
-                run_writer(conn, rx, max_batch, &thread_stats, flusher);
-                checkpointer.close();
+                run_journal(
+                    journal,
+                    rx,
+                    indexer,
+                    &dir,
+                    max_batch,
+                    durable,
+                    &thread_stats,
+                )
             })
-            .map_err(|source| StoreError::CreateDir {
-                path: opts.dir.clone(),
-                source,
-            })?;
+            .map_err(spawn_failed)?;
         tracing::info!(store = %opts.dir.display(), durability = ?opts.durability, "store open");
         Ok(Store {
             tx,
             stats,
             dir: opts.dir,
+            recovered,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// What start-up recovery replayed from the journal.
+    pub fn recovered(&self) -> Recovered {
+        self.recovered
     }
 
     pub fn dir(&self) -> &Path {
@@ -182,11 +214,11 @@ impl Store {
     }
 
     /// Submits and waits for durability.
-    pub async fn commit(&self, record: InboxRecord) -> Result<i64, StoreError> {
+    pub async fn commit(&self, record: InboxRecord) -> Result<(), StoreError> {
         self.submit(record).await?.wait().await
     }
 
-    /// Commits everything queued before this call, then stops the writer. Later submits fail
+    /// Commits everything queued before this call, indexes it, then stops. Later submits fail
     /// with [`StoreError::Closed`].
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
@@ -196,16 +228,22 @@ impl Store {
     }
 }
 
-fn run_writer(
-    mut conn: Connection,
+fn run_journal(
+    mut journal: Journal,
     mut rx: mpsc::Receiver<Request>,
+    indexer: Indexer,
+    journal_dir: &Path,
     max_batch: usize,
+    durable: bool,
     stats: &CommitStats,
-    flusher: Option<Flusher>,
 ) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.blocking_recv() {
-        let mut close = None;
+    let mut batch: Vec<(InboxRecord, Reply)> = Vec::with_capacity(max_batch);
+    let mut framed = Vec::with_capacity(1 << 20);
+    let mut close = None;
+    while close.is_none() {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut next = Some(first);
         while let Some(req) = next.take() {
             match req {
@@ -219,95 +257,56 @@ fn run_writer(
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() {
-            let more_waiting = !rx.is_empty();
-            commit_batch(&mut conn, &mut batch, stats, flusher.as_ref(), more_waiting);
+        if batch.is_empty() {
+            continue;
         }
-        if let Some(done) = close {
-            rx.close();
-            while let Ok(req) = rx.try_recv() {
-                if let Request::Write(_, reply) = req {
-                    let _ = reply.send(Err("the store is closed".into()));
-                }
-            }
-            if let Some(f) = flusher {
-                f.close();
-            }
-            let _ = done.send(());
-            tracing::debug!("store writer stopped");
-            return;
+        framed.clear();
+        for (rec, _) in &batch {
+            codec::encode(rec, &mut framed);
         }
-    }
-    if let Some(f) = flusher {
-        f.close();
-    }
-    tracing::debug!("store writer stopped");
-}
-
-const INSERT: &str = "INSERT INTO inbox (id, received_at, source, peer, content_type, status, sending_app, \
-    sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
-
-fn commit_batch(
-    conn: &mut Connection,
-    batch: &mut Vec<(InboxRecord, Reply)>,
-    stats: &CommitStats,
-    flusher: Option<&Flusher>,
-    more_waiting: bool,
-) {
-    let result = (|| -> rusqlite::Result<Vec<i64>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut seqs = Vec::with_capacity(batch.len());
-        {
-            let mut stmt = tx.prepare_cached(INSERT)?;
-            for (r, _) in batch.iter() {
-                let e = &r.envelope;
-                let m = &e.meta;
-                stmt.execute(params![
-                    e.id.to_string(),
-                    e.received_at_ms,
-                    m.source,
-                    m.peer,
-                    e.content_type.as_str(),
-                    r.status.as_str(),
-                    m.sending_application,
-                    m.sending_facility,
-                    m.message_type,
-                    m.control_id,
-                    m.nhs_number,
-                    r.error,
-                    r.ack.as_deref(),
-                    i64::try_from(r.raw_len).unwrap_or(i64::MAX),
-                    &e.raw[..],
-                ])?;
-                seqs.push(tx.last_insert_rowid());
+        let segment = journal.segment();
+        let result = journal.append(&framed, durable).map_err(|e| e.to_string());
+        let n = batch.len() as u64;
+        if durable {
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        let records = match &result {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.records.fetch_add(n, Ordering::Relaxed);
+                stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+                Some(Vec::with_capacity(batch.len()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend");
+                None
+            }
+        };
+        let mut records = records;
+        for (rec, reply) in batch.drain(..) {
+            let _ = reply.send(result.clone());
+            if let Some(r) = records.as_mut() {
+                r.push(rec);
             }
         }
-        tx.commit()?;
-        Ok(seqs)
-    })();
-    let n = batch.len() as u64;
-    match result {
-        Ok(seqs) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.records.fetch_add(n, Ordering::Relaxed);
-            stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-            let replies = batch.drain(..).map(|(_, reply)| reply).zip(seqs);
-            match flusher {
-                Some(f) => f.after_commit(replies.collect(), more_waiting, stats),
-                None => {
-                    for (reply, seq) in replies {
-                        let _ = reply.send(Ok(seq));
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, records = n, "store commit failed; the senders get AE and may resend");
-            let msg = e.to_string();
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(msg.clone()));
-            }
+        if let Some(records) = records {
+            indexer.send(IndexBatch { segment, records });
         }
     }
+    rx.close();
+    while let Ok(req) = rx.try_recv() {
+        if let Request::Write(_, reply) = req {
+            let _ = reply.send(Err("the store is closed".into()));
+        }
+    }
+    // Once everything journalled is indexed, the journal can start empty next time.
+    if indexer.close()
+        && let Err(e) = remove_segments_before(journal_dir, journal.finish() + 1)
+    {
+        tracing::warn!(error = %e, "cannot remove indexed journal segments");
+    }
+    if let Some(done) = close {
+        let _ = done.send(());
+    }
+    tracing::debug!("store journal thread stopped");
 }

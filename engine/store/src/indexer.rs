@@ -1,0 +1,165 @@
+//! The index: every journalled record inserted into SQLite, where `wyvern inbox`, the console
+//! and later the routes search it by control id, NHS number and status.
+//!
+//! It runs behind the journal, off the ACK path, in transactions as large as the backlog
+//! allows. After each commit it says how far it has got; the checkpoint thread makes that
+//! durable and deletes the journal segments it covers. Inserts are `INSERT OR IGNORE` by message id, so
+//! replaying a segment that was partly indexed before a crash stores nothing twice. When SQLite
+//! fails (a full disk), the batch is retried with backoff; the journal still holds it and the
+//! bounded queue in front of this thread pushes back on the senders.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use crate::checkpoint::{Checkpointer, sync_wal};
+use crate::writer::CommitStats;
+use crate::{InboxRecord, StoreError};
+
+/// Records committed to the journal together, and the segment they are in.
+pub(crate) struct IndexBatch {
+    pub segment: u64,
+    pub records: Vec<InboxRecord>,
+}
+
+/// The handle the journal thread keeps.
+pub(crate) struct Indexer {
+    tx: mpsc::SyncSender<IndexBatch>,
+    thread: JoinHandle<bool>,
+    closing: Arc<AtomicBool>,
+}
+
+/// Journal batches the index may fall behind by before the journal waits (back-pressure).
+const QUEUE: usize = 256;
+/// Records per index transaction at most.
+const MAX_RECORDS: usize = 4096;
+
+impl Indexer {
+    pub(crate) fn start(
+        conn: Connection,
+        checkpointer: Checkpointer,
+        db: PathBuf,
+        indexed_below: Arc<AtomicU64>,
+        stats: Arc<CommitStats>,
+    ) -> std::io::Result<Indexer> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let closing = Arc::new(AtomicBool::new(false));
+        let flag = closing.clone();
+        let thread = std::thread::Builder::new()
+            .name("wyvern-store-index".into())
+            .spawn(move || {
+                let all_indexed = run(conn, &rx, &indexed_below, &stats, &flag);
+                checkpointer.close();
+                // The journal may be emptied only once the index is on disk.
+                all_indexed && sync_wal(&db).is_ok()
+            })?;
+        Ok(Indexer {
+            tx,
+            thread,
+            closing,
+        })
+    }
+
+    /// Queues a journalled batch; waits while the index is `QUEUE` batches behind.
+    pub(crate) fn send(&self, batch: IndexBatch) {
+        if self.tx.send(batch).is_err() {
+            tracing::error!(
+                "the store's index thread has stopped; the journal keeps the records for the next start"
+            );
+        }
+    }
+
+    /// Indexes everything queued, then stops. False when something could not be indexed (it
+    /// stays in the journal and is indexed at the next start).
+    pub(crate) fn close(self) -> bool {
+        self.closing.store(true, Ordering::Relaxed);
+        drop(self.tx);
+        self.thread.join().unwrap_or(false)
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<IndexBatch>,
+    indexed_below: &AtomicU64,
+    stats: &CommitStats,
+    closing: &AtomicBool,
+) -> bool {
+    while let Ok(first) = rx.recv() {
+        let mut segment = first.segment;
+        let mut records = first.records;
+        while records.len() < MAX_RECORDS {
+            match rx.try_recv() {
+                Ok(more) => {
+                    segment = more.segment;
+                    records.extend(more.records);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0;
+        while let Err(e) = insert(&mut conn, &records) {
+            attempts += 1;
+            if closing.load(Ordering::Relaxed) && attempts >= 3 {
+                tracing::error!(error = %e, "shutting down with records not indexed; they stay in the journal for the next start");
+                return false;
+            }
+            tracing::error!(error = %e, records = records.len(), retry_in = ?backoff, "cannot index journalled records; they are safe in the journal");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        stats
+            .indexed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        // Batches arrive in journal order: every segment before this one is now fully indexed.
+        indexed_below.store(segment, Ordering::Release);
+    }
+    tracing::debug!("store index thread stopped");
+    true
+}
+
+const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer, content_type, status, \
+    sending_app, sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+/// Inserts records in one transaction; returns how many were new.
+pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<usize, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(StoreError::Write)?;
+    let mut added = 0;
+    {
+        let mut stmt = tx.prepare_cached(INSERT).map_err(StoreError::Write)?;
+        for r in records {
+            let e = &r.envelope;
+            let m = &e.meta;
+            added += stmt
+                .execute(params![
+                    e.id.to_string(),
+                    e.received_at_ms,
+                    m.source,
+                    m.peer,
+                    e.content_type.as_str(),
+                    r.status.as_str(),
+                    m.sending_application,
+                    m.sending_facility,
+                    m.message_type,
+                    m.control_id,
+                    m.nhs_number,
+                    r.error,
+                    r.ack.as_deref(),
+                    i64::try_from(r.raw_len).unwrap_or(i64::MAX),
+                    &e.raw[..],
+                ])
+                .map_err(StoreError::Write)?;
+        }
+    }
+    tx.commit().map_err(StoreError::Write)?;
+    Ok(added)
+}
