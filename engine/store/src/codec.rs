@@ -178,15 +178,17 @@ pub(crate) mod tests {
                     control_id: Some(format!("C{n}")),
                     ..Default::default()
                 },
-                parent: (n % 2 == 0).then(|| MessageId::from_bytes(5u128.to_be_bytes())),
+                parent: n
+                    .is_multiple_of(2)
+                    .then(|| MessageId::from_bytes(5u128.to_be_bytes())),
             },
-            status: if n % 3 == 0 {
+            status: if n.is_multiple_of(3) {
                 InboxStatus::Rejected
             } else {
                 InboxStatus::Accepted
             },
-            error: (n % 3 == 0).then(|| "bad".into()),
-            ack: (n % 5 != 0).then(|| Bytes::from_static(b"MSA|AA")),
+            error: n.is_multiple_of(3).then(|| "bad".into()),
+            ack: (!n.is_multiple_of(5)).then(|| Bytes::from_static(b"MSA|AA")),
             raw_len: 40 + n as usize,
         }
     }
