@@ -128,6 +128,16 @@ async fn sigkill_mid_stream_loses_no_acked_message() {
             }
         }
     }
+    let log = engine.log();
+    let recovered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("recovered messages from the journal"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("not_yet_indexed="))
+        })
+        .collect();
+    println!("crash test: restarts replayed from the journal into the index: {recovered:?}");
     println!(
         "crash test: {} messages from {SENDERS} senders; killed after {acked_before_kill} ACKs; \
          acked {} ({} distinct), stored {} rows; lost = {}, duplicated (stored twice, resent after the kill) = {duplicated}, out of order = {out_of_order}",

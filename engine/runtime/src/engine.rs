@@ -43,6 +43,14 @@ impl Engine {
             wyvern_config::Durability::Buffered => Durability::Buffered,
         };
         let store = Store::open(opts)?;
+        let recovered = store.recovered();
+        if recovered.records > 0 {
+            tracing::warn!(
+                records = recovered.records,
+                not_yet_indexed = recovered.added,
+                "recovered messages from the journal (the engine did not stop cleanly last time); nothing acknowledged was lost"
+            );
+        }
         let mut listeners = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
@@ -104,6 +112,14 @@ impl Engine {
             let _ = t.await;
         }
         self.store.close().await;
-        tracing::info!("engine stopped");
+        let s = self.store.stats();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            records = get(&s.records),
+            group_commits = get(&s.commits),
+            largest_batch = get(&s.largest_batch),
+            indexed = get(&s.indexed),
+            "engine stopped"
+        );
     }
 }
