@@ -1,40 +1,20 @@
-//! The store alone: how long a group commit takes for 1 and for 16 records of a ~1 KB ADT^A01,
-//! buffered (SQLite work only) and fsync (plus the WAL fsync). Tells how much of an ACK's
+//! The store alone: how long a commit takes for 1 and for 16 records of a ~1 KB ADT^A01,
+//! buffered (the journal write only) and fsync (plus its fdatasync). Tells how much of an ACK's
 //! latency is the store and how much is the network and the engine around it.
 //!
 //! Run: `cargo bench -p wyvern-store --bench commit`
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
 use wyvern_store::{Durability, InboxRecord, InboxStatus, Store, StoreOptions};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 fn record(n: u64) -> InboxRecord {
     let raw = wyvern_hl7::synthetic::adt_a01(&format!("C{n:08}"), n);
-    InboxRecord {
-        envelope: Envelope {
-            id: MessageId::new(1_795_617_000_000 + n as i64),
-            received_at_ms: 1_795_617_000_000,
-            content_type: ContentType::Hl7v2,
-            raw: Bytes::from(raw.clone()),
-            meta: Metadata {
-                source: "bench".into(),
-                control_id: Some(format!("C{n:08}")),
-                nhs_number: Some(wyvern_hl7::synthetic::nhs_number(n)),
-                message_type: Some("ADT^A01".into()),
-                ..Default::default()
-            },
-            parent: None,
-        },
-        status: InboxStatus::Accepted,
-        error: None,
-        ack: Some(Bytes::from_static(
-            b"MSH|^~\\&|WYVERN|CHIE|PAS|RHX01|20261125||ACK^A01^ACK|X|P|2.4\rMSA|AA|C1\r",
-        )),
-        raw_len: raw.len(),
-    }
+    support::record(n as usize, InboxStatus::Accepted, raw)
 }
 
 fn benches(c: &mut Criterion) {

@@ -1,33 +1,17 @@
 //! The store at its boundary: records in, rows out, across reopen, from concurrent submitters.
 
-use bytes::Bytes;
-use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
+mod support;
+
 use wyvern_store::{
     Durability, InboxQuery, InboxReader, InboxRecord, InboxStatus, Store, StoreError, StoreOptions,
 };
 
 fn record(n: usize, status: InboxStatus) -> InboxRecord {
-    let raw = format!("MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C{n}|P|2.4\r");
-    InboxRecord {
-        envelope: Envelope {
-            id: MessageId::new(1_795_617_000_000 + n as i64),
-            received_at_ms: 1_795_617_000_000,
-            content_type: ContentType::Hl7v2,
-            raw: Bytes::from(raw.clone()),
-            meta: Metadata {
-                source: "test".into(),
-                control_id: Some(format!("C{n}")),
-                nhs_number: n.is_multiple_of(2).then(|| "9990000018".into()),
-                message_type: Some("ADT^A01".into()),
-                ..Default::default()
-            },
-            parent: None,
-        },
+    support::record(
+        n,
         status,
-        error: (status == InboxStatus::Rejected).then(|| "bad".into()),
-        ack: Some(Bytes::from_static(b"MSA|AA")),
-        raw_len: raw.len(),
-    }
+        format!("MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C{n}|P|2.4\r"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
