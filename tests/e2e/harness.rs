@@ -178,7 +178,8 @@ impl Wire {
         self.stream.flush().expect("flush");
     }
 
-    /// The next answer's payload (without framing), or `None` if none comes within `wait`.
+    /// The next answer's payload (without framing), or `None` if none comes within `wait` or
+    /// the engine closed the connection.
     pub fn read_frame_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
         self.stream.set_read_timeout(Some(wait)).expect("timeout");
         loop {
@@ -196,7 +197,9 @@ impl Wire {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::ConnectionReset
                     ) =>
                 {
                     return None;

@@ -240,3 +240,43 @@ fn sigterm_answers_what_was_read_then_exits_cleanly() {
     );
     assert!(e.log().contains("engine stopped"), "{}", e.log());
 }
+
+#[test]
+fn connections_past_max_connections_are_closed_and_idle_ones_time_out() {
+    let e = EngineProcess::start("    max_connections: 1\n    idle_timeout: 1s\n");
+    let mut first = Wire::connect(e.addr);
+    assert!(first.exchange(&adt("C1", 1)).ends_with("MSA|AA|C1"));
+    let mut second = Wire::connect(e.addr);
+    second.write(&frame(&adt("C2", 2)));
+    assert_eq!(
+        second.read_frame_within(Duration::from_secs(2)),
+        None,
+        "refused: no ACK"
+    );
+    // The first goes quiet, is closed after idle_timeout, and its slot is free again.
+    assert_eq!(first.read_frame_within(Duration::from_secs(3)), None);
+    let mut third = Wire::connect(e.addr);
+    assert!(third.exchange(&adt("C3", 3)).ends_with("MSA|AA|C3"));
+    assert!(e.log().contains("max_connections reached"), "{}", e.log());
+}
+
+#[test]
+fn wrong_delimiters_are_rejected_with_a_reason() {
+    let e = EngineProcess::start("");
+    let mut w = Wire::connect(e.addr);
+    for (msg, why) in [
+        (
+            &b"MSH|^^\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|D1|P|2.4\r"[..],
+            "must be distinct",
+        ),
+        (b"MSHA^~\\&A", "not a punctuation character"),
+        (
+            b"MSH|^|PAS|RX1",
+            "need at least a component and a repetition separator",
+        ),
+    ] {
+        let ack = w.exchange(msg);
+        assert!(ack.contains("MSA|AR||") && ack.contains(why), "{ack}");
+        assert!(ack.contains("\nERR|"), "{ack}");
+    }
+}
