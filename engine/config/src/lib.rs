@@ -7,15 +7,26 @@
 //! [`validate`] is pure: it opens no socket, resolves no host and reads no secret, and it
 //! reports every problem it finds as `file:line:col: what was expected`.
 
+mod at;
+mod delivery;
+mod destination;
 mod diagnostic;
+mod filter;
 mod load;
 mod model;
+mod step;
 mod units;
 mod validate;
 
+pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
+pub use destination::{
+    Destination, DestinationFile, DestinationKind, FileDestination, MllpDestination,
+};
 pub use diagnostic::{Diagnostic, Severity};
+pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
+pub use step::{Step, StepFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
 

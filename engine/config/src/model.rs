@@ -41,6 +41,16 @@ pub struct RouteFile {
     #[serde(default)]
     pub description: Option<String>,
     pub source: SourceFileKind,
+    #[serde(default)]
+    pub steps: Vec<Spanned<crate::step::StepFile>>,
+    #[serde(default)]
+    pub destinations: Vec<crate::destination::DestinationFile>,
+    #[serde(default)]
+    pub order_by: Option<crate::OrderBy>,
+    #[serde(default)]
+    pub retry: Option<crate::delivery::RetryFile>,
+    #[serde(default)]
+    pub on_permanent: Option<crate::OnPermanent>,
 }
 
 /// Where a route's messages come from (one key: the kind).

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use crate::at::At;
 use crate::model::{DurabilityFile, EngineFile, RouteFile, SourceFileKind};
-use crate::{Diagnostic, SourceFile};
+use crate::{Destination, Diagnostic, OnPermanent, OrderBy, RetryPolicy, SourceFile, Step};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,11 @@ pub struct Route {
     pub description: Option<String>,
     pub file: PathBuf,
     pub source: Source,
+    pub steps: Vec<Step>,
+    pub destinations: Vec<Destination>,
+    pub order_by: OrderBy,
+    pub retry: RetryPolicy,
+    pub on_permanent: OnPermanent,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,20 +62,6 @@ pub struct MllpSource {
     pub max_in_flight: u32,
 }
 
-/// Where a finding points.
-struct At<'a> {
-    file: &'a Path,
-    errors: Vec<Diagnostic>,
-}
-
-impl At<'_> {
-    fn err<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
-        let l = s.referenced;
-        self.errors
-            .push(Diagnostic::error(self.file, l.line(), l.column(), msg));
-    }
-}
-
 /// Validates the files of one config. `base` is the folder relative paths are resolved against.
 pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagnostic>> {
     let mut errors = Vec::new();
@@ -82,10 +74,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
     let mut listens: HashMap<SocketAddr, (String, PathBuf, u64)> = HashMap::new();
 
     for src in sources {
-        let mut at = At {
-            file: &src.path,
-            errors: Vec::new(),
-        };
+        let mut at = At::new(&src.path);
         if src.is_engine_file() {
             match parse::<EngineFile>(src) {
                 Ok(f) => {
@@ -185,11 +174,20 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             })
                         }
                     };
+                    let steps = crate::step::steps(&mut at, &f.steps);
+                    let destinations =
+                        crate::destination::destinations(&mut at, base, &f.destinations);
+                    let retry = crate::delivery::retry(&mut at, f.retry.as_ref());
                     routes.push(Route {
                         name,
                         description: f.description,
                         file: src.path.clone(),
                         source,
+                        steps,
+                        destinations,
+                        order_by: f.order_by.unwrap_or_default(),
+                        retry,
+                        on_permanent: f.on_permanent.unwrap_or_default(),
                     });
                 }
                 Err(d) => at.errors.push(d),
@@ -236,7 +234,7 @@ fn check_version(at: &mut At<'_>, v: &Spanned<u32>) {
     }
 }
 
-fn valid_name(n: &str) -> bool {
+pub(crate) fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.bytes()

@@ -64,4 +64,16 @@ fn valid_config_builds_with_defaults_and_relative_store() {
     assert_eq!(m.idle_timeout, std::time::Duration::from_secs(120));
     assert_eq!(m.frame_timeout, std::time::Duration::from_secs(30));
     assert_eq!(m.max_connections, 256);
+    let r = &c.routes[0];
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(r.order_by, wyvern_config::OrderBy::Patient);
+    assert_eq!(r.on_permanent, wyvern_config::OnPermanent::Hold);
+    assert_eq!(r.retry.first, std::time::Duration::from_secs(2));
+    assert_eq!(r.retry.max_attempts, Some(5));
+    let names: Vec<&str> = r.destinations.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["archive", "dcr"]);
+    match &r.destinations[0].kind {
+        wyvern_config::DestinationKind::File(f) => assert_eq!(f.dir, dir.join("out/archive")),
+        other => panic!("{other:?}"),
+    }
 }
