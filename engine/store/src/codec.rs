@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
 
-use crate::{InboxRecord, InboxStatus};
+use crate::{Delivery, InboxRecord, InboxStatus};
 
 const NONE: u32 = u32::MAX;
 /// Frame header: payload length and CRC-32 of the payload.
@@ -45,6 +45,13 @@ pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) {
     put(out, r.ack.as_deref());
     out.extend_from_slice(&(r.raw_len as u64).to_le_bytes());
     put(out, Some(&e.raw));
+    out.extend_from_slice(&(r.deliveries.len() as u32).to_le_bytes());
+    for d in &r.deliveries {
+        put(out, Some(d.route.as_bytes()));
+        put(out, Some(d.destination.as_bytes()));
+        put(out, Some(d.order_key.as_bytes()));
+        put(out, d.payload.as_deref());
+    }
     let payload_len = out.len() - start - HEADER;
     let crc = crc32fast::hash(&out[start + HEADER..]);
     out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
@@ -105,6 +112,16 @@ fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
     let ack = r.bytes()?.map(Bytes::copy_from_slice);
     let raw_len = u64::from_le_bytes(r.take(8)?.try_into().ok()?) as usize;
     let raw = Bytes::copy_from_slice(r.bytes()??);
+    let count = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
+    let mut deliveries = Vec::new();
+    for _ in 0..count {
+        deliveries.push(Delivery {
+            route: r.text()??,
+            destination: r.text()??,
+            order_key: r.text()??,
+            payload: r.bytes()?.map(Bytes::copy_from_slice),
+        });
+    }
     let meta = Metadata {
         source,
         peer: peer?,
@@ -128,6 +145,7 @@ fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
             status,
             error: error?,
             ack,
+            deliveries,
             raw_len,
         },
         HEADER + len,
@@ -190,6 +208,14 @@ pub(crate) mod tests {
             error: n.is_multiple_of(3).then(|| "bad".into()),
             ack: (!n.is_multiple_of(5)).then(|| Bytes::from_static(b"MSA|AA")),
             raw_len: 40 + n as usize,
+            deliveries: (0..n % 3)
+                .map(|k| Delivery {
+                    route: "r".into(),
+                    destination: format!("d{k}"),
+                    order_key: format!("K{n}"),
+                    payload: (k == 1).then(|| Bytes::from_static(b"{\"resourceType\":\"Bundle\"}")),
+                })
+                .collect(),
         }
     }
 
@@ -200,6 +226,7 @@ pub(crate) mod tests {
             && a.envelope.parent == b.envelope.parent
             && a.envelope.content_type == b.envelope.content_type
             && (a.status, &a.error, &a.ack, a.raw_len) == (b.status, &b.error, &b.ack, b.raw_len)
+            && a.deliveries == b.deliveries
     }
 
     #[test]

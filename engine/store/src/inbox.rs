@@ -10,6 +10,8 @@ pub enum InboxStatus {
     Accepted,
     /// Answered AR/CR; kept so a person can see what was sent and why it was refused.
     Rejected,
+    /// Acknowledged AA/CA, but a route step filtered it out: nothing to deliver.
+    Filtered,
 }
 
 impl InboxStatus {
@@ -17,6 +19,7 @@ impl InboxStatus {
         match self {
             InboxStatus::Accepted => "accepted",
             InboxStatus::Rejected => "rejected",
+            InboxStatus::Filtered => "filtered",
         }
     }
 
@@ -24,6 +27,7 @@ impl InboxStatus {
         match s {
             "accepted" => Some(InboxStatus::Accepted),
             "rejected" => Some(InboxStatus::Rejected),
+            "filtered" => Some(InboxStatus::Filtered),
             _ => None,
         }
     }
@@ -41,6 +45,19 @@ pub struct InboxRecord {
     /// The length received; larger than `envelope.raw` when only the head of an oversized
     /// frame was kept.
     pub raw_len: usize,
+    /// Where it must be delivered: one outbox entry each, created atomically with the record.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// One destination a message must reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub route: String,
+    pub destination: String,
+    /// Messages with the same key are delivered in the order they were received.
+    pub order_key: String,
+    /// What to send; `None` sends the message as received.
+    pub payload: Option<Bytes>,
 }
 
 impl InboxRecord {

@@ -46,6 +46,7 @@ impl Indexer {
         db: PathBuf,
         indexed_below: Arc<AtomicU64>,
         stats: Arc<CommitStats>,
+        notify: tokio::sync::watch::Sender<u64>,
     ) -> std::io::Result<Indexer> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let closing = Arc::new(AtomicBool::new(false));
@@ -53,7 +54,7 @@ impl Indexer {
         let thread = std::thread::Builder::new()
             .name("wyvern-store-index".into())
             .spawn(move || {
-                let all_indexed = run(conn, &rx, &indexed_below, &stats, &flag);
+                let all_indexed = run(conn, &rx, &indexed_below, &stats, &flag, &notify);
                 checkpointer.close();
                 // The journal may be emptied only once the index is on disk.
                 all_indexed && sync_wal(&db).is_ok()
@@ -89,6 +90,7 @@ fn run(
     indexed_below: &AtomicU64,
     stats: &CommitStats,
     closing: &AtomicBool,
+    notify: &tokio::sync::watch::Sender<u64>,
 ) -> bool {
     while let Ok(first) = rx.recv() {
         let mut segment = first.segment;
@@ -114,9 +116,10 @@ fn run(
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
-        stats
-            .indexed
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let n = records.len() as u64;
+        let total = stats.indexed.fetch_add(n, Ordering::Relaxed) + n;
+        // Wakes the delivery workers: their outbox rows exist now.
+        notify.send_replace(total);
         // Batches arrive in journal order: every segment before this one is now fully indexed.
         indexed_below.store(segment, Ordering::Release);
     }
@@ -128,7 +131,10 @@ const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer
     sending_app, sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
-/// Inserts records in one transaction; returns how many were new.
+const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, \
+    payload, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+
+/// Inserts records and their outbox entries in one transaction; returns how many were new.
 pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<usize, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -158,6 +164,24 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     &e.raw[..],
                 ])
                 .map_err(StoreError::Write)?;
+        }
+    }
+    {
+        let mut stmt = tx
+            .prepare_cached(INSERT_OUTBOX)
+            .map_err(StoreError::Write)?;
+        for r in records {
+            for d in &r.deliveries {
+                stmt.execute(params![
+                    r.envelope.id.to_string(),
+                    d.route,
+                    d.destination,
+                    d.order_key,
+                    d.payload.as_deref(),
+                    r.envelope.received_at_ms,
+                ])
+                .map_err(StoreError::Write)?;
+            }
         }
     }
     tx.commit().map_err(StoreError::Write)?;

@@ -16,13 +16,15 @@ mod error;
 mod inbox;
 mod indexer;
 mod journal;
+mod outbox;
 mod reader;
 mod recovery;
 mod schema;
 mod writer;
 
 pub use error::StoreError;
-pub use inbox::{InboxRecord, InboxStatus};
+pub use inbox::{Delivery, InboxRecord, InboxStatus};
+pub use outbox::{Outbox, OutboxItem, OutboxState};
 pub use reader::{InboxQuery, InboxReader, InboxRow, StatusCount};
 pub use recovery::Recovered;
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};

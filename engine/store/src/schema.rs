@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -31,6 +31,28 @@ CREATE INDEX IF NOT EXISTS inbox_control_id ON inbox(control_id);
 CREATE INDEX IF NOT EXISTS inbox_nhs_number ON inbox(nhs_number) WHERE nhs_number IS NOT NULL;
 -- Partial: most rows are accepted, and every index touched is a page written per commit.
 CREATE INDEX IF NOT EXISTS inbox_not_accepted ON inbox(status, seq) WHERE status <> 'accepted';
+
+-- v2: one row per message per destination; created with the inbox row, in the same commit.
+-- state: pending → delivered | dead (parked) | held (dead, and its key waits for a person).
+CREATE TABLE IF NOT EXISTS outbox (
+    seq          INTEGER PRIMARY KEY,
+    message_id   TEXT    NOT NULL,
+    route        TEXT    NOT NULL,
+    destination  TEXT    NOT NULL,
+    order_key    TEXT    NOT NULL,
+    payload      BLOB,
+    state        TEXT    NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    next_at      INTEGER NOT NULL,
+    done_at      INTEGER,
+    last_error   TEXT,
+    receipt      TEXT,
+    UNIQUE (message_id, destination)
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(route, destination, order_key, seq)
+    WHERE state IN ('pending', 'held');
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox(route, destination, seq) WHERE state IN ('dead', 'held');
 ";
 
 /// Applies the pragmas for the index connection and creates or checks the schema.

@@ -87,6 +87,7 @@ pub struct Store {
     stats: Arc<CommitStats>,
     dir: PathBuf,
     recovered: Recovered,
+    indexed: tokio::sync::watch::Receiver<u64>,
     _lock: Arc<File>,
 }
 
@@ -159,8 +160,16 @@ impl Store {
             path: journal_dir.clone(),
             source,
         };
-        let indexer = Indexer::start(conn, checkpointer, db, indexed_below, stats.clone())
-            .map_err(spawn_failed)?;
+        let (indexed_tx, indexed_rx) = tokio::sync::watch::channel(0);
+        let indexer = Indexer::start(
+            conn,
+            checkpointer,
+            db,
+            indexed_below,
+            stats.clone(),
+            indexed_tx,
+        )
+        .map_err(spawn_failed)?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let thread_stats = stats.clone();
         let max_batch = opts.max_batch.max(1);
@@ -186,8 +195,14 @@ impl Store {
             stats,
             dir: opts.dir,
             recovered,
+            indexed: indexed_rx,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// Changes whenever the index has taken new records (and with them new outbox rows).
+    pub fn indexed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.indexed.clone()
     }
 
     /// What start-up recovery replayed from the journal.

@@ -25,5 +25,6 @@ pub fn record(n: usize, status: InboxStatus, raw: String) -> InboxRecord {
         error: (status == InboxStatus::Rejected).then(|| "bad".into()),
         ack: Some(Bytes::from_static(b"MSA|AA")),
         raw_len: raw.len(),
+        deliveries: Vec::new(),
     }
 }

@@ -1,0 +1,216 @@
+//! The outboxes: what each destination still has to deliver, read and updated by its delivery
+//! worker, and the dead letters people look at with `wyvern dlq`.
+//!
+//! Rows are created by the index thread in the same transaction as their inbox row, so a
+//! message that was acknowledged always has its outbox entries once it is indexed (and the
+//! journal replays both after a crash). Updates here are not fsync'd: if a crash forgets that a
+//! row was delivered, it is delivered again — at-least-once, never lost.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{DB_FILE, StoreError};
+
+/// One message waiting for (or failed at) one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub seq: i64,
+    pub message_id: String,
+    pub route: String,
+    pub destination: String,
+    pub order_key: String,
+    pub payload: Vec<u8>,
+    pub attempts: u32,
+    pub created_at_ms: i64,
+    pub next_at_ms: i64,
+    pub state: OutboxState,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    Pending,
+    Delivered,
+    /// Dead-lettered; its key went on.
+    Dead,
+    /// Dead-lettered; its key waits until a person retries or purges it.
+    Held,
+}
+
+impl OutboxState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+            OutboxState::Held => "held",
+        }
+    }
+
+    fn parse(s: &str) -> OutboxState {
+        match s {
+            "delivered" => OutboxState::Delivered,
+            "dead" => OutboxState::Dead,
+            "held" => OutboxState::Held,
+            _ => OutboxState::Pending,
+        }
+    }
+}
+
+/// A read-write handle on the outbox tables (one per worker or command).
+#[derive(Debug)]
+pub struct Outbox {
+    conn: Connection,
+}
+
+const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \
+    o.attempts, o.created_at, o.next_at, o.state, o.last_error";
+
+fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    Ok(OutboxItem {
+        seq: r.get(0)?,
+        message_id: r.get(1)?,
+        route: r.get(2)?,
+        destination: r.get(3)?,
+        order_key: r.get(4)?,
+        payload: r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default(),
+        attempts: r.get(6)?,
+        created_at_ms: r.get(7)?,
+        next_at_ms: r.get(8)?,
+        state: OutboxState::parse(&r.get::<_, String>(9)?),
+        last_error: r.get(10)?,
+    })
+}
+
+impl Outbox {
+    /// Opens the store's database (it must exist: the engine creates it).
+    pub fn open(dir: &Path) -> Result<Outbox, StoreError> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            return Err(StoreError::Missing { path: db });
+        }
+        let conn = Connection::open(&db).map_err(|source| StoreError::Open {
+            path: db.clone(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(StoreError::Query)?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(StoreError::Query)?;
+        Ok(Outbox { conn })
+    }
+
+    /// The oldest open row of every key of one destination (a held head blocks its key and is
+    /// returned so the caller can see it), oldest first.
+    pub fn heads(
+        &self,
+        route: &str,
+        destination: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq IN \
+             (SELECT MIN(seq) FROM outbox WHERE route = ?1 AND destination = ?2 AND state IN ('pending', 'held') \
+             GROUP BY order_key) ORDER BY o.seq LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map(params![route, destination, limit as i64], item)
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    pub fn delivered(&self, seq: i64, receipt: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.update("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, done_at = ?2, receipt = ?3, last_error = NULL WHERE seq = ?1", params![seq, now_ms, receipt])
+    }
+
+    pub fn retry_at(&self, seq: i64, next_at_ms: i64, error: &str) -> Result<(), StoreError> {
+        self.update("UPDATE outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3 WHERE seq = ?1", params![seq, next_at_ms, error])
+    }
+
+    pub fn dead(&self, seq: i64, hold: bool, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        let state = if hold { "held" } else { "dead" };
+        self.update("UPDATE outbox SET state = ?2, attempts = attempts + 1, done_at = ?3, last_error = ?4 WHERE seq = ?1", params![seq, state, now_ms, error])
+    }
+
+    fn update(&self, sql: &str, p: impl rusqlite::Params) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(StoreError::Write)?;
+        stmt.execute(p).map_err(StoreError::Write)?;
+        Ok(())
+    }
+
+    /// Dead letters (dead and held), newest first; optionally of one route / destination.
+    pub fn dead_letters(
+        &self,
+        route: Option<&str>,
+        destination: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.state IN ('dead', 'held') \
+             AND (?1 IS NULL OR o.route = ?1) AND (?2 IS NULL OR o.destination = ?2) ORDER BY o.seq DESC LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map(params![route, destination, limit as i64], item)
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    pub fn get(&self, seq: i64) -> Result<Option<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq = ?1"
+        );
+        self.conn
+            .query_row(&sql, [seq], item)
+            .optional()
+            .map_err(StoreError::Query)
+    }
+
+    /// Puts dead letters back in the queue with fresh attempts (one by seq, or all matching).
+    pub fn requeue(
+        &self,
+        seq: Option<i64>,
+        route: Option<&str>,
+        destination: Option<&str>,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?4, done_at = NULL \
+                 WHERE state IN ('dead', 'held') AND (?1 IS NULL OR seq = ?1) AND (?2 IS NULL OR route = ?2) \
+                 AND (?3 IS NULL OR destination = ?3)",
+                params![seq, route, destination, now_ms],
+            )
+            .map_err(StoreError::Write)
+    }
+
+    /// Marks dead letters as given up (kept for audit, no longer shown or blocking).
+    pub fn purge(
+        &self,
+        seq: Option<i64>,
+        route: Option<&str>,
+        destination: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'purged' WHERE state IN ('dead', 'held') AND (?1 IS NULL OR seq = ?1) \
+                 AND (?2 IS NULL OR route = ?2) AND (?3 IS NULL OR destination = ?3)",
+                params![seq, route, destination],
+            )
+            .map_err(StoreError::Write)
+    }
+
+    /// Open rows and the age of the oldest, per destination (for metrics and `wyvern status`).
+    pub fn depth(&self, route: &str, destination: &str) -> Result<(i64, Option<i64>), StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE route = ?1 AND destination = ?2 AND state = 'pending'",
+                params![route, destination],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(StoreError::Query)
+    }
+}
