@@ -7,7 +7,9 @@ use wyvern_core::Metadata;
 use wyvern_hl7::{
     AckError, AckIntent, ErrorCode, Message, build_ack, build_ack_without_message, check,
 };
-use wyvern_store::InboxStatus;
+use wyvern_store::{Delivery, InboxStatus};
+
+use crate::plan::{Decision, RoutePlan};
 
 /// What to store and what to answer for one frame.
 #[derive(Debug, Clone)]
@@ -21,10 +23,32 @@ pub struct Assessment {
     /// The bytes to keep (the head only, for an oversized frame).
     pub raw: Bytes,
     pub raw_len: usize,
+    /// The outbox entries to create with the record (none unless accepted).
+    pub deliveries: Vec<Delivery>,
 }
 
 /// Assesses one frame. `ack_id` becomes the ACK's MSH-10 and `now` its MSH-7.
-pub fn assess(frame: MllpFrame, max_frame: usize, ack_id: &str, now: &str) -> Assessment {
+/// What assessing one frame needs besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub max_frame: usize,
+    /// Becomes the ACK's MSH-10.
+    pub ack_id: &'a str,
+    /// Becomes the ACK's MSH-7 (HL7 format).
+    pub now: &'a str,
+    /// The id the message is stored under (ordering keys may use it).
+    pub message_id: &'a str,
+    pub plan: &'a RoutePlan,
+}
+
+pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
+    let Context {
+        max_frame,
+        ack_id,
+        now,
+        ..
+    } = *cx;
+    let mut deliveries = Vec::new();
     match frame {
         MllpFrame::Message(raw) => {
             let raw_len = raw.len();
@@ -52,12 +76,22 @@ pub fn assess(frame: MllpFrame, max_frame: usize, ack_id: &str, now: &str) -> As
                         let ack = build_ack(&msg, AckIntent::Reject, Some(first), ack_id, now);
                         (InboxStatus::Rejected, meta, Some(text), ack)
                     } else {
-                        (
-                            InboxStatus::Accepted,
-                            meta,
-                            None,
-                            build_ack(&msg, AckIntent::Accept, None, ack_id, now),
-                        )
+                        let ack = build_ack(&msg, AckIntent::Accept, None, ack_id, now);
+                        match cx.plan.decide(&msg, cx.message_id) {
+                            Decision::Filtered { step } => (
+                                InboxStatus::Filtered,
+                                meta,
+                                Some(format!(
+                                    "filtered out by step {step} of route {}",
+                                    cx.plan.route
+                                )),
+                                ack,
+                            ),
+                            Decision::Deliver(d) => {
+                                deliveries = d;
+                                (InboxStatus::Accepted, meta, None, ack)
+                            }
+                        }
                     }
                 }
             };
@@ -68,6 +102,7 @@ pub fn assess(frame: MllpFrame, max_frame: usize, ack_id: &str, now: &str) -> As
                 ack: ack.map(Bytes::from),
                 raw,
                 raw_len,
+                deliveries,
             }
         }
         MllpFrame::Oversized { head, len } => {
@@ -100,6 +135,7 @@ pub fn assess(frame: MllpFrame, max_frame: usize, ack_id: &str, now: &str) -> As
                 ack: ack.map(Bytes::from),
                 raw: head,
                 raw_len: len,
+                deliveries,
             }
         }
     }
@@ -149,12 +185,29 @@ fn metadata(msg: &Message<'_>) -> Metadata {
 mod tests {
     use super::*;
 
+    fn plan() -> RoutePlan {
+        RoutePlan {
+            route: "r".into(),
+            steps: vec![],
+            destinations: vec!["chie".into()],
+            order_by: wyvern_config::OrderBy::Patient,
+        }
+    }
+
+    fn cx<'a>(plan: &'a RoutePlan, now: &'a str) -> Context<'a> {
+        Context {
+            max_frame: 1024,
+            ack_id: "A1",
+            now,
+            message_id: "01ID",
+            plan,
+        }
+    }
+
     fn run(raw: &[u8]) -> Assessment {
         assess(
             MllpFrame::Message(Bytes::copy_from_slice(raw)),
-            1024,
-            "A1",
-            "20261125143000",
+            &cx(&plan(), "20261125143000"),
         )
     }
 
@@ -209,9 +262,7 @@ mod tests {
                 ),
                 len: 5000,
             },
-            1024,
-            "A1",
-            "2026",
+            &cx(&plan(), "2026"),
         );
         assert_eq!(a.status, InboxStatus::Rejected);
         assert_eq!(a.raw_len, 5000);

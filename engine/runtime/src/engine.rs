@@ -13,7 +13,7 @@ use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
 use wyvern_core::Clock;
 use wyvern_store::{Durability, Store, StoreError, StoreOptions};
 
-use crate::{Hl7Inbox, RouteCounters};
+use crate::{Hl7Inbox, RouteCounters, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -57,7 +57,12 @@ impl Engine {
             match &route.source {
                 Source::Mllp(m) => {
                     let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
-                    let inbox = Hl7Inbox::new(&route.name, store.clone(), clock.clone(), max_frame);
+                    let inbox = Hl7Inbox::new(
+                        RoutePlan::of(route),
+                        store.clone(),
+                        clock.clone(),
+                        max_frame,
+                    );
                     counters.push((route.name.clone(), inbox.counters()));
                     let mut lo = MllpListenerOptions::new(&route.name, m.listen);
                     lo.max_frame = max_frame;

@@ -10,7 +10,8 @@ use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
 use wyvern_store::{InboxRecord, InboxStatus, Store};
 
-use crate::assess::{assess, store_failure_ack};
+use crate::RoutePlan;
+use crate::assess::{Context, assess, store_failure_ack};
 
 /// Per-route counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -18,6 +19,7 @@ pub struct RouteCounters {
     pub received: AtomicU64,
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    pub filtered: AtomicU64,
     pub store_failures: AtomicU64,
 }
 
@@ -25,6 +27,7 @@ pub struct RouteCounters {
 #[derive(Debug)]
 pub struct Hl7Inbox {
     route: String,
+    plan: RoutePlan,
     store: Store,
     clock: Arc<dyn Clock>,
     max_frame: usize,
@@ -32,14 +35,10 @@ pub struct Hl7Inbox {
 }
 
 impl Hl7Inbox {
-    pub fn new(
-        route: impl Into<String>,
-        store: Store,
-        clock: Arc<dyn Clock>,
-        max_frame: usize,
-    ) -> Self {
+    pub fn new(plan: RoutePlan, store: Store, clock: Arc<dyn Clock>, max_frame: usize) -> Self {
         Hl7Inbox {
-            route: route.into(),
+            route: plan.route.clone(),
+            plan,
             store,
             clock,
             max_frame,
@@ -60,10 +59,17 @@ impl FrameHandler for Hl7Inbox {
         // MSH-10 is 20 characters in v2.3-2.5: the ULID's time part and 50 random bits.
         let ack_id = &id_text[..20];
         let now_hl7 = hl7_timestamp(now);
-        let a = assess(frame, self.max_frame, ack_id, &now_hl7);
+        let cx = Context {
+            max_frame: self.max_frame,
+            ack_id,
+            now: &now_hl7,
+            message_id: &id_text,
+            plan: &self.plan,
+        };
+        let a = assess(frame, &cx);
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let rejected = a.status == InboxStatus::Rejected;
-        if rejected {
+        let status = a.status;
+        if status == InboxStatus::Rejected {
             tracing::warn!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), reason = a.error.as_deref().unwrap_or(""), "message rejected (AR)");
         } else {
             tracing::debug!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), "message received");
@@ -85,6 +91,7 @@ impl FrameHandler for Hl7Inbox {
             error: a.error,
             ack: a.ack.clone(),
             raw_len: a.raw_len,
+            deliveries: a.deliveries,
         };
         let ack = a.ack;
         let counters = self.counters.clone();
@@ -100,10 +107,10 @@ impl FrameHandler for Hl7Inbox {
             Ok(pending) => Box::pin(async move {
                 match pending.wait().await {
                     Ok(_) => {
-                        let c = if rejected {
-                            &counters.rejected
-                        } else {
-                            &counters.accepted
+                        let c = match status {
+                            InboxStatus::Rejected => &counters.rejected,
+                            InboxStatus::Filtered => &counters.filtered,
+                            InboxStatus::Accepted => &counters.accepted,
                         };
                         c.fetch_add(1, Ordering::Relaxed);
                         ack

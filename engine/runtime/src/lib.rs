@@ -6,9 +6,13 @@
 //! its ACK is derived from that outcome *after* the store has answered.
 
 mod assess;
+mod condition;
 mod engine;
 mod inbox;
+mod plan;
 
 pub use assess::{Assessment, assess};
+pub use condition::holds;
 pub use engine::{BuildError, Engine};
 pub use inbox::{Hl7Inbox, RouteCounters};
+pub use plan::{Decision, RoutePlan};
