@@ -28,6 +28,12 @@ impl EngineProcess {
     /// Starts an engine with one MLLP route; `source_extra` is YAML added under `mllp:`
     /// (indented four spaces), e.g. `"    max_frame: 1KiB\n"`.
     pub fn start(source_extra: &str) -> EngineProcess {
+        Self::start_route(source_extra, "")
+    }
+
+    /// Like [`EngineProcess::start`], with `rest` (steps, destinations, …) after the source.
+    /// `{dir}` in `rest` becomes the engine's config folder.
+    pub fn start_route(source_extra: &str, rest: &str) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
@@ -38,8 +44,10 @@ impl EngineProcess {
             "version: 1\nstore:\n  path: store\n",
         )
         .expect("write");
-        let route =
-            format!("version: 1\nroute: e2e\nsource:\n  mllp:\n    listen: {addr}\n{source_extra}");
+        let rest = rest.replace("{dir}", &dir.path().display().to_string());
+        let route = format!(
+            "version: 1\nroute: e2e\nsource:\n  mllp:\n    listen: {addr}\n{source_extra}{rest}"
+        );
         std::fs::write(dir.path().join("e2e.yaml"), route).expect("write");
         let mut e = EngineProcess {
             child: None,

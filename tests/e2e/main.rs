@@ -3,5 +3,7 @@
 
 mod cli;
 mod crash;
+mod delivery;
 mod harness;
 mod mllp_wire;
+mod receiver;

@@ -54,25 +54,28 @@ pub enum InboxCommand {
     },
 }
 
-fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
-    let dir = match (&args.store, &args.config) {
+/// The store folder a command should read: given directly, or from a config.
+pub fn store_dir(args: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
+    Ok(match (&args.store, &args.config) {
         (Some(s), _) => s.clone(),
         (None, Some(c)) => {
-            wyvern_config::load(c)
-                .map_err(|d| {
-                    anyhow::anyhow!(
-                        "{}",
-                        d.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                })?
-                .engine
-                .store_dir
+            let config = wyvern_config::load(c).map_err(|d| {
+                anyhow::anyhow!(
+                    "{}",
+                    d.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
+            config.engine.store_dir
         }
         (None, None) => bail!("say which store: --config FOLDER or --store FOLDER"),
-    };
+    })
+}
+
+fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
+    let dir = store_dir(args)?;
     InboxReader::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
 }
 

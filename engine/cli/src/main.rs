@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_server;
+mod dlq;
 mod inbox;
 mod input;
 mod run;
@@ -76,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: inbox::InboxCommand,
     },
+    /// Dead letters: list, show, retry or purge messages a destination could not take.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Measure MLLP throughput and ACK latency against Wyvern and two baselines.
     Bench(bench::BenchArgs),
     /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
             Command::Validate { config } => validate::validate(&config),
             Command::Send(args) => send::send(args).await,
             Command::Inbox { command } => inbox::inbox(command),
+            Command::Dlq { command } => dlq::dlq(command),
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Version => {

@@ -1,4 +1,5 @@
 //! Wyvern's transports, one module per protocol. Each knows its wire format and nothing of
 //! routes or storage: a listener hands frames to a handler and writes back what it is given.
 
+pub mod file;
 pub mod mllp;

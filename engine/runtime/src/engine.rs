@@ -13,6 +13,7 @@ use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
 use wyvern_core::Clock;
 use wyvern_store::{Durability, Store, StoreError, StoreOptions};
 
+use crate::delivery::DeliveryWorker;
 use crate::{Hl7Inbox, RouteCounters, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub enum BuildError {
 pub struct Engine {
     store: Store,
     listeners: Vec<MllpListener<Hl7Inbox>>,
+    workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
 }
 
@@ -82,9 +84,22 @@ impl Engine {
                 }
             }
         }
+        let mut workers = Vec::new();
+        for route in &config.routes {
+            for d in &route.destinations {
+                workers.push(DeliveryWorker::build(
+                    route,
+                    d,
+                    &config.engine.store_dir,
+                    clock.clone(),
+                    store.indexed(),
+                )?);
+            }
+        }
         Ok(Engine {
             store,
             listeners,
+            workers,
             counters,
         })
     }
@@ -108,12 +123,19 @@ impl Engine {
     /// Runs until `shutdown` is cancelled; then stops accepting, answers everything already
     /// read, commits what is queued and closes the store.
     pub async fn run(self, shutdown: CancellationToken) {
+        let workers: Vec<_> = self
+            .workers
+            .into_iter()
+            .map(|w| tokio::spawn(w.run(shutdown.clone())))
+            .collect();
         let tasks: Vec<_> = self
             .listeners
             .into_iter()
             .map(|l| tokio::spawn(l.run(shutdown.clone())))
             .collect();
-        for t in tasks {
+        // Listeners first: every message already read is stored and answered. Workers finish
+        // the delivery in hand; what is still in the outbox goes out after the next start.
+        for t in tasks.into_iter().chain(workers) {
             let _ = t.await;
         }
         self.store.close().await;

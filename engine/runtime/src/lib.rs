@@ -7,6 +7,7 @@
 
 mod assess;
 mod condition;
+pub mod delivery;
 mod engine;
 mod inbox;
 mod plan;

@@ -4,7 +4,9 @@
 mod client;
 mod codec;
 mod listener;
+mod outbound;
 
 pub use client::{MllpClient, MllpClientError, MllpReceiver, MllpSender};
 pub use codec::{MllpCodec, MllpFrame, OVERSIZE_HEAD};
 pub use listener::{AckFuture, FrameHandler, MllpListener, MllpListenerOptions};
+pub use outbound::{MllpOutbound, OutboundError};

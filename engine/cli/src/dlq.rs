@@ -1,0 +1,171 @@
+//! `wyvern dlq list|show|retry|purge`: the dead letters of every destination — messages that
+//! failed permanently or ran out of retries — and putting them back in their outbox.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use wyvern_store::Outbox;
+
+use crate::inbox::{StoreArgs, store_dir};
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one dead letter: why it failed, and what was sent.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The outbox number (first column of `dlq list`).
+        seq: i64,
+    },
+    /// Put dead letters back in their outbox with fresh attempts (one, or all that match).
+    Retry {
+        #[command(flatten)]
+        store: StoreArgs,
+        seq: Option<i64>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        destination: Option<String>,
+        /// Required to retry more than one.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Give dead letters up (kept for audit; no longer listed, no longer holding their key).
+    Purge {
+        #[command(flatten)]
+        store: StoreArgs,
+        seq: Option<i64>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        destination: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn open(store: &StoreArgs) -> anyhow::Result<Outbox> {
+    let dir = store_dir(store)?;
+    Outbox::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+fn now_ms() -> i64 {
+    wyvern_core::Clock::now_millis(&wyvern_core::SystemClock)
+}
+
+pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List {
+            store,
+            route,
+            destination,
+            limit,
+        } => {
+            let rows =
+                open(&store)?.dead_letters(route.as_deref(), destination.as_deref(), limit)?;
+            println!(
+                "{:>7}  {:<6}  {:<14}  {:<14}  {:>8}  {:<26}  REASON",
+                "SEQ", "STATE", "ROUTE", "DESTINATION", "ATTEMPTS", "MESSAGE"
+            );
+            for r in &rows {
+                println!(
+                    "{:>7}  {:<6}  {:<14}  {:<14}  {:>8}  {:<26}  {}",
+                    r.seq,
+                    r.state.as_str(),
+                    r.route,
+                    r.destination,
+                    r.attempts,
+                    r.message_id,
+                    r.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            if rows.is_empty() {
+                eprintln!("no dead letters");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { store, seq } => {
+            let Some(r) = open(&store)?.get(seq)? else {
+                eprintln!("no outbox entry {seq}");
+                return Ok(ExitCode::FAILURE);
+            };
+            println!(
+                "seq:          {}\nstate:        {}\nroute:        {}\ndestination:  {}\nmessage:      {}",
+                r.seq,
+                r.state.as_str(),
+                r.route,
+                r.destination,
+                r.message_id
+            );
+            println!(
+                "order key:    {}\nattempts:     {}\nlast error:   {}",
+                r.order_key,
+                r.attempts,
+                r.last_error.as_deref().unwrap_or("-")
+            );
+            println!(
+                "\n--- payload\n{}",
+                String::from_utf8_lossy(&r.payload).replace('\r', "\n")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Retry {
+            store,
+            seq,
+            route,
+            destination,
+            all,
+        }
+        | DlqCommand::Purge {
+            store,
+            seq,
+            route,
+            destination,
+            all,
+        } if seq.is_none() && !all => {
+            let _ = (store, route, destination);
+            anyhow::bail!(
+                "say which: a SEQ from `wyvern dlq list`, or --all (with --route/--destination to narrow it)"
+            )
+        }
+        DlqCommand::Retry {
+            store,
+            seq,
+            route,
+            destination,
+            ..
+        } => {
+            let n =
+                open(&store)?.requeue(seq, route.as_deref(), destination.as_deref(), now_ms())?;
+            println!(
+                "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Purge {
+            store,
+            seq,
+            route,
+            destination,
+            ..
+        } => {
+            let n = open(&store)?.purge(seq, route.as_deref(), destination.as_deref())?;
+            println!("{n} dead letter(s) purged");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

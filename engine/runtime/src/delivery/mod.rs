@@ -1,0 +1,181 @@
+//! Delivery: one worker per route destination, taking messages from that destination's
+//! outbox and sending them until each is delivered or dead-lettered.
+//!
+//! Order: the worker only ever sends the oldest open message of each ordering key (the route's
+//! `order_by`), so a key's messages go out in the order they were received while other keys
+//! carry on. A transient failure reschedules that message (exponential backoff with jitter) and
+//! holds its key until then; a permanent failure — or running out of retries — dead-letters it
+//! (`on_permanent: park` lets its key go on; `hold` stops the key until `wyvern dlq retry`).
+//! A row leaves the outbox only on a positive receipt. Memory stays bounded however large the
+//! backlog: the worker reads at most `BATCH` heads at a time; the rest wait on disk.
+
+mod backoff;
+mod sink;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use wyvern_config::{Destination, OnPermanent, RetryPolicy};
+use wyvern_core::{Clock, ErrorClass};
+use wyvern_store::{Outbox, OutboxItem, OutboxState, StoreError};
+
+pub use backoff::{delay, exhausted};
+pub use sink::{Failure, Sink, judge_ack};
+
+/// Heads read per pass.
+const BATCH: usize = 512;
+/// Longest sleep between passes when nothing wakes the worker.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Per-destination counters (exported as metrics).
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead: AtomicU64,
+}
+
+/// One destination's worker, ready to run.
+#[derive(Debug)]
+pub struct DeliveryWorker {
+    pub route: String,
+    pub destination: String,
+    sink: Sink,
+    retry: RetryPolicy,
+    on_permanent: OnPermanent,
+    outbox: Arc<Mutex<Outbox>>,
+    clock: Arc<dyn Clock>,
+    indexed: watch::Receiver<u64>,
+    counters: Arc<DeliveryCounters>,
+}
+
+impl DeliveryWorker {
+    pub fn build(
+        route: &wyvern_config::Route,
+        destination: &Destination,
+        store_dir: &Path,
+        clock: Arc<dyn Clock>,
+        indexed: watch::Receiver<u64>,
+    ) -> Result<DeliveryWorker, StoreError> {
+        Ok(DeliveryWorker {
+            route: route.name.clone(),
+            destination: destination.name.clone(),
+            sink: Sink::build(&destination.kind),
+            retry: route.retry,
+            on_permanent: route.on_permanent,
+            outbox: Arc::new(Mutex::new(Outbox::open(store_dir)?)),
+            clock,
+            indexed,
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn counters(&self) -> Arc<DeliveryCounters> {
+        self.counters.clone()
+    }
+
+    /// Delivers until `shutdown`; a delivery in progress is finished first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        tracing::info!(route = %self.route, destination = %self.destination, "delivery worker started");
+        while !shutdown.is_cancelled() {
+            let (route, dest) = (self.route.clone(), self.destination.clone());
+            let heads = match self.db(move |o| o.heads(&route, &dest, BATCH)).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot read the outbox; retrying");
+                    Vec::new()
+                }
+            };
+            let now = self.clock.now_millis();
+            let mut next_wake = IDLE;
+            let mut sent_any = false;
+            for item in heads {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                if item.state == OutboxState::Held {
+                    continue;
+                }
+                if item.next_at_ms > now {
+                    let wait =
+                        Duration::from_millis(u64::try_from(item.next_at_ms - now).unwrap_or(0));
+                    next_wake = next_wake.min(wait);
+                    continue;
+                }
+                self.deliver(item).await;
+                sent_any = true;
+            }
+            if sent_any {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.indexed.changed() => {}
+                _ = tokio::time::sleep(next_wake) => {}
+            }
+        }
+        tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
+    }
+
+    async fn deliver(&mut self, item: OutboxItem) {
+        let result = self.sink.deliver(&item).await;
+        let now = self.clock.now_millis();
+        let (seq, attempts) = (item.seq, item.attempts + 1);
+        let (route, dest) = (&self.route, &self.destination);
+        let update = match result {
+            Ok(receipt) => {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%route, destination = %dest, id = %item.message_id, %receipt, "delivered");
+                self.db(move |o| o.delivered(seq, &receipt, now)).await
+            }
+            Err(f)
+                if f.class == ErrorClass::Transient
+                    && !exhausted(&self.retry, attempts, item.created_at_ms, now) =>
+            {
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                let jitter = ((seq as u64)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(u64::from(attempts))
+                    % 1000) as f64
+                    / 1000.0;
+                let wait = delay(&self.retry, attempts, jitter);
+                tracing::warn!(%route, destination = %dest, id = %item.message_id, attempts, retry_in = ?wait, reason = %f.reason, "delivery failed; will retry");
+                let next = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                self.db(move |o| o.retry_at(seq, next, &f.reason)).await
+            }
+            Err(f) => {
+                self.counters.dead.fetch_add(1, Ordering::Relaxed);
+                let hold = self.on_permanent == OnPermanent::Hold;
+                let why = if f.class == ErrorClass::Transient {
+                    format!("gave up after {attempts} attempts: {}", f.reason)
+                } else {
+                    f.reason
+                };
+                tracing::error!(%route, destination = %dest, id = %item.message_id, attempts, hold, reason = %why, "delivery failed permanently; dead-lettered");
+                self.db(move |o| o.dead(seq, hold, &why, now)).await
+            }
+        };
+        if let Err(e) = update {
+            // The delivery happened (or failed) but its bookkeeping did not: it will be tried
+            // again, which at-least-once allows.
+            tracing::error!(%route, destination = %dest, error = %e, "cannot record a delivery outcome");
+        }
+    }
+
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Outbox) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let outbox = self.outbox.clone();
+        tokio::task::spawn_blocking(move || {
+            let o = outbox.lock().map_err(|_| StoreError::Closed)?;
+            f(&o)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}

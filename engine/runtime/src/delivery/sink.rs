@@ -1,0 +1,145 @@
+//! Where a delivery worker sends: one closed enum over the destination kinds, each deciding
+//! what its receiver's answer means — delivered, try again later (transient), or never
+//! (permanent).
+
+use wyvern_config::DestinationKind;
+use wyvern_connectors::file::FileSink;
+use wyvern_connectors::mllp::MllpOutbound;
+use wyvern_core::ErrorClass;
+use wyvern_hl7::{AckIntent, Message};
+use wyvern_store::OutboxItem;
+
+/// A delivery that did not succeed, and whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `Transient` or `Permanent`.
+    pub class: ErrorClass,
+    pub reason: String,
+}
+
+impl Failure {
+    fn transient(reason: impl Into<String>) -> Self {
+        Failure {
+            class: ErrorClass::Transient,
+            reason: reason.into(),
+        }
+    }
+    fn permanent(reason: impl Into<String>) -> Self {
+        Failure {
+            class: ErrorClass::Permanent,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Sink {
+    File(FileSink),
+    Mllp(Box<MllpOutbound>),
+}
+
+impl Sink {
+    pub fn build(kind: &DestinationKind) -> Sink {
+        match kind {
+            DestinationKind::File(f) => Sink::File(FileSink::new(&f.dir, &f.extension)),
+            DestinationKind::Mllp(m) => Sink::Mllp(Box::new(MllpOutbound::new(
+                &m.connect,
+                m.ack_timeout,
+                m.max_frame,
+            ))),
+        }
+    }
+
+    /// Delivers one item; `Ok` carries a receipt to keep (a file path, an ACK code).
+    pub async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
+        match self {
+            Sink::File(f) => f
+                .write(&item.message_id, &item.payload)
+                .await
+                .map(|p| p.display().to_string())
+                .map_err(|e| {
+                    Failure::transient(format!("cannot write to {}: {e}", f.dir().display()))
+                }),
+            Sink::Mllp(m) => {
+                let ack = m
+                    .exchange(&item.payload)
+                    .await
+                    .map_err(|e| Failure::transient(e.to_string()))?;
+                let verdict = judge_ack(&item.payload, &ack);
+                if verdict.is_err() {
+                    // Whatever came back, the next message starts on a fresh connection.
+                    m.reset();
+                }
+                verdict
+            }
+        }
+    }
+}
+
+/// What an HL7 ACK says about the message it answers: AA/CA delivered; AE/CE try again; AR/CR
+/// never (the receiver refuses the content). An ACK for another message (MSA-2 ≠ MSH-10) or
+/// one that cannot be read is a transient failure: the message may not have arrived.
+pub fn judge_ack(sent: &[u8], ack: &[u8]) -> Result<String, Failure> {
+    let expected = Message::parse(sent)
+        .map(|m| m.control_id().into_owned())
+        .unwrap_or_default();
+    let a = Message::parse(ack).map_err(|e| Failure::transient(format!("unreadable ACK: {e}")))?;
+    let code = a
+        .get("MSA-1")
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    let msa2 = a
+        .get("MSA-2")
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    let text = a
+        .get("ERR-8")
+        .or_else(|| a.get("MSA-3"))
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    if msa2 != expected {
+        return Err(Failure::transient(format!(
+            "ACK for {msa2:?} while waiting for {expected:?}"
+        )));
+    }
+    match wyvern_hl7::AckCode::parse(&code).map(|c| c.intent()) {
+        Some(AckIntent::Accept) => Ok(code),
+        Some(AckIntent::Error) => Err(Failure::transient(format!("{code}: {text}"))),
+        Some(AckIntent::Reject) => Err(Failure::permanent(format!("{code}: {text}"))),
+        None => Err(Failure::transient(format!("ACK with MSA-1 {code:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENT: &[u8] = b"MSH|^~\\&|WYVERN|HUB|DCR|DCR|2026||ADT^A01|M1|P|2.4\r";
+
+    fn ack(code: &str, id: &str) -> Vec<u8> {
+        format!("MSH|^~\\&|DCR|DCR|WYVERN|HUB|2026||ACK|X|P|2.4\rMSA|{code}|{id}|why\r")
+            .into_bytes()
+    }
+
+    #[test]
+    fn acks_are_classified() {
+        assert_eq!(judge_ack(SENT, &ack("AA", "M1")), Ok("AA".into()));
+        assert_eq!(judge_ack(SENT, &ack("CA", "M1")), Ok("CA".into()));
+        assert_eq!(
+            judge_ack(SENT, &ack("AE", "M1")).unwrap_err().class,
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            judge_ack(SENT, &ack("AR", "M1")).unwrap_err().class,
+            ErrorClass::Permanent
+        );
+        assert_eq!(
+            judge_ack(SENT, &ack("AA", "M2")).unwrap_err().class,
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            judge_ack(SENT, b"garbage").unwrap_err().class,
+            ErrorClass::Transient
+        );
+    }
+}
