@@ -167,3 +167,46 @@ fn a_crash_during_delivery_loses_nothing() {
     assert_eq!(lost, 0);
     assert_eq!(out_of_order(&ids), 0);
 }
+
+#[test]
+fn a_resend_gets_the_original_ack_and_is_delivered_once() {
+    let rx = Receiver::start(Box::new(|_, _| Some("AA")));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n",
+        rx.addr
+    );
+    let mut e = EngineProcess::start_route("", &rest);
+    let original = adt("DUP-1", 1);
+    let mut w = Wire::connect(e.addr);
+    w.write(&frame(&original));
+    let first_ack = w.read_frame();
+    assert!(normalise_ack(&first_ack).contains("MSA|AA|DUP-1"));
+    e.store_with(1);
+    // The sender missed the ACK and resends: the very same ACK bytes come back.
+    w.write(&frame(&original));
+    assert_eq!(w.read_frame(), first_ack, "the original ACK, byte for byte");
+    // The same control id with other content is a sender's error: AE, code 205.
+    let mut other = adt("DUP-1", 2);
+    other.extend_from_slice(b"NTE|1||changed\r");
+    w.write(&frame(&other));
+    let ae = normalise_ack(&w.read_frame());
+    assert!(ae.contains("MSA|AE|DUP-1|") && ae.contains("205"), "{ae}");
+    // After a restart the window is seeded from the store: still a duplicate.
+    e.terminate();
+    e.restart();
+    let mut w = Wire::connect(e.addr);
+    w.write(&frame(&original));
+    assert_eq!(w.read_frame(), first_ack);
+    let ids = rx.wait_for(Duration::from_secs(5), |ids| !ids.is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.ids(), ["DUP-1"], "delivered once: {ids:?}");
+    let reader = e.store_with(4);
+    let dups = reader
+        .list(&wyvern_store::InboxQuery {
+            status: Some(wyvern_store::InboxStatus::Duplicate),
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(dups.len(), 2);
+}

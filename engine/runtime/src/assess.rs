@@ -141,6 +141,27 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
     }
 }
 
+/// The AE sent for a control id this sender already used for a different message.
+pub(crate) fn conflict_ack(raw: &[u8], original: &str, ack_id: &str, now: &str) -> (Bytes, String) {
+    let text = format!(
+        "this MSH-10 was already accepted from this sender for a different message ({original}); not accepted: send it with a new control id"
+    );
+    let problem = AckError {
+        code: ErrorCode::DuplicateKeyIdentifier,
+        location: Some(wyvern_hl7::ErrorLocation::field("MSH", 1, 10)),
+        text: text.clone(),
+    };
+    let ack = Message::parse(raw)
+        .ok()
+        .and_then(|m| build_ack(&m, AckIntent::Error, Some(&problem), ack_id, now));
+    (
+        Bytes::from(ack.unwrap_or_else(|| {
+            build_ack_without_message(AckIntent::Error, Some(&problem), ack_id, now)
+        })),
+        text,
+    )
+}
+
 /// The AE sent when a message could not be stored: the sender still owns it and may resend.
 pub(crate) fn store_failure_ack(raw: &[u8], reason: &str, ack_id: &str, now: &str) -> Bytes {
     let problem = AckError {

@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 use wyvern_config::{Config, Source};
 use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
 use wyvern_core::Clock;
-use wyvern_store::{Durability, Store, StoreError, StoreOptions};
+use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
+use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
+use crate::{DEFAULT_WINDOW, DedupWindow};
 use crate::{Hl7Inbox, RouteCounters, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,26 @@ pub enum BuildError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// The duplicate window of a route, filled with what the store last accepted for it.
+fn seeded_window(store: &Store, route: &str) -> DedupWindow {
+    let window = DedupWindow::new(DEFAULT_WINDOW);
+    match InboxReader::open(store.dir()).and_then(|r| r.recent_keys(route, DEFAULT_WINDOW)) {
+        Ok(keys) => {
+            for k in keys.into_iter().rev() {
+                window.remember(
+                    dedup_key(&k.sending_application, &k.sending_facility, &k.control_id),
+                    k.digest,
+                    k.id,
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(route, error = %e, "cannot read recent messages; duplicate detection starts empty")
+        }
+    }
+    window
 }
 
 /// A built engine, ready to run.
@@ -59,11 +81,13 @@ impl Engine {
             match &route.source {
                 Source::Mllp(m) => {
                     let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
+                    let dedup = Arc::new(seeded_window(&store, &route.name));
                     let inbox = Hl7Inbox::new(
                         RoutePlan::of(route),
                         store.clone(),
                         clock.clone(),
                         max_frame,
+                        dedup,
                     );
                     counters.push((route.name.clone(), inbox.counters()));
                     let mut lo = MllpListenerOptions::new(&route.name, m.listen);

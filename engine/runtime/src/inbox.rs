@@ -2,16 +2,17 @@
 //! releases its ACK only when the commit is durable.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
-use wyvern_store::{InboxRecord, InboxStatus, Store};
+use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
 
 use crate::RoutePlan;
-use crate::assess::{Context, assess, store_failure_ack};
+use crate::assess::{Assessment, Context, assess, conflict_ack, store_failure_ack};
+use crate::dedup::{DedupWindow, Seen, key};
 
 /// Per-route counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ pub struct RouteCounters {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
     pub filtered: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub conflicts: AtomicU64,
     pub store_failures: AtomicU64,
 }
 
@@ -28,6 +31,9 @@ pub struct RouteCounters {
 pub struct Hl7Inbox {
     route: String,
     plan: RoutePlan,
+    dedup: Arc<DedupWindow>,
+    /// For the original ACK of a resend (opened on first need).
+    reader: Arc<Mutex<Option<InboxReader>>>,
     store: Store,
     clock: Arc<dyn Clock>,
     max_frame: usize,
@@ -35,10 +41,18 @@ pub struct Hl7Inbox {
 }
 
 impl Hl7Inbox {
-    pub fn new(plan: RoutePlan, store: Store, clock: Arc<dyn Clock>, max_frame: usize) -> Self {
+    pub fn new(
+        plan: RoutePlan,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        max_frame: usize,
+        dedup: Arc<DedupWindow>,
+    ) -> Self {
         Hl7Inbox {
             route: plan.route.clone(),
             plan,
+            dedup,
+            reader: Arc::default(),
             store,
             clock,
             max_frame,
@@ -48,6 +62,63 @@ impl Hl7Inbox {
 
     pub fn counters(&self) -> Arc<RouteCounters> {
         self.counters.clone()
+    }
+}
+
+impl Hl7Inbox {
+    /// Turns a resend into `Duplicate` (with the original ACK) and a reused control id into
+    /// `Conflict` (AE). Returns what to remember once a new message is committed.
+    async fn check_duplicate(
+        &self,
+        a: &mut Assessment,
+        ack_id: &str,
+        now: &str,
+    ) -> Option<(u64, u32)> {
+        if !matches!(a.status, InboxStatus::Accepted | InboxStatus::Filtered) {
+            return None;
+        }
+        let control_id = a.meta.control_id.as_deref()?;
+        let k = key(
+            a.meta.sending_application.as_deref().unwrap_or(""),
+            a.meta.sending_facility.as_deref().unwrap_or(""),
+            control_id,
+        );
+        let digest = crc32fast::hash(&a.raw);
+        match self.dedup.check(k, digest) {
+            Seen::New => Some((k, digest)),
+            Seen::Same { original } => {
+                tracing::info!(route = %self.route, control_id, %original, "resend of an accepted message: original ACK sent again, not delivered twice");
+                a.status = InboxStatus::Duplicate;
+                a.deliveries.clear();
+                a.error = Some(format!("resend of {original}"));
+                if let Some(ack) = self.original_ack(original).await {
+                    a.ack = Some(ack);
+                }
+                None
+            }
+            Seen::Conflict { original } => {
+                tracing::warn!(route = %self.route, control_id, %original, "control id reused for different content: AE");
+                let (ack, text) = conflict_ack(&a.raw, &original, ack_id, now);
+                a.status = InboxStatus::Conflict;
+                a.deliveries.clear();
+                a.error = Some(text);
+                a.ack = Some(ack);
+                None
+            }
+        }
+    }
+
+    async fn original_ack(&self, original: String) -> Option<Bytes> {
+        let (reader, dir) = (self.reader.clone(), self.store.dir().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let mut r = reader.lock().ok()?;
+            if r.is_none() {
+                *r = InboxReader::open(&dir).ok();
+            }
+            r.as_ref()?.get(&original).ok()??.ack.map(Bytes::from)
+        })
+        .await
+        .ok()?
     }
 }
 
@@ -66,8 +137,9 @@ impl FrameHandler for Hl7Inbox {
             message_id: &id_text,
             plan: &self.plan,
         };
-        let a = assess(frame, &cx);
+        let mut a = assess(frame, &cx);
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let remember = self.check_duplicate(&mut a, ack_id, &now_hl7).await;
         let status = a.status;
         if status == InboxStatus::Rejected {
             tracing::warn!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), reason = a.error.as_deref().unwrap_or(""), "message rejected (AR)");
@@ -103,6 +175,7 @@ impl FrameHandler for Hl7Inbox {
             Some(store_failure_ack(&raw, &e.to_string(), &ack_id, &now_hl7))
         };
         let counters = self.counters.clone();
+        let dedup = self.dedup.clone();
         match self.store.submit(record).await {
             Ok(pending) => Box::pin(async move {
                 match pending.wait().await {
@@ -111,8 +184,13 @@ impl FrameHandler for Hl7Inbox {
                             InboxStatus::Rejected => &counters.rejected,
                             InboxStatus::Filtered => &counters.filtered,
                             InboxStatus::Accepted => &counters.accepted,
+                            InboxStatus::Duplicate => &counters.duplicates,
+                            InboxStatus::Conflict => &counters.conflicts,
                         };
                         c.fetch_add(1, Ordering::Relaxed);
+                        if let Some((key, digest)) = remember {
+                            dedup.remember(key, digest, id.to_string());
+                        }
                         ack
                     }
                     Err(e) => failed(e),

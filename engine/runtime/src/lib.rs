@@ -7,6 +7,7 @@
 
 mod assess;
 mod condition;
+mod dedup;
 pub mod delivery;
 mod engine;
 mod inbox;
@@ -14,6 +15,7 @@ mod plan;
 
 pub use assess::{Assessment, assess};
 pub use condition::holds;
+pub use dedup::{DEFAULT_WINDOW, DedupWindow, Seen};
 pub use engine::{BuildError, Engine};
 pub use inbox::{Hl7Inbox, RouteCounters};
 pub use plan::{Decision, RoutePlan};

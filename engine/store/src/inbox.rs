@@ -12,6 +12,11 @@ pub enum InboxStatus {
     Rejected,
     /// Acknowledged AA/CA, but a route step filtered it out: nothing to deliver.
     Filtered,
+    /// A resend of a message already accepted (same MSH-3/4/10, same bytes): the original ACK
+    /// was sent again; not delivered twice.
+    Duplicate,
+    /// The control id of an accepted message with other content: answered AE.
+    Conflict,
 }
 
 impl InboxStatus {
@@ -20,6 +25,8 @@ impl InboxStatus {
             InboxStatus::Accepted => "accepted",
             InboxStatus::Rejected => "rejected",
             InboxStatus::Filtered => "filtered",
+            InboxStatus::Duplicate => "duplicate",
+            InboxStatus::Conflict => "conflict",
         }
     }
 
@@ -28,6 +35,8 @@ impl InboxStatus {
             "accepted" => Some(InboxStatus::Accepted),
             "rejected" => Some(InboxStatus::Rejected),
             "filtered" => Some(InboxStatus::Filtered),
+            "duplicate" => Some(InboxStatus::Duplicate),
+            "conflict" => Some(InboxStatus::Conflict),
             _ => None,
         }
     }

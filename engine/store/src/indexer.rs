@@ -128,8 +128,8 @@ fn run(
 }
 
 const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer, content_type, status, \
-    sending_app, sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    sending_app, sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw, digest) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, \
     payload, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
@@ -162,6 +162,7 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     r.ack.as_deref(),
                     i64::try_from(r.raw_len).unwrap_or(i64::MAX),
                     &e.raw[..],
+                    crc32fast::hash(&e.raw),
                 ])
                 .map_err(StoreError::Write)?;
         }

@@ -43,6 +43,16 @@ pub struct InboxRow {
     pub ack: Option<Vec<u8>>,
 }
 
+/// What duplicate detection keeps of a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentKey {
+    pub id: String,
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub control_id: String,
+    pub digest: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusCount {
     pub status: String,
@@ -128,6 +138,31 @@ impl InboxReader {
             })
             .optional()
             .map_err(StoreError::Query)
+    }
+
+    /// The most recent accepted or filtered messages of one source, newest first, as
+    /// `(id, MSH-3, MSH-4, MSH-10, CRC-32 of the bytes)`: what duplicate detection remembers.
+    pub fn recent_keys(&self, source: &str, limit: usize) -> Result<Vec<RecentKey>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, COALESCE(sending_app, ''), COALESCE(sending_facility, ''), COALESCE(control_id, ''), \
+                 COALESCE(digest, 0) FROM inbox WHERE source = ?1 AND status IN ('accepted', 'filtered') \
+                 ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map(rusqlite::params![source, limit as i64], |r| {
+                Ok(RecentKey {
+                    id: r.get(0)?,
+                    sending_application: r.get(1)?,
+                    sending_facility: r.get(2)?,
+                    control_id: r.get(3)?,
+                    digest: r.get(4)?,
+                })
+            })
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }
 
     /// How many rows have each status.

@@ -4,9 +4,13 @@ use rusqlite::Connection;
 
 use crate::StoreError;
 
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-const SCHEMA_V1: &str = "
+/// Each entry moves the schema one version up; a store is brought from its `user_version`
+/// to the newest in order, in one transaction. Never edit an entry once released: add one.
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
     -- No AUTOINCREMENT: it costs a page write per commit (sqlite_sequence). Rows are only
     -- ever removed oldest-first by retention, so a plain rowid never reuses a live number.
@@ -31,7 +35,9 @@ CREATE INDEX IF NOT EXISTS inbox_control_id ON inbox(control_id);
 CREATE INDEX IF NOT EXISTS inbox_nhs_number ON inbox(nhs_number) WHERE nhs_number IS NOT NULL;
 -- Partial: most rows are accepted, and every index touched is a page written per commit.
 CREATE INDEX IF NOT EXISTS inbox_not_accepted ON inbox(status, seq) WHERE status <> 'accepted';
+";
 
+const V2: &str = "
 -- v2: one row per message per destination; created with the inbox row, in the same commit.
 -- state: pending → delivered | dead (parked) | held (dead, and its key waits for a person).
 CREATE TABLE IF NOT EXISTS outbox (
@@ -53,6 +59,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_open ON outbox(route, destination, order_key, seq)
     WHERE state IN ('pending', 'held');
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox(route, destination, seq) WHERE state IN ('dead', 'held');
+";
+
+/// v3: a CRC-32 of the raw bytes, so duplicate detection can be seeded at start without
+/// reading every message back.
+const V3: &str = "ALTER TABLE inbox ADD COLUMN digest INTEGER;
+CREATE INDEX IF NOT EXISTS inbox_recent ON inbox(source, seq) WHERE status IN ('accepted', 'filtered');
 ";
 
 /// Applies the pragmas for the index connection and creates or checks the schema.
@@ -77,8 +89,13 @@ pub(crate) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(SCHEMA_V1).map_err(StoreError::Write)?;
-    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-        .map_err(StoreError::Write)?;
+    if found < SCHEMA_VERSION {
+        let mut sql = String::from("BEGIN;");
+        for m in &MIGRATIONS[usize::try_from(found).unwrap_or(0)..] {
+            sql.push_str(m);
+        }
+        sql.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+        conn.execute_batch(&sql).map_err(StoreError::Write)?;
+    }
     Ok(())
 }
