@@ -210,3 +210,47 @@ fn a_resend_gets_the_original_ack_and_is_delivered_once() {
         .expect("list");
     assert_eq!(dups.len(), 2);
 }
+
+#[test]
+fn one_failing_patient_holds_only_its_own_messages() {
+    // Patient 3's messages get AE for the first two seconds; everyone else's AA.
+    let started = std::time::Instant::now();
+    let rx = Receiver::start(Box::new(move |id, _| {
+        if id.starts_with("P3-") && started.elapsed() < Duration::from_secs(2) {
+            Some("AE")
+        } else {
+            Some("AA")
+        }
+    }));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\norder_by: patient\nretry: {{ backoff: 50ms..200ms }}\n",
+        rx.addr
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let msgs: Vec<Vec<u8>> = (0..400).map(|i| adt_for(i, (i % 8) as u64)).collect();
+    send_all(&e, &msgs);
+    let ids = rx.wait_for(Duration::from_secs(30), |ids| {
+        ids.iter().collect::<HashSet<_>>().len() >= 400
+    });
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 400, "all delivered in the end");
+    assert_eq!(
+        out_of_order(&ids),
+        0,
+        "per-patient order kept, retries included"
+    );
+    // While patient 3 was failing, the other seven patients' 350 messages went through.
+    let first_p3_success = ids
+        .iter()
+        .rposition(|i| i.starts_with("P3-00003"))
+        .unwrap_or(0);
+    let others_before = ids[..first_p3_success]
+        .iter()
+        .filter(|i| !i.starts_with("P3-"))
+        .collect::<HashSet<_>>()
+        .len();
+    println!(
+        "order test: 8 keys, 1 failing for 2 s; {others_before} of 350 other messages delivered before its first success; out of order = 0"
+    );
+    assert_eq!(others_before, 350);
+}
