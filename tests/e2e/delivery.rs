@@ -254,3 +254,31 @@ fn one_failing_patient_holds_only_its_own_messages() {
     );
     assert_eq!(others_before, 350);
 }
+
+#[test]
+fn replay_sends_a_time_range_again() {
+    let rx = Receiver::start(Box::new(|_, _| Some("AA")));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n",
+        rx.addr
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let msgs: Vec<Vec<u8>> = (0..5).map(|i| adt_for(i, 1)).collect();
+    send_all(&e, &msgs);
+    rx.wait_for(Duration::from_secs(10), |ids| ids.len() >= 5);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args([
+            "--log", "warn", "replay", "--route", "e2e", "--since", "1h", "--config",
+        ])
+        .arg(e.dir.path())
+        .output()
+        .expect("replay");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("5 deliveries"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ids = rx.wait_for(Duration::from_secs(10), |ids| ids.len() >= 10);
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    assert_eq!(out_of_order(&ids[5..]), 0);
+}

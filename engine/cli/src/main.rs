@@ -11,6 +11,7 @@ mod bench_server;
 mod dlq;
 mod inbox;
 mod input;
+mod replay;
 mod run;
 mod send;
 mod validate;
@@ -82,6 +83,8 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Deliver again what a route received in a time range (`--since 2h`, `--since "2026-11-25 09:00"`).
+    Replay(replay::ReplayArgs),
     /// Measure MLLP throughput and ACK latency against Wyvern and two baselines.
     Bench(bench::BenchArgs),
     /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::send(args).await,
             Command::Inbox { command } => inbox::inbox(command),
             Command::Dlq { command } => dlq::dlq(command),
+            Command::Replay(args) => replay::replay(args),
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Version => {

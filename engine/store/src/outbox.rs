@@ -187,6 +187,26 @@ impl Outbox {
             .map_err(StoreError::Write)
     }
 
+    /// Sends again what a route received between `since_ms` and `until_ms`: every outbox row
+    /// of those messages (delivered, dead or pending) goes back to pending with fresh attempts.
+    /// Receivers get idempotent writes, so a replay upserts rather than duplicates.
+    pub fn replay(
+        &self,
+        route: &str,
+        destination: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?5, done_at = NULL \
+                 WHERE route = ?1 AND (?2 IS NULL OR destination = ?2) AND created_at >= ?3 AND created_at < ?4",
+                params![route, destination, since_ms, until_ms, now_ms],
+            )
+            .map_err(StoreError::Write)
+    }
+
     /// Marks dead letters as given up (kept for audit, no longer shown or blocking).
     pub fn purge(
         &self,
