@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
+use crate::harness::{EngineProcess, Wire, adt, frame, http_get, normalise_ack};
 use crate::receiver::Receiver;
 
 /// An ADT for patient `p` (of a few), numbered `i`.
@@ -92,6 +92,21 @@ fn filtered_routes_deliver_to_mllp_and_file_in_order() {
         })
         .expect("list");
     assert_eq!(filtered.len(), 1);
+    // The operator's view of the same run.
+    assert_eq!(http_get(e.http, "/ready").0, 200);
+    assert_eq!(http_get(e.http, "/health").0, 200);
+    let (code, metrics) = http_get(e.http, "/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "wyvern_messages_total{route=\"e2e\",outcome=\"accepted\"} 300",
+        "wyvern_messages_total{route=\"e2e\",outcome=\"filtered\"} 1",
+        "wyvern_deliveries_total{route=\"e2e\",destination=\"dcr\",outcome=\"delivered\"} 300",
+        "wyvern_deliveries_total{route=\"e2e\",destination=\"archive\",outcome=\"delivered\"} 300",
+        "wyvern_outbox_depth{route=\"e2e\",destination=\"dcr\"} 0",
+        "wyvern_ack_latency_seconds_count{route=\"e2e\"} 301",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub const CR: u8 = 0x0D;
 pub struct EngineProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Where /metrics is served.
+    pub http: SocketAddr,
     pub dir: tempfile::TempDir,
 }
 
@@ -39,9 +41,10 @@ impl EngineProcess {
             .tempdir()
             .expect("temp dir");
         let addr = free_addr();
+        let http = free_addr();
         std::fs::write(
             dir.path().join("wyvern.yaml"),
-            "version: 1\nstore:\n  path: store\n",
+            format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n"),
         )
         .expect("write");
         let rest = rest.replace("{dir}", &dir.path().display().to_string());
@@ -52,6 +55,7 @@ impl EngineProcess {
         let mut e = EngineProcess {
             child: None,
             addr,
+            http,
             dir,
         };
         e.spawn();
@@ -140,6 +144,27 @@ pub fn store_rows(dir: &std::path::Path, rows: usize) -> wyvern_store::InboxRead
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `GET path` on the engine's HTTP port: (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to /metrics");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
 }
 
 pub fn wait_listening(addr: SocketAddr, limit: Duration) {

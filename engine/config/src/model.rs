@@ -13,6 +13,15 @@ pub struct EngineFile {
     pub version: Spanned<u32>,
     #[serde(default)]
     pub store: Option<StoreFile>,
+    /// `http: { listen: 127.0.0.1:9465 }`: /metrics, /health and /ready. Off when absent.
+    #[serde(default)]
+    pub http: Option<HttpFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub listen: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,8 @@ pub struct Config {
 pub struct EngineSettings {
     pub store_dir: PathBuf,
     pub durability: Durability,
+    /// Where /metrics, /health and /ready are served; `None`: not served.
+    pub http_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
     let mut engine = EngineSettings {
         store_dir: base.join("wyvern-data"),
         durability: Durability::Fsync,
+        http_listen: None,
     };
     let mut routes: Vec<Route> = Vec::new();
     let mut names: HashMap<String, (PathBuf, u64)> = HashMap::new();
@@ -94,6 +97,12 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             Some(DurabilityFile::Buffered) => Durability::Buffered,
                             _ => Durability::Fsync,
                         };
+                    }
+                    if let Some(http) = f.http {
+                        match http.listen.value.parse::<SocketAddr>() {
+                            Ok(a) => engine.http_listen = Some(a),
+                            Err(_) => at.err(&http.listen, format!("http.listen {:?} is not an address: expected IP:PORT such as 127.0.0.1:9465", http.listen.value)),
+                        }
                     }
                 }
                 Err(d) => at.errors.push(d),

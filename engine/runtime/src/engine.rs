@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
 use wyvern_config::{Config, Source};
@@ -15,6 +16,8 @@ use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
 use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
+use crate::http::OpsServer;
+use crate::metrics::Metrics;
 use crate::{DEFAULT_WINDOW, DedupWindow};
 use crate::{Hl7Inbox, RouteCounters, RoutePlan};
 
@@ -57,6 +60,8 @@ pub struct Engine {
     listeners: Vec<MllpListener<Hl7Inbox>>,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
+    http: Option<OpsServer>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -120,11 +125,37 @@ impl Engine {
                 )?);
             }
         }
+        let ready = Arc::new(AtomicBool::new(false));
+        let http = match config.engine.http_listen {
+            None => None,
+            Some(addr) => {
+                let metrics = Metrics {
+                    routes: counters.clone(),
+                    destinations: workers
+                        .iter()
+                        .map(|w| (w.route.clone(), w.destination.clone(), w.counters()))
+                        .collect(),
+                    store: store.stats_handle(),
+                    outbox: Arc::default(),
+                    store_dir: config.engine.store_dir.clone(),
+                };
+                let server = OpsServer::bind(addr, metrics, ready.clone(), clock.clone())
+                    .await
+                    .map_err(|source| BuildError::Bind {
+                        route: "(http)".into(),
+                        addr,
+                        source,
+                    })?;
+                Some(server)
+            }
+        };
         Ok(Engine {
             store,
             listeners,
             workers,
             counters,
+            http,
+            ready,
         })
     }
 
@@ -146,7 +177,21 @@ impl Engine {
 
     /// Runs until `shutdown` is cancelled; then stops accepting, answers everything already
     /// read, commits what is queued and closes the store.
+    /// Where /metrics is served, if it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|h| h.local_addr().ok())
+    }
+
     pub async fn run(self, shutdown: CancellationToken) {
+        let http_stop = CancellationToken::new();
+        let http = self.http.map(|h| tokio::spawn(h.run(http_stop.clone())));
+        self.ready.store(true, Ordering::Relaxed);
+        let ready = self.ready.clone();
+        let not_ready = shutdown.clone();
+        tokio::spawn(async move {
+            not_ready.cancelled().await;
+            ready.store(false, Ordering::Relaxed);
+        });
         let workers: Vec<_> = self
             .workers
             .into_iter()
@@ -161,6 +206,11 @@ impl Engine {
         // the delivery in hand; what is still in the outbox goes out after the next start.
         for t in tasks.into_iter().chain(workers) {
             let _ = t.await;
+        }
+        // /metrics answers until everything else has stopped.
+        http_stop.cancel();
+        if let Some(h) = http {
+            let _ = h.await;
         }
         self.store.close().await;
         let s = self.store.stats();

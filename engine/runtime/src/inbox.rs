@@ -24,6 +24,7 @@ pub struct RouteCounters {
     pub duplicates: AtomicU64,
     pub conflicts: AtomicU64,
     pub store_failures: AtomicU64,
+    pub ack_latency: crate::metrics::Histogram,
 }
 
 /// Receives one route's HL7v2 frames into the durable inbox.
@@ -124,6 +125,7 @@ impl Hl7Inbox {
 
 impl FrameHandler for Hl7Inbox {
     async fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> AckFuture {
+        let started = std::time::Instant::now();
         let now = self.clock.now_millis();
         let id = MessageId::new(now);
         let id_text = id.to_string();
@@ -188,6 +190,7 @@ impl FrameHandler for Hl7Inbox {
                             InboxStatus::Conflict => &counters.conflicts,
                         };
                         c.fetch_add(1, Ordering::Relaxed);
+                        counters.ack_latency.observe(started.elapsed());
                         if let Some((key, digest)) = remember {
                             dedup.remember(key, digest, id.to_string());
                         }

@@ -10,7 +10,9 @@ mod condition;
 mod dedup;
 pub mod delivery;
 mod engine;
+mod http;
 mod inbox;
+pub mod metrics;
 mod plan;
 
 pub use assess::{Assessment, assess};

@@ -218,6 +218,11 @@ impl Store {
         &self.stats
     }
 
+    /// The same counters, shared (for a metrics endpoint).
+    pub fn stats_handle(&self) -> Arc<CommitStats> {
+        self.stats.clone()
+    }
+
     /// Queues a record for the next group commit. Waits only when the queue is full.
     pub async fn submit(&self, record: InboxRecord) -> Result<PendingCommit, StoreError> {
         let (reply, rx) = oneshot::channel();

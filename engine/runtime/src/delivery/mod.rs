@@ -37,6 +37,7 @@ pub struct DeliveryCounters {
     pub delivered: AtomicU64,
     pub retried: AtomicU64,
     pub dead: AtomicU64,
+    pub latency: crate::metrics::Histogram,
 }
 
 /// One destination's worker, ready to run.
@@ -129,6 +130,8 @@ impl DeliveryWorker {
         let update = match result {
             Ok(receipt) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                let waited = u64::try_from(now - item.created_at_ms).unwrap_or(0);
+                self.counters.latency.observe(Duration::from_millis(waited));
                 tracing::debug!(%route, destination = %dest, id = %item.message_id, %receipt, "delivered");
                 self.db(move |o| o.delivered(seq, &receipt, now)).await
             }

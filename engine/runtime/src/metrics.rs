@@ -1,0 +1,212 @@
+//! The engine's numbers in Prometheus text format: counters per route and destination, the
+//! journal and index, outbox depth and age, ACK and delivery latency histograms.
+//!
+//! Hand-rolled on purpose: a handful of atomics rendered as text, no registry crate.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wyvern_store::{CommitStats, Outbox};
+
+use crate::RouteCounters;
+use crate::delivery::DeliveryCounters;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A fixed-bucket latency histogram, updated lock-free.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.counts[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Everything `/metrics` shows.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub routes: Vec<(String, Arc<RouteCounters>)>,
+    pub destinations: Vec<(String, String, Arc<DeliveryCounters>)>,
+    pub store: Arc<CommitStats>,
+    /// For outbox depth (opened on first scrape).
+    pub outbox: Arc<Mutex<Option<Outbox>>>,
+    pub store_dir: std::path::PathBuf,
+}
+
+fn help(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}\n# TYPE {name} {kind}");
+}
+
+impl Metrics {
+    pub fn render(&self, now_ms: i64) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        help(
+            &mut out,
+            "wyvern_messages_total",
+            "counter",
+            "Messages received, by route and outcome.",
+        );
+        for (route, c) in &self.routes {
+            for (status, v) in [
+                ("accepted", &c.accepted),
+                ("rejected", &c.rejected),
+                ("filtered", &c.filtered),
+                ("duplicate", &c.duplicates),
+                ("conflict", &c.conflicts),
+                ("not_stored", &c.store_failures),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wyvern_messages_total{{route=\"{route}\",outcome=\"{status}\"}} {}",
+                    get(v)
+                );
+            }
+        }
+        help(
+            &mut out,
+            "wyvern_ack_latency_seconds",
+            "histogram",
+            "From a message's last byte to its ACK being ready (stored).",
+        );
+        for (route, c) in &self.routes {
+            c.ack_latency.render(
+                &mut out,
+                "wyvern_ack_latency_seconds",
+                &format!("route=\"{route}\""),
+            );
+        }
+        help(
+            &mut out,
+            "wyvern_deliveries_total",
+            "counter",
+            "Delivery attempts, by route, destination and outcome.",
+        );
+        for (route, dest, c) in &self.destinations {
+            for (outcome, v) in [
+                ("delivered", &c.delivered),
+                ("retried", &c.retried),
+                ("dead_lettered", &c.dead),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wyvern_deliveries_total{{route=\"{route}\",destination=\"{dest}\",outcome=\"{outcome}\"}} {}",
+                    get(v)
+                );
+            }
+        }
+        help(
+            &mut out,
+            "wyvern_delivery_latency_seconds",
+            "histogram",
+            "From receipt to delivery.",
+        );
+        for (route, dest, c) in &self.destinations {
+            c.latency.render(
+                &mut out,
+                "wyvern_delivery_latency_seconds",
+                &format!("route=\"{route}\",destination=\"{dest}\""),
+            );
+        }
+        help(
+            &mut out,
+            "wyvern_outbox_depth",
+            "gauge",
+            "Messages waiting for a destination.",
+        );
+        help(
+            &mut out,
+            "wyvern_outbox_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest message waiting for a destination.",
+        );
+        if let Ok(mut guard) = self.outbox.lock() {
+            if guard.is_none() {
+                *guard = Outbox::open(&self.store_dir).ok();
+            }
+            if let Some(o) = guard.as_ref() {
+                for (route, dest, _) in &self.destinations {
+                    if let Ok((depth, oldest)) = o.depth(route, dest) {
+                        let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+                        let _ = writeln!(
+                            out,
+                            "wyvern_outbox_depth{{route=\"{route}\",destination=\"{dest}\"}} {depth}"
+                        );
+                        let _ = writeln!(
+                            out,
+                            "wyvern_outbox_oldest_age_seconds{{route=\"{route}\",destination=\"{dest}\"}} {age}"
+                        );
+                    }
+                }
+            }
+        }
+        help(
+            &mut out,
+            "wyvern_journal_commits_total",
+            "counter",
+            "Group commits (one write and one fdatasync each).",
+        );
+        let _ = writeln!(
+            out,
+            "wyvern_journal_commits_total {}",
+            get(&self.store.commits)
+        );
+        help(
+            &mut out,
+            "wyvern_journal_records_total",
+            "counter",
+            "Messages written to the journal.",
+        );
+        let _ = writeln!(
+            out,
+            "wyvern_journal_records_total {}",
+            get(&self.store.records)
+        );
+        help(
+            &mut out,
+            "wyvern_indexed_records_total",
+            "counter",
+            "Messages in the searchable index.",
+        );
+        let _ = writeln!(
+            out,
+            "wyvern_indexed_records_total {}",
+            get(&self.store.indexed)
+        );
+        out
+    }
+}
