@@ -20,17 +20,19 @@ fn repo(path: &str) -> std::path::PathBuf {
 #[test]
 fn quickstart_runs_accepts_the_samples_and_refuses_the_bad_ones() {
     let dir = tempfile::tempdir().expect("temp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let (port, http) = (free(), free());
     for f in ["wyvern.yaml", "pas-adt.yaml"] {
         let text = std::fs::read_to_string(repo("examples/quickstart").join(f)).expect("read");
-        std::fs::write(
-            dir.path().join(f),
-            text.replace("127.0.0.1:2575", &format!("127.0.0.1:{port}")),
-        )
-        .expect("write");
+        let text = text
+            .replace("127.0.0.1:2575", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:9465", &format!("127.0.0.1:{http}"));
+        std::fs::write(dir.path().join(f), text).expect("write");
     }
     let mut engine = wyvern()
         .args(["run", "--config"])
