@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `wyvern` binary, real sockets, a real store on disk.
 //! One test binary (as ripgrep does), one module per area.
 
+mod amqp;
 mod cli;
 mod crash;
 mod delivery;

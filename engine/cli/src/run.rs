@@ -24,6 +24,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let engine = Engine::build(&config, Arc::new(SystemClock))
         .await
         .context("cannot start the engine")?;

@@ -9,6 +9,7 @@ use crate::Diagnostic;
 pub(crate) struct At<'a> {
     pub file: &'a Path,
     pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl<'a> At<'a> {
@@ -16,6 +17,7 @@ impl<'a> At<'a> {
         At {
             file,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -24,5 +26,12 @@ impl<'a> At<'a> {
         let l = s.referenced;
         self.errors
             .push(Diagnostic::error(self.file, l.line(), l.column(), msg));
+    }
+
+    /// A warning pointing at the value `s` (does not stop validation).
+    pub fn warn<T>(&mut self, s: &Spanned<T>, msg: impl Into<String>) {
+        let l = s.referenced;
+        self.warnings
+            .push(Diagnostic::warning(self.file, l.line(), l.column(), msg));
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::SecretValue;
 use crate::at::At;
 use crate::{ByteSize, HumanDuration};
 
-const KINDS: &str = "file or mllp";
+const KINDS: &str = "file, mllp or amqp";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,33 @@ pub struct DestinationFile {
     pub file: Option<FileDestinationFile>,
     #[serde(default)]
     pub mllp: Option<MllpDestinationFile>,
+    #[serde(default)]
+    pub amqp: Option<AmqpDestinationFile>,
+}
+
+/// `amqp: { url: "${AMQP_URL}", exchange: hl7.adt, routing_key: "adt.{MSH-9.2}" }`: publish
+/// with publisher confirms, persistent; optionally declare and bind a durable queue.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpDestinationFile {
+    pub url: Spanned<String>,
+    /// Declared durable (type topic). Empty: the default exchange (routing key = queue name).
+    pub exchange: Spanned<String>,
+    pub routing_key: Spanned<String>,
+    #[serde(default)]
+    pub queue: Option<AmqpQueueFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpQueueFile {
+    pub name: Spanned<String>,
+    /// Binding pattern, such as `adt.#` (default: `#`, everything).
+    #[serde(default)]
+    pub bind: Option<String>,
+    /// `quorum` (default: replicated, for production) or `classic`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<Spanned<String>>,
 }
 
 /// `file: { dir: out/chie }`: each message written atomically (temp file + rename).
@@ -52,6 +80,29 @@ pub struct Destination {
 pub enum DestinationKind {
     File(FileDestination),
     Mllp(MllpDestination),
+    Amqp(AmqpDestination),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpDestination {
+    pub url: SecretValue,
+    pub exchange: String,
+    /// Literal text with `{PATH}` parts filled from the message, such as `adt.{MSH-9.2}`.
+    pub routing_key: Vec<TemplatePart>,
+    pub queue: Option<AmqpQueue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    Field(wyvern_hl7::Path),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmqpQueue {
+    pub name: String,
+    pub bind: String,
+    pub quorum: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,10 +138,11 @@ pub(crate) fn destinations(
             );
         }
         seen.push(&d.name.value);
-        let kind = match (&d.file, &d.mllp) {
-            (Some(f), None) => file(at, base, f),
-            (None, Some(m)) => mllp(at, m),
-            (None, None) => {
+        let kind = match (&d.file, &d.mllp, &d.amqp) {
+            (Some(f), None, None) => file(at, base, f),
+            (None, Some(m), None) => mllp(at, m),
+            (None, None, Some(a)) => amqp(at, a),
+            (None, None, None) => {
                 at.err(
                     &d.name,
                     format!("destination {name:?} has no kind: expected {KINDS}"),
@@ -161,4 +213,100 @@ fn mllp(at: &mut At<'_>, m: &MllpDestinationFile) -> Option<DestinationKind> {
         ack_timeout,
         max_frame: usize::try_from(max_frame).unwrap_or(usize::MAX),
     }))
+}
+
+fn amqp(at: &mut At<'_>, a: &AmqpDestinationFile) -> Option<DestinationKind> {
+    let url = match SecretValue::parse(&a.url.value) {
+        Ok((v, vars)) => {
+            let u = a.url.value.as_str();
+            let scheme_ok = ["amqp://", "amqps://", "file:", "${"]
+                .iter()
+                .any(|p| u.starts_with(p));
+            if !scheme_ok {
+                at.err(
+                    &a.url,
+                    "url must start with amqp:// or amqps:// (or be ${VAR} / file:PATH)",
+                );
+            }
+            for var in vars {
+                if std::env::var_os(&var).is_none() {
+                    at.warn(
+                        &a.url,
+                        format!(
+                            "${{{var}}} is not set here; the engine will need it when it starts"
+                        ),
+                    );
+                }
+            }
+            scheme_ok.then_some(v)
+        }
+        Err(e) => {
+            at.err(&a.url, e);
+            None
+        }
+    };
+    let routing_key = template(&a.routing_key.value)
+        .map_err(|e| at.err(&a.routing_key, e))
+        .ok();
+    let queue = match &a.queue {
+        None => Some(None),
+        Some(q) => {
+            let quorum = match q.kind.as_ref() {
+                None => Some(true),
+                Some(k) if k.value == "quorum" => Some(true),
+                Some(k) if k.value == "classic" => Some(false),
+                Some(k) => {
+                    at.err(
+                        k,
+                        format!(
+                            "queue type {:?} is not known: expected quorum or classic",
+                            k.value
+                        ),
+                    );
+                    None
+                }
+            };
+            if q.name.value.trim().is_empty() {
+                at.err(&q.name, "queue name is empty");
+            }
+            match quorum {
+                Some(quorum) if !q.name.value.trim().is_empty() => Some(Some(AmqpQueue {
+                    name: q.name.value.clone(),
+                    bind: q.bind.clone().unwrap_or_else(|| "#".into()),
+                    quorum,
+                })),
+                _ => None,
+            }
+        }
+    };
+    Some(DestinationKind::Amqp(AmqpDestination {
+        url: url?,
+        exchange: a.exchange.value.clone(),
+        routing_key: routing_key?,
+        queue: queue?,
+    }))
+}
+
+/// Parses `text {MSH-9.2} text`: literal text with HL7 paths in braces.
+pub(crate) fn template(s: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            parts.push(TemplatePart::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or_else(|| {
+            format!("{s:?} has an unclosed {{: expected {{PATH}} such as {{MSH-9.2}}")
+        })?;
+        let path = after[..close]
+            .parse::<wyvern_hl7::Path>()
+            .map_err(|e| e.to_string())?;
+        parts.push(TemplatePart::Field(path));
+        rest = &after[close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Text(rest.to_string()));
+    }
+    Ok(parts)
 }

@@ -21,6 +21,18 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    pub fn warning(
+        file: impl Into<PathBuf>,
+        line: u64,
+        column: u64,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, line, column, message)
+        }
+    }
+
     pub fn error(
         file: impl Into<PathBuf>,
         line: u64,

@@ -14,18 +14,21 @@ mod diagnostic;
 mod filter;
 mod load;
 mod model;
+mod secret;
 mod step;
 mod units;
 mod validate;
 
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
 pub use destination::{
-    Destination, DestinationFile, DestinationKind, FileDestination, MllpDestination,
+    AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FileDestination,
+    MllpDestination, TemplatePart,
 };
 pub use diagnostic::{Diagnostic, Severity};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
+pub use secret::SecretValue;
 pub use step::{Step, StepFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};

@@ -73,6 +73,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         http_listen: None,
     };
     let mut routes: Vec<Route> = Vec::new();
+    let mut warnings = Vec::new();
     let mut names: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut listens: HashMap<SocketAddr, (String, PathBuf, u64)> = HashMap::new();
 
@@ -203,6 +204,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
             }
         }
         errors.extend(at.errors);
+        warnings.extend(at.warnings);
     }
     if routes.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::error(
@@ -216,7 +218,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         Ok(Config {
             engine,
             routes,
-            warnings: Vec::new(),
+            warnings,
         })
     } else {
         Err(errors)

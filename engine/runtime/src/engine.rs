@@ -25,6 +25,12 @@ use crate::{Hl7Inbox, RouteCounters, RoutePlan};
 pub enum BuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("route {route:?}, destination {destination:?}: {reason}")]
+    Destination {
+        route: String,
+        destination: String,
+        reason: String,
+    },
     #[error("route {route:?} cannot listen on {addr}: {source}")]
     Bind {
         route: String,

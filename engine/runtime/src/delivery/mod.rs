@@ -61,11 +61,17 @@ impl DeliveryWorker {
         store_dir: &Path,
         clock: Arc<dyn Clock>,
         indexed: watch::Receiver<u64>,
-    ) -> Result<DeliveryWorker, StoreError> {
+    ) -> Result<DeliveryWorker, crate::BuildError> {
+        let sink =
+            Sink::build(&destination.kind).map_err(|reason| crate::BuildError::Destination {
+                route: route.name.clone(),
+                destination: destination.name.clone(),
+                reason,
+            })?;
         Ok(DeliveryWorker {
             route: route.name.clone(),
             destination: destination.name.clone(),
-            sink: Sink::build(&destination.kind),
+            sink,
             retry: route.retry,
             on_permanent: route.on_permanent,
             outbox: Arc::new(Mutex::new(Outbox::open(store_dir)?)),

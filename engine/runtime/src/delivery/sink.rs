@@ -2,7 +2,8 @@
 //! what its receiver's answer means — delivered, try again later (transient), or never
 //! (permanent).
 
-use wyvern_config::DestinationKind;
+use wyvern_config::{DestinationKind, TemplatePart};
+use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, PublishError};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
 use wyvern_core::ErrorClass;
@@ -36,18 +37,67 @@ impl Failure {
 pub enum Sink {
     File(FileSink),
     Mllp(Box<MllpOutbound>),
+    Amqp(Box<AmqpSink>),
+}
+
+/// A publisher and the routing key template of one AMQP destination.
+#[derive(Debug)]
+pub struct AmqpSink {
+    publisher: AmqpPublisher,
+    routing_key: Vec<TemplatePart>,
+}
+
+/// Fills `{PATH}` parts from the message (empty when absent; bytes that would change the
+/// meaning of a topic key become `_`).
+pub fn render(parts: &[TemplatePart], payload: &[u8]) -> String {
+    let msg = Message::parse(payload).ok();
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Text(t) => out.push_str(t),
+            TemplatePart::Field(path) => {
+                let v = msg
+                    .as_ref()
+                    .and_then(|m| m.query(path).next())
+                    .map(|v| v.as_str().into_owned())
+                    .unwrap_or_default();
+                out.extend(v.chars().map(|c| {
+                    if c == '.' || c == '#' || c == '*' || c.is_whitespace() {
+                        '_'
+                    } else {
+                        c
+                    }
+                }));
+            }
+        }
+    }
+    out
 }
 
 impl Sink {
-    pub fn build(kind: &DestinationKind) -> Sink {
-        match kind {
+    /// Builds the sink; resolves secrets (`${VAR}`, `file:`) now, so a missing one stops the
+    /// engine at start with a clear message instead of failing every delivery.
+    pub fn build(kind: &DestinationKind) -> Result<Sink, String> {
+        Ok(match kind {
+            DestinationKind::Amqp(a) => Sink::Amqp(Box::new(AmqpSink {
+                publisher: AmqpPublisher::new(AmqpTarget {
+                    url: a.url.resolve()?,
+                    exchange: a.exchange.clone(),
+                    queue: a.queue.as_ref().map(|q| AmqpQueueSpec {
+                        name: q.name.clone(),
+                        bind: q.bind.clone(),
+                        quorum: q.quorum,
+                    }),
+                }),
+                routing_key: a.routing_key.clone(),
+            })),
             DestinationKind::File(f) => Sink::File(FileSink::new(&f.dir, &f.extension)),
             DestinationKind::Mllp(m) => Sink::Mllp(Box::new(MllpOutbound::new(
                 &m.connect,
                 m.ack_timeout,
                 m.max_frame,
             ))),
-        }
+        })
     }
 
     /// Delivers one item; `Ok` carries a receipt to keep (a file path, an ACK code).
@@ -60,6 +110,14 @@ impl Sink {
                 .map_err(|e| {
                     Failure::transient(format!("cannot write to {}: {e}", f.dir().display()))
                 }),
+            Sink::Amqp(a) => {
+                let key = render(&a.routing_key, &item.payload);
+                a.publisher
+                    .publish(&key, &item.payload, &item.message_id, "application/hl7-v2")
+                    .await
+                    .map(|()| format!("confirmed, routing key {key}"))
+                    .map_err(|PublishError::Transient(e)| Failure::transient(e))
+            }
             Sink::Mllp(m) => {
                 let ack = m
                     .exchange(&item.payload)

@@ -1,0 +1,167 @@
+//! Delivery to RabbitMQ, the real broker (scripts/test-all starts it): publisher confirms,
+//! persistent messages, a quorum queue; and the broker stopped and started mid-stream.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+
+use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
+
+/// The broker is shared: tests that stop it must not overlap with others using it.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn amqp_url() -> String {
+    let url = std::env::var("WYVERN_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:5672").is_ok(),
+        "RabbitMQ is not running on 127.0.0.1:5672: scripts/test-all installs and starts it (or run `rabbitmq-server -detached`)"
+    );
+    url
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl (install rabbitmq-server)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Takes every message from `queue` until `want` distinct control ids were seen or `limit`
+/// passed; returns (control ids in order, routing keys seen).
+async fn drain(
+    url: &str,
+    queue: &str,
+    want: usize,
+    limit: Duration,
+) -> (Vec<String>, HashSet<String>) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let (mut ids, mut keys, mut distinct) = (Vec::new(), HashSet::new(), HashSet::new());
+    let deadline = Instant::now() + limit;
+    while distinct.len() < want && Instant::now() < deadline {
+        match ch
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            Some(m) => {
+                let msg = wyvern_hl7::Message::parse(&m.delivery.data).expect("HL7 in the queue");
+                let id = msg.control_id().into_owned();
+                distinct.insert(id.clone());
+                ids.push(id);
+                keys.insert(m.delivery.routing_key.to_string());
+                m.delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let _ = ch
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
+    (ids, keys)
+}
+
+fn route(url: &str, name: &str) -> String {
+    format!(
+        "destinations:\n  - name: events\n    amqp:\n      url: \"{url}\"\n      exchange: {name}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {name}, bind: \"adt.#\", type: quorum }}\n\
+         order_by: sender\nretry: {{ backoff: 100ms..1s }}\n"
+    )
+}
+
+fn send(e: &EngineProcess, from: usize, to: usize) {
+    let mut w = Wire::connect(e.addr);
+    for i in from..to {
+        w.write(&frame(&adt(&format!("Q{i:06}"), i as u64)));
+        assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_with_confirms_to_a_quorum_queue() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let name = format!("wyvern-test-{}", std::process::id());
+    let e = EngineProcess::start_route("", &route(&url, &name));
+    let total = 1_000;
+    tokio::task::spawn_blocking({
+        let e_addr = e.addr;
+        move || {
+            let mut w = Wire::connect(e_addr);
+            for i in 0..total {
+                w.write(&frame(&adt(&format!("Q{i:06}"), i as u64)));
+                assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+            }
+        }
+    })
+    .await
+    .expect("sender");
+    let (ids, keys) = drain(&url, &name, total, Duration::from_secs(60)).await;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    println!(
+        "amqp test: {total} ACKed, {} consumed ({} distinct), lost = {}",
+        ids.len(),
+        distinct.len(),
+        total - distinct.len()
+    );
+    assert_eq!(distinct.len(), total);
+    assert_eq!(keys, HashSet::from(["adt.A01".to_string()]));
+    let in_order = ids.windows(2).all(|w| w[0] < w[1]);
+    assert!(in_order, "one sender's messages arrive in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_stopped_and_started_mid_stream_loses_nothing() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let name = format!("wyvern-test-restart-{}", std::process::id());
+    let e = EngineProcess::start_route("", &route(&url, &name));
+    let total = 600;
+    let addr = e.addr;
+    let e = std::sync::Arc::new(e);
+    // First third with the broker up, the middle third while it is down, the rest after.
+    let e1 = e.clone();
+    tokio::task::spawn_blocking(move || send(&e1, 0, 200))
+        .await
+        .expect("send");
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
+        .await
+        .expect("stop");
+    let e2 = e.clone();
+    tokio::task::spawn_blocking(move || send(&e2, 200, 400))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup"]);
+    })
+    .await
+    .expect("start");
+    let e3 = e.clone();
+    tokio::task::spawn_blocking(move || send(&e3, 400, 600))
+        .await
+        .expect("send");
+    let (ids, _) = drain(&url, &name, total, Duration::from_secs(90)).await;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    let lost = total - distinct.len();
+    println!(
+        "amqp restart test: {total} ACKed by {addr}, broker stopped for ~2 s mid-stream; consumed {} ({} distinct): lost = {lost}, duplicated = {}",
+        ids.len(),
+        distinct.len(),
+        ids.len() - distinct.len()
+    );
+    assert_eq!(lost, 0);
+}
