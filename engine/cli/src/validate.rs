@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use wyvern_config::DestinationKind;
+
 pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
     match wyvern_config::load(config) {
         Ok(c) => {
@@ -23,6 +25,17 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                     m.listen,
                     r.file.display()
                 );
+                for d in &r.destinations {
+                    let what = match &d.kind {
+                        DestinationKind::File(f) => format!("file {}", f.dir.display()),
+                        DestinationKind::Mllp(m) => format!("mllp {}", m.connect),
+                        DestinationKind::Amqp(a) => format!("amqp exchange {:?}", a.exchange),
+                    };
+                    println!("    → {:<22} {what}", d.name);
+                }
+                if !r.steps.is_empty() {
+                    println!("    {} step(s), order by {:?}", r.steps.len(), r.order_by);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
