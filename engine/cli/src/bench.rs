@@ -46,6 +46,10 @@ pub struct BenchArgs {
         default_value = "echo,fsync-each,wyvern"
     )]
     pub targets: Vec<Target>,
+    /// Measure the whole path to RabbitMQ instead: Wyvern with an AMQP destination (publisher
+    /// confirms, quorum queue) at this URL, until every message is in the queue.
+    #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
+    pub amqp: Option<String>,
     /// Measure an engine that is already running at HOST:PORT instead (no baselines, no RSS).
     #[arg(long, conflicts_with = "targets")]
     pub to: Option<String>,
@@ -80,14 +84,14 @@ impl Target {
 
 /// One load shape.
 #[derive(Debug, Clone, Copy)]
-struct Scenario {
-    connections: usize,
-    window: usize,
-    messages: usize,
+pub(crate) struct Scenario {
+    pub connections: usize,
+    pub window: usize,
+    pub messages: usize,
 }
 
 impl Scenario {
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match (self.connections, self.window) {
             (1, 1) => "1 conn, stop-and-wait".into(),
             (c, 1) => format!("{c} conns, stop-and-wait"),
@@ -109,9 +113,9 @@ struct Outcome {
 }
 
 /// A server process started for one measurement, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
 }
 
 impl Drop for Server {
@@ -125,7 +129,8 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-fn start(target: Target, dir: &Path) -> anyhow::Result<Server> {
+/// Starts a server for `target`; `route_extra` is appended to Wyvern's route (destinations).
+pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("finding the wyvern binary")?;
     let addr = free_port()?;
     std::fs::create_dir_all(dir)?;
@@ -165,7 +170,9 @@ fn start(target: Target, dir: &Path) -> anyhow::Result<Server> {
             )?;
             std::fs::write(
                 dir.join("bench.yaml"),
-                format!("version: 1\nroute: bench\nsource:\n  mllp:\n    listen: {addr}\n"),
+                format!(
+                    "version: 1\nroute: bench\nsource:\n  mllp:\n    listen: {addr}\n{route_extra}"
+                ),
             )?;
             cmd.args(["run", "--config"]).arg(dir)
         }
@@ -185,13 +192,13 @@ fn start(target: Target, dir: &Path) -> anyhow::Result<Server> {
     Ok(server)
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn load(
+pub(crate) async fn load(
     addr: String,
     s: Scenario,
     msgs: Arc<Vec<Bytes>>,
@@ -250,7 +257,7 @@ async fn load(
     Ok((ok, wrong, started.elapsed().as_secs_f64(), hist))
 }
 
-fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
+pub(crate) fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
     Arc::new(
         (0..n)
             .map(|i| Bytes::from(adt_a01(&format!("{prefix}{i:07}"), i as u64)))
@@ -289,6 +296,14 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .prefix("wyvern-bench-")
             .tempdir_in(".")?,
     };
+    if let Some(url) = &args.amqp {
+        let amqp_scenarios: Vec<Scenario> = scenarios
+            .iter()
+            .copied()
+            .filter(|s| s.connections > 1)
+            .collect();
+        return crate::bench_e2e::bench_amqp(url, work.path(), &amqp_scenarios).await;
+    }
     let mut results = Vec::new();
     let sample = adt_a01("X", 1).len();
     eprintln!(
@@ -323,7 +338,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     t.label(),
                     round + 1
                 );
-                let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")))?;
+                let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
                 let (ok, wrong, secs, hist) =
                     load(server.addr.to_string(), *s, msgs.clone()).await?;
                 let peak_rss_kib = peak_rss_kib(server.child.id());

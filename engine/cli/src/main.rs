@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_e2e;
 mod bench_server;
 mod dlq;
 mod inbox;

@@ -24,7 +24,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
-pub use outbox::{Outbox, OutboxItem, OutboxState};
+pub use outbox::{Outbox, OutboxItem, OutboxState, Update};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
 pub use recovery::Recovered;
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};

@@ -59,6 +59,25 @@ impl OutboxState {
     }
 }
 
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    Delivered {
+        receipt: String,
+        at_ms: i64,
+    },
+    RetryAt {
+        next_at_ms: i64,
+        error: String,
+    },
+    /// Dead-lettered; `hold` stops its key.
+    Dead {
+        hold: bool,
+        error: String,
+        at_ms: i64,
+    },
+}
+
 /// A read-write handle on the outbox tables (one per worker or command).
 #[derive(Debug)]
 pub struct Outbox {
@@ -120,6 +139,41 @@ impl Outbox {
             .query_map(params![route, destination, limit as i64], item)
             .map_err(StoreError::Query)?;
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    /// The open rows of one key, oldest first (for destinations that pipeline a key's messages).
+    pub fn key_rows(
+        &self,
+        route: &str,
+        destination: &str,
+        order_key: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.route = ?1 AND o.destination = ?2 \
+             AND o.order_key = ?3 AND o.state IN ('pending', 'held') ORDER BY o.seq LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map(params![route, destination, order_key, limit as i64], item)
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    /// Records many outcomes in one transaction.
+    pub fn record(&self, updates: &[(i64, Update)]) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::Write)?;
+        for (seq, u) in updates {
+            match u {
+                Update::Delivered { receipt, at_ms } => self.delivered(*seq, receipt, *at_ms)?,
+                Update::RetryAt { next_at_ms, error } => self.retry_at(*seq, *next_at_ms, error)?,
+                Update::Dead { hold, error, at_ms } => self.dead(*seq, *hold, error, *at_ms)?,
+            }
+        }
+        tx.commit().map_err(StoreError::Write)
     }
 
     pub fn delivered(&self, seq: i64, receipt: &str, now_ms: i64) -> Result<(), StoreError> {

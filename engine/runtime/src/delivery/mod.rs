@@ -21,13 +21,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wyvern_config::{Destination, OnPermanent, RetryPolicy};
 use wyvern_core::{Clock, ErrorClass};
-use wyvern_store::{Outbox, OutboxItem, OutboxState, StoreError};
+use wyvern_store::{Outbox, OutboxItem, OutboxState, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
 pub use sink::{Failure, Sink, judge_ack};
 
 /// Heads read per pass.
 const BATCH: usize = 512;
+/// Messages in flight at once for a destination that pipelines (AMQP).
+const PIPELINE: usize = 256;
 /// Longest sleep between passes when nothing wakes the worker.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -89,34 +91,26 @@ impl DeliveryWorker {
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker started");
         while !shutdown.is_cancelled() {
-            let (route, dest) = (self.route.clone(), self.destination.clone());
-            let heads = match self.db(move |o| o.heads(&route, &dest, BATCH)).await {
-                Ok(h) => h,
+            let (batch, next_wake) = match self.next_batch().await {
+                Ok(b) => b,
                 Err(e) => {
                     tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot read the outbox; retrying");
-                    Vec::new()
+                    (Vec::new(), IDLE)
                 }
             };
-            let now = self.clock.now_millis();
-            let mut next_wake = IDLE;
-            let mut sent_any = false;
-            for item in heads {
-                if shutdown.is_cancelled() {
-                    break;
+            if !batch.is_empty() {
+                let results = self.sink.deliver_many(&batch).await;
+                let now = self.clock.now_millis();
+                let updates: Vec<(i64, Update)> = batch
+                    .iter()
+                    .zip(results)
+                    .map(|(item, r)| (item.seq, self.outcome(item, r, now)))
+                    .collect();
+                if let Err(e) = self.db(move |o| o.record(&updates)).await {
+                    // Delivered (or failed) but not recorded: it will be tried again, which
+                    // at-least-once allows.
+                    tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes");
                 }
-                if item.state == OutboxState::Held {
-                    continue;
-                }
-                if item.next_at_ms > now {
-                    let wait =
-                        Duration::from_millis(u64::try_from(item.next_at_ms - now).unwrap_or(0));
-                    next_wake = next_wake.min(wait);
-                    continue;
-                }
-                self.deliver(item).await;
-                sent_any = true;
-            }
-            if sent_any {
                 continue;
             }
             tokio::select! {
@@ -128,18 +122,65 @@ impl DeliveryWorker {
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
     }
 
-    async fn deliver(&mut self, item: OutboxItem) {
-        let result = self.sink.deliver(&item).await;
+    /// What to send now: the due head of every key (one message per key), or for a sink that
+    /// pipelines, up to `PIPELINE` messages spread over the due keys, in receipt order. Also
+    /// how long to sleep when nothing is due.
+    async fn next_batch(&self) -> Result<(Vec<OutboxItem>, Duration), StoreError> {
+        let (route, dest) = (self.route.clone(), self.destination.clone());
+        let heads = self.db(move |o| o.heads(&route, &dest, BATCH)).await?;
         let now = self.clock.now_millis();
+        let mut next_wake = IDLE;
+        let mut due = Vec::new();
+        for h in heads {
+            if h.state == OutboxState::Held {
+                continue;
+            }
+            if h.next_at_ms > now {
+                next_wake = next_wake.min(Duration::from_millis(
+                    u64::try_from(h.next_at_ms - now).unwrap_or(0),
+                ));
+                continue;
+            }
+            due.push(h);
+        }
+        if due.is_empty() || !self.sink.pipelines() || due.len() >= PIPELINE {
+            return Ok((due, next_wake));
+        }
+        let per_key = (PIPELINE / due.len()).max(1);
+        let (route, dest) = (self.route.clone(), self.destination.clone());
+        let keys: Vec<String> = due.iter().map(|h| h.order_key.clone()).collect();
+        let mut rows = self
+            .db(move |o| {
+                let mut all = Vec::new();
+                for k in &keys {
+                    // A key's later rows may be due even if scheduled: only pending ones follow.
+                    all.extend(
+                        o.key_rows(&route, &dest, k, per_key)?
+                            .into_iter()
+                            .take_while(|r| r.state == OutboxState::Pending),
+                    );
+                }
+                Ok(all)
+            })
+            .await?;
+        rows.sort_by_key(|r| r.seq);
+        Ok((rows, next_wake))
+    }
+
+    /// Counts, logs and turns one result into the outbox update to record.
+    fn outcome(&self, item: &OutboxItem, result: Result<String, Failure>, now: i64) -> Update {
         let (seq, attempts) = (item.seq, item.attempts + 1);
         let (route, dest) = (&self.route, &self.destination);
-        let update = match result {
+        match result {
             Ok(receipt) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 let waited = u64::try_from(now - item.created_at_ms).unwrap_or(0);
                 self.counters.latency.observe(Duration::from_millis(waited));
                 tracing::debug!(%route, destination = %dest, id = %item.message_id, %receipt, "delivered");
-                self.db(move |o| o.delivered(seq, &receipt, now)).await
+                Update::Delivered {
+                    receipt,
+                    at_ms: now,
+                }
             }
             Err(f)
                 if f.class == ErrorClass::Transient
@@ -153,25 +194,26 @@ impl DeliveryWorker {
                     / 1000.0;
                 let wait = delay(&self.retry, attempts, jitter);
                 tracing::warn!(%route, destination = %dest, id = %item.message_id, attempts, retry_in = ?wait, reason = %f.reason, "delivery failed; will retry");
-                let next = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                self.db(move |o| o.retry_at(seq, next, &f.reason)).await
+                Update::RetryAt {
+                    next_at_ms: now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX),
+                    error: f.reason,
+                }
             }
             Err(f) => {
                 self.counters.dead.fetch_add(1, Ordering::Relaxed);
                 let hold = self.on_permanent == OnPermanent::Hold;
-                let why = if f.class == ErrorClass::Transient {
+                let error = if f.class == ErrorClass::Transient {
                     format!("gave up after {attempts} attempts: {}", f.reason)
                 } else {
                     f.reason
                 };
-                tracing::error!(%route, destination = %dest, id = %item.message_id, attempts, hold, reason = %why, "delivery failed permanently; dead-lettered");
-                self.db(move |o| o.dead(seq, hold, &why, now)).await
+                tracing::error!(%route, destination = %dest, id = %item.message_id, attempts, hold, reason = %error, "delivery failed permanently; dead-lettered");
+                Update::Dead {
+                    hold,
+                    error,
+                    at_ms: now,
+                }
             }
-        };
-        if let Err(e) = update {
-            // The delivery happened (or failed) but its bookkeeping did not: it will be tried
-            // again, which at-least-once allows.
-            tracing::error!(%route, destination = %dest, error = %e, "cannot record a delivery outcome");
         }
     }
 

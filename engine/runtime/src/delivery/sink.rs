@@ -100,6 +100,48 @@ impl Sink {
         })
     }
 
+    /// Whether this destination takes many messages of one key at once and keeps their order
+    /// (AMQP: one channel, confirms in order). The others get one message per key at a time.
+    pub fn pipelines(&self) -> bool {
+        matches!(self, Sink::Amqp(_))
+    }
+
+    /// Delivers items in the order given; one result each, for as many as were tried. A
+    /// transient failure of a one-at-a-time destination stops the batch there (the receiver is
+    /// probably down: the others wait their turn without spending an attempt).
+    pub async fn deliver_many(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
+        if let Sink::Amqp(a) = self {
+            let keys: Vec<String> = items
+                .iter()
+                .map(|i| render(&a.routing_key, &i.payload))
+                .collect();
+            let batch: Vec<(String, &[u8], &str)> = items
+                .iter()
+                .zip(&keys)
+                .map(|(i, k)| (k.clone(), i.payload.as_slice(), i.message_id.as_str()))
+                .collect();
+            let results = a.publisher.publish_many(&batch, "application/hl7-v2").await;
+            return results
+                .into_iter()
+                .zip(keys)
+                .map(|(r, k)| {
+                    r.map(|()| format!("confirmed, routing key {k}"))
+                        .map_err(|PublishError::Transient(e)| Failure::transient(e))
+                })
+                .collect();
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let r = self.deliver(item).await;
+            let stop = matches!(&r, Err(f) if f.class == ErrorClass::Transient);
+            out.push(r);
+            if stop {
+                break;
+            }
+        }
+        out
+    }
+
     /// Delivers one item; `Ok` carries a receipt to keep (a file path, an ACK code).
     pub async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
         match self {
