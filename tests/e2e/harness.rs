@@ -112,6 +112,18 @@ impl EngineProcess {
         self.spawn();
     }
 
+    /// The engine's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map_or(0, Child::id);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("engine.log")).unwrap_or_default()
     }
@@ -146,13 +158,28 @@ pub fn store_rows(dir: &std::path::Path, rows: usize) -> wyvern_store::InboxRead
     }
 }
 
-/// `GET path` on the engine's HTTP port: (status code, body).
+/// `GET path` over HTTP/1.1: (status code, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to /metrics");
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
     )
-    .expect("write");
+}
+
+/// `POST path` with a JSON body: (status code, body).
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(request.as_bytes()).expect("write");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");
     let code = text

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_e2e;
 mod bench_server;
+mod dev_fhir;
 mod dlq;
 mod inbox;
 mod input;
@@ -86,6 +87,11 @@ enum Command {
     },
     /// Deliver again what a route received in a time range (`--since 2h`, `--since "2026-11-25 09:00"`).
     Replay(replay::ReplayArgs),
+    /// Tools for development and tests.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
     /// Measure MLLP throughput and ACK latency against Wyvern and two baselines.
     Bench(bench::BenchArgs),
     /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
@@ -93,6 +99,13 @@ enum Command {
     BenchServer(bench_server::BenchServerArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// A FHIR R4 stand-in for CHIE and DCR: stores what it is sent, can be told to fail
+    /// (POST /_control {"mode":"fail","status":503}), stall or refuse. Base: http://LISTEN/fhir.
+    FhirServer(dev_fhir::FhirServerArgs),
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -131,6 +144,9 @@ fn main() -> ExitCode {
             Command::Inbox { command } => inbox::inbox(command),
             Command::Dlq { command } => dlq::dlq(command),
             Command::Replay(args) => replay::replay(args),
+            Command::Dev {
+                command: DevCommand::FhirServer(args),
+            } => dev_fhir::serve(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Version => {

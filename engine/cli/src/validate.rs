@@ -30,6 +30,7 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                         DestinationKind::File(f) => format!("file {}", f.dir.display()),
                         DestinationKind::Mllp(m) => format!("mllp {}", m.connect),
                         DestinationKind::Amqp(a) => format!("amqp exchange {:?}", a.exchange),
+                        DestinationKind::Fhir(f) => format!("fhir {}", f.base),
                     };
                     println!("    → {:<22} {what}", d.name);
                 }

@@ -11,7 +11,7 @@ use crate::SecretValue;
 use crate::at::At;
 use crate::{ByteSize, HumanDuration};
 
-const KINDS: &str = "file, mllp or amqp";
+const KINDS: &str = "file, mllp, amqp or fhir";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +23,27 @@ pub struct DestinationFile {
     pub mllp: Option<MllpDestinationFile>,
     #[serde(default)]
     pub amqp: Option<AmqpDestinationFile>,
+    #[serde(default)]
+    pub fhir: Option<FhirDestinationFile>,
+}
+
+/// `fhir: { base: "${CHIE_FHIR_BASE}", auth: { bearer: "${CHIE_TOKEN}" } }`: POST to a FHIR R4
+/// server. FHIR JSON goes as it is (a Bundle to the base, a resource to base/Type); HL7v2 goes as
+/// a `Binary` until the built-in UK Core mapping is a step of the route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirDestinationFile {
+    pub base: Spanned<String>,
+    #[serde(default)]
+    pub auth: Option<FhirAuthFile>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirAuthFile {
+    pub bearer: Spanned<String>,
 }
 
 /// `amqp: { url: "${AMQP_URL}", exchange: hl7.adt, routing_key: "adt.{MSH-9.2}" }`: publish
@@ -81,6 +102,14 @@ pub enum DestinationKind {
     File(FileDestination),
     Mllp(MllpDestination),
     Amqp(AmqpDestination),
+    Fhir(FhirDestination),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FhirDestination {
+    pub base: SecretValue,
+    pub bearer: Option<SecretValue>,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +167,12 @@ pub(crate) fn destinations(
             );
         }
         seen.push(&d.name.value);
-        let kind = match (&d.file, &d.mllp, &d.amqp) {
-            (Some(f), None, None) => file(at, base, f),
-            (None, Some(m), None) => mllp(at, m),
-            (None, None, Some(a)) => amqp(at, a),
-            (None, None, None) => {
+        let kind = match (&d.file, &d.mllp, &d.amqp, &d.fhir) {
+            (Some(f), None, None, None) => file(at, base, f),
+            (None, Some(m), None, None) => mllp(at, m),
+            (None, None, Some(a), None) => amqp(at, a),
+            (None, None, None, Some(f)) => fhir(at, f),
+            (None, None, None, None) => {
                 at.err(
                     &d.name,
                     format!("destination {name:?} has no kind: expected {KINDS}"),
@@ -309,4 +339,62 @@ pub(crate) fn template(s: &str) -> Result<Vec<TemplatePart>, String> {
         parts.push(TemplatePart::Text(rest.to_string()));
     }
     Ok(parts)
+}
+
+/// A value that may be a secret: parsed, with unset variables warned about.
+fn secret(at: &mut At<'_>, v: &Spanned<String>) -> Option<SecretValue> {
+    match SecretValue::parse(&v.value) {
+        Ok((s, vars)) => {
+            for var in vars {
+                if std::env::var_os(&var).is_none() {
+                    at.warn(
+                        v,
+                        format!(
+                            "${{{var}}} is not set here; the engine will need it when it starts"
+                        ),
+                    );
+                }
+            }
+            Some(s)
+        }
+        Err(e) => {
+            at.err(v, e);
+            None
+        }
+    }
+}
+
+fn fhir(at: &mut At<'_>, f: &FhirDestinationFile) -> Option<DestinationKind> {
+    let b = f.base.value.as_str();
+    if !["http://", "https://", "${", "file:"]
+        .iter()
+        .any(|p| b.starts_with(p))
+    {
+        at.err(
+            &f.base,
+            format!("base {b:?} is not a URL: expected https://host/fhir/R4 or ${{VAR}}"),
+        );
+        return None;
+    }
+    let base = secret(at, &f.base);
+    let bearer = match &f.auth {
+        None => Some(None),
+        Some(a) => secret(at, &a.bearer).map(Some),
+    };
+    let timeout = f
+        .timeout
+        .as_ref()
+        .map_or(Duration::from_secs(30), |t| t.value.0);
+    if let Some(t) = f.timeout.as_ref().filter(|t| t.value.0.is_zero()) {
+        at.err(
+            t,
+            "timeout must be longer than zero: expected a duration such as 30s",
+        );
+        return None;
+    }
+    Some(DestinationKind::Fhir(FhirDestination {
+        base: base?,
+        bearer: bearer?,
+        timeout,
+    }))
 }

@@ -21,8 +21,8 @@ mod validate;
 
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
 pub use destination::{
-    AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FileDestination,
-    MllpDestination, TemplatePart,
+    AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FhirDestination,
+    FileDestination, MllpDestination, TemplatePart,
 };
 pub use diagnostic::{Diagnostic, Severity};
 pub use filter::{Condition, ConditionFile, FieldTest};

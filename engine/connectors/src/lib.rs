@@ -2,5 +2,6 @@
 //! routes or storage: a listener hands frames to a handler and writes back what it is given.
 
 pub mod amqp;
+pub mod fhir;
 pub mod file;
 pub mod mllp;

@@ -4,6 +4,7 @@
 
 use wyvern_config::{DestinationKind, TemplatePart};
 use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, PublishError};
+use wyvern_connectors::fhir::{FhirClient, FhirOutcome};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
 use wyvern_core::ErrorClass;
@@ -38,6 +39,23 @@ pub enum Sink {
     File(FileSink),
     Mllp(Box<MllpOutbound>),
     Amqp(Box<AmqpSink>),
+    Fhir(FhirClient),
+}
+
+/// What to POST for a payload: FHIR JSON as it is, anything else (HL7v2) as a `Binary`.
+pub fn fhir_body(payload: &[u8]) -> (String, Vec<u8>) {
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(payload)
+        && let Some(t) = o.get("resourceType").and_then(|t| t.as_str())
+    {
+        return (t.to_string(), payload.to_vec());
+    }
+    use base64::Engine as _;
+    let binary = serde_json::json!({
+        "resourceType": "Binary",
+        "contentType": "x-application/hl7-v2+er7",
+        "data": base64::engine::general_purpose::STANDARD.encode(payload),
+    });
+    ("Binary".into(), binary.to_string().into_bytes())
 }
 
 /// A publisher and the routing key template of one AMQP destination.
@@ -92,6 +110,10 @@ impl Sink {
                 routing_key: a.routing_key.clone(),
             })),
             DestinationKind::File(f) => Sink::File(FileSink::new(&f.dir, &f.extension)),
+            DestinationKind::Fhir(f) => {
+                let bearer = f.bearer.as_ref().map(|b| b.resolve()).transpose()?;
+                Sink::Fhir(FhirClient::new(&f.base.resolve()?, bearer, f.timeout)?)
+            }
             DestinationKind::Mllp(m) => Sink::Mllp(Box::new(MllpOutbound::new(
                 &m.connect,
                 m.ack_timeout,
@@ -152,6 +174,14 @@ impl Sink {
                 .map_err(|e| {
                     Failure::transient(format!("cannot write to {}: {e}", f.dir().display()))
                 }),
+            Sink::Fhir(client) => {
+                let (resource_type, body) = fhir_body(&item.payload);
+                match client.post(&resource_type, body).await {
+                    FhirOutcome::Stored(where_) => Ok(where_),
+                    FhirOutcome::Transient(why) => Err(Failure::transient(why)),
+                    FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
+                }
+            }
             Sink::Amqp(a) => {
                 let key = render(&a.routing_key, &item.payload);
                 a.publisher

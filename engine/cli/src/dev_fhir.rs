@@ -1,0 +1,257 @@
+//! `wyvern dev fhir-server`: a small FHIR R4 receiving server — the stand-in for CHIE and the
+//! Dorset Care Record in tests and demos. It stores what it is sent (in memory) and can be
+//! told to fail, stall or refuse, so delivery can be tested against a real HTTP peer.
+//!
+//! - `POST /fhir` (Bundle), `POST /fhir/{type}` (resource) → 201/200, stored.
+//! - `GET /fhir/metadata` → a CapabilityStatement; `GET /fhir/{type}` → a searchset with `total`.
+//! - `POST /_control` with `{"mode": "ok" | "fail" | "refuse" | "stall", "status": 503, "ms": 5000}`.
+//! - `GET /_stats` → `{"stored": N, "by_type": {...}, "requests": N}`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct FhirServerArgs {
+    /// Where to listen; the FHIR base is http://ADDR/fhir.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    Fail(u16),
+    Refuse,
+    Stall(u64),
+}
+
+#[derive(Debug)]
+struct Inner {
+    mode: Mode,
+    stored: Vec<(String, Value)>,
+    requests: u64,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn outcome(status: StatusCode, severity: &str, code: &str, text: &str) -> Response {
+    let body = json!({"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code, "diagnostics": text}]});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Applies the current mode; `Some(response)` when the request must not be stored.
+async fn gate(state: &Shared) -> Option<Response> {
+    let mode = {
+        let mut s = state.lock().ok()?;
+        s.requests += 1;
+        s.mode
+    };
+    match mode {
+        Mode::Ok => None,
+        Mode::Fail(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Some(outcome(
+                status,
+                "error",
+                "transient",
+                "the stand-in was told to fail",
+            ))
+        }
+        Mode::Refuse => Some(outcome(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "error",
+            "invalid",
+            "the stand-in was told to refuse",
+        )),
+        Mode::Stall(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            None
+        }
+    }
+}
+
+/// The body as FHIR JSON, or why it is not.
+fn parse(body: &[u8]) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    if v.get("resourceType").and_then(Value::as_str).is_none() {
+        return Err("resourceType is missing".into());
+    }
+    Ok(v)
+}
+
+async fn post_bundle(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+    if let Some(r) = gate(&state).await {
+        return r;
+    }
+    let bundle = match parse(&body) {
+        Ok(v) => v,
+        Err(why) => return outcome(StatusCode::BAD_REQUEST, "error", "structure", &why),
+    };
+    let entries: Vec<Value> = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut responses = Vec::new();
+    if let Ok(mut s) = state.lock() {
+        for e in entries {
+            if let Some(res) = e.get("resource") {
+                let t = res
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Unknown")
+                    .to_string();
+                s.stored.push((t.clone(), res.clone()));
+                responses.push(json!({"response": {"status": "201 Created", "location": format!("{t}/{}", s.stored.len())}}));
+            }
+        }
+    }
+    let reply =
+        json!({"resourceType": "Bundle", "type": "transaction-response", "entry": responses});
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+async fn post_resource(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = gate(&state).await {
+        return r;
+    }
+    let res = match parse(&body) {
+        Ok(v) => v,
+        Err(why) => return outcome(StatusCode::BAD_REQUEST, "error", "structure", &why),
+    };
+    if res.get("resourceType").and_then(Value::as_str) != Some(kind.as_str()) {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "error",
+            "invalid",
+            &format!("resourceType does not match /{kind}"),
+        );
+    }
+    let n = match state.lock() {
+        Ok(mut s) => {
+            s.stored.push((kind.clone(), res));
+            s.stored.len()
+        }
+        Err(_) => 0,
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = format!("/fhir/{kind}/{n}").parse() {
+        headers.insert(header::LOCATION, v);
+    }
+    (StatusCode::CREATED, headers, "").into_response()
+}
+
+async fn search(State(state): State<Shared>, Path(kind): Path<String>) -> Response {
+    let total = state
+        .lock()
+        .map(|s| s.stored.iter().filter(|(t, _)| *t == kind).count())
+        .unwrap_or(0);
+    let reply = json!({"resourceType": "Bundle", "type": "searchset", "total": total});
+    (
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        reply.to_string(),
+    )
+        .into_response()
+}
+
+async fn metadata() -> Response {
+    let cs = json!({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance", "fhirVersion": "4.0.1",
+        "format": ["json"], "software": {"name": "wyvern dev fhir-server (stand-in)"}});
+    (
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        cs.to_string(),
+    )
+        .into_response()
+}
+
+async fn control(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mode = match v.get("mode").and_then(Value::as_str) {
+        Some("ok") => Mode::Ok,
+        Some("fail") => Mode::Fail(
+            v.get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(503),
+        ),
+        Some("refuse") => Mode::Refuse,
+        Some("stall") => Mode::Stall(v.get("ms").and_then(Value::as_u64).unwrap_or(5000)),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "expected {\"mode\": \"ok\" | \"fail\" | \"refuse\" | \"stall\"}\n",
+            )
+                .into_response();
+        }
+    };
+    if let Ok(mut s) = state.lock() {
+        s.mode = mode;
+    }
+    tracing::info!(?mode, "stand-in mode changed");
+    (StatusCode::OK, format!("{mode:?}\n")).into_response()
+}
+
+async fn stats(State(state): State<Shared>) -> Response {
+    let (stored, by_type, requests) = match state.lock() {
+        Ok(s) => {
+            let mut by: BTreeMap<String, usize> = BTreeMap::new();
+            for (t, _) in &s.stored {
+                *by.entry(t.clone()).or_default() += 1;
+            }
+            (s.stored.len(), by, s.requests)
+        }
+        Err(_) => (0, BTreeMap::new(), 0),
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"stored": stored, "by_type": by_type, "requests": requests}).to_string(),
+    )
+        .into_response()
+}
+
+pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
+    let state: Shared = Arc::new(Mutex::new(Inner {
+        mode: Mode::Ok,
+        stored: Vec::new(),
+        requests: 0,
+    }));
+    let app = Router::new()
+        .route("/fhir", post(post_bundle))
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/{kind}", post(post_resource).get(search))
+        .route("/_control", post(control))
+        .route("/_stats", get(stats))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(base = %format!("http://{}/fhir", args.listen), "FHIR stand-in ready");
+    axum::serve(listener, app).await?;
+    Ok(ExitCode::SUCCESS)
+}

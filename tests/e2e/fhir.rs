@@ -1,0 +1,123 @@
+//! FHIR REST delivery against the stand-in FHIR server (`wyvern dev fhir-server`): the server
+//! down for 30 s and then up, and a server that refuses the content.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    EngineProcess, Wire, adt, frame, http_get, http_post, normalise_ack, wait_listening,
+};
+
+struct StandIn(Child);
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stand_in(addr: SocketAddr) -> StandIn {
+    let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args([
+            "--log",
+            "warn",
+            "dev",
+            "fhir-server",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the FHIR stand-in");
+    wait_listening(addr, Duration::from_secs(10));
+    StandIn(child)
+}
+
+fn stored(addr: SocketAddr) -> u64 {
+    let (_, body) = http_get(addr, "/_stats");
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["stored"].as_u64())
+        .unwrap_or(0)
+}
+
+fn free() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+}
+
+fn send(e: &EngineProcess, n: usize) {
+    let mut w = Wire::connect(e.addr);
+    for i in 0..n {
+        w.write(&frame(&adt(&format!("F{i:05}"), i as u64)));
+        assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+    }
+}
+
+#[test]
+fn the_fhir_server_down_for_30_s_then_up_gets_everything() {
+    let fhir = free();
+    let rest = format!(
+        "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{fhir}/fhir\", timeout: 5s }}\norder_by: patient\nretry: {{ backoff: 200ms..2s }}\n"
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let total = 300;
+    send(&e, total);
+    // The record is down: every message is ACKed and waits, retried with backoff.
+    std::thread::sleep(Duration::from_secs(30));
+    let rss_mib = e.rss_kib() / 1024;
+    let (_, metrics) = http_get(e.http, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "wyvern_outbox_depth{{route=\"e2e\",destination=\"chie\"}} {total}"
+        )),
+        "{metrics}"
+    );
+    let _up = stand_in(fhir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(fhir) < total as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = stored(fhir);
+    println!(
+        "fhir test: {total} ACKed while the stand-in was down for 30 s (engine RSS {rss_mib} MiB); stored after it came up: {got}; lost = {}",
+        total as u64 - got.min(total as u64)
+    );
+    assert_eq!(got, total as u64);
+    assert!(rss_mib < 200, "RSS {rss_mib} MiB");
+}
+
+#[test]
+fn content_the_server_refuses_is_dead_lettered_with_its_reason() {
+    let fhir = free();
+    let _server = stand_in(fhir);
+    assert_eq!(http_post(fhir, "/_control", r#"{"mode":"refuse"}"#).0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let rest =
+        format!("destinations:\n  - name: dcr\n    fhir: {{ base: \"http://{fhir}/fhir\" }}\n");
+    let e = EngineProcess::start_route("", &rest);
+    send(&e, 3);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut listed = String::new();
+    while Instant::now() < deadline {
+        let out = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+            .args(["--log", "warn", "dlq", "list", "--config"])
+            .arg(e.dir.path())
+            .output()
+            .expect("dlq");
+        listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        if listed.lines().count() >= 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    assert!(
+        listed.contains("HTTP 422") && listed.contains("told to refuse"),
+        "{listed}"
+    );
+    assert_eq!(stored(fhir), 0);
+}
