@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// confirms, quorum queue) at this URL, until every message is in the queue.
     #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
     pub amqp: Option<String>,
+    /// Measure the whole path to the FHIR stand-in instead (`wyvern dev fhir-server`).
+    #[arg(long, conflicts_with_all = ["to", "amqp"])]
+    pub fhir: bool,
     /// Measure an engine that is already running at HOST:PORT instead (no baselines, no RSS).
     #[arg(long, conflicts_with = "targets")]
     pub to: Option<String>,
@@ -296,6 +299,14 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .prefix("wyvern-bench-")
             .tempdir_in(".")?,
     };
+    if args.fhir {
+        let many: Vec<Scenario> = scenarios
+            .iter()
+            .copied()
+            .filter(|s| s.connections > 1)
+            .collect();
+        return crate::bench_e2e::bench_fhir(work.path(), &many).await;
+    }
     if let Some(url) = &args.amqp {
         let amqp_scenarios: Vec<Scenario> = scenarios
             .iter()

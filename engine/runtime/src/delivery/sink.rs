@@ -42,6 +42,9 @@ pub enum Sink {
     Fhir(FhirClient),
 }
 
+/// Requests in flight at once to one FHIR destination.
+const FHIR_PARALLEL: usize = 16;
+
 /// What to POST for a payload: FHIR JSON as it is, anything else (HL7v2) as a `Binary`.
 pub fn fhir_body(payload: &[u8]) -> (String, Vec<u8>) {
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(payload)
@@ -151,6 +154,28 @@ impl Sink {
                         .map_err(|PublishError::Transient(e)| Failure::transient(e))
                 })
                 .collect();
+        }
+        if let Sink::Fhir(client) = self {
+            // A batch holds one message per key, so they may go in parallel: HTTP has no
+            // connection-level order to keep. Results come back in the batch's order.
+            use futures_util::StreamExt as _;
+            let client = client.clone();
+            let jobs: Vec<(String, Vec<u8>)> =
+                items.iter().map(|i| fhir_body(&i.payload)).collect();
+            return futures_util::stream::iter(jobs)
+                .map(move |(resource_type, body)| {
+                    let client = client.clone();
+                    async move {
+                        match client.post(&resource_type, body).await {
+                            FhirOutcome::Stored(where_) => Ok(where_),
+                            FhirOutcome::Transient(why) => Err(Failure::transient(why)),
+                            FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
+                        }
+                    }
+                })
+                .buffered(FHIR_PARALLEL)
+                .collect()
+                .await;
         }
         let mut out = Vec::with_capacity(items.len());
         for item in items {
