@@ -13,8 +13,8 @@ use wyvern_store::{InboxReader, InboxStatus};
 
 use crate::harness::{EngineProcess, adt};
 
-const SENDERS: usize = 4;
-const PER_SENDER: usize = 5_000;
+pub(crate) const SENDERS: usize = 4;
+pub(crate) const PER_SENDER: usize = 5_000;
 const WINDOW: usize = 8;
 
 fn msa(ack: &[u8]) -> (String, String) {
@@ -29,7 +29,11 @@ fn msa(ack: &[u8]) -> (String, String) {
 
 /// Sends `ids` in order with a window, reconnecting and resending whatever was not ACKed when
 /// the connection drops. Returns the ids that were ACKed AA.
-async fn sender(addr: SocketAddr, ids: Vec<String>, acked_total: Arc<AtomicUsize>) -> Vec<String> {
+pub(crate) async fn sender(
+    addr: SocketAddr,
+    ids: Vec<String>,
+    acked_total: Arc<AtomicUsize>,
+) -> Vec<String> {
     let mut acked = Vec::with_capacity(ids.len());
     let mut next = 0; // the first id not yet ACKed
     let deadline = Instant::now() + Duration::from_secs(300);
