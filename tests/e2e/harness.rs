@@ -17,6 +17,8 @@ pub struct EngineProcess {
     pub addr: SocketAddr,
     /// Where /metrics is served.
     pub http: SocketAddr,
+    /// Whether the route listens for MLLP (else only HTTP is waited for).
+    mllp: bool,
     pub dir: tempfile::TempDir,
 }
 
@@ -57,6 +59,36 @@ impl EngineProcess {
             addr,
             http,
             dir,
+            mllp: true,
+        };
+        e.spawn();
+        e
+    }
+
+    /// An engine whose one route is written in full by the test (`{dir}` becomes the config
+    /// folder); for sources other than MLLP.
+    pub fn start_with_route_file(route: &str) -> EngineProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("wyvern-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let http = free_addr();
+        std::fs::write(
+            dir.path().join("wyvern.yaml"),
+            format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n"),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("e2e.yaml"),
+            route.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .expect("write");
+        let mut e = EngineProcess {
+            child: None,
+            addr: free_addr(),
+            http,
+            dir,
+            mllp: false,
         };
         e.spawn();
         e
@@ -85,7 +117,11 @@ impl EngineProcess {
             .spawn()
             .expect("start wyvern");
         self.child = Some(child);
-        wait_listening(self.addr, Duration::from_secs(20));
+        // Every test engine serves HTTP; MLLP routes also listen on `addr`.
+        wait_listening(self.http, Duration::from_secs(20));
+        if self.mllp {
+            wait_listening(self.addr, Duration::from_secs(20));
+        }
     }
 
     /// SIGKILL: no chance to flush or answer anything.

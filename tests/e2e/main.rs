@@ -5,6 +5,7 @@ mod amqp;
 mod cli;
 mod crash;
 mod delivery;
+mod directory;
 mod fhir;
 mod harness;
 mod mllp_wire;

@@ -18,13 +18,13 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                 c.engine.store_dir.display()
             );
             for r in &c.routes {
-                let wyvern_config::Source::Mllp(m) = &r.source;
-                println!(
-                    "  route {:<24} mllp {}  ({})",
-                    r.name,
-                    m.listen,
-                    r.file.display()
-                );
+                let source = match &r.source {
+                    wyvern_config::Source::Mllp(m) => format!("mllp {}", m.listen),
+                    wyvern_config::Source::Directory(d) => {
+                        format!("directory {}", d.path.display())
+                    }
+                };
+                println!("  route {:<24} {source}  ({})", r.name, r.file.display());
                 for d in &r.destinations {
                     let what = match &d.kind {
                         DestinationKind::File(f) => format!("file {}", f.dir.display()),

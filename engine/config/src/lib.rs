@@ -11,6 +11,7 @@ mod at;
 mod delivery;
 mod destination;
 mod diagnostic;
+mod directory;
 mod filter;
 mod load;
 mod model;
@@ -25,6 +26,7 @@ pub use destination::{
     FileDestination, MllpDestination, TemplatePart,
 };
 pub use diagnostic::{Diagnostic, Severity};
+pub use directory::{DirectorySource, DirectorySourceFile};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};

@@ -66,7 +66,8 @@ pub struct RouteFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SourceFileKind {
-    Mllp(MllpSourceFile),
+    Mllp(Box<MllpSourceFile>),
+    Directory(crate::directory::DirectorySourceFile),
 }
 
 #[derive(Debug, Deserialize)]

@@ -52,6 +52,7 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
     Mllp(MllpSource),
+    Directory(crate::DirectorySource),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +183,9 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 frame_timeout,
                                 max_in_flight,
                             })
+                        }
+                        SourceFileKind::Directory(d) => {
+                            Source::Directory(crate::directory::directory(&mut at, base, &d))
                         }
                     };
                     let steps = crate::step::steps(&mut at, &f.steps);

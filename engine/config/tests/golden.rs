@@ -59,7 +59,9 @@ fn valid_config_builds_with_defaults_and_relative_store() {
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.engine.store_dir, dir.join("data/store"));
     assert_eq!(c.engine.durability, wyvern_config::Durability::Buffered);
-    let wyvern_config::Source::Mllp(m) = &c.routes[0].source;
+    let wyvern_config::Source::Mllp(m) = &c.routes[0].source else {
+        panic!("an MLLP source")
+    };
     assert_eq!(m.max_frame, 4 << 20);
     assert_eq!(m.idle_timeout, std::time::Duration::from_secs(120));
     assert_eq!(m.frame_timeout, std::time::Duration::from_secs(30));

@@ -19,7 +19,7 @@ use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
 use crate::metrics::Metrics;
 use crate::{DEFAULT_WINDOW, DedupWindow};
-use crate::{Hl7Inbox, RouteCounters, RoutePlan};
+use crate::{DirectoryPoller, Hl7Inbox, RouteCounters, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -64,6 +64,7 @@ fn seeded_window(store: &Store, route: &str) -> DedupWindow {
 pub struct Engine {
     store: Store,
     listeners: Vec<MllpListener<Hl7Inbox>>,
+    pollers: Vec<DirectoryPoller>,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
     http: Option<OpsServer>,
@@ -87,6 +88,7 @@ impl Engine {
             );
         }
         let mut listeners = Vec::new();
+        let mut pollers = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
             match &route.source {
@@ -116,6 +118,23 @@ impl Engine {
                                 source,
                             })?;
                     listeners.push(listener);
+                }
+                Source::Directory(d) => {
+                    let dedup = Arc::new(seeded_window(&store, &route.name));
+                    // A file's message can be as large as the file: no frame limit applies.
+                    let inbox = Hl7Inbox::new(
+                        RoutePlan::of(route),
+                        store.clone(),
+                        clock.clone(),
+                        usize::MAX,
+                        dedup,
+                    );
+                    counters.push((route.name.clone(), inbox.counters()));
+                    pollers.push(DirectoryPoller {
+                        route: route.name.clone(),
+                        source: d.clone(),
+                        inbox: Arc::new(inbox),
+                    });
                 }
             }
         }
@@ -158,6 +177,7 @@ impl Engine {
         Ok(Engine {
             store,
             listeners,
+            pollers,
             workers,
             counters,
             http,
@@ -203,11 +223,16 @@ impl Engine {
             .into_iter()
             .map(|w| tokio::spawn(w.run(shutdown.clone())))
             .collect();
-        let tasks: Vec<_> = self
+        let mut tasks: Vec<_> = self
             .listeners
             .into_iter()
             .map(|l| tokio::spawn(l.run(shutdown.clone())))
             .collect();
+        tasks.extend(
+            self.pollers
+                .into_iter()
+                .map(|p| tokio::spawn(p.run(shutdown.clone()))),
+        );
         // Listeners first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.
         for t in tasks.into_iter().chain(workers) {

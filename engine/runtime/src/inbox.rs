@@ -123,8 +123,30 @@ impl Hl7Inbox {
     }
 }
 
+/// What became of one received message, once its commit has finished.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The answer for the sender (`None` when enhanced mode asked for none).
+    pub ack: Option<Bytes>,
+    /// False when the store failed: the message is not ours yet, the sender keeps it.
+    pub stored: bool,
+}
+
+/// Resolves when a received message's commit has finished.
+pub type ReceivedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Received> + Send>>;
+
 impl FrameHandler for Hl7Inbox {
     async fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> AckFuture {
+        let received = self.receive(frame, peer.to_string()).await;
+        Box::pin(async move { received.await.ack })
+    }
+}
+
+impl Hl7Inbox {
+    /// Assesses, stores and answers one message from `origin` (a peer address, a file name).
+    /// Returns once it is queued for the commit; the future resolves after the commit.
+    pub async fn receive(&self, frame: MllpFrame, origin: String) -> ReceivedFuture {
+        let peer = origin;
         let started = std::time::Instant::now();
         let now = self.clock.now_millis();
         let id = MessageId::new(now);
@@ -151,7 +173,7 @@ impl FrameHandler for Hl7Inbox {
         let raw = a.raw.clone();
         let mut meta = a.meta;
         meta.source.clone_from(&self.route);
-        meta.peer = Some(peer.to_string());
+        meta.peer = Some(peer.clone());
         let record = InboxRecord {
             envelope: Envelope {
                 id,
@@ -194,14 +216,17 @@ impl FrameHandler for Hl7Inbox {
                         if let Some((key, digest)) = remember {
                             dedup.remember(key, digest, id.to_string());
                         }
-                        ack
+                        Received { ack, stored: true }
                     }
-                    Err(e) => failed(e),
+                    Err(e) => Received {
+                        ack: failed(e),
+                        stored: false,
+                    },
                 }
             }),
             Err(e) => {
                 let ack = failed(e);
-                Box::pin(async move { ack })
+                Box::pin(async move { Received { ack, stored: false } })
             }
         }
     }

@@ -1,0 +1,123 @@
+//! The directory source's poller: every `poll`, read each file in the folder (oldest name
+//! first), store every message in it through the route's inbox, and move the file to `done/`
+//! only when all of them are committed. A store failure leaves the file where it is for the
+//! next pass; a crash before the move means the file is read again and duplicate detection
+//! answers for what was already stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use wyvern_config::DirectorySource;
+use wyvern_connectors::mllp::MllpFrame;
+
+use crate::Hl7Inbox;
+
+#[derive(Debug)]
+pub struct DirectoryPoller {
+    pub route: String,
+    pub source: DirectorySource,
+    pub inbox: Arc<Hl7Inbox>,
+}
+
+/// The messages in one file: split batches, CR segment ends (files often use LF).
+pub fn messages_in(bytes: &[u8]) -> Vec<Bytes> {
+    let normalise = |m: &[u8]| {
+        let mut out = Vec::with_capacity(m.len() + 1);
+        for seg in m
+            .split(|&b| b == b'\r' || b == b'\n')
+            .filter(|s| !s.is_empty())
+        {
+            out.extend_from_slice(seg);
+            out.push(b'\r');
+        }
+        Bytes::from(out)
+    };
+    match wyvern_hl7::split_batch(bytes) {
+        Ok(b) if !b.messages.is_empty() => b.messages.iter().map(|m| normalise(m)).collect(),
+        // Not HL7 as far as the splitter can tell: one message, which the inbox will reject
+        // with its reason (and keep).
+        _ => vec![Bytes::copy_from_slice(bytes)],
+    }
+}
+
+fn ready_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                !n.starts_with('.') && !n.ends_with(".tmp") && !n.ends_with(".part")
+            })
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+impl DirectoryPoller {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let dir = &self.source.path;
+        tracing::info!(route = %self.route, dir = %dir.display(), "directory source ready");
+        if let Err(e) = std::fs::create_dir_all(&self.source.done) {
+            tracing::error!(route = %self.route, dir = %self.source.done.display(), error = %e, "cannot create the done folder");
+        }
+        while !shutdown.is_cancelled() {
+            for file in ready_files(dir) {
+                if shutdown.is_cancelled() || !self.take(&file).await {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.source.poll) => {}
+            }
+        }
+        tracing::info!(route = %self.route, "directory source stopped");
+    }
+
+    /// Stores every message of one file and moves it to done/. False: try again next pass.
+    async fn take(&self, file: &Path) -> bool {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = match tokio::fs::read(file).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(route = %self.route, file = %file.display(), error = %e, "cannot read; will try again");
+                return false;
+            }
+        };
+        let mut pending = Vec::new();
+        for m in messages_in(&bytes) {
+            pending.push(
+                self.inbox
+                    .receive(MllpFrame::Message(m), format!("file:{name}"))
+                    .await,
+            );
+        }
+        let count = pending.len();
+        for p in pending {
+            if !p.await.stored {
+                tracing::warn!(route = %self.route, file = %name, "not every message could be stored; the file stays for the next pass");
+                return false;
+            }
+        }
+        let target = self.source.done.join(&name);
+        match tokio::fs::rename(file, &target).await {
+            Ok(()) => {
+                tracing::info!(route = %self.route, file = %name, messages = count, "file taken");
+                true
+            }
+            Err(e) => {
+                tracing::error!(route = %self.route, file = %name, error = %e, "stored, but cannot move to done/; it will be read again (duplicates are detected)");
+                false
+            }
+        }
+    }
+}

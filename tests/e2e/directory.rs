@@ -1,0 +1,77 @@
+//! The directory source: files in, every message stored and routed, the file moved to done/
+//! only after that; partial files (`.part`, `.tmp`, hidden) left alone until renamed.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::EngineProcess;
+
+fn count(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn files_are_taken_routed_and_moved_to_done() {
+    let e = EngineProcess::start_with_route_file(
+        "version: 1\nroute: e2e\nsource:\n  directory: { path: in, poll: 100ms }\n\
+         destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+    );
+    let inbox = e.dir.path().join("in");
+    std::fs::create_dir_all(&inbox).expect("in");
+    std::fs::write(
+        inbox.join("01-one.hl7"),
+        "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|D1|P|2.5.1\nPID|1||9990000018^^^NHS^NH\n",
+    )
+    .expect("write");
+    std::fs::write(
+        inbox.join("02-batch.hl7"),
+        "FHS|^~\\&|GPSYS\rBHS|^~\\&|GPSYS\rMSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A31|D2|P|2.5.1\rPID|1\rMSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A31|D3|P|2.5.1\rPID|1\rBTS|2\rFTS|1\r",
+    )
+    .expect("write");
+    std::fs::write(inbox.join("03-garbage.txt"), "this is not HL7").expect("write");
+    std::fs::write(
+        inbox.join("04-incoming.hl7.part"),
+        "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|D4|P|2.5.1\r",
+    )
+    .expect("write");
+    let done = inbox.join("done");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (count(&done, "") < 3 || count(&e.dir.path().join("out"), ".hl7") < 3)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&done, ""), 3, "three files taken");
+    assert_eq!(
+        count(&e.dir.path().join("out"), ".hl7"),
+        3,
+        "three messages delivered (the garbage is rejected and kept)"
+    );
+    assert!(
+        inbox.join("04-incoming.hl7.part").exists(),
+        "a file still being written is left alone"
+    );
+    let reader = e.store_with(4);
+    let counts = reader.counts().expect("counts");
+    let by: Vec<(String, i64)> = counts.into_iter().map(|c| (c.status, c.count)).collect();
+    assert_eq!(
+        by,
+        [("accepted".to_string(), 3), ("rejected".to_string(), 1)]
+    );
+    // The writer finishes and renames: now it is taken.
+    std::fs::rename(
+        inbox.join("04-incoming.hl7.part"),
+        inbox.join("04-incoming.hl7"),
+    )
+    .expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&done, "") < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(&done, ""), 4);
+}
