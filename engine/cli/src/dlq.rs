@@ -32,35 +32,44 @@ pub enum DlqCommand {
         seq: i64,
     },
     /// Put dead letters back in their outbox with fresh attempts (one, or all that match).
-    Retry {
-        #[command(flatten)]
-        store: StoreArgs,
-        seq: Option<i64>,
-        #[arg(long)]
-        route: Option<String>,
-        #[arg(long)]
-        destination: Option<String>,
-        /// Required to retry more than one.
-        #[arg(long)]
-        all: bool,
-    },
+    Retry(Selection),
     /// Give dead letters up (kept for audit; no longer listed, no longer holding their key).
-    Purge {
-        #[command(flatten)]
-        store: StoreArgs,
-        seq: Option<i64>,
-        #[arg(long)]
-        route: Option<String>,
-        #[arg(long)]
-        destination: Option<String>,
-        #[arg(long)]
-        all: bool,
-    },
+    Purge(Selection),
+}
+
+/// Which dead letters: one by SEQ, or `--all` (narrowed by route and destination).
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The outbox number (first column of `dlq list`).
+    seq: Option<i64>,
+    /// Only this route's (with --all).
+    #[arg(long)]
+    route: Option<String>,
+    /// Only this destination's (with --all).
+    #[arg(long)]
+    destination: Option<String>,
+    /// Required to act on more than one.
+    #[arg(long)]
+    all: bool,
 }
 
 fn open(store: &StoreArgs) -> anyhow::Result<Outbox> {
     let dir = store_dir(store)?;
     Outbox::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
+}
+
+impl Selection {
+    /// The outbox, after checking that the selection says which.
+    fn open(&self) -> anyhow::Result<(Outbox, Option<i64>)> {
+        if self.seq.is_none() && !self.all {
+            anyhow::bail!(
+                "say which: a SEQ from `wyvern dlq list`, or --all (with --route/--destination to narrow it)"
+            );
+        }
+        Ok((open(&self.store)?, self.seq))
+    }
 }
 
 fn now_ms() -> i64 {
@@ -123,47 +132,22 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Retry {
-            store,
-            seq,
-            route,
-            destination,
-            all,
-        }
-        | DlqCommand::Purge {
-            store,
-            seq,
-            route,
-            destination,
-            all,
-        } if seq.is_none() && !all => {
-            let _ = (store, route, destination);
-            anyhow::bail!(
-                "say which: a SEQ from `wyvern dlq list`, or --all (with --route/--destination to narrow it)"
-            )
-        }
-        DlqCommand::Retry {
-            store,
-            seq,
-            route,
-            destination,
-            ..
-        } => {
-            let n =
-                open(&store)?.requeue(seq, route.as_deref(), destination.as_deref(), now_ms())?;
+        DlqCommand::Retry(sel) => {
+            let (outbox, seq) = sel.open()?;
+            let n = outbox.requeue(
+                seq,
+                sel.route.as_deref(),
+                sel.destination.as_deref(),
+                now_ms(),
+            )?;
             println!(
                 "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
             );
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Purge {
-            store,
-            seq,
-            route,
-            destination,
-            ..
-        } => {
-            let n = open(&store)?.purge(seq, route.as_deref(), destination.as_deref())?;
+        DlqCommand::Purge(sel) => {
+            let (outbox, seq) = sel.open()?;
+            let n = outbox.purge(seq, sel.route.as_deref(), sel.destination.as_deref())?;
             println!("{n} dead letter(s) purged");
             Ok(ExitCode::SUCCESS)
         }

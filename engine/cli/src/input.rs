@@ -62,51 +62,22 @@ fn push(out: &mut Vec<Input>, origin: &str, bytes: Vec<u8>, raw: bool) {
         });
         return;
     }
-    match wyvern_hl7::split_batch(&bytes) {
-        Ok(batch) if !batch.messages.is_empty() => {
-            let many = batch.messages.len() > 1;
-            for (i, m) in batch.messages.iter().enumerate() {
+    match wyvern_hl7::messages_in_file(&bytes) {
+        Some(messages) => {
+            let many = messages.len() > 1;
+            for (i, m) in messages.into_iter().enumerate() {
                 let origin = if many {
                     format!("{origin}#{}", i + 1)
                 } else {
                     origin.to_string()
                 };
-                out.push(Input {
-                    origin,
-                    bytes: normalise(m),
-                });
+                out.push(Input { origin, bytes: m });
             }
         }
         // Not HL7 as far as we can tell: send it as it is and let the receiver say why.
-        _ => out.push(Input {
+        None => out.push(Input {
             origin: origin.to_string(),
             bytes,
         }),
-    }
-}
-
-/// CR segment ends, no blank lines.
-pub fn normalise(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.len() + 1);
-    for seg in m
-        .split(|&b| b == b'\r' || b == b'\n')
-        .filter(|s| !s.is_empty())
-    {
-        out.extend_from_slice(seg);
-        out.push(b'\r');
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalises_line_ends() {
-        assert_eq!(
-            normalise(b"MSH|a\r\nPID|1\n\nPV1|2"),
-            b"MSH|a\rPID|1\rPV1|2\r"
-        );
     }
 }

@@ -59,24 +59,12 @@ pub fn judge(sent: &[u8], ack: &[u8]) -> Verdict {
     let expected = Message::parse(sent)
         .map(|m| m.control_id().into_owned())
         .unwrap_or_default();
-    match Message::parse(ack) {
-        Ok(a) => {
-            let code = a.get("MSA-1").and_then(|v| AckCode::parse(&v.as_str()));
-            let msa2 = a
-                .get("MSA-2")
-                .map(|v| v.as_str().into_owned())
-                .unwrap_or_default();
-            let text = a
-                .get("ERR-8")
-                .or_else(|| a.get("MSA-3"))
-                .map(|v| v.as_str().into_owned())
-                .unwrap_or_default();
-            Verdict {
-                code,
-                control_id_matches: msa2 == expected,
-                text,
-            }
-        }
+    match wyvern_hl7::read_ack(ack) {
+        Ok(a) => Verdict {
+            code: a.code,
+            control_id_matches: a.control_id == expected,
+            text: a.text,
+        },
         Err(e) => Verdict {
             code: None,
             control_id_matches: false,

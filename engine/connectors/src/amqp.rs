@@ -133,7 +133,7 @@ impl AmqpPublisher {
         }
     }
 
-    /// Publishes persistently and waits for the broker's confirm.
+    /// Publishes one message persistently and waits for the broker's confirm.
     pub async fn publish(
         &mut self,
         routing_key: &str,
@@ -141,66 +141,11 @@ impl AmqpPublisher {
         message_id: &str,
         content_type: &str,
     ) -> Result<(), PublishError> {
-        let result = self
-            .try_publish(routing_key, payload, message_id, content_type)
-            .await;
-        if result.is_err()
-            && let Some((conn, _)) = self.conn.take()
-        {
-            let _ = conn
-                .close(0, "wyvern: reconnecting after a failure".into())
-                .await;
-        }
-        result
-    }
-
-    async fn try_publish(
-        &mut self,
-        routing_key: &str,
-        payload: &[u8],
-        message_id: &str,
-        content_type: &str,
-    ) -> Result<(), PublishError> {
-        if self.conn.is_none() {
-            self.conn = Some(self.connect().await?);
-        }
-        let (_, channel) = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| PublishError::Transient("not connected".into()))?;
-        let props = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_message_id(message_id.into())
-            .with_content_type(content_type.into())
-            .with_app_id("wyvern".into());
-        let confirm = channel
-            .basic_publish(
-                ShortString::from(self.target.exchange.as_str()),
-                ShortString::from(routing_key),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                props,
-            )
+        let items = [(routing_key.to_string(), payload, message_id)];
+        self.publish_many(&items, content_type)
             .await
-            .map_err(|e| PublishError::Transient(format!("publish failed: {e}")))?
-            .await
-            .map_err(|e| PublishError::Transient(format!("no confirm: {e}")))?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(PublishError::Transient(format!(
-                "unroutable: exchange {:?} has no queue bound for routing key {routing_key:?} ({})",
-                self.target.exchange, returned.reply_text
-            ))),
-            Confirmation::Nack(_) => Err(PublishError::Transient(
-                "the broker refused the message (nack)".into(),
-            )),
-            Confirmation::NotRequested => {
-                Err(PublishError::Transient("publisher confirms are off".into()))
-            }
-        }
+            .pop()
+            .unwrap_or_else(|| Err(PublishError::Transient("nothing was published".into())))
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), PublishError> {

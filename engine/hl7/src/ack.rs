@@ -169,6 +169,39 @@ impl std::fmt::Display for AckError {
     }
 }
 
+/// What an answer says, read back: MSA-1, MSA-2 and the reason (ERR-8, else MSA-3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckReading {
+    /// MSA-1 as sent (may be something no standard knows).
+    pub code_text: String,
+    pub code: Option<AckCode>,
+    /// MSA-2: the control id this ACK answers.
+    pub control_id: String,
+    pub text: String,
+}
+
+/// Reads an ACK (any delimiters). Fails only when it has no usable MSH.
+pub fn read_ack(ack: &[u8]) -> Result<AckReading, crate::ParseError> {
+    let a = Message::parse(ack)?;
+    let get = |p: &str| {
+        a.get(p)
+            .map(|v| v.as_str().into_owned())
+            .unwrap_or_default()
+    };
+    let code_text = get("MSA-1");
+    let text = a
+        .get("ERR-8")
+        .or_else(|| a.get("MSA-3"))
+        .map(|v| v.as_str().into_owned())
+        .unwrap_or_default();
+    Ok(AckReading {
+        code: AckCode::parse(&code_text),
+        code_text,
+        control_id: get("MSA-2"),
+        text,
+    })
+}
+
 /// Builds the ACK for `original`. `None` when enhanced mode says no accept ACK is wanted
 /// (MSH-15 = NE, or ER on success, or SU on failure). `ack_control_id` becomes the ACK's MSH-10;
 /// `timestamp` its MSH-7 (HL7 format); the caller owns the clock so this stays deterministic.

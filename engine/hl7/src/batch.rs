@@ -93,9 +93,47 @@ pub fn split_batch(raw: &[u8]) -> Result<Batch<'_>, ParseError> {
     })
 }
 
+/// The messages of a file as people keep them (one message, several, or an FHS/BHS batch,
+/// often with LF line ends), each with CR segment ends and no blank lines. `None` when the
+/// bytes do not look like HL7 at all (the caller decides whether to pass them on as they are).
+pub fn messages_in_file(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let batch = split_batch(bytes).ok().filter(|b| !b.messages.is_empty())?;
+    Some(batch.messages.iter().map(|m| with_cr_segments(m)).collect())
+}
+
+/// `m` with CR segment ends (from CR, LF or CRLF) and no blank lines.
+pub fn with_cr_segments(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 1);
+    for seg in m
+        .split(|&b| b == b'\r' || b == b'\n')
+        .filter(|s| !s.is_empty())
+    {
+        out.extend_from_slice(seg);
+        out.push(b'\r');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_become_messages_with_cr_segments() {
+        assert_eq!(
+            with_cr_segments(b"MSH|a\r\nPID|1\n\nPV1|2"),
+            b"MSH|a\rPID|1\rPV1|2\r"
+        );
+        let two = messages_in_file(b"MSH|^~\\&|A|B\nPID|1\nMSH|^~\\&|A|B\nPID|2\n").unwrap();
+        assert_eq!(
+            two,
+            [
+                b"MSH|^~\\&|A|B\rPID|1\r".to_vec(),
+                b"MSH|^~\\&|A|B\rPID|2\r".to_vec()
+            ]
+        );
+        assert_eq!(messages_in_file(b"not hl7"), None);
+    }
 
     #[test]
     fn batch_with_headers() {

@@ -30,10 +30,10 @@ mod timestamp;
 mod value;
 
 pub use ack::{
-    AckCode, AckError, AckIntent, AckMode, ErrorCode, ErrorLocation, build_ack,
-    build_ack_without_message,
+    AckCode, AckError, AckIntent, AckMode, AckReading, ErrorCode, ErrorLocation, build_ack,
+    build_ack_without_message, read_ack,
 };
-pub use batch::{Batch, split_batch};
+pub use batch::{Batch, messages_in_file, split_batch, with_cr_segments};
 pub use delimiters::Delimiters;
 pub use error::ParseError;
 pub use message::{Message, MessageType, Segment};

@@ -21,24 +21,12 @@ pub struct DirectoryPoller {
     pub inbox: Arc<Hl7Inbox>,
 }
 
-/// The messages in one file: split batches, CR segment ends (files often use LF).
+/// The messages in one file (see [`wyvern_hl7::messages_in_file`]); bytes that are not HL7 go
+/// on as one message, which the inbox rejects with its reason (and keeps).
 pub fn messages_in(bytes: &[u8]) -> Vec<Bytes> {
-    let normalise = |m: &[u8]| {
-        let mut out = Vec::with_capacity(m.len() + 1);
-        for seg in m
-            .split(|&b| b == b'\r' || b == b'\n')
-            .filter(|s| !s.is_empty())
-        {
-            out.extend_from_slice(seg);
-            out.push(b'\r');
-        }
-        Bytes::from(out)
-    };
-    match wyvern_hl7::split_batch(bytes) {
-        Ok(b) if !b.messages.is_empty() => b.messages.iter().map(|m| normalise(m)).collect(),
-        // Not HL7 as far as the splitter can tell: one message, which the inbox will reject
-        // with its reason (and keep).
-        _ => vec![Bytes::copy_from_slice(bytes)],
+    match wyvern_hl7::messages_in_file(bytes) {
+        Some(ms) => ms.into_iter().map(Bytes::from).collect(),
+        None => vec![Bytes::copy_from_slice(bytes)],
     }
 }
 

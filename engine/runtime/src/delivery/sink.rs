@@ -238,20 +238,9 @@ pub fn judge_ack(sent: &[u8], ack: &[u8]) -> Result<String, Failure> {
     let expected = Message::parse(sent)
         .map(|m| m.control_id().into_owned())
         .unwrap_or_default();
-    let a = Message::parse(ack).map_err(|e| Failure::transient(format!("unreadable ACK: {e}")))?;
-    let code = a
-        .get("MSA-1")
-        .map(|v| v.as_str().into_owned())
-        .unwrap_or_default();
-    let msa2 = a
-        .get("MSA-2")
-        .map(|v| v.as_str().into_owned())
-        .unwrap_or_default();
-    let text = a
-        .get("ERR-8")
-        .or_else(|| a.get("MSA-3"))
-        .map(|v| v.as_str().into_owned())
-        .unwrap_or_default();
+    let a = wyvern_hl7::read_ack(ack)
+        .map_err(|e| Failure::transient(format!("unreadable ACK: {e}")))?;
+    let (code, msa2, text) = (a.code_text, a.control_id, a.text);
     if msa2 != expected {
         return Err(Failure::transient(format!(
             "ACK for {msa2:?} while waiting for {expected:?}"
