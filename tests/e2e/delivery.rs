@@ -95,17 +95,28 @@ fn filtered_routes_deliver_to_mllp_and_file_in_order() {
     // The operator's view of the same run.
     assert_eq!(http_get(e.http, "/ready").0, 200);
     assert_eq!(http_get(e.http, "/health").0, 200);
-    let (code, metrics) = http_get(e.http, "/metrics");
-    assert_eq!(code, 200);
-    for line in [
+    // The last batch's outcomes are recorded just after its deliveries: allow them a moment.
+    let expected = [
         "wyvern_messages_total{route=\"e2e\",outcome=\"accepted\"} 300",
         "wyvern_messages_total{route=\"e2e\",outcome=\"filtered\"} 1",
         "wyvern_deliveries_total{route=\"e2e\",destination=\"dcr\",outcome=\"delivered\"} 300",
         "wyvern_deliveries_total{route=\"e2e\",destination=\"archive\",outcome=\"delivered\"} 300",
         "wyvern_outbox_depth{route=\"e2e\",destination=\"dcr\"} 0",
         "wyvern_ack_latency_seconds_count{route=\"e2e\"} 301",
-    ] {
-        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, metrics) = http_get(e.http, "/metrics");
+        assert_eq!(code, 200);
+        let missing: Vec<&&str> = expected.iter().filter(|l| !metrics.contains(**l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} not in:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
