@@ -301,6 +301,15 @@ fn replay_sends_a_time_range_again() {
     let msgs: Vec<Vec<u8>> = (0..5).map(|i| adt_for(i, 1)).collect();
     send_all(&e, &msgs);
     rx.wait_for(Duration::from_secs(10), |ids| ids.len() >= 5);
+    // Replay what has been recorded as delivered (the outcomes follow the deliveries closely).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !http_get(e.http, "/metrics")
+        .1
+        .contains("wyvern_outbox_depth{route=\"e2e\",destination=\"dcr\"} 0")
+    {
+        assert!(std::time::Instant::now() < deadline, "outbox never drained");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
         .args([
             "--log", "warn", "replay", "--route", "e2e", "--since", "1h", "--config",
