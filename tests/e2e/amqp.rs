@@ -46,6 +46,20 @@ async fn drain(
         .await
         .expect("connect");
     let ch = conn.create_channel().await.expect("channel");
+    // The engine declares the queue when it first publishes; declaring it here too (same
+    // arguments, so idempotent) means draining can start before that without an error.
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        args,
+    )
+    .await
+    .expect("queue_declare");
     let (mut ids, mut keys, mut distinct) = (Vec::new(), HashSet::new(), HashSet::new());
     let deadline = Instant::now() + limit;
     while distinct.len() < want && Instant::now() < deadline {
