@@ -326,3 +326,44 @@ fn replay_sends_a_time_range_again() {
     assert_eq!(ids.len(), 10, "{ids:?}");
     assert_eq!(out_of_order(&ids[5..]), 0);
 }
+
+#[test]
+fn set_and_remove_steps_change_what_is_delivered_not_what_is_kept() {
+    let e = EngineProcess::start_route(
+        "",
+        "steps:\n  - set: { PV1-3.4: RHX01, MSH-5: DCR }\n  - remove: [NK1, PID-13]\n  - filter: { hl7: PV1-3.4, equals: RHX01 }\n\
+         destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+    );
+    let original = b"MSH|^~\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|S1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX||||||||01632 960000\rNK1|1|TESTRELATIVE^SAM\rPV1|1|I|WARD7\r";
+    send_all(&e, &[original.to_vec()]);
+    let out = e.dir.path().join("out");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files_in(&out) < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let file = std::fs::read_dir(&out)
+        .expect("out")
+        .filter_map(Result::ok)
+        .find(|f| f.file_name().to_string_lossy().ends_with(".hl7"))
+        .expect("a file");
+    let delivered = String::from_utf8(std::fs::read(file.path()).expect("read")).expect("utf8");
+    assert_eq!(
+        delivered,
+        "MSH|^~\\&|PAS|RX1|DCR|CHIE|2026||ADT^A01|S1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX||||||||\rPV1|1|I|WARD7^^^RHX01\r"
+    );
+    let reader = e.store_with(1);
+    let row = reader
+        .list(&wyvern_store::InboxQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .expect("list")
+        .remove(0);
+    let kept = reader
+        .get(&row.id)
+        .expect("get")
+        .expect("row")
+        .raw
+        .expect("raw");
+    assert_eq!(kept, original, "the inbox keeps the message as received");
+}

@@ -31,7 +31,7 @@ pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
 pub use secret::SecretValue;
-pub use step::{Step, StepFile};
+pub use step::{Removal, Step, StepFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
 

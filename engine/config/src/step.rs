@@ -1,36 +1,118 @@
-//! `steps:` as written and as validated. Each step is a map with one key, its kind. Today:
-//! `filter` (a message that does not match is acknowledged AA, recorded as filtered and not
-//! delivered). `set`, `remove`, `split`, `map` and `wasm` come with later work.
+//! `steps:` as written and as validated. Each step is a map with one key, its kind:
+//! - `filter: CONDITION` — a message that does not match is acknowledged AA, recorded as
+//!   filtered and not delivered;
+//! - `set: { PV1-3.4: RHX01, MSH-5: DCR }` — put values at HL7 paths (escaped for the
+//!   message's delimiters; an absent segment is not invented);
+//! - `remove: [NK1, PID-13]` — drop every segment of an id, or clear what a path selects.
+//!
+//! `split`, `map` and `wasm` come with later work.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+use wyvern_hl7::Path;
 
 use crate::at::At;
 use crate::filter::{Condition, ConditionFile, condition};
+
+const KINDS: &str = "filter, set or remove";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepFile {
     #[serde(default)]
     pub filter: Option<Spanned<ConditionFile>>,
+    #[serde(default)]
+    /// In order: a later path may overwrite what an earlier one set.
+    pub set: Option<Spanned<indexmap::IndexMap<String, String>>>,
+    #[serde(default)]
+    pub remove: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Keep the message only if the condition holds.
     Filter(Condition),
+    /// Put each value at its path.
+    Set(Vec<(Path, String)>),
+    /// Drop segments or clear fields.
+    Remove(Vec<Removal>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Every segment with this id (not MSH).
+    Segment(String),
+    /// Clear what the path selects.
+    Field(Path),
+}
+
+fn path(at: &mut At<'_>, p: &Spanned<String>) -> Option<Path> {
+    match p.value.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(e) => {
+            at.err(p, e.to_string());
+            None
+        }
+    }
 }
 
 pub(crate) fn steps(at: &mut At<'_>, files: &[Spanned<StepFile>]) -> Vec<Step> {
     let mut out = Vec::new();
     for s in files {
-        match &s.value.filter {
-            Some(c) => {
-                if let Some(c) = condition(at, c) {
-                    out.push(Step::Filter(c));
+        let f = &s.value;
+        let kinds = usize::from(f.filter.is_some())
+            + usize::from(f.set.is_some())
+            + usize::from(f.remove.is_some());
+        if kinds != 1 {
+            let what = if kinds == 0 {
+                "a step needs a kind"
+            } else {
+                "a step has more than one kind"
+            };
+            at.err(s, format!("{what}: expected exactly one of {KINDS}"));
+            continue;
+        }
+        if let Some(c) = &f.filter {
+            if let Some(c) = condition(at, c) {
+                out.push(Step::Filter(c));
+            }
+        } else if let Some(pairs) = &f.set {
+            if pairs.value.is_empty() {
+                at.err(
+                    pairs,
+                    "set is empty: expected PATH: VALUE pairs such as PV1-3.4: RHX01",
+                );
+            }
+            let set: Vec<Option<(Path, String)>> = pairs
+                .value
+                .iter()
+                .map(|(p, v)| match p.parse::<Path>() {
+                    Ok(path) => Some((path, v.clone())),
+                    Err(e) => {
+                        at.err(pairs, e.to_string());
+                        None
+                    }
+                })
+                .collect();
+            if let Some(set) = set.into_iter().collect::<Option<Vec<_>>>() {
+                out.push(Step::Set(set));
+            }
+        } else if let Some(items) = &f.remove {
+            let mut removals = Vec::new();
+            for item in items {
+                let v = item.value.trim();
+                let is_segment = v.len() == 3
+                    && v.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+                if v == "MSH" {
+                    at.err(item, "MSH cannot be removed");
+                } else if is_segment {
+                    removals.push(Removal::Segment(v.to_string()));
+                } else if let Some(p) = path(at, item) {
+                    removals.push(Removal::Field(p));
                 }
             }
-            None => at.err(s, "a step needs a kind: expected filter"),
+            out.push(Step::Remove(removals));
         }
     }
     out

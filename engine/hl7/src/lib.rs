@@ -19,6 +19,7 @@ mod ack;
 mod batch;
 pub mod check;
 mod delimiters;
+pub mod edit;
 mod error;
 pub mod escape;
 mod message;

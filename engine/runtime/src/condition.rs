@@ -51,6 +51,7 @@ mod tests {
         let config = wyvern_config::validate(std::path::Path::new("."), &[src]).unwrap();
         match &config.routes[0].steps[0] {
             wyvern_config::Step::Filter(c) => c.clone(),
+            other => panic!("expected a filter, got {other:?}"),
         }
     }
 

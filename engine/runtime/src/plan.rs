@@ -3,8 +3,9 @@
 //! ordering key the route asked for). Pure, so it runs before the commit and the ACK can say
 //! what happened.
 
-use wyvern_config::{OrderBy, Route, Step};
-use wyvern_hl7::Message;
+use bytes::Bytes;
+use wyvern_config::{OrderBy, Removal, Route, Step};
+use wyvern_hl7::{Message, edit};
 use wyvern_store::Delivery;
 
 use crate::condition::holds;
@@ -38,14 +39,45 @@ impl RoutePlan {
         }
     }
 
+    /// Runs the steps in order over `msg` (whose bytes are `raw`). Filters see the message as
+    /// earlier steps left it; if a step changed it, the deliveries carry the changed bytes.
+    /// The ordering key is read from the message as received.
     pub fn decide(&self, msg: &Message<'_>, message_id: &str) -> Decision {
+        let mut edited: Option<Vec<u8>> = None;
         for (i, step) in self.steps.iter().enumerate() {
+            let current = edited.as_deref().unwrap_or(msg.raw());
             match step {
-                Step::Filter(c) if !holds(c, msg) => return Decision::Filtered { step: i + 1 },
-                Step::Filter(_) => {}
+                Step::Filter(c) => {
+                    let keep = match &edited {
+                        None => holds(c, msg),
+                        Some(bytes) => Message::parse(bytes).is_ok_and(|m| holds(c, &m)),
+                    };
+                    if !keep {
+                        return Decision::Filtered { step: i + 1 };
+                    }
+                }
+                Step::Set(pairs) => {
+                    let mut bytes = current.to_vec();
+                    for (path, value) in pairs {
+                        bytes = edit::set(&bytes, path, value).unwrap_or(bytes);
+                    }
+                    edited = Some(bytes);
+                }
+                Step::Remove(removals) => {
+                    let mut bytes = current.to_vec();
+                    for r in removals {
+                        bytes = match r {
+                            Removal::Segment(id) => edit::remove_segments(&bytes, id),
+                            Removal::Field(path) => edit::set(&bytes, path, ""),
+                        }
+                        .unwrap_or(bytes);
+                    }
+                    edited = Some(bytes);
+                }
             }
         }
         let order_key = self.order_key(msg, message_id);
+        let payload = edited.map(Bytes::from);
         Decision::Deliver(
             self.destinations
                 .iter()
@@ -53,7 +85,7 @@ impl RoutePlan {
                     route: self.route.clone(),
                     destination: d.clone(),
                     order_key: order_key.clone(),
-                    payload: None,
+                    payload: payload.clone(),
                 })
                 .collect(),
         )
