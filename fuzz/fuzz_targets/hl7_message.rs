@@ -1,5 +1,6 @@
 //! Any bytes through everything the inbox does with a message: parse, acceptance checks, the
-//! typed MSH helpers, NHS number, timestamps, escapes, batch split and the ACK builder.
+//! typed MSH helpers, NHS number, timestamps, escapes, batch split, route-step edits and the
+//! ACK builder.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // Route steps edit messages: the result must still be a message.
+    for (path, value) in [("PID-3(*).4", "NHS"), ("MSH-5", "A|B^C"), ("ZZ1[2]-30.2.3", "x")] {
+        let edited = wyvern_hl7::edit::set(data, &path.parse().expect("valid path"), value).expect("it parsed above");
+        Message::parse(&edited).expect("an edited message parses");
+    }
+    let without = wyvern_hl7::edit::remove_segments(data, "NK1").expect("it parsed above");
+    Message::parse(&without).expect("a message without NK1 parses");
     for intent in [AckIntent::Accept, AckIntent::Error, AckIntent::Reject] {
         if let Some(ack) = build_ack(&msg, intent, problems.first(), "FUZZ", "20260101") {
             // The ACK we write must itself parse and echo the control id.
