@@ -133,21 +133,6 @@ impl AmqpPublisher {
         }
     }
 
-    /// Publishes one message persistently and waits for the broker's confirm.
-    pub async fn publish(
-        &mut self,
-        routing_key: &str,
-        payload: &[u8],
-        message_id: &str,
-        content_type: &str,
-    ) -> Result<(), PublishError> {
-        let items = [(routing_key.to_string(), payload, message_id)];
-        self.publish_many(&items, content_type)
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(PublishError::Transient("nothing was published".into())))
-    }
-
     async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
         let t = |what: &str, e: lapin::Error| PublishError::Transient(format!("{what}: {e}"));
         let conn = Connection::connect(

@@ -36,10 +36,17 @@ impl Failure {
 
 #[derive(Debug)]
 pub enum Sink {
-    File(FileSink),
-    Mllp(Box<MllpOutbound>),
+    /// Destinations that take one message at a time, in order.
+    Serial(Serial),
     Amqp(Box<AmqpSink>),
     Fhir(FhirClient),
+}
+
+/// The one-at-a-time destinations.
+#[derive(Debug)]
+pub enum Serial {
+    File(FileSink),
+    Mllp(Box<MllpOutbound>),
 }
 
 /// Requests in flight at once to one FHIR destination.
@@ -66,6 +73,55 @@ pub fn fhir_body(payload: &[u8]) -> (String, Vec<u8>) {
 pub struct AmqpSink {
     publisher: AmqpPublisher,
     routing_key: Vec<TemplatePart>,
+}
+
+impl AmqpSink {
+    /// Publishes the items back to back on one channel, then awaits their confirms.
+    async fn publish_all(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
+        let keys: Vec<String> = items
+            .iter()
+            .map(|i| render(&self.routing_key, &i.payload))
+            .collect();
+        let batch: Vec<(String, &[u8], &str)> = items
+            .iter()
+            .zip(&keys)
+            .map(|(i, k)| (k.clone(), i.payload.as_slice(), i.message_id.as_str()))
+            .collect();
+        let results = self
+            .publisher
+            .publish_many(&batch, "application/hl7-v2")
+            .await;
+        results
+            .into_iter()
+            .zip(keys)
+            .map(|(r, k)| {
+                r.map(|()| format!("confirmed, routing key {k}"))
+                    .map_err(|PublishError::Transient(e)| Failure::transient(e))
+            })
+            .collect()
+    }
+}
+
+/// POSTs the items, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so they
+/// may go in parallel: HTTP has no connection-level order to keep. Results come back in the
+/// batch's order.
+async fn post_all(client: &FhirClient, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
+    use futures_util::StreamExt as _;
+    let jobs: Vec<(String, Vec<u8>)> = items.iter().map(|i| fhir_body(&i.payload)).collect();
+    futures_util::stream::iter(jobs)
+        .map(|(resource_type, body)| {
+            let client = client.clone();
+            async move {
+                match client.post(&resource_type, body).await {
+                    FhirOutcome::Stored(where_) => Ok(where_),
+                    FhirOutcome::Transient(why) => Err(Failure::transient(why)),
+                    FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
+                }
+            }
+        })
+        .buffered(FHIR_PARALLEL)
+        .collect()
+        .await
 }
 
 /// Fills `{PATH}` parts from the message (empty when absent; bytes that would change the
@@ -112,16 +168,18 @@ impl Sink {
                 }),
                 routing_key: a.routing_key.clone(),
             })),
-            DestinationKind::File(f) => Sink::File(FileSink::new(&f.dir, &f.extension)),
+            DestinationKind::File(f) => {
+                Sink::Serial(Serial::File(FileSink::new(&f.dir, &f.extension)))
+            }
             DestinationKind::Fhir(f) => {
                 let bearer = f.bearer.as_ref().map(|b| b.resolve()).transpose()?;
                 Sink::Fhir(FhirClient::new(&f.base.resolve()?, bearer, f.timeout)?)
             }
-            DestinationKind::Mllp(m) => Sink::Mllp(Box::new(MllpOutbound::new(
+            DestinationKind::Mllp(m) => Sink::Serial(Serial::Mllp(Box::new(MllpOutbound::new(
                 &m.connect,
                 m.ack_timeout,
                 m.max_frame,
-            ))),
+            )))),
         })
     }
 
@@ -135,87 +193,37 @@ impl Sink {
     /// transient failure of a one-at-a-time destination stops the batch there (the receiver is
     /// probably down: the others wait their turn without spending an attempt).
     pub async fn deliver_many(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
-        if let Sink::Amqp(a) = self {
-            let keys: Vec<String> = items
-                .iter()
-                .map(|i| render(&a.routing_key, &i.payload))
-                .collect();
-            let batch: Vec<(String, &[u8], &str)> = items
-                .iter()
-                .zip(&keys)
-                .map(|(i, k)| (k.clone(), i.payload.as_slice(), i.message_id.as_str()))
-                .collect();
-            let results = a.publisher.publish_many(&batch, "application/hl7-v2").await;
-            return results
-                .into_iter()
-                .zip(keys)
-                .map(|(r, k)| {
-                    r.map(|()| format!("confirmed, routing key {k}"))
-                        .map_err(|PublishError::Transient(e)| Failure::transient(e))
-                })
-                .collect();
-        }
-        if let Sink::Fhir(client) = self {
-            // A batch holds one message per key, so they may go in parallel: HTTP has no
-            // connection-level order to keep. Results come back in the batch's order.
-            use futures_util::StreamExt as _;
-            let client = client.clone();
-            let jobs: Vec<(String, Vec<u8>)> =
-                items.iter().map(|i| fhir_body(&i.payload)).collect();
-            return futures_util::stream::iter(jobs)
-                .map(move |(resource_type, body)| {
-                    let client = client.clone();
-                    async move {
-                        match client.post(&resource_type, body).await {
-                            FhirOutcome::Stored(where_) => Ok(where_),
-                            FhirOutcome::Transient(why) => Err(Failure::transient(why)),
-                            FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
-                        }
+        match self {
+            Sink::Amqp(a) => a.publish_all(items).await,
+            Sink::Fhir(client) => post_all(client, items).await,
+            Sink::Serial(serial) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    let r = serial.deliver(item).await;
+                    let stop = matches!(&r, Err(f) if f.class == ErrorClass::Transient);
+                    out.push(r);
+                    if stop {
+                        break;
                     }
-                })
-                .buffered(FHIR_PARALLEL)
-                .collect()
-                .await;
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let r = self.deliver(item).await;
-            let stop = matches!(&r, Err(f) if f.class == ErrorClass::Transient);
-            out.push(r);
-            if stop {
-                break;
+                }
+                out
             }
         }
-        out
     }
+}
 
+impl Serial {
     /// Delivers one item; `Ok` carries a receipt to keep (a file path, an ACK code).
-    pub async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
+    async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
         match self {
-            Sink::File(f) => f
+            Serial::File(f) => f
                 .write(&item.message_id, &item.payload)
                 .await
                 .map(|p| p.display().to_string())
                 .map_err(|e| {
                     Failure::transient(format!("cannot write to {}: {e}", f.dir().display()))
                 }),
-            Sink::Fhir(client) => {
-                let (resource_type, body) = fhir_body(&item.payload);
-                match client.post(&resource_type, body).await {
-                    FhirOutcome::Stored(where_) => Ok(where_),
-                    FhirOutcome::Transient(why) => Err(Failure::transient(why)),
-                    FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
-                }
-            }
-            Sink::Amqp(a) => {
-                let key = render(&a.routing_key, &item.payload);
-                a.publisher
-                    .publish(&key, &item.payload, &item.message_id, "application/hl7-v2")
-                    .await
-                    .map(|()| format!("confirmed, routing key {key}"))
-                    .map_err(|PublishError::Transient(e)| Failure::transient(e))
-            }
-            Sink::Mllp(m) => {
+            Serial::Mllp(m) => {
                 let ack = m
                     .exchange(&item.payload)
                     .await
