@@ -290,26 +290,23 @@ fn run_journal(
         if durable {
             stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        let records = match &result {
+        match &result {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.records.fetch_add(n, Ordering::Relaxed);
                 stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-                Some(Vec::with_capacity(batch.len()))
             }
+            // Not journalled: the senders are told AE and keep their messages.
             Err(e) => {
-                tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend");
-                None
-            }
-        };
-        let mut records = records;
-        for (rec, reply) in batch.drain(..) {
-            let _ = reply.send(result.clone());
-            if let Some(r) = records.as_mut() {
-                r.push(rec);
+                tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
             }
         }
-        if let Some(records) = records {
+        let mut records = Vec::with_capacity(batch.len());
+        for (rec, reply) in batch.drain(..) {
+            let _ = reply.send(result.clone());
+            records.push(rec);
+        }
+        if result.is_ok() {
             indexer.send(IndexBatch { segment, records });
         }
     }
