@@ -367,3 +367,52 @@ fn set_and_remove_steps_change_what_is_delivered_not_what_is_kept() {
         .expect("raw");
     assert_eq!(kept, original, "the inbox keeps the message as received");
 }
+
+#[test]
+fn a_split_batch_is_acked_whole_and_each_message_delivered_on_its_own() {
+    let e = EngineProcess::start_route(
+        "",
+        "steps:\n  - split: batch\n  - filter: { message_type: ADT }\n\
+         destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+    );
+    let mut batch = b"FHS|^~\\&|GP\rBHS|^~\\&|EMIS|Y01234|WYV|DCR|20261125||||B77\r".to_vec();
+    for i in 0..3 {
+        batch.extend_from_slice(
+            format!(
+                "MSH|^~\\&|EMIS|Y01234|WYV|DCR|2026||ADT^A31|M{i}|P|2.4\rPID|1||{}^^^NHS^NH\r",
+                wyvern_hl7::synthetic::nhs_number(i)
+            )
+            .as_bytes(),
+        );
+    }
+    batch
+        .extend_from_slice(b"MSH|^~\\&|EMIS|Y01234|WYV|DCR|2026||MFN^M02|M3|P|2.4\rBTS|4\rFTS|1\r");
+    let mut wire = Wire::connect(e.addr);
+    let ack = wire.exchange(&batch);
+    assert!(ack.contains("MSA|AA|B77"), "{ack}");
+    let out = e.dir.path().join("out");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files_in(&out) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut delivered: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .filter_map(Result::ok)
+        .map(|f| String::from_utf8(std::fs::read(f.path()).expect("read")).expect("utf8"))
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered.len(), 3, "the MFN was filtered: {delivered:?}");
+    for (i, m) in delivered.iter().enumerate() {
+        assert!(
+            m.starts_with(&format!(
+                "MSH|^~\\&|EMIS|Y01234|WYV|DCR|2026||ADT^A31|M{i}|"
+            )),
+            "{m}"
+        );
+    }
+    // The same batch again is a resend: the original ACK, nothing delivered twice.
+    let again = wire.exchange(&batch);
+    assert!(again.contains("MSA|AA|B77"), "{again}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(files_in(&out), 3);
+}

@@ -3,9 +3,12 @@
 //!   filtered and not delivered;
 //! - `set: { PV1-3.4: RHX01, MSH-5: DCR }` — put values at HL7 paths (escaped for the
 //!   message's delimiters; an absent segment is not invented);
-//! - `remove: [NK1, PID-13]` — drop every segment of an id, or clear what a path selects.
+//! - `remove: [NK1, PID-13]` — drop every segment of an id, or clear what a path selects;
+//! - `split: batch` — a batch (`FHS`/`BHS` … `BTS`/`FTS`, or several `MSH` in one frame) becomes
+//!   its messages; the steps after it run on each, and each is delivered on its own. It must
+//!   be the first step: the inbox keeps the batch as received and acknowledges it as a whole.
 //!
-//! `split`, `map` and `wasm` come with later work.
+//! `map` and `wasm` come with later work.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -14,7 +17,7 @@ use wyvern_hl7::Path;
 use crate::at::At;
 use crate::filter::{Condition, ConditionFile, condition};
 
-const KINDS: &str = "filter, set or remove";
+const KINDS: &str = "filter, set, remove or split";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +29,15 @@ pub struct StepFile {
     pub set: Option<Spanned<indexmap::IndexMap<String, String>>>,
     #[serde(default)]
     pub remove: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub split: Option<Spanned<SplitFile>>,
+}
+
+/// What `split:` splits. Only batches for now; the enum leaves room (e.g. per-OBR results).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitFile {
+    Batch,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +48,8 @@ pub enum Step {
     Set(Vec<(Path, String)>),
     /// Drop segments or clear fields.
     Remove(Vec<Removal>),
+    /// Split a batch into its messages (always the first step).
+    Split,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +72,12 @@ fn path(at: &mut At<'_>, p: &Spanned<String>) -> Option<Path> {
 
 pub(crate) fn steps(at: &mut At<'_>, files: &[Spanned<StepFile>]) -> Vec<Step> {
     let mut out = Vec::new();
-    for s in files {
+    for (i, s) in files.iter().enumerate() {
         let f = &s.value;
         let kinds = usize::from(f.filter.is_some())
             + usize::from(f.set.is_some())
-            + usize::from(f.remove.is_some());
+            + usize::from(f.remove.is_some())
+            + usize::from(f.split.is_some());
         if kinds != 1 {
             let what = if kinds == 0 {
                 "a step needs a kind"
@@ -72,7 +87,16 @@ pub(crate) fn steps(at: &mut At<'_>, files: &[Spanned<StepFile>]) -> Vec<Step> {
             at.err(s, format!("{what}: expected exactly one of {KINDS}"));
             continue;
         }
-        if let Some(c) = &f.filter {
+        if let Some(split) = &f.split {
+            if i == 0 {
+                out.push(Step::Split);
+            } else {
+                at.err(
+                    split,
+                    "split must be the first step: it turns a batch into messages, and the steps after it run on each",
+                );
+            }
+        } else if let Some(c) = &f.filter {
             if let Some(c) = condition(at, c) {
                 out.push(Step::Filter(c));
             }

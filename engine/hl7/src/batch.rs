@@ -93,6 +93,49 @@ pub fn split_batch(raw: &[u8]) -> Result<Batch<'_>, ParseError> {
     })
 }
 
+/// Whether `raw` is a batch rather than one message: it opens with `FHS` or `BHS`, or it holds
+/// more than one `MSH`.
+pub fn is_batch(raw: &[u8]) -> bool {
+    split_batch(raw).is_ok_and(|b| {
+        let head = raw.trim_ascii_start();
+        b.messages.len() > 1 || head.starts_with(b"FHS") || head.starts_with(b"BHS")
+    })
+}
+
+/// An `MSH` line standing for a batch's header (its `BHS`, else its `FHS`), so the batch can be
+/// acknowledged like a message: sender and receiver as the header names them, MSH-9 `BATCH`,
+/// MSH-10 the batch control id (BHS-11), MSH-12 `version` (the first message's). `None` when
+/// the batch has no header line.
+pub fn batch_header_msh(raw: &[u8], version: &str) -> Option<Vec<u8>> {
+    let header = raw
+        .split(|&b| b == b'\r' || b == b'\n')
+        .map(<[u8]>::trim_ascii_start)
+        .find(|l| l.starts_with(b"BHS"))
+        .or_else(|| {
+            raw.split(|&b| b == b'\r' || b == b'\n')
+                .map(<[u8]>::trim_ascii_start)
+                .find(|l| l.starts_with(b"FHS"))
+        })?;
+    let sep = *header.get(3)?;
+    let fields: Vec<&[u8]> = header.split(|&b| b == sep).collect();
+    let field = |n: usize| fields.get(n).copied().unwrap_or_default();
+    let mut msh = b"MSH".to_vec();
+    for n in 1..=7 {
+        msh.push(sep);
+        msh.extend_from_slice(field(n));
+    }
+    msh.push(sep);
+    msh.extend_from_slice(b"BATCH");
+    msh.push(sep);
+    msh.extend_from_slice(field(10));
+    msh.push(sep);
+    msh.push(b'P');
+    msh.push(sep);
+    msh.extend_from_slice(version.as_bytes());
+    msh.push(b'\r');
+    Some(msh)
+}
+
 /// The messages of a file as people keep them (one message, several, or an FHS/BHS batch,
 /// often with LF line ends), each with CR segment ends and no blank lines. `None` when the
 /// bytes do not look like HL7 at all (the caller decides whether to pass them on as they are).
@@ -153,6 +196,20 @@ mod tests {
         let b = split_batch(b"BHS|^~\\&\rMSH|^~\\&|A\rBTS|3").unwrap();
         assert_eq!(b.messages.len(), 1);
         assert_eq!(b.warnings.len(), 1);
+    }
+
+    #[test]
+    fn batch_header_stands_in_for_an_msh() {
+        let raw =
+            b"FHS|^~\\&|GP\rBHS|^~\\&|EMIS|Y01234|WYV|DCR|20261125||||B77\rMSH|^~\\&|A\rBTS|1\r";
+        assert!(is_batch(raw));
+        assert!(!is_batch(b"MSH|^~\\&|A\rPID|1\r"));
+        assert!(is_batch(b"MSH|^~\\&|A\rMSH|^~\\&|B\r"));
+        assert_eq!(
+            batch_header_msh(raw, "2.4").unwrap(),
+            b"MSH|^~\\&|EMIS|Y01234|WYV|DCR|20261125||BATCH|B77|P|2.4\r"
+        );
+        assert_eq!(batch_header_msh(b"MSH|^~\\&|A\r", "2.4"), None);
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub use ack::{
     AckCode, AckError, AckIntent, AckMode, AckReading, ErrorCode, ErrorLocation, build_ack,
     build_ack_without_message, read_ack,
 };
-pub use batch::{Batch, messages_in_file, split_batch, with_cr_segments};
+pub use batch::{
+    Batch, batch_header_msh, is_batch, messages_in_file, split_batch, with_cr_segments,
+};
 pub use delimiters::Delimiters;
 pub use error::ParseError;
 pub use message::{Message, MessageType, Segment};

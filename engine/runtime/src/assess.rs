@@ -50,6 +50,9 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
     } = *cx;
     let mut deliveries = Vec::new();
     match frame {
+        MllpFrame::Message(raw) if cx.plan.splits() && wyvern_hl7::is_batch(&raw) => {
+            crate::batch::assess_batch(raw, cx)
+        }
         MllpFrame::Message(raw) => {
             let raw_len = raw.len();
             let (status, meta, error, ack) = match Message::parse(&raw) {
@@ -180,7 +183,7 @@ pub(crate) fn store_failure_ack(raw: &[u8], reason: &str, ack_id: &str, now: &st
     }))
 }
 
-fn metadata(msg: &Message<'_>) -> Metadata {
+pub(crate) fn metadata(msg: &Message<'_>) -> Metadata {
     let some = |s: std::borrow::Cow<'_, str>| (!s.is_empty()).then(|| s.into_owned());
     let t = msg.message_type();
     let message_type = match (t.code.is_empty(), t.trigger.is_empty()) {

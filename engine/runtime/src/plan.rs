@@ -39,21 +39,60 @@ impl RoutePlan {
         }
     }
 
-    /// Runs the steps in order over `msg` (whose bytes are `raw`). Filters see the message as
-    /// earlier steps left it; if a step changed it, the deliveries carry the changed bytes.
-    /// The ordering key is read from the message as received.
+    /// Whether the route splits batches (its first step is `split`).
+    pub fn splits(&self) -> bool {
+        matches!(self.steps.first(), Some(Step::Split))
+    }
+
+    /// Runs the steps in order over `msg`. Filters see the message as earlier steps left it;
+    /// if a step changed it, the deliveries carry the changed bytes. The ordering key is read
+    /// from the message as received.
     pub fn decide(&self, msg: &Message<'_>, message_id: &str) -> Decision {
+        match self.run_steps(msg) {
+            Err(step) => Decision::Filtered { step },
+            Ok(edited) => {
+                let key = self.order_key(msg, &format!("id:{message_id}"));
+                Decision::Deliver(self.deliveries(&key, edited.map(Bytes::from)))
+            }
+        }
+    }
+
+    /// [`RoutePlan::decide`] for the messages of a split batch: the steps after `split` run
+    /// on each, and each message that survives gets its own deliveries (in batch order, so
+    /// they keep that order within their ordering key).
+    pub fn decide_split(&self, messages: &[Message<'_>], message_id: &str) -> Decision {
+        let mut out = Vec::new();
+        let mut filtered_at = None;
+        for (n, msg) in messages.iter().enumerate() {
+            match self.run_steps(msg) {
+                Err(step) => filtered_at = Some(step),
+                Ok(edited) => {
+                    let key = self.order_key(msg, &format!("id:{message_id}.{n}"));
+                    let payload = Bytes::from(edited.unwrap_or_else(|| msg.raw().to_vec()));
+                    out.extend(self.deliveries(&key, Some(payload)));
+                }
+            }
+        }
+        match filtered_at {
+            Some(step) if out.is_empty() => Decision::Filtered { step },
+            _ => Decision::Deliver(out),
+        }
+    }
+
+    /// The edited bytes (`None`: unchanged), or the 1-based step that filtered the message.
+    fn run_steps(&self, msg: &Message<'_>) -> Result<Option<Vec<u8>>, usize> {
         let mut edited: Option<Vec<u8>> = None;
         for (i, step) in self.steps.iter().enumerate() {
             let current = edited.as_deref().unwrap_or(msg.raw());
             match step {
+                Step::Split => {}
                 Step::Filter(c) => {
                     let keep = match &edited {
                         None => holds(c, msg),
                         Some(bytes) => Message::parse(bytes).is_ok_and(|m| holds(c, &m)),
                     };
                     if !keep {
-                        return Decision::Filtered { step: i + 1 };
+                        return Err(i + 1);
                     }
                 }
                 Step::Set(pairs) => {
@@ -76,25 +115,25 @@ impl RoutePlan {
                 }
             }
         }
-        let order_key = self.order_key(msg, message_id);
-        let payload = edited.map(Bytes::from);
-        Decision::Deliver(
-            self.destinations
-                .iter()
-                .map(|d| Delivery {
-                    route: self.route.clone(),
-                    destination: d.clone(),
-                    order_key: order_key.clone(),
-                    payload: payload.clone(),
-                })
-                .collect(),
-        )
+        Ok(edited)
+    }
+
+    fn deliveries(&self, order_key: &str, payload: Option<Bytes>) -> Vec<Delivery> {
+        self.destinations
+            .iter()
+            .map(|d| Delivery {
+                route: self.route.clone(),
+                destination: d.clone(),
+                order_key: order_key.to_string(),
+                payload: payload.clone(),
+            })
+            .collect()
     }
 
     /// `sender`: MSH-3@MSH-4. `patient`: the NHS number, else the first PID-3 identifier with
     /// its assigning authority, else the sender (a message without a patient keeps its
-    /// sender's order). `none`: the message's own id, so nothing waits for anything.
-    fn order_key(&self, msg: &Message<'_>, message_id: &str) -> String {
+    /// sender's order). `none`: `own` (the message's own id), so nothing waits for anything.
+    fn order_key(&self, msg: &Message<'_>, own: &str) -> String {
         let sender = || {
             format!(
                 "sender:{}@{}",
@@ -104,7 +143,7 @@ impl RoutePlan {
         };
         match self.order_by {
             OrderBy::Sender => sender(),
-            OrderBy::None => format!("id:{message_id}"),
+            OrderBy::None => own.to_string(),
             OrderBy::Patient => {
                 if let Some(Ok(n)) = msg.nhs_number() {
                     return format!("nhs:{}", n.as_str());

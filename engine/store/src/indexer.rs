@@ -132,7 +132,7 @@ const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, \
-    payload, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+    payload, created_at, next_at, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
 
 /// Inserts records and their outbox entries in one transaction; returns how many were new.
 pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<usize, StoreError> {
@@ -172,7 +172,20 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
             .prepare_cached(INSERT_OUTBOX)
             .map_err(StoreError::Write)?;
         for r in records {
+            // A split message has several deliveries per destination: they are numbered in
+            // the order the record lists them, so a journal replay numbers them the same.
+            let mut parts: Vec<(&str, u32)> = Vec::new();
             for d in &r.deliveries {
+                let part = match parts.iter_mut().find(|(dest, _)| *dest == d.destination) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        parts.push((&d.destination, 0));
+                        0
+                    }
+                };
                 stmt.execute(params![
                     r.envelope.id.to_string(),
                     d.route,
@@ -180,6 +193,7 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     d.order_key,
                     d.payload.as_deref(),
                     r.envelope.received_at_ms,
+                    part,
                 ])
                 .map_err(StoreError::Write)?;
             }

@@ -18,6 +18,8 @@ use crate::{DB_FILE, StoreError};
 pub struct OutboxItem {
     pub seq: i64,
     pub message_id: String,
+    /// Which of the message's parts (after a `split` step); 0 for an unsplit message.
+    pub part: u32,
     pub route: String,
     pub destination: String,
     pub order_key: String,
@@ -85,7 +87,7 @@ pub struct Outbox {
 }
 
 const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \
-    o.attempts, o.created_at, o.next_at, o.state, o.last_error";
+    o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
@@ -100,7 +102,20 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         next_at_ms: r.get(8)?,
         state: OutboxState::parse(&r.get::<_, String>(9)?),
         last_error: r.get(10)?,
+        part: r.get(11)?,
     })
+}
+
+impl OutboxItem {
+    /// The id a receiver sees (file name, AMQP message id): the message id, with `.N` for
+    /// part N of a split batch.
+    pub fn delivery_id(&self) -> String {
+        if self.part == 0 {
+            self.message_id.clone()
+        } else {
+            format!("{}.{}", self.message_id, self.part)
+        }
+    }
 }
 
 impl Outbox {

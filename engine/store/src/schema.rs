@@ -8,7 +8,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -67,6 +67,38 @@ const V3: &str = "ALTER TABLE inbox ADD COLUMN digest INTEGER;
 CREATE INDEX IF NOT EXISTS inbox_recent ON inbox(source, seq) WHERE status IN ('accepted', 'filtered');
 ";
 
+/// v4: a `split` step turns one received batch into several messages, so one inbox row can
+/// have several outbox rows per destination: `part` numbers them (0 for an unsplit message).
+/// SQLite cannot change a UNIQUE constraint in place, so the table is rebuilt.
+const V4: &str = "
+CREATE TABLE outbox_v4 (
+    seq          INTEGER PRIMARY KEY,
+    message_id   TEXT    NOT NULL,
+    part         INTEGER NOT NULL DEFAULT 0,
+    route        TEXT    NOT NULL,
+    destination  TEXT    NOT NULL,
+    order_key    TEXT    NOT NULL,
+    payload      BLOB,
+    state        TEXT    NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    next_at      INTEGER NOT NULL,
+    done_at      INTEGER,
+    last_error   TEXT,
+    receipt      TEXT,
+    UNIQUE (message_id, destination, part)
+);
+INSERT INTO outbox_v4 (seq, message_id, route, destination, order_key, payload, state, attempts,
+    created_at, next_at, done_at, last_error, receipt)
+    SELECT seq, message_id, route, destination, order_key, payload, state, attempts,
+    created_at, next_at, done_at, last_error, receipt FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_open ON outbox(route, destination, order_key, seq)
+    WHERE state IN ('pending', 'held');
+CREATE INDEX outbox_dead ON outbox(route, destination, seq) WHERE state IN ('dead', 'held');
+";
+
 /// Applies the pragmas for the index connection and creates or checks the schema.
 ///
 /// `synchronous=NORMAL` in WAL mode: an index commit writes its frames without an fsync, so it
@@ -98,4 +130,46 @@ pub(crate) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
         conn.execute_batch(&sql).map_err(StoreError::Write)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_v3_store_moves_to_v4_keeping_its_outbox_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("{V1}{V2}{V3} PRAGMA user_version = 3;"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (message_id, route, destination, order_key, state, created_at, next_at) \
+             VALUES ('01A', 'r', 'd', 'k', 'dead', 1, 1)",
+            [],
+        )
+        .unwrap();
+        prepare_writer(&conn).unwrap();
+        let (state, part): (String, i64) = conn
+            .query_row(
+                "SELECT state, part FROM outbox WHERE message_id = '01A'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((state.as_str(), part), ("dead", 0));
+        let added = conn
+            .execute(
+                "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, created_at, next_at, part) \
+                 VALUES ('01A', 'r', 'd', 'k', 1, 1, 1)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            added, 1,
+            "a second part of the same message has its own row"
+        );
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 }

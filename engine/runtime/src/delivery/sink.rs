@@ -82,10 +82,12 @@ impl AmqpSink {
             .iter()
             .map(|i| render(&self.routing_key, &i.payload))
             .collect();
+        let ids: Vec<String> = items.iter().map(OutboxItem::delivery_id).collect();
         let batch: Vec<(String, &[u8], &str)> = items
             .iter()
             .zip(&keys)
-            .map(|(i, k)| (k.clone(), i.payload.as_slice(), i.message_id.as_str()))
+            .zip(&ids)
+            .map(|((i, k), id)| (k.clone(), i.payload.as_slice(), id.as_str()))
             .collect();
         let results = self
             .publisher
@@ -217,7 +219,7 @@ impl Serial {
     async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
         match self {
             Serial::File(f) => f
-                .write(&item.message_id, &item.payload)
+                .write(&item.delivery_id(), &item.payload)
                 .await
                 .map(|p| p.display().to_string())
                 .map_err(|e| {
