@@ -232,3 +232,144 @@ async fn sigkill_during_20000_to_rabbitmq_loses_nothing() {
     assert_eq!(acked.len(), total);
     assert_eq!(lost, 0);
 }
+
+/// Publishes `ids` (one ADT each) to `queue` (declared quorum) with confirms.
+async fn publish(url: &str, queue: &str, ids: &[String]) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        args,
+    )
+    .await
+    .expect("queue_declare");
+    for chunk in ids.chunks(500) {
+        let mut confirms = Vec::new();
+        for (n, id) in chunk.iter().enumerate() {
+            let body = adt(id, n as u64 % 8);
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    queue.into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish"),
+            );
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack());
+        }
+    }
+    let _ = conn.close(0, "done".into()).await;
+}
+
+/// Messages still in `queue` (ready or unacknowledged are both "not yet taken").
+async fn queue_depth(url: &str, queue: &str) -> u32 {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("queue exists");
+    let _ = conn.close(0, "done".into()).await;
+    q.message_count()
+}
+
+/// Control ids of the messages delivered to files in `dir`.
+fn delivered_ids(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".hl7"))
+                .filter_map(|f| std::fs::read(f.path()).ok())
+                .filter_map(|b| {
+                    wyvern_hl7::Message::parse(&b)
+                        .ok()
+                        .map(|m| m.control_id().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_source_acks_after_the_commit_and_a_kill_loses_nothing() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let queue = format!("wyvern-test-source-{}", std::process::id());
+    let total = 3_000;
+    let ids: Vec<String> = (0..total).map(|i| format!("S{i:05}")).collect();
+    publish(&url, &queue, &ids).await;
+    let mut engine = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: from-queue\nsource:\n  amqp: {{ url: \"{url}\", queue: {queue}, prefetch: 64, declare: quorum }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\n"
+    ));
+    let out = engine.dir.path().join("out");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered_ids(&out).len() < total / 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_kill = delivered_ids(&out).len();
+    engine.kill();
+    engine.restart();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: HashSet<String> = delivered_ids(&out).into_iter().collect();
+        if got.len() >= total || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The queue drains once every message is committed and settled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut left = queue_depth(&url, &queue).await;
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = queue_depth(&url, &queue).await;
+    }
+    let delivered = delivered_ids(&out);
+    let distinct: HashSet<&String> = delivered.iter().collect();
+    let lost = ids.iter().filter(|i| !distinct.contains(i)).count();
+    println!(
+        "amqp source test: {total} in the queue, SIGKILL after {at_kill} delivered, restart; delivered {} ({} distinct): lost = {lost}, duplicated = {}, left in the queue = {left}",
+        delivered.len(),
+        distinct.len(),
+        delivered.len() - distinct.len()
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(left, 0, "every message settled with the broker");
+    let ch_url = url.clone();
+    let _ = tokio::spawn(async move {
+        if let Ok(c) = Connection::connect(&ch_url, ConnectionProperties::default()).await
+            && let Ok(ch) = c.create_channel().await
+        {
+            let _ = ch
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    })
+    .await;
+}

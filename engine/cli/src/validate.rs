@@ -23,6 +23,7 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                     wyvern_config::Source::Directory(d) => {
                         format!("directory {}", d.path.display())
                     }
+                    wyvern_config::Source::Amqp(a) => format!("amqp queue {:?}", a.queue),
                 };
                 println!("  route {:<24} {source}  ({})", r.name, r.file.display());
                 for d in &r.destinations {

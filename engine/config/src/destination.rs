@@ -245,23 +245,24 @@ fn mllp(at: &mut At<'_>, m: &MllpDestinationFile) -> Option<DestinationKind> {
     }))
 }
 
-fn amqp(at: &mut At<'_>, a: &AmqpDestinationFile) -> Option<DestinationKind> {
-    let url = match SecretValue::parse(&a.url.value) {
+/// An `amqp://` or `amqps://` URL (or a `${VAR}` / `file:` secret holding one).
+pub(crate) fn amqp_url(at: &mut At<'_>, url: &Spanned<String>) -> Option<SecretValue> {
+    match SecretValue::parse(&url.value) {
         Ok((v, vars)) => {
-            let u = a.url.value.as_str();
+            let u = url.value.as_str();
             let scheme_ok = ["amqp://", "amqps://", "file:", "${"]
                 .iter()
                 .any(|p| u.starts_with(p));
             if !scheme_ok {
                 at.err(
-                    &a.url,
+                    url,
                     "url must start with amqp:// or amqps:// (or be ${VAR} / file:PATH)",
                 );
             }
             for var in vars {
                 if std::env::var_os(&var).is_none() {
                     at.warn(
-                        &a.url,
+                        url,
                         format!(
                             "${{{var}}} is not set here; the engine will need it when it starts"
                         ),
@@ -271,10 +272,14 @@ fn amqp(at: &mut At<'_>, a: &AmqpDestinationFile) -> Option<DestinationKind> {
             scheme_ok.then_some(v)
         }
         Err(e) => {
-            at.err(&a.url, e);
+            at.err(url, e);
             None
         }
-    };
+    }
+}
+
+fn amqp(at: &mut At<'_>, a: &AmqpDestinationFile) -> Option<DestinationKind> {
+    let url = amqp_url(at, &a.url);
     let routing_key = template(&a.routing_key.value)
         .map_err(|e| at.err(&a.routing_key, e))
         .ok();

@@ -7,6 +7,7 @@
 //! [`validate`] is pure: it opens no socket, resolves no host and reads no secret, and it
 //! reports every problem it finds as `file:line:col: what was expected`.
 
+mod amqp_source;
 mod at;
 mod delivery;
 mod destination;
@@ -20,6 +21,7 @@ mod step;
 mod units;
 mod validate;
 
+pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
 pub use destination::{
     AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FhirDestination,

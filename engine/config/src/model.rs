@@ -68,6 +68,7 @@ pub struct RouteFile {
 pub enum SourceFileKind {
     Mllp(Box<MllpSourceFile>),
     Directory(crate::directory::DirectorySourceFile),
+    Amqp(crate::amqp_source::AmqpSourceFile),
 }
 
 #[derive(Debug, Deserialize)]

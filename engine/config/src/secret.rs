@@ -25,6 +25,13 @@ impl fmt::Display for SecretValue {
 }
 
 impl SecretValue {
+    /// Stands in for a value that failed validation (the config is refused anyway).
+    pub(crate) fn invalid() -> SecretValue {
+        SecretValue {
+            template: String::new(),
+        }
+    }
+
     /// Checks the syntax; returns the names of the variables used.
     pub fn parse(template: &str) -> Result<(SecretValue, Vec<String>), String> {
         let mut vars = Vec::new();

@@ -53,6 +53,7 @@ pub struct Route {
 pub enum Source {
     Mllp(MllpSource),
     Directory(crate::DirectorySource),
+    Amqp(crate::AmqpSource),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +187,9 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                         }
                         SourceFileKind::Directory(d) => {
                             Source::Directory(crate::directory::directory(&mut at, base, &d))
+                        }
+                        SourceFileKind::Amqp(a) => {
+                            Source::Amqp(crate::amqp_source::amqp_source(&mut at, &a))
                         }
                     };
                     let steps = crate::step::steps(&mut at, &f.steps);

@@ -2,6 +2,7 @@
 //! routes or storage: a listener hands frames to a handler and writes back what it is given.
 
 pub mod amqp;
+pub mod amqp_consumer;
 pub mod fhir;
 pub mod file;
 pub mod mllp;

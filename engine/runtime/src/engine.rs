@@ -1,4 +1,4 @@
-//! The engine: store + one listener per route, built from a validated config, run until told
+//! The engine: store + one source per route (listener, folder poller or queue consumer), built from a validated config, run until told
 //! to stop.
 //!
 //! Build does the I/O validation never does (opening the store, binding ports) and reports
@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
-use wyvern_config::{Config, Source};
+use wyvern_config::{Config, QueueType, Source};
+use wyvern_connectors::amqp_consumer::AmqpSubscription;
 use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
 use wyvern_core::Clock;
 use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
+use crate::amqp_source::AmqpSource;
 use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
@@ -31,6 +33,8 @@ pub enum BuildError {
         destination: String,
         reason: String,
     },
+    #[error("route {route:?}, source: {reason}")]
+    Source { route: String, reason: String },
     #[error("route {route:?} cannot listen on {addr}: {source}")]
     Bind {
         route: String,
@@ -65,6 +69,7 @@ pub struct Engine {
     store: Store,
     listeners: Vec<MllpListener<Hl7Inbox>>,
     pollers: Vec<DirectoryPoller>,
+    consumers: Vec<AmqpSource>,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
     http: Option<OpsServer>,
@@ -89,6 +94,7 @@ impl Engine {
         }
         let mut listeners = Vec::new();
         let mut pollers = Vec::new();
+        let mut consumers = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
             match &route.source {
@@ -136,6 +142,31 @@ impl Engine {
                         inbox: Arc::new(inbox),
                     });
                 }
+                Source::Amqp(a) => {
+                    let dedup = Arc::new(seeded_window(&store, &route.name));
+                    let inbox = Hl7Inbox::new(
+                        RoutePlan::of(route),
+                        store.clone(),
+                        clock.clone(),
+                        usize::MAX,
+                        dedup,
+                    );
+                    counters.push((route.name.clone(), inbox.counters()));
+                    consumers.push(AmqpSource {
+                        route: route.name.clone(),
+                        subscription: AmqpSubscription {
+                            url: a.url.resolve().map_err(|reason| BuildError::Source {
+                                route: route.name.clone(),
+                                reason,
+                            })?,
+                            queue: a.queue.clone(),
+                            prefetch: a.prefetch,
+                            declare_quorum: a.declare.map(|q| q == QueueType::Quorum),
+                            consumer_tag: format!("wyvern:{}", route.name),
+                        },
+                        inbox: Arc::new(inbox),
+                    });
+                }
             }
         }
         let mut workers = Vec::new();
@@ -178,6 +209,7 @@ impl Engine {
             store,
             listeners,
             pollers,
+            consumers,
             workers,
             counters,
             http,
@@ -232,6 +264,11 @@ impl Engine {
             self.pollers
                 .into_iter()
                 .map(|p| tokio::spawn(p.run(shutdown.clone()))),
+        );
+        tasks.extend(
+            self.consumers
+                .into_iter()
+                .map(|c| tokio::spawn(c.run(shutdown.clone()))),
         );
         // Listeners first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.

@@ -5,6 +5,7 @@
 //! Invariant: every frame gets exactly one outcome (accepted, rejected, or not stored → AE) and
 //! its ACK is derived from that outcome *after* the store has answered.
 
+mod amqp_source;
 mod assess;
 mod batch;
 mod condition;

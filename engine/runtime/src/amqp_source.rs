@@ -1,0 +1,97 @@
+//! The AMQP source's consumer loop: each delivery goes through the route's inbox in arrival
+//! order; the broker gets its ack only when the commit is durable (a store failure is a nack
+//! with requeue, so the broker keeps the message). A dropped connection is re-opened with
+//! backoff; what was in flight comes again as a redelivery, and duplicate detection answers
+//! for whatever had already been committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wyvern_connectors::amqp_consumer::{AmqpSubscriber, AmqpSubscription};
+use wyvern_connectors::mllp::MllpFrame;
+
+use crate::Hl7Inbox;
+
+#[derive(Debug)]
+pub struct AmqpSource {
+    pub route: String,
+    pub subscription: AmqpSubscription,
+    pub inbox: Arc<Hl7Inbox>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl AmqpSource {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let queue = self.subscription.queue.clone();
+        let mut backoff = Duration::from_millis(500);
+        while !shutdown.is_cancelled() {
+            match self.subscription.open().await {
+                Ok(sub) => {
+                    tracing::info!(route = %self.route, %queue, "consuming from the AMQP queue");
+                    backoff = Duration::from_millis(500);
+                    self.consume(sub, &shutdown).await;
+                }
+                Err(e) => {
+                    tracing::warn!(route = %self.route, %queue, error = %e, retry_in = ?backoff, "AMQP source cannot subscribe; will retry");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tracing::info!(route = %self.route, %queue, "AMQP source stopped");
+    }
+
+    /// Consumes until the stream ends, fails or `shutdown`; then waits for the acks in flight.
+    async fn consume(&self, mut sub: AmqpSubscriber, shutdown: &CancellationToken) {
+        let origin = format!("amqp:{}", self.subscription.queue);
+        let mut acks = JoinSet::new();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = sub.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(route = %self.route, error = %e, "AMQP consumer failed; reconnecting");
+                    break;
+                }
+                None => {
+                    tracing::warn!(route = %self.route, "the broker ended the subscription; reconnecting");
+                    break;
+                }
+            };
+            if delivery.redelivered {
+                tracing::debug!(route = %self.route, "redelivered by the broker");
+            }
+            let data = Bytes::from(delivery.data);
+            let received = self
+                .inbox
+                .receive(MllpFrame::Message(data), origin.clone())
+                .await;
+            let settle = delivery.settle;
+            let route = self.route.clone();
+            acks.spawn(async move {
+                let outcome = if received.await.stored {
+                    settle.ack().await
+                } else {
+                    settle.requeue().await
+                };
+                if let Err(e) = outcome {
+                    // The broker will deliver it again; duplicate detection answers then.
+                    tracing::debug!(%route, error = %e, "cannot settle an AMQP delivery");
+                }
+            });
+            while acks.try_join_next().is_some() {}
+        }
+        while acks.join_next().await.is_some() {}
+        sub.close().await;
+    }
+}
