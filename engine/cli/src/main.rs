@@ -97,8 +97,26 @@ enum Command {
     /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
     #[command(hide = true)]
     BenchServer(bench_server::BenchServerArgs),
+    /// Print the JSON Schema of route files (or of wyvern.yaml), for editors.
+    ///
+    /// VS Code (YAML extension): put `# yaml-language-server: $schema=schema/route.schema.json`
+    /// at the top of a route file, or map `routes/*.yaml` to it in settings. The repository's
+    /// `schema/` folder holds both schemas.
+    Schema {
+        /// Which file kind.
+        #[arg(value_enum, default_value_t = SchemaKind::Route)]
+        kind: SchemaKind,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    /// A route file.
+    Route,
+    /// wyvern.yaml.
+    Engine,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +167,14 @@ fn main() -> ExitCode {
             } => dev_fhir::serve(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
+            Command::Schema { kind } => {
+                let schema = match kind {
+                    SchemaKind::Route => wyvern_config::route_schema(),
+                    SchemaKind::Engine => wyvern_config::engine_schema(),
+                };
+                println!("{}", serde_json::to_string_pretty(&schema)?);
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Version => {
                 println!("wyvern {}", env!("CARGO_PKG_VERSION"));
                 Ok(ExitCode::SUCCESS)

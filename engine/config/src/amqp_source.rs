@@ -13,20 +13,24 @@ use serde_saphyr::Spanned;
 use crate::SecretValue;
 use crate::at::At;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpSourceFile {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
+    #[schemars(with = "String")]
     pub queue: Spanned<String>,
     /// How many unacknowledged messages the broker may send ahead (default 256).
     #[serde(default)]
+    #[schemars(with = "Option<u16>")]
     pub prefetch: Option<Spanned<u16>>,
     /// Declare the queue (durable) as `quorum` or `classic`; absent: it must exist already.
     #[serde(default)]
+    #[schemars(with = "Option<QueueType>")]
     pub declare: Option<Spanned<QueueType>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueType {
     Quorum,

@@ -15,7 +15,7 @@ use crate::HumanDuration;
 use crate::at::At;
 
 /// Which messages must be delivered in the order they were received.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderBy {
     /// Per sending application and facility (MSH-3/MSH-4): the HL7 default.
@@ -28,7 +28,7 @@ pub enum OrderBy {
 }
 
 /// What happens to a message that fails permanently (or runs out of retries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnPermanent {
     /// Dead-letter it (visible, replayable) and go on with the next message of its key.
@@ -38,15 +38,18 @@ pub enum OnPermanent {
     Hold,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFile {
     /// `FIRST..LONGEST`, such as `1s..5m`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub backoff: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub max_attempts: Option<Spanned<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub max_age: Option<Spanned<HumanDuration>>,
 }
 

@@ -13,9 +13,10 @@ use crate::{ByteSize, HumanDuration};
 
 const KINDS: &str = "file, mllp, amqp or fhir";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub file: Option<FileDestinationFile>,
@@ -30,64 +31,77 @@ pub struct DestinationFile {
 /// `fhir: { base: "${CHIE_FHIR_BASE}", auth: { bearer: "${CHIE_TOKEN}" } }`: POST to a FHIR R4
 /// server. FHIR JSON goes as it is (a Bundle to the base, a resource to base/Type); HL7v2 goes as
 /// a `Binary` until the built-in UK Core mapping is a step of the route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FhirDestinationFile {
+    #[schemars(with = "String")]
     pub base: Spanned<String>,
     #[serde(default)]
     pub auth: Option<FhirAuthFile>,
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub timeout: Option<Spanned<HumanDuration>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FhirAuthFile {
+    #[schemars(with = "String")]
     pub bearer: Spanned<String>,
 }
 
 /// `amqp: { url: "${AMQP_URL}", exchange: hl7.adt, routing_key: "adt.{MSH-9.2}" }`: publish
 /// with publisher confirms, persistent; optionally declare and bind a durable queue.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpDestinationFile {
+    #[schemars(with = "String")]
     pub url: Spanned<String>,
     /// Declared durable (type topic). Empty: the default exchange (routing key = queue name).
+    #[schemars(with = "String")]
     pub exchange: Spanned<String>,
+    #[schemars(with = "String")]
     pub routing_key: Spanned<String>,
     #[serde(default)]
     pub queue: Option<AmqpQueueFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpQueueFile {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     /// Binding pattern, such as `adt.#` (default: `#`, everything).
     #[serde(default)]
     pub bind: Option<String>,
     /// `quorum` (default: replicated, for production) or `classic`.
     #[serde(default, rename = "type")]
+    #[schemars(with = "Option<String>")]
     pub kind: Option<Spanned<String>>,
 }
 
 /// `file: { dir: out/chie }`: each message written atomically (temp file + rename).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileDestinationFile {
+    #[schemars(with = "String")]
     pub dir: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub extension: Option<Spanned<String>>,
 }
 
 /// `mllp: { connect: 10.0.0.5:2575 }`: a kept-open MLLP connection that waits for each ACK.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MllpDestinationFile {
+    #[schemars(with = "String")]
     pub connect: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub ack_timeout: Option<Spanned<HumanDuration>>,
     #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
     pub max_frame: Option<Spanned<ByteSize>>,
 }
 

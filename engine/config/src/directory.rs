@@ -17,13 +17,15 @@ use serde_saphyr::Spanned;
 use crate::HumanDuration;
 use crate::at::At;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySourceFile {
     /// The folder to watch, relative to the config folder.
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     /// How often to look (default 1s).
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub poll: Option<Spanned<HumanDuration>>,
 }
 

@@ -13,28 +13,35 @@ use wyvern_hl7::Path;
 use crate::at::At;
 
 /// One condition as written; exactly one form may be used.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionFile {
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub hl7: Option<Spanned<String>>,
     #[serde(default)]
     pub equals: Option<String>,
     #[serde(default, rename = "in")]
     pub one_of: Option<Vec<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub matches: Option<Spanned<String>>,
     #[serde(default)]
     pub exists: Option<bool>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub message_type: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub sender: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<ConditionFile>>")]
     pub all: Option<Vec<Spanned<ConditionFile>>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<ConditionFile>>")]
     pub any: Option<Vec<Spanned<ConditionFile>>>,
     #[serde(default)]
+    #[schemars(with = "Option<Box<ConditionFile>>")]
     pub not: Option<Box<Spanned<ConditionFile>>>,
 }
 

@@ -7,9 +7,10 @@ use serde_saphyr::Spanned;
 use crate::{ByteSize, HumanDuration};
 
 /// `wyvern.yaml`: settings for the whole engine. Every key is optional.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineFile {
+    #[schemars(with = "u32")]
     pub version: Spanned<u32>,
     #[serde(default)]
     pub store: Option<StoreFile>,
@@ -18,23 +19,25 @@ pub struct EngineFile {
     pub http: Option<HttpFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpFile {
+    #[schemars(with = "String")]
     pub listen: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
     /// The store folder, relative to the config folder. Default `wyvern-data`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
     #[serde(default)]
     pub durability: Option<DurabilityFile>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityFile {
     Fsync,
@@ -42,15 +45,18 @@ pub enum DurabilityFile {
 }
 
 /// One route file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
+    #[schemars(with = "u32")]
     pub version: Spanned<u32>,
+    #[schemars(with = "String")]
     pub route: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
     pub source: SourceFileKind,
     #[serde(default)]
+    #[schemars(with = "Vec<crate::step::StepFile>")]
     pub steps: Vec<Spanned<crate::step::StepFile>>,
     #[serde(default)]
     pub destinations: Vec<crate::destination::DestinationFile>,
@@ -63,7 +69,7 @@ pub struct RouteFile {
 }
 
 /// Where a route's messages come from (one key: the kind).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SourceFileKind {
     Mllp(Box<MllpSourceFile>),
@@ -71,18 +77,24 @@ pub enum SourceFileKind {
     Amqp(crate::amqp_source::AmqpSourceFile),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MllpSourceFile {
+    #[schemars(with = "String")]
     pub listen: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
     pub max_frame: Option<Spanned<ByteSize>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
     pub frame_timeout: Option<Spanned<HumanDuration>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub max_in_flight: Option<Spanned<u32>>,
 }

@@ -19,22 +19,26 @@ use crate::filter::{Condition, ConditionFile, condition};
 
 const KINDS: &str = "filter, set, remove or split";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepFile {
     #[serde(default)]
+    #[schemars(with = "Option<ConditionFile>")]
     pub filter: Option<Spanned<ConditionFile>>,
     #[serde(default)]
     /// In order: a later path may overwrite what an earlier one set.
+    #[schemars(with = "Option<indexmap::IndexMap<String, String>>")]
     pub set: Option<Spanned<indexmap::IndexMap<String, String>>>,
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub remove: Option<Vec<Spanned<String>>>,
     #[serde(default)]
+    #[schemars(with = "Option<SplitFile>")]
     pub split: Option<Spanned<SplitFile>>,
 }
 
 /// What `split:` splits. Only batches for now; the enum leaves room (e.g. per-OBR results).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitFile {
     Batch,

@@ -87,6 +87,36 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size: bytes as a number, or with a unit such as 8MiB, 512KiB, 2MB",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+\\s*([KMG]i?B|B)?\\s*$" }
+            ]
+        })
+    }
+}
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration such as 30s, 5m, 1h 30m or 250ms",
+            "type": "string",
+            "examples": ["30s", "5m", "250ms"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

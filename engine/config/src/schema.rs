@@ -1,0 +1,57 @@
+//! JSON Schemas of the two file kinds, generated from the same structs that parse them, so an
+//! editor (VS Code's YAML extension, IntelliJ) can complete keys and flag mistakes as people
+//! type. `wyvern schema route|engine` prints them; `schema/` in the repository holds copies,
+//! kept equal to these by a test. Validation stays the authority: the schema cannot express
+//! "exactly one kind per step" or whether a path parses.
+
+use crate::{EngineFile, RouteFile};
+
+/// The schema of a route file.
+pub fn route_schema() -> serde_json::Value {
+    with_id(
+        schemars::schema_for!(RouteFile).to_value(),
+        "route.schema.json",
+        "A Wyvern route: a source, steps and destinations",
+    )
+}
+
+/// The schema of `wyvern.yaml`.
+pub fn engine_schema() -> serde_json::Value {
+    with_id(
+        schemars::schema_for!(EngineFile).to_value(),
+        "engine.schema.json",
+        "Wyvern engine settings (wyvern.yaml)",
+    )
+}
+
+fn with_id(mut v: serde_json::Value, file: &str, title: &str) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "$id".into(),
+            format!("https://wyvern.invalid/schema/{file}").into(),
+        );
+        o.insert("title".into(), title.into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_schema_names_every_source_and_is_closed() {
+        let text = route_schema().to_string();
+        for kind in [
+            "mllp",
+            "directory",
+            "amqp",
+            "split",
+            "order_by",
+            "on_permanent",
+        ] {
+            assert!(text.contains(&format!("\"{kind}\"")), "{kind} missing");
+        }
+        assert!(text.contains("\"additionalProperties\":false"));
+    }
+}
