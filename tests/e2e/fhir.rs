@@ -19,6 +19,10 @@ impl Drop for StandIn {
 }
 
 fn stand_in(addr: SocketAddr) -> StandIn {
+    stand_in_with(addr, &[])
+}
+
+fn stand_in_with(addr: SocketAddr, extra: &[&str]) -> StandIn {
     let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
         .args([
             "--log",
@@ -28,6 +32,7 @@ fn stand_in(addr: SocketAddr) -> StandIn {
             "--listen",
             &addr.to_string(),
         ])
+        .args(extra)
         .stderr(Stdio::null())
         .spawn()
         .expect("start the FHIR stand-in");
@@ -120,4 +125,103 @@ fn content_the_server_refuses_is_dead_lettered_with_its_reason() {
         "{listed}"
     );
     assert_eq!(stored(fhir), 0);
+}
+
+/// The synthetic test certificates and keys in tests/fixtures (see its README).
+fn fixture(path: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(path)
+        .canonicalize()
+        .expect("fixture")
+        .display()
+        .to_string()
+}
+
+fn metric(e: &EngineProcess, line_start: &str) -> u64 {
+    let (_, m) = http_get(e.http, "/metrics");
+    m.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn https_with_oauth2_signed_jwt_client_credentials() {
+    let fhir = free();
+    let _server = stand_in_with(
+        fhir,
+        &[
+            "--tls-cert",
+            &fixture("tls/server.pem"),
+            "--tls-key",
+            &fixture("tls/server.key"),
+            "--oauth2-public-key",
+            &fixture("oauth2/client.pub.pem"),
+            "--oauth2-client-id",
+            "wyvern-test-client",
+        ],
+    );
+    let rest = format!(
+        "destinations:\n  - name: chie\n    fhir:\n      base: \"https://localhost:{port}/fhir\"\n      tls: {{ ca: \"{ca}\" }}\n      auth:\n        oauth2:\n          token_url: \"https://localhost:{port}/oauth2/token\"\n          client_id: wyvern-test-client\n          key: \"file:{key}\"\n          kid: test-1\n\
+         retry: {{ backoff: 100ms..1s }}\n",
+        port = fhir.port(),
+        ca = fixture("tls/ca.pem"),
+        key = fixture("oauth2/client.key"),
+    );
+    let e = EngineProcess::start_route("", &rest);
+    send(&e, 20);
+    let delivered =
+        "wyvern_deliveries_total{route=\"e2e\",destination=\"chie\",outcome=\"delivered\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&e, delivered) < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(&e, delivered), 20, "{}", e.log());
+}
+
+#[test]
+fn an_untrusted_certificate_or_a_wrong_key_is_retried_not_delivered() {
+    let fhir = free();
+    let _server = stand_in_with(
+        fhir,
+        &[
+            "--tls-cert",
+            &fixture("tls/server.pem"),
+            "--tls-key",
+            &fixture("tls/server.key"),
+            "--oauth2-public-key",
+            &fixture("oauth2/client.pub.pem"),
+        ],
+    );
+    // No tls.ca: the stand-in's certificate is not trusted. A second destination trusts it
+    // but signs with the TLS key instead of the registered OAuth2 key.
+    let rest = format!(
+        "destinations:\n  - name: untrusted\n    fhir: {{ base: \"https://localhost:{port}/fhir\" }}\n\
+         \x20 - name: wrongkey\n    fhir:\n      base: \"https://localhost:{port}/fhir\"\n      tls: {{ ca: \"{ca}\" }}\n      auth:\n        oauth2: {{ token_url: \"https://localhost:{port}/oauth2/token\", client_id: c, key: \"file:{key}\" }}\n\
+         retry: {{ backoff: 100ms..1s }}\n",
+        port = fhir.port(),
+        ca = fixture("tls/ca.pem"),
+        key = fixture("tls/server.key"),
+    );
+    let e = EngineProcess::start_route("", &rest);
+    send(&e, 2);
+    let retried = |d: &str| {
+        format!("wyvern_deliveries_total{{route=\"e2e\",destination=\"{d}\",outcome=\"retried\"}}")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (metric(&e, &retried("untrusted")) == 0 || metric(&e, &retried("wrongkey")) == 0)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = e.log();
+    assert!(metric(&e, &retried("untrusted")) > 0, "{log}");
+    assert!(metric(&e, &retried("wrongkey")) > 0, "{log}");
+    assert!(log.contains("certificate"), "the log says why: {log}");
+    assert!(
+        log.contains("signature does not verify"),
+        "the log says why: {log}"
+    );
 }

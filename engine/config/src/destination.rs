@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 
 use crate::SecretValue;
 use crate::at::At;
+use crate::fhir_destination::{FhirDestination, FhirDestinationFile};
 use crate::{ByteSize, HumanDuration};
 
 const KINDS: &str = "file, mllp, amqp or fhir";
@@ -26,28 +27,6 @@ pub struct DestinationFile {
     pub amqp: Option<AmqpDestinationFile>,
     #[serde(default)]
     pub fhir: Option<FhirDestinationFile>,
-}
-
-/// `fhir: { base: "${CHIE_FHIR_BASE}", auth: { bearer: "${CHIE_TOKEN}" } }`: POST to a FHIR R4
-/// server. FHIR JSON goes as it is (a Bundle to the base, a resource to base/Type); HL7v2 goes as
-/// a `Binary` until the built-in UK Core mapping is a step of the route.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FhirDestinationFile {
-    #[schemars(with = "String")]
-    pub base: Spanned<String>,
-    #[serde(default)]
-    pub auth: Option<FhirAuthFile>,
-    #[serde(default)]
-    #[schemars(with = "Option<HumanDuration>")]
-    pub timeout: Option<Spanned<HumanDuration>>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FhirAuthFile {
-    #[schemars(with = "String")]
-    pub bearer: Spanned<String>,
 }
 
 /// `amqp: { url: "${AMQP_URL}", exchange: hl7.adt, routing_key: "adt.{MSH-9.2}" }`: publish
@@ -120,13 +99,6 @@ pub enum DestinationKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FhirDestination {
-    pub base: SecretValue,
-    pub bearer: Option<SecretValue>,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpDestination {
     pub url: SecretValue,
     pub exchange: String,
@@ -185,7 +157,7 @@ pub(crate) fn destinations(
             (Some(f), None, None, None) => file(at, base, f),
             (None, Some(m), None, None) => mllp(at, m),
             (None, None, Some(a), None) => amqp(at, a),
-            (None, None, None, Some(f)) => fhir(at, f),
+            (None, None, None, Some(f)) => crate::fhir_destination::fhir(at, base, f),
             (None, None, None, None) => {
                 at.err(
                     &d.name,
@@ -361,7 +333,7 @@ pub(crate) fn template(s: &str) -> Result<Vec<TemplatePart>, String> {
 }
 
 /// A value that may be a secret: parsed, with unset variables warned about.
-fn secret(at: &mut At<'_>, v: &Spanned<String>) -> Option<SecretValue> {
+pub(crate) fn secret(at: &mut At<'_>, v: &Spanned<String>) -> Option<SecretValue> {
     match SecretValue::parse(&v.value) {
         Ok((s, vars)) => {
             for var in vars {
@@ -381,39 +353,4 @@ fn secret(at: &mut At<'_>, v: &Spanned<String>) -> Option<SecretValue> {
             None
         }
     }
-}
-
-fn fhir(at: &mut At<'_>, f: &FhirDestinationFile) -> Option<DestinationKind> {
-    let b = f.base.value.as_str();
-    if !["http://", "https://", "${", "file:"]
-        .iter()
-        .any(|p| b.starts_with(p))
-    {
-        at.err(
-            &f.base,
-            format!("base {b:?} is not a URL: expected https://host/fhir/R4 or ${{VAR}}"),
-        );
-        return None;
-    }
-    let base = secret(at, &f.base);
-    let bearer = match &f.auth {
-        None => Some(None),
-        Some(a) => secret(at, &a.bearer).map(Some),
-    };
-    let timeout = f
-        .timeout
-        .as_ref()
-        .map_or(Duration::from_secs(30), |t| t.value.0);
-    if let Some(t) = f.timeout.as_ref().filter(|t| t.value.0.is_zero()) {
-        at.err(
-            t,
-            "timeout must be longer than zero: expected a duration such as 30s",
-        );
-        return None;
-    }
-    Some(DestinationKind::Fhir(FhirDestination {
-        base: base?,
-        bearer: bearer?,
-        timeout,
-    }))
 }

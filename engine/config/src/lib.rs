@@ -13,6 +13,7 @@ mod delivery;
 mod destination;
 mod diagnostic;
 mod directory;
+mod fhir_destination;
 mod filter;
 mod load;
 mod model;
@@ -25,11 +26,12 @@ mod validate;
 pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
 pub use destination::{
-    AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FhirDestination,
-    FileDestination, MllpDestination, TemplatePart,
+    AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FileDestination,
+    MllpDestination, TemplatePart,
 };
 pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
+pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};

@@ -17,6 +17,7 @@ mod http;
 mod inbox;
 pub mod metrics;
 mod plan;
+pub mod tls;
 
 pub use assess::{Assessment, assess};
 pub use condition::holds;

@@ -2,9 +2,9 @@
 //! what its receiver's answer means — delivered, try again later (transient), or never
 //! (permanent).
 
-use wyvern_config::{DestinationKind, TemplatePart};
+use wyvern_config::{DestinationKind, FhirAuth, TemplatePart};
 use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, PublishError};
-use wyvern_connectors::fhir::{FhirClient, FhirOutcome};
+use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome, OAuth2Spec};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
 use wyvern_core::ErrorClass;
@@ -174,8 +174,30 @@ impl Sink {
                 Sink::Serial(Serial::File(FileSink::new(&f.dir, &f.extension)))
             }
             DestinationKind::Fhir(f) => {
-                let bearer = f.bearer.as_ref().map(|b| b.resolve()).transpose()?;
-                Sink::Fhir(FhirClient::new(&f.base.resolve()?, bearer, f.timeout)?)
+                let auth = match &f.auth {
+                    FhirAuth::None => FhirAuthSpec::None,
+                    FhirAuth::Bearer(b) => FhirAuthSpec::Bearer(b.resolve()?),
+                    FhirAuth::OAuth2(o) => FhirAuthSpec::OAuth2(OAuth2Spec {
+                        token_url: o.token_url.clone(),
+                        client_id: o.client_id.resolve()?,
+                        key_pem: o.key.resolve()?,
+                        kid: o.kid.clone(),
+                        scope: o.scope.clone(),
+                    }),
+                };
+                let ca = match &f.ca {
+                    None => None,
+                    Some(path) => Some(
+                        std::fs::read(path)
+                            .map_err(|e| format!("cannot read tls.ca {}: {e}", path.display()))?,
+                    ),
+                };
+                Sink::Fhir(FhirClient::new(
+                    &f.base.resolve()?,
+                    auth,
+                    f.timeout,
+                    ca.as_deref(),
+                )?)
             }
             DestinationKind::Mllp(m) => Sink::Serial(Serial::Mllp(Box::new(MllpOutbound::new(
                 &m.connect,

@@ -5,10 +5,16 @@
 //! - `POST /fhir` (Bundle), `POST /fhir/{type}` (resource) → 201/200, stored.
 //! - `GET /fhir/metadata` → a CapabilityStatement; `GET /fhir/{type}` → a searchset with `total`.
 //! - `POST /_control` with `{"mode": "ok" | "fail" | "refuse" | "stall", "status": 503, "ms": 5000}`.
-//! - `GET /_stats` → `{"stored": N, "by_type": {...}, "requests": N}`.
+//! - `GET /_stats` → `{"stored": N, "by_type": {...}, "requests": N, "tokens_issued": N}`.
+//! - With `--tls-cert`/`--tls-key`: HTTPS. With `--oauth2-public-key`: `POST /oauth2/token`
+//!   (client credentials, RS512-signed JWT assertion, see [`oauth`]) and every `/fhir` call
+//!   needs one of its bearer tokens (401 otherwise).
 
-use std::collections::BTreeMap;
+mod oauth;
+
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,9 +30,25 @@ use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
 pub struct FhirServerArgs {
-    /// Where to listen; the FHIR base is http://ADDR/fhir.
+    /// Where to listen; the FHIR base is http://ADDR/fhir (https:// with --tls-cert).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require OAuth2: clients get tokens at /oauth2/token with a JWT signed by the private
+    /// half of this RSA public key (PEM, `openssl pkey -pubout`).
+    #[arg(long)]
+    pub oauth2_public_key: Option<PathBuf>,
+    /// With --oauth2-public-key: the only client id accepted (any, when absent).
+    #[arg(long)]
+    pub oauth2_client_id: Option<String>,
+    /// With --oauth2-public-key: how long a token lives.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub oauth2_token_lifetime: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +64,7 @@ struct Inner {
     mode: Mode,
     stored: Vec<(String, Value)>,
     requests: u64,
+    oauth: Option<oauth::OAuthServer>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -56,11 +79,25 @@ fn outcome(status: StatusCode, severity: &str, code: &str, text: &str) -> Respon
         .into_response()
 }
 
-/// Applies the current mode; `Some(response)` when the request must not be stored.
-async fn gate(state: &Shared) -> Option<Response> {
+/// Checks the token (when OAuth2 is on) and applies the current mode; `Some(response)` when
+/// the request must not be stored.
+async fn gate(state: &Shared, headers: &HeaderMap) -> Option<Response> {
     let mode = {
         let mut s = state.lock().ok()?;
         s.requests += 1;
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Some(o) = &s.oauth
+            && !o.allows(auth)
+        {
+            return Some(outcome(
+                StatusCode::UNAUTHORIZED,
+                "error",
+                "login",
+                "a bearer token from /oauth2/token is required",
+            ));
+        }
         s.mode
     };
     match mode {
@@ -96,8 +133,12 @@ fn parse(body: &[u8]) -> Result<Value, String> {
     Ok(v)
 }
 
-async fn post_bundle(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
-    if let Some(r) = gate(&state).await {
+async fn post_bundle(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(r) = gate(&state, &headers).await {
         return r;
     }
     let bundle = match parse(&body) {
@@ -136,9 +177,10 @@ async fn post_bundle(State(state): State<Shared>, body: axum::body::Bytes) -> Re
 async fn post_resource(
     State(state): State<Shared>,
     Path(kind): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = gate(&state).await {
+    if let Some(r) = gate(&state, &headers).await {
         return r;
     }
     let res = match parse(&body) {
@@ -218,28 +260,100 @@ async fn control(State(state): State<Shared>, body: axum::body::Bytes) -> Respon
 }
 
 async fn stats(State(state): State<Shared>) -> Response {
-    let (stored, by_type, requests) = match state.lock() {
+    let (stored, by_type, requests, tokens) = match state.lock() {
         Ok(s) => {
             let mut by: BTreeMap<String, usize> = BTreeMap::new();
             for (t, _) in &s.stored {
                 *by.entry(t.clone()).or_default() += 1;
             }
-            (s.stored.len(), by, s.requests)
+            let tokens = s.oauth.as_ref().map_or(0, |o| o.issued);
+            (s.stored.len(), by, s.requests, tokens)
         }
-        Err(_) => (0, BTreeMap::new(), 0),
+        Err(_) => (0, BTreeMap::new(), 0, 0),
     };
     (
         [(header::CONTENT_TYPE, "application/json")],
-        json!({"stored": stored, "by_type": by_type, "requests": requests}).to_string(),
+        json!({"stored": stored, "by_type": by_type, "requests": requests, "tokens_issued": tokens})
+            .to_string(),
     )
         .into_response()
 }
 
+async fn token(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded(&body);
+    let granted = match state.lock() {
+        Ok(mut s) => match s.oauth.as_mut() {
+            Some(o) => o.grant(&form),
+            None => Err("OAuth2 is off (start with --oauth2-public-key)".into()),
+        },
+        Err(_) => Err("state poisoned".into()),
+    };
+    match granted {
+        Ok(v) => ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+        Err(why) => {
+            tracing::info!(%why, "token request refused");
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"error": "invalid_request", "error_description": why}).to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `a=1&b=x%2By` as pairs (the token request's body).
+fn form_urlencoded(body: &[u8]) -> HashMap<String, String> {
+    let decode = |s: &str| -> String {
+        let s = s.replace('+', " ");
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (b[i], hex) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
 pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
+    let oauth = match &args.oauth2_public_key {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                oauth::OAuthServer::new(
+                    &pem,
+                    args.oauth2_client_id.clone(),
+                    args.oauth2_token_lifetime,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
+        }
+    };
     let state: Shared = Arc::new(Mutex::new(Inner {
         mode: Mode::Ok,
         stored: Vec::new(),
         requests: 0,
+        oauth,
     }));
     let app = Router::new()
         .route("/fhir", post(post_bundle))
@@ -247,11 +361,24 @@ pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
         .route("/fhir/{kind}", post(post_resource).get(search))
         .route("/_control", post(control))
         .route("/_stats", get(stats))
+        .route("/oauth2/token", post(token))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(base = %format!("http://{}/fhir", args.listen), "FHIR stand-in ready");
-    axum::serve(listener, app).await?;
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let config = wyvern_runtime::tls::server_config(&read(cert)?, &read(key)?)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(base = %format!("https://{}/fhir", args.listen), "FHIR stand-in ready (TLS)");
+            axum::serve(wyvern_runtime::tls::TlsListener::new(listener, config), app).await?;
+        }
+        _ => {
+            tracing::info!(base = %format!("http://{}/fhir", args.listen), "FHIR stand-in ready");
+            axum::serve(listener, app).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,146 @@
+//! The FHIR REST client of FHIR destinations (the shared care records' FHIR APIs): POST a
+//! Bundle to the base, or a resource to `base/Type`, over HTTPS (rustls with the system's
+//! roots plus any the route names), authorised by a bearer token or OAuth2 ([`auth`]), and
+//! say what the server's answer means for delivery.
+
+mod auth;
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use auth::TokenSource;
+pub use auth::{FhirAuthSpec, OAuth2Spec};
+
+/// How a FHIR server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FhirOutcome {
+    /// 2xx: where it went (the Location header) or the status.
+    Stored(String),
+    /// 408, 429, 5xx, no answer, no token: try again later.
+    Transient(String),
+    /// Any other 4xx: the server refuses this content; the OperationOutcome text is kept.
+    Refused(String),
+}
+
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Bearer(String),
+    OAuth2(Arc<TokenSource>),
+}
+
+#[derive(Debug, Clone)]
+pub struct FhirClient {
+    base: String,
+    auth: Auth,
+    http: reqwest::Client,
+}
+
+/// rustls needs a process-wide crypto provider; ring is the one compiled in.
+pub fn install_tls_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl FhirClient {
+    /// `ca_pem`: extra trusted roots (PEM, one or more certificates).
+    pub fn new(
+        base: &str,
+        auth: FhirAuthSpec,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<FhirClient, String> {
+        install_tls_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .https_only(base.starts_with("https://"));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the tls.ca file is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("the tls.ca file holds no certificate".into());
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let auth = match auth {
+            FhirAuthSpec::None => Auth::None,
+            FhirAuthSpec::Bearer(t) => Auth::Bearer(t),
+            FhirAuthSpec::OAuth2(spec) => Auth::OAuth2(Arc::new(TokenSource::new(spec)?)),
+        };
+        Ok(FhirClient {
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            http,
+        })
+    }
+
+    /// POSTs `body` (FHIR JSON) to the base (`resource_type` = Bundle) or to `base/Type`.
+    pub async fn post(&self, resource_type: &str, body: Vec<u8>) -> FhirOutcome {
+        let url = if resource_type == "Bundle" {
+            self.base.clone()
+        } else {
+            format!("{}/{resource_type}", self.base)
+        };
+        let mut req = self
+            .http
+            .post(&url)
+            .header("Content-Type", "application/fhir+json")
+            .header("Accept", "application/fhir+json")
+            .body(body);
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(token) => req = req.bearer_auth(token),
+            Auth::OAuth2(source) => match source.token(&self.http).await {
+                Ok(token) => req = req.bearer_auth(token),
+                Err(e) => return FhirOutcome::Transient(e),
+            },
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return FhirOutcome::Transient(format!("POST {url}: {}", chain(&e))),
+        };
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if status.is_success() {
+            return FhirOutcome::Stored(location.unwrap_or_else(|| format!("HTTP {status}")));
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let text: String = text.chars().take(500).collect();
+        let why = format!("HTTP {status} from {url}: {text}");
+        match status.as_u16() {
+            401 if matches!(self.auth, Auth::OAuth2(_)) => {
+                // The token was revoked or expired early: fetch a new one next time.
+                if let Auth::OAuth2(s) = &self.auth {
+                    s.forget();
+                }
+                FhirOutcome::Transient(why)
+            }
+            408 | 429 | 500..=599 => FhirOutcome::Transient(why),
+            _ => FhirOutcome::Refused(why),
+        }
+    }
+}
+
+/// An error with its causes (reqwest's own text hides why a TLS handshake failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
