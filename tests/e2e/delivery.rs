@@ -416,3 +416,37 @@ fn a_split_batch_is_acked_whole_and_each_message_delivered_on_its_own() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(files_in(&out), 3);
 }
+
+#[test]
+fn one_message_id_follows_a_message_from_receipt_to_delivery_in_the_logs() {
+    let e = EngineProcess::start_route_logging(
+        "",
+        "destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+        &["--log", "debug", "--log-format", "json"],
+    );
+    send_all(&e, &[adt_for(1, 1)]);
+    let out = e.dir.path().join("out");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files_in(&out) < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let log = e.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let received = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "message received")
+        .unwrap_or_else(|| panic!("a receipt line: {log}"));
+    let id = received["span"]["id"]
+        .as_str()
+        .expect("the message span's id");
+    let delivered = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "delivered")
+        .unwrap_or_else(|| panic!("a delivery line: {log}"));
+    assert_eq!(delivered["span"]["id"], id, "{delivered}");
+    assert_eq!(delivered["span"]["destination"], "archive");
+}

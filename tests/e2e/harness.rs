@@ -19,6 +19,8 @@ pub struct EngineProcess {
     pub http: SocketAddr,
     /// Whether the route listens for MLLP (else only HTTP is waited for).
     mllp: bool,
+    /// Log options given before `run`.
+    log: Vec<String>,
     pub dir: tempfile::TempDir,
 }
 
@@ -38,6 +40,11 @@ impl EngineProcess {
     /// Like [`EngineProcess::start`], with `rest` (steps, destinations, …) after the source.
     /// `{dir}` in `rest` becomes the engine's config folder.
     pub fn start_route(source_extra: &str, rest: &str) -> EngineProcess {
+        Self::start_route_logging(source_extra, rest, &["--log", "info"])
+    }
+
+    /// [`EngineProcess::start_route`] with other log options, e.g. `--log-format json`.
+    pub fn start_route_logging(source_extra: &str, rest: &str, log: &[&str]) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
@@ -60,6 +67,7 @@ impl EngineProcess {
             http,
             dir,
             mllp: true,
+            log: log.iter().map(|a| a.to_string()).collect(),
         };
         e.spawn();
         e
@@ -89,6 +97,7 @@ impl EngineProcess {
             http,
             dir,
             mllp: false,
+            log: vec!["--log".into(), "info".into()],
         };
         e.spawn();
         e
@@ -110,7 +119,8 @@ impl EngineProcess {
             .open(self.dir.path().join("engine.log"))
             .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
-            .args(["--log", "info", "run", "--config"])
+            .args(&self.log)
+            .args(["run", "--config"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tracing::Instrument;
 use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
 use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
@@ -145,11 +146,29 @@ impl FrameHandler for Hl7Inbox {
 impl Hl7Inbox {
     /// Assesses, stores and answers one message from `origin` (a peer address, a file name).
     /// Returns once it is queued for the commit; the future resolves after the commit.
+    ///
+    /// Everything logged about the message, here and when its commit finishes, is inside a
+    /// `message` span carrying its id (the delivery workers' `delivery` spans carry the same).
     pub async fn receive(&self, frame: MllpFrame, origin: String) -> ReceivedFuture {
-        let peer = origin;
-        let started = std::time::Instant::now();
         let now = self.clock.now_millis();
         let id = MessageId::new(now);
+        let span = tracing::info_span!("message", %id, route = %self.route);
+        let committed = self
+            .receive_as(frame, origin, id, now)
+            .instrument(span.clone())
+            .await;
+        Box::pin(committed.instrument(span))
+    }
+
+    async fn receive_as(
+        &self,
+        frame: MllpFrame,
+        origin: String,
+        id: MessageId,
+        now: i64,
+    ) -> ReceivedFuture {
+        let peer = origin;
+        let started = std::time::Instant::now();
         let id_text = id.to_string();
         // MSH-10 is 20 characters in v2.3-2.5: the ULID's time part and 50 random bits.
         let ack_id = &id_text[..20];

@@ -171,6 +171,9 @@ impl DeliveryWorker {
     fn outcome(&self, item: &OutboxItem, result: Result<String, Failure>, now: i64) -> Update {
         let (seq, attempts) = (item.seq, item.attempts + 1);
         let (route, dest) = (&self.route, &self.destination);
+        // The same `id` as the `message` span at receipt: one id follows a message from the
+        // wire to each destination (`--log-format json` puts span fields on every line).
+        let _span = tracing::info_span!("delivery", id = %item.message_id, part = item.part, %route, destination = %dest, attempt = attempts).entered();
         match result {
             Ok(receipt) => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
