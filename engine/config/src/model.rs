@@ -35,6 +35,10 @@ pub struct StoreFile {
     pub path: Option<Spanned<String>>,
     #[serde(default)]
     pub durability: Option<DurabilityFile>,
+    /// How long finished messages (every destination done) stay: default 30d, at least 1h.
+    #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
+    pub retention: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]

@@ -28,6 +28,8 @@ pub struct EngineSettings {
     pub durability: Durability,
     /// Where /metrics, /health and /ready are served; `None`: not served.
     pub http_listen: Option<SocketAddr>,
+    /// How long finished messages stay in the store (default 30 days, at least an hour).
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,11 @@ pub struct MllpSource {
     pub max_in_flight: u32,
 }
 
+/// Finished messages are kept this long unless wyvern.yaml says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The store's floor (see `wyvern_store::MIN_RETENTION`; config does not depend on the store).
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
 /// Validates the files of one config. `base` is the folder relative paths are resolved against.
 pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagnostic>> {
     let mut errors = Vec::new();
@@ -73,6 +80,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         store_dir: base.join("wyvern-data"),
         durability: Durability::Fsync,
         http_listen: None,
+        retention: DEFAULT_RETENTION,
     };
     let mut routes: Vec<Route> = Vec::new();
     let mut warnings = Vec::new();
@@ -94,6 +102,13 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 );
                             } else {
                                 engine.store_dir = base.join(&p.value);
+                            }
+                        }
+                        if let Some(r) = store.retention {
+                            if r.value.0 < MIN_RETENTION {
+                                at.err(&r, "store.retention must be at least 1h: expected a duration such as 30d (a younger record may still be in the journal)");
+                            } else {
+                                engine.retention = r.value.0;
                             }
                         }
                         engine.durability = match store.durability {

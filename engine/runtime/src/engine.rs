@@ -20,6 +20,7 @@ use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
 use crate::metrics::Metrics;
+use crate::retention::RetentionSweeper;
 use crate::{DEFAULT_WINDOW, DedupWindow};
 use crate::{DirectoryPoller, Hl7Inbox, RouteCounters, RoutePlan};
 
@@ -70,6 +71,7 @@ pub struct Engine {
     listeners: Vec<MllpListener<Hl7Inbox>>,
     pollers: Vec<DirectoryPoller>,
     consumers: Vec<AmqpSource>,
+    sweeper: RetentionSweeper,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
     http: Option<OpsServer>,
@@ -181,6 +183,12 @@ impl Engine {
                 )?);
             }
         }
+        let sweeper = RetentionSweeper {
+            store_dir: config.engine.store_dir.clone(),
+            retention: config.engine.retention,
+            clock: clock.clone(),
+            pruned: Arc::default(),
+        };
         let ready = Arc::new(AtomicBool::new(false));
         let http = match config.engine.http_listen {
             None => None,
@@ -194,6 +202,7 @@ impl Engine {
                     store: store.stats_handle(),
                     outbox: Arc::default(),
                     store_dir: config.engine.store_dir.clone(),
+                    pruned: sweeper.pruned.clone(),
                 };
                 let server = OpsServer::bind(addr, metrics, ready.clone(), clock.clone())
                     .await
@@ -210,6 +219,7 @@ impl Engine {
             listeners,
             pollers,
             consumers,
+            sweeper,
             workers,
             counters,
             http,
@@ -265,6 +275,7 @@ impl Engine {
                 .into_iter()
                 .map(|p| tokio::spawn(p.run(shutdown.clone()))),
         );
+        let sweeper = tokio::spawn(self.sweeper.run(shutdown.clone()));
         tasks.extend(
             self.consumers
                 .into_iter()
@@ -272,7 +283,7 @@ impl Engine {
         );
         // Listeners first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.
-        for t in tasks.into_iter().chain(workers) {
+        for t in tasks.into_iter().chain(workers).chain([sweeper]) {
             let _ = t.await;
         }
         // /metrics answers until everything else has stopped.

@@ -17,6 +17,7 @@ mod http;
 mod inbox;
 pub mod metrics;
 mod plan;
+mod retention;
 pub mod tls;
 
 pub use assess::{Assessment, assess};

@@ -65,6 +65,8 @@ pub struct Metrics {
     /// For outbox depth (opened on first scrape).
     pub outbox: Arc<Mutex<Option<Outbox>>>,
     pub store_dir: std::path::PathBuf,
+    /// Messages removed by retention.
+    pub pruned: Arc<AtomicU64>,
 }
 
 fn help(out: &mut String, name: &str, kind: &str, text: &str) {
@@ -207,6 +209,13 @@ impl Metrics {
             "wyvern_indexed_records_total {}",
             get(&self.store.indexed)
         );
+        help(
+            &mut out,
+            "wyvern_retention_pruned_total",
+            "counter",
+            "Finished messages removed from the store by retention.",
+        );
+        let _ = writeln!(out, "wyvern_retention_pruned_total {}", get(&self.pruned));
         out
     }
 }

@@ -19,6 +19,7 @@ mod journal;
 mod outbox;
 mod reader;
 mod recovery;
+mod retention;
 mod schema;
 mod writer;
 
@@ -27,6 +28,7 @@ pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{Outbox, OutboxItem, OutboxState, Update};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
 pub use recovery::Recovered;
+pub use retention::{MIN_RETENTION, Pruned};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
 
 /// The database file inside a store folder.

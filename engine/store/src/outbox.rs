@@ -83,7 +83,7 @@ pub enum Update {
 /// A read-write handle on the outbox tables (one per worker or command).
 #[derive(Debug)]
 pub struct Outbox {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \

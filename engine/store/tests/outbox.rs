@@ -101,3 +101,65 @@ async fn heads_per_key_and_dead_letters() {
     assert_eq!((b_head.state, b_head.attempts), (OutboxState::Pending, 0));
     assert_eq!(o.depth("adt", "chie").unwrap().0, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_only_finished_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    for n in 1..=4 {
+        store.commit(with_delivery(n, "A")).await.unwrap();
+    }
+    let mut filtered = support::record(9, InboxStatus::Filtered, "MSH|^~\\&|X".into());
+    filtered.envelope.received_at_ms -= 1;
+    store.commit(filtered).await.unwrap();
+    store.close().await;
+    let o = Outbox::open(dir.path()).unwrap();
+    // Message 1: delivered to both. Message 2: delivered to one, pending at the other.
+    // Message 3: one delivery dead-lettered. Message 4: untouched (pending).
+    let rows = |n: usize| -> Vec<i64> {
+        o.key_rows("adt", "chie", "A", 10)
+            .unwrap()
+            .into_iter()
+            .chain(o.key_rows("adt", "dcr", "A", 10).unwrap())
+            .filter(|r| {
+                std::str::from_utf8(&r.payload)
+                    .unwrap()
+                    .contains(&format!("C{n}|"))
+                    || r.payload == format!("P{n}").as_bytes()
+            })
+            .map(|r| r.seq)
+            .collect()
+    };
+    for seq in rows(1) {
+        o.delivered(seq, "ok", 1).unwrap();
+    }
+    o.delivered(rows(2)[0], "ok", 1).unwrap();
+    o.dead(rows(3)[0], false, "refused", 1).unwrap();
+    let far_future = 1_795_617_000_000 + 10_000_000;
+    let pruned = o.prune_all(far_future).unwrap();
+    assert_eq!(
+        pruned,
+        wyvern_store::Pruned {
+            messages: 2,
+            deliveries: 2
+        },
+        "message 1 (both delivered) and the filtered one (no deliveries) go"
+    );
+    let reader = wyvern_store::InboxReader::open(dir.path()).unwrap();
+    let left: Vec<String> = reader
+        .list(&wyvern_store::InboxQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.control_id)
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(!left.contains(&"C1".to_string()) && !left.contains(&"C9".to_string()));
+    assert_eq!(
+        o.prune_all(1).unwrap(),
+        wyvern_store::Pruned::default(),
+        "nothing is older than that"
+    );
+}

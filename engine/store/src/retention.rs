@@ -1,0 +1,78 @@
+//! Retention: messages older than the configured age leave the store, with their outbox
+//! rows — but only once every destination is finished with them (delivered or purged). A
+//! message with a pending delivery or a dead letter stays, however old, until a person
+//! retries or purges it.
+//!
+//! Why a floor of an hour ([`MIN_RETENTION`]): a record is in the journal until the index
+//! checkpoint covers it, and a journal replay re-inserts what it holds. Checkpoints run every
+//! few seconds, so an hour-old record is never still in the journal, and pruning can never be
+//! undone by a replay into pending deliveries.
+
+use std::time::Duration;
+
+use rusqlite::params;
+
+use crate::{Outbox, StoreError};
+
+/// The shortest retention the store accepts.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub messages: usize,
+    pub deliveries: usize,
+}
+
+impl Outbox {
+    /// Removes up to `limit` finished messages received before `before_ms` (oldest first), in
+    /// one transaction. Call again while it returns `limit` messages.
+    pub fn prune(&self, before_ms: i64, limit: usize) -> Result<Pruned, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::Write)?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT i.id FROM inbox i WHERE i.received_at < ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM outbox o WHERE o.message_id = i.id AND o.state IN ('pending', 'dead', 'held')) \
+                     ORDER BY i.seq LIMIT ?2",
+                )
+                .map_err(StoreError::Query)?;
+            stmt.query_map(params![before_ms, limit as i64], |r| r.get(0))
+                .map_err(StoreError::Query)?
+                .collect::<Result<_, _>>()
+                .map_err(StoreError::Query)?
+        };
+        let mut pruned = Pruned::default();
+        {
+            let mut outbox = tx
+                .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")
+                .map_err(StoreError::Write)?;
+            let mut inbox = tx
+                .prepare_cached("DELETE FROM inbox WHERE id = ?1")
+                .map_err(StoreError::Write)?;
+            for id in &ids {
+                pruned.deliveries += outbox.execute([id]).map_err(StoreError::Write)?;
+                pruned.messages += inbox.execute([id]).map_err(StoreError::Write)?;
+            }
+        }
+        tx.commit().map_err(StoreError::Write)?;
+        Ok(pruned)
+    }
+
+    /// Prunes in batches until nothing older is left; returns the total.
+    pub fn prune_all(&self, before_ms: i64) -> Result<Pruned, StoreError> {
+        const BATCH: usize = 2_000;
+        let mut total = Pruned::default();
+        loop {
+            let p = self.prune(before_ms, BATCH)?;
+            total.messages += p.messages;
+            total.deliveries += p.deliveries;
+            if p.messages < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
