@@ -126,11 +126,75 @@ fn header(to: &str) {
     println!("|---|---:|---:|---:|---:|---:|---:|");
 }
 
+/// The broker's own ceiling on this machine, measured in the same run: `n` 1 KB messages
+/// published straight to a quorum queue by 16 channels, each sending batches of 256 and
+/// awaiting their confirms (what the engine's AMQP worker does). No MLLP, no store.
+async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let queue = format!("wyvern-bench-floor-{}", std::process::id());
+    let ch = conn.create_channel().await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
+        .await?;
+    let body = messages("FLOOR", 1)[0].to_vec();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let (queue, body) = (queue.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut left = n / 16;
+            while left > 0 {
+                let batch = left.min(256);
+                let mut confirms = Vec::with_capacity(batch);
+                for _ in 0..batch {
+                    confirms.push(
+                        ch.basic_publish(
+                            "".into(),
+                            queue.as_str().into(),
+                            BasicPublishOptions::default(),
+                            &body,
+                            BasicProperties::default().with_delivery_mode(2),
+                        )
+                        .await?,
+                    );
+                }
+                for c in confirms {
+                    c.await?;
+                }
+                left -= batch;
+            }
+            Ok::<(), lapin::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let rate = (n / 16 * 16) as f64 / started.elapsed().as_secs_f64();
+    let _ = ch
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    Ok(rate)
+}
+
 pub async fn bench_amqp(
     url: &str,
     work: &Path,
     scenarios: &[Scenario],
 ) -> anyhow::Result<ExitCode> {
+    let n = scenarios.first().map_or(20_000, |s| s.messages);
+    eprintln!("  broker floor: {n} messages published straight to RabbitMQ …");
+    let floor = broker_floor(url, n).await?;
+    println!(
+        "Broker floor (same run): {floor:.0} msgs/s — 16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store.\n"
+    );
     header("RabbitMQ");
     let mut all_right = true;
     for (i, s) in scenarios.iter().enumerate() {

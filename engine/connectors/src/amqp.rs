@@ -1,7 +1,13 @@
-//! The AMQP 0-9-1 publisher (RabbitMQ), over lapin: one connection and one confirm-mode
-//! channel, opened on first use and again after any failure; the exchange (and, when asked, a
-//! durable queue and its binding) declared on every (re)connect. A publish counts only when the
-//! broker confirms it; `mandatory` makes an unroutable message come back instead of vanishing.
+//! The AMQP 0-9-1 publisher (RabbitMQ), over lapin: one connection with [`LANES`]
+//! confirm-mode channels, opened on first use and again after any failure; the exchange (and,
+//! when asked, a durable queue and its binding) declared on every (re)connect. A publish counts
+//! only when the broker confirms it; `mandatory` makes an unroutable message come back instead
+//! of vanishing.
+//!
+//! Why lanes: a channel's confirms come back in one stream, so one channel is bounded by the
+//! broker's confirm round trip (a quorum queue's Raft commit). Messages are spread over the
+//! lanes by the caller's lane number (the ordering key's hash), so one key always takes the
+//! same channel and keeps its order, while different keys' confirms overlap.
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -35,9 +41,16 @@ pub enum PublishError {
     Transient(String),
 }
 
+/// Confirm-mode channels per publisher.
+pub const LANES: usize = 8;
+
+/// One message to publish: routing key, body, message id, and its lane (any number: taken
+/// modulo [`LANES`]; equal lanes keep their relative order).
+pub type Outgoing<'a> = (String, &'a [u8], &'a str, u64);
+
 pub struct AmqpPublisher {
     target: AmqpTarget,
-    conn: Option<(Connection, Channel)>,
+    conn: Option<(Connection, Vec<Channel>)>,
 }
 
 impl std::fmt::Debug for AmqpPublisher {
@@ -54,11 +67,12 @@ impl AmqpPublisher {
         AmqpPublisher { target, conn: None }
     }
 
-    /// Publishes many messages back to back, then waits for their confirms (in order): one
-    /// round trip to the broker for the lot instead of one each. Results are per message.
+    /// Publishes many messages, each lane's back to back on its own channel, then waits for
+    /// their confirms: one broker round trip per lane for the lot, the lanes overlapping.
+    /// Results are per message, in the order given.
     pub async fn publish_many(
         &mut self,
-        items: &[(String, &[u8], &str)],
+        items: &[Outgoing<'_>],
         content_type: &str,
     ) -> Vec<Result<(), PublishError>> {
         if self.conn.is_none() {
@@ -72,42 +86,31 @@ impl AmqpPublisher {
                 }
             }
         }
-        let Some((_, channel)) = self.conn.as_ref() else {
+        let Some((_, channels)) = self.conn.as_ref() else {
             return Vec::new();
         };
-        let mut confirms = Vec::with_capacity(items.len());
-        for (key, payload, id) in items {
-            let props = BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_message_id((*id).into())
-                .with_content_type(content_type.into())
-                .with_app_id("wyvern".into());
-            let sent = channel
-                .basic_publish(
-                    ShortString::from(self.target.exchange.as_str()),
-                    ShortString::from(key.as_str()),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    payload,
-                    props,
-                )
-                .await;
-            confirms.push(sent);
+        let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); channels.len()];
+        for (i, item) in items.iter().enumerate() {
+            lanes[(item.3 % channels.len() as u64) as usize].push(i);
         }
-        let mut results = Vec::with_capacity(items.len());
+        let exchange = self.target.exchange.as_str();
+        let lane_results = futures_util::future::join_all(
+            lanes
+                .iter()
+                .zip(channels)
+                .filter(|(idx, _)| !idx.is_empty())
+                .map(|(idx, channel)| publish_lane(channel, exchange, items, idx, content_type)),
+        )
+        .await;
+        let mut results: Vec<Option<Result<(), PublishError>>> =
+            items.iter().map(|_| None).collect();
         let mut broken = false;
-        for (sent, (key, _, _)) in confirms.into_iter().zip(items) {
-            let r = match sent {
-                Err(e) => Err(PublishError::Transient(format!("publish failed: {e}"))),
-                Ok(confirm) => match confirm.await {
-                    Err(e) => Err(PublishError::Transient(format!("no confirm: {e}"))),
-                    Ok(c) => self.judge(c, key),
-                },
-            };
-            broken |= r.is_err();
-            results.push(r);
+        for lane in lane_results {
+            for (i, r) in lane {
+                let r = r.and_then(|c| self.judge(c, &items[i].0));
+                broken |= r.is_err();
+                results[i] = Some(r);
+            }
         }
         if broken && let Some((conn, _)) = self.conn.take() {
             let _ = conn
@@ -115,6 +118,9 @@ impl AmqpPublisher {
                 .await;
         }
         results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PublishError::Transient("not published".into()))))
+            .collect()
     }
 
     fn judge(&self, c: Confirmation, routing_key: &str) -> Result<(), PublishError> {
@@ -133,7 +139,7 @@ impl AmqpPublisher {
         }
     }
 
-    async fn connect(&self) -> Result<(Connection, Channel), PublishError> {
+    async fn connect(&self) -> Result<(Connection, Vec<Channel>), PublishError> {
         let t = |what: &str, e: lapin::Error| PublishError::Transient(format!("{what}: {e}"));
         let conn = Connection::connect(
             &self.target.url,
@@ -141,14 +147,19 @@ impl AmqpPublisher {
         )
         .await
         .map_err(|e| t("cannot connect to the broker", e))?;
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(|e| t("cannot open a channel", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| t("cannot enable publisher confirms", e))?;
+        let mut channels = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let channel = conn
+                .create_channel()
+                .await
+                .map_err(|e| t("cannot open a channel", e))?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| t("cannot enable publisher confirms", e))?;
+            channels.push(channel);
+        }
+        let channel = &channels[0];
         if !self.target.exchange.is_empty() {
             channel
                 .exchange_declare(
@@ -188,6 +199,50 @@ impl AmqpPublisher {
                     .map_err(|e| t("cannot bind the queue", e))?;
             }
         }
-        Ok((conn, channel))
+        Ok((conn, channels))
     }
+}
+
+/// Publishes one lane's messages in order on `channel`, then awaits their confirms; returns
+/// each message's index and what the broker said.
+async fn publish_lane(
+    channel: &Channel,
+    exchange: &str,
+    items: &[Outgoing<'_>],
+    idx: &[usize],
+    content_type: &str,
+) -> Vec<(usize, Result<Confirmation, PublishError>)> {
+    let mut pending = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let (key, payload, id, _) = &items[i];
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id((*id).into())
+            .with_content_type(content_type.into())
+            .with_app_id("wyvern".into());
+        let sent = channel
+            .basic_publish(
+                ShortString::from(exchange),
+                ShortString::from(key.as_str()),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                payload,
+                props,
+            )
+            .await;
+        pending.push((i, sent));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for (i, sent) in pending {
+        let r = match sent {
+            Err(e) => Err(PublishError::Transient(format!("publish failed: {e}"))),
+            Ok(confirm) => confirm
+                .await
+                .map_err(|e| PublishError::Transient(format!("no confirm: {e}"))),
+        };
+        out.push((i, r));
+    }
+    out
 }

@@ -26,10 +26,12 @@ use wyvern_store::{Outbox, OutboxItem, OutboxState, StoreError, Update};
 pub use backoff::{delay, exhausted};
 pub use sink::{Failure, Sink, judge_ack};
 
-/// Heads read per pass.
+/// Heads read per pass for destinations that take one message per key at a time.
 const BATCH: usize = 512;
-/// Messages in flight at once for a destination that pipelines (AMQP).
-const PIPELINE: usize = 256;
+/// Messages in flight at once for a destination that pipelines (AMQP): spread over the
+/// publisher's lanes, enough to keep a quorum queue's confirm round trips overlapped
+/// (measured: 256 → 7,050, 2,048 with 8 lanes → 9,086 msgs/s end to end; ARCHITECTURE.md).
+const PIPELINE: usize = 2048;
 /// Longest sleep between passes when nothing wakes the worker.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -127,7 +129,12 @@ impl DeliveryWorker {
     /// how long to sleep when nothing is due.
     async fn next_batch(&self) -> Result<(Vec<OutboxItem>, Duration), StoreError> {
         let (route, dest) = (self.route.clone(), self.destination.clone());
-        let heads = self.db(move |o| o.heads(&route, &dest, BATCH)).await?;
+        let limit = if self.sink.pipelines() {
+            PIPELINE
+        } else {
+            BATCH
+        };
+        let heads = self.db(move |o| o.heads(&route, &dest, limit)).await?;
         let now = self.clock.now_millis();
         let mut next_wake = IDLE;
         let mut due = Vec::new();

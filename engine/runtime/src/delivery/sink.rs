@@ -3,7 +3,7 @@
 //! (permanent).
 
 use wyvern_config::{DestinationKind, FhirAuth, TemplatePart};
-use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, PublishError};
+use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing, PublishError};
 use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome, OAuth2Spec};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
@@ -83,11 +83,19 @@ impl AmqpSink {
             .map(|i| render(&self.routing_key, &i.payload))
             .collect();
         let ids: Vec<String> = items.iter().map(OutboxItem::delivery_id).collect();
-        let batch: Vec<(String, &[u8], &str)> = items
+        // One ordering key, one lane: its messages stay in order on one channel.
+        let batch: Vec<Outgoing<'_>> = items
             .iter()
             .zip(&keys)
             .zip(&ids)
-            .map(|((i, k), id)| (k.clone(), i.payload.as_slice(), id.as_str()))
+            .map(|((i, k), id)| {
+                (
+                    k.clone(),
+                    i.payload.as_slice(),
+                    id.as_str(),
+                    u64::from(crc32fast::hash(i.order_key.as_bytes())),
+                )
+            })
             .collect();
         let results = self
             .publisher
