@@ -9,8 +9,36 @@ use crate::{Message, ParseError, Path, Selector, escape};
 /// `raw` with `value` at every place `path` selects (in the segments that exist).
 pub fn set(raw: &[u8], path: &Path, value: &str) -> Result<Vec<u8>, ParseError> {
     let msg = Message::parse(raw)?;
+    let encoded = escape::encode(value, msg.delimiters()).into_bytes();
+    set_encoded(raw, path, &encoded)
+}
+
+/// Replaces the whole field `path` names (every repetition; its repetition and component
+/// parts are ignored) with `encoded`, which goes in as it is: it may carry the message's own
+/// delimiters, so one call writes a field with its repetitions (`A^^^NHS^NH~B^^^RX1^MR`).
+pub fn set_field_encoded(raw: &[u8], path: &Path, encoded: &[u8]) -> Result<Vec<u8>, ParseError> {
+    let whole = Path {
+        repetition: Selector::Index(1),
+        component: None,
+        subcomponent: None,
+        ..path.clone()
+    };
+    set_encoded_inner(raw, &whole, encoded, true)
+}
+
+/// Like [`set`], but `encoded` goes in as it is (it may carry the message's delimiters).
+pub fn set_encoded(raw: &[u8], path: &Path, encoded: &[u8]) -> Result<Vec<u8>, ParseError> {
+    set_encoded_inner(raw, path, encoded, false)
+}
+
+fn set_encoded_inner(
+    raw: &[u8],
+    path: &Path,
+    encoded: &[u8],
+    whole_field: bool,
+) -> Result<Vec<u8>, ParseError> {
+    let msg = Message::parse(raw)?;
     let d = *msg.delimiters();
-    let encoded = escape::encode(value, &d).into_bytes();
     let mut out = Vec::with_capacity(raw.len() + encoded.len() + 8);
     let mut occurrence = 0;
     for seg in msg.segments() {
@@ -26,7 +54,8 @@ pub fn set(raw: &[u8], path: &Path, value: &str) -> Result<Vec<u8>, ParseError> 
             out.extend_from_slice(&set_in_segment(
                 line,
                 path,
-                &encoded,
+                encoded,
+                whole_field,
                 d.field,
                 d.repetition,
                 d.component,
@@ -55,10 +84,12 @@ fn slot(parts: &mut Vec<Vec<u8>>, index: usize) -> &mut Vec<u8> {
     &mut parts[index]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn set_in_segment(
     line: &[u8],
     path: &Path,
     value: &[u8],
+    whole_field: bool,
     fs: u8,
     rs: u8,
     cs: u8,
@@ -72,6 +103,10 @@ fn set_in_segment(
         path.field
     };
     let field = slot(&mut fields, index);
+    if whole_field {
+        *field = value.to_vec();
+        return join(&fields, fs);
+    }
     let mut reps = split(field, rs);
     let targets: Vec<usize> = match path.repetition {
         Selector::All => (0..reps.len()).collect(),
@@ -159,5 +194,20 @@ mod tests {
         assert!(!out.contains("NK1") && out.contains("PV1|1|I|WARD7"));
         assert!(set_str("PID-5", "").contains("PID|1||111^^^RX1^MR~9990000018^^^NHS^NH||\r"));
         assert_eq!(remove_segments(M, "MSH").unwrap(), M, "MSH stays");
+    }
+}
+
+#[cfg(test)]
+mod whole_field_tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_field_with_repetitions_in_one_call() {
+        let raw = b"MSH|^~\\&|A\rPID|1||X^^^RX1^MR~Y^^^NHS^NH||N\r";
+        let out =
+            set_field_encoded(raw, &"PID-3".parse().unwrap(), b"Y^^^NHS^NH~X^^^RX1^MR").unwrap();
+        assert_eq!(out, b"MSH|^~\\&|A\rPID|1||Y^^^NHS^NH~X^^^RX1^MR||N\r");
+        let first_only = set_encoded(raw, &"PID-3".parse().unwrap(), b"Z").unwrap();
+        assert_eq!(first_only, b"MSH|^~\\&|A\rPID|1||Z~Y^^^NHS^NH||N\r");
     }
 }

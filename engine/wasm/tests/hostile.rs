@@ -1,0 +1,176 @@
+//! Real compiled plugins (built from plugins/ by the same code as `wyvern plugin build`)
+//! against the host: the examples work, and hostile plugins — an infinite loop, a memory bomb,
+//! a trap, one that imports WASI — never take the host down or let a message through.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wyvern_wasm::{CallError, LoadError, Message, Plugin, PluginEngine, PluginOptions};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Builds plugins/ once per test binary (incremental after the first time).
+fn plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        wyvern_wasm::guest::build(&repo().join("plugins"), &repo().join("plugins/dist"))
+            .expect("the plugins build (see plugins/README.md for the toolchain)")
+    });
+    built
+        .iter()
+        .find(|p| p.file_stem().is_some_and(|s| s == name))
+        .unwrap_or_else(|| panic!("{name} not among {built:?}"))
+        .clone()
+}
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(None).expect("engine")
+}
+
+fn msg(body: &str) -> Message {
+    Message {
+        content_type: "hl7v2".into(),
+        body: body.as_bytes().to_vec(),
+        metadata: vec![("id".into(), "01TEST".into())],
+    }
+}
+
+const ADT: &str = "MSH|^~\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|C1|P|2.4\rPID|1||RX12345^^^RX1^MR~9990000018^^^NHS^NHSNBR||TEST^ALEX\r";
+
+#[test]
+fn pid3_normalise_puts_the_nhs_number_first() {
+    let p = Plugin::load(
+        &engine(),
+        &plugin("pid3-normalise"),
+        PluginOptions::default(),
+    )
+    .unwrap();
+    let out = p.process("01TEST", &msg(ADT)).unwrap();
+    assert_eq!(out.len(), 1);
+    let body = String::from_utf8(out[0].body.clone()).unwrap();
+    assert!(
+        body.contains("PID|1||9990000018^^^NHS^NH~RX12345^^^RX1^MR||TEST^ALEX"),
+        "{body}"
+    );
+    // An invalid check digit is left alone (default) or rejected (configured).
+    let bad = ADT.replace("9990000018", "9990000017");
+    assert_eq!(p.process("x", &msg(&bad)).unwrap()[0].body, bad.as_bytes());
+    let strict = Plugin::load(
+        &engine(),
+        &plugin("pid3-normalise"),
+        PluginOptions {
+            config: r#"{"invalid":"reject"}"#.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = strict.process("x", &msg(&bad)).unwrap_err();
+    assert!(matches!(e, CallError::Reject { .. }), "{e}");
+    assert!(e.to_string().contains("not a valid NHS number"), "{e}");
+}
+
+#[test]
+fn a_config_the_plugin_refuses_stops_it_loading() {
+    let e = Plugin::load(
+        &engine(),
+        &plugin("pid3-normalise"),
+        PluginOptions {
+            config: r#"{"invalid":"sometimes"}"#.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, LoadError::Init { .. }), "{e}");
+    assert!(e.to_string().contains("unknown variant"), "{e}");
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_its_deadline_and_the_next_message_flows() {
+    let p = Plugin::load(
+        &engine(),
+        &plugin("test-infinite-loop"),
+        PluginOptions::default(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = p.process("x", &msg("MSH|LOOP")).unwrap_err();
+    let took = started.elapsed();
+    println!("infinite loop stopped after {took:?} (limit 100 ms): {e}");
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    assert!(e.to_string().contains("time limit"), "{e}");
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped, not hung ({took:?})"
+    );
+    assert_eq!(p.process("x", &msg("MSH|ok")).unwrap().len(), 1);
+}
+
+#[test]
+fn a_memory_bomb_is_refused() {
+    // A generous time limit, so it is the memory limit that stops it.
+    let options = PluginOptions {
+        limits: wyvern_wasm::Limits {
+            time: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let p = Plugin::load(&engine(), &plugin("test-memory-bomb"), options).unwrap();
+    let e = p.process("x", &msg("MSH|BOMB")).unwrap_err();
+    println!("memory bomb: {e}");
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    assert!(e.to_string().contains("memory limit of 64 MiB"), "{e}");
+    assert_eq!(p.process("x", &msg("MSH|ok")).unwrap().len(), 1);
+}
+
+#[test]
+fn a_trap_fails_closed_and_the_instance_is_replaced() {
+    let p = Plugin::load(&engine(), &plugin("test-trap"), PluginOptions::default()).unwrap();
+    let e = p.process("x", &msg("MSH|TRAP")).unwrap_err();
+    println!("trap: {e}");
+    assert!(matches!(e, CallError::Failed { .. }), "{e}");
+    assert!(e.to_string().contains("trapped"), "{e}");
+    for _ in 0..3 {
+        assert_eq!(p.process("x", &msg("MSH|ok")).unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn a_plugin_importing_wasi_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wants-files.wat");
+    std::fs::write(
+        &path,
+        r#"(component
+             (import "wasi:filesystem/preopens@0.2.0" (instance))
+             (import "wasi:cli/environment@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let e = Plugin::load(&engine(), &path, PluginOptions::default()).unwrap_err();
+    println!("{e}");
+    assert!(matches!(e, LoadError::ForbiddenImports { .. }), "{e}");
+    assert!(
+        e.to_string().contains("wasi:filesystem/preopens@0.2.0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_compiled_plugin_is_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let engine = PluginEngine::new(Some(cache.path().to_path_buf())).unwrap();
+    let first = Plugin::load(&engine, &plugin("test-noop"), PluginOptions::default()).unwrap();
+    let second = Plugin::load(&engine, &plugin("test-noop"), PluginOptions::default()).unwrap();
+    println!(
+        "noop: compiled in {:?}, from the cache in {:?}",
+        first.compile_time, second.compile_time
+    );
+    assert!(!first.from_cache && second.from_cache);
+    assert_eq!(
+        second.process("x", &msg("MSH|a")).unwrap()[0].body,
+        b"MSH|a"
+    );
+}
