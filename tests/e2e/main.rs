@@ -9,4 +9,5 @@ mod directory;
 mod fhir;
 mod harness;
 mod mllp_wire;
+mod plugins;
 mod receiver;

@@ -13,6 +13,7 @@ mod dev_fhir;
 mod dlq;
 mod inbox;
 mod input;
+mod plugin;
 mod replay;
 mod run;
 mod send;
@@ -97,6 +98,11 @@ enum Command {
     /// A baseline MLLP server for `wyvern bench` (echo ACKs, or fsync each message).
     #[command(hide = true)]
     BenchServer(bench_server::BenchServerArgs),
+    /// WebAssembly transform plugins: new, build, check, run (guide: plugins/README.md).
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
     /// Print the JSON Schema of route files (or of wyvern.yaml), for editors.
     ///
     /// VS Code (YAML extension): put `# yaml-language-server: $schema=schema/route.schema.json`
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
             } => dev_fhir::serve(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
+            Command::Plugin { command } => plugin::plugin(command),
             Command::Schema { kind } => {
                 let schema = match kind {
                     SchemaKind::Route => wyvern_config::route_schema(),

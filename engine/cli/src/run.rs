@@ -27,7 +27,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let engine = Engine::build(&config, Arc::new(SystemClock))
+    let plugins = crate::plugin::loader::WasmLoader::new(
+        Some(config.engine.store_dir.join("plugin-cache")),
+        false,
+    );
+    let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
         .await
         .context("cannot start the engine")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), routes = config.routes.len(), store = %config.engine.store_dir.display(), "wyvern running; Ctrl-C to stop");

@@ -22,6 +22,7 @@ mod secret;
 mod step;
 mod units;
 mod validate;
+mod wasm_step;
 
 pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
@@ -40,6 +41,7 @@ pub use secret::SecretValue;
 pub use step::{Removal, Step, StepFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
+pub use wasm_step::{WasmLimitsFile, WasmStep, WasmStepFile};
 
 /// The engine settings file inside a config folder.
 pub const ENGINE_FILE: &str = "wyvern.yaml";

@@ -8,7 +8,10 @@
 //!   its messages; the steps after it run on each, and each is delivered on its own. It must
 //!   be the first step: the inbox keeps the batch as received and acknowledges it as a whole.
 //!
-//! `map` and `wasm` come with later work.
+//! - `wasm: { plugin: FILE, config: …, limits: … }` — a WebAssembly transform plugin
+//!   ([`crate::wasm_step`]).
+//!
+//! `map` comes with the FHIR mapping work.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -17,7 +20,7 @@ use wyvern_hl7::Path;
 use crate::at::At;
 use crate::filter::{Condition, ConditionFile, condition};
 
-const KINDS: &str = "filter, set, remove or split";
+const KINDS: &str = "filter, set, remove, split or wasm";
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +38,8 @@ pub struct StepFile {
     #[serde(default)]
     #[schemars(with = "Option<SplitFile>")]
     pub split: Option<Spanned<SplitFile>>,
+    #[serde(default)]
+    pub wasm: Option<crate::wasm_step::WasmStepFile>,
 }
 
 /// What `split:` splits. Only batches for now; the enum leaves room (e.g. per-OBR results).
@@ -54,6 +59,8 @@ pub enum Step {
     Remove(Vec<Removal>),
     /// Split a batch into its messages (always the first step).
     Split,
+    /// Run a WebAssembly plugin.
+    Wasm(crate::wasm_step::WasmStep),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +81,19 @@ fn path(at: &mut At<'_>, p: &Spanned<String>) -> Option<Path> {
     }
 }
 
-pub(crate) fn steps(at: &mut At<'_>, files: &[Spanned<StepFile>]) -> Vec<Step> {
+pub(crate) fn steps(
+    at: &mut At<'_>,
+    base: &std::path::Path,
+    files: &[Spanned<StepFile>],
+) -> Vec<Step> {
     let mut out = Vec::new();
     for (i, s) in files.iter().enumerate() {
         let f = &s.value;
         let kinds = usize::from(f.filter.is_some())
             + usize::from(f.set.is_some())
             + usize::from(f.remove.is_some())
-            + usize::from(f.split.is_some());
+            + usize::from(f.split.is_some())
+            + usize::from(f.wasm.is_some());
         if kinds != 1 {
             let what = if kinds == 0 {
                 "a step needs a kind"
@@ -91,7 +103,11 @@ pub(crate) fn steps(at: &mut At<'_>, files: &[Spanned<StepFile>]) -> Vec<Step> {
             at.err(s, format!("{what}: expected exactly one of {KINDS}"));
             continue;
         }
-        if let Some(split) = &f.split {
+        if let Some(w) = &f.wasm {
+            if let Some(step) = crate::wasm_step::wasm_step(at, base, w) {
+                out.push(Step::Wasm(step));
+            }
+        } else if let Some(split) = &f.split {
             if i == 0 {
                 out.push(Step::Split);
             } else {

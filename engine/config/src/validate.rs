@@ -207,7 +207,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             Source::Amqp(crate::amqp_source::amqp_source(&mut at, &a))
                         }
                     };
-                    let steps = crate::step::steps(&mut at, &f.steps);
+                    let steps = crate::step::steps(&mut at, base, &f.steps);
                     let destinations =
                         crate::destination::destinations(&mut at, base, &f.destinations);
                     let retry = crate::delivery::retry(&mut at, f.retry.as_ref());

@@ -94,6 +94,15 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                                 deliveries = d;
                                 (InboxStatus::Accepted, meta, None, ack)
                             }
+                            Decision::Refused {
+                                step,
+                                reject,
+                                reason,
+                            } => {
+                                let (status, answer, ack) =
+                                    refused(&msg, cx, step, reject, &reason);
+                                (status, meta, Some(answer), ack)
+                            }
                         }
                     }
                 }
@@ -142,6 +151,30 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
             }
         }
     }
+}
+
+/// The answer when step `step` refused the message: AR when the plugin rejected the input,
+/// AE when it failed (the sender may resend). Returns (status, the text, the ACK).
+pub(crate) fn refused(
+    header: &Message<'_>,
+    cx: &Context<'_>,
+    step: usize,
+    reject: bool,
+    reason: &str,
+) -> (InboxStatus, String, Option<Vec<u8>>) {
+    let text = format!("step {step} of route {}: {reason}", cx.plan.route);
+    let problem = AckError {
+        code: ErrorCode::ApplicationInternalError,
+        location: None,
+        text: text.clone(),
+    };
+    let (status, intent) = if reject {
+        (InboxStatus::Rejected, AckIntent::Reject)
+    } else {
+        (InboxStatus::Failed, AckIntent::Error)
+    };
+    let ack = build_ack(header, intent, Some(&problem), cx.ack_id, cx.now);
+    (status, text, ack)
 }
 
 /// The AE sent for a control id this sender already used for a different message.
@@ -211,6 +244,7 @@ mod tests {
 
     fn plan() -> RoutePlan {
         RoutePlan {
+            transforms: vec![None; 4],
             route: "r".into(),
             steps: vec![],
             destinations: vec!["chie".into()],

@@ -86,6 +86,27 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
                 Vec::new(),
             ),
             Decision::Deliver(d) => (InboxStatus::Accepted, None, a, d),
+            Decision::Refused {
+                step,
+                reject,
+                reason,
+            } => match &header {
+                Some(h) => {
+                    let (status, text, ack) = crate::assess::refused(h, cx, step, reject, &reason);
+                    (status, Some(text), ack.map(Bytes::from), Vec::new())
+                }
+                None => (
+                    InboxStatus::Failed,
+                    Some(reason),
+                    Some(Bytes::from(build_ack_without_message(
+                        AckIntent::Error,
+                        None,
+                        cx.ack_id,
+                        cx.now,
+                    ))),
+                    Vec::new(),
+                ),
+            },
         }
     };
     Assessment {
@@ -123,6 +144,7 @@ BTS|2\rFTS|1\r";
 
     fn plan(steps: Vec<Step>) -> RoutePlan {
         RoutePlan {
+            transforms: vec![None; 4],
             route: "gp".into(),
             steps,
             destinations: vec!["dcr".into(), "events".into()],

@@ -21,6 +21,7 @@ use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
 use crate::metrics::Metrics;
 use crate::retention::RetentionSweeper;
+use crate::transform::TransformLoader;
 use crate::{DEFAULT_WINDOW, DedupWindow};
 use crate::{DirectoryPoller, Hl7Inbox, RouteCounters, RoutePlan};
 
@@ -34,6 +35,8 @@ pub enum BuildError {
         destination: String,
         reason: String,
     },
+    #[error("route {route:?}: {reason}")]
+    Plugin { route: String, reason: String },
     #[error("route {route:?}, source: {reason}")]
     Source { route: String, reason: String },
     #[error("route {route:?} cannot listen on {addr}: {source}")]
@@ -79,7 +82,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Engine, BuildError> {
+    /// `plugins` loads the plugins of `wasm:` steps (the binary passes wasmtime's; tests may
+    /// pass [`crate::transform::NoPlugins`]).
+    pub async fn build(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        plugins: &dyn TransformLoader,
+    ) -> Result<Engine, BuildError> {
         let mut opts = StoreOptions::new(&config.engine.store_dir);
         opts.durability = match config.engine.durability {
             wyvern_config::Durability::Fsync => Durability::Fsync,
@@ -99,17 +108,16 @@ impl Engine {
         let mut consumers = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
+            let plan = RoutePlan::load(route, plugins).map_err(|reason| BuildError::Plugin {
+                route: route.name.clone(),
+                reason,
+            })?;
             match &route.source {
                 Source::Mllp(m) => {
                     let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
                     let dedup = Arc::new(seeded_window(&store, &route.name));
-                    let inbox = Hl7Inbox::new(
-                        RoutePlan::of(route),
-                        store.clone(),
-                        clock.clone(),
-                        max_frame,
-                        dedup,
-                    );
+                    let inbox =
+                        Hl7Inbox::new(plan.clone(), store.clone(), clock.clone(), max_frame, dedup);
                     counters.push((route.name.clone(), inbox.counters()));
                     let mut lo = MllpListenerOptions::new(&route.name, m.listen);
                     lo.max_frame = max_frame;
@@ -131,7 +139,7 @@ impl Engine {
                     let dedup = Arc::new(seeded_window(&store, &route.name));
                     // A file's message can be as large as the file: no frame limit applies.
                     let inbox = Hl7Inbox::new(
-                        RoutePlan::of(route),
+                        plan.clone(),
                         store.clone(),
                         clock.clone(),
                         usize::MAX,
@@ -147,7 +155,7 @@ impl Engine {
                 Source::Amqp(a) => {
                     let dedup = Arc::new(seeded_window(&store, &route.name));
                     let inbox = Hl7Inbox::new(
-                        RoutePlan::of(route),
+                        plan.clone(),
                         store.clone(),
                         clock.clone(),
                         usize::MAX,

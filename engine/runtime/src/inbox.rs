@@ -24,6 +24,8 @@ pub struct RouteCounters {
     pub filtered: AtomicU64,
     pub duplicates: AtomicU64,
     pub conflicts: AtomicU64,
+    /// Answered AE because a step (a plugin) failed on the message.
+    pub failed: AtomicU64,
     pub store_failures: AtomicU64,
     pub ack_latency: crate::metrics::Histogram,
 }
@@ -229,6 +231,7 @@ impl Hl7Inbox {
                             InboxStatus::Accepted => &counters.accepted,
                             InboxStatus::Duplicate => &counters.duplicates,
                             InboxStatus::Conflict => &counters.conflicts,
+                            InboxStatus::Failed => &counters.failed,
                         };
                         c.fetch_add(1, Ordering::Relaxed);
                         counters.ack_latency.observe(started.elapsed());

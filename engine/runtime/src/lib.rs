@@ -19,6 +19,7 @@ pub mod metrics;
 mod plan;
 mod retention;
 pub mod tls;
+pub mod transform;
 
 pub use assess::{Assessment, assess};
 pub use condition::holds;

@@ -90,6 +90,7 @@ impl Metrics {
                 ("filtered", &c.filtered),
                 ("duplicate", &c.duplicates),
                 ("conflict", &c.conflicts),
+                ("failed", &c.failed),
                 ("not_stored", &c.store_failures),
             ] {
                 let _ = writeln!(

@@ -3,18 +3,23 @@
 //! ordering key the route asked for). Pure, so it runs before the commit and the ACK can say
 //! what happened.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use wyvern_config::{OrderBy, Removal, Route, Step};
 use wyvern_hl7::{Message, edit};
 use wyvern_store::Delivery;
 
 use crate::condition::holds;
+use crate::transform::{Transform, TransformError, TransformLoader, TransformMessage};
 
 /// The parts of a validated route the inbox needs on every message.
 #[derive(Debug, Clone)]
 pub struct RoutePlan {
     pub route: String,
     pub steps: Vec<Step>,
+    /// The loaded plugin of each `wasm:` step, by step index.
+    pub transforms: Vec<Option<Arc<dyn Transform>>>,
     pub destinations: Vec<String>,
     pub order_by: OrderBy,
 }
@@ -27,16 +32,47 @@ pub enum Decision {
         step: usize,
     },
     Deliver(Vec<Delivery>),
+    /// A step refused the message: AR (`reject`) or AE; stored, not delivered.
+    Refused {
+        step: usize,
+        reject: bool,
+        reason: String,
+    },
+}
+
+/// What the steps made of one message: its versions to deliver (`None`: as received), or
+/// why there are none.
+enum Outcome {
+    Deliver(Vec<Option<Vec<u8>>>),
+    Filtered(usize),
+    Refused {
+        step: usize,
+        reject: bool,
+        reason: String,
+    },
 }
 
 impl RoutePlan {
+    /// A route without plugins (a `wasm:` step would be refused at its first message).
     pub fn of(route: &Route) -> RoutePlan {
         RoutePlan {
             route: route.name.clone(),
             steps: route.steps.clone(),
+            transforms: route.steps.iter().map(|_| None).collect(),
             destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
             order_by: route.order_by,
         }
+    }
+
+    /// The plan with every `wasm:` step's plugin loaded (and its config accepted).
+    pub fn load(route: &Route, loader: &dyn TransformLoader) -> Result<RoutePlan, String> {
+        let mut plan = RoutePlan::of(route);
+        for (i, step) in route.steps.iter().enumerate() {
+            if let Step::Wasm(w) = step {
+                plan.transforms[i] = Some(loader.load(w)?);
+            }
+        }
+        Ok(plan)
     }
 
     /// Whether the route splits batches (its first step is `split`).
@@ -48,11 +84,24 @@ impl RoutePlan {
     /// if a step changed it, the deliveries carry the changed bytes. The ordering key is read
     /// from the message as received.
     pub fn decide(&self, msg: &Message<'_>, message_id: &str) -> Decision {
-        match self.run_steps(msg) {
-            Err(step) => Decision::Filtered { step },
-            Ok(edited) => {
+        match self.run_steps(msg, message_id) {
+            Outcome::Filtered(step) => Decision::Filtered { step },
+            Outcome::Refused {
+                step,
+                reject,
+                reason,
+            } => Decision::Refused {
+                step,
+                reject,
+                reason,
+            },
+            Outcome::Deliver(versions) => {
                 let key = self.order_key(msg, &format!("id:{message_id}"));
-                Decision::Deliver(self.deliveries(&key, edited.map(Bytes::from)))
+                let mut out = Vec::new();
+                for v in versions {
+                    out.extend(self.deliveries(&key, v.map(Bytes::from)));
+                }
+                Decision::Deliver(out)
             }
         }
     }
@@ -64,12 +113,25 @@ impl RoutePlan {
         let mut out = Vec::new();
         let mut filtered_at = None;
         for (n, msg) in messages.iter().enumerate() {
-            match self.run_steps(msg) {
-                Err(step) => filtered_at = Some(step),
-                Ok(edited) => {
+            match self.run_steps(msg, message_id) {
+                Outcome::Filtered(step) => filtered_at = Some(step),
+                Outcome::Refused {
+                    step,
+                    reject,
+                    reason,
+                } => {
+                    return Decision::Refused {
+                        step,
+                        reject,
+                        reason: format!("message {} of the batch: {reason}", n + 1),
+                    };
+                }
+                Outcome::Deliver(versions) => {
                     let key = self.order_key(msg, &format!("id:{message_id}.{n}"));
-                    let payload = Bytes::from(edited.unwrap_or_else(|| msg.raw().to_vec()));
-                    out.extend(self.deliveries(&key, Some(payload)));
+                    for v in versions {
+                        let payload = Bytes::from(v.unwrap_or_else(|| msg.raw().to_vec()));
+                        out.extend(self.deliveries(&key, Some(payload)));
+                    }
                 }
             }
         }
@@ -79,43 +141,83 @@ impl RoutePlan {
         }
     }
 
-    /// The edited bytes (`None`: unchanged), or the 1-based step that filtered the message.
-    fn run_steps(&self, msg: &Message<'_>) -> Result<Option<Vec<u8>>, usize> {
-        let mut edited: Option<Vec<u8>> = None;
+    /// Runs every step over the message. Each step sees every version the earlier steps made
+    /// (a plugin may split one message into several); `None` stands for the message as
+    /// received, so an unchanged message is not copied.
+    fn run_steps(&self, msg: &Message<'_>, message_id: &str) -> Outcome {
+        let mut versions: Vec<Option<Vec<u8>>> = vec![None];
         for (i, step) in self.steps.iter().enumerate() {
-            let current = edited.as_deref().unwrap_or(msg.raw());
-            match step {
-                Step::Split => {}
-                Step::Filter(c) => {
-                    let keep = match &edited {
-                        None => holds(c, msg),
-                        Some(bytes) => Message::parse(bytes).is_ok_and(|m| holds(c, &m)),
-                    };
-                    if !keep {
-                        return Err(i + 1);
-                    }
-                }
-                Step::Set(pairs) => {
-                    let mut bytes = current.to_vec();
-                    for (path, value) in pairs {
-                        bytes = edit::set(&bytes, path, value).unwrap_or(bytes);
-                    }
-                    edited = Some(bytes);
-                }
-                Step::Remove(removals) => {
-                    let mut bytes = current.to_vec();
-                    for r in removals {
-                        bytes = match r {
-                            Removal::Segment(id) => edit::remove_segments(&bytes, id),
-                            Removal::Field(path) => edit::set(&bytes, path, ""),
+            let mut next = Vec::with_capacity(versions.len());
+            for v in versions {
+                let current = v.as_deref().unwrap_or(msg.raw());
+                match step {
+                    Step::Split => next.push(v),
+                    Step::Filter(c) => {
+                        let keep = match &v {
+                            None => holds(c, msg),
+                            Some(bytes) => Message::parse(bytes).is_ok_and(|m| holds(c, &m)),
+                        };
+                        if keep {
+                            next.push(v);
                         }
-                        .unwrap_or(bytes);
                     }
-                    edited = Some(bytes);
+                    Step::Set(pairs) => {
+                        let mut bytes = current.to_vec();
+                        for (path, value) in pairs {
+                            bytes = edit::set(&bytes, path, value).unwrap_or(bytes);
+                        }
+                        next.push(Some(bytes));
+                    }
+                    Step::Remove(removals) => {
+                        let mut bytes = current.to_vec();
+                        for r in removals {
+                            bytes = match r {
+                                Removal::Segment(id) => edit::remove_segments(&bytes, id),
+                                Removal::Field(path) => edit::set(&bytes, path, ""),
+                            }
+                            .unwrap_or(bytes);
+                        }
+                        next.push(Some(bytes));
+                    }
+                    Step::Wasm(w) => {
+                        let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
+                            return Outcome::Refused {
+                                step: i + 1,
+                                reject: false,
+                                reason: format!("plugin {} is not loaded", w.plugin.display()),
+                            };
+                        };
+                        let input = TransformMessage {
+                            content_type: "hl7v2".into(),
+                            body: current.to_vec(),
+                            metadata: metadata(msg, message_id, &self.route),
+                        };
+                        match t.process(message_id, input) {
+                            Ok(outputs) => next.extend(outputs.into_iter().map(|o| Some(o.body))),
+                            Err(TransformError::Reject(reason)) => {
+                                return Outcome::Refused {
+                                    step: i + 1,
+                                    reject: true,
+                                    reason,
+                                };
+                            }
+                            Err(TransformError::Error(reason)) => {
+                                return Outcome::Refused {
+                                    step: i + 1,
+                                    reject: false,
+                                    reason,
+                                };
+                            }
+                        }
+                    }
                 }
             }
+            if next.is_empty() {
+                return Outcome::Filtered(i + 1);
+            }
+            versions = next;
         }
-        Ok(edited)
+        Outcome::Deliver(versions)
     }
 
     fn deliveries(&self, order_key: &str, payload: Option<Bytes>) -> Vec<Delivery> {
@@ -164,4 +266,37 @@ impl RoutePlan {
             }
         }
     }
+}
+
+/// What a plugin is told about the message besides its bytes.
+fn metadata(msg: &Message<'_>, id: &str, route: &str) -> Vec<(String, String)> {
+    let mut m = vec![
+        ("id".to_string(), id.to_string()),
+        ("route".to_string(), route.to_string()),
+    ];
+    let t = msg.message_type();
+    for (k, v) in [
+        (
+            "sending-application",
+            msg.sending_application().into_owned(),
+        ),
+        ("sending-facility", msg.sending_facility().into_owned()),
+        ("control-id", msg.control_id().into_owned()),
+        (
+            "message-type",
+            if t.trigger.is_empty() {
+                t.code.into_owned()
+            } else {
+                format!("{}^{}", t.code, t.trigger)
+            },
+        ),
+    ] {
+        if !v.is_empty() {
+            m.push((k.to_string(), v));
+        }
+    }
+    if let Some(Ok(n)) = msg.nhs_number() {
+        m.push(("nhs-number".into(), n.as_str().to_string()));
+    }
+    m
 }

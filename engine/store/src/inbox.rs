@@ -17,6 +17,9 @@ pub enum InboxStatus {
     Duplicate,
     /// The control id of an accepted message with other content: answered AE.
     Conflict,
+    /// A route step could not process it this time (a plugin error, trap or limit): answered
+    /// AE, not delivered; the sender may resend.
+    Failed,
 }
 
 impl InboxStatus {
@@ -27,6 +30,7 @@ impl InboxStatus {
             InboxStatus::Filtered => "filtered",
             InboxStatus::Duplicate => "duplicate",
             InboxStatus::Conflict => "conflict",
+            InboxStatus::Failed => "failed",
         }
     }
 
@@ -37,6 +41,7 @@ impl InboxStatus {
             "filtered" => Some(InboxStatus::Filtered),
             "duplicate" => Some(InboxStatus::Duplicate),
             "conflict" => Some(InboxStatus::Conflict),
+            "failed" => Some(InboxStatus::Failed),
             _ => None,
         }
     }

@@ -1,0 +1,112 @@
+//! The engine's plugin loader: `wasm:` steps run on wasmtime through `wyvern-wasm`. Compiled
+//! plugins are cached in the store folder (`plugin-cache/`), so a restart loads them in
+//! microseconds.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wyvern_config::WasmStep;
+use wyvern_runtime::transform::{Transform, TransformError, TransformLoader, TransformMessage};
+use wyvern_wasm::{CallError, Limits, Message, Plugin, PluginEngine, PluginOptions};
+
+/// Loads plugins into one shared wasmtime engine (a second one, metering fuel, on demand).
+pub struct WasmLoader {
+    cache: Option<PathBuf>,
+    plain: Mutex<Option<PluginEngine>>,
+    fueled: Mutex<Option<PluginEngine>>,
+    deterministic: bool,
+}
+
+impl WasmLoader {
+    pub fn new(cache: Option<PathBuf>, deterministic: bool) -> WasmLoader {
+        WasmLoader {
+            cache,
+            plain: Mutex::new(None),
+            fueled: Mutex::new(None),
+            deterministic,
+        }
+    }
+
+    fn engine(&self, fuel: bool) -> Result<PluginEngine, String> {
+        let slot = if fuel { &self.fueled } else { &self.plain };
+        let mut guard = slot.lock().map_err(|_| "plugin engine lock poisoned")?;
+        if let Some(e) = guard.as_ref() {
+            return Ok(e.clone());
+        }
+        let e = if fuel {
+            PluginEngine::with_fuel(self.cache.clone())?
+        } else {
+            PluginEngine::new(self.cache.clone())?
+        };
+        *guard = Some(e.clone());
+        Ok(e)
+    }
+
+    /// Loads one plugin file with these options (for `wyvern plugin check|run`).
+    pub fn load_file(
+        &self,
+        path: &std::path::Path,
+        options: PluginOptions,
+    ) -> Result<Plugin, String> {
+        let engine = self.engine(options.limits.fuel.is_some())?;
+        Plugin::load(&engine, path, options).map_err(|e| e.to_string())
+    }
+}
+
+impl TransformLoader for WasmLoader {
+    fn load(&self, step: &WasmStep) -> Result<Arc<dyn Transform>, String> {
+        let options = PluginOptions {
+            config: step.config.clone(),
+            limits: Limits {
+                time: step.time,
+                memory: usize::try_from(step.memory).unwrap_or(usize::MAX),
+                fuel: step.fuel,
+            },
+            tables: Arc::default(),
+            deterministic: self.deterministic,
+        };
+        let plugin = self.load_file(&step.plugin, options)?;
+        tracing::info!(
+            plugin = plugin.name(),
+            from_cache = plugin.from_cache,
+            compile = ?plugin.compile_time.max(Duration::ZERO),
+            "plugin loaded"
+        );
+        Ok(Arc::new(WasmTransform(plugin)))
+    }
+}
+
+/// A loaded plugin as a route step.
+#[derive(Debug)]
+pub struct WasmTransform(pub Plugin);
+
+impl Transform for WasmTransform {
+    fn process(
+        &self,
+        id: &str,
+        msg: TransformMessage,
+    ) -> Result<Vec<TransformMessage>, TransformError> {
+        let input = Message {
+            content_type: msg.content_type,
+            body: msg.body,
+            metadata: msg.metadata,
+        };
+        match self.0.process(id, &input) {
+            Ok(out) => Ok(out
+                .into_iter()
+                .map(|m| TransformMessage {
+                    content_type: m.content_type,
+                    body: m.body,
+                    metadata: m.metadata,
+                })
+                .collect()),
+            Err(e @ CallError::Reject { .. }) => Err(TransformError::Reject(e.to_string())),
+            Err(e @ CallError::Failed { .. }) => {
+                tracing::warn!(id, error = %e, "plugin failed; message answered AE, not passed on");
+                Err(TransformError::Error(e.to_string()))
+            }
+            Err(e) => Err(TransformError::Error(e.to_string())),
+        }
+    }
+}
