@@ -1,0 +1,67 @@
+//! Plugin costs on a 1 KB ADT^A01: a warm call of the no-op plugin (the host's per-message
+//! overhead), a warm call of the PID-3 normaliser, and loading a plugin cold (compile) and
+//! from the compiled cache.
+//!
+//! `cargo bench -p wyvern-wasm --bench plugin` (builds plugins/ first if needed).
+
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wyvern_wasm::{Message, Plugin, PluginEngine, PluginOptions};
+
+fn plugins() -> Vec<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    wyvern_wasm::guest::build(&repo.join("plugins"), &repo.join("plugins/dist")).expect("build")
+}
+
+fn find(all: &[PathBuf], name: &str) -> PathBuf {
+    all.iter()
+        .find(|p| p.file_stem().is_some_and(|s| s == name))
+        .expect("plugin")
+        .clone()
+}
+
+fn adt() -> Message {
+    // The synthetic 1 KB ADT^A01, with the NHS number second in PID-3 as feeds send it.
+    let raw = wyvern_hl7::synthetic::adt_a01("BENCH0001", 7);
+    Message {
+        content_type: "hl7v2".into(),
+        body: raw.into_bytes(),
+        metadata: vec![("id".into(), "01BENCH".into())],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let all = plugins();
+    let engine = PluginEngine::new(None).expect("engine");
+    let msg = adt();
+    let noop = Plugin::load(&engine, &find(&all, "test-noop"), PluginOptions::default()).unwrap();
+    c.bench_function("noop plugin, warm call, 1 KB ADT", |b| {
+        b.iter(|| noop.process("01BENCH", &msg).unwrap())
+    });
+    let pid3 = Plugin::load(
+        &engine,
+        &find(&all, "pid3-normalise"),
+        PluginOptions::default(),
+    )
+    .unwrap();
+    c.bench_function("pid3-normalise, warm call, 1 KB ADT", |b| {
+        b.iter(|| pid3.process("01BENCH", &msg).unwrap())
+    });
+    let bytes = std::fs::read(find(&all, "pid3-normalise")).unwrap();
+    let mut g = c.benchmark_group("load pid3-normalise");
+    g.sample_size(10);
+    g.bench_function("cold: compile + instantiate + init", |b| {
+        b.iter(|| Plugin::from_bytes(&engine, "pid3", &bytes, PluginOptions::default()).unwrap())
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let cached = PluginEngine::new(Some(cache.path().to_path_buf())).unwrap();
+    Plugin::from_bytes(&cached, "pid3", &bytes, PluginOptions::default()).unwrap();
+    g.bench_function("from the compiled cache + instantiate + init", |b| {
+        b.iter(|| Plugin::from_bytes(&cached, "pid3", &bytes, PluginOptions::default()).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
