@@ -23,6 +23,22 @@ fn amqp_url() -> String {
     url
 }
 
+/// Declares `queue` as a durable quorum queue (idempotent with the same arguments).
+async fn declare_quorum(ch: &lapin::Channel, queue: &str) {
+    let mut args = lapin::types::FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        queue.into(),
+        lapin::options::QueueDeclareOptions::durable(),
+        args,
+    )
+    .await
+    .expect("queue_declare");
+}
+
 fn rabbitmqctl(args: &[&str]) {
     let out = std::process::Command::new("rabbitmqctl")
         .args(args)
@@ -49,18 +65,7 @@ async fn drain(
     let ch = conn.create_channel().await.expect("channel");
     // The engine declares the queue when it first publishes; declaring it here too (same
     // arguments, so idempotent) means draining can start before that without an error.
-    let mut args = lapin::types::FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
-    );
-    ch.queue_declare(
-        queue.into(),
-        lapin::options::QueueDeclareOptions::durable(),
-        args,
-    )
-    .await
-    .expect("queue_declare");
+    declare_quorum(&ch, queue).await;
     let (mut ids, mut keys, mut distinct) = (Vec::new(), HashSet::new(), HashSet::new());
     let deadline = Instant::now() + limit;
     while distinct.len() < want && Instant::now() < deadline {
@@ -261,18 +266,7 @@ async fn publish(url: &str, queue: &str, ids: &[String]) {
     ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    let mut args = lapin::types::FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        lapin::types::AMQPValue::LongString("quorum".into()),
-    );
-    ch.queue_declare(
-        queue.into(),
-        lapin::options::QueueDeclareOptions::durable(),
-        args,
-    )
-    .await
-    .expect("queue_declare");
+    declare_quorum(&ch, queue).await;
     for chunk in ids.chunks(500) {
         let mut confirms = Vec::new();
         for (n, id) in chunk.iter().enumerate() {

@@ -147,22 +147,29 @@ fn metric(e: &EngineProcess, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The stand-in over HTTPS (the fixture certificate) with OAuth2 on; `extra` adds options.
+fn tls_oauth_stand_in(addr: SocketAddr, extra: &[&str]) -> StandIn {
+    let (cert, key, public) = (
+        fixture("tls/server.pem"),
+        fixture("tls/server.key"),
+        fixture("oauth2/client.pub.pem"),
+    );
+    let mut args = vec![
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--oauth2-public-key",
+        &public,
+    ];
+    args.extend_from_slice(extra);
+    stand_in_with(addr, &args)
+}
+
 #[test]
 fn https_with_oauth2_signed_jwt_client_credentials() {
     let fhir = free();
-    let _server = stand_in_with(
-        fhir,
-        &[
-            "--tls-cert",
-            &fixture("tls/server.pem"),
-            "--tls-key",
-            &fixture("tls/server.key"),
-            "--oauth2-public-key",
-            &fixture("oauth2/client.pub.pem"),
-            "--oauth2-client-id",
-            "wyvern-test-client",
-        ],
-    );
+    let _server = tls_oauth_stand_in(fhir, &["--oauth2-client-id", "wyvern-test-client"]);
     let rest = format!(
         "destinations:\n  - name: chie\n    fhir:\n      base: \"https://localhost:{port}/fhir\"\n      tls: {{ ca: \"{ca}\" }}\n      auth:\n        oauth2:\n          token_url: \"https://localhost:{port}/oauth2/token\"\n          client_id: wyvern-test-client\n          key: \"file:{key}\"\n          kid: test-1\n\
          retry: {{ backoff: 100ms..1s }}\n",
@@ -184,17 +191,7 @@ fn https_with_oauth2_signed_jwt_client_credentials() {
 #[test]
 fn an_untrusted_certificate_or_a_wrong_key_is_retried_not_delivered() {
     let fhir = free();
-    let _server = stand_in_with(
-        fhir,
-        &[
-            "--tls-cert",
-            &fixture("tls/server.pem"),
-            "--tls-key",
-            &fixture("tls/server.key"),
-            "--oauth2-public-key",
-            &fixture("oauth2/client.pub.pem"),
-        ],
-    );
+    let _server = tls_oauth_stand_in(fhir, &[]);
     // No tls.ca: the stand-in's certificate is not trusted. A second destination trusts it
     // but signs with the TLS key instead of the registered OAuth2 key.
     let rest = format!(

@@ -112,13 +112,17 @@ impl Engine {
                 route: route.name.clone(),
                 reason,
             })?;
+            // The route's inbox; a message from a file or a queue can be as large as it is
+            // (no frame limit applies there).
+            let max_frame = match &route.source {
+                Source::Mllp(m) => usize::try_from(m.max_frame).unwrap_or(usize::MAX),
+                Source::Directory(_) | Source::Amqp(_) => usize::MAX,
+            };
+            let dedup = Arc::new(seeded_window(&store, &route.name));
+            let inbox = Hl7Inbox::new(plan, store.clone(), clock.clone(), max_frame, dedup);
+            counters.push((route.name.clone(), inbox.counters()));
             match &route.source {
                 Source::Mllp(m) => {
-                    let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
-                    let dedup = Arc::new(seeded_window(&store, &route.name));
-                    let inbox =
-                        Hl7Inbox::new(plan.clone(), store.clone(), clock.clone(), max_frame, dedup);
-                    counters.push((route.name.clone(), inbox.counters()));
                     let mut lo = MllpListenerOptions::new(&route.name, m.listen);
                     lo.max_frame = max_frame;
                     lo.max_connections = m.max_connections as usize;
@@ -136,16 +140,6 @@ impl Engine {
                     listeners.push(listener);
                 }
                 Source::Directory(d) => {
-                    let dedup = Arc::new(seeded_window(&store, &route.name));
-                    // A file's message can be as large as the file: no frame limit applies.
-                    let inbox = Hl7Inbox::new(
-                        plan.clone(),
-                        store.clone(),
-                        clock.clone(),
-                        usize::MAX,
-                        dedup,
-                    );
-                    counters.push((route.name.clone(), inbox.counters()));
                     pollers.push(DirectoryPoller {
                         route: route.name.clone(),
                         source: d.clone(),
@@ -153,15 +147,6 @@ impl Engine {
                     });
                 }
                 Source::Amqp(a) => {
-                    let dedup = Arc::new(seeded_window(&store, &route.name));
-                    let inbox = Hl7Inbox::new(
-                        plan.clone(),
-                        store.clone(),
-                        clock.clone(),
-                        usize::MAX,
-                        dedup,
-                    );
-                    counters.push((route.name.clone(), inbox.counters()));
                     consumers.push(AmqpSource {
                         route: route.name.clone(),
                         subscription: AmqpSubscription {

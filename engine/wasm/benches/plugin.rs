@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p wyvern-wasm --bench plugin` (builds plugins/ first if needed).
 
+#![allow(clippy::unwrap_used)] // a benchmark, like a test: a failure should stop it loudly
+
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};

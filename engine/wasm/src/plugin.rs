@@ -57,22 +57,20 @@ impl std::fmt::Debug for PluginEngine {
 impl PluginEngine {
     /// `cache_dir`: where compiled plugins are kept (`None`: compile on every load).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<PluginEngine, String> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        // Fuel costs ~10% on every call, so it is on only for engines that need it.
-        config.consume_fuel(false);
-        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
-        ticker::start(&engine);
-        Ok(PluginEngine { engine, cache_dir })
+        Self::build(cache_dir, false)
     }
 
-    /// An engine that meters fuel (for plugins with `limits.fuel`).
+    /// An engine that meters fuel (for plugins with `limits.fuel`). Fuel costs ~10% on every
+    /// call, so only plugins that ask for it run on this one.
     pub fn with_fuel(cache_dir: Option<PathBuf>) -> Result<PluginEngine, String> {
+        Self::build(cache_dir, true)
+    }
+
+    fn build(cache_dir: Option<PathBuf>, fuel: bool) -> Result<PluginEngine, String> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        config.consume_fuel(true);
+        config.consume_fuel(fuel);
         let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
         ticker::start(&engine);
         Ok(PluginEngine { engine, cache_dir })

@@ -174,3 +174,41 @@ fn the_compiled_plugin_is_cached() {
         b"MSH|a"
     );
 }
+
+#[test]
+fn redact_drops_segments_and_blanks_fields_per_config() {
+    let p = Plugin::load(
+        &engine(),
+        &plugin("redact"),
+        PluginOptions {
+            config:
+                r#"{"drop_segments":["NK1"],"blank":["PID-13"],"mask":{"PID-11.1":"REDACTED"}}"#
+                    .into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let raw = "MSH|^~\\&|SC|LA1|WYV|CHIE|2026||ADT^A08|R1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX||||||1 TEST STREET^^TESTTOWN||01632 960000~07700 900000\rNK1|1|TESTRELATIVE^SAM\rPV1|1|O\r";
+    let out = p.process("x", &msg(raw)).unwrap();
+    let body = String::from_utf8(out[0].body.clone()).unwrap();
+    assert_eq!(
+        body,
+        "MSH|^~\\&|SC|LA1|WYV|CHIE|2026||ADT^A08|R1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX||||||REDACTED^^TESTTOWN||\rPV1|1|O\r"
+    );
+    for bad in [
+        r#"{"blank":["PID-3"]}"#,
+        r#"{"drop_segments":["MSH"]}"#,
+        "{}",
+    ] {
+        let e = Plugin::load(
+            &engine(),
+            &plugin("redact"),
+            PluginOptions {
+                config: bad.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, LoadError::Init { .. }), "{bad}: {e}");
+    }
+}
