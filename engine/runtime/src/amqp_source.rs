@@ -1,6 +1,7 @@
 //! The AMQP source's consumer loop: each delivery goes through the route's inbox in arrival
-//! order; the broker gets its ack only when the commit is durable (a store failure is a nack
-//! with requeue, so the broker keeps the message). A dropped connection is re-opened with
+//! order; the broker gets its ack only when the commit is durable. A message the engine could
+//! not take — a store failure, or a plugin that failed on it (AE) — is handed back with a
+//! nack and requeue after a pause, so the broker keeps it. A dropped connection is re-opened with
 //! backoff; what was in flight comes again as a redelivery, and duplicate detection answers
 //! for whatever had already been committed.
 
@@ -23,6 +24,11 @@ pub struct AmqpSource {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a message the engine could not take (store failure, plugin failure) waits
+/// before it goes back to the queue, so a failing store is not hammered and a quorum queue's
+/// delivery limit is not used up in milliseconds. Its prefetch slot stays taken meanwhile,
+/// which slows the consumer down while things fail.
+const REQUEUE_DELAY: Duration = Duration::from_secs(2);
 
 impl AmqpSource {
     pub async fn run(self, shutdown: CancellationToken) {
@@ -32,8 +38,16 @@ impl AmqpSource {
             match self.subscription.open().await {
                 Ok(sub) => {
                     tracing::info!(route = %self.route, %queue, "consuming from the AMQP queue");
-                    backoff = Duration::from_millis(500);
-                    self.consume(sub, &shutdown).await;
+                    if self.consume(sub, &shutdown).await {
+                        backoff = Duration::from_millis(500);
+                    }
+                    // The subscription ended: pause before the next, so a broker that keeps
+                    // cancelling consumers is not hammered.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => {
                     tracing::warn!(route = %self.route, %queue, error = %e, retry_in = ?backoff, "AMQP source cannot subscribe; will retry");
@@ -49,7 +63,9 @@ impl AmqpSource {
     }
 
     /// Consumes until the stream ends, fails or `shutdown`; then waits for the acks in flight.
-    async fn consume(&self, mut sub: AmqpSubscriber, shutdown: &CancellationToken) {
+    /// Returns whether any message arrived (a healthy subscription resets the backoff).
+    async fn consume(&self, mut sub: AmqpSubscriber, shutdown: &CancellationToken) -> bool {
+        let mut any = false;
         let origin = format!("amqp:{}", self.subscription.queue);
         let mut acks = JoinSet::new();
         loop {
@@ -68,6 +84,7 @@ impl AmqpSource {
                     break;
                 }
             };
+            any = true;
             if delivery.redelivered {
                 tracing::debug!(route = %self.route, "redelivered by the broker");
             }
@@ -79,10 +96,11 @@ impl AmqpSource {
             let settle = delivery.settle;
             let route = self.route.clone();
             acks.spawn(async move {
-                let outcome = if received.await.stored {
-                    settle.ack().await
-                } else {
+                let outcome = if received.await.retry {
+                    tokio::time::sleep(REQUEUE_DELAY).await;
                     settle.requeue().await
+                } else {
+                    settle.ack().await
                 };
                 if let Err(e) = outcome {
                     // The broker will deliver it again; duplicate detection answers then.
@@ -93,5 +111,6 @@ impl AmqpSource {
         }
         while acks.join_next().await.is_some() {}
         sub.close().await;
+        any
     }
 }

@@ -16,9 +16,17 @@ use crate::plan::Decision;
 
 pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
     let raw_len = raw.len();
-    let owned: Vec<Vec<u8>> = split_batch(&raw)
-        .map(|b| b.messages.iter().map(|m| with_cr_segments(m)).collect())
+    let (owned, warnings): (Vec<Vec<u8>>, Vec<String>) = split_batch(&raw)
+        .map(|b| {
+            (
+                b.messages.iter().map(|m| with_cr_segments(m)).collect(),
+                b.warnings,
+            )
+        })
         .unwrap_or_default();
+    for w in &warnings {
+        tracing::warn!(route = %cx.plan.route, id = cx.message_id, "batch: {w}");
+    }
     let mut problems: Vec<AckError> = Vec::new();
     let mut messages = Vec::with_capacity(owned.len());
     for (n, bytes) in owned.iter().enumerate() {
@@ -85,7 +93,11 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
                 a,
                 Vec::new(),
             ),
-            Decision::Deliver(d) => (InboxStatus::Accepted, None, a, d),
+            // A trailer count that does not match is kept with the message for people to see.
+            Decision::Deliver(d) => {
+                let note = (!warnings.is_empty()).then(|| warnings.join("; "));
+                (InboxStatus::Accepted, note, a, d)
+            }
             Decision::Refused {
                 step,
                 reject,

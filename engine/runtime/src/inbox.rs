@@ -133,6 +133,9 @@ pub struct Received {
     pub ack: Option<Bytes>,
     /// False when the store failed: the message is not ours yet, the sender keeps it.
     pub stored: bool,
+    /// The sender should offer it again later: not stored, or a step (a plugin) failed on it
+    /// this time (AE). A queue source requeues such a message instead of acknowledging it.
+    pub retry: bool,
 }
 
 /// Resolves when a received message's commit has finished.
@@ -182,7 +185,13 @@ impl Hl7Inbox {
             message_id: &id_text,
             plan: &self.plan,
         };
-        let mut a = assess(frame, &cx);
+        // Plugins run synchronously (bounded by their time limit): tell tokio this worker
+        // thread is busy so other connections keep being served meanwhile.
+        let mut a = if self.plan.has_plugins() {
+            tokio::task::block_in_place(|| assess(frame, &cx))
+        } else {
+            assess(frame, &cx)
+        };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let remember = self.check_duplicate(&mut a, ack_id, &now_hl7).await;
         let status = a.status;
@@ -238,17 +247,28 @@ impl Hl7Inbox {
                         if let Some((key, digest)) = remember {
                             dedup.remember(key, digest, id.to_string());
                         }
-                        Received { ack, stored: true }
+                        Received {
+                            ack,
+                            stored: true,
+                            retry: status == InboxStatus::Failed,
+                        }
                     }
                     Err(e) => Received {
                         ack: failed(e),
                         stored: false,
+                        retry: true,
                     },
                 }
             }),
             Err(e) => {
                 let ack = failed(e);
-                Box::pin(async move { Received { ack, stored: false } })
+                Box::pin(async move {
+                    Received {
+                        ack,
+                        stored: false,
+                        retry: true,
+                    }
+                })
             }
         }
     }

@@ -75,6 +75,11 @@ impl RoutePlan {
         Ok(plan)
     }
 
+    /// Whether any step runs a plugin.
+    pub fn has_plugins(&self) -> bool {
+        self.transforms.iter().any(Option::is_some)
+    }
+
     /// Whether the route splits batches (its first step is `split`).
     pub fn splits(&self) -> bool {
         matches!(self.steps.first(), Some(Step::Split))
@@ -164,18 +169,24 @@ impl RoutePlan {
                     Step::Set(pairs) => {
                         let mut bytes = current.to_vec();
                         for (path, value) in pairs {
-                            bytes = edit::set(&bytes, path, value).unwrap_or(bytes);
+                            bytes = match edit::set(&bytes, path, value) {
+                                Ok(b) => b,
+                                Err(e) => return unreadable(i, &e),
+                            };
                         }
                         next.push(Some(bytes));
                     }
                     Step::Remove(removals) => {
                         let mut bytes = current.to_vec();
                         for r in removals {
-                            bytes = match r {
+                            let edited = match r {
                                 Removal::Segment(id) => edit::remove_segments(&bytes, id),
                                 Removal::Field(path) => edit::set(&bytes, path, ""),
-                            }
-                            .unwrap_or(bytes);
+                            };
+                            bytes = match edited {
+                                Ok(b) => b,
+                                Err(e) => return unreadable(i, &e),
+                            };
                         }
                         next.push(Some(bytes));
                     }
@@ -193,7 +204,25 @@ impl RoutePlan {
                             metadata: metadata(msg, message_id, &self.route),
                         };
                         match t.process(message_id, input) {
-                            Ok(outputs) => next.extend(outputs.into_iter().map(|o| Some(o.body))),
+                            Ok(outputs) => {
+                                // Later steps and destinations read HL7v2: a plugin that
+                                // returns something else fails the message, it is never
+                                // passed on unread.
+                                for o in outputs {
+                                    if let Err(e) = Message::parse(&o.body) {
+                                        return Outcome::Refused {
+                                            step: i + 1,
+                                            reject: false,
+                                            reason: format!(
+                                                "plugin {} returned {} output that is not HL7v2 ({e})",
+                                                w.plugin.display(),
+                                                o.content_type
+                                            ),
+                                        };
+                                    }
+                                    next.push(Some(o.body));
+                                }
+                            }
                             Err(TransformError::Reject(reason)) => {
                                 return Outcome::Refused {
                                     step: i + 1,
@@ -265,6 +294,16 @@ impl RoutePlan {
                 }
             }
         }
+    }
+}
+
+/// An edit could not read what an earlier step left (a later step must not skip an edit,
+/// such as a redaction, and pass the message on unchanged).
+fn unreadable(i: usize, e: &wyvern_hl7::ParseError) -> Outcome {
+    Outcome::Refused {
+        step: i + 1,
+        reject: false,
+        reason: format!("the message could not be edited: {e}"),
     }
 }
 

@@ -79,6 +79,8 @@ mod tests {
                 Err(TransformError::Reject("bad input".into()))
             } else if text.contains("FAIL") {
                 Err(TransformError::Error("plugin fake trapped".into()))
+            } else if text.contains("GARBLE") {
+                Ok(vec![with("not hl7 at all".into())])
             } else if text.contains("DROP") {
                 Ok(vec![])
             } else if text.contains("SPLIT") {

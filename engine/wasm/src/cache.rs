@@ -46,9 +46,15 @@ pub fn load(
         }
         let component = Component::new(engine, bytes)?;
         let written = component.serialize().and_then(|data| {
+            use std::io::Write;
             std::fs::create_dir_all(dir)?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, data)?;
+            // A name of its own per writer (two processes may compile the same plugin), and
+            // synced before the rename, so the entry is either whole or absent.
+            let tmp =
+                path.with_extension(format!("{}-{}.tmp", std::process::id(), ulid::Ulid::new()));
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
             Ok(())
         });
