@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::harness::{EngineProcess, Wire, adt, frame, http_get, normalise_ack};
+use crate::harness::{EngineProcess, Wire, adt, frame, http_get, normalise_ack, wait_until};
 use crate::receiver::Receiver;
 
 /// An ADT for patient `p` (of a few), numbered `i`.
@@ -337,10 +337,7 @@ fn set_and_remove_steps_change_what_is_delivered_not_what_is_kept() {
     let original = b"MSH|^~\\&|PAS|RX1|WYV|CHIE|2026||ADT^A01|S1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX||||||||01632 960000\rNK1|1|TESTRELATIVE^SAM\rPV1|1|I|WARD7\r";
     send_all(&e, &[original.to_vec()]);
     let out = e.dir.path().join("out");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while files_in(&out) < 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || files_in(&out) >= 1);
     let file = std::fs::read_dir(&out)
         .expect("out")
         .filter_map(Result::ok)
@@ -391,10 +388,7 @@ fn a_split_batch_is_acked_whole_and_each_message_delivered_on_its_own() {
     let ack = wire.exchange(&batch);
     assert!(ack.contains("MSA|AA|B77"), "{ack}");
     let out = e.dir.path().join("out");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while files_in(&out) < 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || files_in(&out) >= 3);
     let mut delivered: Vec<String> = std::fs::read_dir(&out)
         .expect("out")
         .filter_map(Result::ok)
@@ -426,10 +420,7 @@ fn one_message_id_follows_a_message_from_receipt_to_delivery_in_the_logs() {
     );
     send_all(&e, &[adt_for(1, 1)]);
     let out = e.dir.path().join("out");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while files_in(&out) < 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || files_in(&out) >= 1);
     std::thread::sleep(Duration::from_millis(200));
     let log = e.log();
     let lines: Vec<serde_json::Value> = log

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::EngineProcess;
+use crate::harness::{EngineProcess, wait_until};
 
 fn count(dir: &std::path::Path, suffix: &str) -> usize {
     std::fs::read_dir(dir)
@@ -69,9 +69,6 @@ fn files_are_taken_routed_and_moved_to_done() {
         inbox.join("04-incoming.hl7"),
     )
     .expect("rename");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count(&done, "") < 4 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || count(&done, "") >= 4);
     assert_eq!(count(&done, ""), 4);
 }

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    EngineProcess, Wire, adt, frame, http_get, http_post, normalise_ack, wait_listening,
+    EngineProcess, Wire, adt, frame, http_get, http_post, normalise_ack, wait_listening, wait_until,
 };
 
 struct StandIn(Child);
@@ -82,10 +82,7 @@ fn the_fhir_server_down_for_30_s_then_up_gets_everything() {
         "{metrics}"
     );
     let _up = stand_in(fhir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stored(fhir) < total as u64 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), || stored(fhir) >= total as u64);
     let got = stored(fhir);
     println!(
         "fhir test: {total} ACKed while the stand-in was down for 30 s (engine RSS {rss_mib} MiB); stored after it came up: {got}; lost = {}",
@@ -181,10 +178,7 @@ fn https_with_oauth2_signed_jwt_client_credentials() {
     send(&e, 20);
     let delivered =
         "wyvern_deliveries_total{route=\"e2e\",destination=\"chie\",outcome=\"delivered\"}";
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&e, delivered) < 20 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(20), || metric(&e, delivered) >= 20);
     assert_eq!(metric(&e, delivered), 20, "{}", e.log());
 }
 
@@ -207,12 +201,9 @@ fn an_untrusted_certificate_or_a_wrong_key_is_retried_not_delivered() {
     let retried = |d: &str| {
         format!("wyvern_deliveries_total{{route=\"e2e\",destination=\"{d}\",outcome=\"retried\"}}")
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while (metric(&e, &retried("untrusted")) == 0 || metric(&e, &retried("wrongkey")) == 0)
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(20), || {
+        metric(&e, &retried("untrusted")) > 0 && metric(&e, &retried("wrongkey")) > 0
+    });
     let log = e.log();
     assert!(metric(&e, &retried("untrusted")) > 0, "{log}");
     assert!(metric(&e, &retried("wrongkey")) > 0, "{log}");

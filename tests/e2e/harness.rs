@@ -240,6 +240,15 @@ fn http(addr: SocketAddr, request: &str) -> (u16, String) {
     (code, body)
 }
 
+/// Polls `done` every 50 ms until it holds or `limit` passes (the caller asserts afterwards,
+/// with what it found).
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_listening(addr: SocketAddr, limit: Duration) {
     let deadline = Instant::now() + limit;
     while TcpStream::connect(addr).is_err() {

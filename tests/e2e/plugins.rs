@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::harness::{EngineProcess, Wire, frame, normalise_ack};
+use crate::harness::{EngineProcess, Wire, frame, normalise_ack, wait_until};
 
 /// The component built from plugins/ (once per test run).
 pub fn built_plugin(name: &str) -> PathBuf {
@@ -66,10 +66,7 @@ fn a_plugin_step_normalises_pid3_and_a_trapping_plugin_answers_ae_and_delivers_n
     w.write(&frame(after));
     assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|P3"));
     let out = e.dir.path().join("out");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while files(&out).len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(10), || files(&out).len() >= 2);
     std::thread::sleep(Duration::from_millis(200));
     let delivered = files(&out);
     assert_eq!(
