@@ -195,9 +195,7 @@ pub async fn bench_amqp(
     println!(
         "Broker floor (same run): {floor:.0} msgs/s — 16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store.\n"
     );
-    header("RabbitMQ");
-    let mut all_right = true;
-    for (i, s) in scenarios.iter().enumerate() {
+    run_scenarios("RabbitMQ", work, scenarios, |i| async move {
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
@@ -205,12 +203,32 @@ pub async fn bench_amqp(
         let extra = format!(
             "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
         );
+        Ok((Far::Amqp { conn, queue }, extra))
+    })
+    .await
+}
+
+/// Runs each scenario through Wyvern to `to`: `far_for(i)` sets up the far end of scenario
+/// `i` and returns it with the route's destination YAML.
+async fn run_scenarios<F, Fut>(
+    to: &str,
+    work: &Path,
+    scenarios: &[Scenario],
+    mut far_for: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Far, String)>>,
+{
+    header(to);
+    let mut all_right = true;
+    for (i, s) in scenarios.iter().enumerate() {
+        let (far, extra) = far_for(i).await?;
         eprintln!(
-            "  {}: {} messages through wyvern to RabbitMQ …",
+            "  {}: {} messages through wyvern to {to} …",
             s.label(),
             s.messages
         );
-        let far = Far::Amqp { conn, queue };
         all_right &= measure(i, s, work, &extra, &far).await?;
         far.clean_up().await;
     }
@@ -222,9 +240,7 @@ pub async fn bench_amqp(
 }
 
 pub async fn bench_fhir(work: &Path, scenarios: &[Scenario]) -> anyhow::Result<ExitCode> {
-    header("the FHIR stand-in");
-    let mut all_right = true;
-    for (i, s) in scenarios.iter().enumerate() {
+    run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let stand_in = std::process::Command::new(std::env::current_exe()?)
             .args([
@@ -243,18 +259,7 @@ pub async fn bench_fhir(work: &Path, scenarios: &[Scenario]) -> anyhow::Result<E
         let extra = format!(
             "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
         );
-        eprintln!(
-            "  {}: {} messages through wyvern to the FHIR stand-in …",
-            s.label(),
-            s.messages
-        );
-        let far = Far::Fhir { addr, stand_in };
-        all_right &= measure(i, s, work, &extra, &far).await?;
-        far.clean_up().await;
-    }
-    Ok(if all_right {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        Ok((Far::Fhir { addr, stand_in }, extra))
     })
+    .await
 }

@@ -73,9 +73,7 @@ pub fn build(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
         TARGET,
         "--message-format=json-render-diagnostics",
     ]);
-    if dir.join("Cargo.toml").exists()
-        && std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
-    {
+    if std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]")) {
         cmd.arg("--workspace");
     }
     if toolchain == Toolchain::DebianWeb {

@@ -7,7 +7,6 @@
 //! a JWT crate: the one claim set and one algorithm needed are a few lines, and a JWT crate
 //! would bring a second RSA implementation.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -50,7 +49,9 @@ pub(crate) struct TokenSource {
     spec: OAuth2Spec,
     key: RsaKeyPair,
     rng: SystemRandom,
-    cached: Mutex<Option<(String, Instant)>>,
+    /// Held across a token request, so parallel deliveries that find no token wait for one
+    /// request instead of each making their own.
+    cached: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -87,7 +88,7 @@ impl TokenSource {
             spec,
             key,
             rng: SystemRandom::new(),
-            cached: Mutex::new(None),
+            cached: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -129,8 +130,8 @@ impl TokenSource {
     /// The current access token, fetching a new one when there is none or it is about to
     /// expire. Errors say what the token endpoint answered.
     pub(crate) async fn token(&self, http: &reqwest::Client) -> Result<String, String> {
-        if let Ok(guard) = self.cached.lock()
-            && let Some((token, until)) = guard.as_ref()
+        let mut cached = self.cached.lock().await;
+        if let Some((token, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(token.clone());
@@ -172,17 +173,13 @@ impl TokenSource {
             .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
             .unwrap_or(300);
         let until = Instant::now() + Duration::from_secs(lifetime).saturating_sub(RENEW_EARLY);
-        if let Ok(mut guard) = self.cached.lock() {
-            *guard = Some((t.access_token.clone(), until));
-        }
+        *cached = Some((t.access_token.clone(), until));
         Ok(t.access_token)
     }
 
     /// Drops the cached token (the server refused it).
-    pub(crate) fn forget(&self) {
-        if let Ok(mut guard) = self.cached.lock() {
-            *guard = None;
-        }
+    pub(crate) async fn forget(&self) {
+        *self.cached.lock().await = None;
     }
 }
 

@@ -119,15 +119,13 @@ impl FhirClient {
         let text = resp.text().await.unwrap_or_default();
         let text: String = text.chars().take(500).collect();
         let why = format!("HTTP {status} from {url}: {text}");
-        match status.as_u16() {
-            401 if matches!(self.auth, Auth::OAuth2(_)) => {
-                // The token was revoked or expired early: fetch a new one next time.
-                if let Auth::OAuth2(s) = &self.auth {
-                    s.forget();
-                }
+        match (status.as_u16(), &self.auth) {
+            // The token was revoked or expired early: fetch a new one next time.
+            (401, Auth::OAuth2(source)) => {
+                source.forget().await;
                 FhirOutcome::Transient(why)
             }
-            408 | 429 | 500..=599 => FhirOutcome::Transient(why),
+            (408 | 429 | 500..=599, _) => FhirOutcome::Transient(why),
             _ => FhirOutcome::Refused(why),
         }
     }
