@@ -132,3 +132,45 @@ fn validate_reports_file_line_and_column() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn plugin_new_gives_plugins_that_build_check_and_run_in_rust_and_javascript() {
+    let dir = tempfile::tempdir().expect("temp");
+    let input = repo("examples/quickstart/messages/01-adt-a01-admit.hl7");
+    for (name, lang) in [("hello-rust", "rust"), ("hello-js", "js")] {
+        let run = |args: &[&str]| {
+            let out = wyvern()
+                .current_dir(repo(""))
+                // Shares the plugins workspace's target: std for wasm32 is built once.
+                .env("CARGO_TARGET_DIR", repo("plugins/target"))
+                .args(args)
+                .output()
+                .expect("run wyvern");
+            assert!(
+                out.status.success(),
+                "wyvern {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let at = dir.path().display().to_string();
+        run(&["plugin", "new", name, "--lang", lang, "--dir", &at]);
+        let src = dir.path().join(name).display().to_string();
+        let dist = dir.path().join("dist").display().to_string();
+        run(&["plugin", "build", &src, "--out", &dist]);
+        let wasm = format!("{dist}/{name}.wasm");
+        assert!(run(&["plugin", "check", &wasm]).contains("ok"));
+        let out = run(&[
+            "plugin",
+            "run",
+            &wasm,
+            "--input",
+            &input.display().to_string(),
+        ]);
+        assert!(
+            out.contains("output 1 of 1") && out.contains("ADT^A01"),
+            "{out}"
+        );
+    }
+}

@@ -45,6 +45,16 @@ impl EngineProcess {
 
     /// [`EngineProcess::start_route`] with other log options, e.g. `--log-format json`.
     pub fn start_route_logging(source_extra: &str, rest: &str, log: &[&str]) -> EngineProcess {
+        Self::start_route_with_engine("", source_extra, rest, log)
+    }
+
+    /// [`EngineProcess::start_route_logging`] with more engine settings (e.g. `mappings: …`).
+    pub fn start_route_with_engine(
+        engine_extra: &str,
+        source_extra: &str,
+        rest: &str,
+        log: &[&str],
+    ) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
@@ -53,7 +63,7 @@ impl EngineProcess {
         let http = free_addr();
         std::fs::write(
             dir.path().join("wyvern.yaml"),
-            format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n"),
+            format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n{engine_extra}"),
         )
         .expect("write");
         let rest = rest.replace("{dir}", &dir.path().display().to_string());

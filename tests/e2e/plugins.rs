@@ -82,3 +82,42 @@ fn a_plugin_step_normalises_pid3_and_a_trapping_plugin_answers_ae_and_delivers_n
     );
     assert!(!delivered.iter().any(|d| d.contains("|P2|")));
 }
+
+#[test]
+fn a_code_map_step_adds_the_ods_site_from_the_mappings_folder() {
+    let code_map = built_plugin("code-map");
+    let mappings = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings");
+    let e = EngineProcess::start_route_with_engine(
+        &format!(
+            "mappings: \"{}\"\n",
+            mappings.canonicalize().unwrap().display()
+        ),
+        "",
+        &format!(
+            "steps:\n  - wasm:\n      plugin: \"{}\"\n      tables: [ward-to-ods]\n      \
+             config: {{ maps: [{{ from: PV1-3.1, to: PV1-3.4, table: ward-to-ods }}], unmapped: reject }}\n\
+             destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\n",
+            code_map.display()
+        ),
+        &["--log", "info"],
+    );
+    let mut w = Wire::connect(e.addr);
+    let known = b"MSH|^~\\&|PAS|RXX|WYV|CHIE|2026||ADT^A02|M1|P|2.4\rPID|1||9990000018^^^NHS^NH\rPV1|1|I|W3^B2^1\r";
+    w.write(&frame(known));
+    assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|M1"));
+    let unknown = b"MSH|^~\\&|PAS|RXX|WYV|CHIE|2026||ADT^A02|M2|P|2.4\rPID|1||9990000018^^^NHS^NH\rPV1|1|I|W99^B2^1\r";
+    w.write(&frame(unknown));
+    let ack = normalise_ack(&w.read_frame());
+    assert!(
+        ack.contains("MSA|AR|M2") && ack.contains("W99") && ack.contains("ward-to-ods"),
+        "{ack}"
+    );
+    let out = e.dir.path().join("out");
+    wait_until(Duration::from_secs(10), || !files(&out).is_empty());
+    let delivered = files(&out);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(
+        delivered[0].contains("PV1|1|I|W3^B2^1^RXX02"),
+        "{delivered:?}"
+    );
+}

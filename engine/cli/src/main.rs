@@ -103,11 +103,11 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
-    /// Print the JSON Schema of route files (or of wyvern.yaml), for editors.
+    /// Print the JSON Schema of route files (or of wyvern.yaml, or of a code table), for editors.
     ///
     /// VS Code (YAML extension): put `# yaml-language-server: $schema=schema/route.schema.json`
     /// at the top of a route file, or map `routes/*.yaml` to it in settings. The repository's
-    /// `schema/` folder holds both schemas.
+    /// `schema/` folder holds all three schemas.
     Schema {
         /// Which file kind.
         #[arg(value_enum, default_value_t = SchemaKind::Route)]
@@ -123,6 +123,8 @@ enum SchemaKind {
     Route,
     /// wyvern.yaml.
     Engine,
+    /// A code table in the mappings folder.
+    CodeTable,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
                 let schema = match kind {
                     SchemaKind::Route => wyvern_config::route_schema(),
                     SchemaKind::Engine => wyvern_config::engine_schema(),
+                    SchemaKind::CodeTable => wyvern_config::code_table_schema(),
                 };
                 println!("{}", serde_json::to_string_pretty(&schema)?);
                 Ok(ExitCode::SUCCESS)

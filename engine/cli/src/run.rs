@@ -30,6 +30,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let plugins = crate::plugin::loader::WasmLoader::new(
         Some(config.engine.store_dir.join("plugin-cache")),
         false,
+        config.tables.clone(),
     );
     let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
         .await

@@ -9,6 +9,7 @@
 
 mod amqp_source;
 mod at;
+mod code_table;
 mod delivery;
 mod destination;
 mod diagnostic;
@@ -25,6 +26,9 @@ mod validate;
 mod wasm_step;
 
 pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
+pub use code_table::{
+    CodeTable, CodeTableFile, CodeTables, TableRef, parse_code_tables, read_code_table_files,
+};
 pub use delivery::{OnPermanent, OrderBy, RetryFile, RetryPolicy};
 pub use destination::{
     AmqpDestination, AmqpQueue, Destination, DestinationFile, DestinationKind, FileDestination,
@@ -36,7 +40,7 @@ pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
-pub use schema::{engine_schema, route_schema};
+pub use schema::{code_table_schema, engine_schema, route_schema};
 pub use secret::SecretValue;
 pub use step::{Removal, Step, StepFile};
 pub use units::{ByteSize, HumanDuration};

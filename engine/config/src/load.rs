@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::code_table::{check_table_refs, parse_code_tables, read_code_table_files};
 use crate::{Config, Diagnostic, ENGINE_FILE, validate};
 
 /// One config file's path and text.
@@ -62,8 +63,17 @@ pub fn read_sources(path: &Path) -> Result<(PathBuf, Vec<SourceFile>), Vec<Diagn
     }
 }
 
-/// Reads and validates a config folder or file.
+/// Reads and validates a config folder or file, then its code tables (the mappings folder
+/// the engine settings name) and every table a step refers to.
 pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
     let (base, sources) = read_sources(path)?;
-    validate(&base, &sources)
+    let mut config = validate(&base, &sources)?;
+    let files = read_code_table_files(&config.engine.mappings_dir)?;
+    config.tables = parse_code_tables(&files)?;
+    let missing = check_table_refs(&config, &config.tables);
+    if missing.is_empty() {
+        Ok(config)
+    } else {
+        Err(missing)
+    }
 }

@@ -17,6 +17,11 @@ pub struct EngineFile {
     /// `http: { listen: 127.0.0.1:9465 }`: /metrics, /health and /ready. Off when absent.
     #[serde(default)]
     pub http: Option<HttpFile>,
+    /// The folder of code tables (`*.yaml`, see mappings/README.md), relative to the config
+    /// folder. Default `mappings`; absent folder: no tables.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub mappings: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -1,10 +1,10 @@
-//! JSON Schemas of the two file kinds, generated from the same structs that parse them, so an
+//! JSON Schemas of the config file kinds, generated from the same structs that parse them, so an
 //! editor (VS Code's YAML extension, IntelliJ) can complete keys and flag mistakes as people
-//! type. `wyvern schema route|engine` prints them; `schema/` in the repository holds copies,
+//! type. `wyvern schema route|engine|code-table` prints them; `schema/` in the repository holds copies,
 //! kept equal to these by a test. Validation stays the authority: the schema cannot express
 //! "exactly one kind per step" or whether a path parses.
 
-use crate::{EngineFile, RouteFile};
+use crate::{CodeTableFile, EngineFile, RouteFile};
 
 /// The schema of a route file.
 pub fn route_schema() -> serde_json::Value {
@@ -21,6 +21,15 @@ pub fn engine_schema() -> serde_json::Value {
         schemars::schema_for!(EngineFile).to_value(),
         "engine.schema.json",
         "Wyvern engine settings (wyvern.yaml)",
+    )
+}
+
+/// The schema of a code table (`mappings/*.yaml`).
+pub fn code_table_schema() -> serde_json::Value {
+    with_id(
+        schemars::schema_for!(CodeTableFile).to_value(),
+        "code-table.schema.json",
+        "A Wyvern code table: local code → mapped code, with provenance",
     )
 }
 

@@ -20,6 +20,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Findings that do not stop the engine.
     pub warnings: Vec<Diagnostic>,
+    /// The code tables of the mappings folder (filled by [`crate::load`]; empty from
+    /// [`validate`] alone).
+    pub tables: crate::CodeTables,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct EngineSettings {
     pub http_listen: Option<SocketAddr>,
     /// How long finished messages stay in the store (default 30 days, at least an hour).
     pub retention: Duration,
+    /// The folder of code tables (default `mappings` in the config folder).
+    pub mappings_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +86,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         durability: Durability::Fsync,
         http_listen: None,
         retention: DEFAULT_RETENTION,
+        mappings_dir: base.join("mappings"),
     };
     let mut routes: Vec<Route> = Vec::new();
     let mut warnings = Vec::new();
@@ -115,6 +121,13 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             Some(DurabilityFile::Buffered) => Durability::Buffered,
                             _ => Durability::Fsync,
                         };
+                    }
+                    if let Some(m) = f.mappings {
+                        if m.value.trim().is_empty() {
+                            at.err(&m, "mappings is empty: expected a folder such as mappings");
+                        } else {
+                            engine.mappings_dir = base.join(&m.value);
+                        }
                     }
                     if let Some(http) = f.http {
                         match http.listen.value.parse::<SocketAddr>() {
@@ -242,13 +255,14 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
             engine,
             routes,
             warnings,
+            tables: crate::CodeTables::new(),
         })
     } else {
         Err(errors)
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, Diagnostic> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<T, Diagnostic> {
     serde_saphyr::from_str::<T>(&src.text).map_err(|e| {
         let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let mut msg = e.without_snippet().to_string();

@@ -3,7 +3,7 @@
 //! ```yaml
 //! - wasm:
 //!     plugin: plugins/dist/pid3-normalise.wasm    # relative to the config folder
-//!     config: { invalid: keep }                    # handed to the plugin's init, as JSON
+//!     config: { invalid: keep }                    # handed to the plugin's configure, as JSON
 //!     limits: { time: 100ms, memory: 64MiB }       # per call; fuel: 5000000 to meter too
 //! ```
 //!
@@ -25,11 +25,15 @@ pub struct WasmStepFile {
     /// The component file (`.wasm`), relative to the config folder.
     #[schemars(with = "String")]
     pub plugin: Spanned<String>,
-    /// Anything; the plugin's `init` gets it as JSON and may refuse it.
+    /// Anything; the plugin's `configure` gets it as JSON and may refuse it.
     #[serde(default)]
     pub config: Option<serde_json::Value>,
     #[serde(default)]
     pub limits: Option<WasmLimitsFile>,
+    /// Code tables from the mappings folder the plugin may `lookup` (none by default).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tables: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -57,6 +61,8 @@ pub struct WasmStep {
     pub time: Duration,
     pub memory: u64,
     pub fuel: Option<u64>,
+    /// The code tables it may look up; their existence is checked when the config is loaded.
+    pub tables: Vec<crate::TableRef>,
 }
 
 pub(crate) fn wasm_step(at: &mut At<'_>, base: &Path, w: &WasmStepFile) -> Option<WasmStep> {
@@ -98,8 +104,28 @@ pub(crate) fn wasm_step(at: &mut At<'_>, base: &Path, w: &WasmStepFile) -> Optio
         }
         f => f.map(|f| f.value),
     };
+    let mut tables: Vec<crate::TableRef> = Vec::new();
+    for t in &w.tables {
+        if !crate::validate::valid_name(&t.value) {
+            at.err(
+                t,
+                format!(
+                    "table name {:?} is not valid: expected a table's name such as ward-to-ods",
+                    t.value
+                ),
+            );
+            return None;
+        }
+        let l = t.referenced;
+        tables.push(crate::TableRef {
+            name: t.value.clone(),
+            line: l.line(),
+            column: l.column(),
+        });
+    }
     Some(WasmStep {
         plugin: base.join(p),
+        tables,
         config: w.config.as_ref().map(|c| c.to_string()).unwrap_or_default(),
         time,
         memory,

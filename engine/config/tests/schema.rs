@@ -12,6 +12,7 @@ fn checked_in_schemas_match_the_code() {
     for (file, schema) in [
         ("route.schema.json", wyvern_config::route_schema()),
         ("engine.schema.json", wyvern_config::engine_schema()),
+        ("code-table.schema.json", wyvern_config::code_table_schema()),
     ] {
         let path = repo().join("schema").join(file);
         let expected = serde_json::to_string_pretty(&schema).unwrap() + "\n";
@@ -52,4 +53,14 @@ fn every_config_in_the_repository_passes_the_schemas() {
         }
     }
     assert!(checked >= 5, "only {checked} files checked");
+    let table = jsonschema::validator_for(&wyvern_config::code_table_schema()).unwrap();
+    for entry in std::fs::read_dir(repo().join("mappings")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+            let errors: Vec<String> = table.iter_errors(&value).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        }
+    }
 }

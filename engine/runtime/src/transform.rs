@@ -101,6 +101,7 @@ mod tests {
             time: std::time::Duration::from_millis(100),
             memory: 1 << 20,
             fuel: None,
+            tables: Vec::new(),
         });
         RoutePlan {
             route: "r".into(),
@@ -151,6 +152,7 @@ mod tests {
                 time: std::time::Duration::from_millis(1),
                 memory: 1,
                 fuel: None,
+                tables: Vec::new(),
             })
             .unwrap_err();
         assert!(e.contains("x.wasm"));

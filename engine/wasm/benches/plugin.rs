@@ -1,6 +1,6 @@
 //! Plugin costs on a 1 KB ADT^A01: a warm call of the no-op plugin (the host's per-message
-//! overhead), a warm call of the PID-3 normaliser, and loading a plugin cold (compile) and
-//! from the compiled cache.
+//! overhead), warm calls of the PID-3 normaliser, the code-table mapper and the JavaScript
+//! plugin, and loading a plugin cold (compile) and from the compiled cache.
 //!
 //! `cargo bench -p wyvern-wasm --bench plugin` (builds plugins/ first if needed).
 
@@ -50,17 +50,57 @@ fn bench(c: &mut Criterion) {
     c.bench_function("pid3-normalise, warm call, 1 KB ADT", |b| {
         b.iter(|| pid3.process("01BENCH", &msg).unwrap())
     });
+    let code_map = Plugin::load(
+        &engine,
+        &find(&all, "code-map"),
+        PluginOptions {
+            config: r#"{"maps":[{"from":"PV1-3.1","to":"PV1-3.4","table":"ward-to-ods"}]}"#.into(),
+            tables: std::sync::Arc::new(
+                [(
+                    "ward-to-ods".to_string(),
+                    [("WARD7".to_string(), "RXX01".to_string())].into(),
+                )]
+                .into(),
+            ),
+            ..PluginOptions::default()
+        },
+    )
+    .unwrap();
+    c.bench_function("code-map (ward → ODS lookup), warm call, 1 KB ADT", |b| {
+        b.iter(|| code_map.process("01BENCH", &msg).unwrap())
+    });
+    let js = Plugin::load(
+        &engine,
+        &find(&all, "drop-zsegments"),
+        PluginOptions::default(),
+    )
+    .unwrap();
+    c.bench_function("drop-zsegments (JavaScript), warm call, 1 KB ADT", |b| {
+        b.iter(|| js.process("01BENCH", &msg).unwrap())
+    });
     let bytes = std::fs::read(find(&all, "pid3-normalise")).unwrap();
     let mut g = c.benchmark_group("load pid3-normalise");
     g.sample_size(10);
-    g.bench_function("cold: compile + instantiate + init", |b| {
+    g.bench_function("cold: compile + instantiate + configure", |b| {
         b.iter(|| Plugin::from_bytes(&engine, "pid3", &bytes, PluginOptions::default()).unwrap())
     });
     let cache = tempfile::tempdir().unwrap();
     let cached = PluginEngine::new(Some(cache.path().to_path_buf())).unwrap();
     Plugin::from_bytes(&cached, "pid3", &bytes, PluginOptions::default()).unwrap();
-    g.bench_function("from the compiled cache + instantiate + init", |b| {
+    g.bench_function("from the compiled cache + instantiate + configure", |b| {
         b.iter(|| Plugin::from_bytes(&cached, "pid3", &bytes, PluginOptions::default()).unwrap())
+    });
+    g.finish();
+    // The JavaScript component carries QuickJS (1.6 MB): the compiled cache matters most here.
+    let js_bytes = std::fs::read(find(&all, "drop-zsegments")).unwrap();
+    let mut g = c.benchmark_group("load drop-zsegments (JavaScript)");
+    g.sample_size(10);
+    g.bench_function("cold: compile + instantiate + configure", |b| {
+        b.iter(|| Plugin::from_bytes(&engine, "js", &js_bytes, PluginOptions::default()).unwrap())
+    });
+    Plugin::from_bytes(&cached, "js", &js_bytes, PluginOptions::default()).unwrap();
+    g.bench_function("from the compiled cache + instantiate + configure", |b| {
+        b.iter(|| Plugin::from_bytes(&cached, "js", &js_bytes, PluginOptions::default()).unwrap())
     });
     g.finish();
 }

@@ -2,6 +2,8 @@
 //! into a component (wit-component). Used by `wyvern plugin build` and by the tests that need
 //! real compiled plugins.
 //!
+//! JavaScript plugins are built by [`crate::guest_js`].
+//!
 //! The toolchain: a rustup `wasm32-unknown-unknown` target where one is installed; otherwise
 //! Debian's `rustc-web` (`/usr/bin/rustc` with `rust-web-src`), building std for wasm32 itself
 //! (`-Zbuild-std`, allowed by `RUSTC_BOOTSTRAP=1`). Either way the plugin imports nothing but
@@ -61,9 +63,22 @@ impl Toolchain {
     }
 }
 
-/// Builds every plugin crate in `dir` (a crate or a workspace) and writes one component per
-/// plugin into `out`. Returns the components written.
+/// Builds every plugin in `dir` — Rust crates (a crate or a workspace) and JavaScript plugins
+/// (see [`crate::guest_js`]) — and writes one component per plugin into `out`. Returns the
+/// components written.
 pub fn build(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
+    let js = crate::guest_js::find(dir);
+    let mut written = Vec::new();
+    if dir.join("Cargo.toml").exists() || js.is_empty() {
+        written = build_rust(dir, out)?;
+    }
+    for j in js {
+        written.push(crate::guest_js::build(&j, out)?);
+    }
+    Ok(written)
+}
+
+fn build_rust(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, String> {
     let toolchain = Toolchain::detect()?;
     let mut cmd = toolchain.cargo();
     cmd.current_dir(dir).args([

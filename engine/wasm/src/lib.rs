@@ -14,6 +14,7 @@ mod bindings;
 mod cache;
 mod error;
 pub mod guest;
+pub mod guest_js;
 mod host;
 mod plugin;
 mod ticker;

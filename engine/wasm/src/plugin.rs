@@ -21,7 +21,7 @@ const POOL: usize = 8;
 /// Per-call limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time per call (and for `init`).
+    /// Wall-clock time per call (and for `configure`).
     pub time: Duration,
     /// Linear memory per instance.
     pub memory: usize,
@@ -181,7 +181,7 @@ impl Plugin {
             from_cache,
             compile_time,
         };
-        // One instance now: its init checks the config while the route loads.
+        // One instance now: its configure checks the config while the route loads.
         let warm = plugin.instance().map_err(|reason| LoadError::Init {
             name: name.into(),
             reason,
@@ -194,14 +194,16 @@ impl Plugin {
         &self.name
     }
 
-    /// A fresh instance with `init(config)` done.
+    /// A fresh instance with `configure(config)` done.
     fn instance(&self) -> Result<Warm, String> {
         let limits = self.options.limits;
         let state = HostState {
             plugin: self.name.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory)
-                .instances(4)
+                // A component is several core instances (a JS or Python guest: a dozen or more);
+                // memory is the real bound.
+                .instances(64)
                 .trap_on_grow_failure(true)
                 .build(),
             tables: self.options.tables.clone(),
@@ -216,10 +218,10 @@ impl Plugin {
             .pre
             .instantiate(&mut store)
             .map_err(|e| self.why(&e, "while starting"))?;
-        match world.call_init(&mut store, &self.options.config) {
+        match world.call_configure(&mut store, &self.options.config) {
             Ok(Ok(())) => Ok(Warm { store, world }),
             Ok(Err(reason)) => Err(reason),
-            Err(e) => Err(self.why(&e, "in init")),
+            Err(e) => Err(self.why(&e, "in configure")),
         }
     }
 

@@ -212,3 +212,92 @@ fn redact_drops_segments_and_blanks_fields_per_config() {
         assert!(matches!(e, LoadError::Init { .. }), "{bad}: {e}");
     }
 }
+
+#[test]
+fn code_map_looks_up_the_tables_it_was_given() {
+    let tables: wyvern_wasm::CodeTables = [(
+        "ward-to-ods".to_string(),
+        [("AMU".to_string(), "RXX01".to_string())].into(),
+    )]
+    .into();
+    let options = |unmapped: &str| PluginOptions {
+        config: format!(
+            r#"{{"maps":[{{"from":"PV1-3.1","to":"PV1-3.4","table":"ward-to-ods"}}],"unmapped":"{unmapped}"}}"#
+        ),
+        tables: tables.clone().into(),
+        ..PluginOptions::default()
+    };
+    let adt = |ward: &str| {
+        msg(&format!(
+            "MSH|^~\\&|PAS|RXX|WYV|CHIE|2026||ADT^A02|C1|P|2.4\rPID|1||9990000018^^^NHS^NH\rPV1|1|I|{ward}^B1^2\r"
+        ))
+    };
+    let keep = Plugin::load(&engine(), &plugin("code-map"), options("keep")).unwrap();
+    let out = keep.process("x", &adt("AMU")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out[0].body).contains("PV1|1|I|AMU^B1^2^RXX01"),
+        "{:?}",
+        String::from_utf8_lossy(&out[0].body)
+    );
+    // Not in the table: passed on unchanged (keep) or refused (reject).
+    assert_eq!(
+        keep.process("x", &adt("W99")).unwrap()[0].body,
+        adt("W99").body
+    );
+    let reject = Plugin::load(&engine(), &plugin("code-map"), options("reject")).unwrap();
+    match reject.process("x", &adt("W99")) {
+        Err(CallError::Reject { reason, .. }) => assert!(reason.contains("W99"), "{reason}"),
+        other => panic!("expected a reject, got {other:?}"),
+    }
+    // Without tables the plugin sees none: every code is unmapped.
+    let bare = Plugin::load(
+        &engine(),
+        &plugin("code-map"),
+        PluginOptions {
+            tables: Default::default(),
+            ..options("reject")
+        },
+    )
+    .unwrap();
+    assert!(bare.process("x", &adt("AMU")).is_err());
+}
+
+#[test]
+fn a_javascript_plugin_runs_under_the_same_contract() {
+    let p = Plugin::load(
+        &engine(),
+        &plugin("drop-zsegments"),
+        PluginOptions {
+            config: r#"{"keep":["ZPD"],"also_drop":["NK1"]}"#.into(),
+            ..PluginOptions::default()
+        },
+    )
+    .unwrap();
+    let input = "MSH|^~\\&|GP|X|WYV|DCR|2026||ADT^A08|C1|P|2.4\rPID|1||9990000018^^^NHS^NH||TÉST^ALEX\rNK1|1|X\rZPD|1\rZXY|2\rPV1|1|O\r";
+    let out = p.process("x", &msg(input)).unwrap();
+    assert_eq!(out.len(), 1);
+    // Bytes beyond ASCII come out exactly as they went in.
+    assert_eq!(
+        String::from_utf8(out[0].body.clone()).unwrap(),
+        "MSH|^~\\&|GP|X|WYV|DCR|2026||ADT^A08|C1|P|2.4\rPID|1||9990000018^^^NHS^NH||TÉST^ALEX\rZPD|1\rPV1|1|O\r"
+    );
+    assert_eq!(out[0].metadata, msg(input).metadata);
+    // A thrown { tag: "reject" } is a reject, as from Rust.
+    assert!(matches!(
+        p.process("x", &msg("PID|1\r")),
+        Err(CallError::Reject { .. })
+    ));
+    // A config it refuses stops the load.
+    let refused = Plugin::load(
+        &engine(),
+        &plugin("drop-zsegments"),
+        PluginOptions {
+            config: r#"{"keep":"ZPD"}"#.into(),
+            ..PluginOptions::default()
+        },
+    );
+    assert!(
+        matches!(&refused, Err(LoadError::Init { reason, .. }) if reason.contains("keep must be a list")),
+        "{refused:?}"
+    );
+}

@@ -35,10 +35,10 @@ pub mod host;
 
 pub use bindings::wyvern::plugin::types::{Message, PluginError};
 
-/// What a plugin does. `init` runs once per instance with the route's `config:` block.
+/// What a plugin does. `configure` runs once per instance with the route's `config:` block.
 pub trait Plugin {
     /// Checks and keeps the configuration; an error refuses the plugin when the route loads.
-    fn init(config: &Config) -> Result<(), String> {
+    fn configure(config: &Config) -> Result<(), String> {
         let _ = config;
         Ok(())
     }
@@ -91,13 +91,13 @@ impl Message {
 pub struct Adapter<P>(core::marker::PhantomData<P>);
 
 impl<P: Plugin> bindings::Guest for Adapter<P> {
-    fn init(config: String) -> Result<(), String> {
+    fn configure(config: String) -> Result<(), String> {
         let value = if config.trim().is_empty() {
             serde_json::Value::Null
         } else {
             serde_json::from_str(&config).map_err(|e| format!("config is not JSON: {e}"))?
         };
-        P::init(&Config(value))
+        P::configure(&Config(value))
     }
 
     fn process(msg: Message) -> Result<Vec<Message>, PluginError> {

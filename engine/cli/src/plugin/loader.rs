@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wyvern_config::WasmStep;
+use wyvern_config::{CodeTables, WasmStep};
 use wyvern_runtime::transform::{Transform, TransformError, TransformLoader, TransformMessage};
 use wyvern_wasm::{CallError, Limits, Message, Plugin, PluginEngine, PluginOptions};
 
@@ -16,15 +16,18 @@ pub struct WasmLoader {
     plain: Mutex<Option<PluginEngine>>,
     fueled: Mutex<Option<PluginEngine>>,
     deterministic: bool,
+    tables: CodeTables,
 }
 
 impl WasmLoader {
-    pub fn new(cache: Option<PathBuf>, deterministic: bool) -> WasmLoader {
+    /// `tables`: the config's code tables; each plugin sees only those its step lists.
+    pub fn new(cache: Option<PathBuf>, deterministic: bool, tables: CodeTables) -> WasmLoader {
         WasmLoader {
             cache,
             plain: Mutex::new(None),
             fueled: Mutex::new(None),
             deterministic,
+            tables,
         }
     }
 
@@ -63,7 +66,10 @@ impl TransformLoader for WasmLoader {
                 memory: usize::try_from(step.memory).unwrap_or(usize::MAX),
                 fuel: step.fuel,
             },
-            tables: Arc::default(),
+            tables: Arc::new(host_tables(
+                &self.tables,
+                step.tables.iter().map(|t| &*t.name),
+            )),
             deterministic: self.deterministic,
         };
         let plugin = self.load_file(&step.plugin, options)?;
@@ -75,6 +81,18 @@ impl TransformLoader for WasmLoader {
         );
         Ok(Arc::new(WasmTransform(plugin)))
     }
+}
+
+/// The named tables in the host's shape (all of them for `plugin check|run`). A name not in
+/// `tables` was already refused when the config loaded.
+pub fn host_tables<'a>(
+    tables: &CodeTables,
+    names: impl Iterator<Item = &'a str>,
+) -> wyvern_wasm::CodeTables {
+    names
+        .filter_map(|n| tables.get(n))
+        .map(|t| (t.name.clone(), t.codes.clone()))
+        .collect()
 }
 
 /// A loaded plugin as a route step.

@@ -2,6 +2,7 @@
 //! trying one message through it. The plugin author's guide is plugins/README.md.
 
 pub mod loader;
+mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,8 @@ use wyvern_wasm::{Limits, Message, PluginOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Start a plugin: a Rust crate using the SDK, ready to build.
+    /// Start a plugin: a Rust crate using the SDK (or, with --lang js, a JavaScript module),
+    /// ready to build.
     ///
     /// Inside this repository's plugins/ workspace by default (plugins/examples/NAME).
     New {
@@ -23,11 +25,16 @@ pub enum PluginCommand {
         /// Where to create it.
         #[arg(long, default_value = "plugins/examples")]
         dir: PathBuf,
+        /// The language: rust (the SDK, the engine's own HL7v2 parser) or js (QuickJS via
+        /// componentize-qjs from npm; needs Node.js and npm to build).
+        #[arg(long, value_enum, default_value_t = scaffold::Lang::Rust)]
+        lang: scaffold::Lang,
     },
-    /// Build a plugin crate (or a workspace of them) into components.
+    /// Build a plugin crate, a JavaScript plugin, or a folder of them into components.
     ///
-    /// Uses rustup's wasm32-unknown-unknown target if installed, else Debian's rustc-web
-    /// (apt-get install rustc-web cargo-web rust-web-src lld-22).
+    /// Rust: rustup's wasm32-unknown-unknown target if installed, else Debian's rustc-web
+    /// (apt-get install rustc-web cargo-web rust-web-src lld-22). JavaScript (a package.json
+    /// using componentize-qjs): npm ci, then componentize-qjs against the engine's own WIT.
     Build {
         /// The crate or workspace folder.
         dir: PathBuf,
@@ -35,12 +42,15 @@ pub enum PluginCommand {
         #[arg(long, default_value = "plugins/dist")]
         out: PathBuf,
     },
-    /// Load a component as the engine would: its world and imports, and init with a config.
+    /// Load a component as the engine would: its world and imports, and configure it with a config.
     Check {
         file: PathBuf,
         /// The route's `config:` block, as JSON (or @FILE).
         #[arg(long, default_value = "")]
         config: String,
+        /// A folder of code tables the plugin may look up (all of them).
+        #[arg(long)]
+        mappings: Option<PathBuf>,
     },
     /// Run one message through a component and print what comes out.
     Run {
@@ -54,12 +64,15 @@ pub enum PluginCommand {
         /// A fixed clock and sequential ids, as route tests use.
         #[arg(long)]
         test_mode: bool,
+        /// A folder of code tables the plugin may look up (all of them).
+        #[arg(long)]
+        mappings: Option<PathBuf>,
     },
 }
 
 pub fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
-        PluginCommand::New { name, dir } => new(&name, &dir),
+        PluginCommand::New { name, dir, lang } => scaffold::new(&name, &dir, lang),
         PluginCommand::Build { dir, out } => {
             let started = Instant::now();
             let built = wyvern_wasm::guest::build(&dir, &out).map_err(anyhow::Error::msg)?;
@@ -77,13 +90,17 @@ pub fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        PluginCommand::Check { file, config } => {
-            let loader = loader::WasmLoader::new(None, true);
+        PluginCommand::Check {
+            file,
+            config,
+            mappings,
+        } => {
+            let loader = loader::WasmLoader::new(None, true, Default::default());
             let plugin = loader
-                .load_file(&file, options(&config, true)?)
+                .load_file(&file, options(&config, true, mappings.as_deref())?)
                 .map_err(anyhow::Error::msg)?;
             println!(
-                "{}: ok — world wyvern:plugin/plugin@0.1.0, imports only wyvern:plugin/host, init accepted the config; compiled in {:.1} ms",
+                "{}: ok — world wyvern:plugin/plugin@0.1.0, imports only wyvern:plugin/host, configure accepted the config; compiled in {:.1} ms",
                 file.display(),
                 plugin.compile_time.as_secs_f64() * 1000.0
             );
@@ -94,10 +111,11 @@ pub fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             config,
             input,
             test_mode,
+            mappings,
         } => {
-            let loader = loader::WasmLoader::new(None, test_mode);
+            let loader = loader::WasmLoader::new(None, test_mode, Default::default());
             let plugin = loader
-                .load_file(&file, options(&config, test_mode)?)
+                .load_file(&file, options(&config, test_mode, mappings.as_deref())?)
                 .map_err(anyhow::Error::msg)?;
             let raw =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
@@ -142,7 +160,11 @@ pub fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn options(config: &str, deterministic: bool) -> anyhow::Result<PluginOptions> {
+fn options(
+    config: &str,
+    deterministic: bool,
+    mappings: Option<&Path>,
+) -> anyhow::Result<PluginOptions> {
     let config = match config.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => config.to_string(),
@@ -150,80 +172,28 @@ fn options(config: &str, deterministic: bool) -> anyhow::Result<PluginOptions> {
     if !config.trim().is_empty() {
         serde_json::from_str::<serde_json::Value>(&config).context("--config is not JSON")?;
     }
+    let tables = match mappings {
+        Some(dir) => {
+            let files = wyvern_config::read_code_table_files(dir).map_err(diagnostics)?;
+            let tables = wyvern_config::parse_code_tables(&files).map_err(diagnostics)?;
+            loader::host_tables(&tables, tables.keys().map(String::as_str))
+        }
+        None => Default::default(),
+    };
     Ok(PluginOptions {
         config,
         limits: Limits::default(),
-        tables: Arc::default(),
+        tables: Arc::new(tables),
         deterministic,
     })
 }
 
-fn new(name: &str, dir: &Path) -> anyhow::Result<ExitCode> {
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        anyhow::bail!(
-            "plugin name {name:?}: expected lower-case letters, digits and '-', such as ward-codes"
-        );
-    }
-    let root = dir.join(name);
-    if root.exists() {
-        anyhow::bail!("{} already exists", root.display());
-    }
-    std::fs::create_dir_all(root.join("src"))?;
-    let in_workspace = dir.ends_with("plugins/examples");
-    let cargo = if in_workspace {
-        format!(
-            "[package]\nname = \"{name}\"\nversion.workspace = true\nedition.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n\
-             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nwyvern-plugin-sdk.workspace = true\n"
-        )
-    } else {
-        let sdk =
-            std::fs::canonicalize("plugins/sdk").unwrap_or_else(|_| PathBuf::from("plugins/sdk"));
-        format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nwyvern-plugin-sdk = {{ path = \"{}\" }}\n\n\
-             [workspace]\n\n[profile.release]\nopt-level = \"s\"\nlto = true\npanic = \"abort\"\nstrip = true\n",
-            sdk.display()
-        )
-    };
-    std::fs::write(root.join("Cargo.toml"), cargo)?;
-    let type_name: String = name
-        .split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    std::fs::write(
-        root.join("src/lib.rs"),
-        format!(
-            "//! {name}: what it does, in one line.\n\n\
-             use wyvern_plugin_sdk::{{Config, Message, Plugin, PluginError, export_plugin, host}};\n\n\
-             struct {type_name};\n\n\
-             impl Plugin for {type_name} {{\n    \
-                 fn init(_config: &Config) -> Result<(), String> {{\n        Ok(())\n    }}\n\n    \
-                 fn process(msg: Message) -> Result<Vec<Message>, PluginError> {{\n        \
-                     let hl7 = msg.parse_hl7()?;\n        \
-                     host::info(&format!(\"{name} saw {{}}\", hl7.control_id()));\n        \
-                     Ok(vec![msg])\n    }}\n}}\n\n\
-             export_plugin!({type_name});\n"
-        ),
-    )?;
-    println!("{}: created. Next:", root.display());
-    let build_dir = if in_workspace {
-        Path::new("plugins")
-    } else {
-        root.as_path()
-    };
-    println!("  wyvern plugin build {}", build_dir.display());
-    println!("  wyvern plugin check plugins/dist/{name}.wasm");
-    println!(
-        "  wyvern plugin run plugins/dist/{name}.wasm --input examples/quickstart/messages/01-adt-a01-admit.hl7"
-    );
-    Ok(ExitCode::SUCCESS)
+fn diagnostics(d: Vec<wyvern_config::Diagnostic>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        d.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }

@@ -44,7 +44,7 @@ static SETTINGS: OnceLock<Settings> = OnceLock::new();
 struct Pid3Normalise;
 
 impl Plugin for Pid3Normalise {
-    fn init(config: &Config) -> Result<(), String> {
+    fn configure(config: &Config) -> Result<(), String> {
         let s: Settings = if config.0.is_null() {
             Settings {
                 invalid: Invalid::Keep,

@@ -54,7 +54,7 @@ fn path(p: &str) -> Result<Path, String> {
 struct Redact;
 
 impl Plugin for Redact {
-    fn init(config: &Config) -> Result<(), String> {
+    fn configure(config: &Config) -> Result<(), String> {
         let s: Settings = if config.0.is_null() {
             Settings::default()
         } else {
