@@ -213,3 +213,74 @@ fn an_untrusted_certificate_or_a_wrong_key_is_retried_not_delivered() {
         "the log says why: {log}"
     );
 }
+
+/// What the stand-in holds of one resource type.
+fn held(addr: SocketAddr, kind: &str) -> Vec<serde_json::Value> {
+    let (_, body) = http_get(addr, &format!("/fhir/{kind}"));
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["entry"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+#[test]
+fn adt_over_mllp_is_mapped_to_uk_core_and_a_resend_updates_instead_of_duplicating() {
+    let fhir = free();
+    let _chie = stand_in(fhir);
+    let e = EngineProcess::start_route(
+        "",
+        &format!(
+            "steps:\n  - map: hl7v2-to-fhir\ndestinations:\n  - name: chie\n    fhir: {{ base: \"http://{fhir}/fhir\" }}\n"
+        ),
+    );
+    let mut w = Wire::connect(e.addr);
+    let admit = wyvern_hl7::synthetic::adt_a01("M1", 7);
+    w.write(&frame(admit.as_bytes()));
+    let ack = normalise_ack(&w.read_frame());
+    assert!(ack.contains("MSA|CA|M1"), "{ack}"); // MSH-15 AL: enhanced mode
+    wait_until(Duration::from_secs(20), || {
+        !held(fhir, "Encounter").is_empty()
+    });
+    let patients = held(fhir, "Patient");
+    assert_eq!(patients.len(), 1, "{patients:?}");
+    let nhs = wyvern_hl7::synthetic::nhs_number(7);
+    assert!(
+        patients[0]["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["system"] == "https://fhir.nhs.uk/Id/nhs-number"
+                && i["value"] == nhs.as_str()),
+        "{patients:?}"
+    );
+    assert_eq!(
+        patients[0]["meta"]["profile"][0],
+        "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+    );
+    let encounters = held(fhir, "Encounter");
+    assert_eq!(encounters[0]["status"], "in-progress");
+    // The same admission sent again (a new control id, as a sender's resend would be): upserts,
+    // so the record still holds one Patient and one Encounter.
+    let again = admit.replace("|M1|", "|M2|");
+    w.write(&frame(again.as_bytes()));
+    assert!(normalise_ack(&w.read_frame()).contains("MSA|CA|M2"));
+    wait_until(Duration::from_secs(20), || {
+        let (_, body) = http_get(fhir, "/_stats");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .is_ok_and(|v| v["requests"].as_u64() >= Some(2))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(held(fhir, "Patient").len(), 1);
+    assert_eq!(held(fhir, "Encounter").len(), 1);
+    // A message the mapping cannot read is refused with the reason, and nothing is sent.
+    let no_id = "MSH|^~\\&|PAS|RXX|WYV|CHIE|20260101||ADT^A01|M3|P|2.4\rPID|1||||NOBODY^KNOWN\r";
+    w.write(&frame(no_id.as_bytes()));
+    let ack = normalise_ack(&w.read_frame());
+    assert!(
+        ack.contains("MSA|AR|M3") && ack.contains("PID-3 has no identifier"),
+        "{ack}"
+    );
+}

@@ -27,11 +27,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    // Registered before anything listens: a SIGTERM that arrives while the engine starts is a
+    // clean stop, not the default action (an unclean kill).
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let plugins = crate::plugin::loader::WasmLoader::new(
         Some(config.engine.store_dir.join("plugin-cache")),
         false,
         config.tables.clone(),
-    );
+    )
+    .with_field_map_from(&config.engine.mappings_dir)
+    .map_err(anyhow::Error::msg)?;
     let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
         .await
         .context("cannot start the engine")?;
@@ -39,7 +44,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         tracing::info!("shutting down: no new connections; answering messages in flight");
         signal.cancel();
     });
@@ -47,16 +52,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
+async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(mut term) => {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
         }
-        Err(_) => {
+        None => {
             let _ = tokio::signal::ctrl_c().await;
         }
     }

@@ -31,8 +31,14 @@ pub struct CodeTableFile {
     pub description: Option<String>,
     /// Where the codes come from and when: required, so a table can be trusted and refreshed.
     pub provenance: String,
+    /// The code system of the mapped codes (a FHIR system URI), when they are codes of one.
+    #[serde(default)]
+    pub system: Option<String>,
     /// Local code → mapped code.
     pub codes: BTreeMap<String, String>,
+    /// Mapped code → its display text (FHIR `Coding.display`).
+    #[serde(default)]
+    pub display: BTreeMap<String, String>,
 }
 
 /// One loaded table.
@@ -40,7 +46,9 @@ pub struct CodeTableFile {
 pub struct CodeTable {
     pub name: String,
     pub file: PathBuf,
+    pub system: Option<String>,
     pub codes: HashMap<String, String>,
+    pub display: HashMap<String, String>,
 }
 
 /// Every table of a config, by name.
@@ -54,7 +62,8 @@ pub struct TableRef {
     pub column: u64,
 }
 
-/// The `*.yaml` files of a mappings folder; an absent folder has none.
+/// The code-table files of a mappings folder (`*.yaml` but `*.map.yaml`); an absent folder has
+/// none.
 pub fn read_code_table_files(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnostic>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -65,6 +74,8 @@ pub fn read_code_table_files(dir: &Path) -> Result<Vec<SourceFile>, Vec<Diagnost
         .map_err(|e| io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        // Field maps (`*.map.yaml`, read by wyvern-fhir) share the folder.
+        .filter(|p| !p.to_string_lossy().ends_with(".map.yaml"))
         .collect();
     paths.sort();
     paths
@@ -120,7 +131,9 @@ pub fn parse_code_tables(files: &[SourceFile]) -> Result<CodeTables, Vec<Diagnos
                 CodeTable {
                     name,
                     file: src.path.clone(),
+                    system: f.system,
                     codes: f.codes.into_iter().collect(),
+                    display: f.display.into_iter().collect(),
                 },
             );
         }

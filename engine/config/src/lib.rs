@@ -42,7 +42,7 @@ pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
 pub use schema::{code_table_schema, engine_schema, route_schema};
 pub use secret::SecretValue;
-pub use step::{Removal, Step, StepFile};
+pub use step::{MapKind, Removal, Step, StepFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
 pub use wasm_step::{WasmLimitsFile, WasmStep, WasmStepFile};

@@ -11,7 +11,9 @@
 //! - `wasm: { plugin: FILE, config: …, limits: … }` — a WebAssembly transform plugin
 //!   ([`crate::wasm_step`]).
 //!
-//! `map` comes with the FHIR mapping work.
+//! - `map: hl7v2-to-fhir` — the built-in HL7v2 → FHIR R4 UK Core mapping (tables and field
+//!   maps from the mappings folder); the message becomes a transaction Bundle. It must be the
+//!   last step: every other step reads HL7v2.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -20,7 +22,7 @@ use wyvern_hl7::Path;
 use crate::at::At;
 use crate::filter::{Condition, ConditionFile, condition};
 
-const KINDS: &str = "filter, set, remove, split or wasm";
+const KINDS: &str = "filter, set, remove, split, wasm or map";
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +42,17 @@ pub struct StepFile {
     pub split: Option<Spanned<SplitFile>>,
     #[serde(default)]
     pub wasm: Option<crate::wasm_step::WasmStepFile>,
+    #[serde(default)]
+    #[schemars(with = "Option<MapKind>")]
+    pub map: Option<Spanned<MapKind>>,
+}
+
+/// What `map:` maps to. One built-in mapping today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+pub enum MapKind {
+    /// HL7v2 ADT/ORU → a FHIR R4 UK Core transaction Bundle.
+    #[serde(rename = "hl7v2-to-fhir")]
+    Hl7v2ToFhir,
 }
 
 /// What `split:` splits. Only batches for now; the enum leaves room (e.g. per-OBR results).
@@ -61,6 +74,8 @@ pub enum Step {
     Split,
     /// Run a WebAssembly plugin.
     Wasm(crate::wasm_step::WasmStep),
+    /// Map to FHIR (always the last step).
+    Map(MapKind),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +108,8 @@ pub(crate) fn steps(
             + usize::from(f.set.is_some())
             + usize::from(f.remove.is_some())
             + usize::from(f.split.is_some())
-            + usize::from(f.wasm.is_some());
+            + usize::from(f.wasm.is_some())
+            + usize::from(f.map.is_some());
         if kinds != 1 {
             let what = if kinds == 0 {
                 "a step needs a kind"
@@ -103,7 +119,16 @@ pub(crate) fn steps(
             at.err(s, format!("{what}: expected exactly one of {KINDS}"));
             continue;
         }
-        if let Some(w) = &f.wasm {
+        if let Some(m) = &f.map {
+            if i + 1 == files.len() {
+                out.push(Step::Map(m.value));
+            } else {
+                at.err(
+                    m,
+                    "map must be the last step: after it the message is FHIR, and the other steps read HL7v2",
+                );
+            }
+        } else if let Some(w) = &f.wasm {
             if let Some(step) = crate::wasm_step::wasm_step(at, base, w) {
                 out.push(Step::Wasm(step));
             }

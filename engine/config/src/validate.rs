@@ -224,6 +224,13 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                     let destinations =
                         crate::destination::destinations(&mut at, base, &f.destinations);
                     let retry = crate::delivery::retry(&mut at, f.retry.as_ref());
+                    if steps.iter().any(|s| matches!(s, Step::Map(_))) {
+                        for d in &destinations {
+                            if matches!(d.kind, crate::DestinationKind::Mllp(_)) {
+                                at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's map step makes FHIR: send FHIR to a fhir, amqp or file destination", d.name));
+                            }
+                        }
+                    }
                     routes.push(Route {
                         name,
                         description: f.description,

@@ -56,7 +56,8 @@ fn every_config_in_the_repository_passes_the_schemas() {
     let table = jsonschema::validator_for(&wyvern_config::code_table_schema()).unwrap();
     for entry in std::fs::read_dir(repo().join("mappings")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "yaml") {
+        let name = path.to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && !name.ends_with(".map.yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
             let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
             let errors: Vec<String> = table.iter_errors(&value).map(|e| e.to_string()).collect();

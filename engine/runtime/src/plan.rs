@@ -68,8 +68,10 @@ impl RoutePlan {
     pub fn load(route: &Route, loader: &dyn TransformLoader) -> Result<RoutePlan, String> {
         let mut plan = RoutePlan::of(route);
         for (i, step) in route.steps.iter().enumerate() {
-            if let Step::Wasm(w) = step {
-                plan.transforms[i] = Some(loader.load(w)?);
+            match step {
+                Step::Wasm(w) => plan.transforms[i] = Some(loader.load(w)?),
+                Step::Map(kind) => plan.transforms[i] = Some(loader.mapper(*kind)?),
+                _ => {}
             }
         }
         Ok(plan)
@@ -189,6 +191,39 @@ impl RoutePlan {
                             };
                         }
                         next.push(Some(bytes));
+                    }
+                    Step::Map(kind) => {
+                        // The last step (validation sees to it): its output goes to the
+                        // destinations as it is.
+                        let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
+                            return Outcome::Refused {
+                                step: i + 1,
+                                reject: false,
+                                reason: format!("the {kind:?} mapping is not loaded"),
+                            };
+                        };
+                        let input = TransformMessage {
+                            content_type: "hl7v2".into(),
+                            body: current.to_vec(),
+                            metadata: metadata(msg, message_id, &self.route),
+                        };
+                        match t.process(message_id, input) {
+                            Ok(outputs) => next.extend(outputs.into_iter().map(|o| Some(o.body))),
+                            Err(TransformError::Reject(reason)) => {
+                                return Outcome::Refused {
+                                    step: i + 1,
+                                    reject: true,
+                                    reason,
+                                };
+                            }
+                            Err(TransformError::Error(reason)) => {
+                                return Outcome::Refused {
+                                    step: i + 1,
+                                    reject: false,
+                                    reason,
+                                };
+                            }
+                        }
                     }
                     Step::Wasm(w) => {
                         let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {

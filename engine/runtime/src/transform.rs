@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use wyvern_config::WasmStep;
+use wyvern_config::{MapKind, WasmStep};
 
 /// One message handed to or returned by a transform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,11 @@ pub trait Transform: Send + Sync + Debug {
 /// Loads the plugin of a `wasm:` step (when the engine is built).
 pub trait TransformLoader: Send + Sync {
     fn load(&self, step: &WasmStep) -> Result<Arc<dyn Transform>, String>;
+
+    /// The built-in mapping of a `map:` step; its output is the mapped message (FHIR JSON).
+    fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
+        Err(format!("this build has no {kind:?} mapping"))
+    }
 }
 
 /// For engines without plugin support: every `wasm:` step is refused with a clear reason.

@@ -3,7 +3,8 @@
 //! told to fail, stall or refuse, so delivery can be tested against a real HTTP peer.
 //!
 //! - `POST /fhir` (Bundle), `POST /fhir/{type}` (resource) → 201/200, stored.
-//! - `GET /fhir/metadata` → a CapabilityStatement; `GET /fhir/{type}` → a searchset with `total`.
+//! - `GET /fhir/metadata` → a CapabilityStatement; `GET /fhir/{type}` → a searchset of what it
+//!   holds. Transaction entries written with `PUT` are upserts: the same URL again replaces.
 //! - `POST /_control` with `{"mode": "ok" | "fail" | "refuse" | "stall", "status": 503, "ms": 5000}`.
 //! - `GET /_stats` → `{"stored": N, "by_type": {...}, "requests": N, "tokens_issued": N}`.
 //! - With `--tls-cert`/`--tls-key`: HTTPS. With `--oauth2-public-key`: `POST /oauth2/token`
@@ -63,6 +64,9 @@ enum Mode {
 struct Inner {
     mode: Mode,
     stored: Vec<(String, Value)>,
+    /// Transaction entries written with PUT (an upsert), by request URL → index in `stored`:
+    /// the same PUT again replaces, as a real server's conditional update does.
+    upserts: HashMap<String, usize>,
     requests: u64,
     oauth: Option<oauth::OAuthServer>,
 }
@@ -159,8 +163,26 @@ async fn post_bundle(
                     .and_then(Value::as_str)
                     .unwrap_or("Unknown")
                     .to_string();
-                s.stored.push((t.clone(), res.clone()));
-                responses.push(json!({"response": {"status": "201 Created", "location": format!("{t}/{}", s.stored.len())}}));
+                let put = (e["request"]["method"] == "PUT")
+                    .then(|| e["request"]["url"].as_str().map(str::to_string))
+                    .flatten();
+                let existing = put.as_ref().and_then(|u| s.upserts.get(u).copied());
+                let (status, at) = match existing {
+                    Some(i) => {
+                        s.stored[i] = (t.clone(), res.clone());
+                        ("200 OK", i + 1)
+                    }
+                    None => {
+                        s.stored.push((t.clone(), res.clone()));
+                        let at = s.stored.len();
+                        if let Some(u) = put {
+                            s.upserts.insert(u, at - 1);
+                        }
+                        ("201 Created", at)
+                    }
+                };
+                responses
+                    .push(json!({"response": {"status": status, "location": format!("{t}/{at}")}}));
             }
         }
     }
@@ -210,11 +232,17 @@ async fn post_resource(
 }
 
 async fn search(State(state): State<Shared>, Path(kind): Path<String>) -> Response {
-    let total = state
+    let found: Vec<Value> = state
         .lock()
-        .map(|s| s.stored.iter().filter(|(t, _)| *t == kind).count())
-        .unwrap_or(0);
-    let reply = json!({"resourceType": "Bundle", "type": "searchset", "total": total});
+        .map(|s| {
+            s.stored
+                .iter()
+                .filter(|(t, _)| *t == kind)
+                .map(|(_, r)| json!({ "resource": r }))
+                .collect()
+        })
+        .unwrap_or_default();
+    let reply = json!({"resourceType": "Bundle", "type": "searchset", "total": found.len(), "entry": found});
     (
         [(header::CONTENT_TYPE, "application/fhir+json")],
         reply.to_string(),
@@ -352,6 +380,7 @@ pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
     let state: Shared = Arc::new(Mutex::new(Inner {
         mode: Mode::Ok,
         stored: Vec::new(),
+        upserts: HashMap::new(),
         requests: 0,
         oauth,
     }));

@@ -1,4 +1,5 @@
-//! The engine's plugin loader: `wasm:` steps run on wasmtime through `wyvern-wasm`. Compiled
+//! The engine's step loader: `wasm:` steps run on wasmtime through `wyvern-wasm`, `map:` steps
+//! on the built-in FHIR mapping (`wyvern-fhir`). Compiled
 //! plugins are cached in the store folder (`plugin-cache/`), so a restart loads them in
 //! microseconds.
 
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wyvern_config::{CodeTables, WasmStep};
+use wyvern_config::{CodeTables, MapKind, WasmStep};
 use wyvern_runtime::transform::{Transform, TransformError, TransformLoader, TransformMessage};
 use wyvern_wasm::{CallError, Limits, Message, Plugin, PluginEngine, PluginOptions};
 
@@ -17,6 +18,8 @@ pub struct WasmLoader {
     fueled: Mutex<Option<PluginEngine>>,
     deterministic: bool,
     tables: CodeTables,
+    /// A config's own `hl7v2-to-fhir.map.yaml` (path, text), replacing the built-in one.
+    field_map: Option<(String, String)>,
 }
 
 impl WasmLoader {
@@ -28,7 +31,22 @@ impl WasmLoader {
             fueled: Mutex::new(None),
             deterministic,
             tables,
+            field_map: None,
         }
+    }
+
+    /// Reads `mappings_dir/hl7v2-to-fhir.map.yaml` when there is one.
+    pub fn with_field_map_from(
+        mut self,
+        mappings_dir: &std::path::Path,
+    ) -> Result<WasmLoader, String> {
+        let path = mappings_dir.join(wyvern_fhir::FIELD_MAP_FILE);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            self.field_map = Some((path.display().to_string(), text));
+        }
+        Ok(self)
     }
 
     fn engine(&self, fuel: bool) -> Result<PluginEngine, String> {
@@ -58,6 +76,19 @@ impl WasmLoader {
 }
 
 impl TransformLoader for WasmLoader {
+    fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
+        let MapKind::Hl7v2ToFhir = kind;
+        let field_map = self
+            .field_map
+            .as_ref()
+            .map(|(p, t)| (p.as_str(), t.as_str()));
+        let mappings =
+            wyvern_fhir::Mappings::with(field_map, &self.tables).map_err(|e| e.to_string())?;
+        Ok(Arc::new(FhirMapTransform(wyvern_fhir::Mapper::new(
+            mappings,
+        ))))
+    }
+
     fn load(&self, step: &WasmStep) -> Result<Arc<dyn Transform>, String> {
         let options = PluginOptions {
             config: step.config.clone(),
@@ -125,6 +156,33 @@ impl Transform for WasmTransform {
                 Err(TransformError::Error(e.to_string()))
             }
             Err(e) => Err(TransformError::Error(e.to_string())),
+        }
+    }
+}
+
+/// The built-in HL7v2 → FHIR mapping as a route step (`map: hl7v2-to-fhir`). A message it
+/// cannot map is the sender's to fix: AR, with the reason.
+#[derive(Debug)]
+pub struct FhirMapTransform(pub wyvern_fhir::Mapper);
+
+impl Transform for FhirMapTransform {
+    fn process(
+        &self,
+        id: &str,
+        msg: TransformMessage,
+    ) -> Result<Vec<TransformMessage>, TransformError> {
+        match self.0.map(&msg.body) {
+            Ok(mapped) => {
+                for w in &mapped.warnings {
+                    tracing::warn!(id, "FHIR mapping: {w}");
+                }
+                Ok(vec![TransformMessage {
+                    content_type: "fhir+json".into(),
+                    body: mapped.to_json(),
+                    metadata: msg.metadata,
+                }])
+            }
+            Err(e) => Err(TransformError::Reject(format!("FHIR mapping: {e}"))),
         }
     }
 }

@@ -1,0 +1,42 @@
+//! HL7v2 → FHIR mapping costs: ADT^A01 (1 KB) → Bundle JSON, and ORU^R01 with 20 OBX.
+//!
+//! `cargo bench -p wyvern-fhir --bench map`
+
+#![allow(clippy::unwrap_used)] // a benchmark, like a test: a failure should stop it loudly
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use wyvern_fhir::Mapper;
+
+fn oru(n: usize) -> String {
+    let mut s = String::from(
+        "MSH|^~\\&|LAB|RXX|WYV|CHIE|20261125093000||ORU^R01^ORU_R01|B1|P|2.5.1\rPID|1||9990000018^^^NHS^NH~RXX123^^^RXX^MR||TEST^ALEX||19800102|F\rOBR|1|PL1|FL1^LAB|FBC^Full blood count^LN|||20261125080000|||||||||||||||20261125090000|||F\r",
+    );
+    for i in 1..=n {
+        s.push_str(&format!(
+            "OBX|{i}|NM|{i}-0^Test {i}^LN||{}.{}|mmol/L|3.5-5.0|N|||F|||20261125080000\r",
+            i % 9 + 1,
+            i % 10
+        ));
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mapper = Mapper::with_defaults().unwrap();
+    let adt = wyvern_hl7::synthetic::adt_a01("BENCH0001", 7);
+    c.bench_function("ADT^A01 (1 KB) → Bundle JSON", |b| {
+        b.iter(|| mapper.map(adt.as_bytes()).unwrap().to_json())
+    });
+    let mapped = mapper.map(adt.as_bytes()).unwrap();
+    c.bench_function("ADT^A01 map only", |b| {
+        b.iter(|| mapper.map(adt.as_bytes()).unwrap())
+    });
+    c.bench_function("ADT^A01 serialise only", |b| b.iter(|| mapped.to_json()));
+    let oru = oru(20);
+    c.bench_function("ORU^R01 with 20 OBX → Bundle JSON", |b| {
+        b.iter(|| mapper.map(oru.as_bytes()).unwrap().to_json())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

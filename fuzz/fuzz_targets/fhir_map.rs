@@ -1,0 +1,16 @@
+//! The HL7v2 → FHIR mapping on any bytes: a Bundle or a MapError, never a panic; a Bundle is
+//! always JSON that serialises.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use wyvern_fhir::Mapper;
+
+fuzz_target!(|data: &[u8]| {
+    static MAPPER: OnceLock<Mapper> = OnceLock::new();
+    let mapper = MAPPER.get_or_init(|| Mapper::with_defaults().expect("built-in mappings"));
+    if let Ok(mapped) = mapper.map(data) {
+        assert!(!mapped.to_json().is_empty());
+    }
+});
