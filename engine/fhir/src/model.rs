@@ -43,7 +43,38 @@ pub fn from_json(text: &str) -> Result<Resource, FhirParseError> {
             "JSON nested {depth} deep: at most {MAX_DEPTH} levels are accepted"
         )));
     }
-    fhirbolt::json::from_str(text, strict()).map_err(|e| err(e.to_string()))
+    // A whole-document syntax check first: fhirbolt stops after the first value and would
+    // accept trailing bytes (found by fuzzing).
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| err(format!("not JSON: {e}")))?;
+    let r: Resource =
+        guarded(|| fhirbolt::json::from_str(text, strict()).map_err(|e| err(e.to_string())))?;
+    has_type(r)
+}
+
+/// A resource names its type; fhirbolt accepts `{}` and then cannot write it (found by
+/// fuzzing: its XML writer panics).
+fn has_type(r: Resource) -> Result<Resource, FhirParseError> {
+    match r.get("resourceType") {
+        Some(fhirbolt::element::Value::Primitive(fhirbolt::element::Primitive::String(t)))
+            if !t.is_empty() =>
+        {
+            Ok(r)
+        }
+        _ => Err(err(
+            "resourceType is missing: a FHIR resource names its type",
+        )),
+    }
+}
+
+/// fhirbolt is a library we do not control: a panic inside it on some input becomes an
+/// error for that input, never a crash of the engine.
+fn guarded<T>(f: impl FnOnce() -> Result<T, FhirParseError>) -> Result<T, FhirParseError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(err(
+            "the FHIR parser failed on this input (an internal error, reported)",
+        ))
+    })
 }
 
 pub fn from_xml(text: &str) -> Result<Resource, FhirParseError> {
@@ -59,15 +90,17 @@ pub fn from_xml(text: &str) -> Result<Resource, FhirParseError> {
     if text.to_ascii_uppercase().contains("<!ENTITY") {
         return Err(err("XML with entity declarations is refused"));
     }
-    fhirbolt::xml::from_str(text, strict()).map_err(|e| err(e.to_string()))
+    let r: Resource =
+        guarded(|| fhirbolt::xml::from_str(text, strict()).map_err(|e| err(e.to_string())))?;
+    has_type(r)
 }
 
 pub fn to_json(r: &Resource) -> Result<String, FhirParseError> {
-    fhirbolt::json::to_string(r, None).map_err(|e| err(e.to_string()))
+    guarded(|| fhirbolt::json::to_string(r, None).map_err(|e| err(e.to_string())))
 }
 
 pub fn to_xml(r: &Resource) -> Result<String, FhirParseError> {
-    fhirbolt::xml::to_string(r, None).map_err(|e| err(e.to_string()))
+    guarded(|| fhirbolt::xml::to_string(r, None).map_err(|e| err(e.to_string())))
 }
 
 /// The deepest nesting of objects and arrays, strings skipped.
@@ -119,6 +152,14 @@ mod tests {
                 .contains("favouriteColour")
         );
         assert!(from_json("{not json").is_err());
+        // Found by fuzzing: an object with no type, and bytes after the document.
+        assert!(from_json("{\n    },\n    \"identifier\": [\n \">:").is_err());
+        assert!(
+            from_json("{}")
+                .unwrap_err()
+                .message
+                .contains("resourceType")
+        );
     }
 
     #[test]
