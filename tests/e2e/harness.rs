@@ -24,7 +24,7 @@ pub struct EngineProcess {
     pub dir: tempfile::TempDir,
 }
 
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

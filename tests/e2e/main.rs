@@ -7,6 +7,7 @@ mod crash;
 mod delivery;
 mod directory;
 mod fhir;
+mod fhir_inbound;
 mod harness;
 mod mllp_wire;
 mod plugins;

@@ -11,6 +11,7 @@ mod bench_e2e;
 mod bench_server;
 mod dev_fhir;
 mod dlq;
+mod fhir_codec;
 mod inbox;
 mod input;
 mod plugin;

@@ -24,6 +24,7 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                         format!("directory {}", d.path.display())
                     }
                     wyvern_config::Source::Amqp(a) => format!("amqp queue {:?}", a.queue),
+                    wyvern_config::Source::Fhir(f) => format!("fhir http://{}/fhir", f.listen),
                 };
                 println!("  route {:<24} {source}  ({})", r.name, r.file.display());
                 for d in &r.destinations {

@@ -15,6 +15,7 @@ mod destination;
 mod diagnostic;
 mod directory;
 mod fhir_destination;
+mod fhir_source;
 mod filter;
 mod load;
 mod model;
@@ -37,6 +38,7 @@ pub use destination::{
 pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
 pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
+pub use fhir_source::{FhirSource, FhirSourceFile};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};

@@ -84,6 +84,7 @@ pub enum SourceFileKind {
     Mllp(Box<MllpSourceFile>),
     Directory(crate::directory::DirectorySourceFile),
     Amqp(crate::amqp_source::AmqpSourceFile),
+    Fhir(crate::fhir_source::FhirSourceFile),
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -61,6 +61,7 @@ pub enum Source {
     Mllp(MllpSource),
     Directory(crate::DirectorySource),
     Amqp(crate::AmqpSource),
+    Fhir(crate::FhirSource),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,15 +220,32 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                         SourceFileKind::Amqp(a) => {
                             Source::Amqp(crate::amqp_source::amqp_source(&mut at, &a))
                         }
+                        SourceFileKind::Fhir(h) => {
+                            let s = crate::fhir_source::fhir_source(&mut at, &h);
+                            if let Some((other, file, line)) = listens.get(&s.listen) {
+                                at.err(&h.listen, format!("{} is already the listen address of route {other:?} ({}:{line})", s.listen, file.display()));
+                            } else {
+                                listens.insert(
+                                    s.listen,
+                                    (name.clone(), src.path.clone(), h.listen.referenced.line()),
+                                );
+                            }
+                            if !f.steps.is_empty() {
+                                at.err(&h.listen, "a fhir source takes no steps: its messages are FHIR, and the steps read HL7v2");
+                            }
+                            Source::Fhir(s)
+                        }
                     };
                     let steps = crate::step::steps(&mut at, base, &f.steps);
                     let destinations =
                         crate::destination::destinations(&mut at, base, &f.destinations);
                     let retry = crate::delivery::retry(&mut at, f.retry.as_ref());
-                    if steps.iter().any(|s| matches!(s, Step::Map(_))) {
+                    if steps.iter().any(|s| matches!(s, Step::Map(_)))
+                        || matches!(source, Source::Fhir(_))
+                    {
                         for d in &destinations {
                             if matches!(d.kind, crate::DestinationKind::Mllp(_)) {
-                                at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's map step makes FHIR: send FHIR to a fhir, amqp or file destination", d.name));
+                                at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's messages are FHIR (a map step or a fhir source): send FHIR to a fhir, amqp or file destination", d.name));
                             }
                         }
                     }

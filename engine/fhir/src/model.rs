@@ -22,12 +22,125 @@ pub const MAX_DEPTH: usize = 64;
 #[error("{message}")]
 pub struct FhirParseError {
     pub message: String,
+    /// Where, FHIRPath-like (`Patient.name[0].given`), when the parser said a line and column.
+    pub location: Option<String>,
 }
 
 fn err(message: impl Into<String>) -> FhirParseError {
     FhirParseError {
         message: message.into(),
+        location: None,
     }
+}
+
+/// A JSON error with its location: from the "line L column C" it names, or for an unknown
+/// element (fhirbolt reports no position then) from where that key first appears.
+fn json_err(text: &str, message: String) -> FhirParseError {
+    let offset = match line_col(&message) {
+        Some((line, col)) => {
+            let before: usize = text
+                .split_inclusive('\n')
+                .take(line.saturating_sub(1))
+                .map(str::len)
+                .sum();
+            Some(before + col.saturating_sub(1))
+        }
+        None => unknown_key_offset(text, &message),
+    };
+    let location = offset.map(|o| json_path_at(text, o));
+    FhirParseError { message, location }
+}
+
+/// "unknown field `x`" → the offset just after the first `"x"` used as a key.
+fn unknown_key_offset(text: &str, message: &str) -> Option<usize> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let key = format!("\"{}\"", &rest[..rest.find('`')?]);
+    let mut from = 0;
+    while let Some(i) = text[from..].find(&key) {
+        let end = from + i + key.len();
+        if text[end..].trim_start().starts_with(':') {
+            return Some(end);
+        }
+        from = end;
+    }
+    None
+}
+
+fn line_col(message: &str) -> Option<(usize, usize)> {
+    let at = message.rfind("line ")?;
+    let mut words = message[at..].split_whitespace();
+    let (_, line, _, col) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    let digits = |w: &str| {
+        w.trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .ok()
+    };
+    Some((digits(line)?, digits(col)?))
+}
+
+/// The FHIRPath-like path at byte `offset` of a JSON document, rooted at its resourceType:
+/// `Patient.name[0].given[1]`.
+pub fn json_path_at(text: &str, offset: usize) -> String {
+    enum Frame {
+        Object(Option<String>),
+        Array(usize),
+    }
+    let b = text.as_bytes();
+    let mut stack: Vec<Frame> = Vec::new();
+    let (mut i, mut expect_key) = (0, false);
+    while i < b.len().min(offset) {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if expect_key {
+                    if let Some(Frame::Object(k)) = stack.last_mut() {
+                        *k = Some(String::from_utf8_lossy(&b[start..i.min(b.len())]).into_owned());
+                    }
+                    expect_key = false;
+                }
+            }
+            b'{' => {
+                stack.push(Frame::Object(None));
+                expect_key = true;
+            }
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Array(n)) => *n += 1,
+                Some(Frame::Object(_)) => expect_key = true,
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = resource_type_of(text).unwrap_or_else(|| "$".into());
+    for f in &stack {
+        match f {
+            Frame::Object(Some(k)) if k != "resourceType" => {
+                path.push('.');
+                path.push_str(k);
+            }
+            Frame::Array(n) => path.push_str(&format!("[{n}]")),
+            _ => {}
+        }
+    }
+    path
+}
+
+fn resource_type_of(text: &str) -> Option<String> {
+    let at = text.find("\"resourceType\"")?;
+    let rest = &text[at + 14..];
+    let rest = &rest[rest.find(':')? + 1..];
+    let start = rest.find('"')? + 1;
+    let end = rest[start..].find('"')? + start;
+    Some(rest[start..end].to_string())
 }
 
 fn strict() -> Option<DeserializationConfig> {
@@ -46,9 +159,10 @@ pub fn from_json(text: &str) -> Result<Resource, FhirParseError> {
     // A whole-document syntax check first: fhirbolt stops after the first value and would
     // accept trailing bytes (found by fuzzing).
     serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| err(format!("not JSON: {e}")))?;
-    let r: Resource =
-        guarded(|| fhirbolt::json::from_str(text, strict()).map_err(|e| err(e.to_string())))?;
+        .map_err(|e| json_err(text, format!("not JSON: {e}")))?;
+    let r: Resource = guarded(|| {
+        fhirbolt::json::from_str(text, strict()).map_err(|e| json_err(text, e.to_string()))
+    })?;
     has_type(r)
 }
 
@@ -144,7 +258,17 @@ mod tests {
         );
         let xxe = r#"<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]><Patient xmlns="http://hl7.org/fhir"><id value="&x;"/></Patient>"#;
         assert!(from_xml(xxe).unwrap_err().message.contains("DTD"));
-        let unknown = r#"{"resourceType":"Patient","favouriteColour":"blue"}"#;
+        let unknown = "{\"resourceType\": \"Patient\",\n \"name\": [{\"family\": \"X\"}, {\"favouriteColour\": \"blue\"}]}";
+        let e = from_json(unknown).unwrap_err();
+        assert_eq!(
+            e.location.as_deref(),
+            Some("Patient.name[1].favouriteColour"),
+            "{e:?}"
+        );
+        let e =
+            from_json("{\"resourceType\": \"Patient\", \"gender\": \"male\",\n  \"active\": tru}")
+                .unwrap_err();
+        assert_eq!(e.location.as_deref(), Some("Patient.active"), "{e:?}");
         assert!(
             from_json(unknown)
                 .unwrap_err()

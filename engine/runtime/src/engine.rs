@@ -18,6 +18,7 @@ use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 use crate::amqp_source::AmqpSource;
 use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
+use crate::fhir_source::{FhirSource, FhirSourceSpec};
 use crate::http::OpsServer;
 use crate::metrics::Metrics;
 use crate::retention::RetentionSweeper;
@@ -74,6 +75,7 @@ pub struct Engine {
     listeners: Vec<MllpListener<Hl7Inbox>>,
     pollers: Vec<DirectoryPoller>,
     consumers: Vec<AmqpSource>,
+    fhir_sources: Vec<FhirSource>,
     sweeper: RetentionSweeper,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
@@ -106,6 +108,7 @@ impl Engine {
         let mut listeners = Vec::new();
         let mut pollers = Vec::new();
         let mut consumers = Vec::new();
+        let mut fhir_sources = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
             let plan = RoutePlan::load(route, plugins).map_err(|reason| BuildError::Plugin {
@@ -116,7 +119,7 @@ impl Engine {
             // (no frame limit applies there).
             let max_frame = match &route.source {
                 Source::Mllp(m) => usize::try_from(m.max_frame).unwrap_or(usize::MAX),
-                Source::Directory(_) | Source::Amqp(_) => usize::MAX,
+                Source::Directory(_) | Source::Amqp(_) | Source::Fhir(_) => usize::MAX,
             };
             let dedup = Arc::new(seeded_window(&store, &route.name));
             let inbox = Hl7Inbox::new(plan, store.clone(), clock.clone(), max_frame, dedup);
@@ -138,6 +141,33 @@ impl Engine {
                                 source,
                             })?;
                     listeners.push(listener);
+                }
+                Source::Fhir(f) => {
+                    let codec = plugins.fhir_codec().map_err(|reason| BuildError::Source {
+                        route: route.name.clone(),
+                        reason,
+                    })?;
+                    let spec = FhirSourceSpec {
+                        route: route.name.clone(),
+                        listen: f.listen,
+                        max_body: f.max_body,
+                        destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
+                        order_by: route.order_by,
+                    };
+                    let source = FhirSource::bind(
+                        spec,
+                        store.clone(),
+                        clock.clone(),
+                        codec,
+                        inbox.counters(),
+                    )
+                    .await
+                    .map_err(|source| BuildError::Bind {
+                        route: route.name.clone(),
+                        addr: f.listen,
+                        source,
+                    })?;
+                    fhir_sources.push(source);
                 }
                 Source::Directory(d) => {
                     pollers.push(DirectoryPoller {
@@ -212,6 +242,7 @@ impl Engine {
             listeners,
             pollers,
             consumers,
+            fhir_sources,
             sweeper,
             workers,
             counters,
@@ -273,6 +304,11 @@ impl Engine {
             self.consumers
                 .into_iter()
                 .map(|c| tokio::spawn(c.run(shutdown.clone()))),
+        );
+        tasks.extend(
+            self.fhir_sources
+                .into_iter()
+                .map(|f| tokio::spawn(f.run(shutdown.clone()))),
         );
         // Listeners first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.

@@ -43,6 +43,11 @@ pub trait TransformLoader: Send + Sync {
     fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
         Err(format!("this build has no {kind:?} mapping"))
     }
+
+    /// The FHIR parser of `fhir` sources.
+    fn fhir_codec(&self) -> Result<Arc<dyn crate::fhir_source::FhirCodec>, String> {
+        Err("this build cannot parse FHIR".into())
+    }
 }
 
 /// For engines without plugin support: every `wasm:` step is refused with a clear reason.

@@ -76,6 +76,10 @@ impl WasmLoader {
 }
 
 impl TransformLoader for WasmLoader {
+    fn fhir_codec(&self) -> Result<Arc<dyn wyvern_runtime::fhir_source::FhirCodec>, String> {
+        Ok(Arc::new(crate::fhir_codec::ModelCodec))
+    }
+
     fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
         let MapKind::Hl7v2ToFhir = kind;
         let field_map = self

@@ -1,0 +1,445 @@
+//! FHIR REST inbound (`source: { fhir: … }`): `POST /fhir` (a transaction or batch Bundle),
+//! `POST /fhir/{type}`, `PUT /fhir/{type}/{id}` and `GET /fhir/metadata`. A body is read up to
+//! `max_body`, parsed strictly (JSON or XML, by Content-Type) by the [`FhirCodec`] the binary
+//! supplies (the runtime never links the FHIR model), stored with one outbox row per
+//! destination carrying its JSON form, and answered 200/201 only after the commit. Anything
+//! wrong is a 4xx with an OperationOutcome saying what and where; nothing of it is stored.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::{Body, Bytes as AxumBytes};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use wyvern_config::OrderBy;
+use wyvern_core::{Clock, ContentType, Envelope, MessageId, Metadata};
+use wyvern_store::{Delivery, InboxRecord, InboxStatus, Store};
+
+use crate::inbox::RouteCounters;
+
+/// A strictly parsed FHIR body.
+#[derive(Debug, Clone)]
+pub struct ParsedFhir {
+    pub resource_type: String,
+    /// `Bundle.type` when it is a Bundle.
+    pub bundle_type: Option<String>,
+    /// `id`, when the resource carries one.
+    pub id: Option<String>,
+    /// The resource as FHIR JSON (what FHIR destinations are sent).
+    pub json: Vec<u8>,
+    /// A valid NHS number of the patient it is about, when it says (for `order_by: patient`).
+    pub nhs_number: Option<String>,
+}
+
+/// Why a body was refused: the message and, when known, where (FHIRPath-like).
+#[derive(Debug, Clone)]
+pub struct FhirRefusal {
+    pub diagnostics: String,
+    pub location: Option<String>,
+}
+
+/// Parses FHIR for the runtime; the binary implements it with the FHIR model.
+pub trait FhirCodec: Send + Sync + std::fmt::Debug {
+    fn parse(&self, body: &[u8], xml: bool) -> Result<ParsedFhir, FhirRefusal>;
+}
+
+#[derive(Debug)]
+struct Inbound {
+    route: String,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    codec: Arc<dyn FhirCodec>,
+    destinations: Vec<String>,
+    order_by: OrderBy,
+    max_body: usize,
+    counters: Arc<RouteCounters>,
+}
+
+/// One route's FHIR endpoint.
+#[derive(Debug)]
+pub struct FhirSource {
+    listener: tokio::net::TcpListener,
+    inbound: Arc<Inbound>,
+}
+
+/// What [`FhirSource::bind`] needs from the route.
+#[derive(Debug)]
+pub struct FhirSourceSpec {
+    pub route: String,
+    pub listen: SocketAddr,
+    pub max_body: u64,
+    pub destinations: Vec<String>,
+    pub order_by: OrderBy,
+}
+
+impl FhirSource {
+    pub async fn bind(
+        spec: FhirSourceSpec,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        codec: Arc<dyn FhirCodec>,
+        counters: Arc<RouteCounters>,
+    ) -> std::io::Result<FhirSource> {
+        let listener = tokio::net::TcpListener::bind(spec.listen).await?;
+        Ok(FhirSource {
+            listener,
+            inbound: Arc::new(Inbound {
+                route: spec.route,
+                store,
+                clock,
+                codec,
+                destinations: spec.destinations,
+                order_by: spec.order_by,
+                max_body: usize::try_from(spec.max_body).unwrap_or(usize::MAX),
+                counters,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let addr = self.local_addr().ok();
+        let route = self.inbound.route.clone();
+        let router = Router::new()
+            .route("/fhir", post(post_bundle))
+            .route("/fhir/metadata", get(metadata))
+            .route("/fhir/{kind}", post(post_resource))
+            .route("/fhir/{kind}/{id}", put(put_resource))
+            .with_state(self.inbound);
+        tracing::info!(route = %route, listen = ?addr, "FHIR endpoint ready: /fhir");
+        let served = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+        if let Err(e) = served {
+            tracing::warn!(route = %route, error = %e, "FHIR endpoint stopped");
+        }
+    }
+}
+
+/// An OperationOutcome response.
+fn outcome(
+    status: StatusCode,
+    severity: &str,
+    code: &str,
+    text: &str,
+    location: Option<&str>,
+) -> Response {
+    let mut issue = serde_json::json!({ "severity": severity, "code": code, "diagnostics": text });
+    if let Some(l) = location {
+        issue["expression"] = serde_json::json!([l]);
+    }
+    let body = serde_json::json!({ "resourceType": "OperationOutcome", "issue": [issue] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metadata() -> Response {
+    let types = [
+        "Bundle",
+        "Patient",
+        "Encounter",
+        "Observation",
+        "DiagnosticReport",
+        "AllergyIntolerance",
+        "Condition",
+        "RelatedPerson",
+        "Practitioner",
+        "Organization",
+        "Location",
+    ];
+    let resources: Vec<serde_json::Value> = types
+        .iter()
+        .map(|t| serde_json::json!({ "type": t, "interaction": [{ "code": "create" }, { "code": "update" }] }))
+        .collect();
+    let body = serde_json::json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-26",
+        "kind": "instance",
+        "software": { "name": "Wyvern", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Wyvern FHIR inbound: accepted resources are stored and forwarded to the route's destinations" },
+        "fhirVersion": "4.0.1",
+        "format": ["json", "xml"],
+        "rest": [{ "mode": "server", "resource": resources, "interaction": [{ "code": "transaction" }, { "code": "batch" }] }],
+    });
+    (
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn post_bundle(
+    State(s): State<Arc<Inbound>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    receive(s, peer, req, Expect::Bundle).await
+}
+
+async fn post_resource(
+    State(s): State<Arc<Inbound>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(kind): Path<String>,
+    req: Request,
+) -> Response {
+    receive(s, peer, req, Expect::Type(kind, None)).await
+}
+
+async fn put_resource(
+    State(s): State<Arc<Inbound>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((kind, id)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    receive(s, peer, req, Expect::Type(kind, Some(id))).await
+}
+
+enum Expect {
+    Bundle,
+    Type(String, Option<String>),
+}
+
+async fn receive(s: Arc<Inbound>, peer: SocketAddr, req: Request, expect: Expect) -> Response {
+    s.counters.received.fetch_add(1, Ordering::Relaxed);
+    let refuse = |status: StatusCode, code: &str, text: &str, location: Option<&str>| {
+        s.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(route = %s.route, %peer, status = status.as_u16(), reason = text, "FHIR request refused");
+        outcome(status, "error", code, text, location)
+    };
+    let xml = match content_type(req.headers()) {
+        Ok(xml) => xml,
+        Err(ct) => {
+            return refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-supported",
+                &format!(
+                    "Content-Type {ct:?}: expected application/fhir+json or application/fhir+xml"
+                ),
+                None,
+            );
+        }
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > s.max_body) {
+        // Refused before a byte of it is read.
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-long",
+            &format!(
+                "the body is {} bytes; this endpoint takes at most {}",
+                declared.unwrap_or(0),
+                s.max_body
+            ),
+            None,
+        );
+    }
+    let body: AxumBytes = match axum::body::to_bytes(Body::new(req.into_body()), s.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-long",
+                &format!(
+                    "the body is larger than this endpoint's limit of {} bytes",
+                    s.max_body
+                ),
+                None,
+            );
+        }
+    };
+    let codec = s.codec.clone();
+    let raw = body.clone();
+    let parsed = match tokio::task::spawn_blocking(move || codec.parse(&raw, xml)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(r)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                &r.diagnostics,
+                r.location.as_deref(),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "the FHIR parser failed",
+                None,
+            );
+        }
+    };
+    let created = match &expect {
+        Expect::Bundle => {
+            if parsed.resource_type != "Bundle" {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    &format!("POST /fhir takes a Bundle, not a {}", parsed.resource_type),
+                    Some("resourceType"),
+                );
+            }
+            if !matches!(parsed.bundle_type.as_deref(), Some("transaction" | "batch")) {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    &format!(
+                        "Bundle.type {:?}: expected transaction or batch",
+                        parsed.bundle_type.as_deref().unwrap_or("")
+                    ),
+                    Some("Bundle.type"),
+                );
+            }
+            false
+        }
+        Expect::Type(kind, id) => {
+            if &parsed.resource_type != kind {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    &format!(
+                        "the body is a {}, the URL says {kind}",
+                        parsed.resource_type
+                    ),
+                    Some("resourceType"),
+                );
+            }
+            if let (Some(url_id), Some(body_id)) = (id, &parsed.id)
+                && url_id != body_id
+            {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    &format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
+                    Some(&format!("{kind}.id")),
+                );
+            }
+            id.is_none()
+        }
+    };
+    commit(&s, peer, body, xml, parsed, created).await
+}
+
+/// `Ok(true)` for XML; the offending Content-Type otherwise. No Content-Type means JSON.
+fn content_type(h: &HeaderMap) -> Result<bool, String> {
+    let Some(ct) = h.get(header::CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/fhir+json" | "application/json" | "application/json+fhir" => Ok(false),
+        "application/fhir+xml" | "application/xml" | "text/xml" | "application/xml+fhir" => {
+            Ok(true)
+        }
+        _ => Err(ct),
+    }
+}
+
+async fn commit(
+    s: &Inbound,
+    peer: SocketAddr,
+    raw: AxumBytes,
+    xml: bool,
+    parsed: ParsedFhir,
+    created: bool,
+) -> Response {
+    let now = s.clock.now_millis();
+    let id = MessageId::new(now);
+    let order_key = match (s.order_by, &parsed.nhs_number) {
+        (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
+        (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),
+        _ => format!("id:{id}"),
+    };
+    let payload = Bytes::from(parsed.json);
+    let deliveries = s
+        .destinations
+        .iter()
+        .map(|d| Delivery {
+            route: s.route.clone(),
+            destination: d.clone(),
+            order_key: order_key.clone(),
+            payload: Some(payload.clone()),
+        })
+        .collect();
+    let record = InboxRecord {
+        envelope: Envelope {
+            id,
+            received_at_ms: now,
+            content_type: if xml {
+                ContentType::FhirXml
+            } else {
+                ContentType::FhirJson
+            },
+            raw: Bytes::copy_from_slice(&raw),
+            meta: Metadata {
+                source: s.route.clone(),
+                peer: Some(peer.to_string()),
+                message_type: Some(parsed.resource_type.clone()),
+                nhs_number: parsed.nhs_number.clone(),
+                ..Metadata::default()
+            },
+            parent: None,
+        },
+        status: InboxStatus::Accepted,
+        error: None,
+        ack: None,
+        raw_len: raw.len(),
+        deliveries,
+    };
+    let stored = match s.store.submit(record).await {
+        Ok(pending) => pending.wait().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {
+            s.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(route = %s.route, %peer, %id, resource = %parsed.resource_type, "FHIR message accepted");
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let text = format!(
+                "accepted as message {id}: stored, and queued for {} destination(s)",
+                s.destinations.len()
+            );
+            let mut r = outcome(status, "information", "informational", &text, None);
+            if let Ok(v) = format!("/fhir/{}/{id}", parsed.resource_type).parse() {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Err(e) => {
+            s.counters.store_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(route = %s.route, %id, error = %e, "FHIR message not stored; answering 503");
+            outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                "transient",
+                &format!("not stored ({e}); send it again"),
+                None,
+            )
+        }
+    }
+}

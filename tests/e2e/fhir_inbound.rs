@@ -1,0 +1,257 @@
+//! FHIR REST inbound (`source: { fhir: … }`) against the real binary: JSON and XML accepted,
+//! answered only after the commit and delivered (XML as JSON); malformed JSON, unknown
+//! elements, the wrong resourceType, XXE, deep nesting and a 100 MB body all get a 4xx with an
+//! OperationOutcome, and none of them is stored as accepted.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::harness::{EngineProcess, free_addr, http_get, wait_listening, wait_until};
+
+/// One request: (status, body). `declared` overrides Content-Length (to claim a huge body).
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    declared: Option<usize>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        declared.unwrap_or(body.len())
+    );
+    s.write_all(head.as_bytes()).expect("write");
+    let _ = s.write_all(body); // a refused body may be cut off: the answer is what counts
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn outcome(body: &str) -> serde_json::Value {
+    // Chunked or not, the JSON is the part between the first '{' and the last '}'.
+    let (a, b) = (
+        body.find('{').unwrap_or(0),
+        body.rfind('}').map_or(0, |i| i + 1),
+    );
+    serde_json::from_str(&body[a..b])
+        .unwrap_or_else(|e| panic!("not an OperationOutcome ({e}): {body}"))
+}
+
+fn accepted(e: &EngineProcess) -> u64 {
+    let (_, m) = http_get(e.http, "/metrics");
+    m.lines()
+        .find(|l| l.starts_with("wyvern_messages_total{route=\"fhir-in\",outcome=\"accepted\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}],"name":[{"family":"TESTPATIENT","given":["ALEX"]}],"gender":"female","birthDate":"1980-01-02"}"#;
+
+#[test]
+fn fhir_json_and_xml_are_accepted_and_bad_input_gets_an_operation_outcome() {
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\", max_body: 1MiB }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\norder_by: patient\n"
+    ));
+    wait_listening(listen, Duration::from_secs(20));
+
+    let (code, body) = request(
+        listen,
+        "GET",
+        "/fhir/metadata",
+        "application/fhir+json",
+        b"",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(outcome(&body)["resourceType"], "CapabilityStatement");
+
+    // Accepted: JSON resource, XML resource (PUT), a transaction Bundle.
+    let (code, body) = request(
+        listen,
+        "POST",
+        "/fhir/Patient",
+        "application/fhir+json",
+        PATIENT.as_bytes(),
+        None,
+    );
+    assert_eq!(code, 201, "{body}");
+    let xml = r#"<Patient xmlns="http://hl7.org/fhir"><id value="p2"/><name><family value="XMLPATIENT"/></name><gender value="male"/></Patient>"#;
+    let (code, body) = request(
+        listen,
+        "PUT",
+        "/fhir/Patient/p2",
+        "application/fhir+xml",
+        xml.as_bytes(),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[{{"resource":{PATIENT},"request":{{"method":"PUT","url":"Patient/p1"}}}}]}}"#
+    );
+    let (code, body) = request(
+        listen,
+        "POST",
+        "/fhir",
+        "application/fhir+json; charset=utf-8",
+        bundle.as_bytes(),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Refused, each with an OperationOutcome that says why (and where, when it can).
+    let deep = "[".repeat(200) + &"]".repeat(200);
+    let deep = format!(r#"{{"resourceType":"Patient","extension":{deep}}}"#);
+    let xxe = r#"<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]><Patient xmlns="http://hl7.org/fhir"><id value="&x;"/></Patient>"#;
+    let laughs = r#"<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><Patient xmlns="http://hl7.org/fhir"><id value="&b;"/></Patient>"#;
+    let unknown = r#"{"resourceType":"Patient","name":[{"family":"X","nickname":"Y"}]}"#;
+    // (method, path, Content-Type, body, declared length, expected status, what the outcome says)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        Option<usize>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            b"{\"resourceType\": \"Patient\", ".to_vec(),
+            None,
+            400,
+            "not JSON",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            unknown.as_bytes().to_vec(),
+            None,
+            400,
+            "Patient.name[0].nickname",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            br#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#.to_vec(),
+            None,
+            400,
+            "the URL says Patient",
+        ),
+        (
+            "POST",
+            "/fhir",
+            "application/fhir+json",
+            br#"{"resourceType":"Bundle","type":"collection"}"#.to_vec(),
+            None,
+            400,
+            "transaction or batch",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+xml",
+            xxe.as_bytes().to_vec(),
+            None,
+            400,
+            "DTD",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+xml",
+            laughs.as_bytes().to_vec(),
+            None,
+            400,
+            "DTD",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            deep.into_bytes(),
+            None,
+            400,
+            "nested",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "application/fhir+json",
+            PATIENT.as_bytes().to_vec(),
+            Some(100 << 20),
+            413,
+            "at most",
+        ),
+        (
+            "POST",
+            "/fhir/Patient",
+            "text/plain",
+            PATIENT.as_bytes().to_vec(),
+            None,
+            415,
+            "Content-Type",
+        ),
+        (
+            "PUT",
+            "/fhir/Patient/other",
+            "application/fhir+json",
+            PATIENT.as_bytes().to_vec(),
+            None,
+            400,
+            "not the URL's",
+        ),
+    ];
+    for (method, path, ct, body, declared, want, says) in cases {
+        let (code, text) = request(listen, method, path, ct, &body, declared);
+        assert_eq!(code, want, "{method} {path} ({ct}): {text}");
+        let oo = outcome(&text);
+        assert_eq!(oo["resourceType"], "OperationOutcome", "{text}");
+        assert!(
+            oo.to_string().contains(says),
+            "{method} {path}: expected {says:?} in {oo}"
+        );
+    }
+
+    // Three accepted and delivered (the XML one as JSON); nothing refused was stored as accepted.
+    let out = e.dir.path().join("out");
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&out)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(20), || files().len() >= 3);
+    std::thread::sleep(Duration::from_millis(300));
+    let delivered = files();
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    assert!(
+        delivered.iter().any(|d| d.contains("\"XMLPATIENT\"")),
+        "XML delivered as JSON: {delivered:?}"
+    );
+    assert_eq!(accepted(&e), 3);
+}
