@@ -174,3 +174,30 @@ fn plugin_new_gives_plugins_that_build_check_and_run_in_rust_and_javascript() {
         );
     }
 }
+
+#[test]
+fn map_prints_the_bundle_a_route_would_send_and_refuses_what_it_cannot_map() {
+    let golden = |name: &str| repo("engine/fhir/tests/golden").join(name);
+    let out = wyvern()
+        .args(["map"])
+        .arg(golden("adt-a08-invalid-nhs.hl7"))
+        .output()
+        .expect("run wyvern map");
+    assert!(out.status.success());
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON Bundle");
+    assert_eq!(bundle["type"], "transaction");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid NHS number"));
+    let xml = wyvern()
+        .args(["map", "--xml"])
+        .arg(golden("oru-r01-fbc.hl7"))
+        .output()
+        .expect("run wyvern map --xml");
+    assert!(String::from_utf8_lossy(&xml.stdout).contains("<DiagnosticReport>"));
+    let refused = wyvern()
+        .args(["map"])
+        .arg(golden("adt-a01-no-identifier.hl7"))
+        .output()
+        .expect("run wyvern map");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PID-3 has no identifier"));
+}

@@ -3,11 +3,10 @@
 //! elements, the wrong resourceType, XXE, deep nesting and a 100 MB body all get a 4xx with an
 //! OperationOutcome, and none of them is stored as accepted.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::harness::{EngineProcess, free_addr, http_get, wait_listening, wait_until};
+use crate::harness::{EngineProcess, free_addr, http_get, http_raw, wait_listening, wait_until};
 
 /// One request: (status, body). `declared` overrides Content-Length (to claim a huge body).
 fn request(
@@ -18,27 +17,13 @@ fn request(
     body: &[u8],
     declared: Option<usize>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    let head = format!(
+    let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         declared.unwrap_or(body.len())
-    );
-    s.write_all(head.as_bytes()).expect("write");
-    let _ = s.write_all(body); // a refused body may be cut off: the answer is what counts
-    let mut text = Vec::new();
-    let _ = s.read_to_end(&mut text);
-    let text = String::from_utf8_lossy(&text).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    http_raw(addr, &req)
 }
 
 fn outcome(body: &str) -> serde_json::Value {

@@ -234,10 +234,18 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
 }
 
 fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    http_raw(addr, request.as_bytes())
+}
+
+/// Any request as bytes: (status code, body). A server may answer before it has read all of
+/// the request (refusing a large body), so a failed write is not an error: the answer is.
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    let _ = s.write_all(request);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text
         .split_whitespace()
         .nth(1)

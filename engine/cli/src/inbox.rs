@@ -59,15 +59,7 @@ pub fn store_dir(args: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
     Ok(match (&args.store, &args.config) {
         (Some(s), _) => s.clone(),
         (None, Some(c)) => {
-            let config = wyvern_config::load(c).map_err(|d| {
-                anyhow::anyhow!(
-                    "{}",
-                    d.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?;
+            let config = wyvern_config::load(c).map_err(crate::validate::diagnostics)?;
             config.engine.store_dir
         }
         (None, None) => bail!("say which store: --config FOLDER or --store FOLDER"),

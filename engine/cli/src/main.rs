@@ -14,6 +14,7 @@ mod dlq;
 mod fhir_codec;
 mod inbox;
 mod input;
+mod map;
 mod plugin;
 mod replay;
 mod run;
@@ -87,6 +88,12 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Map one HL7v2 message to FHIR R4 UK Core with the built-in mapping and print the Bundle.
+    ///
+    /// Shows what a `map: hl7v2-to-fhir` step would send, with the mapping's warnings (an
+    /// invalid NHS number kept as a local identifier, a missing PV1 …). With --config, that
+    /// config's mappings folder is used. Exits 1 when the message cannot be mapped.
+    Map(map::MapArgs),
     /// Deliver again what a route received in a time range (`--since 2h`, `--since "2026-11-25 09:00"`).
     Replay(replay::ReplayArgs),
     /// Tools for development and tests.
@@ -177,6 +184,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Plugin { command } => plugin::plugin(command),
+            Command::Map(args) => map::map(args),
             Command::Schema { kind } => {
                 let schema = match kind {
                     SchemaKind::Route => wyvern_config::route_schema(),

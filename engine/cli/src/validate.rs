@@ -11,6 +11,17 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
             for w in &c.warnings {
                 eprintln!("{w}");
             }
+            // A map step loads the FHIR mappings (tables and field map) when the engine starts:
+            // check them now too.
+            let maps = c
+                .routes
+                .iter()
+                .flat_map(|r| &r.steps)
+                .any(|s| matches!(s, wyvern_config::Step::Map(_)));
+            if maps && let Err(e) = crate::map::mapper(Some(config)) {
+                eprintln!("{e:#}");
+                return Ok(ExitCode::from(2));
+            }
             println!(
                 "{}: ok, {} route(s), store {}",
                 config.display(),
@@ -50,4 +61,15 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Config findings as one error, a line each (`file:line:col: …`).
+pub fn diagnostics(d: Vec<wyvern_config::Diagnostic>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        d.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }

@@ -41,7 +41,24 @@ fn with_id(mut v: serde_json::Value, file: &str, title: &str) -> serde_json::Val
         );
         o.insert("title".into(), title.into());
     }
-    v
+    sorted(v)
+}
+
+/// Keys in sorted order at every level. serde_json keeps insertion order when any crate in
+/// the build turns on its `preserve_order` (fhirbolt does), and sorts them otherwise: sorting
+/// here makes the schema the same text in every build.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(o) => {
+            let mut entries: Vec<(String, serde_json::Value)> = o.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

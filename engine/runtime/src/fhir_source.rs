@@ -3,7 +3,8 @@
 //! `max_body`, parsed strictly (JSON or XML, by Content-Type) by the [`FhirCodec`] the binary
 //! supplies (the runtime never links the FHIR model), stored with one outbox row per
 //! destination carrying its JSON form, and answered 200/201 only after the commit. Anything
-//! wrong is a 4xx with an OperationOutcome saying what and where; nothing of it is stored.
+//! wrong is a 4xx with an OperationOutcome saying what and where; a refused body that was read
+//! is kept as `rejected` (no deliveries), as an MLLP AR is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -268,76 +269,102 @@ async fn receive(s: Arc<Inbound>, peer: SocketAddr, req: Request, expect: Expect
             );
         }
     };
+    match check(&s, &body, xml, &expect).await {
+        Ok((parsed, created)) => {
+            commit(&s, peer, body, xml, Stored::Accepted(parsed, created)).await
+        }
+        Err(r) => {
+            // Kept, as an MLLP AR is: what was refused and why can be looked up later.
+            let text = r.text.clone();
+            let _ = commit(&s, peer, body, xml, Stored::Rejected(text)).await;
+            refuse(r.status, r.code, &r.text, r.location.as_deref())
+        }
+    }
+}
+
+/// Why a body that was read is refused.
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    text: String,
+    location: Option<String>,
+}
+
+fn invalid(text: String, location: Option<String>) -> Refused {
+    Refused {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid",
+        text,
+        location,
+    }
+}
+
+/// Parses the body and checks it against the URL: the resource and whether it creates.
+async fn check(
+    s: &Inbound,
+    body: &AxumBytes,
+    xml: bool,
+    expect: &Expect,
+) -> Result<(ParsedFhir, bool), Refused> {
     let codec = s.codec.clone();
     let raw = body.clone();
     let parsed = match tokio::task::spawn_blocking(move || codec.parse(&raw, xml)).await {
         Ok(Ok(p)) => p,
-        Ok(Err(r)) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                &r.diagnostics,
-                r.location.as_deref(),
-            );
-        }
+        Ok(Err(r)) => return Err(invalid(r.diagnostics, r.location)),
         Err(_) => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "the FHIR parser failed",
-                None,
-            );
+            return Err(Refused {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "exception",
+                text: "the FHIR parser failed".into(),
+                location: None,
+            });
         }
     };
-    let created = match &expect {
+    let created = match expect {
         Expect::Bundle => {
             if parsed.resource_type != "Bundle" {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    &format!("POST /fhir takes a Bundle, not a {}", parsed.resource_type),
-                    Some("resourceType"),
-                );
+                return Err(invalid(
+                    format!("POST /fhir takes a Bundle, not a {}", parsed.resource_type),
+                    Some("resourceType".into()),
+                ));
             }
             if !matches!(parsed.bundle_type.as_deref(), Some("transaction" | "batch")) {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    &format!(
-                        "Bundle.type {:?}: expected transaction or batch",
-                        parsed.bundle_type.as_deref().unwrap_or("")
-                    ),
-                    Some("Bundle.type"),
-                );
+                let t = parsed.bundle_type.as_deref().unwrap_or("");
+                return Err(invalid(
+                    format!("Bundle.type {t:?}: expected transaction or batch"),
+                    Some("Bundle.type".into()),
+                ));
             }
             false
         }
         Expect::Type(kind, id) => {
             if &parsed.resource_type != kind {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    &format!(
+                return Err(invalid(
+                    format!(
                         "the body is a {}, the URL says {kind}",
                         parsed.resource_type
                     ),
-                    Some("resourceType"),
-                );
+                    Some("resourceType".into()),
+                ));
             }
             if let (Some(url_id), Some(body_id)) = (id, &parsed.id)
                 && url_id != body_id
             {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    &format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
-                    Some(&format!("{kind}.id")),
-                );
+                return Err(invalid(
+                    format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
+                    Some(format!("{kind}.id")),
+                ));
             }
             id.is_none()
         }
     };
-    commit(&s, peer, body, xml, parsed, created).await
+    Ok((parsed, created))
+}
+
+/// What is stored: an accepted resource (and whether it was a create) or a refusal's reason.
+enum Stored {
+    Accepted(ParsedFhir, bool),
+    Rejected(String),
 }
 
 /// `Ok(true)` for XML; the offending Content-Type otherwise. No Content-Type means JSON.
@@ -361,27 +388,47 @@ async fn commit(
     peer: SocketAddr,
     raw: AxumBytes,
     xml: bool,
-    parsed: ParsedFhir,
-    created: bool,
+    what: Stored,
 ) -> Response {
     let now = s.clock.now_millis();
     let id = MessageId::new(now);
-    let order_key = match (s.order_by, &parsed.nhs_number) {
-        (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
-        (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),
-        _ => format!("id:{id}"),
+    let (status, error, deliveries, resource, nhs_number, created) = match what {
+        Stored::Accepted(parsed, created) => {
+            let order_key = match (s.order_by, &parsed.nhs_number) {
+                (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
+                (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),
+                _ => format!("id:{id}"),
+            };
+            let payload = Bytes::from(parsed.json);
+            let deliveries = s
+                .destinations
+                .iter()
+                .map(|d| Delivery {
+                    route: s.route.clone(),
+                    destination: d.clone(),
+                    order_key: order_key.clone(),
+                    payload: Some(payload.clone()),
+                })
+                .collect();
+            (
+                InboxStatus::Accepted,
+                None,
+                deliveries,
+                Some(parsed.resource_type),
+                parsed.nhs_number,
+                created,
+            )
+        }
+        Stored::Rejected(reason) => (
+            InboxStatus::Rejected,
+            Some(reason),
+            Vec::new(),
+            None,
+            None,
+            false,
+        ),
     };
-    let payload = Bytes::from(parsed.json);
-    let deliveries = s
-        .destinations
-        .iter()
-        .map(|d| Delivery {
-            route: s.route.clone(),
-            destination: d.clone(),
-            order_key: order_key.clone(),
-            payload: Some(payload.clone()),
-        })
-        .collect();
+    let accepted = status == InboxStatus::Accepted;
     let record = InboxRecord {
         envelope: Envelope {
             id,
@@ -395,14 +442,14 @@ async fn commit(
             meta: Metadata {
                 source: s.route.clone(),
                 peer: Some(peer.to_string()),
-                message_type: Some(parsed.resource_type.clone()),
-                nhs_number: parsed.nhs_number.clone(),
+                message_type: resource.clone(),
+                nhs_number,
                 ..Metadata::default()
             },
             parent: None,
         },
-        status: InboxStatus::Accepted,
-        error: None,
+        status,
+        error,
         ack: None,
         raw_len: raw.len(),
         deliveries,
@@ -412,10 +459,11 @@ async fn commit(
         Err(e) => Err(e),
     };
     match stored {
-        Ok(()) => {
+        Ok(()) if accepted => {
             s.counters.accepted.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(route = %s.route, %peer, %id, resource = %parsed.resource_type, "FHIR message accepted");
-            let status = if created {
+            let resource = resource.unwrap_or_default();
+            tracing::info!(route = %s.route, %peer, %id, %resource, "FHIR message accepted");
+            let code = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -424,12 +472,19 @@ async fn commit(
                 "accepted as message {id}: stored, and queued for {} destination(s)",
                 s.destinations.len()
             );
-            let mut r = outcome(status, "information", "informational", &text, None);
-            if let Ok(v) = format!("/fhir/{}/{id}", parsed.resource_type).parse() {
+            let mut r = outcome(code, "information", "informational", &text, None);
+            if let Ok(v) = format!("/fhir/{resource}/{id}").parse() {
                 r.headers_mut().insert(header::LOCATION, v);
             }
             r
         }
+        Ok(()) => outcome(
+            StatusCode::OK,
+            "information",
+            "informational",
+            "kept as rejected",
+            None,
+        ),
         Err(e) => {
             s.counters.store_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(route = %s.route, %id, error = %e, "FHIR message not stored; answering 503");

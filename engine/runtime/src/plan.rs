@@ -195,83 +195,32 @@ impl RoutePlan {
                     Step::Map(kind) => {
                         // The last step (validation sees to it): its output goes to the
                         // destinations as it is.
-                        let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
-                            return Outcome::Refused {
-                                step: i + 1,
-                                reject: false,
-                                reason: format!("the {kind:?} mapping is not loaded"),
-                            };
-                        };
-                        let input = TransformMessage {
-                            content_type: "hl7v2".into(),
-                            body: current.to_vec(),
-                            metadata: metadata(msg, message_id, &self.route),
-                        };
-                        match t.process(message_id, input) {
+                        let what = format!("the {kind:?} mapping");
+                        match self.transform(i, &what, current, msg, message_id) {
                             Ok(outputs) => next.extend(outputs.into_iter().map(|o| Some(o.body))),
-                            Err(TransformError::Reject(reason)) => {
-                                return Outcome::Refused {
-                                    step: i + 1,
-                                    reject: true,
-                                    reason,
-                                };
-                            }
-                            Err(TransformError::Error(reason)) => {
-                                return Outcome::Refused {
-                                    step: i + 1,
-                                    reject: false,
-                                    reason,
-                                };
-                            }
+                            Err(refused) => return refused,
                         }
                     }
                     Step::Wasm(w) => {
-                        let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
-                            return Outcome::Refused {
-                                step: i + 1,
-                                reject: false,
-                                reason: format!("plugin {} is not loaded", w.plugin.display()),
-                            };
+                        let what = format!("plugin {}", w.plugin.display());
+                        let outputs = match self.transform(i, &what, current, msg, message_id) {
+                            Ok(o) => o,
+                            Err(refused) => return refused,
                         };
-                        let input = TransformMessage {
-                            content_type: "hl7v2".into(),
-                            body: current.to_vec(),
-                            metadata: metadata(msg, message_id, &self.route),
-                        };
-                        match t.process(message_id, input) {
-                            Ok(outputs) => {
-                                // Later steps and destinations read HL7v2: a plugin that
-                                // returns something else fails the message, it is never
-                                // passed on unread.
-                                for o in outputs {
-                                    if let Err(e) = Message::parse(&o.body) {
-                                        return Outcome::Refused {
-                                            step: i + 1,
-                                            reject: false,
-                                            reason: format!(
-                                                "plugin {} returned {} output that is not HL7v2 ({e})",
-                                                w.plugin.display(),
-                                                o.content_type
-                                            ),
-                                        };
-                                    }
-                                    next.push(Some(o.body));
-                                }
-                            }
-                            Err(TransformError::Reject(reason)) => {
-                                return Outcome::Refused {
-                                    step: i + 1,
-                                    reject: true,
-                                    reason,
-                                };
-                            }
-                            Err(TransformError::Error(reason)) => {
+                        // Later steps and destinations read HL7v2: a plugin that returns
+                        // something else fails the message, it is never passed on unread.
+                        for o in outputs {
+                            if let Err(e) = Message::parse(&o.body) {
                                 return Outcome::Refused {
                                     step: i + 1,
                                     reject: false,
-                                    reason,
+                                    reason: format!(
+                                        "{what} returned {} output that is not HL7v2 ({e})",
+                                        o.content_type
+                                    ),
                                 };
                             }
+                            next.push(Some(o.body));
                         }
                     }
                 }
@@ -282,6 +231,35 @@ impl RoutePlan {
             versions = next;
         }
         Outcome::Deliver(versions)
+    }
+
+    /// Runs step `i`'s transform (`what` names it in errors) over `current`; a refusal comes
+    /// back as the step's outcome.
+    fn transform(
+        &self,
+        i: usize,
+        what: &str,
+        current: &[u8],
+        msg: &Message<'_>,
+        message_id: &str,
+    ) -> Result<Vec<TransformMessage>, Outcome> {
+        let refused = |reject, reason| Outcome::Refused {
+            step: i + 1,
+            reject,
+            reason,
+        };
+        let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
+            return Err(refused(false, format!("{what} is not loaded")));
+        };
+        let input = TransformMessage {
+            content_type: "hl7v2".into(),
+            body: current.to_vec(),
+            metadata: metadata(msg, message_id, &self.route),
+        };
+        t.process(message_id, input).map_err(|e| match e {
+            TransformError::Reject(reason) => refused(true, reason),
+            TransformError::Error(reason) => refused(false, reason),
+        })
     }
 
     fn deliveries(&self, order_key: &str, payload: Option<Bytes>) -> Vec<Delivery> {

@@ -188,12 +188,4 @@ fn options(
     })
 }
 
-fn diagnostics(d: Vec<wyvern_config::Diagnostic>) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{}",
-        d.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
-}
+use crate::validate::diagnostics;
