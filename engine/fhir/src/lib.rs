@@ -9,6 +9,7 @@
 //! fhirbolt (parsing and JSON ↔ XML for inbound FHIR and the tests).
 
 mod bundle;
+mod clinical;
 mod datatypes;
 mod encounter;
 mod ids;
@@ -84,7 +85,7 @@ impl Mapper {
                 if !matches!(event.as_str(), "A28" | "A31") {
                     encounter::map(&mut cx, &patient, &event);
                 }
-                patient::clinical(&mut cx, &patient);
+                clinical::map(&mut cx, &patient);
             }
             ("ADT", "A40") => patient::merge(&mut cx)?,
             ("ORU", "R01") => results::map(&mut cx)?,

@@ -13,6 +13,7 @@ mod dedup;
 pub mod delivery;
 mod directory;
 mod engine;
+mod fhir_intake;
 pub mod fhir_source;
 mod http;
 mod inbox;

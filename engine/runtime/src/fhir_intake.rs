@@ -1,0 +1,283 @@
+//! What a FHIR source does with one request's body: parse it (through the [`FhirCodec`] the
+//! binary supplies), check it against the URL, and commit it to the inbox — accepted with one
+//! outbox row per destination, or refused and kept as `rejected` — then say so in an
+//! OperationOutcome. The HTTP side is [`crate::fhir_source`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes as AxumBytes;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use wyvern_config::OrderBy;
+use wyvern_core::{Clock, ContentType, Envelope, MessageId, Metadata};
+use wyvern_store::{Delivery, InboxRecord, InboxStatus, Store};
+
+use crate::inbox::RouteCounters;
+
+/// A strictly parsed FHIR body.
+#[derive(Debug, Clone)]
+pub struct ParsedFhir {
+    pub resource_type: String,
+    /// `Bundle.type` when it is a Bundle.
+    pub bundle_type: Option<String>,
+    /// `id`, when the resource carries one.
+    pub id: Option<String>,
+    /// The resource as FHIR JSON (what FHIR destinations are sent).
+    pub json: Vec<u8>,
+    /// A valid NHS number of the patient it is about, when it says (for `order_by: patient`).
+    pub nhs_number: Option<String>,
+}
+
+/// Why a body was refused: the message and, when known, where (FHIRPath-like).
+#[derive(Debug, Clone)]
+pub struct FhirRefusal {
+    pub diagnostics: String,
+    pub location: Option<String>,
+}
+
+/// Parses FHIR for the runtime; the binary implements it with the FHIR model.
+pub trait FhirCodec: Send + Sync + std::fmt::Debug {
+    fn parse(&self, body: &[u8], xml: bool) -> Result<ParsedFhir, FhirRefusal>;
+}
+
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    pub(crate) route: String,
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) codec: Arc<dyn FhirCodec>,
+    pub(crate) destinations: Vec<String>,
+    pub(crate) order_by: OrderBy,
+    pub(crate) max_body: usize,
+    pub(crate) counters: Arc<RouteCounters>,
+}
+
+/// An OperationOutcome response.
+pub(crate) fn outcome(
+    status: StatusCode,
+    severity: &str,
+    code: &str,
+    text: &str,
+    location: Option<&str>,
+) -> Response {
+    let mut issue = serde_json::json!({ "severity": severity, "code": code, "diagnostics": text });
+    if let Some(l) = location {
+        issue["expression"] = serde_json::json!([l]);
+    }
+    let body = serde_json::json!({ "resourceType": "OperationOutcome", "issue": [issue] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) enum Expect {
+    Bundle,
+    Type(String, Option<String>),
+}
+
+/// Why a body that was read is refused.
+pub(crate) struct Refused {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) text: String,
+    pub(crate) location: Option<String>,
+}
+
+fn invalid(text: String, location: Option<String>) -> Refused {
+    Refused {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid",
+        text,
+        location,
+    }
+}
+
+/// Parses the body and checks it against the URL: the resource and whether it creates.
+pub(crate) async fn check(
+    s: &Inbound,
+    body: &AxumBytes,
+    xml: bool,
+    expect: &Expect,
+) -> Result<(ParsedFhir, bool), Refused> {
+    let codec = s.codec.clone();
+    let raw = body.clone();
+    let parsed = match tokio::task::spawn_blocking(move || codec.parse(&raw, xml)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(r)) => return Err(invalid(r.diagnostics, r.location)),
+        Err(_) => {
+            return Err(Refused {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "exception",
+                text: "the FHIR parser failed".into(),
+                location: None,
+            });
+        }
+    };
+    let created = match expect {
+        Expect::Bundle => {
+            if parsed.resource_type != "Bundle" {
+                return Err(invalid(
+                    format!("POST /fhir takes a Bundle, not a {}", parsed.resource_type),
+                    Some("resourceType".into()),
+                ));
+            }
+            if !matches!(parsed.bundle_type.as_deref(), Some("transaction" | "batch")) {
+                let t = parsed.bundle_type.as_deref().unwrap_or("");
+                return Err(invalid(
+                    format!("Bundle.type {t:?}: expected transaction or batch"),
+                    Some("Bundle.type".into()),
+                ));
+            }
+            false
+        }
+        Expect::Type(kind, id) => {
+            if &parsed.resource_type != kind {
+                return Err(invalid(
+                    format!(
+                        "the body is a {}, the URL says {kind}",
+                        parsed.resource_type
+                    ),
+                    Some("resourceType".into()),
+                ));
+            }
+            if let (Some(url_id), Some(body_id)) = (id, &parsed.id)
+                && url_id != body_id
+            {
+                return Err(invalid(
+                    format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
+                    Some(format!("{kind}.id")),
+                ));
+            }
+            id.is_none()
+        }
+    };
+    Ok((parsed, created))
+}
+
+/// What is stored: an accepted resource (and whether it was a create) or a refusal's reason.
+pub(crate) enum Stored {
+    Accepted(ParsedFhir, bool),
+    Rejected(String),
+}
+
+pub(crate) async fn commit(
+    s: &Inbound,
+    peer: SocketAddr,
+    raw: AxumBytes,
+    xml: bool,
+    what: Stored,
+) -> Response {
+    let now = s.clock.now_millis();
+    let id = MessageId::new(now);
+    let (status, error, deliveries, resource, nhs_number, created) = match what {
+        Stored::Accepted(parsed, created) => {
+            let order_key = match (s.order_by, &parsed.nhs_number) {
+                (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
+                (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),
+                _ => format!("id:{id}"),
+            };
+            let payload = Bytes::from(parsed.json);
+            let deliveries = s
+                .destinations
+                .iter()
+                .map(|d| Delivery {
+                    route: s.route.clone(),
+                    destination: d.clone(),
+                    order_key: order_key.clone(),
+                    payload: Some(payload.clone()),
+                })
+                .collect();
+            (
+                InboxStatus::Accepted,
+                None,
+                deliveries,
+                Some(parsed.resource_type),
+                parsed.nhs_number,
+                created,
+            )
+        }
+        Stored::Rejected(reason) => (
+            InboxStatus::Rejected,
+            Some(reason),
+            Vec::new(),
+            None,
+            None,
+            false,
+        ),
+    };
+    let accepted = status == InboxStatus::Accepted;
+    let record = InboxRecord {
+        envelope: Envelope {
+            id,
+            received_at_ms: now,
+            content_type: if xml {
+                ContentType::FhirXml
+            } else {
+                ContentType::FhirJson
+            },
+            raw: Bytes::copy_from_slice(&raw),
+            meta: Metadata {
+                source: s.route.clone(),
+                peer: Some(peer.to_string()),
+                message_type: resource.clone(),
+                nhs_number,
+                ..Metadata::default()
+            },
+            parent: None,
+        },
+        status,
+        error,
+        ack: None,
+        raw_len: raw.len(),
+        deliveries,
+    };
+    let stored = match s.store.submit(record).await {
+        Ok(pending) => pending.wait().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) if accepted => {
+            s.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            let resource = resource.unwrap_or_default();
+            tracing::info!(route = %s.route, %peer, %id, %resource, "FHIR message accepted");
+            let code = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let text = format!(
+                "accepted as message {id}: stored, and queued for {} destination(s)",
+                s.destinations.len()
+            );
+            let mut r = outcome(code, "information", "informational", &text, None);
+            if let Ok(v) = format!("/fhir/{resource}/{id}").parse() {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Ok(()) => outcome(
+            StatusCode::OK,
+            "information",
+            "informational",
+            "kept as rejected",
+            None,
+        ),
+        Err(e) => {
+            s.counters.store_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(route = %s.route, %id, error = %e, "FHIR message not stored; answering 503");
+            outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                "transient",
+                &format!("not stored ({e}); send it again"),
+                None,
+            )
+        }
+    }
+}
