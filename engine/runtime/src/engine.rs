@@ -111,6 +111,33 @@ impl Engine {
         let mut fhir_sources = Vec::new();
         let mut counters = Vec::new();
         for route in &config.routes {
+            // A FHIR source has no HL7v2 inbox: no steps, no duplicate window (resources are
+            // upserts), just its intake and the route's counters.
+            if let Source::Fhir(f) = &route.source {
+                let route_counters = Arc::new(RouteCounters::default());
+                counters.push((route.name.clone(), route_counters.clone()));
+                let codec = plugins.fhir_codec().map_err(|reason| BuildError::Source {
+                    route: route.name.clone(),
+                    reason,
+                })?;
+                let spec = FhirSourceSpec {
+                    route: route.name.clone(),
+                    listen: f.listen,
+                    max_body: f.max_body,
+                    destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
+                    order_by: route.order_by,
+                };
+                let source =
+                    FhirSource::bind(spec, store.clone(), clock.clone(), codec, route_counters)
+                        .await
+                        .map_err(|source| BuildError::Bind {
+                            route: route.name.clone(),
+                            addr: f.listen,
+                            source,
+                        })?;
+                fhir_sources.push(source);
+                continue;
+            }
             let plan = RoutePlan::load(route, plugins).map_err(|reason| BuildError::Plugin {
                 route: route.name.clone(),
                 reason,
@@ -142,33 +169,8 @@ impl Engine {
                             })?;
                     listeners.push(listener);
                 }
-                Source::Fhir(f) => {
-                    let codec = plugins.fhir_codec().map_err(|reason| BuildError::Source {
-                        route: route.name.clone(),
-                        reason,
-                    })?;
-                    let spec = FhirSourceSpec {
-                        route: route.name.clone(),
-                        listen: f.listen,
-                        max_body: f.max_body,
-                        destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
-                        order_by: route.order_by,
-                    };
-                    let source = FhirSource::bind(
-                        spec,
-                        store.clone(),
-                        clock.clone(),
-                        codec,
-                        inbox.counters(),
-                    )
-                    .await
-                    .map_err(|source| BuildError::Bind {
-                        route: route.name.clone(),
-                        addr: f.listen,
-                        source,
-                    })?;
-                    fhir_sources.push(source);
-                }
+                // Built above: a FHIR source has no HL7v2 inbox.
+                Source::Fhir(_) => {}
                 Source::Directory(d) => {
                     pollers.push(DirectoryPoller {
                         route: route.name.clone(),

@@ -195,15 +195,15 @@ impl RoutePlan {
                     Step::Map(kind) => {
                         // The last step (validation sees to it): its output goes to the
                         // destinations as it is.
-                        let what = format!("the {kind:?} mapping");
-                        match self.transform(i, &what, current, msg, message_id) {
+                        let what = || format!("the {kind:?} mapping");
+                        match self.transform(i, what, current, msg, message_id) {
                             Ok(outputs) => next.extend(outputs.into_iter().map(|o| Some(o.body))),
                             Err(refused) => return refused,
                         }
                     }
                     Step::Wasm(w) => {
-                        let what = format!("plugin {}", w.plugin.display());
-                        let outputs = match self.transform(i, &what, current, msg, message_id) {
+                        let what = || format!("plugin {}", w.plugin.display());
+                        let outputs = match self.transform(i, what, current, msg, message_id) {
                             Ok(o) => o,
                             Err(refused) => return refused,
                         };
@@ -215,7 +215,8 @@ impl RoutePlan {
                                     step: i + 1,
                                     reject: false,
                                     reason: format!(
-                                        "{what} returned {} output that is not HL7v2 ({e})",
+                                        "{} returned {} output that is not HL7v2 ({e})",
+                                        what(),
                                         o.content_type
                                     ),
                                 };
@@ -233,12 +234,12 @@ impl RoutePlan {
         Outcome::Deliver(versions)
     }
 
-    /// Runs step `i`'s transform (`what` names it in errors) over `current`; a refusal comes
-    /// back as the step's outcome.
+    /// Runs step `i`'s transform over `current`; a refusal comes back as the step's outcome.
+    /// `what` names the step in errors (built only when one happens: this is the hot path).
     fn transform(
         &self,
         i: usize,
-        what: &str,
+        what: impl Fn() -> String,
         current: &[u8],
         msg: &Message<'_>,
         message_id: &str,
@@ -249,7 +250,7 @@ impl RoutePlan {
             reason,
         };
         let Some(t) = self.transforms.get(i).and_then(Option::as_ref) else {
-            return Err(refused(false, format!("{what} is not loaded")));
+            return Err(refused(false, format!("{} is not loaded", what())));
         };
         let input = TransformMessage {
             content_type: "hl7v2".into(),
