@@ -56,14 +56,7 @@ pub fn mapper(config: Option<&std::path::Path>) -> anyhow::Result<wyvern_fhir::M
         return wyvern_fhir::Mapper::with_defaults().map_err(|e| anyhow::anyhow!("{e}"));
     };
     let c = wyvern_config::load(dir).map_err(crate::validate::diagnostics)?;
-    let field_map = c.engine.mappings_dir.join(wyvern_fhir::FIELD_MAP_FILE);
-    let text = field_map
-        .is_file()
-        .then(|| std::fs::read_to_string(&field_map))
-        .transpose()?;
-    let name = field_map.display().to_string();
-    let mappings =
-        wyvern_fhir::Mappings::with(text.as_deref().map(|t| (name.as_str(), t)), &c.tables)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mappings = wyvern_fhir::Mappings::load(&c.engine.mappings_dir, &c.tables)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(wyvern_fhir::Mapper::new(mappings))
 }

@@ -35,8 +35,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         false,
         config.tables.clone(),
     )
-    .with_field_map_from(&config.engine.mappings_dir)
-    .map_err(anyhow::Error::msg)?;
+    .with_mappings_dir(&config.engine.mappings_dir);
     let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
         .await
         .context("cannot start the engine")?;

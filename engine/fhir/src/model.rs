@@ -192,21 +192,23 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, FhirParseError>) -> Result<T, FhirPa
 }
 
 pub fn from_xml(text: &str) -> Result<Resource, FhirParseError> {
-    let upper = text
-        .get(..text.len().min(4096))
-        .unwrap_or(text)
-        .to_ascii_uppercase();
-    if upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY") {
+    // Anywhere in the document, not only its head: a prolog padded with comments must not
+    // hide a DTD.
+    if declares(text, b"<!DOCTYPE") || declares(text, b"<!ENTITY") {
         return Err(err(
             "XML with a DTD or entity declarations is refused (FHIR XML never needs one)",
         ));
     }
-    if text.to_ascii_uppercase().contains("<!ENTITY") {
-        return Err(err("XML with entity declarations is refused"));
-    }
     let r: Resource =
         guarded(|| fhirbolt::xml::from_str(text, strict()).map_err(|e| err(e.to_string())))?;
     has_type(r)
+}
+
+/// Whether `text` holds `markup` (upper-case ASCII), in any case, without copying it.
+fn declares(text: &str, markup: &[u8]) -> bool {
+    text.as_bytes()
+        .windows(markup.len())
+        .any(|w| w.eq_ignore_ascii_case(markup))
 }
 
 pub fn to_json(r: &Resource) -> Result<String, FhirParseError> {
@@ -258,6 +260,13 @@ mod tests {
         );
         let xxe = r#"<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]><Patient xmlns="http://hl7.org/fhir"><id value="&x;"/></Patient>"#;
         assert!(from_xml(xxe).unwrap_err().message.contains("DTD"));
+        // A DTD after a long comment is found too.
+        let padded = format!(
+            "<?xml version=\"1.0\"?><!--{}-->{}",
+            "x".repeat(10_000),
+            &xxe[21..]
+        );
+        assert!(from_xml(&padded).unwrap_err().message.contains("DTD"));
         let unknown = "{\"resourceType\": \"Patient\",\n \"name\": [{\"family\": \"X\"}, {\"favouriteColour\": \"blue\"}]}";
         let e = from_json(unknown).unwrap_err();
         assert_eq!(

@@ -176,6 +176,18 @@ impl Mappings {
         Mappings::with(None, &CodeTables::new())
     }
 
+    /// What a config's `map:` steps use: `tables` (the config's) over the built-in ones, and
+    /// `mappings_dir/hl7v2-to-fhir.map.yaml` over the built-in field map when it exists.
+    pub fn load(mappings_dir: &std::path::Path, tables: &CodeTables) -> Result<Mappings, MapError> {
+        let path = mappings_dir.join(FIELD_MAP_FILE);
+        if !path.is_file() {
+            return Mappings::with(None, tables);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| MapError::Mappings(format!("cannot read {}: {e}", path.display())))?;
+        Mappings::with(Some((&path.display().to_string(), &text)), tables)
+    }
+
     /// The defaults, with `tables` (a config's) replacing tables of the same name and
     /// `field_map` (a config's `hl7v2-to-fhir.map.yaml` text) replacing the field map.
     pub fn with(

@@ -18,8 +18,8 @@ pub struct WasmLoader {
     fueled: Mutex<Option<PluginEngine>>,
     deterministic: bool,
     tables: CodeTables,
-    /// A config's own `hl7v2-to-fhir.map.yaml` (path, text), replacing the built-in one.
-    field_map: Option<(String, String)>,
+    /// Where a config's own FHIR field map may be (`map:` steps).
+    mappings_dir: Option<PathBuf>,
 }
 
 impl WasmLoader {
@@ -31,22 +31,14 @@ impl WasmLoader {
             fueled: Mutex::new(None),
             deterministic,
             tables,
-            field_map: None,
+            mappings_dir: None,
         }
     }
 
-    /// Reads `mappings_dir/hl7v2-to-fhir.map.yaml` when there is one.
-    pub fn with_field_map_from(
-        mut self,
-        mappings_dir: &std::path::Path,
-    ) -> Result<WasmLoader, String> {
-        let path = mappings_dir.join(wyvern_fhir::FIELD_MAP_FILE);
-        if path.is_file() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            self.field_map = Some((path.display().to_string(), text));
-        }
-        Ok(self)
+    /// The config's mappings folder, for `map:` steps (its field map, when it has one).
+    pub fn with_mappings_dir(mut self, mappings_dir: &std::path::Path) -> WasmLoader {
+        self.mappings_dir = Some(mappings_dir.to_path_buf());
+        self
     }
 
     fn engine(&self, fuel: bool) -> Result<PluginEngine, String> {
@@ -82,12 +74,11 @@ impl TransformLoader for WasmLoader {
 
     fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
         let MapKind::Hl7v2ToFhir = kind;
-        let field_map = self
-            .field_map
-            .as_ref()
-            .map(|(p, t)| (p.as_str(), t.as_str()));
-        let mappings =
-            wyvern_fhir::Mappings::with(field_map, &self.tables).map_err(|e| e.to_string())?;
+        let mappings = match &self.mappings_dir {
+            Some(dir) => wyvern_fhir::Mappings::load(dir, &self.tables),
+            None => wyvern_fhir::Mappings::with(None, &self.tables),
+        }
+        .map_err(|e| e.to_string())?;
         Ok(Arc::new(FhirMapTransform(wyvern_fhir::Mapper::new(
             mappings,
         ))))
