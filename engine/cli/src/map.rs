@@ -30,7 +30,7 @@ pub fn map(args: MapArgs) -> anyhow::Result<ExitCode> {
             for w in &mapped.warnings {
                 eprintln!("warning: {w}");
             }
-            let json = serde_json::to_string_pretty(&mapped.bundle)?;
+            let json = serde_json::to_string_pretty(&mapped.value())?;
             if args.xml {
                 let r = wyvern_fhir::model::from_json(&json).map_err(|e| anyhow::anyhow!("{e}"))?;
                 println!(

@@ -2,15 +2,34 @@
 //! references inside the Bundle resolve) and an upsert request. Patients and encounters are
 //! written by conditional update on their business identifier; the rest by `PUT Type/id` with
 //! the stable id. Either way a replay updates what the first delivery created.
+//!
+//! The Bundle is JSON text from the start: each resource's members ([`JsonWriter`]) are
+//! appended behind a header (`resourceType`, `id`, `meta`) as the resource is added.
 
-use serde_json::{Map, Value, json};
+use crate::ids::{StableId, stable_uuid};
+use crate::json::{JsonWriter, escape_into};
 
-use crate::ids::stable_uuid;
+const HEAD: &str = r#"{"resourceType":"Bundle","type":"transaction","entry":["#;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Bundle {
-    entries: Vec<Value>,
-    seen: std::collections::HashSet<String>,
+    out: String,
+    /// Ids already in the Bundle: a resource two segments name (the same GP) is added once.
+    seen: Vec<StableId>,
+    /// Buffers of resources already added, for the next ones.
+    spare: Vec<String>,
+}
+
+impl Default for Bundle {
+    fn default() -> Self {
+        let mut out = String::with_capacity(16 * 1024);
+        out.push_str(HEAD);
+        Bundle {
+            out,
+            seen: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
 }
 
 /// How an entry is written.
@@ -23,90 +42,136 @@ pub enum Upsert<'a> {
 }
 
 impl Bundle {
-    /// Adds `resource` (type `kind`, identity `key`) unless the Bundle already has it, and
-    /// returns its reference (`urn:uuid:…`).
+    /// A writer for the next resource's members (reusing an added resource's buffer).
+    pub fn writer(&mut self) -> JsonWriter {
+        JsonWriter::with_buffer(self.spare.pop().unwrap_or_default())
+    }
+
+    /// Adds a resource (type `kind`, identity key the concatenation of `key`, members `body`)
+    /// unless the Bundle already has it, and returns its reference (`urn:uuid:…`).
     pub fn add(
         &mut self,
         kind: &str,
-        key: &str,
-        mut resource: Map<String, Value>,
+        key: &[&str],
+        body: JsonWriter,
         upsert: Upsert<'_>,
         profile: Option<&str>,
     ) -> String {
         let id = stable_uuid(kind, key);
-        let full_url = format!("urn:uuid:{id}");
-        if !self.seen.insert(full_url.clone()) {
+        let mut full_url = String::with_capacity(45);
+        full_url.push_str("urn:uuid:");
+        full_url.push_str(id.as_str());
+        if self.seen.contains(&id) {
             return full_url;
         }
-        let mut r = Map::new();
-        r.insert("resourceType".into(), kind.into());
-        let url = match upsert {
+        let o = &mut self.out;
+        if self.seen.is_empty() {
+            o.push('{');
+        } else {
+            o.push_str(",{");
+        }
+        o.push_str(r#""fullUrl":""#);
+        o.push_str(&full_url);
+        o.push_str(r#"","resource":{"resourceType":"#);
+        escape_into(o, kind);
+        if matches!(upsert, Upsert::ById) {
+            o.push_str(r#","id":""#);
+            o.push_str(id.as_str());
+            o.push('"');
+        }
+        if let Some(p) = profile {
+            o.push_str(r#","meta":{"profile":["#);
+            escape_into(o, p);
+            o.push_str("]}");
+        }
+        let mut members = body.into_members();
+        if !members.is_empty() {
+            o.push(',');
+            o.push_str(&members);
+        }
+        members.clear();
+        self.spare.push(members);
+        o.push_str(r#"},"request":{"method":"PUT","url":""#);
+        // Types, ids and percent-encoded queries need no JSON escapes.
+        o.push_str(kind);
+        match upsert {
             Upsert::Identifier { system, value } => {
-                format!("{kind}?identifier={}|{}", query(system), query(value))
+                o.push_str("?identifier=");
+                query(o, system);
+                o.push('|');
+                query(o, value);
             }
             Upsert::ById => {
-                r.insert("id".into(), id.clone().into());
-                format!("{kind}/{id}")
+                o.push('/');
+                o.push_str(id.as_str());
             }
-        };
-        if let Some(p) = profile {
-            r.insert("meta".into(), json!({ "profile": [p] }));
         }
-        r.append(&mut resource);
-        prune(&mut r);
-        // Built by moving, not with json!: the macro would deep-copy the resource.
-        let mut request = Map::new();
-        request.insert("method".into(), "PUT".into());
-        request.insert("url".into(), url.into());
-        let mut entry = Map::new();
-        entry.insert("fullUrl".into(), full_url.clone().into());
-        entry.insert("resource".into(), Value::Object(r));
-        entry.insert("request".into(), Value::Object(request));
-        self.entries.push(Value::Object(entry));
+        o.push_str("\"}}");
+        self.seen.push(id);
         full_url
     }
 
-    pub fn finish(self) -> Value {
-        let mut b = Map::new();
-        b.insert("resourceType".into(), "Bundle".into());
-        b.insert("type".into(), "transaction".into());
-        b.insert("entry".into(), Value::Array(self.entries));
-        Value::Object(b)
+    /// The Bundle's JSON text.
+    pub fn finish(mut self) -> String {
+        if self.seen.is_empty() {
+            self.out.truncate(HEAD.len() - r#","entry":["#.len());
+            self.out.push('}');
+        } else {
+            self.out.push_str("]}");
+        }
+        self.out
     }
 }
 
-/// The characters a search value must escape in a URL query.
-fn query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// `s` with the characters a search value must escape in a URL query escaped.
+fn query(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' | b'/' => {
-                out.push(b as char)
+                out.push(char::from(b))
             }
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
         }
     }
-    out
 }
 
-/// Drops empty strings, arrays and objects at any depth: FHIR forbids empty elements, and a
-/// missing v2 field must never leave one behind.
-pub fn prune(m: &mut Map<String, Value>) {
-    m.retain(|_, v| !is_empty(v));
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn is_empty(v: &mut Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
-        Value::Array(a) => {
-            a.retain_mut(|x| !is_empty(x));
-            a.is_empty()
-        }
-        Value::Object(o) => {
-            o.retain(|_, x| !is_empty(x));
-            o.is_empty()
-        }
-        _ => false,
+    #[test]
+    fn a_bundle_is_json_with_one_entry_per_resource() {
+        let mut b = Bundle::default();
+        let mut w = JsonWriter::default();
+        w.str("gender", "female");
+        let r1 = b.add(
+            "Patient",
+            &["s|1"],
+            w,
+            Upsert::Identifier {
+                system: "s",
+                value: "1 2",
+            },
+            Some("P"),
+        );
+        let w = b.writer();
+        let r2 = b.add("Patient", &["s", "|1"], w, Upsert::ById, None);
+        let w = b.writer();
+        b.add("Location", &["l"], w, Upsert::ById, None);
+        assert_eq!(r1, r2);
+        let v: serde_json::Value = serde_json::from_str(&b.finish()).unwrap();
+        let e = v["entry"].as_array().unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0]["resource"]["gender"], "female");
+        assert_eq!(e[0]["resource"]["meta"]["profile"][0], "P");
+        assert_eq!(e[0]["request"]["url"], "Patient?identifier=s|1%202");
+        assert_eq!(e[1]["resource"]["resourceType"], "Location");
+        let empty = Bundle::default().finish();
+        assert_eq!(empty, r#"{"resourceType":"Bundle","type":"transaction"}"#);
     }
 }

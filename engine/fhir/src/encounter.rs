@@ -2,21 +2,27 @@
 //! site's Location when PV1-3.4 is an ODS site code), participants (attending, referring,
 //! admitting: Practitioners) and hospitalization. A message without PV1 has no Encounter.
 
-use serde_json::{Map, Value, json};
-use wyvern_hl7::Segment;
+use wyvern_hl7::IndexedSegment;
 
 use crate::Context;
 use crate::bundle::Upsert;
-use crate::datatypes::{coding, comp, concept, looks_like_ods, organization, practitioner, text};
+use crate::datatypes::{
+    Ref, coding, comp, concept, fixed_concept, identifier, looks_like_ods, organization,
+    practitioner, text,
+};
+use crate::json::{Item, JsonWriter};
 use crate::localtime::fhir_datetime;
 use crate::patient::PatientRef;
 
+const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+
 pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
-    let Some(pv1) = cx.msg.segment("PV1", 1) else {
+    let Some(pv1) = cx.segment("PV1", 1) else {
         cx.warn("no PV1 segment: no Encounter made");
         return;
     };
-    let zone = cx.map.map.local_time;
+    let map = cx.map;
+    let zone = map.map.local_time;
     let start = fhir_datetime(&text(&pv1, 44), zone);
     let end = fhir_datetime(&text(&pv1, 45), zone);
     let visit = pv1.field(19).and_then(|f| f.repetition(1));
@@ -31,7 +37,7 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
         }
     } else {
         let authority = comp(visit.and_then(|v| v.component(4)), 1);
-        let system = cx.system(&cx.map.map.systems.visit_number.clone(), &authority, "");
+        let system = cx.system(&map.map.systems.visit_number, &authority, "");
         (format!("{system}|{visit_number}"), Some(system))
     };
     let status = match event {
@@ -41,70 +47,92 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
         "A08" if end.is_some() => "finished",
         _ => "in-progress",
     };
+    let mut e = cx.writer();
+    if let Some(system) = &upsert_system {
+        identifier(&mut e, system, &visit_number);
+    }
+    e.str("status", status);
     let class_code = text(&pv1, 2);
-    let class = match cx
-        .map
-        .coding(&cx.map.map.coded.encounter_class, &class_code)
-    {
-        Some(c) => coding(&c),
+    match map.coding(&map.map.coded.encounter_class, &class_code) {
+        Some(c) => coding(&mut e, "class", &c),
         None => {
             cx.warn(format!(
                 "PV1-2 patient class {class_code:?} has no mapping: Encounter.class is 'unknown'"
             ));
-            json!({ "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown", "display": "Unknown" })
+            e.object("class", |w| {
+                w.str(
+                    "system",
+                    "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                );
+                w.str("code", "unknown");
+                w.str("display", "Unknown");
+            });
         }
-    };
-    let mut e = Map::new();
-    if let Some(system) = &upsert_system {
-        e.insert(
-            "identifier".into(),
-            json!([{ "system": system, "value": visit_number }]),
-        );
     }
-    e.insert("status".into(), status.into());
-    e.insert("class".into(), class);
-    if let Some(p) = cx
-        .map
-        .coding(&cx.map.map.coded.encounter_priority, &text(&pv1, 4))
-    {
-        e.insert("priority".into(), concept(&p));
+    if let Some(p) = map.coding(&map.map.coded.encounter_priority, &text(&pv1, 4)) {
+        concept(&mut e, "priority", &p);
     }
-    e.insert("subject".into(), patient.json());
-    let participants: Vec<Value> = [(7, "ATND", "attender"), (8, "REF", "referrer"), (17, "ADM", "admitter")]
-        .into_iter()
-        .filter_map(|(n, code, display)| {
-            let xcn = pv1.field(n).and_then(|f| f.repetition(1)).filter(|v| !v.is_empty())?;
-            let who = practitioner(cx, xcn)?;
-            Some(json!({
-                "type": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": code, "display": display }] }],
-                "individual": who,
-            }))
-        })
-        .collect();
-    e.insert("participant".into(), participants.into());
-    e.insert("period".into(), json!({ "start": start, "end": end }));
-    let hospitalization = json!({
-        "admitSource": code_as_is("http://terminology.hl7.org/CodeSystem/v2-0023", &text(&pv1, 14)),
-        "dischargeDisposition": code_as_is("http://terminology.hl7.org/CodeSystem/v2-0112", &text(&pv1, 36)),
+    patient.write(&mut e, "subject");
+    let open = e.open_array("participant");
+    for (n, code, display) in [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (17, "ADM", "admitter"),
+    ] {
+        let Some(xcn) = pv1
+            .field(n)
+            .and_then(|f| f.repetition(1))
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        if let Some(who) = practitioner(cx, xcn) {
+            e.object(Item, |w| {
+                w.array("type", |w| {
+                    fixed_concept(w, Item, PARTICIPATION, code, display);
+                });
+                who.write(w, "individual");
+            });
+        }
+    }
+    e.close(open);
+    e.object("period", |w| {
+        w.opt_str("start", start.as_deref());
+        w.opt_str("end", end.as_deref());
     });
-    e.insert("hospitalization".into(), hospitalization);
+    e.object("hospitalization", |w| {
+        code_as_is(
+            w,
+            "admitSource",
+            "http://terminology.hl7.org/CodeSystem/v2-0023",
+            &text(&pv1, 14),
+        );
+        code_as_is(
+            w,
+            "dischargeDisposition",
+            "http://terminology.hl7.org/CodeSystem/v2-0112",
+            &text(&pv1, 36),
+        );
+    });
     if let Some(loc) = location(cx, &pv1) {
         let state = if status == "finished" {
             "completed"
         } else {
             "active"
         };
-        e.insert(
-            "location".into(),
-            json!([{ "location": loc, "status": state }]),
-        );
+        e.array("location", |w| {
+            w.object(Item, |w| {
+                loc.write(w, "location");
+                w.str("status", state);
+            })
+        });
     }
     let facility = cx.facility.clone();
-    if looks_like_ods(&facility) {
-        let org = organization(cx, &facility, "");
-        e.insert("serviceProvider".into(), org.into());
+    if looks_like_ods(&facility)
+        && let Some(org) = organization(cx, &facility, "")
+    {
+        org.write(&mut e, "serviceProvider");
     }
-    let profile = cx.map.profile("Encounter").map(str::to_string);
     let upsert = match &upsert_system {
         Some(system) => Upsert::Identifier {
             system,
@@ -112,20 +140,27 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
         },
         None => Upsert::ById,
     };
-    cx.bundle
-        .add("Encounter", &key, e, upsert, profile.as_deref());
+    cx.add("Encounter", &[&key], e, upsert);
 }
 
-fn code_as_is(system: &str, code: &str) -> Value {
+fn code_as_is(w: &mut JsonWriter, k: &'static str, system: &str, code: &str) {
     if code.is_empty() {
-        return Value::Null;
+        return;
     }
-    json!({ "coding": [{ "system": system, "code": code }] })
+    w.object(k, |w| {
+        w.array("coding", |w| {
+            w.object(Item, |w| {
+                w.str("system", system);
+                w.str("code", code);
+            })
+        })
+    });
 }
 
 /// PV1-3 (point of care^room^bed^facility^…^description) → the ward's Location, part of the
 /// site's when the facility is an ODS site code.
-fn location(cx: &mut Context<'_, '_>, pv1: &Segment<'_>) -> Option<Value> {
+fn location(cx: &mut Context<'_, '_>, pv1: &IndexedSegment<'_>) -> Option<Ref> {
+    let map = cx.map;
     let pl = pv1.field(3).and_then(|f| f.repetition(1))?;
     let ward = comp(Some(pl), 1);
     if ward.is_empty() {
@@ -139,52 +174,38 @@ fn location(cx: &mut Context<'_, '_>, pv1: &Segment<'_>) -> Option<Value> {
     );
     let mut part_of = None;
     if looks_like_ods(&site) {
-        let system = cx.map.map.systems.ods_site.clone();
-        let mut s = Map::new();
-        s.insert(
-            "identifier".into(),
-            json!([{ "system": system, "value": site }]),
-        );
-        let profile = cx.map.profile("Location").map(str::to_string);
-        part_of = Some(cx.bundle.add(
-            "Location",
-            &format!("{system}|{site}"),
-            s,
-            Upsert::ById,
-            profile.as_deref(),
-        ));
+        let system = &map.map.systems.ods_site;
+        let mut s = cx.writer();
+        identifier(&mut s, system, &site);
+        part_of = Some(cx.add("Location", &[system, "|", &site], s, Upsert::ById));
     }
-    let system = cx.system(&cx.map.map.systems.local_location.clone(), "", "");
-    let mut w = Map::new();
-    w.insert(
-        "identifier".into(),
-        json!([{ "system": system, "value": ward }]),
-    );
-    w.insert(
-        "name".into(),
-        (if description.is_empty() {
-            ward.clone()
+    let system = cx.system(&map.map.systems.local_location, "", "");
+    let mut w = cx.writer();
+    identifier(&mut w, &system, &ward);
+    w.str(
+        "name",
+        if description.is_empty() {
+            &ward
         } else {
-            description
-        })
-        .into(),
+            &description
+        },
     );
-    w.insert("physicalType".into(), json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "wa", "display": "Ward" }] }));
+    fixed_concept(
+        &mut w,
+        "physicalType",
+        "http://terminology.hl7.org/CodeSystem/location-physical-type",
+        "wa",
+        "Ward",
+    );
     if let Some(p) = part_of {
-        w.insert("partOf".into(), json!({ "reference": p }));
+        w.object("partOf", |w| w.str("reference", &p));
     }
-    let profile = cx.map.profile("Location").map(str::to_string);
-    let reference = cx.bundle.add(
-        "Location",
-        &format!("{system}|{ward}"),
-        w,
-        Upsert::ById,
-        profile.as_deref(),
-    );
-    let display = [ward, room, bed]
+    let reference = cx.add("Location", &[&system, "|", &ward], w, Upsert::ById);
+    let display = [&ward, &room, &bed]
         .into_iter()
         .filter(|s| !s.is_empty())
+        .map(|s| &**s)
         .collect::<Vec<_>>()
         .join(" ");
-    Some(json!({ "reference": reference, "display": display }))
+    Some(Ref { reference, display })
 }

@@ -13,6 +13,7 @@ mod clinical;
 mod datatypes;
 mod encounter;
 mod ids;
+mod json;
 mod localtime;
 pub mod model;
 mod outcome;
@@ -40,18 +41,20 @@ pub enum MapError {
     Mappings(String),
 }
 
-/// A mapped message: the Bundle as JSON, and what the mapper had to guess or drop.
+/// A mapped message: the Bundle as JSON text, and what the mapper had to guess or drop.
 #[derive(Debug, Clone)]
 pub struct Mapped {
-    pub bundle: serde_json::Value,
+    /// The transaction Bundle, compact JSON.
+    pub json: String,
     /// Things a person should know (an invalid NHS number kept as a local identifier, a
     /// unit with no UCUM code …): logged with the message id.
     pub warnings: Vec<String>,
 }
 
 impl Mapped {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.bundle).unwrap_or_default()
+    /// The Bundle as a JSON tree (for printing or inspecting; delivery sends [`Mapped::json`]).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json).unwrap_or_default()
     }
 }
 
@@ -99,7 +102,7 @@ impl Mapper {
             }
         }
         Ok(Mapped {
-            bundle: cx.bundle.finish(),
+            json: cx.bundle.finish(),
             warnings: cx.warnings,
         })
     }
@@ -133,40 +136,72 @@ impl<'m, 'a> Context<'m, 'a> {
         }
     }
 
+    /// The `occurrence`-th segment `id`, indexed: the mapper reads many fields of each.
+    pub fn segment(&self, id: &str, occurrence: usize) -> Option<wyvern_hl7::IndexedSegment<'a>> {
+        self.msg.segment(id, occurrence).map(|s| s.indexed())
+    }
+
     pub fn warn(&mut self, w: impl Into<String>) {
         self.warnings.push(w.into());
+    }
+
+    /// Adds a resource to the Bundle with the profile the field map claims for its type, and
+    /// returns its reference.
+    pub fn add(
+        &mut self,
+        kind: &'static str,
+        key: &[&str],
+        body: json::JsonWriter,
+        upsert: bundle::Upsert<'_>,
+    ) -> String {
+        let profile = self.map.profile(kind);
+        self.bundle.add(kind, key, body, upsert, profile)
+    }
+
+    /// A writer for a resource's members.
+    pub fn writer(&mut self) -> json::JsonWriter {
+        self.bundle.writer()
     }
 
     /// `template` with `{facility}` (and `{authority}`/`{type}`) filled, lower-case and
     /// URL-safe.
     pub fn system(&self, template: &str, authority: &str, kind: &str) -> String {
-        let clean = |s: &str| -> String {
-            let s: String = s
-                .trim()
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '-'
-                    }
-                })
-                .collect();
-            if s.is_empty() { "local".into() } else { s }
-        };
-        template
-            .replace("{facility}", &clean(&self.facility))
-            .replace(
-                "{authority}",
-                &clean(if authority.trim().is_empty() {
-                    &self.facility
+        fn clean(out: &mut String, s: &str) {
+            let s = s.trim();
+            if s.is_empty() {
+                out.push_str("local");
+            }
+            out.extend(s.chars().map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c.to_ascii_lowercase()
                 } else {
-                    authority
-                }),
-            )
-            .replace(
-                "{type}",
-                &clean(if kind.trim().is_empty() { "id" } else { kind }),
-            )
+                    '-'
+                }
+            }));
+        }
+        fn or<'s>(s: &'s str, default: &'s str) -> &'s str {
+            if s.trim().is_empty() { default } else { s }
+        }
+        let mut out = String::with_capacity(template.len() + 16);
+        let mut rest = template;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            let (value, skip) = if tail.starts_with("{facility}") {
+                (self.facility.as_str(), "{facility}".len())
+            } else if tail.starts_with("{authority}") {
+                (or(authority, &self.facility), "{authority}".len())
+            } else if tail.starts_with("{type}") {
+                (or(kind, "id"), "{type}".len())
+            } else {
+                out.push('{');
+                rest = &tail[1..];
+                continue;
+            };
+            clean(&mut out, value);
+            rest = &tail[skip..];
+        }
+        out.push_str(rest);
+        out
     }
 }

@@ -3,40 +3,34 @@
 //! Quantity with comparator, Range or Ratio, DT/TS → dateTime), reference ranges, abnormal
 //! flags and result status through the mapping tables.
 
-use serde_json::{Map, Value, json};
-use wyvern_hl7::Segment;
+use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
 
 use crate::bundle::Upsert;
-use crate::datatypes::{codeable, comp, concept, reps, text};
+use crate::datatypes::{codeable, comp, concept, fixed_concept, identifier, reps, text};
+use crate::json::{Item, JsonWriter, Key};
 use crate::localtime::fhir_datetime;
 use crate::patient::{self, PatientRef};
 use crate::{Context, MapError};
 
 const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+const V2_0074: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
+const UCUM: &str = "http://unitsofmeasure.org";
 
 pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
     let patient = patient::map(cx)?;
     let segments: Vec<Segment<'_>> = cx.msg.segments().collect();
-    let mut i = 0;
     let mut reports = 0;
-    while i < segments.len() {
-        if &*segments[i].id() != "OBR" {
-            i += 1;
+    for (i, obr) in segments.iter().enumerate() {
+        if obr.id_bytes() != b"OBR" {
             continue;
         }
-        let obr = segments[i];
-        let mut j = i + 1;
-        while j < segments.len() && &*segments[j].id() != "OBR" {
-            j += 1;
-        }
-        let obx: Vec<Segment<'_>> = segments[i + 1..j]
+        let rest = &segments[i + 1..];
+        let end = rest
             .iter()
-            .filter(|s| &*s.id() == "OBX")
-            .copied()
-            .collect();
-        report(cx, &patient, &obr, &obx);
+            .position(|s| s.id_bytes() == b"OBR")
+            .unwrap_or(rest.len());
+        report(cx, &patient, &obr.indexed(), &rest[..end]);
         reports += 1;
-        i = j;
     }
     if reports == 0 {
         return Err(MapError::Missing(
@@ -46,8 +40,15 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
     Ok(())
 }
 
-fn report(cx: &mut Context<'_, '_>, patient: &PatientRef, obr: &Segment<'_>, obx: &[Segment<'_>]) {
-    let zone = cx.map.map.local_time;
+/// One OBR and the segments after it up to the next OBR (its OBX among them).
+fn report(
+    cx: &mut Context<'_, '_>,
+    patient: &PatientRef,
+    obr: &IndexedSegment<'_>,
+    after: &[Segment<'_>],
+) {
+    let map = cx.map;
+    let zone = map.map.local_time;
     let filler = obr.field(3).and_then(|f| f.repetition(1));
     let placer = obr.field(2).and_then(|f| f.repetition(1));
     let (number, namespace) = match comp(filler, 1) {
@@ -56,131 +57,117 @@ fn report(cx: &mut Context<'_, '_>, patient: &PatientRef, obr: &Segment<'_>, obx
     };
     let code = codeable(cx, obr.field(4).and_then(|f| f.repetition(1)));
     let effective = fhir_datetime(&text(obr, 7), zone);
-    let system = cx.system(&cx.map.map.systems.filler_order.clone(), &namespace, "");
+    let system = cx.system(&map.map.systems.filler_order, &namespace, "");
     let key = if number.is_empty() {
-        format!(
-            "{}|OBR|{}|{}",
-            patient.key,
-            serde_json::to_string(&code).unwrap_or_default(),
-            effective.clone().unwrap_or_default()
-        )
+        [
+            &*patient.key,
+            "|OBR|",
+            &code.key(),
+            "|",
+            effective.as_deref().unwrap_or_default(),
+        ]
+        .concat()
     } else {
-        format!("{system}|{number}")
+        [&*system, "|", &number].concat()
     };
-    let observations: Vec<Value> = obx
+    let results: Vec<String> = after
         .iter()
-        .map(|o| observation(cx, patient, &key, &effective, o))
-        .map(|r| json!({ "reference": r }))
+        .filter(|s| s.id_bytes() == b"OBX")
+        .map(|o| observation(cx, patient, &key, effective.as_deref(), &o.indexed()))
         .collect();
-    let mut r = Map::new();
+    let mut r = cx.writer();
     if !number.is_empty() {
-        r.insert(
-            "identifier".into(),
-            json!([{ "system": system, "value": number }]),
-        );
+        identifier(&mut r, &system, &number);
     }
-    let status = cx
-        .map
-        .coding(&cx.map.map.coded.report_status, &text(obr, 25))
-        .map_or_else(|| "unknown".to_string(), |c| c.code);
-    r.insert("status".into(), status.into());
+    let status = map
+        .coding(&map.map.coded.report_status, &text(obr, 25))
+        .map_or("unknown", |c| c.code);
+    r.str("status", status);
     let section = text(obr, 24);
-    let category = if section.is_empty() {
-        json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "LAB", "display": "Laboratory" }] })
-    } else {
-        json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": section }] })
-    };
-    r.insert("category".into(), json!([category]));
-    r.insert("code".into(), code);
-    r.insert("subject".into(), patient.json());
-    r.insert("effectiveDateTime".into(), effective.into());
+    r.array("category", |w| {
+        if section.is_empty() {
+            fixed_concept(w, Item, V2_0074, "LAB", "Laboratory");
+        } else {
+            fixed_concept(w, Item, V2_0074, &section, "");
+        }
+    });
+    code.write(&mut r, "code");
+    patient.write(&mut r, "subject");
+    r.opt_str("effectiveDateTime", effective.as_deref());
     if let Some(issued) = fhir_datetime(&text(obr, 22), zone).filter(|t| t.len() >= 25) {
-        r.insert("issued".into(), issued.into());
+        r.str("issued", &issued);
     }
-    r.insert("result".into(), observations.into());
-    let profile = cx.map.profile("DiagnosticReport").map(str::to_string);
-    cx.bundle.add(
-        "DiagnosticReport",
-        &key,
-        r,
-        Upsert::ById,
-        profile.as_deref(),
-    );
+    r.array("result", |w| {
+        for reference in &results {
+            w.object(Item, |w| w.str("reference", reference));
+        }
+    });
+    cx.add("DiagnosticReport", &[&key], r, Upsert::ById);
 }
 
 fn observation(
     cx: &mut Context<'_, '_>,
     patient: &PatientRef,
     report_key: &str,
-    report_time: &Option<String>,
-    obx: &Segment<'_>,
+    report_time: Option<&str>,
+    obx: &IndexedSegment<'_>,
 ) -> String {
-    let zone = cx.map.map.local_time;
+    let map = cx.map;
+    let zone = map.map.local_time;
     let code = codeable(cx, obx.field(3).and_then(|f| f.repetition(1)));
-    let key = format!(
-        "{report_key}|OBX|{}|{}|{}",
-        text(obx, 1),
-        serde_json::to_string(&code).unwrap_or_default(),
-        text(obx, 4)
-    );
-    let mut o = Map::new();
-    let status = cx
-        .map
-        .coding(&cx.map.map.coded.observation_status, &text(obx, 11))
-        .map_or_else(|| "unknown".to_string(), |c| c.code);
-    o.insert("status".into(), status.into());
-    o.insert(
-        "category".into(),
-        json!([{ "coding": [{ "system": LAB, "code": "laboratory", "display": "Laboratory" }] }]),
-    );
-    o.insert("code".into(), code);
-    o.insert("subject".into(), patient.json());
-    let effective = fhir_datetime(&text(obx, 14), zone).or_else(|| report_time.clone());
-    o.insert("effectiveDateTime".into(), effective.into());
-    let unit = obx.field(6).and_then(|f| f.repetition(1));
-    let unit = if comp(unit, 1).is_empty() {
-        comp(unit, 2)
-    } else {
-        comp(unit, 1)
-    };
-    if let Some((name, v)) = value(cx, obx, &unit) {
-        o.insert(name.into(), v);
+    let code_key = code.key();
+    let (set_id, sub_id) = (text(obx, 1), text(obx, 4));
+    let key = [report_key, "|OBX|", &set_id, "|", &code_key, "|", &sub_id];
+    let mut o = cx.writer();
+    let status = map
+        .coding(&map.map.coded.observation_status, &text(obx, 11))
+        .map_or("unknown", |c| c.code);
+    o.str("status", status);
+    o.array("category", |w| {
+        fixed_concept(w, Item, LAB, "laboratory", "Laboratory")
+    });
+    code.write(&mut o, "code");
+    patient.write(&mut o, "subject");
+    match fhir_datetime(&text(obx, 14), zone) {
+        Some(t) => o.str("effectiveDateTime", &t),
+        None => o.opt_str("effectiveDateTime", report_time),
     }
-    let flags: Vec<Value> = reps(obx, 8)
-        .into_iter()
-        .filter_map(|f| {
-            cx.map
-                .coding(&cx.map.map.coded.interpretation, &comp(Some(f), 1))
-        })
-        .map(|c| concept(&c))
-        .collect();
-    o.insert("interpretation".into(), flags.into());
-    o.insert(
-        "referenceRange".into(),
-        json!([reference_range(cx, &text(obx, 7), &unit)]),
-    );
-    let profile = cx.map.profile("Observation").map(str::to_string);
-    cx.bundle
-        .add("Observation", &key, o, Upsert::ById, profile.as_deref())
+    let unit = obx.field(6).and_then(|f| f.repetition(1));
+    let unit = match comp(unit, 1) {
+        u if u.is_empty() => comp(unit, 2),
+        u => u,
+    };
+    value(cx, &mut o, obx, &unit);
+    o.array("interpretation", |w| {
+        for f in reps(obx, 8) {
+            if let Some(c) = map.coding(&map.map.coded.interpretation, &comp(Some(f), 1)) {
+                concept(w, Item, &c);
+            }
+        }
+    });
+    o.array("referenceRange", |w| {
+        reference_range(cx, w, &text(obx, 7), &unit)
+    });
+    cx.add("Observation", &key, o, Upsert::ById)
 }
 
 /// OBX-5 as the `value[x]` its OBX-2 type says.
-fn value(cx: &mut Context<'_, '_>, obx: &Segment<'_>, unit: &str) -> Option<(&'static str, Value)> {
+fn value(cx: &mut Context<'_, '_>, w: &mut JsonWriter, obx: &IndexedSegment<'_>, unit: &str) {
     let kind = text(obx, 2);
-    let field = obx.field(5)?;
-    let first = field.repetition(1)?;
-    if first.is_empty() {
-        return None;
-    }
-    let whole = first.as_str().trim().to_string();
-    Some(match kind.as_str() {
-        "NM" => match decimal(&whole) {
-            Some(n) => ("valueQuantity", quantity(cx, n, unit)),
+    let Some(field) = obx.field(5) else { return };
+    let Some(first) = field.repetition(1).filter(|f| !f.is_empty()) else {
+        return;
+    };
+    let whole = first.as_str();
+    let whole = whole.trim();
+    match &*kind {
+        "NM" => match decimal(whole) {
+            Some(n) => quantity(cx, w, "valueQuantity", &n, unit, None),
             None => {
                 cx.warn(format!(
                     "OBX-5 {whole:?} is typed NM but is not a number: kept as a string"
                 ));
-                ("valueString", whole.into())
+                w.str("valueString", whole);
             }
         },
         "ST" | "FT" | "TX" => {
@@ -188,77 +175,105 @@ fn value(cx: &mut Context<'_, '_>, obx: &Segment<'_>, unit: &str) -> Option<(&'s
                 .repetitions()
                 .map(|r| r.as_str().trim_end().to_string())
                 .collect();
-            ("valueString", lines.join("\n").into())
+            w.str("valueString", &lines.join("\n"));
         }
-        "CE" | "CWE" | "CNE" => ("valueCodeableConcept", codeable(cx, Some(first))),
-        "DT" | "TS" | "DTM" => (
+        "CE" | "CWE" | "CNE" => codeable(cx, Some(first)).write(w, "valueCodeableConcept"),
+        "DT" | "TS" | "DTM" => w.opt_str(
             "valueDateTime",
-            fhir_datetime(&whole, cx.map.map.local_time)?.into(),
+            fhir_datetime(whole, cx.map.map.local_time).as_deref(),
         ),
-        "SN" => structured_numeric(cx, first, unit)?,
+        "SN" => structured_numeric(cx, w, first, unit),
         other => {
             cx.warn(format!(
                 "OBX-2 value type {other:?} is not mapped: OBX-5 kept as a string"
             ));
-            ("valueString", whole.into())
+            w.str("valueString", whole);
         }
-    })
+    }
 }
 
 /// SN: comparator^number^separator^number.
-fn structured_numeric(
-    cx: &Context<'_, '_>,
-    v: wyvern_hl7::Value<'_>,
-    unit: &str,
-) -> Option<(&'static str, Value)> {
+fn structured_numeric(cx: &Context<'_, '_>, w: &mut JsonWriter, v: V2<'_>, unit: &str) {
     let (cmp, n1, sep, n2) = (
         comp(Some(v), 1),
         comp(Some(v), 2),
         comp(Some(v), 3),
         comp(Some(v), 4),
     );
-    match sep.as_str() {
-        "-" => Some((
-            "valueRange",
-            json!({ "low": decimal(&n1).map(|n| quantity(cx, n, unit)), "high": decimal(&n2).map(|n| quantity(cx, n, unit)) }),
-        )),
-        ":" | "/" => Some((
-            "valueRatio",
-            json!({ "numerator": { "value": decimal(&n1)? }, "denominator": { "value": decimal(&n2)? } }),
-        )),
-        _ => {
-            let mut q = quantity(cx, decimal(&n1)?, unit);
-            if matches!(cmp.as_str(), "<" | ">" | "<=" | ">=") {
-                q["comparator"] = cmp.into();
+    let (n1, n2) = (decimal(&n1), decimal(&n2));
+    match &*sep {
+        "-" => {
+            w.object("valueRange", |w| {
+                if let Some(n) = &n1 {
+                    quantity(cx, w, "low", n, unit, None);
+                }
+                if let Some(n) = &n2 {
+                    quantity(cx, w, "high", n, unit, None);
+                }
+            });
+        }
+        ":" | "/" => {
+            if let (Some(n1), Some(n2)) = (n1, n2) {
+                w.object("valueRatio", |w| {
+                    w.object("numerator", |w| w.raw("value", &n1));
+                    w.object("denominator", |w| w.raw("value", &n2));
+                });
             }
-            Some(("valueQuantity", q))
+        }
+        _ => {
+            if let Some(n) = n1 {
+                let cmp = matches!(&*cmp, "<" | ">" | "<=" | ">=").then_some(&*cmp);
+                quantity(cx, w, "valueQuantity", &n, unit, cmp);
+            }
         }
     }
 }
 
-fn quantity(cx: &Context<'_, '_>, n: serde_json::Number, unit: &str) -> Value {
+/// A Quantity of the decimal `n` (checked by [`decimal`]), UCUM-coded when the unit maps.
+fn quantity(
+    cx: &Context<'_, '_>,
+    w: &mut JsonWriter,
+    k: impl Key,
+    n: &str,
+    unit: &str,
+    comparator: Option<&str>,
+) {
     let ucum = cx.map.lookup(&cx.map.map.units, unit);
-    json!({ "value": n, "unit": unit, "system": ucum.map(|_| "http://unitsofmeasure.org"), "code": ucum })
+    w.object(k, |w| {
+        w.raw("value", n);
+        w.str("unit", unit);
+        w.opt_str("system", ucum.map(|_| UCUM));
+        w.opt_str("code", ucum);
+        w.opt_str("comparator", comparator);
+    });
 }
 
-/// OBX-7: `3.5-5.0`, `<5`, `>2`, or text.
-fn reference_range(cx: &Context<'_, '_>, range: &str, unit: &str) -> Value {
+/// OBX-7: `3.5-5.0`, `<5`, `>2`, or text; one element of `referenceRange`.
+fn reference_range(cx: &Context<'_, '_>, w: &mut JsonWriter, range: &str, unit: &str) {
     let range = range.trim();
     if range.is_empty() {
-        return Value::Null;
+        return;
     }
-    let q = |s: &str| decimal(s.trim()).map(|n| quantity(cx, n, unit));
+    let q = |s: &str| decimal(s.trim());
     if let Some(h) = range
         .strip_prefix('<')
         .and_then(|r| q(r.trim_start_matches('=')))
     {
-        return json!({ "high": h, "text": range });
+        w.object(Item, |w| {
+            quantity(cx, w, "high", &h, unit, None);
+            w.str("text", range);
+        });
+        return;
     }
     if let Some(l) = range
         .strip_prefix('>')
         .and_then(|r| q(r.trim_start_matches('=')))
     {
-        return json!({ "low": l, "text": range });
+        w.object(Item, |w| {
+            quantity(cx, w, "low", &l, unit, None);
+            w.str("text", range);
+        });
+        return;
     }
     // Split on the '-' that is not a leading sign.
     let dash = range
@@ -267,13 +282,17 @@ fn reference_range(cx: &Context<'_, '_>, range: &str, unit: &str) -> Value {
         .find(|(_, c)| *c == '-')
         .map(|(i, _)| i);
     if let Some((Some(l), Some(h))) = dash.map(|i| (q(&range[..i]), q(&range[i + 1..]))) {
-        return json!({ "low": l, "high": h });
+        w.object(Item, |w| {
+            quantity(cx, w, "low", &l, unit, None);
+            quantity(cx, w, "high", &h, unit, None);
+        });
+        return;
     }
-    json!({ "text": range })
+    w.object(Item, |w| w.str("text", range));
 }
 
 /// A v2 number as a FHIR decimal, its digits kept (`13.50` stays `13.50`).
-pub fn decimal(s: &str) -> Option<serde_json::Number> {
+pub fn decimal(s: &str) -> Option<String> {
     let s = s.trim().trim_start_matches('+');
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
@@ -290,13 +309,12 @@ pub fn decimal(s: &str) -> Option<serde_json::Number> {
     }
     let int = int.trim_start_matches('0');
     let int = if int.is_empty() { "0" } else { int };
-    let text = match (neg, frac.is_empty()) {
+    Some(match (neg, frac.is_empty()) {
         (false, true) => int.to_string(),
         (false, false) => format!("{int}.{frac}"),
         (true, true) => format!("-{int}"),
         (true, false) => format!("-{int}.{frac}"),
-    };
-    serde_json::from_str(&text).ok()
+    })
 }
 
 #[cfg(test)]

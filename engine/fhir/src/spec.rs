@@ -155,12 +155,12 @@ pub enum LocalTime {
     Utc,
 }
 
-/// A mapped code: system, code, display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coding {
-    pub system: Option<String>,
-    pub code: String,
-    pub display: Option<String>,
+/// A mapped code: system, code, display (borrowed from the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coding<'m> {
+    pub system: Option<&'m str>,
+    pub code: &'m str,
+    pub display: Option<&'m str>,
 }
 
 /// The field map and every table it names, checked together.
@@ -261,7 +261,7 @@ impl Mappings {
     }
 
     /// `code` through `field`'s table (its default when the code is empty).
-    pub fn coding(&self, field: &CodedField, code: &str) -> Option<Coding> {
+    pub fn coding(&self, field: &CodedField, code: &str) -> Option<Coding<'_>> {
         let code = code.trim();
         let code = if code.is_empty() {
             field.default.as_deref()?
@@ -271,9 +271,9 @@ impl Mappings {
         let t = self.tables.get(&field.table)?;
         let mapped = t.codes.get(code)?;
         Some(Coding {
-            system: t.system.clone(),
-            code: mapped.clone(),
-            display: t.display.get(mapped).cloned(),
+            system: t.system.as_deref(),
+            code: mapped,
+            display: t.display.get(mapped).map(String::as_str),
         })
     }
 

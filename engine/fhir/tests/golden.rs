@@ -50,7 +50,7 @@ fn mappings_match_golden_bundles_and_round_trip_through_fhirbolt() {
         match mapper.map(&raw) {
             Ok(mapped) => {
                 bundles += 1;
-                let json = serde_json::to_string_pretty(&mapped.bundle).expect("json") + "\n";
+                let json = serde_json::to_string_pretty(&mapped.value()).expect("json") + "\n";
                 check(&case.with_extension("json"), &json, &mut failures);
                 let warnings: String = mapped.warnings.iter().map(|w| format!("{w}\n")).collect();
                 check(&case.with_extension("warnings"), &warnings, &mut failures);

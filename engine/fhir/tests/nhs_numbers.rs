@@ -26,7 +26,8 @@ fn nhs_numbers_are_national_only_when_valid() {
             "MSH|^~\\&|PAS|RXX|WYV|CHIE|20260101||ADT^A28|C1|P|2.4\rPID|1||{number}^^^NHS^NH~RXX1^^^RXX^MR||TEST^ALEX\r"
         );
         let mapped = mapper.map(msg.as_bytes()).unwrap();
-        let patient = &mapped.bundle["entry"][0]["resource"];
+        let bundle = mapped.value();
+        let patient = &bundle["entry"][0]["resource"];
         let ids = patient["identifier"].as_array().unwrap();
         let national = ids.iter().find(|i| i["system"] == NHS);
         assert_eq!(national.is_some(), *valid, "{number}: {ids:?}");
@@ -55,10 +56,10 @@ fn nhs_numbers_are_national_only_when_valid() {
 fn a_replay_maps_to_the_same_ids_and_requests() {
     let mapper = Mapper::with_defaults().unwrap();
     let adt = wyvern_hl7::synthetic::adt_a01("C1", 7);
-    let a = mapper.map(adt.as_bytes()).unwrap().to_json();
-    let b = mapper.map(adt.as_bytes()).unwrap().to_json();
+    let a = mapper.map(adt.as_bytes()).unwrap().json;
+    let b = mapper.map(adt.as_bytes()).unwrap().json;
     assert_eq!(a, b);
-    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
     for e in v["entry"].as_array().unwrap() {
         assert_eq!(e["request"]["method"], "PUT", "upserts only: {e}");
     }

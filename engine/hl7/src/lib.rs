@@ -22,6 +22,7 @@ mod delimiters;
 pub mod edit;
 mod error;
 pub mod escape;
+mod indexed;
 mod message;
 mod nhs;
 mod path;
@@ -39,6 +40,7 @@ pub use batch::{
 };
 pub use delimiters::Delimiters;
 pub use error::ParseError;
+pub use indexed::IndexedSegment;
 pub use message::{Message, MessageType, Segment};
 pub use nhs::{NhsNumber, NhsNumberError};
 pub use path::{Path, PathError, Selector};

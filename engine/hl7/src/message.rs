@@ -222,7 +222,8 @@ impl<'a> Segment<'a> {
         self.raw
     }
 
-    fn id_bytes(&self) -> &'a [u8] {
+    /// The segment id as bytes: compare without decoding (`seg.id_bytes() == b"OBX"`).
+    pub fn id_bytes(&self) -> &'a [u8] {
         nth_piece(self.raw, self.delims.field, 0).unwrap_or(self.raw)
     }
 
@@ -231,13 +232,21 @@ impl<'a> Segment<'a> {
         String::from_utf8_lossy(self.id_bytes())
     }
 
+    pub fn delimiters(&self) -> &Delimiters {
+        &self.delims
+    }
+
+    /// MSH, FHS and BHS, whose field 1 is the separator itself.
+    pub(crate) fn is_header(&self) -> bool {
+        matches!(self.id_bytes(), b"MSH" | b"FHS" | b"BHS")
+    }
+
     /// Field `n` (1-based, as HL7 counts: MSH-1 is the field separator itself).
     pub fn field(&self, n: usize) -> Option<Value<'a>> {
         if n == 0 {
             return None;
         }
-        let is_header = matches!(self.id_bytes(), b"MSH" | b"FHS" | b"BHS");
-        if is_header {
+        if self.is_header() {
             if n == 1 {
                 return self.raw.get(3..4).map(|r| Value::literal(r, self.delims));
             }
@@ -254,11 +263,7 @@ impl<'a> Segment<'a> {
     /// How many fields the segment carries (trailing empty ones included).
     pub fn field_count(&self) -> usize {
         let seps = memchr::memchr_iter(self.delims.field, self.raw).count();
-        if matches!(self.id_bytes(), b"MSH" | b"FHS" | b"BHS") {
-            seps + 1
-        } else {
-            seps
-        }
+        if self.is_header() { seps + 1 } else { seps }
     }
 }
 

@@ -124,26 +124,45 @@ impl Timestamp {
     /// ISO 8601 / FHIR form at the precision given: `1970`, `1970-01`, `1970-01-01`,
     /// `2026-11-25T14:30:00+01:00`. Hours and minutes are padded to seconds, as FHIR requires.
     pub fn to_iso8601(&self) -> String {
-        let mut s = format!("{:04}", self.year);
+        // Digits pushed by hand: this runs for every time a FHIR mapping writes, and the
+        // formatting machinery cost more than the rest of the conversion.
+        fn two(s: &mut String, sep: char, n: u8) {
+            s.push(sep);
+            s.push(char::from(b'0' + (n / 10) % 10));
+            s.push(char::from(b'0' + n % 10));
+        }
+        let mut s = String::with_capacity(32);
+        let y = self.year;
+        if y > 9999 {
+            let _ = write!(s, "{y}");
+        } else {
+            for d in [y / 1000, (y / 100) % 10, (y / 10) % 10, y % 10] {
+                s.push(char::from(b'0' + u8::try_from(d).unwrap_or(0)));
+            }
+        }
         if self.precision >= Precision::Month {
-            let _ = write!(s, "-{:02}", self.month);
+            two(&mut s, '-', self.month);
         }
         if self.precision >= Precision::Day {
-            let _ = write!(s, "-{:02}", self.day);
+            two(&mut s, '-', self.day);
         }
         if self.precision >= Precision::Hour {
-            let _ = write!(s, "T{:02}:{:02}:{:02}", self.hour, self.minute, self.second);
+            two(&mut s, 'T', self.hour);
+            two(&mut s, ':', self.minute);
+            two(&mut s, ':', self.second);
             if let Precision::Fraction(n) = self.precision {
                 let _ = write!(s, ".{:0width$}", self.fraction, width = n as usize);
             }
             if let Some(off) = self.offset_minutes {
+                let abs = off.unsigned_abs();
                 let sign = if off < 0 { '-' } else { '+' };
-                let _ = write!(
-                    s,
-                    "{sign}{:02}:{:02}",
-                    off.unsigned_abs() / 60,
-                    off.unsigned_abs() % 60
-                );
+                match u8::try_from(abs / 60) {
+                    Ok(h) if h < 100 => two(&mut s, sign, h),
+                    _ => {
+                        let _ = write!(s, "{sign}{}", abs / 60);
+                    }
+                }
+                two(&mut s, ':', u8::try_from(abs % 60).unwrap_or(0));
             }
         }
         s

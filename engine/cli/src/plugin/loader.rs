@@ -173,7 +173,7 @@ impl Transform for FhirMapTransform {
                 }
                 Ok(vec![TransformMessage {
                     content_type: "fhir+json".into(),
-                    body: mapped.to_json(),
+                    body: mapped.json.into_bytes(),
                     metadata: msg.metadata,
                 }])
             }
