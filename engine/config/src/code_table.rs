@@ -11,7 +11,9 @@
 //!   W12: RXX02
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -47,8 +49,8 @@ pub struct CodeTable {
     pub name: String,
     pub file: PathBuf,
     pub system: Option<String>,
-    pub codes: HashMap<String, String>,
-    pub display: HashMap<String, String>,
+    pub codes: FxHashMap<String, String>,
+    pub display: FxHashMap<String, String>,
 }
 
 /// Every table of a config, by name.

@@ -6,7 +6,8 @@
 //! The Bundle is JSON text from the start: each resource's members ([`JsonWriter`]) are
 //! appended behind a header (`resourceType`, `id`, `meta`) as the resource is added.
 
-use crate::ids::{StableId, stable_uuid};
+pub use crate::ids::StableId;
+use crate::ids::stable_uuid;
 use crate::json::{JsonWriter, escape_into};
 
 const HEAD: &str = r#"{"resourceType":"Bundle","type":"transaction","entry":["#;
@@ -47,8 +48,15 @@ impl Bundle {
         JsonWriter::with_buffer(self.spare.pop().unwrap_or_default())
     }
 
+    /// The id of a resource of type `kind` whose identity key is the concatenation of `key`,
+    /// and whether the Bundle holds it already.
+    pub fn identify(&self, kind: &str, key: &[&str]) -> (StableId, bool) {
+        let id = stable_uuid(kind, key);
+        (id, self.seen.contains(&id))
+    }
+
     /// Adds a resource (type `kind`, identity key the concatenation of `key`, members `body`)
-    /// unless the Bundle already has it, and returns its reference (`urn:uuid:…`).
+    /// unless the Bundle already has it, and returns its id (whose `url()` is the reference).
     pub fn add(
         &mut self,
         kind: &str,
@@ -56,14 +64,23 @@ impl Bundle {
         body: JsonWriter,
         upsert: Upsert<'_>,
         profile: Option<&str>,
-    ) -> String {
-        let id = stable_uuid(kind, key);
-        let mut full_url = String::with_capacity(45);
-        full_url.push_str("urn:uuid:");
-        full_url.push_str(id.as_str());
-        if self.seen.contains(&id) {
-            return full_url;
+    ) -> StableId {
+        match self.identify(kind, key) {
+            (id, true) => id,
+            (id, false) => self.add_identified(kind, id, body, upsert, profile),
         }
+    }
+
+    /// [`Bundle::add`] with the id already worked out by [`Bundle::identify`] (and not held).
+    pub fn add_identified(
+        &mut self,
+        kind: &str,
+        id: StableId,
+        body: JsonWriter,
+        upsert: Upsert<'_>,
+        profile: Option<&str>,
+    ) -> StableId {
+        let id_str = id.as_str();
         let o = &mut self.out;
         if self.seen.is_empty() {
             o.push('{');
@@ -71,12 +88,12 @@ impl Bundle {
             o.push_str(",{");
         }
         o.push_str(r#""fullUrl":""#);
-        o.push_str(&full_url);
+        o.push_str(id.url());
         o.push_str(r#"","resource":{"resourceType":"#);
         escape_into(o, kind);
         if matches!(upsert, Upsert::ById) {
             o.push_str(r#","id":""#);
-            o.push_str(id.as_str());
+            o.push_str(id_str);
             o.push('"');
         }
         if let Some(p) = profile {
@@ -103,12 +120,12 @@ impl Bundle {
             }
             Upsert::ById => {
                 o.push('/');
-                o.push_str(id.as_str());
+                o.push_str(id_str);
             }
         }
         o.push_str("\"}}");
         self.seen.push(id);
-        full_url
+        id
     }
 
     /// The Bundle's JSON text.

@@ -27,7 +27,7 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef) {
 
 fn related_person(cx: &mut Context<'_, '_>, patient: &PatientRef, nk1: &IndexedSegment<'_>) {
     let map = cx.map;
-    let names: Vec<_> = reps(nk1, 2).into_iter().map(human_name).collect();
+    let names: Vec<_> = reps(nk1, 2).map(human_name).collect();
     let Some(first) = names.first() else {
         return;
     };
@@ -48,7 +48,7 @@ fn related_person(cx: &mut Context<'_, '_>, patient: &PatientRef, nk1: &IndexedS
         }
     });
     r.array("address", |w| {
-        reps(nk1, 4).into_iter().for_each(|v| address(w, Item, v))
+        reps(nk1, 4).for_each(|v| address(w, Item, v))
     });
     r.bool("active", true);
     cx.add("RelatedPerson", &key, r, Upsert::ById);

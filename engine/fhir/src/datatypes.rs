@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use wyvern_hl7::{IndexedSegment, Value as V2};
 
 use crate::Context;
-use crate::bundle::Upsert;
+use crate::bundle::{StableId, Upsert};
 use crate::json::{Item, JsonWriter, Key, escape_into};
 use crate::spec::Coding;
 
@@ -67,22 +67,23 @@ pub fn text<'a>(seg: &IndexedSegment<'a>, n: usize) -> Cow<'a, str> {
 }
 
 /// A field's repetitions that carry anything.
-pub fn reps<'a>(seg: &IndexedSegment<'a>, n: usize) -> Vec<V2<'a>> {
+pub fn reps<'a>(seg: &IndexedSegment<'a>, n: usize) -> impl Iterator<Item = V2<'a>> + use<'a> {
     seg.field(n)
-        .map(|f| f.repetitions().filter(|r| !r.is_empty()).collect())
-        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|f| f.repetitions())
+        .filter(|r| !r.is_empty())
 }
 
 /// A resource reference with its display text.
 #[derive(Debug, Clone)]
 pub struct Ref {
-    pub reference: String,
+    pub reference: StableId,
     pub display: String,
 }
 
 impl Ref {
     pub fn write(&self, w: &mut JsonWriter, k: impl Key) {
-        reference(w, k, &self.reference, &self.display);
+        reference(w, k, self.reference.url(), &self.display);
     }
 }
 
@@ -174,7 +175,8 @@ impl Concept<'_, '_> {
     /// The concept's part of a stable id key. Its form (the concept as JSON, empty members
     /// kept) is what earlier versions hashed: changing it would change every id made from it.
     pub fn key(&self) -> String {
-        let mut k = String::from(r#"{"coding":["#);
+        let mut k = String::with_capacity(160);
+        k.push_str(r#"{"coding":["#);
         for (i, (system, code, display)) in self.codings.iter().enumerate() {
             if i > 0 {
                 k.push(',');
@@ -246,7 +248,8 @@ impl HumanName<'_> {
 
     /// The name's part of a stable id key (as JSON, empty members kept: see [`Concept::key`]).
     pub fn key(&self) -> String {
-        let mut k = String::from(r#"{"use":"#);
+        let mut k = String::with_capacity(128);
+        k.push_str(r#"{"use":"#);
         escape_into(&mut k, self.use_);
         k.push_str(r#","family":"#);
         escape_into(&mut k, &self.family);
@@ -342,12 +345,7 @@ pub fn practitioner(cx: &mut Context<'_, '_>, v: V2<'_>) -> Option<Ref> {
     let c = |n| parts.get(n);
     let id = c(1);
     let (family, given, prefix) = (c(2), c(3), c(6));
-    let display = [&prefix, &given, &family]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| &**s)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let display = joined(&[&prefix, &given, &family]);
     if id.is_empty() && display.is_empty() {
         return None;
     }
@@ -367,6 +365,13 @@ pub fn practitioner(cx: &mut Context<'_, '_>, v: V2<'_>) -> Option<Ref> {
     } else {
         [&*system, "|", value]
     };
+    let (id, held) = cx.identify("Practitioner", &key);
+    if held {
+        return Some(Ref {
+            reference: id,
+            display,
+        });
+    }
     let mut r = cx.writer();
     if !value.is_empty() {
         identifier(&mut r, &system, value);
@@ -378,7 +383,7 @@ pub fn practitioner(cx: &mut Context<'_, '_>, v: V2<'_>) -> Option<Ref> {
             w.array("prefix", |w| w.str(Item, &prefix));
         })
     });
-    let reference = cx.add("Practitioner", &key, r, Upsert::ById);
+    let reference = cx.add_identified("Practitioner", id, r, Upsert::ById);
     Some(Ref { reference, display })
 }
 
@@ -390,14 +395,29 @@ pub fn organization(cx: &mut Context<'_, '_>, ods: &str, name: &str) -> Option<R
     }
     let map = cx.map;
     let system = &map.map.systems.ods_organization;
-    let mut r = cx.writer();
-    identifier(&mut r, system, ods);
-    r.str("name", name);
-    let reference = cx.add("Organization", &[system, "|", ods], r, Upsert::ById);
+    let (mut reference, held) = cx.identify("Organization", &[system, "|", ods]);
+    if !held {
+        let mut r = cx.writer();
+        identifier(&mut r, system, ods);
+        r.str("name", name);
+        reference = cx.add_identified("Organization", reference, r, Upsert::ById);
+    }
     Some(Ref {
         reference,
         display: name.to_string(),
     })
+}
+
+/// The parts that are not empty, separated by spaces.
+pub fn joined(parts: &[&str]) -> String {
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(p);
+    }
+    out
 }
 
 /// Whether `s` looks like an ODS code (3–6 upper-case letters and digits).

@@ -7,7 +7,7 @@ use wyvern_hl7::IndexedSegment;
 use crate::Context;
 use crate::bundle::Upsert;
 use crate::datatypes::{
-    Ref, coding, comp, concept, fixed_concept, identifier, looks_like_ods, organization,
+    Ref, coding, comp, concept, fixed_concept, identifier, joined, looks_like_ods, organization,
     practitioner, text,
 };
 use crate::json::{Item, JsonWriter};
@@ -198,14 +198,9 @@ fn location(cx: &mut Context<'_, '_>, pv1: &IndexedSegment<'_>) -> Option<Ref> {
         "Ward",
     );
     if let Some(p) = part_of {
-        w.object("partOf", |w| w.str("reference", &p));
+        w.object("partOf", |w| w.str("reference", p.url()));
     }
     let reference = cx.add("Location", &[&system, "|", &ward], w, Upsert::ById);
-    let display = [&ward, &room, &bed]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| &**s)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let display = joined(&[&ward, &room, &bed]);
     Some(Ref { reference, display })
 }

@@ -60,7 +60,7 @@ impl JsonWriter {
     pub fn with_buffer(mut buf: String) -> Self {
         buf.clear();
         if buf.capacity() == 0 {
-            buf.reserve(1024);
+            buf.reserve(2048); // most resources fit: growing costs more than the space
         }
         JsonWriter {
             out: buf,
@@ -164,10 +164,8 @@ impl JsonWriter {
 pub fn escape_into(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
-    // Almost every string needs no escape: one branch-free pass to find out.
-    if !s.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    }) {
+    // Almost every string needs no escape: find out eight bytes at a time.
+    if !needs_escape(s.as_bytes()) {
         out.push_str(s);
         out.push('"');
         return;
@@ -198,6 +196,26 @@ pub fn escape_into(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Whether `s` holds a control character, `"` or `\`: eight bytes a step with the "has a
+/// byte less than / equal to" word tricks (exact for the question "is there one").
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let special = |c: &[u8]| {
+        let v = <[u8; 8]>::try_from(c).map_or(0, u64::from_le_bytes);
+        let control = v.wrapping_sub(ONES * 0x20) & !v & HIGH;
+        let quote = zero_byte(v ^ (ONES * u64::from(b'"')));
+        let backslash = zero_byte(v ^ (ONES * u64::from(b'\\')));
+        control | quote | backslash != 0
+    };
+    if s.len() < 8 {
+        return s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    // Whole words, then the last eight bytes (overlapping) for the tail.
+    s.chunks_exact(8).any(special) || special(&s[s.len() - 8..])
 }
 
 #[cfg(test)]
@@ -238,6 +256,26 @@ mod tests {
             let mut out = String::new();
             escape_into(&mut out, s);
             assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_word_check_finds_every_special_byte_anywhere() {
+        for len in 0..20 {
+            let base = vec![b'a'; len];
+            assert!(!needs_escape(&base));
+            for at in 0..len {
+                for special in (0u8..0x20).chain([b'"', b'\\']) {
+                    let mut s = base.clone();
+                    s[at] = special;
+                    assert!(needs_escape(&s), "{special:#x} at {at} of {len}");
+                }
+                for plain in [0x20u8, b'!', b'#', b'[', b']', 0x7f, 0x80, 0xa2, 0xdc, 0xff] {
+                    let mut s = base.clone();
+                    s[at] = plain;
+                    assert!(!needs_escape(&s), "{plain:#x} at {at} of {len}");
+                }
+            }
         }
     }
 

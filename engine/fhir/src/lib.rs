@@ -153,9 +153,27 @@ impl<'m, 'a> Context<'m, 'a> {
         key: &[&str],
         body: json::JsonWriter,
         upsert: bundle::Upsert<'_>,
-    ) -> String {
+    ) -> bundle::StableId {
         let profile = self.map.profile(kind);
         self.bundle.add(kind, key, body, upsert, profile)
+    }
+
+    /// The id of a resource, and whether the Bundle holds it already (so a practitioner named
+    /// twice is built once).
+    pub fn identify(&self, kind: &'static str, key: &[&str]) -> (bundle::StableId, bool) {
+        self.bundle.identify(kind, key)
+    }
+
+    /// [`Context::add`] for an id from [`Context::identify`] that the Bundle does not hold.
+    pub fn add_identified(
+        &mut self,
+        kind: &'static str,
+        id: bundle::StableId,
+        body: json::JsonWriter,
+        upsert: bundle::Upsert<'_>,
+    ) -> bundle::StableId {
+        let profile = self.map.profile(kind);
+        self.bundle.add_identified(kind, id, body, upsert, profile)
     }
 
     /// A writer for a resource's members.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use wyvern_hl7::{IndexedSegment, NhsNumber, NhsNumberError, Value as V2};
 
-use crate::bundle::Upsert;
+use crate::bundle::{StableId, Upsert};
 use crate::datatypes::{
     address, comp, concept, contact_point, human_name, organization, practitioner, reference, reps,
     text,
@@ -22,7 +22,7 @@ const VERIFICATION_EXT: &str =
 
 /// The patient a message is about, as the Bundle refers to it.
 pub struct PatientRef {
-    pub reference: String,
+    pub reference: StableId,
     pub display: String,
     /// `system|value` of the identifier it was matched on.
     pub key: String,
@@ -30,7 +30,7 @@ pub struct PatientRef {
 
 impl PatientRef {
     pub fn write(&self, w: &mut JsonWriter, k: impl Key) {
-        reference(w, k, &self.reference, &self.display);
+        reference(w, k, self.reference.url(), &self.display);
     }
 }
 
@@ -139,7 +139,7 @@ type Built = (JsonWriter, Identity, String);
 fn build(cx: &mut Context<'_, '_>, pid: &IndexedSegment<'_>) -> Result<Built, MapError> {
     let map = cx.map;
     let status = text(pid, 32);
-    let mut list: Vec<(V2<'_>, bool)> = reps(pid, 3).into_iter().map(|r| (r, false)).collect();
+    let mut list: Vec<(V2<'_>, bool)> = reps(pid, 3).map(|r| (r, false)).collect();
     // v2.3 feeds often carry the NHS number in PID-2 (external id), unmarked.
     if let Some(ext) = pid
         .field(2)
@@ -163,7 +163,7 @@ fn build(cx: &mut Context<'_, '_>, pid: &IndexedSegment<'_>) -> Result<Built, Ma
     if !national {
         cx.warn("no valid NHS number in PID-3: the patient is matched on a local identifier");
     }
-    let names: Vec<_> = reps(pid, 5).into_iter().map(human_name).collect();
+    let names: Vec<_> = reps(pid, 5).map(human_name).collect();
     let display = names.first().map(|n| n.display()).unwrap_or_default();
     p.array("name", |w| names.iter().for_each(|n| n.write(w, Item)));
     p.array("telecom", |w| {
@@ -189,7 +189,7 @@ fn build(cx: &mut Context<'_, '_>, pid: &IndexedSegment<'_>) -> Result<Built, Ma
         _ => {}
     }
     p.array("address", |w| {
-        reps(pid, 11).into_iter().for_each(|v| address(w, Item, v))
+        reps(pid, 11).for_each(|v| address(w, Item, v))
     });
     if let Some(m) = map.coding(&map.map.coded.patient_marital_status, &text(pid, 16)) {
         concept(&mut p, "maritalStatus", &m);
@@ -245,7 +245,7 @@ fn link(w: &mut JsonWriter, other: &Identity, kind: &str) {
     let id = stable_uuid("Patient", &[&other.0, "|", &other.1]);
     w.array("link", |w| {
         w.object(Item, |w| {
-            w.object("other", |w| w.str("reference", &format!("urn:uuid:{id}")));
+            w.object("other", |w| w.str("reference", id.url()));
             w.str("type", kind);
         })
     });
@@ -261,7 +261,7 @@ pub fn merge(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
         MapError::Missing("no MRG segment: A40 needs the patient merged away".into())
     })?;
     let (mut survivor, key, display) = build(cx, &pid)?;
-    let prior: Vec<(V2<'_>, bool)> = reps(&mrg, 1).into_iter().map(|r| (r, false)).collect();
+    let prior: Vec<(V2<'_>, bool)> = reps(&mrg, 1).map(|r| (r, false)).collect();
     let mut old = cx.writer();
     let (old_key, _) = identifiers(cx, &mut old, "MRG-1", &prior, "");
     let old_key = old_key.ok_or_else(|| {

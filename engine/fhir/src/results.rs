@@ -5,7 +5,7 @@
 
 use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
 
-use crate::bundle::Upsert;
+use crate::bundle::{StableId, Upsert};
 use crate::datatypes::{codeable, comp, concept, fixed_concept, identifier, reps, text};
 use crate::json::{Item, JsonWriter, Key};
 use crate::localtime::fhir_datetime;
@@ -70,7 +70,7 @@ fn report(
     } else {
         [&*system, "|", &number].concat()
     };
-    let results: Vec<String> = after
+    let results: Vec<StableId> = after
         .iter()
         .filter(|s| s.id_bytes() == b"OBX")
         .map(|o| observation(cx, patient, &key, effective.as_deref(), &o.indexed()))
@@ -99,7 +99,7 @@ fn report(
     }
     r.array("result", |w| {
         for reference in &results {
-            w.object(Item, |w| w.str("reference", reference));
+            w.object(Item, |w| w.str("reference", reference.url()));
         }
     });
     cx.add("DiagnosticReport", &[&key], r, Upsert::ById);
@@ -111,7 +111,7 @@ fn observation(
     report_key: &str,
     report_time: Option<&str>,
     obx: &IndexedSegment<'_>,
-) -> String {
+) -> StableId {
     let map = cx.map;
     let zone = map.map.local_time;
     let code = codeable(cx, obx.field(3).and_then(|f| f.repetition(1)));

@@ -4,7 +4,9 @@
 //! nothing installed; a config's mappings folder overrides any table by name and the field map
 //! as a whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use serde::Deserialize;
 use wyvern_config::{CodeTable, CodeTables, SourceFile};
@@ -167,7 +169,7 @@ pub struct Coding<'m> {
 #[derive(Debug, Clone)]
 pub struct Mappings {
     pub map: FieldMap,
-    tables: HashMap<String, CodeTable>,
+    tables: FxHashMap<String, CodeTable>,
 }
 
 impl Mappings {
@@ -203,7 +205,7 @@ impl Mappings {
             .collect();
         let defaults =
             wyvern_config::parse_code_tables(&files).map_err(|d| MapError::Mappings(join(&d)))?;
-        let mut all: HashMap<String, CodeTable> = defaults.into_iter().collect();
+        let mut all: FxHashMap<String, CodeTable> = defaults.into_iter().collect();
         all.extend(tables.iter().map(|(k, v)| (k.clone(), v.clone())));
         let (file, text) = field_map.unwrap_or((
             "(built in) mappings/hl7v2-to-fhir.map.yaml",

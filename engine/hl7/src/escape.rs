@@ -13,7 +13,13 @@ pub fn decode<'a>(raw: &'a [u8], d: &Delimiters) -> Cow<'a, [u8]> {
     let Some(esc) = d.escape else {
         return Cow::Borrowed(raw);
     };
-    if memchr::memchr(esc, raw).is_none() {
+    // Most values are a few bytes: a plain scan beats memchr's set-up there.
+    let found = if raw.len() < 32 {
+        raw.contains(&esc)
+    } else {
+        memchr::memchr(esc, raw).is_some()
+    };
+    if !found {
         return Cow::Borrowed(raw);
     }
     let mut out = Vec::with_capacity(raw.len());

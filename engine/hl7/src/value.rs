@@ -59,7 +59,7 @@ impl<'a> Value<'a> {
     }
 
     /// The repetitions of a field.
-    pub fn repetitions(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+    pub fn repetitions(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
         self.children(self.delims.repetition)
     }
 
@@ -68,7 +68,7 @@ impl<'a> Value<'a> {
         self.child(self.delims.repetition, n)
     }
 
-    pub fn components(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+    pub fn components(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
         self.children(self.delims.component)
     }
 
@@ -77,7 +77,7 @@ impl<'a> Value<'a> {
         self.child(self.delims.component, n)
     }
 
-    pub fn subcomponents(&self) -> impl Iterator<Item = Value<'a>> + '_ {
+    pub fn subcomponents(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
         self.children(self.delims.subcomponent)
     }
 
@@ -98,7 +98,7 @@ impl<'a> Value<'a> {
 
     /// The pieces split on `sep` (a literal value is its own one piece). No allocation: the
     /// mapper walks thousands of these a message.
-    fn children(&self, sep: u8) -> impl Iterator<Item = Value<'a>> + 'a {
+    fn children(&self, sep: u8) -> impl Iterator<Item = Value<'a>> + use<'a> {
         let delims = self.delims;
         let mut literal = self.literal.then_some(*self);
         let mut split = (!self.literal).then(|| pieces(self.raw, sep));
