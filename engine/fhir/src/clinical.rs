@@ -17,9 +17,9 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef) {
     let msg = cx.msg;
     for seg in msg.segments() {
         match seg.id_bytes() {
-            b"NK1" => related_person(cx, patient, &seg.indexed()),
-            b"AL1" => allergy(cx, patient, &seg.indexed()),
-            b"DG1" => condition(cx, patient, &seg.indexed()),
+            b"NK1" => related_person(cx, patient, &seg.indexed_to(6)),
+            b"AL1" => allergy(cx, patient, &seg.indexed_to(6)),
+            b"DG1" => condition(cx, patient, &seg.indexed_to(5)),
             _ => {}
         }
     }

@@ -17,7 +17,7 @@ use crate::patient::PatientRef;
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 
 pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
-    let Some(pv1) = cx.segment("PV1", 1) else {
+    let Some(pv1) = cx.segment("PV1", 45) else {
         cx.warn("no PV1 segment: no Encounter made");
         return;
     };

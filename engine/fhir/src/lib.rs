@@ -77,15 +77,15 @@ impl Mapper {
     pub fn map(&self, raw: &[u8]) -> Result<Mapped, MapError> {
         let msg = Message::parse(raw).map_err(|e| MapError::NotHl7(e.to_string()))?;
         let mt = msg.message_type();
-        let (code, event) = (mt.code.to_string(), mt.trigger.to_string());
+        let (code, event) = (mt.code, mt.trigger);
         let mut cx = Context::new(&self.mappings, &msg);
-        match (code.as_str(), event.as_str()) {
+        match (&*code, &*event) {
             (
                 "ADT",
                 "A01" | "A02" | "A03" | "A04" | "A05" | "A08" | "A11" | "A13" | "A28" | "A31",
             ) => {
                 let patient = patient::map(&mut cx)?;
-                if !matches!(event.as_str(), "A28" | "A31") {
+                if !matches!(&*event, "A28" | "A31") {
                     encounter::map(&mut cx, &patient, &event);
                 }
                 clinical::map(&mut cx, &patient);
@@ -94,7 +94,7 @@ impl Mapper {
             ("ORU", "R01") => results::map(&mut cx)?,
             _ => {
                 let name = if event.is_empty() {
-                    code
+                    code.into_owned()
                 } else {
                     format!("{code}^{event}")
                 };
@@ -136,9 +136,9 @@ impl<'m, 'a> Context<'m, 'a> {
         }
     }
 
-    /// The `occurrence`-th segment `id`, indexed: the mapper reads many fields of each.
-    pub fn segment(&self, id: &str, occurrence: usize) -> Option<wyvern_hl7::IndexedSegment<'a>> {
-        self.msg.segment(id, occurrence).map(|s| s.indexed())
+    /// The first segment `id`, its fields up to `last` (the last the mapper reads) indexed.
+    pub fn segment(&self, id: &str, last: usize) -> Option<wyvern_hl7::IndexedSegment<'a>> {
+        self.msg.segment(id, 1).map(|s| s.indexed_to(last))
     }
 
     pub fn warn(&mut self, w: impl Into<String>) {

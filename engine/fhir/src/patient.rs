@@ -194,7 +194,7 @@ fn build(cx: &mut Context<'_, '_>, pid: &IndexedSegment<'_>) -> Result<Built, Ma
     if let Some(m) = map.coding(&map.map.coded.patient_marital_status, &text(pid, 16)) {
         concept(&mut p, "maritalStatus", &m);
     }
-    if let Some(pd1) = cx.segment("PD1", 1) {
+    if let Some(pd1) = cx.segment("PD1", 4) {
         let open = p.open_array("generalPractitioner");
         if let Some(xon) = pd1.field(3).and_then(|f| f.repetition(1)) {
             let ods = [comp(Some(xon), 10), comp(Some(xon), 3)]
@@ -234,7 +234,7 @@ fn add(cx: &mut Context<'_, '_>, p: JsonWriter, key: &Identity, display: String)
 
 pub fn map(cx: &mut Context<'_, '_>) -> Result<PatientRef, MapError> {
     let pid = cx
-        .segment("PID", 1)
+        .segment("PID", 32)
         .ok_or_else(|| MapError::Missing("no PID segment: there is no patient to map".into()))?;
     let (p, key, display) = build(cx, &pid)?;
     Ok(add(cx, p, &key, display))
@@ -254,7 +254,7 @@ fn link(w: &mut JsonWriter, other: &Identity, kind: &str) {
 /// A40: the surviving patient (PID) `replaces` the one named in MRG-1, which becomes
 /// inactive and `replaced-by` the survivor.
 pub fn merge(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
-    let pid = cx.segment("PID", 1).ok_or_else(|| {
+    let pid = cx.segment("PID", 32).ok_or_else(|| {
         MapError::Missing("no PID segment: A40 needs the surviving patient".into())
     })?;
     let mrg = cx.segment("MRG", 1).ok_or_else(|| {

@@ -29,7 +29,7 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
             .iter()
             .position(|s| s.id_bytes() == b"OBR")
             .unwrap_or(rest.len());
-        report(cx, &patient, &obr.indexed(), &rest[..end]);
+        report(cx, &patient, &obr.indexed_to(25), &rest[..end]);
         reports += 1;
     }
     if reports == 0 {
@@ -73,7 +73,7 @@ fn report(
     let results: Vec<StableId> = after
         .iter()
         .filter(|s| s.id_bytes() == b"OBX")
-        .map(|o| observation(cx, patient, &key, effective.as_deref(), &o.indexed()))
+        .map(|o| observation(cx, patient, &key, effective.as_deref(), &o.indexed_to(14)))
         .collect();
     let mut r = cx.writer();
     if !number.is_empty() {

@@ -12,27 +12,42 @@ pub struct IndexedSegment<'a> {
     /// Field `n` at index `n` (index 0 the segment id). Empty for MSH, FHS and BHS, whose
     /// numbering is special and which are read through [`Segment::field`].
     fields: Vec<&'a [u8]>,
+    /// Found once: every read would otherwise look at the segment id again.
+    header: bool,
 }
 
 impl<'a> Segment<'a> {
     /// This segment with its fields indexed.
     pub fn indexed(&self) -> IndexedSegment<'a> {
+        self.indexed_to(usize::MAX)
+    }
+
+    /// This segment with fields 1 to `last` indexed (a field after it is still read, by a
+    /// scan): for segments whose long tail of empty fields a caller never reads.
+    pub fn indexed_to(&self, last: usize) -> IndexedSegment<'a> {
         let mut fields = Vec::new();
-        if !self.is_header() {
+        let header = self.is_header();
+        if !header {
             let (raw, sep) = (self.raw(), self.delimiters().field);
-            fields.reserve(48); // PV1 has 52 fields, PID 39; most segments fewer
+            fields.reserve(last.saturating_add(1).min(48)); // PV1 has 52 fields, PID 39
             let mut start = 0;
             for (i, &b) in raw.iter().enumerate() {
                 if b == sep {
                     fields.push(&raw[start..i]);
                     start = i + 1;
+                    if fields.len() > last {
+                        break;
+                    }
                 }
             }
-            fields.push(&raw[start..]);
+            if fields.len() <= last {
+                fields.push(&raw[start..]);
+            }
         }
         IndexedSegment {
             segment: *self,
             fields,
+            header,
         }
     }
 }
@@ -40,14 +55,16 @@ impl<'a> Segment<'a> {
 impl<'a> IndexedSegment<'a> {
     /// Field `n` (1-based), exactly as [`Segment::field`] gives it.
     pub fn field(&self, n: usize) -> Option<Value<'a>> {
-        if self.segment.is_header() {
+        if self.header {
             return self.segment.field(n);
         }
         if n == 0 {
             return None;
         }
-        let raw = self.fields.get(n)?;
-        Some(Value::new(raw, *self.segment.delimiters()))
+        match self.fields.get(n) {
+            Some(raw) => Some(Value::new(raw, *self.segment.delimiters())),
+            None => self.segment.field(n),
+        }
     }
 
     pub fn segment(&self) -> &Segment<'a> {
@@ -66,14 +83,20 @@ mod tests {
         )
         .unwrap();
         for seg in m.segments() {
-            let ix = seg.indexed();
-            for n in 0..40 {
-                assert_eq!(
-                    ix.field(n).map(|v| v.raw()),
-                    seg.field(n).map(|v| v.raw()),
-                    "{}-{n}",
-                    seg.id()
-                );
+            for ix in [
+                seg.indexed(),
+                seg.indexed_to(0),
+                seg.indexed_to(3),
+                seg.indexed_to(40),
+            ] {
+                for n in 0..45 {
+                    assert_eq!(
+                        ix.field(n).map(|v| v.raw()),
+                        seg.field(n).map(|v| v.raw()),
+                        "{}-{n}",
+                        seg.id()
+                    );
+                }
             }
         }
     }
