@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use crate::Delimiters;
 
 /// Decodes escape sequences; borrows when the value holds no escape character.
+#[inline]
 pub fn decode<'a>(raw: &'a [u8], d: &Delimiters) -> Cow<'a, [u8]> {
     let Some(esc) = d.escape else {
         return Cow::Borrowed(raw);

@@ -54,6 +54,7 @@ impl<'a> Segment<'a> {
 
 impl<'a> IndexedSegment<'a> {
     /// Field `n` (1-based), exactly as [`Segment::field`] gives it.
+    #[inline]
     pub fn field(&self, n: usize) -> Option<Value<'a>> {
         if self.header {
             return self.segment.field(n);

@@ -17,6 +17,7 @@ pub struct Value<'a> {
 }
 
 impl<'a> Value<'a> {
+    #[inline]
     pub(crate) fn new(raw: &'a [u8], delims: Delimiters) -> Self {
         Value {
             raw,
@@ -34,16 +35,19 @@ impl<'a> Value<'a> {
     }
 
     /// The bytes exactly as they stand in the message (still escaped).
+    #[inline]
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
     }
 
     /// The text with HL7 escapes decoded; borrowed when nothing needed decoding.
     /// Bytes that are not UTF-8 are replaced (U+FFFD), never a panic.
+    #[inline]
     pub fn as_str(&self) -> Cow<'a, str> {
         if self.literal {
             return String::from_utf8_lossy(self.raw);
@@ -59,20 +63,24 @@ impl<'a> Value<'a> {
     }
 
     /// The repetitions of a field.
+    #[inline]
     pub fn repetitions(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
         self.children(self.delims.repetition)
     }
 
     /// The `n`-th repetition, 1-based.
+    #[inline]
     pub fn repetition(&self, n: usize) -> Option<Value<'a>> {
         self.child(self.delims.repetition, n)
     }
 
+    #[inline]
     pub fn components(&self) -> impl Iterator<Item = Value<'a>> + use<'a> {
         self.children(self.delims.component)
     }
 
     /// The `n`-th component, 1-based.
+    #[inline]
     pub fn component(&self, n: usize) -> Option<Value<'a>> {
         self.child(self.delims.component, n)
     }
@@ -86,6 +94,7 @@ impl<'a> Value<'a> {
         self.child(self.delims.subcomponent, n)
     }
 
+    #[inline]
     fn child(&self, sep: u8, n: usize) -> Option<Value<'a>> {
         if n == 0 {
             return None;
