@@ -137,6 +137,18 @@ fn observation(
         u if u.is_empty() => comp(unit, 2),
         u => u,
     };
+    if !unit.is_empty()
+        && matches!(&*text(obx, 2), "NM" | "SN")
+        && map.lookup(&map.map.units, &unit).is_none()
+    {
+        let w = format!(
+            "OBX-6 unit {unit:?} has no UCUM code in table {}: the quantity keeps the unit as text only",
+            map.map.units
+        );
+        if !cx.warnings.contains(&w) {
+            cx.warn(w);
+        }
+    }
     value(cx, &mut o, obx, &unit);
     o.array("interpretation", |w| {
         for f in reps(obx, 8) {

@@ -222,14 +222,17 @@ impl Mappings {
             MapError::Mappings(format!("{file}{at}: {msg}"))
         })?;
         let m = Mappings { map, tables: all };
-        m.check(file)?;
+        m.check(file, text)?;
         Ok(m)
     }
 
-    fn check(&self, file: &str) -> Result<(), MapError> {
+    /// What the types cannot say: the version, and that every table named exists. Errors
+    /// point at the line that names the value.
+    fn check(&self, file: &str, text: &str) -> Result<(), MapError> {
         if self.map.version != 1 {
             return Err(MapError::Mappings(format!(
-                "{file}: version {} is not supported: expected version: 1",
+                "{file}{}: version {} is not supported: expected version: 1",
+                locate(text, "version:"),
                 self.map.version
             )));
         }
@@ -255,7 +258,8 @@ impl Mappings {
         {
             if !self.tables.contains_key(*t) {
                 return Err(MapError::Mappings(format!(
-                    "{file}: table {t:?} is not in the mappings folder nor built in"
+                    "{file}{}: table {t:?} is not in the mappings folder nor built in",
+                    locate(text, t)
                 )));
             }
         }
@@ -287,6 +291,15 @@ impl Mappings {
     pub fn profile(&self, resource: &str) -> Option<&str> {
         self.map.profiles.get(resource).map(String::as_str)
     }
+}
+
+/// `:line:col` of the first `needle` in `text` (1-based), or nothing when it is not there.
+fn locate(text: &str, needle: &str) -> String {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim_start().starts_with('#'))
+        .find_map(|(i, l)| l.find(needle).map(|c| format!(":{}:{}", i + 1, c + 1)))
+        .unwrap_or_default()
 }
 
 fn join(d: &[wyvern_config::Diagnostic]) -> String {
