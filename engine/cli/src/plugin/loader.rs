@@ -117,7 +117,7 @@ pub fn host_tables<'a>(
 ) -> wyvern_wasm::CodeTables {
     names
         .filter_map(|n| tables.get(n))
-        .map(|t| (t.name.clone(), t.codes.clone()))
+        .map(|t| (t.name.clone(), t.codes.clone().into_iter().collect()))
         .collect()
 }
 
