@@ -6,6 +6,8 @@
 //! The Bundle is JSON text from the start: each resource's members ([`JsonWriter`]) are
 //! appended behind a header (`resourceType`, `id`, `meta`) as the resource is added.
 
+use rustc_hash::FxHashSet;
+
 pub use crate::ids::StableId;
 use crate::ids::stable_uuid;
 use crate::json::{JsonWriter, escape_into};
@@ -16,7 +18,7 @@ const HEAD: &str = r#"{"resourceType":"Bundle","type":"transaction","entry":["#;
 pub struct Bundle {
     out: String,
     /// Ids already in the Bundle: a resource two segments name (the same GP) is added once.
-    seen: Vec<StableId>,
+    seen: FxHashSet<StableId>,
     /// Buffers of resources already added, for the next ones.
     spare: Vec<String>,
 }
@@ -27,7 +29,7 @@ impl Default for Bundle {
         out.push_str(HEAD);
         Bundle {
             out,
-            seen: Vec::new(),
+            seen: FxHashSet::default(),
             spare: Vec::new(),
         }
     }
@@ -124,7 +126,7 @@ impl Bundle {
             }
         }
         o.push_str("\"}}");
-        self.seen.push(id);
+        self.seen.insert(id);
         id
     }
 

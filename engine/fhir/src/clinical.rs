@@ -6,7 +6,7 @@ use wyvern_hl7::IndexedSegment;
 use crate::Context;
 use crate::bundle::Upsert;
 use crate::datatypes::{
-    address, codeable, comp, concept, contact_point, fixed_concept, human_name, reps, text,
+    address, codeable, comp, concept, fixed_concept, human_name, reps, telecom, text,
 };
 use crate::json::Item;
 use crate::localtime::fhir_datetime;
@@ -39,14 +39,7 @@ fn related_person(cx: &mut Context<'_, '_>, patient: &PatientRef, nk1: &IndexedS
     }
     let key = [&*patient.key, "|NK1|", &text(nk1, 1), "|", &first.key()];
     r.array("name", |w| names.iter().for_each(|n| n.write(w, Item)));
-    r.array("telecom", |w| {
-        for v in reps(nk1, 5) {
-            contact_point(w, Item, v, "home");
-        }
-        for v in reps(nk1, 6) {
-            contact_point(w, Item, v, "work");
-        }
-    });
+    telecom(&mut r, nk1, 5, 6);
     r.array("address", |w| {
         reps(nk1, 4).for_each(|v| address(w, Item, v))
     });

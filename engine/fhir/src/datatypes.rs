@@ -328,6 +328,18 @@ pub fn contact_point(w: &mut JsonWriter, k: impl Key, v: V2<'_>, default_use: &s
     });
 }
 
+/// `telecom`: the XTN repetitions of a home-phone and a business-phone field (PID-13/14,
+/// NK1-5/6), each with that use unless the XTN says otherwise.
+pub fn telecom(w: &mut JsonWriter, seg: &IndexedSegment<'_>, home: usize, work: usize) {
+    w.array("telecom", |w| {
+        for (field, default_use) in [(home, "home"), (work, "work")] {
+            for v in reps(seg, field) {
+                contact_point(w, Item, v, default_use);
+            }
+        }
+    });
+}
+
 /// One `[{ "system": …, "value": … }]` identifier list.
 pub fn identifier(w: &mut JsonWriter, system: &str, value: &str) {
     w.array("identifier", |w| {

@@ -9,7 +9,7 @@
 
 /// A stable id, kept inline (no allocation) as the Bundle's reference to it:
 /// `urn:uuid:` and the 36 characters of the UUID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StableId([u8; 45]);
 
 const URN: &[u8; 9] = b"urn:uuid:";

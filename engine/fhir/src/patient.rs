@@ -8,8 +8,7 @@ use wyvern_hl7::{IndexedSegment, NhsNumber, NhsNumberError, Value as V2};
 
 use crate::bundle::{StableId, Upsert};
 use crate::datatypes::{
-    address, comp, concept, contact_point, human_name, organization, practitioner, reference, reps,
-    text,
+    address, comp, concept, human_name, organization, practitioner, reference, reps, telecom, text,
 };
 use crate::ids::stable_uuid;
 use crate::json::{Item, JsonWriter, Key};
@@ -166,14 +165,7 @@ fn build(cx: &mut Context<'_, '_>, pid: &IndexedSegment<'_>) -> Result<Built, Ma
     let names: Vec<_> = reps(pid, 5).map(human_name).collect();
     let display = names.first().map(|n| n.display()).unwrap_or_default();
     p.array("name", |w| names.iter().for_each(|n| n.write(w, Item)));
-    p.array("telecom", |w| {
-        for v in reps(pid, 13) {
-            contact_point(w, Item, v, "home");
-        }
-        for v in reps(pid, 14) {
-            contact_point(w, Item, v, "work");
-        }
-    });
+    telecom(&mut p, pid, 13, 14);
     if let Some(g) = map.coding(&map.map.coded.patient_gender, &text(pid, 8)) {
         p.str("gender", g.code);
     }

@@ -137,10 +137,8 @@ fn observation(
         u if u.is_empty() => comp(unit, 2),
         u => u,
     };
-    if !unit.is_empty()
-        && matches!(&*text(obx, 2), "NM" | "SN")
-        && map.lookup(&map.map.units, &unit).is_none()
-    {
+    let wrote_quantity = value(cx, &mut o, obx, &unit);
+    if wrote_quantity && !unit.is_empty() && map.lookup(&map.map.units, &unit).is_none() {
         let w = format!(
             "OBX-6 unit {unit:?} has no UCUM code in table {}: the quantity keeps the unit as text only",
             map.map.units
@@ -149,7 +147,6 @@ fn observation(
             cx.warn(w);
         }
     }
-    value(cx, &mut o, obx, &unit);
     o.array("interpretation", |w| {
         for f in reps(obx, 8) {
             if let Some(c) = map.coding(&map.map.coded.interpretation, &comp(Some(f), 1)) {
@@ -163,18 +160,28 @@ fn observation(
     cx.add("Observation", &key, o, Upsert::ById)
 }
 
-/// OBX-5 as the `value[x]` its OBX-2 type says.
-fn value(cx: &mut Context<'_, '_>, w: &mut JsonWriter, obx: &IndexedSegment<'_>, unit: &str) {
+/// OBX-5 as the `value[x]` its OBX-2 type says; whether that was a Quantity with the unit.
+fn value(
+    cx: &mut Context<'_, '_>,
+    w: &mut JsonWriter,
+    obx: &IndexedSegment<'_>,
+    unit: &str,
+) -> bool {
     let kind = text(obx, 2);
-    let Some(field) = obx.field(5) else { return };
+    let Some(field) = obx.field(5) else {
+        return false;
+    };
     let Some(first) = field.repetition(1).filter(|f| !f.is_empty()) else {
-        return;
+        return false;
     };
     let whole = first.as_str();
     let whole = whole.trim();
     match &*kind {
         "NM" => match decimal(whole) {
-            Some(n) => quantity(cx, w, "valueQuantity", &n, unit, None),
+            Some(n) => {
+                quantity(cx, w, "valueQuantity", &n, unit, None);
+                return true;
+            }
             None => {
                 cx.warn(format!(
                     "OBX-5 {whole:?} is typed NM but is not a number: kept as a string"
@@ -194,7 +201,7 @@ fn value(cx: &mut Context<'_, '_>, w: &mut JsonWriter, obx: &IndexedSegment<'_>,
             "valueDateTime",
             fhir_datetime(whole, cx.map.map.local_time).as_deref(),
         ),
-        "SN" => structured_numeric(cx, w, first, unit),
+        "SN" => return structured_numeric(cx, w, first, unit),
         other => {
             cx.warn(format!(
                 "OBX-2 value type {other:?} is not mapped: OBX-5 kept as a string"
@@ -202,10 +209,11 @@ fn value(cx: &mut Context<'_, '_>, w: &mut JsonWriter, obx: &IndexedSegment<'_>,
             w.str("valueString", whole);
         }
     }
+    false
 }
 
-/// SN: comparator^number^separator^number.
-fn structured_numeric(cx: &Context<'_, '_>, w: &mut JsonWriter, v: V2<'_>, unit: &str) {
+/// SN: comparator^number^separator^number; whether a Quantity with the unit was written.
+fn structured_numeric(cx: &Context<'_, '_>, w: &mut JsonWriter, v: V2<'_>, unit: &str) -> bool {
     let (cmp, n1, sep, n2) = (
         comp(Some(v), 1),
         comp(Some(v), 2),
@@ -223,6 +231,7 @@ fn structured_numeric(cx: &Context<'_, '_>, w: &mut JsonWriter, v: V2<'_>, unit:
                     quantity(cx, w, "high", n, unit, None);
                 }
             });
+            n1.is_some() || n2.is_some()
         }
         ":" | "/" => {
             if let (Some(n1), Some(n2)) = (n1, n2) {
@@ -231,13 +240,16 @@ fn structured_numeric(cx: &Context<'_, '_>, w: &mut JsonWriter, v: V2<'_>, unit:
                     w.object("denominator", |w| w.raw("value", &n2));
                 });
             }
+            false
         }
-        _ => {
-            if let Some(n) = n1 {
+        _ => match n1 {
+            Some(n) => {
                 let cmp = matches!(&*cmp, "<" | ">" | "<=" | ">=").then_some(&*cmp);
                 quantity(cx, w, "valueQuantity", &n, unit, cmp);
+                true
             }
-        }
+            None => false,
+        },
     }
 }
 

@@ -288,8 +288,13 @@ impl Mappings {
         self.tables.get(table)?.codes.get(key).map(String::as_str)
     }
 
+    /// The profile claimed for `resource` (none when the field map leaves it blank).
     pub fn profile(&self, resource: &str) -> Option<&str> {
-        self.map.profiles.get(resource).map(String::as_str)
+        self.map
+            .profiles
+            .get(resource)
+            .map(String::as_str)
+            .filter(|p| !p.trim().is_empty())
     }
 }
 

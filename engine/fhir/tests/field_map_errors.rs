@@ -37,3 +37,26 @@ fn broken_field_maps_are_refused_with_file_line_and_column() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn a_blank_profile_claims_none() {
+    let shipped = include_str!("../../../mappings/hl7v2-to-fhir.map.yaml");
+    let blank = shipped.replace(
+        "Patient: https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
+        "Patient: \"\"",
+    );
+    assert_ne!(blank, shipped);
+    let mappings = Mappings::with(
+        Some(("blank.map.yaml", &blank)),
+        &wyvern_config::CodeTables::new(),
+    )
+    .expect("a blank profile is allowed");
+    let msg = "MSH|^~\\&|PAS|RXX|WYV|CHIE|20260101||ADT^A28|C1|P|2.4\rPID|1||9990000018^^^NHS^NH||TEST^ALEX\r";
+    let mapped = wyvern_fhir::Mapper::new(mappings)
+        .map(msg.as_bytes())
+        .expect("maps");
+    let bundle = mapped.value();
+    let patient = &bundle["entry"][0]["resource"];
+    assert_eq!(patient["resourceType"], "Patient");
+    assert!(patient.get("meta").is_none(), "{patient}");
+}

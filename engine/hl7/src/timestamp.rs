@@ -127,6 +127,7 @@ impl Timestamp {
         // Digits pushed by hand: this runs for every time a FHIR mapping writes, and the
         // formatting machinery cost more than the rest of the conversion.
         fn two(s: &mut String, sep: char, n: u8) {
+            debug_assert!(n < 100, "two digits: {n}");
             s.push(sep);
             s.push(char::from(b'0' + (n / 10) % 10));
             s.push(char::from(b'0' + n % 10));
