@@ -63,7 +63,11 @@ impl<'a> IndexedSegment<'a> {
             return None;
         }
         match self.fields.get(n) {
-            Some(raw) => Some(Value::new(raw, *self.segment.delimiters())),
+            Some(raw) => Some(Value::new(
+                raw,
+                *self.segment.delimiters(),
+                self.segment.text,
+            )),
             None => self.segment.field(n),
         }
     }

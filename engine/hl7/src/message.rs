@@ -18,6 +18,8 @@ pub struct Message<'a> {
     raw: &'a [u8],
     delims: Delimiters,
     segments: Vec<&'a [u8]>,
+    /// `raw` as text when it is valid UTF-8 (almost always): values are read as slices of it.
+    text: Option<&'a str>,
 }
 
 /// One segment line (without its terminator).
@@ -25,6 +27,8 @@ pub struct Message<'a> {
 pub struct Segment<'a> {
     raw: &'a [u8],
     delims: Delimiters,
+    /// The whole message's text, if valid UTF-8 (see [`Message`]).
+    pub(crate) text: Option<&'a str>,
 }
 
 /// MSH-9: message code, trigger event and message structure.
@@ -66,6 +70,7 @@ impl<'a> Message<'a> {
             raw: body,
             delims,
             segments,
+            text: std::str::from_utf8(body).ok(),
         })
     }
 
@@ -82,6 +87,7 @@ impl<'a> Message<'a> {
         self.segments.iter().map(|raw| Segment {
             raw,
             delims: self.delims,
+            text: self.text,
         })
     }
 
@@ -132,6 +138,7 @@ impl<'a> Message<'a> {
         Segment {
             raw: self.segments[0],
             delims: self.delims,
+            text: self.text,
         }
     }
 
@@ -248,16 +255,19 @@ impl<'a> Segment<'a> {
         }
         if self.is_header() {
             if n == 1 {
-                return self.raw.get(3..4).map(|r| Value::literal(r, self.delims));
+                return self
+                    .raw
+                    .get(3..4)
+                    .map(|r| Value::literal(r, self.delims, self.text));
             }
             let piece = nth_piece(self.raw, self.delims.field, n - 1)?;
             return Some(if n == 2 {
-                Value::literal(piece, self.delims)
+                Value::literal(piece, self.delims, self.text)
             } else {
-                Value::new(piece, self.delims)
+                Value::new(piece, self.delims, self.text)
             });
         }
-        nth_piece(self.raw, self.delims.field, n).map(|r| Value::new(r, self.delims))
+        nth_piece(self.raw, self.delims.field, n).map(|r| Value::new(r, self.delims, self.text))
     }
 
     /// How many fields the segment carries (trailing empty ones included).

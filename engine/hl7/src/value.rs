@@ -14,24 +14,37 @@ pub struct Value<'a> {
     delims: Delimiters,
     /// MSH-1 and MSH-2 are the delimiters themselves: never split or unescaped.
     literal: bool,
+    /// The whole message as text when it is valid UTF-8 (checked once at parse), so reading a
+    /// value is a slice of it rather than a UTF-8 check per read.
+    text: Option<&'a str>,
 }
 
 impl<'a> Value<'a> {
     #[inline]
-    pub(crate) fn new(raw: &'a [u8], delims: Delimiters) -> Self {
+    pub(crate) fn new(raw: &'a [u8], delims: Delimiters, text: Option<&'a str>) -> Self {
         Value {
             raw,
             delims,
             literal: false,
+            text,
         }
     }
 
-    pub(crate) fn literal(raw: &'a [u8], delims: Delimiters) -> Self {
+    pub(crate) fn literal(raw: &'a [u8], delims: Delimiters, text: Option<&'a str>) -> Self {
         Value {
             raw,
             delims,
             literal: true,
+            text,
         }
+    }
+
+    /// `raw` as a slice of the message's text, when the message is valid UTF-8.
+    #[inline]
+    fn as_text(&self) -> Option<&'a str> {
+        let text = self.text?;
+        let start = (self.raw.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        text.get(start..start.checked_add(self.raw.len())?)
     }
 
     /// The bytes exactly as they stand in the message (still escaped).
@@ -53,10 +66,14 @@ impl<'a> Value<'a> {
             return String::from_utf8_lossy(self.raw);
         }
         match escape::decode(self.raw, &self.delims) {
-            // from_utf8 first: its ASCII path is several times faster than the lossy decoder.
-            Cow::Borrowed(b) => match std::str::from_utf8(b) {
-                Ok(s) => Cow::Borrowed(s),
-                Err(_) => String::from_utf8_lossy(b),
+            // Nothing to decode: a slice of the message's text when it is UTF-8; else from_utf8
+            // first (its ASCII path is several times faster than the lossy decoder).
+            Cow::Borrowed(b) => match self.as_text() {
+                Some(s) => Cow::Borrowed(s),
+                None => match std::str::from_utf8(b) {
+                    Ok(s) => Cow::Borrowed(s),
+                    Err(_) => String::from_utf8_lossy(b),
+                },
             },
             Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
         }
@@ -102,17 +119,17 @@ impl<'a> Value<'a> {
         if self.literal {
             return (n == 1).then_some(*self);
         }
-        nth_piece(self.raw, sep, n - 1).map(|raw| Value::new(raw, self.delims))
+        nth_piece(self.raw, sep, n - 1).map(|raw| Value::new(raw, self.delims, self.text))
     }
 
     /// The pieces split on `sep` (a literal value is its own one piece). No allocation: the
     /// mapper walks thousands of these a message.
     fn children(&self, sep: u8) -> impl Iterator<Item = Value<'a>> + use<'a> {
-        let delims = self.delims;
+        let (delims, text) = (self.delims, self.text);
         let mut literal = self.literal.then_some(*self);
         let mut split = (!self.literal).then(|| pieces(self.raw, sep));
         std::iter::from_fn(move || match &mut split {
-            Some(s) => s.next().map(|raw| Value::new(raw, delims)),
+            Some(s) => s.next().map(|raw| Value::new(raw, delims, text)),
             None => literal.take(),
         })
     }
