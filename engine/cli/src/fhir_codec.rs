@@ -24,11 +24,8 @@ impl FhirCodec for ModelCodec {
             let value: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
             (json.into_bytes(), value)
         } else {
-            wyvern_fhir::model::from_json(text).map_err(refuse)?;
-            (
-                body.to_vec(),
-                serde_json::from_slice(body).unwrap_or_default(),
-            )
+            let (_, value) = wyvern_fhir::model::from_json_with_tree(text).map_err(refuse)?;
+            (body.to_vec(), value)
         };
         Ok(ParsedFhir {
             resource_type: value["resourceType"]

@@ -150,6 +150,13 @@ fn strict() -> Option<DeserializationConfig> {
 }
 
 pub fn from_json(text: &str) -> Result<Resource, FhirParseError> {
+    from_json_with_tree(text).map(|(r, _)| r)
+}
+
+/// [`from_json`], and the document as a `serde_json` tree: the whole-document syntax check
+/// builds it anyway, so a caller that reads plain fields (resourceType, id, identifiers) need
+/// not parse the body a third time.
+pub fn from_json_with_tree(text: &str) -> Result<(Resource, serde_json::Value), FhirParseError> {
     let depth = json_depth(text.as_bytes());
     if depth > MAX_DEPTH {
         return Err(err(format!(
@@ -158,12 +165,12 @@ pub fn from_json(text: &str) -> Result<Resource, FhirParseError> {
     }
     // A whole-document syntax check first: fhirbolt stops after the first value and would
     // accept trailing bytes (found by fuzzing).
-    serde_json::from_str::<serde::de::IgnoredAny>(text)
-        .map_err(|e| json_err(text, format!("not JSON: {e}")))?;
+    let tree: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| json_err(text, format!("not JSON: {e}")))?;
     let r: Resource = guarded(|| {
         fhirbolt::json::from_str(text, strict()).map_err(|e| json_err(text, e.to_string()))
     })?;
-    has_type(r)
+    Ok((has_type(r)?, tree))
 }
 
 /// A resource names its type; fhirbolt accepts `{}` and then cannot write it (found by
