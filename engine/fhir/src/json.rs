@@ -48,10 +48,7 @@ pub struct JsonWriter {
 
 impl Default for JsonWriter {
     fn default() -> Self {
-        JsonWriter {
-            out: String::with_capacity(512),
-            first: true,
-        }
+        JsonWriter::with_buffer(String::new())
     }
 }
 
