@@ -25,7 +25,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
-pub use outbox::{Outbox, OutboxItem, OutboxState, Update};
+pub use outbox::{DueHeads, Outbox, OutboxItem, OutboxState, Update};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
 pub use recovery::Recovered;
 pub use retention::{MIN_RETENTION, Pruned};

@@ -80,6 +80,14 @@ pub enum Update {
     },
 }
 
+/// The heads a worker can send now, and when the next waiting one falls due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueHeads {
+    pub due: Vec<OutboxItem>,
+    /// The earliest `next_at` of a head waiting for its retry; `None` when none waits.
+    pub next_at_ms: Option<i64>,
+}
+
 /// A read-write handle on the outbox tables (one per worker or command).
 #[derive(Debug)]
 pub struct Outbox {
@@ -88,6 +96,10 @@ pub struct Outbox {
 
 const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \
     o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part";
+
+/// The oldest open row of every key of destination (?1, ?2): a key's head, held or not.
+const HEADS: &str = "SELECT MIN(seq) FROM outbox WHERE route = ?1 AND destination = ?2 \
+    AND state IN ('pending', 'held') GROUP BY order_key";
 
 fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
     Ok(OutboxItem {
@@ -145,15 +157,45 @@ impl Outbox {
         limit: usize,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let sql = format!(
-            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq IN \
-             (SELECT MIN(seq) FROM outbox WHERE route = ?1 AND destination = ?2 AND state IN ('pending', 'held') \
-             GROUP BY order_key) ORDER BY o.seq LIMIT ?3"
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq IN ({HEADS}) \
+             ORDER BY o.seq LIMIT ?3"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
         let rows = stmt
             .query_map(params![route, destination, limit as i64], item)
             .map_err(StoreError::Query)?;
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
+    /// What a worker may send now: the head of every key that is neither held nor waiting for
+    /// a retry, oldest first, at most `limit`; and when the earliest waiting head falls due.
+    pub fn due_heads(
+        &self,
+        route: &str,
+        destination: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<DueHeads, StoreError> {
+        // Held and waiting heads are skipped *before* the limit: applied after, 512 of them
+        // hid every other key for good.
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq IN ({HEADS}) \
+             AND o.state = 'pending' AND o.next_at <= ?3 ORDER BY o.seq LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
+        let due = stmt
+            .query_map(params![route, destination, now_ms, limit as i64], item)
+            .map_err(StoreError::Query)?
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Query)?;
+        let next_at_ms = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT MIN(next_at) FROM outbox WHERE seq IN ({HEADS}) AND state = 'pending' AND next_at > ?3"
+            ))
+            .and_then(|mut s| s.query_row(params![route, destination, now_ms], |r| r.get(0)))
+            .map_err(StoreError::Query)?;
+        Ok(DueHeads { due, next_at_ms })
     }
 
     /// The open rows of one key, oldest first (for destinations that pipeline a key's messages).

@@ -163,3 +163,42 @@ async fn retention_removes_only_finished_messages() {
         "nothing is older than that"
     );
 }
+
+/// Issue 11 item 1: a destination's held and backed-off keys must not hide its due ones, however
+/// many there are (the limit applied before skipping them stopped every other key for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    for n in 0..1_000 {
+        store
+            .commit(with_delivery(n, &format!("stuck-{n}")))
+            .await
+            .unwrap();
+    }
+    store.commit(with_delivery(1_000, "free")).await.unwrap();
+    store.close().await;
+    let o = Outbox::open(dir.path()).unwrap();
+    // After every message's receipt (support::record's clock), so all are due at first.
+    let now = 1_795_617_000_000 + 10_000_000;
+    for h in o.due_heads("adt", "chie", now, 2_000).unwrap().due {
+        match h.order_key.as_str() {
+            "free" => {}
+            // Half held by a person's policy, half waiting for a retry far in the future.
+            k if k.ends_with(['0', '2', '4', '6', '8']) => o.dead(h.seq, true, "AR", now).unwrap(),
+            _ => o.retry_at(h.seq, now + 60_000, "timeout").unwrap(),
+        }
+    }
+    let heads = o.due_heads("adt", "chie", now, 512).unwrap();
+    let keys: Vec<&str> = heads.due.iter().map(|h| h.order_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["free"],
+        "the one due key is found behind 1,000 stuck ones"
+    );
+    assert_eq!(
+        heads.next_at_ms,
+        Some(now + 60_000),
+        "and the worker learns when the earliest waiting key is due"
+    );
+}
