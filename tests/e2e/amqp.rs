@@ -386,3 +386,56 @@ async fn an_amqp_source_acks_after_the_commit_and_a_kill_loses_nothing() {
     })
     .await;
 }
+
+/// Issue 11: a message whose routing key is over AMQP's 255-byte limit (a 300-character MSH-4
+/// in `oru.{MSH-4}`) stopped the route's delivery worker for ever. Now it is dead-lettered with
+/// the reason, and the messages after it are published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_routing_key_is_dead_lettered_and_the_route_goes_on() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let name = format!("wyvern-test-longkey-{}", std::process::id());
+    let rest = format!(
+        "destinations:\n  - name: events\n    amqp:\n      url: \"{url}\"\n      exchange: {name}\n      routing_key: \"adt.{{MSH-4}}\"\n      queue: {{ name: {name}, bind: \"adt.#\", type: quorum }}\n\
+         order_by: sender\nretry: {{ backoff: 100ms..1s }}\n"
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let long = String::from_utf8(adt("LONG0001", 0)).unwrap().replacen(
+        "|RX1|",
+        &format!("|{}|", "F".repeat(300)),
+        1,
+    );
+    let total = 50;
+    let addr = e.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut w = Wire::connect(addr);
+        w.write(&frame(long.as_bytes()));
+        assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+        for i in 0..total {
+            w.write(&frame(&adt(&format!("K{i:06}"), i as u64)));
+            assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+        }
+    })
+    .await
+    .expect("sender");
+    let (ids, keys) = drain(&url, &name, total, Duration::from_secs(30)).await;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        total,
+        "every message after the long one is published; engine log:\n{}",
+        e.log()
+    );
+    assert_eq!(keys, HashSet::from(["adt.RX1".to_string()]));
+    let store = e.store_dir();
+    let mut dead = Vec::new();
+    crate::harness::wait_until(Duration::from_secs(10), || {
+        dead = wyvern_store::Outbox::open(&store)
+            .and_then(|o| o.dead_letters(None, None, 10))
+            .unwrap_or_default();
+        !dead.is_empty()
+    });
+    assert_eq!(dead.len(), 1, "the long one is dead-lettered: {dead:?}");
+    let why = dead[0].last_error.clone().unwrap_or_default();
+    assert!(why.contains("routing key") && why.contains("255"), "{why}");
+}

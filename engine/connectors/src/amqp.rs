@@ -33,13 +33,20 @@ pub struct AmqpQueueSpec {
     pub quorum: bool,
 }
 
-/// What the broker said.
+/// What the broker said, or why a message could not be put on the wire.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// Worth retrying: the broker is away, the channel closed, a nack.
     #[error("{0}")]
     Transient(String),
+    /// This message can never be published as it is (e.g. its routing key is over AMQP's
+    /// 255-byte limit); retrying cannot help.
+    #[error("{0}")]
+    Permanent(String),
 }
+
+/// AMQP 0-9-1 short strings (routing keys, exchange names) hold at most this many bytes.
+pub const MAX_SHORT_STRING: usize = 255;
 
 /// Confirm-mode channels per publisher.
 pub const LANES: usize = 8;
@@ -65,6 +72,12 @@ impl std::fmt::Debug for AmqpPublisher {
 impl AmqpPublisher {
     pub fn new(target: AmqpTarget) -> Self {
         AmqpPublisher { target, conn: None }
+    }
+
+    /// Forgets the connection (the next publish opens a fresh one), e.g. after a failure whose
+    /// effect on the channels is unknown.
+    pub fn reset(&mut self) {
+        self.conn = None;
     }
 
     /// Publishes many messages, each lane's back to back on its own channel, then waits for
@@ -108,7 +121,7 @@ impl AmqpPublisher {
         for lane in lane_results {
             for (i, r) in lane {
                 let r = r.and_then(|c| self.judge(c, &items[i].0));
-                broken |= r.is_err();
+                broken |= matches!(r, Err(PublishError::Transient(_)));
                 results[i] = Some(r);
             }
         }
@@ -215,6 +228,18 @@ async fn publish_lane(
     let mut pending = Vec::with_capacity(idx.len());
     for &i in idx {
         let (key, payload, id, _) = &items[i];
+        // lapin's `ShortString::from` panics past 255 bytes: check first, and refuse only
+        // this message (the others of the lane go on).
+        let Ok(routing_key) = ShortString::try_new(key.as_str()) else {
+            pending.push((
+                i,
+                Err(PublishError::Permanent(format!(
+                    "the routing key is {} bytes; AMQP allows at most {MAX_SHORT_STRING} (shorten the routing_key template or the fields it reads)",
+                    key.len()
+                ))),
+            ));
+            continue;
+        };
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_message_id((*id).into())
@@ -223,7 +248,7 @@ async fn publish_lane(
         let sent = channel
             .basic_publish(
                 ShortString::from(exchange),
-                ShortString::from(key.as_str()),
+                routing_key,
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()
@@ -231,13 +256,14 @@ async fn publish_lane(
                 payload,
                 props,
             )
-            .await;
+            .await
+            .map_err(|e| PublishError::Transient(format!("publish failed: {e}")));
         pending.push((i, sent));
     }
     let mut out = Vec::with_capacity(pending.len());
     for (i, sent) in pending {
         let r = match sent {
-            Err(e) => Err(PublishError::Transient(format!("publish failed: {e}"))),
+            Err(e) => Err(e),
             Ok(confirm) => confirm
                 .await
                 .map_err(|e| PublishError::Transient(format!("no confirm: {e}"))),

@@ -10,6 +10,7 @@
 //! backlog: the worker reads at most `BATCH` heads at a time; the rest wait on disk.
 
 mod backoff;
+mod guard;
 mod sink;
 
 use std::path::Path;
@@ -34,6 +35,9 @@ const BATCH: usize = 512;
 const PIPELINE: usize = 2048;
 /// Longest sleep between passes when nothing wakes the worker.
 const IDLE: Duration = Duration::from_secs(1);
+/// Longest pause after outcomes could not be recorded (the store is failing, e.g. disk full):
+/// the batch is due again, and sending it at once, in a loop, would flood the receiver.
+const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Per-destination counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -41,7 +45,20 @@ pub struct DeliveryCounters {
     pub delivered: AtomicU64,
     pub retried: AtomicU64,
     pub dead: AtomicU64,
+    /// Panics caught in the worker (a client library's defect); each one's message is
+    /// dead-lettered, and the worker goes on.
+    pub panics: AtomicU64,
     pub latency: crate::metrics::Histogram,
+}
+
+/// How a pass ended.
+enum Pass {
+    /// Something was sent (or failed) and recorded: look again at once.
+    Delivered,
+    /// Nothing due; the earliest retry falls due after this long.
+    Idle(Duration),
+    /// The store could not be read or written: pause, growing, before the next pass.
+    StoreFailed,
 }
 
 /// One destination's worker, ready to run.
@@ -89,39 +106,76 @@ impl DeliveryWorker {
         self.counters.clone()
     }
 
-    /// Delivers until `shutdown`; a delivery in progress is finished first.
+    /// Delivers until `shutdown`; a delivery in progress is finished first. Nothing a message
+    /// or a library does stops the loop: a panic in a pass is caught, counted and logged, and
+    /// the next pass starts (the delivery guard has already dead-lettered its message).
     pub async fn run(mut self, shutdown: CancellationToken) {
+        use futures_util::FutureExt as _;
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker started");
+        let mut store_backoff = Duration::ZERO;
         while !shutdown.is_cancelled() {
-            let (batch, next_wake) = match self.next_batch().await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot read the outbox; retrying");
-                    (Vec::new(), IDLE)
+            let pass = std::panic::AssertUnwindSafe(self.pass())
+                .catch_unwind()
+                .await;
+            let wait = match pass {
+                Ok(Pass::Delivered) => {
+                    store_backoff = Duration::ZERO;
+                    continue;
+                }
+                Ok(Pass::Idle(next_wake)) => next_wake,
+                Ok(Pass::StoreFailed) => {
+                    store_backoff =
+                        (store_backoff * 2).clamp(Duration::from_millis(100), STORE_BACKOFF_MAX);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(store_backoff) => {}
+                    }
+                    continue;
+                }
+                Err(p) => {
+                    self.counters.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(route = %self.route, destination = %self.destination, panic = %guard::panic_text(p.as_ref()), "delivery pass panicked; starting a new pass");
+                    self.sink.reset();
+                    IDLE
                 }
             };
-            if !batch.is_empty() {
-                let results = self.sink.deliver_many(&batch).await;
-                let now = self.clock.now_millis();
-                let updates: Vec<(i64, Update)> = batch
-                    .iter()
-                    .zip(results)
-                    .map(|(item, r)| (item.seq, self.outcome(item, r, now)))
-                    .collect();
-                if let Err(e) = self.db(move |o| o.record(&updates)).await {
-                    // Delivered (or failed) but not recorded: it will be tried again, which
-                    // at-least-once allows.
-                    tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes");
-                }
-                continue;
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.indexed.changed() => {}
-                _ = tokio::time::sleep(next_wake) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
+    }
+
+    /// One pass: read what is due, send it, record the outcomes.
+    async fn pass(&mut self) -> Pass {
+        let (batch, next_wake) = match self.next_batch().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot read the outbox; retrying");
+                return Pass::StoreFailed;
+            }
+        };
+        if batch.is_empty() {
+            return Pass::Idle(next_wake);
+        }
+        let results = guard::deliver_guarded(&mut self.sink, &batch, &self.counters.panics).await;
+        let now = self.clock.now_millis();
+        let updates: Vec<(i64, Update)> = batch
+            .iter()
+            .zip(results)
+            .map(|(item, r)| (item.seq, self.outcome(item, r, now)))
+            .collect();
+        match self.db(move |o| o.record(&updates)).await {
+            Ok(()) => Pass::Delivered,
+            Err(e) => {
+                // Delivered (or failed) but not recorded: it will be tried again, which
+                // at-least-once allows — after a pause, not in a tight loop.
+                tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes; pausing before the next pass");
+                Pass::StoreFailed
+            }
+        }
     }
 
     /// What to send now: the due head of every key (one message per key), or for a sink that
@@ -134,22 +188,14 @@ impl DeliveryWorker {
         } else {
             BATCH
         };
-        let heads = self.db(move |o| o.heads(&route, &dest, limit)).await?;
         let now = self.clock.now_millis();
-        let mut next_wake = IDLE;
-        let mut due = Vec::new();
-        for h in heads {
-            if h.state == OutboxState::Held {
-                continue;
-            }
-            if h.next_at_ms > now {
-                next_wake = next_wake.min(Duration::from_millis(
-                    u64::try_from(h.next_at_ms - now).unwrap_or(0),
-                ));
-                continue;
-            }
-            due.push(h);
-        }
+        let heads = self
+            .db(move |o| o.due_heads(&route, &dest, now, limit))
+            .await?;
+        let next_wake = heads.next_at_ms.map_or(IDLE, |at| {
+            IDLE.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+        });
+        let due = heads.due;
         if due.is_empty() || !self.sink.pipelines() || due.len() >= PIPELINE {
             return Ok((due, next_wake));
         }

@@ -4,7 +4,7 @@
 
 use wyvern_config::{DestinationKind, FhirAuth, TemplatePart};
 use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing, PublishError};
-use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome, OAuth2Spec};
+use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome, Interaction, OAuth2Spec};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
 use wyvern_core::ErrorClass;
@@ -52,12 +52,29 @@ pub enum Serial {
 /// Requests in flight at once to one FHIR destination.
 const FHIR_PARALLEL: usize = 16;
 
-/// What to POST for a payload: FHIR JSON as it is, anything else (HL7v2) as a `Binary`.
-pub fn fhir_body(payload: &[u8]) -> (String, Vec<u8>) {
+/// The FHIR interaction for a payload: a Bundle is POSTed to the base; a resource with an id
+/// is an update (`PUT Type/id`: an inbound PUT stays a PUT, and a resend stays an upsert); one
+/// without is a create; anything else (HL7v2) is created as a `Binary`. An id that is not a
+/// FHIR id is refused rather than put in a URL.
+pub fn fhir_request(payload: &[u8]) -> Result<(Interaction, Vec<u8>), Failure> {
     if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(payload)
         && let Some(t) = o.get("resourceType").and_then(|t| t.as_str())
     {
-        return (t.to_string(), payload.to_vec());
+        let resource_type = t.to_string();
+        let interaction = match o.get("id").and_then(|i| i.as_str()) {
+            _ if resource_type == "Bundle" => Interaction::Bundle,
+            None => Interaction::Create { resource_type },
+            Some(id) if is_fhir_id(id) && is_fhir_id(&resource_type) => Interaction::Update {
+                resource_type,
+                id: id.to_string(),
+            },
+            Some(id) => {
+                return Err(Failure::permanent(format!(
+                    "{resource_type} id {id:?} is not a FHIR id ([A-Za-z0-9-.]{{1,64}})"
+                )));
+            }
+        };
+        return Ok((interaction, payload.to_vec()));
     }
     use base64::Engine as _;
     let binary = serde_json::json!({
@@ -65,7 +82,19 @@ pub fn fhir_body(payload: &[u8]) -> (String, Vec<u8>) {
         "contentType": "x-application/hl7-v2+er7",
         "data": base64::engine::general_purpose::STANDARD.encode(payload),
     });
-    ("Binary".into(), binary.to_string().into_bytes())
+    Ok((
+        Interaction::Create {
+            resource_type: "Binary".into(),
+        },
+        binary.to_string().into_bytes(),
+    ))
+}
+
+/// FHIR's `id` type: 1 to 64 of `A-Z a-z 0-9 - .`.
+fn is_fhir_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// A publisher and the routing key template of one AMQP destination.
@@ -106,23 +135,27 @@ impl AmqpSink {
             .zip(keys)
             .map(|(r, k)| {
                 r.map(|()| format!("confirmed, routing key {k}"))
-                    .map_err(|PublishError::Transient(e)| Failure::transient(e))
+                    .map_err(|e| match e {
+                        PublishError::Transient(why) => Failure::transient(why),
+                        PublishError::Permanent(why) => Failure::permanent(why),
+                    })
             })
             .collect()
     }
 }
 
-/// POSTs the items, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so they
+/// Sends the items, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so they
 /// may go in parallel: HTTP has no connection-level order to keep. Results come back in the
 /// batch's order.
 async fn post_all(client: &FhirClient, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
     use futures_util::StreamExt as _;
-    let jobs: Vec<(String, Vec<u8>)> = items.iter().map(|i| fhir_body(&i.payload)).collect();
+    let jobs: Vec<_> = items.iter().map(|i| fhir_request(&i.payload)).collect();
     futures_util::stream::iter(jobs)
-        .map(|(resource_type, body)| {
+        .map(|job| {
             let client = client.clone();
             async move {
-                match client.post(&resource_type, body).await {
+                let (interaction, body) = job?;
+                match client.send(&interaction, body).await {
                     FhirOutcome::Stored(where_) => Ok(where_),
                     FhirOutcome::Transient(why) => Err(Failure::transient(why)),
                     FhirOutcome::Refused(why) => Err(Failure::permanent(why)),
@@ -215,6 +248,16 @@ impl Sink {
         })
     }
 
+    /// Drops whatever connection state the sink keeps, so the next delivery starts afresh
+    /// (after a delivery that panicked, the state of its connection is unknown).
+    pub fn reset(&mut self) {
+        match self {
+            Sink::Amqp(a) => a.publisher.reset(),
+            Sink::Serial(Serial::Mllp(m)) => m.reset(),
+            Sink::Serial(Serial::File(_)) | Sink::Fhir(_) => {}
+        }
+    }
+
     /// Whether this destination takes many messages of one key at once and keeps their order
     /// (AMQP: one channel, confirms in order). The others get one message per key at a time.
     pub fn pipelines(&self) -> bool {
@@ -303,6 +346,40 @@ mod tests {
     fn ack(code: &str, id: &str) -> Vec<u8> {
         format!("MSH|^~\\&|DCR|DCR|WYVERN|HUB|2026||ACK|X|P|2.4\rMSA|{code}|{id}|why\r")
             .into_bytes()
+    }
+
+    #[test]
+    fn fhir_interaction_follows_the_payload() {
+        let update = br#"{"resourceType":"Patient","id":"p-1.a"}"#;
+        assert_eq!(
+            fhir_request(update).unwrap().0,
+            Interaction::Update {
+                resource_type: "Patient".into(),
+                id: "p-1.a".into()
+            }
+        );
+        let create = br#"{"resourceType":"Patient"}"#;
+        assert_eq!(
+            fhir_request(create).unwrap().0,
+            Interaction::Create {
+                resource_type: "Patient".into()
+            }
+        );
+        let bundle = br#"{"resourceType":"Bundle","id":"b","type":"transaction"}"#;
+        assert_eq!(fhir_request(bundle).unwrap().0, Interaction::Bundle);
+        let hostile = br#"{"resourceType":"Patient","id":"../metadata"}"#;
+        assert_eq!(
+            fhir_request(hostile).unwrap_err().class,
+            ErrorClass::Permanent
+        );
+        let (i, body) = fhir_request(SENT).unwrap();
+        assert_eq!(
+            i,
+            Interaction::Create {
+                resource_type: "Binary".into()
+            }
+        );
+        assert!(body.starts_with(br#"{"resourceType":"Binary""#));
     }
 
     #[test]
