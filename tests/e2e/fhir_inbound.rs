@@ -240,3 +240,54 @@ fn fhir_json_and_xml_are_accepted_and_bad_input_gets_an_operation_outcome() {
     );
     assert_eq!(accepted(&e), 3);
 }
+
+/// Issue 11: a 760 KB FHIR XML Patient with 20,000 nested extensions overflowed a worker's stack
+/// and aborted the process, MLLP feeds and all. Now it is a 400 with an OperationOutcome and the
+/// engine goes on serving the route's MLLP neighbour.
+#[test]
+fn deeply_nested_xml_is_refused_and_the_engine_keeps_serving() {
+    let listen = free_addr();
+    let mllp = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\norder_by: patient\n"
+    ));
+    std::fs::write(
+        e.dir.path().join("mllp.yaml"),
+        format!(
+            "version: 1\nroute: pas\nsource:\n  mllp: {{ listen: \"{mllp}\" }}\n\
+             destinations:\n  - name: archive\n    file: {{ dir: \"{}/out2\" }}\n",
+            e.dir.path().display()
+        ),
+    )
+    .expect("second route");
+    let mut e = e;
+    e.terminate();
+    e.restart();
+    wait_listening(listen, Duration::from_secs(20));
+    wait_listening(mllp, Duration::from_secs(20));
+    let deep = format!(
+        "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+        "<extension url=\"http://example.org/e\">".repeat(20_000),
+        "</extension>".repeat(20_000)
+    );
+    let (code, body) = request(
+        listen,
+        "POST",
+        "/fhir/Patient",
+        "application/fhir+xml",
+        deep.as_bytes(),
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    let o = outcome(&body);
+    assert_eq!(o["resourceType"], "OperationOutcome");
+    assert!(body.contains("nested"), "{body}");
+    let mut w = crate::harness::Wire::connect(mllp);
+    assert!(
+        w.exchange(&crate::harness::adt("AFTER1", 1))
+            .contains("MSA|AA|AFTER1"),
+        "the engine still serves MLLP; log:\n{}",
+        e.log()
+    );
+}

@@ -4,8 +4,9 @@
 //! strict parsing and JSON ↔ XML for a 16 s build where the structs cost minutes
 //! (ARCHITECTURE.md, "FHIR").
 //!
-//! Untrusted input is bounded before fhirbolt sees it: nesting depth for JSON, and no DTD at
-//! all for XML (no entity can be declared, so none can be expanded: XXE and billion laughs
+//! Untrusted input is bounded before fhirbolt sees it: nesting depth for JSON and XML (fhirbolt
+//! recurses per level: 20,000 nested XML elements overflowed a worker's stack and aborted the
+//! whole engine), and no DTD at all for XML (no entity can be declared, so none can be expanded: XXE and billion laughs
 //! are refused, not resolved).
 
 use fhirbolt::FhirReleases;
@@ -206,9 +207,64 @@ pub fn from_xml(text: &str) -> Result<Resource, FhirParseError> {
             "XML with a DTD or entity declarations is refused (FHIR XML never needs one)",
         ));
     }
+    let depth = xml_depth(text.as_bytes());
+    if depth > MAX_DEPTH {
+        return Err(err(format!(
+            "XML nested {depth} deep: at most {MAX_DEPTH} levels are accepted"
+        )));
+    }
     let r: Resource =
         guarded(|| fhirbolt::xml::from_str(text, strict()).map_err(|e| err(e.to_string())))?;
     has_type(r)
+}
+
+/// The deepest nesting of elements, read without parsing: comments, CDATA, processing
+/// instructions and quoted attribute values are skipped. It never under-counts a document an
+/// XML parser would accept, so it bounds the parser's recursion; malformed markup is left to
+/// the parser to refuse.
+pub fn xml_depth(b: &[u8]) -> usize {
+    let find = |from: usize, pat: &[u8]| {
+        memchr::memmem::find(&b[from.min(b.len())..], pat).map_or(b.len(), |i| from + i + pat.len())
+    };
+    let (mut i, mut depth, mut max) = (0usize, 0usize, 0usize);
+    while let Some(lt) = memchr::memchr(b'<', &b[i..]) {
+        i += lt + 1;
+        let rest = &b[i..];
+        if rest.starts_with(b"!--") {
+            i = find(i, b"-->");
+        } else if rest.starts_with(b"![CDATA[") {
+            i = find(i, b"]]>");
+        } else if rest.starts_with(b"?") {
+            i = find(i, b"?>");
+        } else if rest.starts_with(b"!") {
+            i = find(i, b">");
+        } else if rest.starts_with(b"/") {
+            depth = depth.saturating_sub(1);
+            i = find(i, b">");
+        } else {
+            // A start tag: find its end outside quoted attribute values.
+            let (mut quote, mut self_closing) = (None, false);
+            while i < b.len() {
+                let c = b[i];
+                i += 1;
+                match (quote, c) {
+                    (Some(q), c) if c == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, b'"' | b'\'') => quote = Some(c),
+                    (None, b'>') => {
+                        self_closing = i >= 2 && b[i - 2] == b'/';
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if !self_closing {
+                depth += 1;
+                max = max.max(depth);
+            }
+        }
+    }
+    max
 }
 
 /// Whether `text` holds `markup` (upper-case ASCII), in any case, without copying it.
@@ -274,6 +330,14 @@ mod tests {
             &xxe[21..]
         );
         assert!(from_xml(&padded).unwrap_err().message.contains("DTD"));
+        // Issue 11: 20,000 nested extensions overflowed the stack and aborted the process.
+        let deep_xml = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+            "<extension url=\"http://x/e\">".repeat(20_000),
+            "</extension>".repeat(20_000)
+        );
+        let e = from_xml(&deep_xml).unwrap_err();
+        assert!(e.message.contains("XML nested 20001 deep"), "{e:?}");
         let unknown = "{\"resourceType\": \"Patient\",\n \"name\": [{\"family\": \"X\"}, {\"favouriteColour\": \"blue\"}]}";
         let e = from_json(unknown).unwrap_err();
         assert_eq!(
@@ -300,6 +364,18 @@ mod tests {
                 .message
                 .contains("resourceType")
         );
+    }
+
+    #[test]
+    fn xml_depth_counts_elements_only() {
+        assert_eq!(xml_depth(b"<a><b/><c x=\"/>\"><d></d></c></a>"), 3);
+        assert_eq!(
+            xml_depth(b"<?xml version=\"1.0\"?><!-- <x><y> --><a><![CDATA[<q><r>]]></a>"),
+            1
+        );
+        assert_eq!(xml_depth(b"<a><b><c></c></b><b/></a>"), 3);
+        assert_eq!(xml_depth(b"no markup"), 0);
+        assert_eq!(xml_depth(b"<unclosed attr='>"), 1);
     }
 
     #[test]
