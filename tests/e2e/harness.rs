@@ -295,7 +295,11 @@ pub struct Wire {
 
 impl Wire {
     pub fn connect(addr: SocketAddr) -> Wire {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Wire::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A peer on a socket the test connected itself (e.g. from another loopback address).
+    pub fn from_stream(stream: TcpStream) -> Wire {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");

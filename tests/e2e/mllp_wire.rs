@@ -290,3 +290,53 @@ fn wrong_delimiters_are_rejected_with_a_reason() {
         assert!(ack.contains("\nERR|"), "{ack}");
     }
 }
+
+/// Issue 11: 300 idle connections from one address filled the route's 256 slots and every other
+/// sender was refused until the flooder let go. Now each address has its own cap
+/// (`max_connections_per_peer`), so another sender is still served.
+#[test]
+fn a_flooding_peer_cannot_lock_out_another_sender() {
+    let e = EngineProcess::start("");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let from = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{ip}:0").parse().expect("addr"))
+            .expect("bind a loopback alias");
+        socket.connect(e.addr)
+    };
+    let flood: Vec<tokio::net::TcpStream> = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..300 {
+            if let Ok(s) = from("127.0.0.1").await {
+                held.push(s);
+            }
+        }
+        // Let the engine accept (and cap) them all before the other sender arrives.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        held
+    });
+    let other = rt
+        .block_on(from("127.0.0.2"))
+        .expect("connect from 127.0.0.2")
+        .into_std()
+        .expect("std socket");
+    other.set_nonblocking(false).expect("blocking");
+    let mut w = Wire::from_stream(other);
+    w.write(&frame(&adt("OTHER1", 1)));
+    let ack = w.read_frame_within(Duration::from_secs(5));
+    assert!(
+        ack.is_some_and(|a| normalise_ack(&a).contains("MSA|AA|OTHER1")),
+        "a sender from another address is served while one address holds 300 connections; log:\n{}",
+        e.log()
+    );
+    assert!(
+        e.log().contains("max_connections_per_peer reached"),
+        "{}",
+        e.log()
+    );
+    drop(flood);
+}

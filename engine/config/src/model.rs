@@ -98,6 +98,11 @@ pub struct MllpSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
+    /// Connections one peer address may hold at once (default 32), so one sender cannot take
+    /// every slot.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub max_connections_per_peer: Option<Spanned<u32>>,
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub idle_timeout: Option<Spanned<HumanDuration>>,

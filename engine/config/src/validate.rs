@@ -69,6 +69,7 @@ pub struct MllpSource {
     pub listen: SocketAddr,
     pub max_frame: u64,
     pub max_connections: u32,
+    pub max_connections_per_peer: u32,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: u32,
@@ -199,6 +200,13 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 "max_connections",
                                 100_000,
                             );
+                            let max_connections_per_peer = positive(
+                                &mut at,
+                                m.max_connections_per_peer,
+                                32.min(max_connections),
+                                "max_connections_per_peer",
+                                max_connections,
+                            );
                             let max_in_flight =
                                 positive(&mut at, m.max_in_flight, 256, "max_in_flight", 65_536);
                             let idle_timeout =
@@ -209,6 +217,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 listen,
                                 max_frame,
                                 max_connections,
+                                max_connections_per_peer,
                                 idle_timeout,
                                 frame_timeout,
                                 max_in_flight,

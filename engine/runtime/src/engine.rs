@@ -156,6 +156,7 @@ impl Engine {
                     let mut lo = MllpListenerOptions::new(&route.name, m.listen);
                     lo.max_frame = max_frame;
                     lo.max_connections = m.max_connections as usize;
+                    lo.max_connections_per_peer = m.max_connections_per_peer as usize;
                     lo.idle_timeout = m.idle_timeout;
                     lo.frame_timeout = m.frame_timeout;
                     lo.max_in_flight = m.max_in_flight as usize;

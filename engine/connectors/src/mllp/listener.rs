@@ -5,9 +5,11 @@
 //! order and writes them, so pipelining senders get their ACKs in order. At most `max_in_flight`
 //! answers wait per connection, which bounds memory and pushes back on a fast sender.
 //!
-//! Limits: `max_connections` (extra connections are closed at once with a warning), an idle
-//! timeout between frames, and a frame timeout from a frame's first byte to its last, so a slow
-//! or stuck sender cannot hold a slot forever. On shutdown the listener stops accepting, readers
+//! Limits: `max_connections` in all and `max_connections_per_peer` per address (extra
+//! connections are closed at once with a warning: one address's idle connections cannot lock
+//! every other sender out), an idle timeout between frames, a frame timeout from a frame's first
+//! byte to its last, and the same timeout for writing an ACK to a peer that stopped reading, so
+//! a slow or stuck sender cannot hold a slot forever. On shutdown the listener stops accepting, readers
 //! stop reading, and every frame already read is answered before the socket closes.
 
 use std::future::Future;
@@ -46,6 +48,7 @@ pub struct MllpListenerOptions {
     pub listen: SocketAddr,
     pub max_frame: usize,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: usize,
@@ -58,6 +61,7 @@ impl MllpListenerOptions {
             listen,
             max_frame: 8 * 1024 * 1024,
             max_connections: 256,
+            max_connections_per_peer: 32,
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             max_in_flight: 256,
@@ -91,6 +95,7 @@ impl<H: FrameHandler> MllpListener<H> {
     /// Serves until `shutdown` is cancelled, then drains every connection.
     pub async fn run(self, shutdown: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
+        let per_peer = PeerSlots::new(self.opts.max_connections_per_peer);
         let tracker = TaskTracker::new();
         let name = &self.opts.name;
         tracing::info!(route = %name, listen = %self.local_addr().map_or(self.opts.listen, |a| a), "MLLP listener ready");
@@ -102,11 +107,17 @@ impl<H: FrameHandler> MllpListener<H> {
             match accepted {
                 Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        // A peer over its own cap gives its slot back at once: one address's
+                        // connections never take the slots other senders need.
+                        let Some(peer_slot) = per_peer.take(peer.ip()) else {
+                            tracing::warn!(route = %name, %peer, max_connections_per_peer = self.opts.max_connections_per_peer, "connection refused: max_connections_per_peer reached");
+                            continue;
+                        };
                         let (opts, handler, stop) =
                             (self.opts.clone(), self.handler.clone(), shutdown.clone());
                         tracker.spawn(async move {
                             serve_connection(stream, peer, handler, &opts, stop).await;
-                            drop(permit);
+                            drop((permit, peer_slot));
                         });
                     }
                     Err(_) => {
@@ -139,19 +150,27 @@ async fn serve_connection<H: FrameHandler>(
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (ack_tx, mut ack_rx) = mpsc::channel::<AckFuture>(opts.max_in_flight.max(1));
+    // A peer that stops reading its ACKs fills the socket buffer; give up on it after
+    // `frame_timeout` rather than hold its slot (and its in-flight answers) for ever.
+    let write_timeout = opts.frame_timeout;
     let writer = tokio::spawn(async move {
         let mut sink = FramedWrite::new(wr, MllpCodec::new(usize::MAX));
+        let timed =
+            |r: Result<std::io::Result<()>, tokio::time::error::Elapsed>| matches!(r, Ok(Ok(())));
         while let Some(answer) = ack_rx.recv().await {
             if let Some(ack) = answer.await
-                && sink.feed(ack).await.is_err()
+                && !timed(tokio::time::timeout(write_timeout, sink.feed(ack)).await)
             {
+                tracing::warn!(%peer, timeout = ?write_timeout, "ACK not written in time (the peer is not reading); closing");
                 return;
             }
-            if ack_rx.is_empty() && sink.flush().await.is_err() {
+            if ack_rx.is_empty() && !timed(tokio::time::timeout(write_timeout, sink.flush()).await)
+            {
+                tracing::warn!(%peer, timeout = ?write_timeout, "ACK not written in time (the peer is not reading); closing");
                 return;
             }
         }
-        let _ = sink.flush().await;
+        let _ = tokio::time::timeout(write_timeout, sink.flush()).await;
     });
 
     let mut codec = MllpCodec::new(opts.max_frame);
@@ -221,4 +240,76 @@ async fn serve_connection<H: FrameHandler>(
     drop(ack_tx);
     let _ = writer.await;
     tracing::debug!(route, %peer, frames, "connection closed");
+}
+
+/// Connections per peer address, capped; a slot is given back when its guard drops.
+#[derive(Debug, Clone)]
+struct PeerSlots {
+    max: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PeerSlots {
+    fn new(max: usize) -> Self {
+        PeerSlots {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for `ip`, or `None` when it already holds `max` connections.
+    fn take(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct PeerSlot {
+    slots: PeerSlots,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_slots_cap_each_address_and_come_back() {
+        let slots = PeerSlots::new(2);
+        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let a1 = slots.take(a).unwrap();
+        let _a2 = slots.take(a).unwrap();
+        assert!(
+            slots.take(a).is_none(),
+            "a third from one address is refused"
+        );
+        assert!(slots.take(b).is_some(), "another address is not");
+        drop(a1);
+        assert!(
+            slots.take(a).is_some(),
+            "a closed connection frees its slot"
+        );
+    }
 }
