@@ -9,6 +9,8 @@ mod directory;
 mod fhir;
 mod fhir_inbound;
 mod harness;
+mod medplum;
+mod metrics;
 mod mllp_wire;
 mod plugins;
 mod receiver;

@@ -146,18 +146,39 @@ pub(crate) async fn check(
                     Some("resourceType".into()),
                 ));
             }
-            if let (Some(url_id), Some(body_id)) = (id, &parsed.id)
-                && url_id != body_id
-            {
-                return Err(invalid(
-                    format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
-                    Some(format!("{kind}.id")),
-                ));
+            match (id, &parsed.id) {
+                (Some(url_id), Some(body_id)) if url_id != body_id => {
+                    return Err(invalid(
+                        format!("the body's id {body_id:?} is not the URL's {url_id:?}"),
+                        Some(format!("{kind}.id")),
+                    ));
+                }
+                // FHIR update: "if no id element is provided … the server SHALL respond 400".
+                (Some(url_id), None) => {
+                    return Err(invalid(
+                        format!(
+                            "an update (PUT {kind}/{url_id}) needs the resource's id in the body too"
+                        ),
+                        Some(format!("{kind}.id")),
+                    ));
+                }
+                _ => {}
             }
             id.is_none()
         }
     };
     Ok((parsed, created))
+}
+
+/// The resource JSON without its top-level `id` (member order kept).
+fn without_id(json: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.retain(|k, _| k != "id");
+            serde_json::Value::Object(o).to_string().into_bytes()
+        }
+        _ => json.to_vec(),
+    }
 }
 
 /// What is stored: an accepted resource (and whether it was a create) or a refusal's reason.
@@ -176,7 +197,13 @@ pub(crate) async fn commit(
     let now = s.clock.now_millis();
     let id = MessageId::new(now);
     let (status, error, deliveries, resource, nhs_number, created) = match what {
-        Stored::Accepted(parsed, created) => {
+        Stored::Accepted(mut parsed, created) => {
+            // The interaction travels with the payload: a resource with an id is delivered as
+            // an update of that id, one without as a create. A create's id is ignored (FHIR:
+            // "if an id is provided, the server SHALL ignore it"), so it is dropped here.
+            if created && parsed.id.is_some() {
+                parsed.json = without_id(&parsed.json);
+            }
             let order_key = match (s.order_by, &parsed.nhs_number) {
                 (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
                 (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),

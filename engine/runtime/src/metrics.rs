@@ -145,37 +145,54 @@ impl Metrics {
                 &format!("route=\"{route}\",destination=\"{dest}\""),
             );
         }
-        help(
-            &mut out,
-            "wyvern_outbox_depth",
-            "gauge",
-            "Messages waiting for a destination.",
-        );
-        help(
-            &mut out,
-            "wyvern_outbox_oldest_age_seconds",
-            "gauge",
-            "Age of the oldest message waiting for a destination.",
-        );
+        // One family's samples together: the text format does not allow a family's samples
+        // interleaved with another's (two destinations made /metrics invalid).
+        let mut depth = String::new();
+        let mut age = String::new();
         if let Ok(mut guard) = self.outbox.lock() {
             if guard.is_none() {
                 *guard = Outbox::open(&self.store_dir).ok();
             }
             if let Some(o) = guard.as_ref() {
                 for (route, dest, _) in &self.destinations {
-                    if let Ok((depth, oldest)) = o.depth(route, dest) {
-                        let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+                    if let Ok((n, oldest)) = o.depth(route, dest) {
+                        let seconds = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+                        let labels = format!("route=\"{route}\",destination=\"{dest}\"");
+                        let _ = writeln!(depth, "wyvern_outbox_depth{{{labels}}} {n}");
                         let _ = writeln!(
-                            out,
-                            "wyvern_outbox_depth{{route=\"{route}\",destination=\"{dest}\"}} {depth}"
-                        );
-                        let _ = writeln!(
-                            out,
-                            "wyvern_outbox_oldest_age_seconds{{route=\"{route}\",destination=\"{dest}\"}} {age}"
+                            age,
+                            "wyvern_outbox_oldest_age_seconds{{{labels}}} {seconds}"
                         );
                     }
                 }
             }
+        }
+        help(
+            &mut out,
+            "wyvern_outbox_depth",
+            "gauge",
+            "Messages waiting for a destination.",
+        );
+        out.push_str(&depth);
+        help(
+            &mut out,
+            "wyvern_outbox_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest message waiting for a destination.",
+        );
+        out.push_str(&age);
+        help(
+            &mut out,
+            "wyvern_delivery_panics_total",
+            "counter",
+            "Panics caught in a destination's delivery (a client library's defect); each one's message is dead-lettered.",
+        );
+        for (route, dest, c) in &self.destinations {
+            let _ = writeln!(
+                out,
+                "wyvern_delivery_panics_total{{route=\"{route}\",destination=\"{dest}\"}} {}",
+                get(&c.panics)
+            );
         }
         help(
             &mut out,

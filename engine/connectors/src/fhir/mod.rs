@@ -1,7 +1,10 @@
-//! The FHIR REST client of FHIR destinations (the shared care records' FHIR APIs): POST a
-//! Bundle to the base, or a resource to `base/Type`, over HTTPS (rustls with the system's
-//! roots plus any the route names), authorised by a bearer token or OAuth2 ([`auth`]), and
-//! say what the server's answer means for delivery.
+//! The FHIR REST client of FHIR destinations (the shared care records' FHIR APIs): a Bundle
+//! POSTed to the base, a resource created (`POST base/Type`) or updated (`PUT base/Type/id`),
+//! over HTTPS (rustls with the system's roots plus any the route names), authorised by a
+//! bearer token or OAuth2 ([`auth`]), and what the server's answer means for delivery — for a
+//! batch, entry by entry ([`batch`]).
+
+mod batch;
 
 mod auth;
 
@@ -20,6 +23,31 @@ pub enum FhirOutcome {
     Transient(String),
     /// Any other 4xx: the server refuses this content; the OperationOutcome text is kept.
     Refused(String),
+}
+
+/// What to do with a body: which FHIR interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interaction {
+    /// A transaction or batch Bundle, POSTed to the base.
+    Bundle,
+    /// `POST base/Type`: the server assigns the id.
+    Create { resource_type: String },
+    /// `PUT base/Type/id`: update (or create with this id).
+    Update { resource_type: String, id: String },
+}
+
+impl Interaction {
+    fn method_and_path(&self) -> (reqwest::Method, String) {
+        match self {
+            Interaction::Bundle => (reqwest::Method::POST, String::new()),
+            Interaction::Create { resource_type } => {
+                (reqwest::Method::POST, format!("/{resource_type}"))
+            }
+            Interaction::Update { resource_type, id } => {
+                (reqwest::Method::PUT, format!("/{resource_type}/{id}"))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,16 +110,13 @@ impl FhirClient {
         })
     }
 
-    /// POSTs `body` (FHIR JSON) to the base (`resource_type` = Bundle) or to `base/Type`.
-    pub async fn post(&self, resource_type: &str, body: Vec<u8>) -> FhirOutcome {
-        let url = if resource_type == "Bundle" {
-            self.base.clone()
-        } else {
-            format!("{}/{resource_type}", self.base)
-        };
+    /// Performs `interaction` with `body` (FHIR JSON).
+    pub async fn send(&self, interaction: &Interaction, body: Vec<u8>) -> FhirOutcome {
+        let (method, path) = interaction.method_and_path();
+        let url = format!("{}{path}", self.base);
         let mut req = self
             .http
-            .post(&url)
+            .request(method.clone(), &url)
             .header("Content-Type", "application/fhir+json")
             .header("Accept", "application/fhir+json")
             .body(body);
@@ -105,7 +130,7 @@ impl FhirClient {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return FhirOutcome::Transient(format!("POST {url}: {}", chain(&e))),
+            Err(e) => return FhirOutcome::Transient(format!("{method} {url}: {}", chain(&e))),
         };
         let status = resp.status();
         let location = resp
@@ -114,20 +139,42 @@ impl FhirClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if status.is_success() {
-            return FhirOutcome::Stored(location.unwrap_or_else(|| format!("HTTP {status}")));
+            let stored = location.unwrap_or_else(|| format!("HTTP {status}"));
+            if *interaction != Interaction::Bundle {
+                return FhirOutcome::Stored(stored);
+            }
+            // A batch answers 200 even when entries failed: each entry says for itself.
+            let body = resp.bytes().await.unwrap_or_default();
+            return match batch::failed_entries(&body) {
+                None => FhirOutcome::Stored(stored),
+                Some(outcome) => outcome,
+            };
         }
         let text = resp.text().await.unwrap_or_default();
         let text: String = text.chars().take(500).collect();
-        let why = format!("HTTP {status} from {url}: {text}");
-        match (status.as_u16(), &self.auth) {
+        let why = format!("HTTP {status} from {method} {url}: {text}");
+        if status.as_u16() == 401
+            && let Auth::OAuth2(source) = &self.auth
+        {
             // The token was revoked or expired early: fetch a new one next time.
-            (401, Auth::OAuth2(source)) => {
-                source.forget().await;
-                FhirOutcome::Transient(why)
-            }
-            (408 | 429 | 500..=599, _) => FhirOutcome::Transient(why),
-            _ => FhirOutcome::Refused(why),
+            source.forget().await;
         }
+        classify(status.as_u16(), why)
+    }
+}
+
+/// What an HTTP status means for a delivery. Authentication, authorisation and routing
+/// failures (401, 403, 404, 405) are the destination's configuration — an expired token, a
+/// proxy or base URL that is wrong — not the message's fault: retried (and visible in the log
+/// and metrics) until fixed, instead of dead-lettering every message meanwhile.
+pub fn classify(status: u16, why: String) -> FhirOutcome {
+    match status {
+        200..=299 => FhirOutcome::Stored(why),
+        401 | 403 | 404 | 405 => FhirOutcome::Transient(format!(
+            "{why} (is the destination's base URL or auth right?)"
+        )),
+        408 | 429 | 500..=599 => FhirOutcome::Transient(why),
+        _ => FhirOutcome::Refused(why),
     }
 }
 
