@@ -201,3 +201,32 @@ fn map_prints_the_bundle_a_route_would_send_and_refuses_what_it_cannot_map() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("PID-3 has no identifier"));
 }
+
+/// Issue 11 item 12: `wyvern send` waited 30 s for the ACK of a message whose MSH-15 is NE (the
+/// engine rightly sends none), then stopped the whole run. Now it does not wait for an ACK the
+/// message did not ask for, and the rest of the run goes on.
+#[test]
+fn send_does_not_wait_for_an_ack_the_message_did_not_ask_for() {
+    let e = crate::harness::EngineProcess::start("");
+    let dir = tempfile::tempdir().expect("dir");
+    let with_msh15 = |id: &str, n: u64, msh15: &str| {
+        let m = String::from_utf8(crate::harness::adt(id, n)).expect("utf-8");
+        m.replacen("|P|2.4\r", &format!("|P|2.4|||{msh15}\r"), 1)
+    };
+    std::fs::write(dir.path().join("1.hl7"), with_msh15("NE0001", 1, "AL")).expect("write");
+    std::fs::write(dir.path().join("2.hl7"), with_msh15("NE0002", 2, "NE")).expect("write");
+    std::fs::write(dir.path().join("3.hl7"), with_msh15("NE0003", 3, "AL")).expect("write");
+    let out = wyvern()
+        .args(["send", "--timeout", "5s", "--to", &e.addr.to_string()])
+        .arg(dir.path())
+        .output()
+        .expect("send");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("NE0002  --  no ACK asked (MSH-15 NE)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NE0003  CA"), "{stdout}");
+}

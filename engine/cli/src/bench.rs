@@ -229,7 +229,7 @@ pub(crate) async fn load(
                             .max(1),
                     );
                     match &a.result {
-                        Ok(ack) => {
+                        Ok(Some(ack)) => {
                             let v = judge(&msgs[a.index], ack);
                             if v.control_id_matches
                                 && v.code
@@ -240,7 +240,7 @@ pub(crate) async fn load(
                                 wrong += 1;
                             }
                         }
-                        Err(_) => wrong += 1,
+                        Ok(None) | Err(_) => wrong += 1,
                     }
                 },
             )

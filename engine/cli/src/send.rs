@@ -39,12 +39,34 @@ pub struct SendArgs {
     pub inputs: Vec<PathBuf>,
 }
 
-/// What came back for one message.
+/// What came back for one message: its ACK, `None` when the message asked for none that
+/// came (MSH-15 NE; ER or SU when the outcome was not the one it asked about), or why not.
 #[derive(Debug)]
 pub struct Answer {
     pub index: usize,
     pub latency: Duration,
-    pub result: Result<Bytes, String>,
+    pub result: Result<Option<Bytes>, String>,
+}
+
+/// Which accept ACKs a message asks for (MSH-15, enhanced mode; blank is original mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckAsked {
+    Always,
+    /// ER (only on error) or SU (only on success): one may or may not come.
+    Sometimes,
+    /// NE: none will come, whatever happens.
+    Never,
+}
+
+/// How long to wait for an ACK that may not come (MSH-15 ER or SU).
+const SOMETIMES_WAIT: Duration = Duration::from_secs(2);
+
+pub fn ack_asked(msg: &[u8]) -> AckAsked {
+    match Message::parse(msg).map(|m| m.accept_ack_type().into_owned()) {
+        Ok(t) if t == "NE" => AckAsked::Never,
+        Ok(t) if t == "ER" || t == "SU" => AckAsked::Sometimes,
+        _ => AckAsked::Always,
+    }
 }
 
 /// What an ACK says, checked against what was sent.
@@ -83,6 +105,7 @@ pub async fn exchange(
     timeout: Duration,
     mut on: impl FnMut(Answer),
 ) -> anyhow::Result<()> {
+    let asked: Vec<AckAsked> = msgs.iter().map(|m| ack_asked(m)).collect();
     let client = MllpClient::connect(addr, 64 << 20).await?;
     let (mut tx, mut rx) = client.split();
     let permits = Arc::new(Semaphore::new(window.max(1)));
@@ -103,7 +126,21 @@ pub async fn exchange(
     });
     let mut result = Ok(());
     while let Some((index, sent_at)) = sent_rx.recv().await {
-        let got = tokio::time::timeout(timeout, rx.recv()).await;
+        // A sender must not wait for an ACK its message did not ask for: NE gets none, and ER
+        // or SU get one only for the outcome they asked about.
+        let wait = match asked[index] {
+            AckAsked::Never => None,
+            AckAsked::Sometimes => Some(timeout.min(SOMETIMES_WAIT)),
+            AckAsked::Always => Some(timeout),
+        };
+        let got = match wait {
+            None => Ok(Ok(None)),
+            Some(w) => match tokio::time::timeout(w, rx.recv()).await {
+                Ok(r) => Ok(r.map(Some)),
+                Err(_) if asked[index] == AckAsked::Sometimes => Ok(Ok(None)),
+                Err(e) => Err(e),
+            },
+        };
         let latency = sent_at.elapsed();
         let answer = match got {
             Ok(Ok(ack)) => Ok(ack),
@@ -144,8 +181,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let total = msgs.len();
     let started = Instant::now();
     let mut last_progress = Instant::now();
-    let (mut accepted, mut errors, mut rejected, mut mismatched, mut answered) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let (mut accepted, mut errors, mut rejected, mut mismatched, mut answered, mut unasked) =
+        (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
     let result = exchange(
         &args.to,
         msgs.clone(),
@@ -159,7 +196,16 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
                 .map(|m| m.control_id().into_owned())
                 .unwrap_or_default();
             match &a.result {
-                Ok(ack) => {
+                Ok(None) => {
+                    unasked += 1;
+                    if !args.quiet {
+                        let msh15 = Message::parse(&msgs[a.index])
+                            .map(|m| m.accept_ack_type().into_owned())
+                            .unwrap_or_default();
+                        println!("{origin}  {sent_id}  --  no ACK asked (MSH-15 {msh15})");
+                    }
+                }
+                Ok(Some(ack)) => {
                     let v = judge(&msgs[a.index], ack);
                     match v.code.map(|c| c.intent()) {
                         Some(wyvern_hl7::AckIntent::Accept) => accepted += 1,
@@ -199,12 +245,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let not_answered = total - answered;
     eprintln!(
-        "sent {answered}/{total} to {} in {secs:.2}s ({:.0} msg/s): {accepted} accepted, {errors} AE/CE, {rejected} AR/CR or failed, {mismatched} MSA-2 mismatches, {not_answered} unanswered",
+        "sent {answered}/{total} to {} in {secs:.2}s ({:.0} msg/s): {accepted} accepted, {errors} AE/CE, {rejected} AR/CR or failed, {unasked} with no ACK asked (MSH-15), {mismatched} MSA-2 mismatches, {not_answered} unanswered",
         args.to,
         answered as f64 / secs.max(1e-9)
     );
     result?;
-    Ok(if accepted == total && mismatched == 0 {
+    Ok(if accepted + unasked == total && mismatched == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
