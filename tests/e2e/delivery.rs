@@ -194,11 +194,62 @@ fn a_crash_during_delivery_loses_nothing() {
     assert_eq!(out_of_order(&ids), 0);
 }
 
+/// Issue 11 item 9: a reused MSH-10 with other content was answered AE for ever, and most
+/// senders block their queue on AE. By default it is now accepted as a new message, flagged in
+/// the inbox and counted; a resend of either version is still recognised.
+#[test]
+fn a_reused_control_id_is_accepted_flagged_and_counted_by_default() {
+    let rx = Receiver::start(Box::new(|_, _| Some("AA")));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n",
+        rx.addr
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let mut w = Wire::connect(e.addr);
+    let first = adt("MSG00001", 1);
+    let mut second = adt("MSG00001", 2);
+    second.extend_from_slice(b"NTE|1||another message, same id\r");
+    assert!(w.exchange(&first).contains("MSA|AA|MSG00001"));
+    w.write(&frame(&second));
+    let second_ack = w.read_frame();
+    assert!(
+        normalise_ack(&second_ack).contains("MSA|AA|MSG00001"),
+        "{}",
+        normalise_ack(&second_ack)
+    );
+    // A resend of the second is a resend: its own ACK again, not delivered twice.
+    w.write(&frame(&second));
+    assert_eq!(w.read_frame(), second_ack);
+    let ids = rx.wait_for(Duration::from_secs(10), |ids| ids.len() >= 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rx.ids().len(), 2, "both versions delivered once: {ids:?}");
+    let reader = e.store_with(3);
+    let flagged: Vec<_> = reader
+        .list(&wyvern_store::InboxQuery {
+            status: Some(wyvern_store::InboxStatus::Accepted),
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("list")
+        .into_iter()
+        .filter_map(|r| r.error)
+        .collect();
+    assert!(
+        flagged.len() == 1 && flagged[0].contains("reused"),
+        "{flagged:?}"
+    );
+    let (_, metrics) = crate::harness::http_get(e.http, "/metrics");
+    assert!(
+        metrics.contains("wyvern_control_id_reused_total{route=\"e2e\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn a_resend_gets_the_original_ack_and_is_delivered_once() {
     let rx = Receiver::start(Box::new(|_, _| Some("AA")));
     let rest = format!(
-        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n",
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\ncontrol_id_reuse: reject\n",
         rx.addr
     );
     let mut e = EngineProcess::start_route("", &rest);
@@ -211,7 +262,7 @@ fn a_resend_gets_the_original_ack_and_is_delivered_once() {
     // The sender missed the ACK and resends: the very same ACK bytes come back.
     w.write(&frame(&original));
     assert_eq!(w.read_frame(), first_ack, "the original ACK, byte for byte");
-    // The same control id with other content is a sender's error: AE, code 205.
+    // With `control_id_reuse: reject`, the same control id with other content is AE, code 205.
     let mut other = adt("DUP-1", 2);
     other.extend_from_slice(b"NTE|1||changed\r");
     w.write(&frame(&other));

@@ -14,6 +14,7 @@ mod delivery;
 mod destination;
 mod diagnostic;
 mod directory;
+mod duplicates;
 mod fhir_destination;
 mod fhir_source;
 mod filter;
@@ -37,6 +38,7 @@ pub use destination::{
 };
 pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
+pub use duplicates::ControlIdReuse;
 pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
 pub use fhir_source::{FhirSource, FhirSourceFile};
 pub use filter::{Condition, ConditionFile, FieldTest};

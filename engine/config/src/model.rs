@@ -75,6 +75,8 @@ pub struct RouteFile {
     pub retry: Option<crate::delivery::RetryFile>,
     #[serde(default)]
     pub on_permanent: Option<crate::OnPermanent>,
+    #[serde(default)]
+    pub control_id_reuse: Option<crate::ControlIdReuse>,
 }
 
 /// Where a route's messages come from (one key: the kind).

@@ -54,6 +54,7 @@ pub struct Route {
     pub order_by: OrderBy,
     pub retry: RetryPolicy,
     pub on_permanent: OnPermanent,
+    pub control_id_reuse: crate::ControlIdReuse,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +269,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                         order_by: f.order_by.unwrap_or_default(),
                         retry,
                         on_permanent: f.on_permanent.unwrap_or_default(),
+                        control_id_reuse: f.control_id_reuse.unwrap_or_default(),
                     });
                 }
                 Err(d) => at.errors.push(d),

@@ -149,7 +149,8 @@ impl Engine {
                 Source::Directory(_) | Source::Amqp(_) | Source::Fhir(_) => usize::MAX,
             };
             let dedup = Arc::new(seeded_window(&store, &route.name));
-            let inbox = Hl7Inbox::new(plan, store.clone(), clock.clone(), max_frame, dedup);
+            let inbox = Hl7Inbox::new(plan, store.clone(), clock.clone(), max_frame, dedup)
+                .with_control_id_reuse(route.control_id_reuse);
             counters.push((route.name.clone(), inbox.counters()));
             match &route.source {
                 Source::Mllp(m) => {

@@ -14,6 +14,7 @@ use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
 use crate::RoutePlan;
 use crate::assess::{Assessment, Context, assess, conflict_ack, store_failure_ack};
 use crate::dedup::{DedupWindow, Seen, key};
+use wyvern_config::ControlIdReuse;
 
 /// Per-route counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -24,6 +25,9 @@ pub struct RouteCounters {
     pub filtered: AtomicU64,
     pub duplicates: AtomicU64,
     pub conflicts: AtomicU64,
+    /// Accepted although their control id was used before for other content
+    /// (`control_id_reuse: accept`).
+    pub reused: AtomicU64,
     /// Answered AE because a step (a plugin) failed on the message.
     pub failed: AtomicU64,
     pub store_failures: AtomicU64,
@@ -41,7 +45,15 @@ pub struct Hl7Inbox {
     store: Store,
     clock: Arc<dyn Clock>,
     max_frame: usize,
+    control_id_reuse: ControlIdReuse,
     counters: Arc<RouteCounters>,
+}
+
+/// A message's claim in the duplicate window, settled when its commit is known.
+#[derive(Debug)]
+struct Claim {
+    key: u64,
+    id: String,
 }
 
 impl Hl7Inbox {
@@ -60,8 +72,15 @@ impl Hl7Inbox {
             store,
             clock,
             max_frame,
+            control_id_reuse: ControlIdReuse::default(),
             counters: Arc::default(),
         }
+    }
+
+    /// What to do with a control id reused for other content (default: accept, flagged).
+    pub fn with_control_id_reuse(mut self, policy: ControlIdReuse) -> Self {
+        self.control_id_reuse = policy;
+        self
     }
 
     pub fn counters(&self) -> Arc<RouteCounters> {
@@ -70,26 +89,35 @@ impl Hl7Inbox {
 }
 
 impl Hl7Inbox {
-    /// Turns a resend into `Duplicate` (with the original ACK) and a reused control id into
-    /// `Conflict` (AE). Returns what to remember once a new message is committed.
+    /// Turns a resend into `Duplicate` (with the original ACK), and a reused control id into
+    /// a flagged acceptance or `Conflict` (AE) as the route says. Returns the window claim to
+    /// settle after the commit, and whether the sender should offer the message again later
+    /// (a resend that arrived while its original was still being committed).
     async fn check_duplicate(
         &self,
         a: &mut Assessment,
+        id: &str,
         ack_id: &str,
         now: &str,
-    ) -> Option<(u64, u32)> {
+    ) -> (Option<Claim>, bool) {
         if !matches!(a.status, InboxStatus::Accepted | InboxStatus::Filtered) {
-            return None;
+            return (None, false);
         }
-        let control_id = a.meta.control_id.as_deref()?;
+        let Some(control_id) = a.meta.control_id.as_deref() else {
+            return (None, false);
+        };
         let k = key(
             a.meta.sending_application.as_deref().unwrap_or(""),
             a.meta.sending_facility.as_deref().unwrap_or(""),
             control_id,
         );
-        let digest = crc32fast::hash(&a.raw);
-        match self.dedup.check(k, digest) {
-            Seen::New => Some((k, digest)),
+        let digest = wyvern_core::content_digest(&a.raw);
+        let claim = Some(Claim {
+            key: k,
+            id: id.to_string(),
+        });
+        match self.dedup.claim(k, digest, id) {
+            Seen::New => (claim, false),
             Seen::Same { original } => {
                 tracing::info!(route = %self.route, control_id, %original, "resend of an accepted message: original ACK sent again, not delivered twice");
                 a.status = InboxStatus::Duplicate;
@@ -98,17 +126,39 @@ impl Hl7Inbox {
                 if let Some(ack) = self.original_ack(original).await {
                     a.ack = Some(ack);
                 }
-                None
+                (None, false)
             }
-            Seen::Conflict { original } => {
-                tracing::warn!(route = %self.route, control_id, %original, "control id reused for different content: AE");
-                let (ack, text) = conflict_ack(&a.raw, &original, ack_id, now);
-                a.status = InboxStatus::Conflict;
+            Seen::InFlight { original } => {
+                // Its original's commit may still fail: answering with its ACK could lose
+                // both. The sender resends, and then gets the original's ACK.
+                tracing::info!(route = %self.route, control_id, %original, "resend while the original is being stored: AE, send it again");
+                let why = format!("resend of {original} while it was still being stored");
+                a.status = InboxStatus::Duplicate;
                 a.deliveries.clear();
-                a.error = Some(text);
-                a.ack = Some(ack);
-                None
+                a.ack = Some(store_failure_ack(&a.raw, &why, ack_id, now));
+                a.error = Some(why);
+                (None, true)
             }
+            Seen::Reused { original } => match self.control_id_reuse {
+                ControlIdReuse::Accept => {
+                    tracing::warn!(route = %self.route, control_id, %original, "control id reused for different content: accepted as a new message (control_id_reuse: accept)");
+                    self.counters.reused.fetch_add(1, Ordering::Relaxed);
+                    self.dedup.take_over(k, digest, id);
+                    a.error = Some(format!(
+                        "control id {control_id} reused: {original} had other content; accepted as a new message (control_id_reuse: accept)"
+                    ));
+                    (claim, false)
+                }
+                ControlIdReuse::Reject => {
+                    tracing::warn!(route = %self.route, control_id, %original, "control id reused for different content: AE (control_id_reuse: reject)");
+                    let (ack, text) = conflict_ack(&a.raw, &original, ack_id, now);
+                    a.status = InboxStatus::Conflict;
+                    a.deliveries.clear();
+                    a.error = Some(text);
+                    a.ack = Some(ack);
+                    (None, false)
+                }
+            },
         }
     }
 
@@ -193,7 +243,9 @@ impl Hl7Inbox {
             assess(frame, &cx)
         };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let remember = self.check_duplicate(&mut a, ack_id, &now_hl7).await;
+        let (claim, retry_later) = self
+            .check_duplicate(&mut a, &id_text, ack_id, &now_hl7)
+            .await;
         let status = a.status;
         if status == InboxStatus::Rejected {
             tracing::warn!(route = %self.route, %peer, id = %id, control_id = a.meta.control_id.as_deref().unwrap_or(""), reason = a.error.as_deref().unwrap_or(""), "message rejected (AR)");
@@ -230,6 +282,14 @@ impl Hl7Inbox {
         };
         let counters = self.counters.clone();
         let dedup = self.dedup.clone();
+        let release = {
+            let dedup = self.dedup.clone();
+            move |claim: Option<Claim>| {
+                if let Some(c) = claim {
+                    dedup.release(c.key, &c.id);
+                }
+            }
+        };
         match self.store.submit(record).await {
             Ok(pending) => Box::pin(async move {
                 match pending.wait().await {
@@ -244,23 +304,27 @@ impl Hl7Inbox {
                         };
                         c.fetch_add(1, Ordering::Relaxed);
                         counters.ack_latency.observe(started.elapsed());
-                        if let Some((key, digest)) = remember {
-                            dedup.remember(key, digest, id.to_string());
+                        if let Some(c) = claim {
+                            dedup.confirm(c.key, &c.id);
                         }
                         Received {
                             ack,
                             stored: true,
-                            retry: status == InboxStatus::Failed,
+                            retry: status == InboxStatus::Failed || retry_later,
                         }
                     }
-                    Err(e) => Received {
-                        ack: failed(e),
-                        stored: false,
-                        retry: true,
-                    },
+                    Err(e) => {
+                        release(claim);
+                        Received {
+                            ack: failed(e),
+                            stored: false,
+                            retry: true,
+                        }
+                    }
                 }
             }),
             Err(e) => {
+                release(claim);
                 let ack = failed(e);
                 Box::pin(async move {
                     Received {

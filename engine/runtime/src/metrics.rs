@@ -102,6 +102,19 @@ impl Metrics {
         }
         help(
             &mut out,
+            "wyvern_control_id_reused_total",
+            "counter",
+            "Messages accepted although their control id (MSH-10) was used before for other content (control_id_reuse: accept); also counted as accepted.",
+        );
+        for (route, c) in &self.routes {
+            let _ = writeln!(
+                out,
+                "wyvern_control_id_reused_total{{route=\"{route}\"}} {}",
+                get(&c.reused)
+            );
+        }
+        help(
+            &mut out,
             "wyvern_ack_latency_seconds",
             "histogram",
             "From a message's last byte to its ACK being ready (stored).",

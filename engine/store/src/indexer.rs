@@ -162,7 +162,7 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     r.ack.as_deref(),
                     i64::try_from(r.raw_len).unwrap_or(i64::MAX),
                     &e.raw[..],
-                    crc32fast::hash(&e.raw),
+                    &wyvern_core::content_digest(&e.raw)[..],
                 ])
                 .map_err(StoreError::Write)?;
         }

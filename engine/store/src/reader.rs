@@ -50,7 +50,7 @@ pub struct RecentKey {
     pub sending_application: String,
     pub sending_facility: String,
     pub control_id: String,
-    pub digest: u32,
+    pub digest: wyvern_core::ContentDigest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,8 +147,8 @@ impl InboxReader {
             .conn
             .prepare(
                 "SELECT id, COALESCE(sending_app, ''), COALESCE(sending_facility, ''), COALESCE(control_id, ''), \
-                 COALESCE(digest, 0) FROM inbox WHERE source = ?1 AND status IN ('accepted', 'filtered') \
-                 ORDER BY seq DESC LIMIT ?2",
+                 CASE WHEN typeof(digest) = 'blob' THEN digest END, CASE WHEN typeof(digest) = 'blob' THEN NULL ELSE raw END \
+                 FROM inbox WHERE source = ?1 AND status IN ('accepted', 'filtered') ORDER BY seq DESC LIMIT ?2",
             )
             .map_err(StoreError::Query)?;
         let rows = stmt
@@ -158,7 +158,17 @@ impl InboxReader {
                     sending_application: r.get(1)?,
                     sending_facility: r.get(2)?,
                     control_id: r.get(3)?,
-                    digest: r.get(4)?,
+                    // A row from before the SHA-256 digest: hash its bytes now.
+                    digest: match r.get::<_, Option<Vec<u8>>>(4)? {
+                        Some(d) if d.len() == 16 => {
+                            let mut out = [0u8; 16];
+                            out.copy_from_slice(&d);
+                            out
+                        }
+                        _ => wyvern_core::content_digest(
+                            &r.get::<_, Option<Vec<u8>>>(5)?.unwrap_or_default(),
+                        ),
+                    },
                 })
             })
             .map_err(StoreError::Query)?;

@@ -61,8 +61,10 @@ CREATE INDEX IF NOT EXISTS outbox_open ON outbox(route, destination, order_key, 
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox(route, destination, seq) WHERE state IN ('dead', 'held');
 ";
 
-/// v3: a CRC-32 of the raw bytes, so duplicate detection can be seeded at start without
-/// reading every message back.
+/// v3: a digest of the raw bytes, so duplicate detection can be seeded at start without
+/// reading every message back. Rows written since 2026-12 hold 16 bytes of SHA-256 (a BLOB:
+/// SQLite types each value, not the column); older rows hold a CRC-32 integer, which the
+/// reader replaces by hashing the row's raw bytes.
 const V3: &str = "ALTER TABLE inbox ADD COLUMN digest INTEGER;
 CREATE INDEX IF NOT EXISTS inbox_recent ON inbox(source, seq) WHERE status IN ('accepted', 'filtered');
 ";

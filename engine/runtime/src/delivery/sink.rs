@@ -379,7 +379,8 @@ mod tests {
                 resource_type: "Binary".into()
             }
         );
-        assert!(body.starts_with(br#"{"resourceType":"Binary""#));
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["resourceType"], "Binary");
     }
 
     #[test]
