@@ -439,3 +439,46 @@ async fn an_over_long_routing_key_is_dead_lettered_and_the_route_goes_on() {
     let why = dead[0].last_error.clone().unwrap_or_default();
     assert!(why.contains("routing key") && why.contains("255"), "{why}");
 }
+
+/// Issue 11: a message a queue source would not accept (here a control id refused by
+/// `control_id_reuse: reject`; a failing plugin is the same AE) was requeued every 2 s for
+/// ever. Now it is parked after a bounded number of attempts — acked, and kept in the inbox
+/// with the reason — and the queue drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_on_a_queue_source_is_parked_not_requeued_for_ever() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let queue = format!("wyvern-test-poison-{}", std::process::id());
+    // The same control id twice with different content, then another message.
+    publish(&url, &queue, &["PZ1".into(), "PZ1".into(), "PZ2".into()]).await;
+    let engine = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: from-queue\nsource:\n  amqp: {{ url: \"{url}\", queue: {queue}, prefetch: 8, declare: quorum }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\ncontrol_id_reuse: reject\n"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !engine.log().contains("parked") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        engine.log().contains("parked"),
+        "parked within 40 s; log:\n{}",
+        engine.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(queue_depth(&url, &queue).await, 0, "the queue drained");
+    let mut ids = delivered_ids(&engine.dir.path().join("out"));
+    ids.sort();
+    assert_eq!(ids, ["PZ1", "PZ2"]);
+    let reader = engine.store_with(3);
+    let conflicts = reader
+        .list(&wyvern_store::InboxQuery {
+            status: Some(wyvern_store::InboxStatus::Conflict),
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("list");
+    assert!(
+        !conflicts.is_empty(),
+        "each attempt is kept with its reason"
+    );
+}

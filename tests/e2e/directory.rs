@@ -72,3 +72,43 @@ fn files_are_taken_routed_and_moved_to_done() {
     wait_until(Duration::from_secs(10), || count(&done, "") >= 4);
     assert_eq!(count(&done, ""), 4);
 }
+
+/// Issue 11 item 3: a file whose message was not accepted (here a reused control id on a route
+/// that rejects reuse; a failing plugin is the same AE) was moved to done/ as if taken, and never
+/// delivered. Now it stays for the next pass and, after a bounded number of attempts, is moved
+/// to failed/ (its messages are kept in the inbox with the reason); the next file goes on.
+#[test]
+fn a_file_that_is_not_accepted_is_not_moved_to_done() {
+    let e = EngineProcess::start_with_route_file(
+        "version: 1\nroute: e2e\nsource:\n  directory: { path: in, poll: 100ms }\n\
+         destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\ncontrol_id_reuse: reject\n",
+    );
+    let inbox = e.dir.path().join("in");
+    std::fs::create_dir_all(&inbox).expect("in");
+    let msg = |note: &str| {
+        format!(
+            "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|R1|P|2.5.1\rPID|1||9990000018^^^NHS^NH\rNTE|1||{note}\r"
+        )
+    };
+    std::fs::write(inbox.join("01-first.hl7"), msg("first")).expect("write");
+    let done = inbox.join("done");
+    wait_until(Duration::from_secs(10), || count(&done, "") == 1);
+    std::fs::write(inbox.join("02-reused.hl7"), msg("other content")).expect("write");
+    std::fs::write(
+        inbox.join("03-next.hl7"),
+        "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|R3|P|2.5.1\rPID|1\r",
+    )
+    .expect("write");
+    let failed = inbox.join("failed");
+    wait_until(Duration::from_secs(20), || {
+        count(&failed, "") == 1 && count(&done, "") == 2
+    });
+    assert!(
+        !done.join("02-reused.hl7").exists(),
+        "not accepted, so not done; log:\n{}",
+        e.log()
+    );
+    assert!(failed.join("02-reused.hl7").exists(), "{}", e.log());
+    assert!(done.join("03-next.hl7").exists(), "{}", e.log());
+    assert!(e.log().contains("moved to failed/"), "{}", e.log());
+}

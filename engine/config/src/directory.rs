@@ -34,6 +34,9 @@ pub struct DirectorySource {
     pub path: PathBuf,
     /// Where finished files go: `PATH/done`.
     pub done: PathBuf,
+    /// Where files go that were offered `poison::MAX_ATTEMPTS` times and still not accepted
+    /// (their messages are kept in the inbox with the reason): `PATH/failed`.
+    pub failed: PathBuf,
     pub poll: Duration,
 }
 
@@ -58,6 +61,7 @@ pub(crate) fn directory(at: &mut At<'_>, base: &Path, d: &DirectorySourceFile) -
     let path = base.join(&d.path.value);
     DirectorySource {
         done: path.join("done"),
+        failed: path.join("failed"),
         path,
         poll,
     }

@@ -1,7 +1,10 @@
 //! The AMQP source's consumer loop: each delivery goes through the route's inbox in arrival
 //! order; the broker gets its ack only when the commit is durable. A message the engine could
-//! not take — a store failure, or a plugin that failed on it (AE) — is handed back with a
-//! nack and requeue after a pause, so the broker keeps it. A dropped connection is re-opened with
+//! not take — a store failure, or a message it would not accept (AE: a plugin failed on it, its
+//! control id was refused) — is handed back with a nack and requeue after a pause, so the
+//! broker keeps it; one that was stored (with its reason) but still not accepted after
+//! [`poison::MAX_ATTEMPTS`] is parked — acked, and kept in the inbox — rather than requeued for
+//! ever. A message that could not be stored is always requeued. A dropped connection is re-opened with
 //! backoff; what was in flight comes again as a redelivery, and duplicate detection answers
 //! for whatever had already been committed.
 
@@ -15,6 +18,7 @@ use wyvern_connectors::amqp_consumer::{AmqpSubscriber, AmqpSubscription};
 use wyvern_connectors::mllp::MllpFrame;
 
 use crate::Hl7Inbox;
+use crate::poison::{self, Attempts};
 
 #[derive(Debug)]
 pub struct AmqpSource {
@@ -68,6 +72,7 @@ impl AmqpSource {
         let mut any = false;
         let origin = format!("amqp:{}", self.subscription.queue);
         let mut acks = JoinSet::new();
+        let attempts = Arc::new(std::sync::Mutex::new(Attempts::default()));
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -89,14 +94,30 @@ impl AmqpSource {
                 tracing::debug!(route = %self.route, "redelivered by the broker");
             }
             let data = Bytes::from(delivery.data);
+            let digest = wyvern_core::content_digest(&data);
             let received = self
                 .inbox
                 .receive(MllpFrame::Message(data), origin.clone())
                 .await;
             let settle = delivery.settle;
             let route = self.route.clone();
+            let attempts = attempts.clone();
             acks.spawn(async move {
-                let outcome = if received.await.retry {
+                let r = received.await;
+                let park = r.retry && r.stored && {
+                    let mut a = attempts.lock().unwrap_or_else(|p| p.into_inner());
+                    a.failed(digest)
+                };
+                if !r.retry {
+                    attempts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .forget(&digest);
+                }
+                if park {
+                    tracing::error!(%route, attempts = poison::MAX_ATTEMPTS, "message still not accepted; parked: acked and kept in the inbox with the reason");
+                }
+                let outcome = if r.retry && !park {
                     tokio::time::sleep(REQUEUE_DELAY).await;
                     settle.requeue().await
                 } else {

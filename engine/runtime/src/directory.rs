@@ -1,8 +1,10 @@
 //! The directory source's poller: every `poll`, read each file in the folder (oldest name
 //! first), store every message in it through the route's inbox, and move the file to `done/`
-//! only when all of them are committed. A store failure leaves the file where it is for the
-//! next pass; a crash before the move means the file is read again and duplicate detection
-//! answers for what was already stored.
+//! only when all of them are accepted (or rejected and kept). A store failure, or a message the
+//! engine would not accept (AE: a plugin failed, a control id refused), leaves the file where
+//! it is for the next pass — the files after it wait, so their order holds — until it has been
+//! offered [`poison::MAX_ATTEMPTS`] times; then it moves to `failed/`. A crash before a move
+//! means the file is read again and duplicate detection answers for what was already stored.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,12 +15,15 @@ use wyvern_config::DirectorySource;
 use wyvern_connectors::mllp::MllpFrame;
 
 use crate::Hl7Inbox;
+use crate::poison::{self, Attempts};
 
 #[derive(Debug)]
 pub struct DirectoryPoller {
     pub route: String,
     pub source: DirectorySource,
     pub inbox: Arc<Hl7Inbox>,
+    /// Failed passes per file content.
+    pub(crate) attempts: Attempts,
 }
 
 /// The messages in one file (see [`wyvern_hl7::messages_in_file`]); bytes that are not HL7 go
@@ -48,14 +53,14 @@ fn ready_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl DirectoryPoller {
-    pub async fn run(self, shutdown: CancellationToken) {
-        let dir = &self.source.path;
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let dir = self.source.path.clone();
         tracing::info!(route = %self.route, dir = %dir.display(), "directory source ready");
         if let Err(e) = std::fs::create_dir_all(&self.source.done) {
             tracing::error!(route = %self.route, dir = %self.source.done.display(), error = %e, "cannot create the done folder");
         }
         while !shutdown.is_cancelled() {
-            for file in ready_files(dir) {
+            for file in ready_files(&dir) {
                 if shutdown.is_cancelled() || !self.take(&file).await {
                     break;
                 }
@@ -69,7 +74,7 @@ impl DirectoryPoller {
     }
 
     /// Stores every message of one file and moves it to done/. False: try again next pass.
-    async fn take(&self, file: &Path) -> bool {
+    async fn take(&mut self, file: &Path) -> bool {
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -90,20 +95,39 @@ impl DirectoryPoller {
             );
         }
         let count = pending.len();
+        let mut not_accepted = 0;
         for p in pending {
-            if !p.await.stored {
+            let r = p.await;
+            if !r.stored {
                 tracing::warn!(route = %self.route, file = %name, "not every message could be stored; the file stays for the next pass");
                 return false;
             }
+            not_accepted += usize::from(r.retry);
         }
-        let target = self.source.done.join(&name);
+        let digest = wyvern_core::content_digest(&bytes);
+        let folder = if not_accepted == 0 {
+            self.attempts.forget(&digest);
+            &self.source.done
+        } else if self.attempts.failed(digest) {
+            tracing::error!(route = %self.route, file = %name, not_accepted, attempts = poison::MAX_ATTEMPTS, "messages still not accepted; moved to failed/ (kept in the inbox with the reason)");
+            &self.source.failed
+        } else {
+            tracing::warn!(route = %self.route, file = %name, not_accepted, "messages not accepted (AE); the file stays for the next pass");
+            return false;
+        };
+        if let Err(e) = std::fs::create_dir_all(folder) {
+            tracing::error!(route = %self.route, dir = %folder.display(), error = %e, "cannot create the folder");
+            return false;
+        }
+        let target = folder.join(&name);
         match tokio::fs::rename(file, &target).await {
-            Ok(()) => {
+            Ok(()) if not_accepted == 0 => {
                 tracing::info!(route = %self.route, file = %name, messages = count, "file taken");
                 true
             }
+            Ok(()) => true,
             Err(e) => {
-                tracing::error!(route = %self.route, file = %name, error = %e, "stored, but cannot move to done/; it will be read again (duplicates are detected)");
+                tracing::error!(route = %self.route, file = %name, to = %folder.display(), error = %e, "stored, but cannot move the file; it will be read again (duplicates are detected)");
                 false
             }
         }

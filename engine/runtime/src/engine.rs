@@ -178,6 +178,7 @@ impl Engine {
                         route: route.name.clone(),
                         source: d.clone(),
                         inbox: Arc::new(inbox),
+                        attempts: Default::default(),
                     });
                 }
                 Source::Amqp(a) => {

@@ -183,8 +183,10 @@ pub struct Received {
     pub ack: Option<Bytes>,
     /// False when the store failed: the message is not ours yet, the sender keeps it.
     pub stored: bool,
-    /// The sender should offer it again later: not stored, or a step (a plugin) failed on it
-    /// this time (AE). A queue source requeues such a message instead of acknowledging it.
+    /// Not accepted (AE), so the sender still owns it and should offer it again later: not
+    /// stored, a step (a plugin) failed on it, its control id was refused, or it is a resend
+    /// whose original is still being stored. A folder or queue source keeps such a message
+    /// ([`crate::poison`] parks it after a few attempts) instead of letting it go as done.
     pub retry: bool,
 }
 
@@ -310,7 +312,8 @@ impl Hl7Inbox {
                         Received {
                             ack,
                             stored: true,
-                            retry: status == InboxStatus::Failed || retry_later,
+                            retry: matches!(status, InboxStatus::Failed | InboxStatus::Conflict)
+                                || retry_later,
                         }
                     }
                     Err(e) => {

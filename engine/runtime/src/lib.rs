@@ -19,6 +19,7 @@ mod http;
 mod inbox;
 pub mod metrics;
 mod plan;
+mod poison;
 mod retention;
 pub mod tls;
 pub mod transform;
