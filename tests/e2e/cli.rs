@@ -230,3 +230,49 @@ fn send_does_not_wait_for_an_ack_the_message_did_not_ask_for() {
     );
     assert!(stdout.contains("NE0003  CA"), "{stdout}");
 }
+
+/// Issue 11 item 10: the store, the delivered files and the caches were created with the
+/// default umask (world-readable patient data). Now the engine's files are 0600 and its
+/// folders 0700.
+#[test]
+fn stored_and_delivered_data_is_readable_by_the_engine_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let e = crate::harness::EngineProcess::start_route(
+        "",
+        "destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+    );
+    let mut w = crate::harness::Wire::connect(e.addr);
+    assert!(
+        w.exchange(&crate::harness::adt("PERM1", 1))
+            .contains("MSA|AA|PERM1")
+    );
+    let out = e.dir.path().join("out");
+    crate::harness::wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some())
+    });
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    let mut wrong = Vec::new();
+    for dir in [e.store_dir(), out.clone()] {
+        if mode(&dir) != 0o700 {
+            wrong.push(format!("{} {:o}", dir.display(), mode(&dir)));
+        }
+        for f in std::fs::read_dir(&dir)
+            .expect("read")
+            .filter_map(Result::ok)
+        {
+            let (p, want) = if f.path().is_dir() {
+                (f.path(), 0o700)
+            } else {
+                (f.path(), 0o600)
+            };
+            if mode(&p) != want {
+                wrong.push(format!("{} {:o}", p.display(), mode(&p)));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "readable by others: {wrong:#?}");
+}

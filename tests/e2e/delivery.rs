@@ -217,7 +217,9 @@ fn a_reused_control_id_is_accepted_flagged_and_counted_by_default() {
         "{}",
         normalise_ack(&second_ack)
     );
-    // A resend of the second is a resend: its own ACK again, not delivered twice.
+    // A resend of the second is a resend: its own ACK again (read back from the index, so
+    // once it is there), not delivered twice.
+    e.store_with(2);
     w.write(&frame(&second));
     assert_eq!(w.read_frame(), second_ack);
     let ids = rx.wait_for(Duration::from_secs(10), |ids| ids.len() >= 2);
@@ -491,4 +493,66 @@ fn one_message_id_follows_a_message_from_receipt_to_delivery_in_the_logs() {
         .unwrap_or_else(|| panic!("a delivery line: {log}"));
     assert_eq!(delivered["span"]["id"], id, "{delivered}");
     assert_eq!(delivered["span"]["destination"], "archive");
+}
+
+/// Issue 11 item 7: `wyvern dlq retry` kept the message's receipt time, so with `max_age` long
+/// past, the first failure after the retry dead-lettered it again at once. Now a retried dead
+/// letter gets its retries afresh (counted from the retry).
+#[test]
+fn a_dead_letter_put_back_gets_its_retries_afresh() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // 0: refuse with AE for ever; then the first arrival after the retry AE, the rest AA.
+    let after_retry = Arc::new(AtomicUsize::new(0));
+    let retrying = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, r) = (after_retry.clone(), retrying.clone());
+    let rx = Receiver::start(Box::new(move |_, _| {
+        if !r.load(Ordering::SeqCst) {
+            return Some("AE");
+        }
+        Some(if a.fetch_add(1, Ordering::SeqCst) == 0 {
+            "AE"
+        } else {
+            "AA"
+        })
+    }));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\nretry: {{ backoff: 100ms..200ms, max_age: 1s }}\n",
+        rx.addr
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let mut w = Wire::connect(e.addr);
+    assert!(w.exchange(&adt("DL-1", 1)).contains("MSA|AA|DL-1"));
+    let dead = || {
+        wyvern_store::Outbox::open(&e.store_dir())
+            .and_then(|o| o.dead_letters(None, None, 10))
+            .unwrap_or_default()
+    };
+    crate::harness::wait_until(Duration::from_secs(10), || !dead().is_empty());
+    assert_eq!(dead().len(), 1, "gave up after max_age");
+    // Well past max_age now; a person fixes the receiver's problem and retries.
+    std::thread::sleep(Duration::from_millis(1_200));
+    retrying.store(true, Ordering::SeqCst);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args(["--log", "warn", "dlq", "retry", "--all", "--config"])
+        .arg(e.dir.path())
+        .output()
+        .expect("dlq retry");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    crate::harness::wait_until(Duration::from_secs(10), || {
+        after_retry.load(Ordering::SeqCst) >= 2
+    });
+    assert!(
+        after_retry.load(Ordering::SeqCst) >= 2 && dead().is_empty(),
+        "retried after the AE that followed the retry, then delivered; dead letters: {:?}\nlog:\n{}",
+        dead()
+            .iter()
+            .map(|d| d.last_error.clone())
+            .collect::<Vec<_>>(),
+        e.log()
+    );
 }

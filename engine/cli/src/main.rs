@@ -158,6 +158,9 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn main() -> ExitCode {
+    // Everything the engine writes — the store, delivered files, compiled plugins — holds
+    // patient data or derives from it: readable by this user only (files 0600, folders 0700).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()

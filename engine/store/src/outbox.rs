@@ -29,6 +29,8 @@ pub struct OutboxItem {
     pub next_at_ms: i64,
     pub state: OutboxState,
     pub last_error: Option<String>,
+    /// When a person last put it back (`dlq retry`, `replay`): its retries count from then.
+    pub retry_from_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +97,7 @@ pub struct Outbox {
 }
 
 const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \
-    o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part";
+    o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part, o.retry_from";
 
 /// The oldest open row of every key of destination (?1, ?2): a key's head, held or not.
 const HEADS: &str = "SELECT MIN(seq) FROM outbox WHERE route = ?1 AND destination = ?2 \
@@ -115,10 +117,17 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         state: OutboxState::parse(&r.get::<_, String>(9)?),
         last_error: r.get(10)?,
         part: r.get(11)?,
+        retry_from_ms: r.get(12)?,
     })
 }
 
 impl OutboxItem {
+    /// Where its retries' age (`max_age`) counts from: its receipt, or when a person last put
+    /// it back.
+    pub fn retries_since_ms(&self) -> i64 {
+        self.retry_from_ms.unwrap_or(self.created_at_ms)
+    }
+
     /// The id a receiver sees (file name, AMQP message id): the message id, with `.N` for
     /// part N of a split batch.
     pub fn delivery_id(&self) -> String {
@@ -290,7 +299,7 @@ impl Outbox {
     ) -> Result<usize, StoreError> {
         self.conn
             .execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?4, done_at = NULL \
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?4, retry_from = ?4, done_at = NULL \
                  WHERE state IN ('dead', 'held') AND (?1 IS NULL OR seq = ?1) AND (?2 IS NULL OR route = ?2) \
                  AND (?3 IS NULL OR destination = ?3)",
                 params![seq, route, destination, now_ms],
@@ -311,7 +320,7 @@ impl Outbox {
     ) -> Result<usize, StoreError> {
         self.conn
             .execute(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?5, done_at = NULL \
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?5, retry_from = ?5, done_at = NULL \
                  WHERE route = ?1 AND (?2 IS NULL OR destination = ?2) AND created_at >= ?3 AND created_at < ?4",
                 params![route, destination, since_ms, until_ms, now_ms],
             )

@@ -113,6 +113,12 @@ impl Store {
             path: opts.dir.clone(),
             source,
         })?;
+        // Patient data: this user's only, even if the folder was made by hand or by an older
+        // version (the binary's umask covers the files created inside).
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&opts.dir, std::fs::Permissions::from_mode(0o700));
+        }
         let lock_path = opts.dir.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|source| StoreError::CreateDir {
             path: lock_path.clone(),

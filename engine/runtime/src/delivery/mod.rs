@@ -240,7 +240,7 @@ impl DeliveryWorker {
             }
             Err(f)
                 if f.class == ErrorClass::Transient
-                    && !exhausted(&self.retry, attempts, item.created_at_ms, now) =>
+                    && !exhausted(&self.retry, attempts, item.retries_since_ms(), now) =>
             {
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
                 let jitter = ((seq as u64)
