@@ -291,3 +291,73 @@ fn deeply_nested_xml_is_refused_and_the_engine_keeps_serving() {
         e.log()
     );
 }
+
+/// Issue 11 item 8: the FHIR listener had no connection cap and no timer (axum sets none), so
+/// one client could hold connections open for ever. Now each address has a cap, and a
+/// connection that sends nothing for `idle_timeout` is closed; other senders are served.
+#[test]
+fn a_flooding_or_silent_fhir_client_cannot_hold_the_endpoint() {
+    use std::io::Read as _;
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\", max_connections_per_peer: 4, idle_timeout: 1s }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\n"
+    ));
+    wait_listening(listen, Duration::from_secs(20));
+    // wait_listening's own probe may still hold a slot for a moment.
+    std::thread::sleep(Duration::from_millis(200));
+    let held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(listen).expect("connect"))
+        .collect();
+    let mut fifth = std::net::TcpStream::connect(listen).expect("connect");
+    fifth
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .expect("timeout");
+    // Closed by the engine: end of stream or a reset, not a read timeout.
+    let closed = |s: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    assert!(closed(&mut fifth), "the fifth from one address is closed");
+    // Another address is served meanwhile.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let other = rt
+        .block_on(async {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.bind("127.0.0.2:0".parse().expect("addr"))?;
+            s.connect(listen).await
+        })
+        .expect("connect from 127.0.0.2")
+        .into_std()
+        .expect("std");
+    other.set_nonblocking(false).expect("blocking");
+    let mut other = other;
+    use std::io::Write as _;
+    other
+        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = String::new();
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = other.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The silent ones are closed after idle_timeout.
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        assert!(closed(&mut s), "a silent connection is closed");
+    }
+    assert!(
+        e.log().contains("max_connections_per_peer reached"),
+        "{}",
+        e.log()
+    );
+}

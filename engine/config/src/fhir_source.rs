@@ -6,6 +6,10 @@
 //! source:
 //!   fhir: { listen: 0.0.0.0:8443, max_body: 10MiB }
 //! ```
+//!
+//! Limits with defaults: `max_connections` 256, `max_connections_per_peer` 32 (one address
+//! cannot take every connection), `idle_timeout` 60s (a connection that sends nothing for that
+//! long — headers, body or the next request — is closed).
 
 use std::net::SocketAddr;
 
@@ -25,12 +29,27 @@ pub struct FhirSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<ByteSize>")]
     pub max_body: Option<Spanned<ByteSize>>,
+    /// Connections at once (default 256).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub max_connections: Option<Spanned<u32>>,
+    /// Connections one peer address may hold at once (default 32).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub max_connections_per_peer: Option<Spanned<u32>>,
+    /// A connection that sends nothing for this long is closed (default 60s).
+    #[serde(default)]
+    #[schemars(with = "Option<crate::HumanDuration>")]
+    pub idle_timeout: Option<Spanned<crate::HumanDuration>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FhirSource {
     pub listen: SocketAddr,
     pub max_body: u64,
+    pub max_connections: u32,
+    pub max_connections_per_peer: u32,
+    pub idle_timeout: std::time::Duration,
 }
 
 pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
@@ -55,5 +74,26 @@ pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
         Some(m) => m.value.0,
         None => 10 << 20,
     };
-    FhirSource { listen, max_body }
+    let max_connections = crate::validate::positive(
+        at,
+        f.max_connections.clone(),
+        256,
+        "max_connections",
+        100_000,
+    );
+    let max_connections_per_peer = crate::validate::positive(
+        at,
+        f.max_connections_per_peer.clone(),
+        32.min(max_connections),
+        "max_connections_per_peer",
+        max_connections,
+    );
+    let idle_timeout = crate::validate::duration(at, f.idle_timeout.clone(), 60, "idle_timeout");
+    FhirSource {
+        listen,
+        max_body,
+        max_connections,
+        max_connections_per_peer,
+        idle_timeout,
+    }
 }

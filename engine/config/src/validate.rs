@@ -325,7 +325,13 @@ pub(crate) fn valid_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-fn positive(at: &mut At<'_>, v: Option<Spanned<u32>>, default: u32, key: &str, max: u32) -> u32 {
+pub(crate) fn positive(
+    at: &mut At<'_>,
+    v: Option<Spanned<u32>>,
+    default: u32,
+    key: &str,
+    max: u32,
+) -> u32 {
     match v {
         None => default,
         Some(s) if s.value == 0 || s.value > max => {
@@ -339,7 +345,7 @@ fn positive(at: &mut At<'_>, v: Option<Spanned<u32>>, default: u32, key: &str, m
     }
 }
 
-fn duration(
+pub(crate) fn duration(
     at: &mut At<'_>,
     v: Option<Spanned<crate::HumanDuration>>,
     default_secs: u64,

@@ -6,3 +6,4 @@ pub mod amqp_consumer;
 pub mod fhir;
 pub mod file;
 pub mod mllp;
+pub mod peers;

@@ -124,6 +124,11 @@ impl Engine {
                     route: route.name.clone(),
                     listen: f.listen,
                     max_body: f.max_body,
+                    limits: crate::http_limits::HttpLimits {
+                        max_connections: f.max_connections as usize,
+                        max_connections_per_peer: f.max_connections_per_peer as usize,
+                        idle_timeout: f.idle_timeout,
+                    },
                     destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
                     order_by: route.order_by,
                 };

@@ -22,6 +22,7 @@ use wyvern_core::Clock;
 use wyvern_store::Store;
 
 use crate::fhir_intake::{Expect, Inbound, Stored, check, commit, outcome};
+use crate::http_limits::PeerAddr;
 use crate::inbox::RouteCounters;
 
 pub use crate::fhir_intake::{FhirCodec, FhirRefusal, ParsedFhir};
@@ -30,6 +31,7 @@ pub use crate::fhir_intake::{FhirCodec, FhirRefusal, ParsedFhir};
 #[derive(Debug)]
 pub struct FhirSource {
     listener: tokio::net::TcpListener,
+    limits: crate::http_limits::HttpLimits,
     inbound: Arc<Inbound>,
 }
 
@@ -39,6 +41,7 @@ pub struct FhirSourceSpec {
     pub route: String,
     pub listen: SocketAddr,
     pub max_body: u64,
+    pub limits: crate::http_limits::HttpLimits,
     pub destinations: Vec<String>,
     pub order_by: OrderBy,
 }
@@ -54,6 +57,7 @@ impl FhirSource {
         let listener = tokio::net::TcpListener::bind(spec.listen).await?;
         Ok(FhirSource {
             listener,
+            limits: spec.limits,
             inbound: Arc::new(Inbound {
                 route: spec.route,
                 store,
@@ -81,9 +85,10 @@ impl FhirSource {
             .route("/fhir/{kind}/{id}", put(put_resource))
             .with_state(self.inbound);
         tracing::info!(route = %route, listen = ?addr, "FHIR endpoint ready: /fhir");
+        let listener = crate::http_limits::LimitedListener::new(self.listener, self.limits, &route);
         let served = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            listener,
+            router.into_make_service_with_connect_info::<PeerAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -131,7 +136,7 @@ async fn metadata() -> Response {
 
 async fn post_bundle(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     req: Request,
 ) -> Response {
     receive(s, peer, req, Expect::Bundle).await
@@ -139,7 +144,7 @@ async fn post_bundle(
 
 async fn post_resource(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path(kind): Path<String>,
     req: Request,
 ) -> Response {
@@ -148,7 +153,7 @@ async fn post_resource(
 
 async fn put_resource(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     Path((kind, id)): Path<(String, String)>,
     req: Request,
 ) -> Response {

@@ -16,6 +16,7 @@ mod engine;
 mod fhir_intake;
 pub mod fhir_source;
 mod http;
+mod http_limits;
 mod inbox;
 pub mod metrics;
 mod plan;

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{MllpCodec, MllpFrame};
+use crate::peers::PeerSlots;
 
 /// The answer to one frame: resolves to the ACK bytes, or `None` when no ACK is to be sent.
 pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -240,76 +241,4 @@ async fn serve_connection<H: FrameHandler>(
     drop(ack_tx);
     let _ = writer.await;
     tracing::debug!(route, %peer, frames, "connection closed");
-}
-
-/// Connections per peer address, capped; a slot is given back when its guard drops.
-#[derive(Debug, Clone)]
-struct PeerSlots {
-    max: usize,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-}
-
-impl PeerSlots {
-    fn new(max: usize) -> Self {
-        PeerSlots {
-            max,
-            open: Arc::default(),
-        }
-    }
-
-    /// A slot for `ip`, or `None` when it already holds `max` connections.
-    fn take(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-#[derive(Debug)]
-struct PeerSlot {
-    slots: PeerSlots,
-    ip: std::net::IpAddr,
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_slots_cap_each_address_and_come_back() {
-        let slots = PeerSlots::new(2);
-        let (a, b): (std::net::IpAddr, std::net::IpAddr) =
-            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let a1 = slots.take(a).unwrap();
-        let _a2 = slots.take(a).unwrap();
-        assert!(
-            slots.take(a).is_none(),
-            "a third from one address is refused"
-        );
-        assert!(slots.take(b).is_some(), "another address is not");
-        drop(a1);
-        assert!(
-            slots.take(a).is_some(),
-            "a closed connection frees its slot"
-        );
-    }
 }
