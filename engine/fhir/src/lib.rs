@@ -1,4 +1,4 @@
-//! HL7v2 → FHIR R4 UK Core, built in: ADT (A01–A13, A28, A31, A40) to Patient, Encounter,
+//! HL7v2 → FHIR R4 UK Core, built in: ADT (A01–A05, A08, A11, A13, A28, A31, A40) to Patient, Encounter,
 //! Location, Practitioner, Organization, RelatedPerson, AllergyIntolerance and Condition;
 //! ORU^R01 to DiagnosticReport and Observations. The output is a transaction Bundle whose
 //! resources have stable ids derived from their identifiers, written as upserts (PUT), so a
@@ -33,7 +33,7 @@ pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
 pub enum MapError {
     #[error("not HL7v2: {0}")]
     NotHl7(String),
-    #[error("{0} is not mapped to FHIR (ADT A01–A13, A28, A31, A40 and ORU^R01 are)")]
+    #[error("{0} is not mapped to FHIR (ADT A01–A05, A08, A11, A13, A28, A31, A40 and ORU^R01 are)")]
     Unsupported(String),
     #[error("{0}")]
     Missing(String),
