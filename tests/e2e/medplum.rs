@@ -54,6 +54,19 @@ impl Drop for Medplum {
     }
 }
 
+/// An engine whose FHIR source delivers to `medplum`; and where its source listens.
+fn engine_in_front_of(medplum: &Medplum) -> (EngineProcess, SocketAddr) {
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
+         destinations:\n  - name: record\n    fhir: {{ base: \"http://{}/fhir\" }}\n\
+         order_by: patient\nretry: {{ backoff: 100ms..1s }}\n",
+        medplum.addr
+    ));
+    wait_listening(listen, Duration::from_secs(20));
+    (e, listen)
+}
+
 fn put(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
     let req = format!(
         "PUT {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -80,14 +93,7 @@ fn dead_letters(e: &EngineProcess) -> Vec<wyvern_store::OutboxItem> {
 #[test]
 fn a_fhir_update_reaches_a_real_fhir_server_as_an_update() {
     let medplum = Medplum::start();
-    let listen = free_addr();
-    let e = EngineProcess::start_with_route_file(&format!(
-        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
-         destinations:\n  - name: record\n    fhir: {{ base: \"http://{}/fhir\" }}\n\
-         order_by: patient\nretry: {{ backoff: 100ms..1s }}\n",
-        medplum.addr
-    ));
-    wait_listening(listen, Duration::from_secs(20));
+    let (e, listen) = engine_in_front_of(&medplum);
     for family in ["FIRSTNAME", "SECONDNAME"] {
         let (code, body) = put(listen, "/fhir/Patient/wyv-1", &patient("wyv-1", family));
         assert_eq!(code, 200, "{body}");
@@ -111,14 +117,7 @@ fn a_fhir_update_reaches_a_real_fhir_server_as_an_update() {
 #[test]
 fn a_batch_whose_entry_the_server_refuses_is_dead_lettered_with_the_entry() {
     let medplum = Medplum::start();
-    let listen = free_addr();
-    let e = EngineProcess::start_with_route_file(&format!(
-        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
-         destinations:\n  - name: record\n    fhir: {{ base: \"http://{}/fhir\" }}\n\
-         order_by: patient\nretry: {{ backoff: 100ms..1s }}\n",
-        medplum.addr
-    ));
-    wait_listening(listen, Duration::from_secs(20));
+    let (e, listen) = engine_in_front_of(&medplum);
     // Entry 1 updates Patient/b-2 with a body whose id is another: the server refuses it.
     let batch = format!(
         r#"{{"resourceType":"Bundle","type":"batch","entry":[{{"resource":{},"request":{{"method":"PUT","url":"Patient/b-1"}}}},{{"resource":{},"request":{{"method":"PUT","url":"Patient/b-2"}}}}]}}"#,

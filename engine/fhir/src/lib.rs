@@ -33,7 +33,9 @@ pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
 pub enum MapError {
     #[error("not HL7v2: {0}")]
     NotHl7(String),
-    #[error("{0} is not mapped to FHIR (ADT A01–A05, A08, A11, A13, A28, A31, A40 and ORU^R01 are)")]
+    #[error(
+        "{0} is not mapped to FHIR (ADT A01–A05, A08, A11, A13, A28, A31, A40 and ORU^R01 are)"
+    )]
     Unsupported(String),
     #[error("{0}")]
     Missing(String),

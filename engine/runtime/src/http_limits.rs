@@ -52,15 +52,7 @@ impl axum::serve::Listener for LimitedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let (tcp, peer) = match self.tcp.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(route = %self.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&self.tcp).await;
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
                 tracing::warn!(route = %self.name, %peer, max_connections = self.limits.max_connections, "connection refused: max_connections reached");
                 continue;
@@ -84,6 +76,20 @@ impl axum::serve::Listener for LimitedListener {
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+}
+
+/// The next connection; a failed accept (EMFILE and friends) is logged and retried after a
+/// pause instead of spinning.
+pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match tcp.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

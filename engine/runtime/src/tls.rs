@@ -65,14 +65,7 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let (tcp, peer) = match self.tcp.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = crate::http_limits::accept(&self.tcp).await;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => return (tls, peer),
                 Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
