@@ -177,26 +177,24 @@ impl Outbox {
     }
 
     /// What a worker may send now: the head of every key that is neither held nor waiting for
-    /// a retry, oldest first, at most `limit`; and when the earliest waiting head falls due.
+    /// a retry, oldest first, at most `limit` and about `max_bytes` of payload (see
+    /// [`Outbox::budgeted`]); and when the earliest waiting head falls due.
     pub fn due_heads(
         &self,
         route: &str,
         destination: &str,
         now_ms: i64,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<DueHeads, StoreError> {
         // Held and waiting heads are skipped *before* the limit: applied after, 512 of them
         // hid every other key for good.
-        let sql = format!(
-            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq IN ({HEADS}) \
-             AND o.state = 'pending' AND o.next_at <= ?3 ORDER BY o.seq LIMIT ?4"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
-        let due = stmt
-            .query_map(params![route, destination, now_ms, limit as i64], item)
-            .map_err(StoreError::Query)?
-            .collect::<Result<_, _>>()
-            .map_err(StoreError::Query)?;
+        let due = self.budgeted(
+            &format!("o.seq IN ({HEADS}) AND o.state = 'pending' AND o.next_at <= ?3"),
+            [&route, &destination, &now_ms],
+            limit,
+            max_bytes,
+        )?;
         let next_at_ms = self
             .conn
             .prepare_cached(&format!(
@@ -207,21 +205,49 @@ impl Outbox {
         Ok(DueHeads { due, next_at_ms })
     }
 
-    /// The open rows of one key, oldest first (for destinations that pipeline a key's messages).
+    /// The open rows of one key, oldest first, within `limit` and `max_bytes` (for
+    /// destinations that pipeline a key's messages).
     pub fn key_rows(
         &self,
         route: &str,
         destination: &str,
         order_key: &str,
         limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        self.budgeted(
+            "o.route = ?1 AND o.destination = ?2 AND o.order_key = ?3 AND o.state IN ('pending', 'held')",
+            [&route, &destination, &order_key],
+            limit,
+            max_bytes,
+        )
+    }
+
+    /// The rows `filter` selects (a condition on `o`, with parameters ?1–?3), oldest first: at
+    /// most `limit`, and none once `max_bytes` of payload come before it — the first always,
+    /// so a message larger than the budget still goes, alone. Payload lengths are summed in
+    /// the query and only the rows kept are read, so a pass holds about `max_bytes` in memory
+    /// however large the messages (2,048 × 16 MiB was possible).
+    fn budgeted(
+        &self,
+        filter: &str,
+        filter_params: [&dyn rusqlite::ToSql; 3],
+        limit: usize,
+        max_bytes: usize,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let sql = format!(
-            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.route = ?1 AND o.destination = ?2 \
-             AND o.order_key = ?3 AND o.state IN ('pending', 'held') ORDER BY o.seq LIMIT ?4"
+            "WITH c AS (SELECT o.seq, length(COALESCE(o.payload, i.raw)) AS len FROM outbox o \
+             JOIN inbox i ON i.id = o.message_id WHERE {filter} ORDER BY o.seq LIMIT ?4), \
+             b AS (SELECT seq, SUM(len) OVER (ORDER BY seq ROWS UNBOUNDED PRECEDING) - len AS before FROM c) \
+             SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id \
+             WHERE o.seq IN (SELECT seq FROM b WHERE before < ?5) ORDER BY o.seq"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
+        let [a, b, c] = filter_params;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![route, destination, order_key, limit as i64], item)
+            .query_map(params![a, b, c, limit, max_bytes], item)
             .map_err(StoreError::Query)?;
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }

@@ -117,10 +117,10 @@ async fn retention_removes_only_finished_messages() {
     // Message 1: delivered to both. Message 2: delivered to one, pending at the other.
     // Message 3: one delivery dead-lettered. Message 4: untouched (pending).
     let rows = |n: usize| -> Vec<i64> {
-        o.key_rows("adt", "chie", "A", 10)
+        o.key_rows("adt", "chie", "A", 10, usize::MAX)
             .unwrap()
             .into_iter()
-            .chain(o.key_rows("adt", "dcr", "A", 10).unwrap())
+            .chain(o.key_rows("adt", "dcr", "A", 10, usize::MAX).unwrap())
             .filter(|r| {
                 std::str::from_utf8(&r.payload)
                     .unwrap()
@@ -181,7 +181,11 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
     let o = Outbox::open(dir.path()).unwrap();
     // After every message's receipt (support::record's clock), so all are due at first.
     let now = 1_795_617_000_000 + 10_000_000;
-    for h in o.due_heads("adt", "chie", now, 2_000).unwrap().due {
+    for h in o
+        .due_heads("adt", "chie", now, 2_000, usize::MAX)
+        .unwrap()
+        .due
+    {
         match h.order_key.as_str() {
             "free" => {}
             // Half held by a person's policy, half waiting for a retry far in the future.
@@ -189,7 +193,7 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
             _ => o.retry_at(h.seq, now + 60_000, "timeout").unwrap(),
         }
     }
-    let heads = o.due_heads("adt", "chie", now, 512).unwrap();
+    let heads = o.due_heads("adt", "chie", now, 512, usize::MAX).unwrap();
     let keys: Vec<&str> = heads.due.iter().map(|h| h.order_key.as_str()).collect();
     assert_eq!(
         keys,
@@ -201,4 +205,32 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
         Some(now + 60_000),
         "and the worker learns when the earliest waiting key is due"
     );
+}
+
+/// Issue 11 item 8: a pass was bounded in rows only (2,048 × 16 MiB could be read at once).
+/// Now it stops at a byte budget — after the first row, which always goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    for n in 0..5 {
+        let mut r = with_delivery(n, "K");
+        r.deliveries[1].payload = Some(Bytes::from(vec![b'x'; 1 << 20]));
+        store.commit(r).await.unwrap();
+    }
+    store.close().await;
+    let o = Outbox::open(dir.path()).unwrap();
+    let mib = 1 << 20;
+    let rows = |budget| o.key_rows("adt", "dcr", "K", 100, budget).unwrap().len();
+    assert_eq!(rows(usize::MAX), 5);
+    assert_eq!(rows(3 * mib), 3, "three 1 MiB messages fit in 3 MiB");
+    assert_eq!(
+        rows(2 * mib + 1),
+        3,
+        "the one that crosses the budget is the last"
+    );
+    assert_eq!(rows(1), 1, "a message larger than the budget goes alone");
+    let far = 1_795_617_000_000 + 10_000_000;
+    let heads = o.due_heads("adt", "dcr", far, 100, 1).unwrap();
+    assert_eq!(heads.due.len(), 1);
 }

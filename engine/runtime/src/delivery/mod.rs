@@ -33,6 +33,9 @@ const BATCH: usize = 512;
 /// publisher's lanes, enough to keep a quorum queue's confirm round trips overlapped
 /// (measured: 256 → 7,050, 2,048 with 8 lanes → 9,086 msgs/s end to end; ARCHITECTURE.md).
 const PIPELINE: usize = 2048;
+/// Payload bytes a pass reads at most (past its first message, which always goes): with
+/// 16 MiB messages, `PIPELINE` rows alone would be 32 GiB.
+const PASS_BYTES: usize = 64 << 20;
 /// Longest sleep between passes when nothing wakes the worker.
 const IDLE: Duration = Duration::from_secs(1);
 /// Longest pause after outcomes could not be recorded (the store is failing, e.g. disk full):
@@ -190,7 +193,7 @@ impl DeliveryWorker {
         };
         let now = self.clock.now_millis();
         let heads = self
-            .db(move |o| o.due_heads(&route, &dest, now, limit))
+            .db(move |o| o.due_heads(&route, &dest, now, limit, PASS_BYTES))
             .await?;
         let next_wake = heads.next_at_ms.map_or(IDLE, |at| {
             IDLE.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
@@ -205,13 +208,21 @@ impl DeliveryWorker {
         let mut rows = self
             .db(move |o| {
                 let mut all = Vec::new();
+                let mut budget = PASS_BYTES;
                 for k in &keys {
+                    if budget == 0 {
+                        // The keys left wait for the next pass (their heads are still first).
+                        break;
+                    }
                     // A key's later rows may be due even if scheduled: only pending ones follow.
-                    all.extend(
-                        o.key_rows(&route, &dest, k, per_key)?
-                            .into_iter()
-                            .take_while(|r| r.state == OutboxState::Pending),
-                    );
+                    let rows = o.key_rows(&route, &dest, k, per_key, budget)?;
+                    for r in rows
+                        .into_iter()
+                        .take_while(|r| r.state == OutboxState::Pending)
+                    {
+                        budget = budget.saturating_sub(r.payload.len());
+                        all.push(r);
+                    }
                 }
                 Ok(all)
             })
