@@ -482,3 +482,64 @@ async fn a_poison_message_on_a_queue_source_is_parked_not_requeued_for_ever() {
         "each attempt is kept with its reason"
     );
 }
+
+/// Issue 11 item 6: the content type was dropped between the steps and the outbox: FHIR went to
+/// AMQP labelled `application/hl7-v2` and to files named `.hl7`. Now every outbox row carries
+/// its content type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhir_is_labelled_fhir_on_amqp_and_in_files() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let name = format!("wyvern-test-fhirct-{}", std::process::id());
+    let listen = crate::harness::free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
+         destinations:\n  - name: events\n    amqp:\n      url: \"{url}\"\n      exchange: {name}\n      routing_key: fhir.patient\n      queue: {{ name: {name}, bind: \"fhir.#\", type: quorum }}\n\
+         \x20 - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\n"
+    ));
+    crate::harness::wait_listening(listen, Duration::from_secs(20));
+    let body = r#"{"resourceType":"Patient","name":[{"family":"CONTENTTYPE"}]}"#;
+    let req = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: t\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (code, answer) = crate::harness::http_raw(listen, req.as_bytes());
+    assert_eq!(code, 201, "{answer}");
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    declare_quorum(&ch, &name).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = None;
+    while got.is_none() && Instant::now() < deadline {
+        got = ch
+            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic_get");
+        if got.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let m = got.expect("the Patient reached the queue");
+    let _ = ch
+        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    assert_eq!(
+        m.delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str()),
+        Some("application/fhir+json")
+    );
+    let out = e.dir.path().join("out");
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(names.len() == 1 && names[0].ends_with(".json"), "{names:?}");
+}

@@ -65,6 +65,7 @@ pub struct AmqpQueueFile {
 pub struct FileDestinationFile {
     #[schemars(with = "String")]
     pub dir: Spanned<String>,
+    /// Every file's extension; by default each message's own: `hl7` for HL7v2, `json` for FHIR.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub extension: Option<Spanned<String>>,
@@ -124,7 +125,8 @@ pub struct AmqpQueue {
 pub struct FileDestination {
     /// Resolved against the config folder.
     pub dir: PathBuf,
-    pub extension: String,
+    /// `None`: by each message's content type (`hl7`, `json`).
+    pub extension: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +195,8 @@ fn file(at: &mut At<'_>, base: &Path, f: &FileDestinationFile) -> Option<Destina
             );
             return None;
         }
-        Some(e) => e.value.clone(),
-        None => "hl7".into(),
+        Some(e) => Some(e.value.clone()),
+        None => None,
     };
     Some(DestinationKind::File(FileDestination {
         dir: base.join(&f.dir.value),

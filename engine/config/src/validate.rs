@@ -258,6 +258,14 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's messages are FHIR (a map step or a fhir source): send FHIR to a fhir, amqp or file destination", d.name));
                             }
                         }
+                        // A routing key that reads HL7 fields would render them empty.
+                        for d in &f.destinations {
+                            if let Some(a) = &d.amqp
+                                && a.routing_key.value.contains('{')
+                            {
+                                at.err(&a.routing_key, format!("routing_key {:?} reads HL7v2 fields, but the route's messages are FHIR (a map step or a fhir source), so they would be empty: use fixed text", a.routing_key.value));
+                            }
+                        }
                     }
                     routes.push(Route {
                         name,

@@ -51,9 +51,17 @@ pub const MAX_SHORT_STRING: usize = 255;
 /// Confirm-mode channels per publisher.
 pub const LANES: usize = 8;
 
-/// One message to publish: routing key, body, message id, and its lane (any number: taken
-/// modulo [`LANES`]; equal lanes keep their relative order).
-pub type Outgoing<'a> = (String, &'a [u8], &'a str, u64);
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub routing_key: String,
+    pub body: &'a [u8],
+    pub message_id: &'a str,
+    /// The AMQP `content_type` (a media type such as `application/fhir+json`).
+    pub content_type: &'a str,
+    /// Any number, taken modulo [`LANES`]; equal lanes keep their relative order.
+    pub lane: u64,
+}
 
 pub struct AmqpPublisher {
     target: AmqpTarget,
@@ -83,11 +91,7 @@ impl AmqpPublisher {
     /// Publishes many messages, each lane's back to back on its own channel, then waits for
     /// their confirms: one broker round trip per lane for the lot, the lanes overlapping.
     /// Results are per message, in the order given.
-    pub async fn publish_many(
-        &mut self,
-        items: &[Outgoing<'_>],
-        content_type: &str,
-    ) -> Vec<Result<(), PublishError>> {
+    pub async fn publish_many(&mut self, items: &[Outgoing<'_>]) -> Vec<Result<(), PublishError>> {
         if self.conn.is_none() {
             match self.connect().await {
                 Ok(c) => self.conn = Some(c),
@@ -104,7 +108,7 @@ impl AmqpPublisher {
         };
         let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); channels.len()];
         for (i, item) in items.iter().enumerate() {
-            lanes[(item.3 % channels.len() as u64) as usize].push(i);
+            lanes[(item.lane % channels.len() as u64) as usize].push(i);
         }
         let exchange = self.target.exchange.as_str();
         let lane_results = futures_util::future::join_all(
@@ -112,7 +116,7 @@ impl AmqpPublisher {
                 .iter()
                 .zip(channels)
                 .filter(|(idx, _)| !idx.is_empty())
-                .map(|(idx, channel)| publish_lane(channel, exchange, items, idx, content_type)),
+                .map(|(idx, channel)| publish_lane(channel, exchange, items, idx)),
         )
         .await;
         let mut results: Vec<Option<Result<(), PublishError>>> =
@@ -120,7 +124,7 @@ impl AmqpPublisher {
         let mut broken = false;
         for lane in lane_results {
             for (i, r) in lane {
-                let r = r.and_then(|c| self.judge(c, &items[i].0));
+                let r = r.and_then(|c| self.judge(c, &items[i].routing_key));
                 broken |= matches!(r, Err(PublishError::Transient(_)));
                 results[i] = Some(r);
             }
@@ -223,11 +227,16 @@ async fn publish_lane(
     exchange: &str,
     items: &[Outgoing<'_>],
     idx: &[usize],
-    content_type: &str,
 ) -> Vec<(usize, Result<Confirmation, PublishError>)> {
     let mut pending = Vec::with_capacity(idx.len());
     for &i in idx {
-        let (key, payload, id, _) = &items[i];
+        let Outgoing {
+            routing_key: key,
+            body: payload,
+            message_id: id,
+            content_type,
+            ..
+        } = &items[i];
         // lapin's `ShortString::from` panics past 255 bytes: check first, and refuse only
         // this message (the others of the lane go on).
         let Ok(routing_key) = ShortString::try_new(key.as_str()) else {
@@ -243,7 +252,7 @@ async fn publish_lane(
         let props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_message_id((*id).into())
-            .with_content_type(content_type.into())
+            .with_content_type((*content_type).into())
             .with_app_id("wyvern".into());
         let sent = channel
             .basic_publish(

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct FileSink {
     dir: PathBuf,
-    extension: String,
+    /// Every file's extension; `None`: each message's own (by its content type).
+    extension: Option<String>,
 }
 
 impl FileSink {
-    pub fn new(dir: impl Into<PathBuf>, extension: impl Into<String>) -> Self {
+    pub fn new(dir: impl Into<PathBuf>, extension: Option<String>) -> Self {
         FileSink {
             dir: dir.into(),
-            extension: extension.into(),
+            extension,
         }
     }
 
@@ -23,12 +24,20 @@ impl FileSink {
         &self.dir
     }
 
-    /// Writes `payload` as `NAME.EXT`, replacing a file of that name (a redelivery after a
-    /// crash writes the same bytes again). Returns the final path.
-    pub async fn write(&self, name: &str, payload: &[u8]) -> std::io::Result<PathBuf> {
+    /// Writes `payload` as `NAME.EXT` (the sink's extension, else `own_extension`), replacing
+    /// a file of that name (a redelivery after a crash writes the same bytes again). Returns
+    /// the final path.
+    pub async fn write(
+        &self,
+        name: &str,
+        own_extension: &str,
+        payload: &[u8],
+    ) -> std::io::Result<PathBuf> {
         let (dir, ext, name, payload) = (
             self.dir.clone(),
-            self.extension.clone(),
+            self.extension
+                .clone()
+                .unwrap_or_else(|| own_extension.to_string()),
             name.to_string(),
             payload.to_vec(),
         );
@@ -58,14 +67,17 @@ mod tests {
     #[tokio::test]
     async fn writes_whole_files_and_overwrites_on_redelivery() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = FileSink::new(dir.path().join("out"), "hl7");
-        let p = sink.write("01ABC", b"MSH|1").await.unwrap();
-        sink.write("01ABC", b"MSH|1").await.unwrap();
+        let sink = FileSink::new(dir.path().join("out"), None);
+        let p = sink.write("01ABC", "hl7", b"MSH|1").await.unwrap();
+        sink.write("01ABC", "hl7", b"MSH|1").await.unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"MSH|1");
         let names: Vec<_> = std::fs::read_dir(dir.path().join("out"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["01ABC.hl7"]);
+        let fixed = FileSink::new(dir.path().join("fixed"), Some("txt".into()));
+        let p = fixed.write("01ABD", "json", b"{}").await.unwrap();
+        assert!(p.ends_with("01ABD.txt"), "a configured extension wins");
     }
 }

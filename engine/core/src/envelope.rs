@@ -56,6 +56,25 @@ impl ContentType {
         }
     }
 
+    /// The media type receivers are told (AMQP `content_type`, HTTP `Content-Type`).
+    pub fn mime(&self) -> &'static str {
+        match self {
+            ContentType::Hl7v2 => "application/hl7-v2",
+            ContentType::FhirJson => "application/fhir+json",
+            ContentType::FhirXml => "application/fhir+xml",
+            ContentType::Json => "application/json",
+        }
+    }
+
+    /// The file name extension a file destination uses unless told one.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            ContentType::Hl7v2 => "hl7",
+            ContentType::FhirJson | ContentType::Json => "json",
+            ContentType::FhirXml => "xml",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "hl7v2" => ContentType::Hl7v2,

@@ -218,6 +218,8 @@ pub(crate) async fn commit(
                     destination: d.clone(),
                     order_key: order_key.clone(),
                     payload: Some(payload.clone()),
+                    // Received as JSON or XML, delivered as JSON.
+                    content_type: Some(ContentType::FhirJson),
                 })
                 .collect();
             (

@@ -271,6 +271,9 @@ impl RoutePlan {
                 destination: d.clone(),
                 order_key: order_key.to_string(),
                 payload: payload.clone(),
+                // After `map:` (always the last step) the message is a FHIR Bundle.
+                content_type: matches!(self.steps.last(), Some(Step::Map(_)))
+                    .then_some(wyvern_core::ContentType::FhirJson),
             })
             .collect()
     }

@@ -1,6 +1,11 @@
 //! How an [`InboxRecord`] is written in the journal: a frame of `len u32 | crc32 u32 | payload`
 //! (little-endian), the payload a fixed order of fields, strings and blobs length-prefixed.
 //!
+//! Format versions: version 1 ends after the deliveries. Version 2 appends a trailer — the
+//! format byte `2`, then each delivery's content type (absent: the message's own) — so a
+//! version-1 frame (a journal written before the upgrade) still replays, and a reader finds
+//! the version by what follows the deliveries.
+//!
 //! The CRC is what makes a torn write harmless: replay stops at the first frame whose length
 //! or checksum is wrong, which can only be the tail being written when the engine died, and
 //! that record was never acknowledged.
@@ -11,6 +16,8 @@ use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
 use crate::{Delivery, InboxRecord, InboxStatus};
 
 const NONE: u32 = u32::MAX;
+/// The frame format written now (see the module doc).
+const FORMAT: u8 = 2;
 /// Frame header: payload length and CRC-32 of the payload.
 pub(crate) const HEADER: usize = 8;
 /// The largest payload replay believes (a frame is at most a 1 GiB message plus its metadata).
@@ -51,6 +58,10 @@ pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) {
         put(out, Some(d.destination.as_bytes()));
         put(out, Some(d.order_key.as_bytes()));
         put(out, d.payload.as_deref());
+    }
+    out.push(FORMAT);
+    for d in &r.deliveries {
+        put(out, d.content_type.map(|c| c.as_str().as_bytes()));
     }
     let payload_len = out.len() - start - HEADER;
     let crc = crc32fast::hash(&out[start + HEADER..]);
@@ -120,7 +131,21 @@ fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
             destination: r.text()??,
             order_key: r.text()??,
             payload: r.bytes()?.map(Bytes::copy_from_slice),
+            content_type: None,
         });
+    }
+    // Version 1 ends here; version 2 goes on with its trailer.
+    match r.take(1) {
+        None => {}
+        Some([2]) => {
+            for d in &mut deliveries {
+                d.content_type = match r.text()? {
+                    Some(t) => Some(ContentType::parse(&t)?),
+                    None => None,
+                };
+            }
+        }
+        Some(_) => return None,
     }
     let meta = Metadata {
         source,
@@ -214,6 +239,7 @@ pub(crate) mod tests {
                     destination: format!("d{k}"),
                     order_key: format!("K{n}"),
                     payload: (k == 1).then(|| Bytes::from_static(b"{\"resourceType\":\"Bundle\"}")),
+                    content_type: (k == 1).then_some(ContentType::FhirJson),
                 })
                 .collect(),
         }
@@ -251,5 +277,31 @@ pub(crate) mod tests {
         let mut corrupt = buf.clone();
         corrupt[whole / 2] ^= 0x40;
         assert!(decode_all(&corrupt).0.len() < 10);
+    }
+
+    /// A journal written before the format-2 trailer still replays after an upgrade.
+    #[test]
+    fn a_version_1_frame_still_decodes() {
+        let r = sample(4); // one delivery, no payload of its own
+        let mut v2 = Vec::new();
+        encode(&r, &mut v2);
+        // Version 1 is version 2 without its trailer: the format byte and one absent type.
+        let trailer = 1 + 4;
+        let mut v1 = v2[..v2.len() - trailer].to_vec();
+        let len = (v1.len() - HEADER) as u32;
+        let crc = crc32fast::hash(&v1[HEADER..]);
+        v1[..4].copy_from_slice(&len.to_le_bytes());
+        v1[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+        let (back, used) = decode_all(&v1);
+        assert_eq!((back.len(), used), (1, v1.len()));
+        assert!(same(&back[0], &r));
+        let with_type = sample(2);
+        assert_eq!(
+            with_type.deliveries[1].content_type,
+            Some(ContentType::FhirJson)
+        );
+        let mut buf = Vec::new();
+        encode(&with_type, &mut buf);
+        assert!(same(&decode_all(&buf).0[0], &with_type));
     }
 }

@@ -72,6 +72,9 @@ pub struct Delivery {
     pub order_key: String,
     /// What to send; `None` sends the message as received.
     pub payload: Option<Bytes>,
+    /// What `payload` is, when not what the message was received as (a mapped Bundle is FHIR
+    /// JSON; FHIR received as XML is delivered as JSON). `None`: the message's own.
+    pub content_type: Option<wyvern_core::ContentType>,
 }
 
 impl InboxRecord {

@@ -132,7 +132,7 @@ const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, \
-    payload, created_at, next_at, part) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
+    payload, created_at, next_at, part, content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
 
 /// Inserts records and their outbox entries in one transaction; returns how many were new.
 pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<usize, StoreError> {
@@ -194,6 +194,7 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     d.payload.as_deref(),
                     r.envelope.received_at_ms,
                     part,
+                    d.content_type.map(|c| c.as_str()),
                 ])
                 .map_err(StoreError::Write)?;
             }

@@ -31,6 +31,8 @@ pub struct OutboxItem {
     pub last_error: Option<String>,
     /// When a person last put it back (`dlq retry`, `replay`): its retries count from then.
     pub retry_from_ms: Option<i64>,
+    /// What `payload` is.
+    pub content_type: wyvern_core::ContentType,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +99,8 @@ pub struct Outbox {
 }
 
 const ITEM: &str = "o.seq, o.message_id, o.route, o.destination, o.order_key, COALESCE(o.payload, i.raw), \
-    o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part, o.retry_from";
+    o.attempts, o.created_at, o.next_at, o.state, o.last_error, o.part, o.retry_from, \
+    COALESCE(o.content_type, i.content_type)";
 
 /// The oldest open row of every key of destination (?1, ?2): a key's head, held or not.
 const HEADS: &str = "SELECT MIN(seq) FROM outbox WHERE route = ?1 AND destination = ?2 \
@@ -118,6 +121,8 @@ fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
         last_error: r.get(10)?,
         part: r.get(11)?,
         retry_from_ms: r.get(12)?,
+        content_type: wyvern_core::ContentType::parse(&r.get::<_, String>(13)?)
+            .unwrap_or(wyvern_core::ContentType::Hl7v2),
     })
 }
 

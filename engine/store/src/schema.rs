@@ -8,7 +8,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -104,6 +104,10 @@ CREATE INDEX outbox_dead ON outbox(route, destination, seq) WHERE state IN ('dea
 /// v5: when a dead letter was put back (`wyvern dlq retry`, `wyvern replay`): its retries
 /// (`max_age`) count from then, not from the message's receipt.
 const V5: &str = "ALTER TABLE outbox ADD COLUMN retry_from INTEGER;";
+
+/// v6: what each outbox row's payload is, when not what its message was received as (NULL):
+/// a mapped Bundle is FHIR JSON, FHIR received as XML is delivered as JSON.
+const V6: &str = "ALTER TABLE outbox ADD COLUMN content_type TEXT;";
 
 /// Applies the pragmas for the index connection and creates or checks the schema.
 ///

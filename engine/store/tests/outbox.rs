@@ -18,12 +18,14 @@ fn with_delivery(n: usize, key: &str) -> wyvern_store::InboxRecord {
             destination: "chie".into(),
             order_key: key.into(),
             payload: None,
+            content_type: None,
         },
         Delivery {
             route: "adt".into(),
             destination: "dcr".into(),
             order_key: key.into(),
             payload: Some(Bytes::from(format!("P{n}"))),
+            content_type: None,
         },
     ];
     r

@@ -117,19 +117,15 @@ impl AmqpSink {
             .iter()
             .zip(&keys)
             .zip(&ids)
-            .map(|((i, k), id)| {
-                (
-                    k.clone(),
-                    i.payload.as_slice(),
-                    id.as_str(),
-                    u64::from(crc32fast::hash(i.order_key.as_bytes())),
-                )
+            .map(|((i, k), id)| Outgoing {
+                routing_key: k.clone(),
+                body: i.payload.as_slice(),
+                message_id: id.as_str(),
+                content_type: i.content_type.mime(),
+                lane: u64::from(crc32fast::hash(i.order_key.as_bytes())),
             })
             .collect();
-        let results = self
-            .publisher
-            .publish_many(&batch, "application/hl7-v2")
-            .await;
+        let results = self.publisher.publish_many(&batch).await;
         results
             .into_iter()
             .zip(keys)
@@ -212,7 +208,7 @@ impl Sink {
                 routing_key: a.routing_key.clone(),
             })),
             DestinationKind::File(f) => {
-                Sink::Serial(Serial::File(FileSink::new(&f.dir, &f.extension)))
+                Sink::Serial(Serial::File(FileSink::new(&f.dir, f.extension.clone())))
             }
             DestinationKind::Fhir(f) => {
                 let auth = match &f.auth {
@@ -292,7 +288,11 @@ impl Serial {
     async fn deliver(&mut self, item: &OutboxItem) -> Result<String, Failure> {
         match self {
             Serial::File(f) => f
-                .write(&item.delivery_id(), &item.payload)
+                .write(
+                    &item.delivery_id(),
+                    item.content_type.extension(),
+                    &item.payload,
+                )
                 .await
                 .map(|p| p.display().to_string())
                 .map_err(|e| {
