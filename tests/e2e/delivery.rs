@@ -556,3 +556,53 @@ fn a_dead_letter_put_back_gets_its_retries_afresh() {
         e.log()
     );
 }
+
+/// Issue 11 item 4: when delivery outcomes could not be recorded (a full disk), the worker sent
+/// the same batch again at once, in a loop: a duplicate storm at the receiver. Now it pauses
+/// (100 ms doubling to 30 s) before the next pass. A trigger makes every outcome write fail.
+#[test]
+fn outcomes_that_cannot_be_recorded_pause_the_worker_instead_of_resending_in_a_loop() {
+    let rx = Receiver::start(Box::new(|_, _| Some("AA")));
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n",
+        rx.addr
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let db = rusqlite::Connection::open(e.store_dir().join("wyvern.db")).expect("open the index");
+    db.busy_timeout(Duration::from_secs(10)).expect("timeout");
+    db.execute_batch(
+        "CREATE TRIGGER outcomes_fail BEFORE UPDATE ON outbox BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
+    )
+    .expect("trigger");
+    let mut w = Wire::connect(e.addr);
+    assert!(w.exchange(&adt("STORM1", 1)).contains("MSA|AA|STORM1"));
+    rx.wait_for(Duration::from_secs(10), |ids| !ids.is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = rx.ids().len();
+    assert!(
+        (1..=12).contains(&sent),
+        "a few resends while the store fails (backoff), not a storm: {sent} in 3 s"
+    );
+    assert!(
+        e.log().contains("cannot record delivery outcomes"),
+        "{}",
+        e.log()
+    );
+    // The store recovers: the next pass records the delivery and the resends stop.
+    db.execute_batch("DROP TRIGGER outcomes_fail;")
+        .expect("drop");
+    let recorded = || {
+        db.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'delivered'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+            == 1
+    };
+    crate::harness::wait_until(Duration::from_secs(40), recorded);
+    assert!(recorded(), "recorded once the store works again");
+    let settled = rx.ids().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(rx.ids().len(), settled, "no more resends");
+}

@@ -112,3 +112,31 @@ fn a_file_that_is_not_accepted_is_not_moved_to_done() {
     assert!(done.join("03-next.hl7").exists(), "{}", e.log());
     assert!(e.log().contains("moved to failed/"), "{}", e.log());
 }
+
+/// Issue 11 item 8: the directory source read any file whole into memory. Now a file over
+/// `max_file` is moved to failed/ unread (kept, with an error in the log) and the rest go on.
+#[test]
+fn a_file_over_max_file_is_set_aside_unread() {
+    let e = EngineProcess::start_with_route_file(
+        "version: 1\nroute: e2e\nsource:\n  directory: { path: in, poll: 100ms, max_file: 1KiB }\n\
+         destinations:\n  - name: archive\n    file: { dir: \"{dir}/out\" }\n",
+    );
+    let inbox = e.dir.path().join("in");
+    std::fs::create_dir_all(&inbox).expect("in");
+    let big = format!(
+        "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|B1|P|2.5.1\rPID|1\rNTE|1||{}\r",
+        "x".repeat(2048)
+    );
+    std::fs::write(inbox.join("01-big.hl7"), big).expect("write");
+    std::fs::write(
+        inbox.join("02-small.hl7"),
+        "MSH|^~\\&|GPSYS|Y99999|WYV|DCR|2026||ADT^A28|B2|P|2.5.1\rPID|1\r",
+    )
+    .expect("write");
+    wait_until(Duration::from_secs(10), || {
+        count(&inbox.join("done"), "") == 1 && count(&inbox.join("failed"), "") == 1
+    });
+    assert!(inbox.join("failed/01-big.hl7").exists(), "{}", e.log());
+    assert!(inbox.join("done/02-small.hl7").exists(), "{}", e.log());
+    assert!(e.log().contains("larger than max_file"), "{}", e.log());
+}

@@ -5,8 +5,11 @@
 //!
 //! ```yaml
 //! source:
-//!   directory: { path: in/gp-extracts, poll: 2s }
+//!   directory: { path: in/gp-extracts, poll: 2s, max_file: 64MiB }
 //! ```
+//!
+//! A file is read whole, so `max_file` (default 64 MiB) bounds the memory one file takes; a
+//! larger one is moved to `failed/` untouched, with an error in the log.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +30,10 @@ pub struct DirectorySourceFile {
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub poll: Option<Spanned<HumanDuration>>,
+    /// The largest file read (default 64MiB); larger ones go to `failed/` unread.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::ByteSize>")]
+    pub max_file: Option<Spanned<crate::ByteSize>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +45,7 @@ pub struct DirectorySource {
     /// (their messages are kept in the inbox with the reason): `PATH/failed`.
     pub failed: PathBuf,
     pub poll: Duration,
+    pub max_file: u64,
 }
 
 pub(crate) fn directory(at: &mut At<'_>, base: &Path, d: &DirectorySourceFile) -> DirectorySource {
@@ -58,11 +66,23 @@ pub(crate) fn directory(at: &mut At<'_>, base: &Path, d: &DirectorySourceFile) -
         Some(p) => p.value.0,
         None => Duration::from_secs(1),
     };
+    let max_file = match &d.max_file {
+        Some(m) if !(1024..=1 << 30).contains(&m.value.0) => {
+            at.err(
+                m,
+                "max_file must be between 1KiB and 1GiB: expected a size such as 64MiB",
+            );
+            64 << 20
+        }
+        Some(m) => m.value.0,
+        None => 64 << 20,
+    };
     let path = base.join(&d.path.value);
     DirectorySource {
         done: path.join("done"),
         failed: path.join("failed"),
         path,
         poll,
+        max_file,
     }
 }

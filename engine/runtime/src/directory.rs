@@ -79,6 +79,18 @@ impl DirectoryPoller {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Read whole, so bounded first: a file over max_file is set aside unread.
+        match tokio::fs::metadata(file).await {
+            Ok(m) if m.len() > self.source.max_file => {
+                tracing::error!(route = %self.route, file = %name, bytes = m.len(), max_file = self.source.max_file, "file larger than max_file; moved to failed/ unread");
+                return self.set_aside(file, &name).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(route = %self.route, file = %file.display(), error = %e, "cannot read; will try again");
+                return false;
+            }
+        }
         let bytes = match tokio::fs::read(file).await {
             Ok(b) => b,
             Err(e) => {
@@ -115,19 +127,37 @@ impl DirectoryPoller {
             tracing::warn!(route = %self.route, file = %name, not_accepted, "messages not accepted (AE); the file stays for the next pass");
             return false;
         };
+        self.move_to(file, &name, folder, not_accepted == 0, count)
+            .await
+    }
+
+    /// Moves a file to `failed/` (the files after it go on).
+    async fn set_aside(&self, file: &Path, name: &str) -> bool {
+        self.move_to(file, name, &self.source.failed, false, 0)
+            .await
+    }
+
+    async fn move_to(
+        &self,
+        file: &Path,
+        name: &str,
+        folder: &Path,
+        taken: bool,
+        count: usize,
+    ) -> bool {
         if let Err(e) = std::fs::create_dir_all(folder) {
             tracing::error!(route = %self.route, dir = %folder.display(), error = %e, "cannot create the folder");
             return false;
         }
-        let target = folder.join(&name);
+        let target = folder.join(name);
         match tokio::fs::rename(file, &target).await {
-            Ok(()) if not_accepted == 0 => {
+            Ok(()) if taken => {
                 tracing::info!(route = %self.route, file = %name, messages = count, "file taken");
                 true
             }
             Ok(()) => true,
             Err(e) => {
-                tracing::error!(route = %self.route, file = %name, to = %folder.display(), error = %e, "stored, but cannot move the file; it will be read again (duplicates are detected)");
+                tracing::error!(route = %self.route, file = %name, to = %folder.display(), error = %e, "cannot move the file; it will be read again (duplicates are detected)");
                 false
             }
         }
