@@ -66,17 +66,13 @@ pub(crate) fn directory(at: &mut At<'_>, base: &Path, d: &DirectorySourceFile) -
         Some(p) => p.value.0,
         None => Duration::from_secs(1),
     };
-    let max_file = match &d.max_file {
-        Some(m) if !(1024..=1 << 30).contains(&m.value.0) => {
-            at.err(
-                m,
-                "max_file must be between 1KiB and 1GiB: expected a size such as 64MiB",
-            );
-            64 << 20
-        }
-        Some(m) => m.value.0,
-        None => 64 << 20,
-    };
+    let max_file = crate::validate::size(
+        at,
+        d.max_file.as_ref(),
+        64 << 20,
+        "max_file",
+        1024..=1 << 30,
+    );
     let path = base.join(&d.path.value);
     DirectorySource {
         done: path.join("done"),

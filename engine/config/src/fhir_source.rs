@@ -63,17 +63,13 @@ pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
         );
         SocketAddr::from(([0, 0, 0, 0], 0))
     });
-    let max_body = match &f.max_body {
-        Some(m) if !(1024..=256 << 20).contains(&m.value.0) => {
-            at.err(
-                m,
-                "max_body must be between 1KiB and 256MiB: expected a size such as 10MiB",
-            );
-            10 << 20
-        }
-        Some(m) => m.value.0,
-        None => 10 << 20,
-    };
+    let max_body = crate::validate::size(
+        at,
+        f.max_body.as_ref(),
+        10 << 20,
+        "max_body",
+        1024..=256 << 20,
+    );
     let max_connections = crate::validate::positive(
         at,
         f.max_connections.clone(),

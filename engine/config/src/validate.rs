@@ -353,6 +353,32 @@ pub(crate) fn positive(
     }
 }
 
+/// A size setting within `range` (else an error naming both ends, and the default).
+pub(crate) fn size(
+    at: &mut At<'_>,
+    v: Option<&Spanned<crate::ByteSize>>,
+    default: u64,
+    key: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> u64 {
+    match v {
+        Some(s) if !range.contains(&s.value.0) => {
+            at.err(
+                s,
+                format!(
+                    "{key} must be between {} and {}: expected a size such as {}",
+                    crate::ByteSize(*range.start()),
+                    crate::ByteSize(*range.end()),
+                    crate::ByteSize(default)
+                ),
+            );
+            default
+        }
+        Some(s) => s.value.0,
+        None => default,
+    }
+}
+
 pub(crate) fn duration(
     at: &mut At<'_>,
     v: Option<Spanned<crate::HumanDuration>>,
