@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let chunk = 1 + usize::from(shape >> 6) * 7;
     let mut codec = MllpCodec::new(max_frame);
     let mut buf = BytesMut::new();
-    let mut check = |f: MllpFrame| match f {
+    let check = |f: MllpFrame| match f {
         MllpFrame::Message(m) => assert!(m.len() <= max_frame),
         MllpFrame::Oversized { head, len } => assert!(len > max_frame && head.len() <= len),
     };

@@ -25,6 +25,8 @@ use crate::{InboxRecord, StoreError};
 pub(crate) struct IndexBatch {
     pub segment: u64,
     pub records: Vec<InboxRecord>,
+    /// Their share of the store's memory budget, given back once they are indexed.
+    pub memory: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The handle the journal thread keeps.
@@ -95,11 +97,13 @@ fn run(
     while let Ok(first) = rx.recv() {
         let mut segment = first.segment;
         let mut records = first.records;
+        let mut memory = first.memory;
         while records.len() < MAX_RECORDS {
             match rx.try_recv() {
                 Ok(more) => {
                     segment = more.segment;
                     records.extend(more.records);
+                    memory.extend(more.memory);
                 }
                 Err(_) => break,
             }
@@ -117,6 +121,7 @@ fn run(
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
         let n = records.len() as u64;
+        drop((records, memory));
         let total = stats.indexed.fetch_add(n, Ordering::Relaxed) + n;
         // Wakes the delivery workers: their outbox rows exist now.
         notify.send_replace(total);

@@ -7,6 +7,11 @@
 //! caller still waits for its own record to be durable. The batch then goes to the index
 //! (`indexer.rs`), off the ACK path. Queue order is journal order is index order: a connection
 //! that submits in arrival order gets its records stored in arrival order.
+//!
+//! Memory is bounded in bytes, not only in records: a record takes its size from a budget
+//! (`queue_bytes`) when it is submitted and gives it back once it is indexed, so however many
+//! senders and however large their messages, what waits for the journal and the index is at
+//! most `queue_bytes` (plus one record larger than the whole budget, which goes alone).
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -14,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::checkpoint::{CheckpointPlan, Checkpointer};
 use crate::indexer::{IndexBatch, Indexer};
@@ -43,6 +48,9 @@ pub struct StoreOptions {
     pub queue: usize,
     /// A journal segment is closed and a new one started past this size.
     pub segment_bytes: u64,
+    /// Bytes of submitted records that may wait for the journal and the index before
+    /// `submit` waits (back-pressure in bytes; 8,192 records of 8 MiB would be 64 GiB).
+    pub queue_bytes: usize,
 }
 
 impl StoreOptions {
@@ -53,6 +61,7 @@ impl StoreOptions {
             max_batch: 2048,
             queue: 8192,
             segment_bytes: 16 << 20,
+            queue_bytes: 256 << 20,
         }
     }
 }
@@ -64,7 +73,7 @@ type Reply = oneshot::Sender<Result<(), String>>;
 // bytes of queue slot.
 #[allow(clippy::large_enum_variant)]
 enum Request {
-    Write(InboxRecord, Reply),
+    Write(InboxRecord, Reply, OwnedSemaphorePermit),
     Close(oneshot::Sender<()>),
 }
 
@@ -84,6 +93,9 @@ pub struct CommitStats {
 #[derive(Debug, Clone)]
 pub struct Store {
     tx: mpsc::Sender<Request>,
+    /// Bytes of records submitted and not yet indexed may not pass this budget.
+    memory: Arc<Semaphore>,
+    memory_total: u32,
     stats: Arc<CommitStats>,
     dir: PathBuf,
     recovered: Recovered,
@@ -196,8 +208,11 @@ impl Store {
             })
             .map_err(spawn_failed)?;
         tracing::info!(store = %opts.dir.display(), durability = ?opts.durability, "store open");
+        let memory_total = u32::try_from(opts.queue_bytes.max(1)).unwrap_or(u32::MAX);
         Ok(Store {
             tx,
+            memory: Arc::new(Semaphore::new(memory_total as usize)),
+            memory_total,
             stats,
             dir: opts.dir,
             recovered,
@@ -231,12 +246,26 @@ impl Store {
 
     /// Queues a record for the next group commit. Waits only when the queue is full.
     pub async fn submit(&self, record: InboxRecord) -> Result<PendingCommit, StoreError> {
+        // Its size, capped at the whole budget: a record larger than that waits for the rest
+        // to drain and then goes alone.
+        let size = record_bytes(&record).min(self.memory_total as usize);
+        let memory = self
+            .memory
+            .clone()
+            .acquire_many_owned(u32::try_from(size).unwrap_or(self.memory_total))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Write(record, reply))
+            .send(Request::Write(record, reply, memory))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(PendingCommit(rx))
+    }
+
+    /// Bytes of submitted records not yet indexed (at most `queue_bytes`, or one record).
+    pub fn queued_bytes(&self) -> usize {
+        (self.memory_total as usize).saturating_sub(self.memory.available_permits())
     }
 
     /// Submits and waits for durability.
@@ -254,6 +283,17 @@ impl Store {
     }
 }
 
+/// What a record holds in memory, near enough: its bytes, its deliveries' own payloads, and
+/// a little for the rest.
+fn record_bytes(r: &InboxRecord) -> usize {
+    let payloads: usize = r
+        .deliveries
+        .iter()
+        .map(|d| d.payload.as_ref().map_or(0, |p| p.len()) + d.order_key.len() + 64)
+        .sum();
+    r.envelope.raw.len() + r.ack.as_ref().map_or(0, |a| a.len()) + payloads + 512
+}
+
 fn run_journal(
     mut journal: Journal,
     mut rx: mpsc::Receiver<Request>,
@@ -263,7 +303,7 @@ fn run_journal(
     durable: bool,
     stats: &CommitStats,
 ) {
-    let mut batch: Vec<(InboxRecord, Reply)> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<(InboxRecord, Reply, OwnedSemaphorePermit)> = Vec::with_capacity(max_batch);
     let mut framed = Vec::with_capacity(1 << 20);
     let mut close = None;
     while close.is_none() {
@@ -273,7 +313,7 @@ fn run_journal(
         let mut next = Some(first);
         while let Some(req) = next.take() {
             match req {
-                Request::Write(rec, reply) => batch.push((rec, reply)),
+                Request::Write(rec, reply, memory) => batch.push((rec, reply, memory)),
                 Request::Close(done) => {
                     close = Some(done);
                     break;
@@ -287,7 +327,7 @@ fn run_journal(
             continue;
         }
         framed.clear();
-        for (rec, _) in &batch {
+        for (rec, _, _) in &batch {
             codec::encode(rec, &mut framed);
         }
         let segment = journal.segment();
@@ -308,17 +348,23 @@ fn run_journal(
             }
         }
         let mut records = Vec::with_capacity(batch.len());
-        for (rec, reply) in batch.drain(..) {
+        let mut memory = Vec::with_capacity(batch.len());
+        for (rec, reply, permit) in batch.drain(..) {
             let _ = reply.send(result.clone());
             records.push(rec);
+            memory.push(permit);
         }
         if result.is_ok() {
-            indexer.send(IndexBatch { segment, records });
+            indexer.send(IndexBatch {
+                segment,
+                records,
+                memory,
+            });
         }
     }
     rx.close();
     while let Ok(req) = rx.try_recv() {
-        if let Request::Write(_, reply) = req {
+        if let Request::Write(_, reply, _) = req {
             let _ = reply.send(Err("the store is closed".into()));
         }
     }

@@ -127,3 +127,61 @@ fn reader_on_missing_store_says_so() {
     let e = InboxReader::open(&dir.path().join("nope")).unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");
 }
+
+/// Issue 11 item 8: the store's queue was bounded in records only (8,192 of up to 8 MiB each).
+/// Now what waits for the journal and the index is bounded in bytes too, and a record larger
+/// than the whole budget still goes, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_waits_for_the_store_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = StoreOptions::new(dir.path());
+    opts.queue_bytes = 1 << 20;
+    let store = Store::open(opts).unwrap();
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = {
+        let (store, most) = (store.clone(), most.clone());
+        tokio::spawn(async move {
+            loop {
+                most.fetch_max(store.queued_bytes(), std::sync::atomic::Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let body = "X".repeat(200 << 10);
+    let commits: Vec<_> = (0..40)
+        .map(|n| {
+            let store = store.clone();
+            let raw = format!("MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C{n}|P|2.4\rNTE|1||{body}\r");
+            tokio::spawn(async move {
+                store
+                    .commit(support::record(n, InboxStatus::Accepted, raw))
+                    .await
+            })
+        })
+        .collect();
+    for c in commits {
+        c.await.unwrap().unwrap();
+    }
+    let huge = format!(
+        "MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C99|P|2.4\rNTE|1||{}\r",
+        "Y".repeat(3 << 20)
+    );
+    store
+        .commit(support::record(99, InboxStatus::Accepted, huge))
+        .await
+        .unwrap();
+    watcher.abort();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        most > 0 && most <= 1 << 20,
+        "at most the budget waited: {most} bytes"
+    );
+    store.close().await;
+    assert_eq!(
+        store
+            .stats()
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        41
+    );
+}
