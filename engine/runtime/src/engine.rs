@@ -68,6 +68,26 @@ fn seeded_window(store: &Store, route: &str) -> DedupWindow {
     window
 }
 
+/// Spawns one of the engine's long-running tasks. One that ends before shutdown — returns or
+/// panics — is a defect: the log says which, and `/ready` answers 503 from then on, so a
+/// load balancer or an operator sees it instead of a feed silently stopping.
+fn supervised(
+    name: String,
+    task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ready: &Arc<AtomicBool>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::FutureExt as _;
+    let (ready, shutdown) = (ready.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let ended = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+        if !shutdown.is_cancelled() {
+            ready.store(false, Ordering::Relaxed);
+            tracing::error!(task = %name, panicked = ended.is_err(), "an engine task stopped unexpectedly; /ready now answers 503");
+        }
+    })
+}
+
 /// A built engine, ready to run.
 #[derive(Debug)]
 pub struct Engine {
@@ -294,31 +314,36 @@ impl Engine {
             not_ready.cancelled().await;
             ready.store(false, Ordering::Relaxed);
         });
+        let watch = |name: String, task| supervised(name, task, &self.ready, &shutdown);
         let workers: Vec<_> = self
             .workers
             .into_iter()
-            .map(|w| tokio::spawn(w.run(shutdown.clone())))
+            .map(|w| {
+                let name = format!("delivery {}/{}", w.route, w.destination);
+                watch(name, Box::pin(w.run(shutdown.clone())))
+            })
             .collect();
         let mut tasks: Vec<_> = self
             .listeners
             .into_iter()
-            .map(|l| tokio::spawn(l.run(shutdown.clone())))
+            .map(|l| watch("MLLP listener".into(), Box::pin(l.run(shutdown.clone()))))
             .collect();
-        tasks.extend(
-            self.pollers
-                .into_iter()
-                .map(|p| tokio::spawn(p.run(shutdown.clone()))),
+        tasks.extend(self.pollers.into_iter().map(|p| {
+            let name = format!("directory source {}", p.route);
+            watch(name, Box::pin(p.run(shutdown.clone())))
+        }));
+        let sweeper = watch(
+            "retention".into(),
+            Box::pin(self.sweeper.run(shutdown.clone())),
         );
-        let sweeper = tokio::spawn(self.sweeper.run(shutdown.clone()));
-        tasks.extend(
-            self.consumers
-                .into_iter()
-                .map(|c| tokio::spawn(c.run(shutdown.clone()))),
-        );
+        tasks.extend(self.consumers.into_iter().map(|c| {
+            let name = format!("AMQP source {}", c.route);
+            watch(name, Box::pin(c.run(shutdown.clone())))
+        }));
         tasks.extend(
             self.fhir_sources
                 .into_iter()
-                .map(|f| tokio::spawn(f.run(shutdown.clone()))),
+                .map(|f| watch("FHIR source".into(), Box::pin(f.run(shutdown.clone())))),
         );
         // Listeners first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.

@@ -1,6 +1,7 @@
 //! The engine's HTTP side for operators: `/metrics` (Prometheus), `/health` (the process is
-//! up) and `/ready` (listeners bound and the store open; 503 while shutting down). Off unless
-//! `http: { listen: ... }` is in wyvern.yaml.
+//! up) and `/ready` (listeners bound, the store open and every task running; 503 with the
+//! reason while shutting down, when a task stopped unexpectedly, or while a delivery worker's
+//! passes panic). Off unless `http: { listen: ... }` is in wyvern.yaml.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,9 +80,49 @@ async fn metrics(State(app): State<App>) -> impl IntoResponse {
 }
 
 async fn ready(State(app): State<App>) -> impl IntoResponse {
-    if app.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
+    readiness(app.ready.load(Ordering::Relaxed), &app.metrics.destinations)
+}
+
+/// What `/ready` answers: 200, or 503 and why.
+fn readiness(
+    running: bool,
+    destinations: &[(String, String, Arc<crate::delivery::DeliveryCounters>)],
+) -> (StatusCode, String) {
+    if !running {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into());
+    }
+    let faulted: Vec<String> = destinations
+        .iter()
+        .filter(|(_, _, c)| c.faulted.load(Ordering::Relaxed))
+        .map(|(route, dest, _)| format!("{route}/{dest}"))
+        .collect();
+    if faulted.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: delivery to {} is failing on a defect (wyvern_delivery_panics_total, and the log)\n",
+                faulted.join(", ")
+            ),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::DeliveryCounters;
+
+    #[test]
+    fn ready_names_a_faulted_destination() {
+        let c = Arc::new(DeliveryCounters::default());
+        let dests = vec![("adt".to_string(), "chie".to_string(), c.clone())];
+        assert_eq!(readiness(true, &dests).0, StatusCode::OK);
+        c.faulted.store(true, Ordering::Relaxed);
+        let (code, why) = readiness(true, &dests);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(why.contains("adt/chie"), "{why}");
+        assert_eq!(readiness(false, &[]).0, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

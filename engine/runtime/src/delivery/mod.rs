@@ -51,6 +51,9 @@ pub struct DeliveryCounters {
     /// Panics caught in the worker (a client library's defect); each one's message is
     /// dead-lettered, and the worker goes on.
     pub panics: AtomicU64,
+    /// The worker's latest pass panicked (cleared by the next pass that does not): `/ready`
+    /// answers 503 meanwhile.
+    pub faulted: std::sync::atomic::AtomicBool,
     pub latency: crate::metrics::Histogram,
 }
 
@@ -120,6 +123,9 @@ impl DeliveryWorker {
             let pass = std::panic::AssertUnwindSafe(self.pass())
                 .catch_unwind()
                 .await;
+            self.counters
+                .faulted
+                .store(pass.is_err(), Ordering::Relaxed);
             let wait = match pass {
                 Ok(Pass::Delivered) => {
                     store_backoff = Duration::ZERO;
