@@ -88,7 +88,10 @@ pub(crate) fn remove_unfinished(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.to_string_lossy().ends_with(PREPARING) {
-            std::fs::remove_file(path)?;
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
     }
     Ok(())

@@ -109,6 +109,9 @@ mod tests {
         let mut buf = Vec::new();
         encode(&sample(3), &mut buf);
         j.append(&buf, true).unwrap();
+        // As a real engine does before it stops: wait for the segment being prepared (the
+        // test raced it: the open below removed its temporary file under it).
+        j.finish();
         let store = Store::open(StoreOptions::new(dir.path())).unwrap();
         assert_eq!((store.recovered().records, store.recovered().added), (1, 0));
         store.close().await;
