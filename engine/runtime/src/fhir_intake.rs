@@ -265,6 +265,7 @@ pub(crate) async fn commit(
         ack: None,
         raw_len: raw.len(),
         deliveries,
+        digest: None,
     };
     let stored = match s.store.submit(record).await {
         Ok(pending) => pending.wait().await.map(|_| ()),

@@ -99,12 +99,12 @@ impl Hl7Inbox {
         id: &str,
         ack_id: &str,
         now: &str,
-    ) -> (Option<Claim>, bool) {
+    ) -> (Option<Claim>, bool, Option<wyvern_core::ContentDigest>) {
         if !matches!(a.status, InboxStatus::Accepted | InboxStatus::Filtered) {
-            return (None, false);
+            return (None, false, None);
         }
         let Some(control_id) = a.meta.control_id.as_deref() else {
-            return (None, false);
+            return (None, false, None);
         };
         let k = key(
             a.meta.sending_application.as_deref().unwrap_or(""),
@@ -116,7 +116,7 @@ impl Hl7Inbox {
             key: k,
             id: id.to_string(),
         });
-        match self.dedup.claim(k, digest, id) {
+        let (claim, retry_later) = match self.dedup.claim(k, digest, id) {
             Seen::New => (claim, false),
             Seen::Same { original } => {
                 tracing::info!(route = %self.route, control_id, %original, "resend of an accepted message: original ACK sent again, not delivered twice");
@@ -159,7 +159,9 @@ impl Hl7Inbox {
                     (None, false)
                 }
             },
-        }
+        };
+        // The index stores the digest too: computed once.
+        (claim, retry_later, Some(digest))
     }
 
     async fn original_ack(&self, original: String) -> Option<Bytes> {
@@ -245,7 +247,7 @@ impl Hl7Inbox {
             assess(frame, &cx)
         };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let (claim, retry_later) = self
+        let (claim, retry_later, digest) = self
             .check_duplicate(&mut a, &id_text, ack_id, &now_hl7)
             .await;
         let status = a.status;
@@ -272,6 +274,7 @@ impl Hl7Inbox {
             ack: a.ack.clone(),
             raw_len: a.raw_len,
             deliveries: a.deliveries,
+            digest,
         };
         let ack = a.ack;
         let counters = self.counters.clone();

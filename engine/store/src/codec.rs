@@ -172,6 +172,7 @@ fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
             ack,
             deliveries,
             raw_len,
+            digest: None,
         },
         HEADER + len,
     ))
@@ -242,6 +243,7 @@ pub(crate) mod tests {
                     content_type: (k == 1).then_some(ContentType::FhirJson),
                 })
                 .collect(),
+            digest: None,
         }
     }
 

@@ -61,6 +61,9 @@ pub struct InboxRecord {
     pub raw_len: usize,
     /// Where it must be delivered: one outbox entry each, created atomically with the record.
     pub deliveries: Vec<Delivery>,
+    /// [`wyvern_core::content_digest`] of `envelope.raw`, when the caller has it already
+    /// (duplicate detection computed it); the index computes it otherwise.
+    pub digest: Option<wyvern_core::ContentDigest>,
 }
 
 /// One destination a message must reach.

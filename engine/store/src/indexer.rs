@@ -167,7 +167,8 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                     r.ack.as_deref(),
                     i64::try_from(r.raw_len).unwrap_or(i64::MAX),
                     &e.raw[..],
-                    &wyvern_core::content_digest(&e.raw)[..],
+                    &r.digest
+                        .unwrap_or_else(|| wyvern_core::content_digest(&e.raw))[..],
                 ])
                 .map_err(StoreError::Write)?;
         }

@@ -26,5 +26,6 @@ pub fn record(n: usize, status: InboxStatus, raw: String) -> InboxRecord {
         ack: Some(Bytes::from_static(b"MSA|AA")),
         raw_len: raw.len(),
         deliveries: Vec::new(),
+        digest: None,
     }
 }
