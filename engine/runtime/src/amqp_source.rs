@@ -94,26 +94,22 @@ impl AmqpSource {
                 tracing::debug!(route = %self.route, "redelivered by the broker");
             }
             let data = Bytes::from(delivery.data);
-            let digest = wyvern_core::content_digest(&data);
             let received = self
                 .inbox
-                .receive(MllpFrame::Message(data), origin.clone())
+                .receive(MllpFrame::Message(data.clone()), origin.clone())
                 .await;
             let settle = delivery.settle;
             let route = self.route.clone();
             let attempts = attempts.clone();
             acks.spawn(async move {
                 let r = received.await;
-                let park = r.retry && r.stored && {
-                    let mut a = attempts.lock().unwrap_or_else(|p| p.into_inner());
-                    a.failed(digest)
-                };
-                if !r.retry {
-                    attempts
+                // Only a message that was stored (with its reason) may be parked; one that was
+                // not is always requeued.
+                let park = r.stored
+                    && attempts
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .forget(&digest);
-                }
+                        .offered(&data, !r.retry);
                 if park {
                     tracing::error!(%route, attempts = poison::MAX_ATTEMPTS, "message still not accepted; parked: acked and kept in the inbox with the reason");
                 }

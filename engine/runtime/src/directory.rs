@@ -116,11 +116,10 @@ impl DirectoryPoller {
             }
             not_accepted += usize::from(r.retry);
         }
-        let digest = wyvern_core::content_digest(&bytes);
+        let park = self.attempts.offered(&bytes, not_accepted == 0);
         let folder = if not_accepted == 0 {
-            self.attempts.forget(&digest);
             &self.source.done
-        } else if self.attempts.failed(digest) {
+        } else if park {
             tracing::error!(route = %self.route, file = %name, not_accepted, attempts = poison::MAX_ATTEMPTS, "messages still not accepted; moved to failed/ (kept in the inbox with the reason)");
             &self.source.failed
         } else {

@@ -23,7 +23,7 @@ pub struct Attempts {
 
 impl Attempts {
     /// Counts one more failed attempt; true when it is time to park the message.
-    pub fn failed(&mut self, digest: ContentDigest) -> bool {
+    fn failed(&mut self, digest: ContentDigest) -> bool {
         let n = self.counts.entry(digest).or_insert(0);
         *n += 1;
         let park = *n >= MAX_ATTEMPTS;
@@ -41,8 +41,21 @@ impl Attempts {
         park
     }
 
+    /// One more offer of `body`, `accepted` or not; true when it is time to park it. The
+    /// digest is taken only when there is something to count or to forget: a source whose
+    /// messages all go through never hashes them.
+    pub fn offered(&mut self, body: &[u8], accepted: bool) -> bool {
+        if !accepted {
+            return self.failed(wyvern_core::content_digest(body));
+        }
+        if !self.counts.is_empty() {
+            self.forget(&wyvern_core::content_digest(body));
+        }
+        false
+    }
+
     /// The message went through (or was parked): start afresh if it comes again.
-    pub fn forget(&mut self, digest: &ContentDigest) {
+    fn forget(&mut self, digest: &ContentDigest) {
         if self.counts.remove(digest).is_some() {
             self.order.retain(|d| d != digest);
         }
@@ -64,5 +77,13 @@ mod tests {
         assert!(!a.failed(d), "counting starts afresh");
         a.forget(&d);
         assert!(a.counts.is_empty() && a.order.is_empty());
+        for _ in 1..MAX_ATTEMPTS {
+            assert!(!a.offered(b"MSH|x", false));
+        }
+        assert!(!a.offered(b"MSH|x", true), "accepted at last: forgotten");
+        assert!(a.counts.is_empty());
+        for _ in 1..MAX_ATTEMPTS {
+            assert!(!a.offered(b"MSH|x", false), "counting starts afresh");
+        }
     }
 }
