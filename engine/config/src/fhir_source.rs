@@ -70,19 +70,10 @@ pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
         "max_body",
         1024..=256 << 20,
     );
-    let max_connections = crate::validate::positive(
+    let (max_connections, max_connections_per_peer) = crate::validate::connection_caps(
         at,
         f.max_connections.clone(),
-        256,
-        "max_connections",
-        100_000,
-    );
-    let max_connections_per_peer = crate::validate::positive(
-        at,
         f.max_connections_per_peer.clone(),
-        32.min(max_connections),
-        "max_connections_per_peer",
-        max_connections,
     );
     let idle_timeout = crate::validate::duration(at, f.idle_timeout.clone(), 60, "idle_timeout");
     FhirSource {

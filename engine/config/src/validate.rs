@@ -194,19 +194,10 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 }
                                 s.value.0
                             });
-                            let max_connections = positive(
+                            let (max_connections, max_connections_per_peer) = connection_caps(
                                 &mut at,
                                 m.max_connections,
-                                256,
-                                "max_connections",
-                                100_000,
-                            );
-                            let max_connections_per_peer = positive(
-                                &mut at,
                                 m.max_connections_per_peer,
-                                32.min(max_connections),
-                                "max_connections_per_peer",
-                                max_connections,
                             );
                             let max_in_flight =
                                 positive(&mut at, m.max_in_flight, 256, "max_in_flight", 65_536);
@@ -258,10 +249,17 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's messages are FHIR (a map step or a fhir source): send FHIR to a fhir, amqp or file destination", d.name));
                             }
                         }
-                        // A routing key that reads HL7 fields would render them empty.
+                        // A routing key that reads HL7 fields would render them empty. (One that
+                        // does not parse has its own error already.)
                         for d in &f.destinations {
                             if let Some(a) = &d.amqp
-                                && a.routing_key.value.contains('{')
+                                && crate::destination::template(&a.routing_key.value).is_ok_and(
+                                    |parts| {
+                                        parts
+                                            .iter()
+                                            .any(|p| matches!(p, crate::TemplatePart::Field(_)))
+                                    },
+                                )
                             {
                                 at.err(&a.routing_key, format!("routing_key {:?} reads HL7v2 fields, but the route's messages are FHIR (a map step or a fhir source), so they would be empty: use fixed text", a.routing_key.value));
                             }
@@ -351,6 +349,18 @@ pub(crate) fn positive(
         }
         Some(s) => s.value,
     }
+}
+
+/// A listener's `max_connections` (default 256) and `max_connections_per_peer` (default 32,
+/// at most `max_connections`): the same for every listener that faces other organisations.
+pub(crate) fn connection_caps(
+    at: &mut At<'_>,
+    max_connections: Option<Spanned<u32>>,
+    per_peer: Option<Spanned<u32>>,
+) -> (u32, u32) {
+    let max = positive(at, max_connections, 256, "max_connections", 100_000);
+    let per_peer = positive(at, per_peer, 32.min(max), "max_connections_per_peer", max);
+    (max, per_peer)
 }
 
 /// A size setting within `range` (else an error naming both ends, and the default).
