@@ -13,7 +13,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable, MAX_SHORT_STRING_LENGTH, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
@@ -44,9 +44,6 @@ pub enum PublishError {
     #[error("{0}")]
     Permanent(String),
 }
-
-/// AMQP 0-9-1 short strings (routing keys, exchange names) hold at most this many bytes.
-pub const MAX_SHORT_STRING: usize = 255;
 
 /// Confirm-mode channels per publisher.
 pub const LANES: usize = 8;
@@ -243,7 +240,7 @@ async fn publish_lane(
             pending.push((
                 i,
                 Err(PublishError::Permanent(format!(
-                    "the routing key is {} bytes; AMQP allows at most {MAX_SHORT_STRING} (shorten the routing_key template or the fields it reads)",
+                    "the routing key is {} bytes; AMQP allows at most {MAX_SHORT_STRING_LENGTH} (shorten the routing_key template or the fields it reads)",
                     key.len()
                 ))),
             ));
