@@ -56,6 +56,17 @@ struct Claim {
     id: String,
 }
 
+/// What the duplicate check decided beyond the assessment it updated.
+#[derive(Debug, Default)]
+struct DuplicateCheck {
+    /// The window claim to confirm after the commit (or release if it fails).
+    claim: Option<Claim>,
+    /// A resend that arrived while its original was being committed: offer it again later.
+    retry_later: bool,
+    /// The content digest, when it was taken (the index stores it: computed once).
+    digest: Option<wyvern_core::ContentDigest>,
+}
+
 impl Hl7Inbox {
     pub fn new(
         plan: RoutePlan,
@@ -90,21 +101,19 @@ impl Hl7Inbox {
 
 impl Hl7Inbox {
     /// Turns a resend into `Duplicate` (with the original ACK), and a reused control id into
-    /// a flagged acceptance or `Conflict` (AE) as the route says. Returns the window claim to
-    /// settle after the commit, and whether the sender should offer the message again later
-    /// (a resend that arrived while its original was still being committed).
+    /// a flagged acceptance or `Conflict` (AE) as the route says.
     async fn check_duplicate(
         &self,
         a: &mut Assessment,
         id: &str,
         ack_id: &str,
         now: &str,
-    ) -> (Option<Claim>, bool, Option<wyvern_core::ContentDigest>) {
+    ) -> DuplicateCheck {
         if !matches!(a.status, InboxStatus::Accepted | InboxStatus::Filtered) {
-            return (None, false, None);
+            return DuplicateCheck::default();
         }
         let Some(control_id) = a.meta.control_id.as_deref() else {
-            return (None, false, None);
+            return DuplicateCheck::default();
         };
         let k = key(
             a.meta.sending_application.as_deref().unwrap_or(""),
@@ -160,8 +169,11 @@ impl Hl7Inbox {
                 }
             },
         };
-        // The index stores the digest too: computed once.
-        (claim, retry_later, Some(digest))
+        DuplicateCheck {
+            claim,
+            retry_later,
+            digest: Some(digest),
+        }
     }
 
     async fn original_ack(&self, original: String) -> Option<Bytes> {
@@ -247,7 +259,11 @@ impl Hl7Inbox {
             assess(frame, &cx)
         };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let (claim, retry_later, digest) = self
+        let DuplicateCheck {
+            claim,
+            retry_later,
+            digest,
+        } = self
             .check_duplicate(&mut a, &id_text, ack_id, &now_hl7)
             .await;
         let status = a.status;
