@@ -135,7 +135,7 @@ async fn sigkill_mid_stream_loses_no_acked_message() {
     let log = engine.log();
     let recovered: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("recovered messages from the journal"))
+        .filter(|l| l.contains("the journal was replayed into the index"))
         .filter_map(|l| {
             l.split_whitespace()
                 .find(|w| w.starts_with("not_yet_indexed="))

@@ -21,6 +21,8 @@ pub struct EngineProcess {
     mllp: bool,
     /// Log options given before `run`.
     log: Vec<String>,
+    /// The store folder.
+    store: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -55,15 +57,32 @@ impl EngineProcess {
         rest: &str,
         log: &[&str],
     ) -> EngineProcess {
+        Self::start_with_store(None, "", engine_extra, source_extra, rest, log)
+    }
+
+    /// An MLLP route with its store at `store` (default: `store` in the config folder) and
+    /// `store_extra` under `store:` (indented two spaces, e.g. `"  durability: buffered\n"`).
+    pub fn start_with_store(
+        store: Option<&std::path::Path>,
+        store_extra: &str,
+        engine_extra: &str,
+        source_extra: &str,
+        rest: &str,
+        log: &[&str],
+    ) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
             .expect("temp dir");
         let addr = free_addr();
         let http = free_addr();
+        let store = store.map_or_else(|| dir.path().join("store"), std::path::Path::to_path_buf);
         std::fs::write(
             dir.path().join("wyvern.yaml"),
-            format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n{engine_extra}"),
+            format!(
+                "version: 1\nstore:\n  path: {}\n{store_extra}http:\n  listen: {http}\n{engine_extra}",
+                store.display()
+            ),
         )
         .expect("write");
         let rest = rest.replace("{dir}", &dir.path().display().to_string());
@@ -77,6 +96,7 @@ impl EngineProcess {
             http,
             dir,
             mllp: true,
+            store,
             log: log.iter().map(|a| a.to_string()).collect(),
         };
         e.spawn();
@@ -105,6 +125,7 @@ impl EngineProcess {
             child: None,
             addr: free_addr(),
             http,
+            store: dir.path().join("store"),
             dir,
             mllp: false,
             log: vec!["--log".into(), "info".into()],
@@ -114,7 +135,7 @@ impl EngineProcess {
     }
 
     pub fn store_dir(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store.clone()
     }
 
     /// A reader on the store once it holds at least `rows` messages (see [`store_rows`]).
@@ -161,6 +182,35 @@ impl EngineProcess {
             .expect("kill -TERM");
         assert!(ok.success());
         c.wait().expect("wait")
+    }
+
+    /// Starts the engine expecting it to refuse and exit within `limit`: its exit status.
+    pub fn start_expecting_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        assert!(self.child.is_none(), "stop the engine first");
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("engine.log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+            .args(&self.log)
+            .args(["run", "--config"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start wyvern");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the engine did not exit within {limit:?}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn restart(&mut self) {

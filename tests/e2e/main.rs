@@ -14,3 +14,4 @@ mod metrics;
 mod mllp_wire;
 mod plugins;
 mod receiver;
+mod store_faults;

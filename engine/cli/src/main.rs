@@ -19,6 +19,7 @@ mod plugin;
 mod replay;
 mod run;
 mod send;
+mod store;
 mod validate;
 
 const ABOUT: &str = "Wyvern: an HL7v2/FHIR interface engine for shared care records.";
@@ -82,6 +83,11 @@ enum Command {
     Inbox {
         #[command(subcommand)]
         command: inbox::InboxCommand,
+    },
+    /// The store's journal: check it, or repair it when the engine refuses to start on damage.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
     },
     /// Dead letters: list, show, retry or purge messages a destination could not take.
     Dlq {
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
             Command::Validate { config } => validate::validate(&config),
             Command::Send(args) => send::send(args).await,
             Command::Inbox { command } => inbox::inbox(command),
+            Command::Store { command } => store::store(command).await,
             Command::Dlq { command } => dlq::dlq(command),
             Command::Replay(args) => replay::replay(args),
             Command::Dev {

@@ -1,15 +1,15 @@
 //! The retention sweeper: every few minutes, remove messages older than `store.retention`
-//! whose destinations are all finished (see `wyvern_store::Outbox::prune`). It runs on the
-//! blocking pool with its own connection, in batches, so it never holds the index for long.
+//! whose destinations are all finished (see `wyvern_store::Store::prune`: first the journal is
+//! emptied of them, so an unclean stop cannot bring them back). It runs on the blocking pool
+//! with its own connection, in batches, so it never holds the index for long.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use wyvern_core::Clock;
-use wyvern_store::Outbox;
+use wyvern_store::Store;
 
 /// How often to look. Retention is at least an hour, so ten minutes keeps the store within
 /// a sixth of it.
@@ -17,7 +17,7 @@ const EVERY: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 pub struct RetentionSweeper {
-    pub store_dir: PathBuf,
+    pub store: Store,
     pub retention: Duration,
     pub clock: Arc<dyn Clock>,
     /// Messages removed so far (the `wyvern_retention_pruned_total` metric).
@@ -36,11 +36,8 @@ impl RetentionSweeper {
             wait = EVERY;
             let before = self.clock.now_millis()
                 - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-            let dir = self.store_dir.clone();
-            let result =
-                tokio::task::spawn_blocking(move || Outbox::open(&dir)?.prune_all(before)).await;
-            match result {
-                Ok(Ok(p)) if p.messages > 0 => {
+            match self.store.prune(before).await {
+                Ok(p) if p.messages > 0 => {
                     self.pruned.fetch_add(p.messages as u64, Ordering::Relaxed);
                     tracing::info!(
                         messages = p.messages,
@@ -49,9 +46,8 @@ impl RetentionSweeper {
                         "retention: removed finished messages"
                     );
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed; will try again"),
-                Err(e) => tracing::warn!(error = %e, "retention pass panicked; will try again"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention pass failed; will try again"),
             }
         }
     }

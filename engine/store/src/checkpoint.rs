@@ -9,6 +9,12 @@
 //! load that never pauses the WAL could keep growing, so past `RESTART_FRAMES` the checkpoint
 //! turns RESTART: it waits (briefly blocking index commits, never ACKs) until the WAL can start
 //! over.
+//!
+//! Invariant (the PostgreSQL "fsyncgate" lesson): once an fsync of the index has failed, what
+//! it held may not be on disk, and a later fsync that succeeds does not say otherwise — the
+//! kernel may have dropped the pages it could not write. So after the first failure no journal
+//! segment is deleted for the rest of the run; the next start replays them all (inserts are
+//! idempotent) and the index is whole again.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,6 +57,10 @@ pub(crate) struct CheckpointPlan {
     /// the index (not yet necessarily on disk).
     pub indexed_below: Arc<AtomicU64>,
     pub interval: Duration,
+    /// Set at the first failed fsync of the index: journal segments are kept from then on.
+    pub index_at_risk: Arc<AtomicBool>,
+    /// Every segment numbered below this has been deleted (the index holds it on disk).
+    pub removed_below: tokio::sync::watch::Sender<u64>,
 }
 
 impl Checkpointer {
@@ -99,14 +109,18 @@ fn run(conn: &Connection, plan: &CheckpointPlan, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(plan.interval);
         let indexed_below = plan.indexed_below.load(Ordering::Acquire);
-        if indexed_below > removed_below {
+        if indexed_below > removed_below && !plan.index_at_risk.load(Ordering::Acquire) {
             match sync_wal(&plan.db) {
                 Ok(()) => match journal::remove_segments_before(&plan.journal_dir, indexed_below) {
-                    Ok(_) => removed_below = indexed_below,
+                    Ok(_) => {
+                        removed_below = indexed_below;
+                        plan.removed_below.send_replace(removed_below);
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot remove indexed journal segments"),
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot fsync the index; journal segments kept")
+                    plan.index_at_risk.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "an fsync of the index failed: what it held may not be on disk, and a later fsync cannot tell. Every journal segment is kept from now on and replayed at the next start; restart the engine once the disk is sound");
                 }
             }
         }
@@ -125,8 +139,24 @@ fn run(conn: &Connection, plan: &CheckpointPlan, stop: &AtomicBool) {
                     "PASSIVE"
                 };
             }
-            Err(e) => tracing::warn!(error = %e, "store checkpoint failed; will retry"),
+            // Busy (a reader holds the WAL) is retried; anything else is an I/O failure of
+            // SQLite's own fsyncs, with the same consequence as ours.
+            Err(e) if is_busy(&e) => {
+                tracing::debug!(error = %e, "store checkpoint busy; will retry")
+            }
+            Err(e) => {
+                if !plan.index_at_risk.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "the index's checkpoint failed: what it held may not be on disk. Every journal segment is kept from now on and replayed at the next start; restart the engine once the disk is sound");
+                }
+            }
         }
     }
     tracing::debug!("store checkpoint thread stopped");
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }

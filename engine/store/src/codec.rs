@@ -1,32 +1,28 @@
-//! How an [`InboxRecord`] is written in the journal: a frame of `len u32 | crc32 u32 | payload`
-//! (little-endian), the payload a fixed order of fields, strings and blobs length-prefixed.
+//! How an [`InboxRecord`] is written in the journal: the payload of a frame ([`crate::frame`]),
+//! a fixed order of fields, strings and blobs length-prefixed (little-endian).
 //!
-//! Format versions: version 1 ends after the deliveries. Version 2 appends a trailer — the
-//! format byte `2`, then each delivery's content type (absent: the message's own) — so a
-//! version-1 frame (a journal written before the upgrade) still replays, and a reader finds
-//! the version by what follows the deliveries.
-//!
-//! The CRC is what makes a torn write harmless: replay stops at the first frame whose length
-//! or checksum is wrong, which can only be the tail being written when the engine died, and
-//! that record was never acknowledged.
+//! Payload versions: version 1 ends after the deliveries. Version 2 appends a trailer — the
+//! version byte `2`, then each delivery's content type (absent: the message's own) — so a
+//! version-1 payload (a journal written before the upgrade) still replays, and a reader finds
+//! the version by what follows the deliveries. A payload that is intact (its frame's CRC holds)
+//! but does not decode — a later version, or a bug — is an error at replay, never a torn tail.
 
 use bytes::Bytes;
 use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
 
+use crate::frame::{self, TooLarge};
 use crate::{Delivery, InboxRecord, InboxStatus};
 
 const NONE: u32 = u32::MAX;
-/// The frame format written now (see the module doc).
-const FORMAT: u8 = 2;
-/// Frame header: payload length and CRC-32 of the payload.
-pub(crate) const HEADER: usize = 8;
-/// The largest payload replay believes (a frame is at most a 1 GiB message plus its metadata).
-const MAX_PAYLOAD: usize = (1 << 30) + (1 << 20);
+/// The payload version written now (see the module doc).
+const VERSION: u8 = 2;
 
-/// Appends one framed record to `out`.
-pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER]);
+/// Appends one framed record to `out` (to be stamped by the journal when it is written).
+pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) -> Result<(), TooLarge> {
+    frame::encode(out, |out| encode_payload(r, out))
+}
+
+fn encode_payload(r: &InboxRecord, out: &mut Vec<u8>) {
     let e = &r.envelope;
     let m = &e.meta;
     out.extend_from_slice(&e.id.to_bytes());
@@ -59,14 +55,10 @@ pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) {
         put(out, Some(d.order_key.as_bytes()));
         put(out, d.payload.as_deref());
     }
-    out.push(FORMAT);
+    out.push(VERSION);
     for d in &r.deliveries {
         put(out, d.content_type.map(|c| c.as_str().as_bytes()));
     }
-    let payload_len = out.len() - start - HEADER;
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start..start + 4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn put(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -79,28 +71,8 @@ fn put(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-/// Decodes every whole, intact frame from the start of `buf`. Returns the records and how many
-/// bytes they took; anything after that is a torn or corrupt tail.
-pub(crate) fn decode_all(buf: &[u8]) -> (Vec<InboxRecord>, usize) {
-    let mut records = Vec::new();
-    let mut at = 0;
-    while let Some((record, used)) = decode_one(&buf[at..]) {
-        records.push(record);
-        at += used;
-    }
-    (records, at)
-}
-
-fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
-    let len = u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
-    if len == 0 || len > MAX_PAYLOAD {
-        return None;
-    }
-    let payload = buf.get(HEADER..HEADER + len)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
+/// The record in an intact frame's payload; `None` when it does not decode (a later version).
+pub(crate) fn decode(payload: &[u8]) -> Option<InboxRecord> {
     let mut r = Reader(payload);
     let id = MessageId::from_bytes(r.take(16)?.try_into().ok()?);
     let received_at_ms = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
@@ -164,18 +136,19 @@ fn decode_one(buf: &[u8]) -> Option<(InboxRecord, usize)> {
         meta,
         parent,
     };
-    Some((
-        InboxRecord {
-            envelope,
-            status,
-            error: error?,
-            ack,
-            deliveries,
-            raw_len,
-            digest: None,
-        },
-        HEADER + len,
-    ))
+    // Anything after the last field this version knows: written by a later one.
+    if !r.0.is_empty() {
+        return None;
+    }
+    Some(InboxRecord {
+        envelope,
+        status,
+        error: error?,
+        ack,
+        deliveries,
+        raw_len,
+        digest: None,
+    })
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -257,53 +230,65 @@ pub(crate) mod tests {
             && a.deliveries == b.deliveries
     }
 
-    #[test]
-    fn round_trips_and_stops_at_a_torn_tail() {
-        let records: Vec<_> = (0..10).map(sample).collect();
+    /// Frames `records` as one write at `batch_start` and reads them back.
+    pub(crate) fn framed(records: &[InboxRecord], batch_start: u64) -> Vec<u8> {
         let mut buf = Vec::new();
-        for r in &records {
-            encode(r, &mut buf);
+        for r in records {
+            encode(r, &mut buf).unwrap();
         }
-        let whole = buf.len();
-        let (back, used) = decode_all(&buf);
-        assert_eq!(used, whole);
-        assert!(records.iter().zip(&back).all(|(a, b)| same(a, b)) && back.len() == 10);
-        // Every possible torn tail of the last record leaves the first nine intact.
-        let mut last = Vec::new();
-        encode(&records[9], &mut last);
-        for cut in 0..last.len() {
-            let (back, _) = decode_all(&buf[..whole - last.len() + cut]);
-            assert_eq!(back.len(), 9, "cut {cut}");
-        }
-        // A flipped bit in the middle stops replay there.
-        let mut corrupt = buf.clone();
-        corrupt[whole / 2] ^= 0x40;
-        assert!(decode_all(&corrupt).0.len() < 10);
+        frame::stamp(&mut buf, batch_start);
+        buf
     }
 
-    /// A journal written before the format-2 trailer still replays after an upgrade.
+    fn read_back(mut buf: &[u8]) -> Vec<InboxRecord> {
+        let mut out = Vec::new();
+        while let Some(f) = frame::read(buf, frame::Framing::Current) {
+            out.push(decode(f.payload).unwrap());
+            buf = &buf[f.len..];
+        }
+        out
+    }
+
     #[test]
-    fn a_version_1_frame_still_decodes() {
+    fn round_trips() {
+        let records: Vec<_> = (0..10).map(sample).collect();
+        let back = read_back(&framed(&records, 40));
+        assert_eq!(back.len(), 10);
+        assert!(records.iter().zip(&back).all(|(a, b)| same(a, b)));
+    }
+
+    fn payload(r: &InboxRecord) -> Vec<u8> {
+        let mut p = Vec::new();
+        encode_payload(r, &mut p);
+        p
+    }
+
+    /// A journal written before the version-2 trailer still replays after an upgrade.
+    #[test]
+    fn a_version_1_payload_still_decodes() {
         let r = sample(4); // one delivery, no payload of its own
-        let mut v2 = Vec::new();
-        encode(&r, &mut v2);
-        // Version 1 is version 2 without its trailer: the format byte and one absent type.
-        let trailer = 1 + 4;
-        let mut v1 = v2[..v2.len() - trailer].to_vec();
-        let len = (v1.len() - HEADER) as u32;
-        let crc = crc32fast::hash(&v1[HEADER..]);
-        v1[..4].copy_from_slice(&len.to_le_bytes());
-        v1[4..HEADER].copy_from_slice(&crc.to_le_bytes());
-        let (back, used) = decode_all(&v1);
-        assert_eq!((back.len(), used), (1, v1.len()));
-        assert!(same(&back[0], &r));
+        let v2 = payload(&r);
+        // Version 1 is version 2 without its trailer: the version byte and one absent type.
+        let v1 = &v2[..v2.len() - (1 + 4)];
+        assert!(same(&decode(v1).unwrap(), &r));
         let with_type = sample(2);
         assert_eq!(
             with_type.deliveries[1].content_type,
             Some(ContentType::FhirJson)
         );
-        let mut buf = Vec::new();
-        encode(&with_type, &mut buf);
-        assert!(same(&decode_all(&buf).0[0], &with_type));
+        assert!(same(&decode(&payload(&with_type)).unwrap(), &with_type));
+    }
+
+    /// What a later version writes (another trailer, or more after this one's) is not read
+    /// as something it is not.
+    #[test]
+    fn a_later_versions_payload_does_not_decode() {
+        let mut p = payload(&sample(4));
+        let at = p.len() - (1 + 4);
+        p[at] = 3;
+        assert!(decode(&p).is_none());
+        let mut longer = payload(&sample(4));
+        longer.push(0);
+        assert!(decode(&longer).is_none());
     }
 }

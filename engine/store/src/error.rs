@@ -38,9 +38,27 @@ pub enum StoreError {
     Query(rusqlite::Error),
     #[error("the store is closed (the engine is shutting down)")]
     Closed,
+    #[error(
+        "the journal {journal} holds damage a crash does not explain, so the store will not open (nothing was changed):\n{report}\
+         See every segment with `wyvern store check`; `wyvern store repair` replays every intact record and moves \
+         the damaged segments to quarantine/ (kept, not deleted).",
+        journal = report.journal.display()
+    )]
+    Damaged { report: crate::JournalReport },
 }
 
 impl StoreError {
+    /// An I/O error from SQLite (not a full disk): one of its writes or fsyncs failed, so what
+    /// it wrote before may not be on disk (see checkpoint.rs).
+    pub(crate) fn is_io_failure(&self) -> bool {
+        match self {
+            StoreError::Write(e) | StoreError::Query(e) => {
+                e.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure)
+            }
+            _ => false,
+        }
+    }
+
     /// Every store failure on the receive path is an `Error`: the message was not committed,
     /// the sender is told AE and may resend.
     pub fn class(&self) -> ErrorClass {

@@ -6,7 +6,11 @@
 //! durable and deletes the journal segments it covers. Inserts are `INSERT OR IGNORE` by message id, so
 //! replaying a segment that was partly indexed before a crash stores nothing twice. When SQLite
 //! fails (a full disk), the batch is retried with backoff; the journal still holds it and the
-//! bounded queue in front of this thread pushes back on the senders.
+//! store's byte budget (`queue_bytes`, held by each record until it is indexed) pushes back on
+//! the senders. The queue in front of this thread is bounded by that budget, not by a count,
+//! so the journal thread never waits on the index: a full disk under SQLite cannot stall the
+//! ACK path, and once the budget is spent while inserts fail, `submit` answers an error (the
+//! sender gets AE and resends later) instead of waiting on an index that does not move.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,13 +35,13 @@ pub(crate) struct IndexBatch {
 
 /// The handle the journal thread keeps.
 pub(crate) struct Indexer {
-    tx: mpsc::SyncSender<IndexBatch>,
+    tx: mpsc::Sender<IndexBatch>,
     thread: JoinHandle<bool>,
     closing: Arc<AtomicBool>,
+    /// Set while inserts fail (a full disk), cleared by the next that succeeds.
+    pub failing: Arc<AtomicBool>,
 }
 
-/// Journal batches the index may fall behind by before the journal waits (back-pressure).
-const QUEUE: usize = 256;
 /// Records per index transaction at most.
 const MAX_RECORDS: usize = 4096;
 
@@ -49,26 +53,34 @@ impl Indexer {
         indexed_below: Arc<AtomicU64>,
         stats: Arc<CommitStats>,
         notify: tokio::sync::watch::Sender<u64>,
+        index_at_risk: Arc<AtomicBool>,
     ) -> std::io::Result<Indexer> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::channel();
         let closing = Arc::new(AtomicBool::new(false));
         let flag = closing.clone();
+        let failing = Arc::new(AtomicBool::new(false));
+        let health = Health {
+            failing: failing.clone(),
+            at_risk: index_at_risk.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("wyvern-store-index".into())
             .spawn(move || {
-                let all_indexed = run(conn, &rx, &indexed_below, &stats, &flag, &notify);
+                let all_indexed = run(conn, &rx, &indexed_below, &stats, &flag, &notify, &health);
                 checkpointer.close();
-                // The journal may be emptied only once the index is on disk.
-                all_indexed && sync_wal(&db).is_ok()
+                // The journal may be emptied only once the index is on disk, and never after an
+                // fsync of it has failed (see checkpoint.rs).
+                all_indexed && !index_at_risk.load(Ordering::Acquire) && sync_wal(&db).is_ok()
             })?;
         Ok(Indexer {
             tx,
             thread,
             closing,
+            failing,
         })
     }
 
-    /// Queues a journalled batch; waits while the index is `QUEUE` batches behind.
+    /// Queues a journalled batch (never waits: see the module doc).
     pub(crate) fn send(&self, batch: IndexBatch) {
         if self.tx.send(batch).is_err() {
             tracing::error!(
@@ -86,6 +98,13 @@ impl Indexer {
     }
 }
 
+/// What the journal thread may read of the index's progress.
+struct Health {
+    failing: Arc<AtomicBool>,
+    /// Set on an I/O error (not a full disk): SQLite may have met a failed fsync.
+    at_risk: Arc<AtomicBool>,
+}
+
 fn run(
     mut conn: Connection,
     rx: &mpsc::Receiver<IndexBatch>,
@@ -93,6 +112,7 @@ fn run(
     stats: &CommitStats,
     closing: &AtomicBool,
     notify: &tokio::sync::watch::Sender<u64>,
+    health: &Health,
 ) -> bool {
     while let Ok(first) = rx.recv() {
         let mut segment = first.segment;
@@ -112,6 +132,14 @@ fn run(
         let mut attempts = 0;
         while let Err(e) = insert(&mut conn, &records) {
             attempts += 1;
+            if e.is_io_failure() && !health.at_risk.swap(true, Ordering::AcqRel) {
+                tracing::error!(error = %e, "the index met an I/O error: what it held may not be on disk. Every journal segment is kept from now on and replayed at the next start");
+            }
+            // A moment's failure is waited out (back-pressure); from the third in a row, about
+            // 0.7 s of retries, the journal may refuse (see `Indexer::stuck`).
+            if attempts >= 3 {
+                health.failing.store(true, Ordering::Release);
+            }
             if closing.load(Ordering::Relaxed) && attempts >= 3 {
                 tracing::error!(error = %e, "shutting down with records not indexed; they stay in the journal for the next start");
                 return false;
@@ -120,6 +148,7 @@ fn run(
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+        health.failing.store(false, Ordering::Release);
         let n = records.len() as u64;
         drop((records, memory));
         let total = stats.indexed.fetch_add(n, Ordering::Relaxed) + n;

@@ -2,12 +2,17 @@
 //! becomes durable and may be acknowledged.
 //!
 //! A group commit is one write of every queued record (framed and checksummed by
-//! [`crate::codec`]) and one `fdatasync`: the cost of the simplest durable server, shared by
+//! [`crate::frame`]) and one `fdatasync`: the cost of the simplest durable server, shared by
 //! every waiting connection. Segments are zero-filled and synced on a helper thread before they
 //! are used, so an append overwrites blocks that already exist and its fdatasync flushes only
 //! data, not the file's size and block map (measured: about a third cheaper than appending;
-//! see ARCHITECTURE.md). Replay stops at the first frame that is not whole and intact, which in
-//! a zero-filled segment is where writing stopped.
+//! see ARCHITECTURE.md). A segment's header ([`crate::segment`]) goes with its first write.
+//!
+//! Invariant: every write goes after the last one that succeeded, in the same segment or a new
+//! one. After a failed write or fdatasync nothing more is written to that segment — what the
+//! disk holds there is unknown (the PostgreSQL "fsyncgate" lesson: a later fsync may report
+//! success for data that was lost) — and the next segment's header records where the last
+//! successful write ended, so replay can tell that failed write from damage.
 //!
 //! The SQLite index is filled from here afterwards (`indexer.rs`), and a segment is deleted only
 //! once the index holds all of it durably (`checkpoint.rs`). At start, whatever is left in the
@@ -19,8 +24,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::InboxRecord;
-use crate::codec;
+use crate::frame;
+use crate::segment::{self, HEADER_LEN, Header, Scan};
 
 /// The folder inside a store that holds the journal.
 pub(crate) const JOURNAL_DIR: &str = "journal";
@@ -32,8 +37,14 @@ pub(crate) struct Journal {
     dir: PathBuf,
     file: File,
     segment: u64,
+    /// Where the last successful write ended.
     len: u64,
     segment_bytes: u64,
+    buffered: bool,
+    /// The segment's header, until a write has taken it to the disk.
+    header: Option<[u8; HEADER_LEN]>,
+    /// A write failed here: the next one must go to a new segment.
+    failed: bool,
     spare: mpsc::Receiver<std::io::Result<File>>,
 }
 
@@ -59,16 +70,22 @@ pub(crate) fn existing_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(found)
 }
 
-/// The intact records of one segment, and the bytes of torn frame after them (0 when the
-/// segment ends cleanly, in its zero fill or at its end).
-pub(crate) fn read_segment(dir: &Path, segment: u64) -> std::io::Result<(Vec<InboxRecord>, usize)> {
+/// Reads segment `segment`; the one after it (if any) says where its last write ended.
+pub(crate) fn read_segment(dir: &Path, segment: u64) -> std::io::Result<Scan> {
     let bytes = std::fs::read(segment_path(dir, segment))?;
-    let (records, used) = codec::decode_all(&bytes);
-    let torn = bytes[used..]
-        .iter()
-        .rposition(|&b| b != 0)
-        .map_or(0, |last| last + 1);
-    Ok((records, torn))
+    let written_to = match File::open(segment_path(dir, segment + 1)) {
+        Ok(next) => {
+            let mut head = [0u8; HEADER_LEN];
+            match next.read_exact_at(&mut head, 0) {
+                Ok(()) => segment::prev_len(&head),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok(segment::scan(&bytes, written_to))
 }
 
 /// Deletes the segments numbered below `keep_from`, and half-prepared ones.
@@ -147,15 +164,33 @@ fn prepare_in_background(
 
 impl Journal {
     /// Starts writing at a new segment numbered `segment` (and prepares the one after it).
-    pub(crate) fn create(dir: &Path, segment: u64, segment_bytes: u64) -> std::io::Result<Journal> {
+    /// `buffered` is recorded in each segment's header: replay then knows an acknowledged write
+    /// may be missing after a power cut.
+    pub(crate) fn create(
+        dir: &Path,
+        segment: u64,
+        segment_bytes: u64,
+        buffered: bool,
+    ) -> std::io::Result<Journal> {
         std::fs::create_dir_all(dir)?;
         let file = prepare(dir, segment, segment_bytes)?;
+        let header = Header {
+            segment,
+            size: segment_bytes,
+            buffered,
+            prev_len: None,
+        };
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_data()?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             file,
             segment,
-            len: 0,
+            len: HEADER_LEN as u64,
             segment_bytes,
+            buffered,
+            header: None,
+            failed: false,
             spare: prepare_in_background(dir, segment + 1, segment_bytes),
         })
     }
@@ -164,32 +199,49 @@ impl Journal {
         self.segment
     }
 
-    /// Writes framed records at the end of what is written and, if `durable`, fdatasyncs.
-    /// A batch that does not fit goes to the next segment. On failure the next batch goes to
-    /// a fresh segment, so nothing is ever written after a frame whose state is unknown.
-    pub(crate) fn append(&mut self, framed: &[u8], durable: bool) -> std::io::Result<()> {
-        if self.len > 0 && self.len + framed.len() as u64 > self.segment_bytes {
+    /// Writes framed records (as [`frame::encode`] left them) after the last successful write
+    /// and, if `durable`, fdatasyncs. A batch that does not fit goes to the next segment, and
+    /// so does the first batch after a failure.
+    pub(crate) fn append(&mut self, framed: &mut [u8], durable: bool) -> std::io::Result<()> {
+        let full = self.len + framed.len() as u64 > self.segment_bytes;
+        if self.failed || (full && self.len > HEADER_LEN as u64) {
             self.rotate()?;
         }
-        let result = self.file.write_all_at(framed, self.len).and_then(|()| {
-            if durable {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        frame::stamp(framed, self.len);
+        let header = self.header;
+        let result = header
+            .map_or(Ok(()), |h| self.file.write_all_at(&h, 0))
+            .and_then(|()| self.file.write_all_at(framed, self.len))
+            .and_then(|()| {
+                if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
         match result {
             Ok(()) => {
                 self.len += framed.len() as u64;
+                self.header = None;
                 Ok(())
             }
             Err(e) => {
+                self.failed = true;
                 if let Err(r) = self.rotate() {
-                    tracing::warn!(error = %r, "cannot start a new journal segment after a failed write");
+                    tracing::warn!(error = %r, "cannot start a new journal segment after a failed write; the next commit tries again");
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Moves to a new segment now if anything is written in this one (so that the checkpoint
+    /// can delete this one once it is indexed). Returns the segment written to from now on.
+    pub(crate) fn seal(&mut self) -> std::io::Result<u64> {
+        if self.failed || self.len > HEADER_LEN as u64 {
+            self.rotate()?;
+        }
+        Ok(self.segment)
     }
 
     /// Waits for the segment being prepared; returns the highest segment number on disk.
@@ -205,9 +257,19 @@ impl Journal {
             // The background preparation failed (or vanished): one more try, here.
             _ => prepare(&self.dir, next, self.segment_bytes)?,
         };
+        self.header = Some(
+            Header {
+                segment: next,
+                size: self.segment_bytes,
+                buffered: self.buffered,
+                prev_len: Some(self.len),
+            }
+            .encode(),
+        );
         self.file = file;
         self.segment = next;
-        self.len = 0;
+        self.len = HEADER_LEN as u64;
+        self.failed = false;
         self.spare = prepare_in_background(&self.dir, next + 1, self.segment_bytes);
         Ok(())
     }
@@ -221,16 +283,15 @@ mod tests {
     #[test]
     fn appends_rotate_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), 1, 200).unwrap();
-        assert_eq!(
-            read_segment(dir.path(), 1).unwrap().0.len(),
-            0,
+        let mut j = Journal::create(dir.path(), 1, 400, false).unwrap();
+        assert!(
+            read_segment(dir.path(), 1).unwrap().records.is_empty(),
             "a fresh segment is empty"
         );
         for n in 0..6 {
             let mut buf = Vec::new();
-            codec::encode(&sample(n), &mut buf);
-            j.append(&buf, n % 2 == 0).unwrap();
+            crate::codec::encode(&sample(n), &mut buf).unwrap();
+            j.append(&mut buf, n % 2 == 0).unwrap();
         }
         let top = j.finish();
         let segments = existing_segments(dir.path()).unwrap();
@@ -242,9 +303,13 @@ mod tests {
         assert!(segments.len() > 1, "{segments:?}");
         let mut total = 0;
         for s in &segments {
-            let (records, torn) = read_segment(dir.path(), *s).unwrap();
-            assert_eq!(torn, 0);
-            total += records.len();
+            let scan = read_segment(dir.path(), *s).unwrap();
+            assert_eq!(
+                (scan.torn, &scan.problems[..]),
+                (None, &[][..]),
+                "segment {s}"
+            );
+            total += scan.records.len();
         }
         assert_eq!(total, 6);
         let last = *segments.last().unwrap();

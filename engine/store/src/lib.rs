@@ -13,6 +13,7 @@
 mod checkpoint;
 mod codec;
 mod error;
+mod frame;
 mod inbox;
 mod indexer;
 mod journal;
@@ -21,14 +22,16 @@ mod reader;
 mod recovery;
 mod retention;
 mod schema;
+mod segment;
 mod writer;
 
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{DueHeads, Outbox, OutboxItem, OutboxState, Update};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
-pub use recovery::Recovered;
+pub use recovery::{JournalReport, OnDamage, QUARANTINE_DIR, Recovered, SegmentReport, check};
 pub use retention::{MIN_RETENTION, Pruned};
+pub use segment::{Problem, Torn, Unsynced};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
 
 /// The database file inside a store folder.

@@ -16,7 +16,7 @@
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use crate::checkpoint::{CheckpointPlan, Checkpointer};
 use crate::indexer::{IndexBatch, Indexer};
 use crate::journal::{JOURNAL_DIR, Journal, remove_segments_before};
-use crate::recovery::{Recovered, recover};
+use crate::recovery::{OnDamage, Recovered, recover};
 use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, codec, schema};
 
 /// Whether a commit waits for the disk.
@@ -51,6 +51,8 @@ pub struct StoreOptions {
     /// Bytes of submitted records that may wait for the journal and the index before
     /// `submit` waits (back-pressure in bytes; 8,192 records of 8 MiB would be 64 GiB).
     pub queue_bytes: usize,
+    /// What to do at open when the journal holds damage a crash does not explain.
+    pub on_damage: OnDamage,
 }
 
 impl StoreOptions {
@@ -62,6 +64,7 @@ impl StoreOptions {
             queue: 8192,
             segment_bytes: 16 << 20,
             queue_bytes: 256 << 20,
+            on_damage: OnDamage::Refuse,
         }
     }
 }
@@ -74,6 +77,8 @@ type Reply = oneshot::Sender<Result<(), String>>;
 #[allow(clippy::large_enum_variant)]
 enum Request {
     Write(InboxRecord, Reply, OwnedSemaphorePermit),
+    /// Move to a new journal segment; answers with its number.
+    Seal(oneshot::Sender<Result<u64, String>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -100,6 +105,10 @@ pub struct Store {
     dir: PathBuf,
     recovered: Recovered,
     indexed: tokio::sync::watch::Receiver<u64>,
+    /// Journal segments below this number are gone (the index holds them on disk).
+    removed_below: tokio::sync::watch::Receiver<u64>,
+    /// Set while the index's inserts fail.
+    index_failing: Arc<AtomicBool>,
     _lock: Arc<File>,
 }
 
@@ -158,21 +167,24 @@ impl Store {
         })?;
         schema::prepare_writer(&conn)?;
         let journal_dir = opts.dir.join(JOURNAL_DIR);
-        let (recovered, next_segment) = recover(&mut conn, &db, &journal_dir)?;
-        let journal =
-            Journal::create(&journal_dir, next_segment, opts.segment_bytes).map_err(|source| {
-                StoreError::Journal {
-                    path: journal_dir.clone(),
-                    source,
-                }
+        let (recovered, next_segment) = recover(&mut conn, &db, &opts.dir, opts.on_damage)?;
+        let buffered = opts.durability == Durability::Buffered;
+        let journal = Journal::create(&journal_dir, next_segment, opts.segment_bytes, buffered)
+            .map_err(|source| StoreError::Journal {
+                path: journal_dir.clone(),
+                source,
             })?;
         let stats = Arc::new(CommitStats::default());
         let indexed_below = Arc::new(AtomicU64::new(0));
+        let index_at_risk = Arc::new(AtomicBool::new(false));
+        let (removed_tx, removed_below) = tokio::sync::watch::channel(next_segment);
         let checkpointer = Checkpointer::start(CheckpointPlan {
             db: db.clone(),
             journal_dir: journal_dir.clone(),
             indexed_below: indexed_below.clone(),
             interval: std::time::Duration::from_millis(250),
+            index_at_risk: index_at_risk.clone(),
+            removed_below: removed_tx,
         })?;
         let spawn_failed = |source| StoreError::Journal {
             path: journal_dir.clone(),
@@ -186,8 +198,10 @@ impl Store {
             indexed_below,
             stats.clone(),
             indexed_tx,
+            index_at_risk,
         )
         .map_err(spawn_failed)?;
+        let index_failing = indexer.failing.clone();
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let thread_stats = stats.clone();
         let max_batch = opts.max_batch.max(1);
@@ -217,6 +231,8 @@ impl Store {
             dir: opts.dir,
             recovered,
             indexed: indexed_rx,
+            removed_below,
+            index_failing,
             _lock: Arc::new(lock),
         })
     }
@@ -249,12 +265,23 @@ impl Store {
         // Its size, capped at the whole budget: a record larger than that waits for the rest
         // to drain and then goes alone.
         let size = record_bytes(&record).min(self.memory_total as usize);
-        let memory = self
-            .memory
-            .clone()
-            .acquire_many_owned(u32::try_from(size).unwrap_or(self.memory_total))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let permits = u32::try_from(size).unwrap_or(self.memory_total);
+        // The budget is spent on records the index has not taken yet. Waiting is back-pressure
+        // while the index moves; while its inserts fail, waiting would hang the sender, who
+        // gets an error (AE) instead and resends later.
+        let memory = loop {
+            let wait = self.memory.clone().acquire_many_owned(permits);
+            match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
+                Ok(memory) => break memory.map_err(|_| StoreError::Closed)?,
+                Err(_) if self.index_failing.load(Ordering::Acquire) => {
+                    return Err(StoreError::Commit(
+                        "the store's index cannot write (is the disk full?); send again later"
+                            .into(),
+                    ));
+                }
+                Err(_) => {}
+            }
+        };
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request::Write(record, reply, memory))
@@ -271,6 +298,42 @@ impl Store {
     /// Submits and waits for durability.
     pub async fn commit(&self, record: InboxRecord) -> Result<(), StoreError> {
         self.submit(record).await?.wait().await
+    }
+
+    /// Waits until every record committed before this call is in the index on disk and no
+    /// longer in the journal — so that nothing a caller deletes from the index afterwards can
+    /// come back from a journal replay. Fails after `timeout` (the index cannot keep up, or an
+    /// fsync of it failed and the journal is being kept: see checkpoint.rs).
+    pub async fn seal_journal(&self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Seal(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let sealed = rx
+            .await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Commit)?;
+        let mut removed = self.removed_below.clone();
+        match tokio::time::timeout(timeout, removed.wait_for(|&below| below >= sealed)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Commit(format!(
+                "journal segments before {sealed} were not emptied into the index within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Removes messages received before `before_ms` whose destinations are all finished (see
+    /// [`crate::Outbox::prune`]), once the journal no longer holds them ([`Store::seal_journal`]):
+    /// a pruned message never comes back after an unclean stop.
+    pub async fn prune(&self, before_ms: i64) -> Result<crate::Pruned, StoreError> {
+        self.seal_journal(std::time::Duration::from_secs(60))
+            .await?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || crate::Outbox::open(&dir)?.prune_all(before_ms))
+            .await
+            .map_err(|e| StoreError::Commit(format!("the pruning task failed: {e}")))?
     }
 
     /// Commits everything queued before this call, indexes it, then stops. Later submits fail
@@ -303,7 +366,7 @@ fn run_journal(
     durable: bool,
     stats: &CommitStats,
 ) {
-    let mut batch: Vec<(InboxRecord, Reply, OwnedSemaphorePermit)> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
     let mut framed = Vec::with_capacity(1 << 20);
     let mut close = None;
     while close.is_none() {
@@ -314,6 +377,27 @@ fn run_journal(
         while let Some(req) = next.take() {
             match req {
                 Request::Write(rec, reply, memory) => batch.push((rec, reply, memory)),
+                Request::Seal(reply) => {
+                    // What is queued ahead goes first, then the new segment.
+                    commit(
+                        &mut journal,
+                        &mut batch,
+                        &mut framed,
+                        &indexer,
+                        durable,
+                        stats,
+                    );
+                    let sealed = journal.seal().map_err(|e| e.to_string());
+                    if let Ok(segment) = sealed {
+                        // Tells the checkpoint every earlier segment is indexed, once it is.
+                        indexer.send(IndexBatch {
+                            segment,
+                            records: Vec::new(),
+                            memory: Vec::new(),
+                        });
+                    }
+                    let _ = reply.send(sealed);
+                }
                 Request::Close(done) => {
                     close = Some(done);
                     break;
@@ -323,44 +407,14 @@ fn run_journal(
                 next = rx.try_recv().ok();
             }
         }
-        if batch.is_empty() {
-            continue;
-        }
-        framed.clear();
-        for (rec, _, _) in &batch {
-            codec::encode(rec, &mut framed);
-        }
-        let segment = journal.segment();
-        let result = journal.append(&framed, durable).map_err(|e| e.to_string());
-        let n = batch.len() as u64;
-        if durable {
-            stats.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        match &result {
-            Ok(()) => {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.records.fetch_add(n, Ordering::Relaxed);
-                stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-            }
-            // Not journalled: the senders are told AE and keep their messages.
-            Err(e) => {
-                tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
-            }
-        }
-        let mut records = Vec::with_capacity(batch.len());
-        let mut memory = Vec::with_capacity(batch.len());
-        for (rec, reply, permit) in batch.drain(..) {
-            let _ = reply.send(result.clone());
-            records.push(rec);
-            memory.push(permit);
-        }
-        if result.is_ok() {
-            indexer.send(IndexBatch {
-                segment,
-                records,
-                memory,
-            });
-        }
+        commit(
+            &mut journal,
+            &mut batch,
+            &mut framed,
+            &indexer,
+            durable,
+            stats,
+        );
     }
     rx.close();
     while let Ok(req) = rx.try_recv() {
@@ -378,4 +432,67 @@ fn run_journal(
         let _ = done.send(());
     }
     tracing::debug!("store journal thread stopped");
+}
+
+type Queued = (InboxRecord, Reply, OwnedSemaphorePermit);
+
+/// One group commit: frames `batch`, appends it with one write (and fdatasync), answers every
+/// caller, and hands the records to the index.
+fn commit(
+    journal: &mut Journal,
+    batch: &mut Vec<Queued>,
+    framed: &mut Vec<u8>,
+    indexer: &Indexer,
+    durable: bool,
+    stats: &CommitStats,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    framed.clear();
+    let mut i = 0;
+    while i < batch.len() {
+        match codec::encode(&batch[i].0, framed) {
+            Ok(()) => i += 1,
+            // Larger than a frame holds: that sender is told AE, the others go on.
+            Err(e) => {
+                let (_, reply, _) = batch.remove(i);
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let result = journal.append(framed, durable).map_err(|e| e.to_string());
+    let segment = journal.segment();
+    let n = batch.len() as u64;
+    if durable {
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+    match &result {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.records.fetch_add(n, Ordering::Relaxed);
+            stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+        }
+        // Not journalled: the senders are told AE and keep their messages.
+        Err(e) => {
+            tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
+        }
+    }
+    let mut records = Vec::with_capacity(batch.len());
+    let mut memory = Vec::with_capacity(batch.len());
+    for (rec, reply, permit) in batch.drain(..) {
+        let _ = reply.send(result.clone());
+        records.push(rec);
+        memory.push(permit);
+    }
+    if result.is_ok() {
+        indexer.send(IndexBatch {
+            segment,
+            records,
+            memory,
+        });
+    }
 }
