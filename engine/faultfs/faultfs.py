@@ -9,10 +9,10 @@ sent to CONTROL_SOCKET (a Unix stream socket; each gets "ok" or "error ..." back
 
     crash                      the power cut: undo every write not yet fsynced, newest first
                                (stop the engine first, and remount before reading again)
-    fail-fsync SUBSTR N        the next N fsyncs of a file whose path contains SUBSTR fail with
+    fail-fsync SUFFIX N        the next N fsyncs of a file whose path ends with SUFFIX fail with
                                EIO, and what they covered stays lost at the crash even if a later
                                fsync succeeds (Linux's behaviour that PostgreSQL met in 2018)
-    fail-write SUBSTR N        the next N writes to such a file fail with EIO
+    fail-write SUFFIX N        the next N writes to such a file fail with EIO
     full on|off                every write that would grow a file fails with ENOSPC
     stats                      "ok WRITES FSYNCS PENDING_FILES"
 
@@ -35,7 +35,7 @@ class FaultFS(Operations):
         self.mutex = threading.Lock()
         self.pending = {}  # path -> [(offset, old bytes, old size)] since the last fsync
         self.lost = {}  # path -> the same, for writes a failed fsync covered
-        self.fail_fsync = []  # [substr, remaining]
+        self.fail_fsync = []  # [suffix, remaining]
         self.fail_write = []
         self.full = False
         self.writes = 0
@@ -84,7 +84,7 @@ class FaultFS(Operations):
     @staticmethod
     def _hit(faults, path):
         for f in faults:
-            if f[1] > 0 and f[0] in path:
+            if f[1] > 0 and path.endswith(f[0]):
                 f[1] -= 1
                 return True
         return False

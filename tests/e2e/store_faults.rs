@@ -177,3 +177,159 @@ async fn a_flipped_journal_byte_stops_the_engine_until_an_operator_repairs_it() 
     );
     assert!(lost.len() <= 1, "{lost:?}");
 }
+
+/// A sender as real ones behave: stop-and-wait, and on AE the same message again a little
+/// later. Returns the ids ACKed AA; counts the AEs in `refused`.
+async fn resending_sender(
+    addr: std::net::SocketAddr,
+    ids: Vec<String>,
+    body: impl Fn(&str, u64) -> Vec<u8>,
+    refused: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let client = wyvern_connectors::mllp::MllpClient::connect(&addr.to_string(), 1 << 20)
+        .await
+        .expect("connect");
+    let (mut tx, mut rx) = client.split();
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut acked = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        loop {
+            assert!(std::time::Instant::now() < deadline, "stuck at {id}");
+            tx.send(&body(id, n as u64)).await.expect("send");
+            let ack = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("an answer within 60 s: the engine must not hang")
+                .expect("ack");
+            let m = wyvern_hl7::Message::parse(&ack).expect("ACK");
+            let code = m.get("MSA-1").map(|v| v.as_str().into_owned());
+            match code.as_deref() {
+                Some("AA") => {
+                    acked.push(id.clone());
+                    break;
+                }
+                Some("AE") => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => panic!("unexpected ACK {}", String::from_utf8_lossy(&ack)),
+            }
+        }
+    }
+    acked
+}
+
+/// An ADT^A01 with a 60 KB note: a 16 MiB journal segment holds about 270.
+fn large_adt(id: &str, n: u64) -> Vec<u8> {
+    let mut m = crate::harness::adt(id, n);
+    m.extend_from_slice(b"OBX|1|TX|NOTE^Note||");
+    m.extend(std::iter::repeat_n(b'x', 60_000));
+    m.push(b'\r');
+    m
+}
+
+/// Every id in `acked` stored exactly once, and nothing else.
+fn assert_stored_once(store: &Path, acked: &[String]) {
+    let ids = InboxReader::open(store)
+        .expect("store")
+        .control_ids(InboxStatus::Accepted)
+        .expect("ids");
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), distinct.len(), "a message was stored twice");
+    let want: HashSet<&String> = acked.iter().collect();
+    assert_eq!(distinct, want, "stored is not what was ACKed AA");
+}
+
+/// A mounted tmpfs of a given size, unmounted when dropped.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("dir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            ok.success(),
+            "mount -t tmpfs (the disk-full test needs root)"
+        );
+        Tmpfs(dir)
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.0.path())
+            .status()
+            .expect("remount");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// The store on a 48 MiB filesystem that fills mid-stream: the sender gets AE (never AA for a
+/// message not stored), nothing ACKed is lost, nothing is stored twice, and once there is
+/// space again the engine takes messages by itself — no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_ae_and_recovers_by_itself_when_space_returns() {
+    let fs = Tmpfs::mount("48m");
+    let store = fs.0.path().join("store");
+    let mut engine =
+        EngineProcess::start_with_store(Some(&store), "", "", "", "", &["--log", "info"]);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let ids: Vec<String> = (0..1_000).map(|i| format!("D{i:05}")).collect();
+    let task = tokio::spawn(resending_sender(
+        engine.addr,
+        ids,
+        large_adt,
+        refused.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while refused.load(Ordering::Relaxed) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a full disk never answered AE"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fs.resize("1g");
+    let acked = task.await.expect("sender");
+    assert!(engine.terminate().success(), "{}", engine.log());
+    println!(
+        "disk full: {} ACKed AA, {} answered AE while the disk was full",
+        acked.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    assert_eq!(acked.len(), 1_000);
+    assert_stored_once(&store, &acked);
+}
+
+/// The journal's writes and fdatasyncs failing with EIO: those messages are answered AE, sent
+/// again, stored once; the rest is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_io_errors_answer_ae_and_lose_or_duplicate_nothing() {
+    let fs = FaultFs::mount();
+    let store = fs.mount.join("store");
+    let mut engine =
+        EngineProcess::start_with_store(Some(&store), "", "", "", "", &["--log", "info"]);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let first: Vec<String> = (0..50).map(|i| format!("E{i:04}")).collect();
+    let mut acked =
+        resending_sender(engine.addr, first, crate::harness::adt, refused.clone()).await;
+    fs.control("fail-write .journal 2");
+    fs.control("fail-fsync .journal 2");
+    let rest: Vec<String> = (50..150).map(|i| format!("E{i:04}")).collect();
+    acked.extend(resending_sender(engine.addr, rest, crate::harness::adt, refused.clone()).await);
+    assert_eq!(refused.load(Ordering::Relaxed), 4);
+    // Killed, so the next start replays the journal, failed writes and all.
+    engine.kill();
+    engine.restart();
+    assert!(engine.terminate().success(), "{}", engine.log());
+    assert_stored_once(&store, &acked);
+}

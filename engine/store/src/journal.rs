@@ -122,12 +122,23 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// so a half-prepared segment is never mistaken for one in use.
 fn prepare(dir: &Path, segment: u64, bytes: u64) -> std::io::Result<File> {
     let tmp = dir.join(format!("{segment:016}{PREPARING}"));
+    zero_filled(&tmp, bytes).inspect_err(|_| {
+        // A full disk: give back what the attempt took, for the index and the next attempt.
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    let file = File::options().read(true).write(true).open(&tmp)?;
+    std::fs::rename(&tmp, segment_path(dir, segment))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+fn zero_filled(tmp: &Path, bytes: u64) -> std::io::Result<()> {
     let mut file = File::options()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)?;
+        .open(tmp)?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = bytes;
     while left > 0 {
@@ -135,10 +146,7 @@ fn prepare(dir: &Path, segment: u64, bytes: u64) -> std::io::Result<File> {
         file.write_all(&zeros[..n])?;
         left -= n as u64;
     }
-    file.sync_all()?;
-    std::fs::rename(&tmp, segment_path(dir, segment))?;
-    sync_dir(dir)?;
-    Ok(file)
+    file.sync_all()
 }
 
 fn prepare_in_background(
