@@ -126,10 +126,12 @@ impl Engine {
                 not_yet_indexed = recovered.added,
                 torn_bytes = recovered.torn_bytes,
                 "the engine did not stop cleanly last time: the journal was replayed into the index{}",
-                if recovered.unsynced_bytes > 0 {
-                    "; acknowledged messages were lost (durability: buffered)"
-                } else {
-                    "; every acknowledged message is in the index (a torn write was never acknowledged)"
+                match (recovered.unsynced_bytes, recovered.torn_bytes) {
+                    (1.., _) => "; acknowledged messages were lost (durability: buffered)",
+                    (0, 1..) => {
+                        "; every acknowledged message is in the index (the torn write was never acknowledged)"
+                    }
+                    (0, 0) => "; every acknowledged message is in the index",
                 }
             );
         }

@@ -242,6 +242,28 @@ impl Metrics {
         );
         help(
             &mut out,
+            "wyvern_journal_failed_commits_total",
+            "counter",
+            "Group commits whose journal write or fdatasync failed (a full disk, an I/O error): their senders were answered AE.",
+        );
+        let _ = writeln!(
+            out,
+            "wyvern_journal_failed_commits_total {}",
+            get(&self.store.failed_commits)
+        );
+        help(
+            &mut out,
+            "wyvern_store_index_at_risk",
+            "gauge",
+            "1 after an fsync of the index failed: every journal segment is kept and replayed at the next start; restart once the disk is sound.",
+        );
+        let _ = writeln!(
+            out,
+            "wyvern_store_index_at_risk {}",
+            u8::from(self.store.index_at_risk.load(Ordering::Relaxed))
+        );
+        help(
+            &mut out,
             "wyvern_retention_pruned_total",
             "counter",
             "Finished messages removed from the store by retention.",

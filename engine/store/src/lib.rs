@@ -29,7 +29,9 @@ pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{DueHeads, Outbox, OutboxItem, OutboxState, Update};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
-pub use recovery::{JournalReport, OnDamage, QUARANTINE_DIR, Recovered, SegmentReport, check};
+pub use recovery::{
+    JournalReport, OnDamage, QUARANTINE_DIR, Recovered, SegmentReport, check, scan_segment,
+};
 pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};

@@ -122,16 +122,28 @@ pub fn check(store_dir: &Path) -> Result<JournalReport, StoreError> {
     }
     for segment in existing_segments(&journal).map_err(io)? {
         let scan = read_segment(&journal, segment).map_err(io)?;
-        report.segments.push(SegmentReport {
-            path: segment_path(&journal, segment),
-            records: scan.records.len(),
-            salvageable: scan.salvage.len(),
-            torn: scan.torn,
-            unsynced: scan.unsynced,
-            problems: scan.problems,
-        });
+        report
+            .segments
+            .push(summarise(segment_path(&journal, segment), scan));
     }
     Ok(report)
+}
+
+/// What one segment's bytes hold, read on their own (without the next segment's header): the
+/// reader `check` and recovery use, for tools and the fuzzer. Never panics, whatever the bytes.
+pub fn scan_segment(bytes: &[u8]) -> SegmentReport {
+    summarise(PathBuf::new(), crate::segment::scan(bytes, None))
+}
+
+fn summarise(path: PathBuf, scan: crate::segment::Scan) -> SegmentReport {
+    SegmentReport {
+        path,
+        records: scan.records.len(),
+        salvageable: scan.salvage.len(),
+        torn: scan.torn,
+        unsynced: scan.unsynced,
+        problems: scan.problems,
+    }
 }
 
 /// Replays every journal segment into the index and deletes the segments (or, with

@@ -92,6 +92,10 @@ pub struct CommitStats {
     pub syncs: AtomicU64,
     /// Records inserted into the index (searchable).
     pub indexed: AtomicU64,
+    /// Group commits whose journal write or fdatasync failed (their senders were told AE).
+    pub failed_commits: AtomicU64,
+    /// Set after an fsync of the index failed: the journal is kept until a restart replays it.
+    pub index_at_risk: Arc<AtomicBool>,
 }
 
 /// A handle to an open store; cheap to clone, shared by every listener.
@@ -176,7 +180,7 @@ impl Store {
             })?;
         let stats = Arc::new(CommitStats::default());
         let indexed_below = Arc::new(AtomicU64::new(0));
-        let index_at_risk = Arc::new(AtomicBool::new(false));
+        let index_at_risk = stats.index_at_risk.clone();
         let (removed_tx, removed_below) = tokio::sync::watch::channel(next_segment);
         let checkpointer = Checkpointer::start(CheckpointPlan {
             db: db.clone(),
@@ -478,6 +482,7 @@ fn commit(
         }
         // Not journalled: the senders are told AE and keep their messages.
         Err(e) => {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
         }
     }
