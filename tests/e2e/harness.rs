@@ -143,21 +143,25 @@ impl EngineProcess {
         store_rows(&self.store_dir(), rows)
     }
 
-    fn spawn(&mut self) {
+    /// `wyvern run` on this config, its log appended to `engine.log`.
+    fn launch(&self) -> Child {
         let log = std::fs::File::options()
             .create(true)
             .append(true)
             .open(self.dir.path().join("engine.log"))
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        Command::new(env!("CARGO_BIN_EXE_wyvern"))
             .args(&self.log)
             .args(["run", "--config"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start wyvern");
-        self.child = Some(child);
+            .expect("start wyvern")
+    }
+
+    fn spawn(&mut self) {
+        self.child = Some(self.launch());
         // Every test engine serves HTTP; MLLP routes also listen on `addr`.
         wait_listening(self.http, Duration::from_secs(20));
         if self.mllp {
@@ -187,19 +191,7 @@ impl EngineProcess {
     /// Starts the engine expecting it to refuse and exit within `limit`: its exit status.
     pub fn start_expecting_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         assert!(self.child.is_none(), "stop the engine first");
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("engine.log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
-            .args(&self.log)
-            .args(["run", "--config"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start wyvern");
+        let mut child = self.launch();
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

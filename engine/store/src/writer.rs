@@ -207,23 +207,19 @@ impl Store {
         .map_err(spawn_failed)?;
         let index_failing = indexer.failing.clone();
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
-        let thread_stats = stats.clone();
         let max_batch = opts.max_batch.max(1);
-        let durable = opts.durability == Durability::Fsync;
+        let group = GroupCommit {
+            journal,
+            indexer,
+            batch: Vec::with_capacity(max_batch),
+            framed: Vec::with_capacity(1 << 20),
+            durable: opts.durability == Durability::Fsync,
+            stats: stats.clone(),
+        };
         let dir = journal_dir.clone();
         std::thread::Builder::new()
             .name("wyvern-store-journal".into())
-            .spawn(move || {
-                run_journal(
-                    journal,
-                    rx,
-                    indexer,
-                    &dir,
-                    max_batch,
-                    durable,
-                    &thread_stats,
-                )
-            })
+            .spawn(move || run_journal(group, rx, &dir, max_batch))
             .map_err(spawn_failed)?;
         tracing::info!(store = %opts.dir.display(), durability = ?opts.durability, "store open");
         let memory_total = u32::try_from(opts.queue_bytes.max(1)).unwrap_or(u32::MAX);
@@ -362,16 +358,11 @@ fn record_bytes(r: &InboxRecord) -> usize {
 }
 
 fn run_journal(
-    mut journal: Journal,
+    mut group: GroupCommit,
     mut rx: mpsc::Receiver<Request>,
-    indexer: Indexer,
     journal_dir: &Path,
     max_batch: usize,
-    durable: bool,
-    stats: &CommitStats,
 ) {
-    let mut batch: Vec<Queued> = Vec::with_capacity(max_batch);
-    let mut framed = Vec::with_capacity(1 << 20);
     let mut close = None;
     while close.is_none() {
         let Some(first) = rx.blocking_recv() else {
@@ -380,45 +371,20 @@ fn run_journal(
         let mut next = Some(first);
         while let Some(req) = next.take() {
             match req {
-                Request::Write(rec, reply, memory) => batch.push((rec, reply, memory)),
+                Request::Write(rec, reply, memory) => group.batch.push((rec, reply, memory)),
                 Request::Seal(reply) => {
-                    // What is queued ahead goes first, then the new segment.
-                    commit(
-                        &mut journal,
-                        &mut batch,
-                        &mut framed,
-                        &indexer,
-                        durable,
-                        stats,
-                    );
-                    let sealed = journal.seal().map_err(|e| e.to_string());
-                    if let Ok(segment) = sealed {
-                        // Tells the checkpoint every earlier segment is indexed, once it is.
-                        indexer.send(IndexBatch {
-                            segment,
-                            records: Vec::new(),
-                            memory: Vec::new(),
-                        });
-                    }
-                    let _ = reply.send(sealed);
+                    let _ = reply.send(group.seal());
                 }
                 Request::Close(done) => {
                     close = Some(done);
                     break;
                 }
             }
-            if batch.len() < max_batch {
+            if group.batch.len() < max_batch {
                 next = rx.try_recv().ok();
             }
         }
-        commit(
-            &mut journal,
-            &mut batch,
-            &mut framed,
-            &indexer,
-            durable,
-            stats,
-        );
+        group.commit();
     }
     rx.close();
     while let Ok(req) = rx.try_recv() {
@@ -427,6 +393,9 @@ fn run_journal(
         }
     }
     // Once everything journalled is indexed, the journal can start empty next time.
+    let GroupCommit {
+        journal, indexer, ..
+    } = group;
     if indexer.close()
         && let Err(e) = remove_segments_before(journal_dir, journal.finish() + 1)
     {
@@ -440,64 +409,92 @@ fn run_journal(
 
 type Queued = (InboxRecord, Reply, OwnedSemaphorePermit);
 
-/// One group commit: frames `batch`, appends it with one write (and fdatasync), answers every
-/// caller, and hands the records to the index.
-fn commit(
-    journal: &mut Journal,
-    batch: &mut Vec<Queued>,
-    framed: &mut Vec<u8>,
-    indexer: &Indexer,
+/// What the journal thread owns: the journal, the index behind it, and the batch being
+/// gathered.
+struct GroupCommit {
+    journal: Journal,
+    indexer: Indexer,
+    batch: Vec<Queued>,
+    /// The batch's frames, reused from one commit to the next.
+    framed: Vec<u8>,
     durable: bool,
-    stats: &CommitStats,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    framed.clear();
-    let mut i = 0;
-    while i < batch.len() {
-        match codec::encode(&batch[i].0, framed) {
-            Ok(()) => i += 1,
-            // Larger than a frame holds: that sender is told AE, the others go on.
-            Err(e) => {
-                let (_, reply, _) = batch.remove(i);
-                let _ = reply.send(Err(e.to_string()));
+    stats: Arc<CommitStats>,
+}
+
+impl GroupCommit {
+    /// One group commit: frames the batch, appends it with one write (and fdatasync), answers
+    /// every caller, and hands the records to the index.
+    fn commit(&mut self) {
+        let GroupCommit {
+            journal,
+            indexer,
+            batch,
+            framed,
+            durable,
+            stats,
+        } = self;
+        if batch.is_empty() {
+            return;
+        }
+        framed.clear();
+        let mut i = 0;
+        while i < batch.len() {
+            match codec::encode(&batch[i].0, framed) {
+                Ok(()) => i += 1,
+                // Larger than a frame holds: that sender is told AE, the others go on.
+                Err(e) => {
+                    let (_, reply, _) = batch.remove(i);
+                    let _ = reply.send(Err(e.to_string()));
+                }
             }
         }
-    }
-    if batch.is_empty() {
-        return;
-    }
-    let result = journal.append(framed, durable).map_err(|e| e.to_string());
-    let segment = journal.segment();
-    let n = batch.len() as u64;
-    if durable {
-        stats.syncs.fetch_add(1, Ordering::Relaxed);
-    }
-    match &result {
-        Ok(()) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.records.fetch_add(n, Ordering::Relaxed);
-            stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+        if batch.is_empty() {
+            return;
         }
-        // Not journalled: the senders are told AE and keep their messages.
-        Err(e) => {
-            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
+        let result = journal.append(framed, *durable).map_err(|e| e.to_string());
+        let segment = journal.segment();
+        let n = batch.len() as u64;
+        if *durable {
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        match &result {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.records.fetch_add(n, Ordering::Relaxed);
+                stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+            }
+            // Not journalled: the senders are told AE and keep their messages.
+            Err(e) => {
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, records = n, "journal write failed; the senders get AE and may resend")
+            }
+        }
+        let mut records = Vec::with_capacity(batch.len());
+        let mut memory = Vec::with_capacity(batch.len());
+        for (rec, reply, permit) in batch.drain(..) {
+            let _ = reply.send(result.clone());
+            records.push(rec);
+            memory.push(permit);
+        }
+        if result.is_ok() {
+            indexer.send(IndexBatch {
+                segment,
+                records,
+                memory,
+            });
         }
     }
-    let mut records = Vec::with_capacity(batch.len());
-    let mut memory = Vec::with_capacity(batch.len());
-    for (rec, reply, permit) in batch.drain(..) {
-        let _ = reply.send(result.clone());
-        records.push(rec);
-        memory.push(permit);
-    }
-    if result.is_ok() {
-        indexer.send(IndexBatch {
+
+    /// Commits what is queued ahead, then moves the journal to a new segment: its number.
+    fn seal(&mut self) -> Result<u64, String> {
+        self.commit();
+        let segment = self.journal.seal().map_err(|e| e.to_string())?;
+        // Tells the checkpoint every earlier segment is indexed, once it is.
+        self.indexer.send(IndexBatch {
             segment,
-            records,
-            memory,
+            records: Vec::new(),
+            memory: Vec::new(),
         });
+        Ok(segment)
     }
 }
