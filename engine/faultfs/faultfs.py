@@ -9,6 +9,9 @@ sent to CONTROL_SOCKET (a Unix stream socket; each gets "ok" or "error ..." back
 
     crash                      the power cut: undo every write not yet fsynced, newest first
                                (stop the engine first, and remount before reading again)
+    crash torn SEED            a harsher one: each 4 KiB page an unsynced write touched keeps
+                               its new bytes or loses them, at random (a write reaches the disk
+                               in pieces, in any order)
     fail-fsync SUFFIX N        the next N fsyncs of a file whose path ends with SUFFIX fail with
                                EIO, and what they covered stays lost at the crash even if a later
                                fsync succeeds (Linux's behaviour that PostgreSQL met in 2018)
@@ -22,11 +25,14 @@ keeps metadata consistent. Runs in the foreground; stop it with `fusermount -u M
 
 import errno
 import os
+import random
 import socket
 import sys
 import threading
 
 from fusepy import FUSE, FuseOSError, Operations
+
+PAGE = 4096
 
 
 class FaultFS(Operations):
@@ -49,11 +55,12 @@ class FaultFS(Operations):
     def control(self, line):
         words = line.split()
         with self.mutex:
-            if words == ["crash"]:
+            if words == ["crash"] or (len(words) == 3 and words[:2] == ["crash", "torn"]):
+                keep = random.Random(int(words[2])) if len(words) == 3 else None
                 undone = 0
                 for table in (self.pending, self.lost):
                     for path, edits in table.items():
-                        undone += self._undo(path, edits)
+                        undone += self._undo(path, edits, keep)
                     table.clear()
                 return "ok %d" % undone
             if len(words) == 3 and words[0] in ("fail-fsync", "fail-write"):
@@ -67,19 +74,39 @@ class FaultFS(Operations):
                 return "ok %d %d %d" % (self.writes, self.fsyncs, len(self.pending))
         return "error unknown command: " + line
 
-    def _undo(self, path, edits):
+    def _undo(self, path, edits, keep=None):
         full = self._full(path)
         if not os.path.exists(full):
             return 0
-        fd = os.open(full, os.O_WRONLY)
+        fd = os.open(full, os.O_RDWR)
         try:
-            for offset, old, size in reversed(edits):
-                if old:
-                    os.pwrite(fd, old, offset)
-                os.ftruncate(fd, size)
+            if keep is None:
+                for offset, old, size, _ in reversed(edits):
+                    if old:
+                        os.pwrite(fd, old, offset)
+                    os.ftruncate(fd, size)
+                return len(edits)
+            # Torn: each page decides once whether it reached the disk; a page that did not
+            # goes back to what it held before the oldest unsynced write (zeros past the old
+            # end of the file). Sizes stay as they are; a truncate is undone whole.
+            revert = {}
+            for offset, old, size, length in reversed(edits):
+                if length is None:
+                    if old:
+                        os.pwrite(fd, old, offset)
+                    os.ftruncate(fd, size)
+                    continue
+                for page in range(offset // PAGE, (offset + length + PAGE - 1) // PAGE):
+                    if page not in revert:
+                        revert[page] = keep.random() < 0.5
+                    if not revert[page]:
+                        continue
+                    lo, hi = max(page * PAGE, offset), min((page + 1) * PAGE, offset + length)
+                    before = (old + b"\0" * length)[lo - offset:hi - offset]
+                    os.pwrite(fd, before, lo)
+            return len(edits)
         finally:
             os.close(fd)
-        return len(edits)
 
     @staticmethod
     def _hit(faults, path):
@@ -89,11 +116,12 @@ class FaultFS(Operations):
                 return True
         return False
 
-    def _remember(self, path, fd, offset, length):
-        """Keep what [offset, offset+length) of the file holds now, and its size."""
+    def _remember(self, path, fd, offset, length, truncate=False):
+        """Keep what [offset, offset+length) of the file holds now, its size, and the length
+        written (None for a truncate)."""
         size = os.fstat(fd).st_size
         old = os.pread(fd, max(0, min(length, size - offset)), offset) if offset < size else b""
-        self.pending.setdefault(path, []).append((offset, old, size))
+        self.pending.setdefault(path, []).append((offset, old, size, None if truncate else length))
         return size
 
     # --- files --------------------------------------------------------------------------------
@@ -173,9 +201,9 @@ class FaultFS(Operations):
                 if self.full and length > size:
                     raise FuseOSError(errno.ENOSPC)
                 if length < size:
-                    self._remember(path, fd, length, size - length)
+                    self._remember(path, fd, length, size - length, truncate=True)
                 else:
-                    self.pending.setdefault(path, []).append((size, b"", size))
+                    self.pending.setdefault(path, []).append((size, b"", size, None))
                 os.ftruncate(fd, length)
             finally:
                 os.close(fd)
@@ -229,7 +257,8 @@ def main():
     root, mount, control = sys.argv[1:]
     fs = FaultFS(root)
     threading.Thread(target=serve_control, args=(fs, control), daemon=True).start()
-    FUSE(fs, mount, foreground=True, nothreads=False)
+    # big_writes: libfuse 2 otherwise splits every write into 4 KiB calls.
+    FUSE(fs, mount, foreground=True, nothreads=False, big_writes=True)
 
 
 if __name__ == "__main__":

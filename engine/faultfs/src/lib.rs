@@ -75,6 +75,17 @@ impl FaultFs {
     /// afresh (so nothing cached above it survives either). Stop the engine first.
     pub fn power_cut(&mut self) {
         self.control("crash");
+        self.remount();
+    }
+
+    /// A harsher power cut: each 4 KiB page an unsynced write touched survives or not, at
+    /// random (seeded) — writes torn, with holes, in any order.
+    pub fn power_cut_torn(&mut self, seed: u64) {
+        self.control(&format!("crash torn {seed}"));
+        self.remount();
+    }
+
+    fn remount(&mut self) {
         self.unmount();
         self.start();
     }
