@@ -1,7 +1,7 @@
 //! The FHIR parser of `fhir` sources: the runtime's [`FhirCodec`] filled with `wyvern-fhir`'s
 //! model (fhirbolt, strict). XML is converted to JSON for delivery; JSON goes on as sent.
 
-use wyvern_runtime::fhir_source::{FhirCodec, FhirRefusal, ParsedFhir};
+use wyvern_runtime::source::fhir::{FhirCodec, FhirRefusal, ParsedFhir};
 
 const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
 

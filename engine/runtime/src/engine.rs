@@ -9,22 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
-use wyvern_config::{Config, QueueType, Source};
-use wyvern_connectors::amqp_consumer::AmqpSubscription;
-use wyvern_connectors::mllp::{MllpListener, MllpListenerOptions};
+use wyvern_config::Config;
 use wyvern_core::Clock;
 use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
-use crate::amqp_source::AmqpSource;
 use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
-use crate::fhir_source::{FhirSource, FhirSourceSpec};
 use crate::http::OpsServer;
 use crate::metrics::Metrics;
 use crate::retention::RetentionSweeper;
+use crate::source::{self, Source, SourceContext};
 use crate::transform::TransformLoader;
-use crate::{DEFAULT_WINDOW, DedupWindow};
-use crate::{DirectoryPoller, Hl7Inbox, RouteCounters, RoutePlan};
+use crate::{DEFAULT_WINDOW, DedupWindow, RouteCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -49,7 +45,7 @@ pub enum BuildError {
 }
 
 /// The duplicate window of a route, filled with what the store last accepted for it.
-fn seeded_window(store: &Store, route: &str) -> DedupWindow {
+pub(crate) fn seeded_window(store: &Store, route: &str) -> DedupWindow {
     let window = DedupWindow::new(DEFAULT_WINDOW);
     match InboxReader::open(store.dir()).and_then(|r| r.recent_keys(route, DEFAULT_WINDOW)) {
         Ok(keys) => {
@@ -92,10 +88,8 @@ fn supervised(
 #[derive(Debug)]
 pub struct Engine {
     store: Store,
-    listeners: Vec<MllpListener<Hl7Inbox>>,
-    pollers: Vec<DirectoryPoller>,
-    consumers: Vec<AmqpSource>,
-    fhir_sources: Vec<FhirSource>,
+    /// Every route's source, whatever its kind.
+    sources: Vec<Box<dyn Source>>,
     sweeper: RetentionSweeper,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
@@ -135,104 +129,17 @@ impl Engine {
                 }
             );
         }
-        let mut listeners = Vec::new();
-        let mut pollers = Vec::new();
-        let mut consumers = Vec::new();
-        let mut fhir_sources = Vec::new();
+        let mut sources = Vec::new();
         let mut counters = Vec::new();
+        let ctx = SourceContext {
+            store: &store,
+            clock: clock.clone(),
+            plugins,
+        };
         for route in &config.routes {
-            // A FHIR source has no HL7v2 inbox: no steps, no duplicate window (resources are
-            // upserts), just its intake and the route's counters.
-            if let Source::Fhir(f) = &route.source {
-                let route_counters = Arc::new(RouteCounters::default());
-                counters.push((route.name.clone(), route_counters.clone()));
-                let codec = plugins.fhir_codec().map_err(|reason| BuildError::Source {
-                    route: route.name.clone(),
-                    reason,
-                })?;
-                let spec = FhirSourceSpec {
-                    route: route.name.clone(),
-                    listen: f.listen,
-                    max_body: f.max_body,
-                    limits: crate::http_limits::HttpLimits {
-                        max_connections: f.max_connections as usize,
-                        max_connections_per_peer: f.max_connections_per_peer as usize,
-                        idle_timeout: f.idle_timeout,
-                    },
-                    destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
-                    order_by: route.order_by,
-                };
-                let source =
-                    FhirSource::bind(spec, store.clone(), clock.clone(), codec, route_counters)
-                        .await
-                        .map_err(|source| BuildError::Bind {
-                            route: route.name.clone(),
-                            addr: f.listen,
-                            source,
-                        })?;
-                fhir_sources.push(source);
-                continue;
-            }
-            let plan = RoutePlan::load(route, plugins).map_err(|reason| BuildError::Plugin {
-                route: route.name.clone(),
-                reason,
-            })?;
-            // The route's inbox; a message from a file or a queue can be as large as it is
-            // (no frame limit applies there).
-            let max_frame = match &route.source {
-                Source::Mllp(m) => usize::try_from(m.max_frame).unwrap_or(usize::MAX),
-                Source::Directory(_) | Source::Amqp(_) | Source::Fhir(_) => usize::MAX,
-            };
-            let dedup = Arc::new(seeded_window(&store, &route.name));
-            let inbox = Hl7Inbox::new(plan, store.clone(), clock.clone(), max_frame, dedup)
-                .with_control_id_reuse(route.control_id_reuse);
-            counters.push((route.name.clone(), inbox.counters()));
-            match &route.source {
-                Source::Mllp(m) => {
-                    let mut lo = MllpListenerOptions::new(&route.name, m.listen);
-                    lo.max_frame = max_frame;
-                    lo.max_connections = m.max_connections as usize;
-                    lo.max_connections_per_peer = m.max_connections_per_peer as usize;
-                    lo.idle_timeout = m.idle_timeout;
-                    lo.frame_timeout = m.frame_timeout;
-                    lo.max_in_flight = m.max_in_flight as usize;
-                    let listener =
-                        MllpListener::bind(lo, Arc::new(inbox))
-                            .await
-                            .map_err(|source| BuildError::Bind {
-                                route: route.name.clone(),
-                                addr: m.listen,
-                                source,
-                            })?;
-                    listeners.push(listener);
-                }
-                // Built above: a FHIR source has no HL7v2 inbox.
-                Source::Fhir(_) => {}
-                Source::Directory(d) => {
-                    pollers.push(DirectoryPoller {
-                        route: route.name.clone(),
-                        source: d.clone(),
-                        inbox: Arc::new(inbox),
-                        attempts: Default::default(),
-                    });
-                }
-                Source::Amqp(a) => {
-                    consumers.push(AmqpSource {
-                        route: route.name.clone(),
-                        subscription: AmqpSubscription {
-                            url: a.url.resolve().map_err(|reason| BuildError::Source {
-                                route: route.name.clone(),
-                                reason,
-                            })?,
-                            queue: a.queue.clone(),
-                            prefetch: a.prefetch,
-                            declare_quorum: a.declare.map(|q| q == QueueType::Quorum),
-                            consumer_tag: format!("wyvern:{}", route.name),
-                        },
-                        inbox: Arc::new(inbox),
-                    });
-                }
-            }
+            let (source, route_counters) = source::build(route, &ctx).await?;
+            sources.push(source);
+            counters.push((route.name.clone(), route_counters));
         }
         let mut workers = Vec::new();
         for route in &config.routes {
@@ -279,10 +186,7 @@ impl Engine {
         };
         Ok(Engine {
             store,
-            listeners,
-            pollers,
-            consumers,
-            fhir_sources,
+            sources,
             sweeper,
             workers,
             counters,
@@ -293,10 +197,7 @@ impl Engine {
 
     /// The bound address of each route's listener (useful when the config asked for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.sources.iter().filter_map(|s| s.local_addr()).collect()
     }
 
     pub fn counters(&self) -> &[(String, Arc<RouteCounters>)] {
@@ -333,29 +234,16 @@ impl Engine {
                 watch(name, Box::pin(w.run(shutdown.clone())))
             })
             .collect();
-        let mut tasks: Vec<_> = self
-            .listeners
-            .into_iter()
-            .map(|l| watch("MLLP listener".into(), Box::pin(l.run(shutdown.clone()))))
-            .collect();
-        tasks.extend(self.pollers.into_iter().map(|p| {
-            let name = format!("directory source {}", p.route);
-            watch(name, Box::pin(p.run(shutdown.clone())))
-        }));
         let sweeper = watch(
             "retention".into(),
             Box::pin(self.sweeper.run(shutdown.clone())),
         );
-        tasks.extend(self.consumers.into_iter().map(|c| {
-            let name = format!("AMQP source {}", c.route);
-            watch(name, Box::pin(c.run(shutdown.clone())))
-        }));
-        tasks.extend(
-            self.fhir_sources
-                .into_iter()
-                .map(|f| watch("FHIR source".into(), Box::pin(f.run(shutdown.clone())))),
-        );
-        // Listeners first: every message already read is stored and answered. Workers finish
+        let tasks: Vec<_> = self
+            .sources
+            .into_iter()
+            .map(|s| watch(s.name(), s.run(shutdown.clone())))
+            .collect();
+        // Sources first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.
         for t in tasks.into_iter().chain(workers).chain([sweeper]) {
             let _ = t.await;

@@ -5,16 +5,12 @@
 //! Invariant: every frame gets exactly one outcome (accepted, rejected, or not stored → AE) and
 //! its ACK is derived from that outcome *after* the store has answered.
 
-mod amqp_source;
 mod assess;
 mod batch;
 mod condition;
 mod dedup;
 pub mod delivery;
-mod directory;
 mod engine;
-mod fhir_intake;
-pub mod fhir_source;
 mod http;
 mod http_limits;
 mod inbox;
@@ -22,13 +18,14 @@ pub mod metrics;
 mod plan;
 mod poison;
 mod retention;
+pub mod source;
 pub mod tls;
 pub mod transform;
 
 pub use assess::{Assessment, assess};
 pub use condition::holds;
 pub use dedup::{DEFAULT_WINDOW, DedupWindow, Seen};
-pub use directory::{DirectoryPoller, messages_in};
 pub use engine::{BuildError, Engine};
 pub use inbox::{Hl7Inbox, Received, ReceivedFuture, RouteCounters};
 pub use plan::{Decision, RoutePlan};
+pub use source::directory::{DirectoryPoller, messages_in};

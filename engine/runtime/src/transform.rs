@@ -45,7 +45,7 @@ pub trait TransformLoader: Send + Sync {
     }
 
     /// The FHIR parser of `fhir` sources.
-    fn fhir_codec(&self) -> Result<Arc<dyn crate::fhir_source::FhirCodec>, String> {
+    fn fhir_codec(&self) -> Result<Arc<dyn crate::source::fhir::FhirCodec>, String> {
         Err("this build cannot parse FHIR".into())
     }
 }

@@ -68,7 +68,7 @@ impl WasmLoader {
 }
 
 impl TransformLoader for WasmLoader {
-    fn fhir_codec(&self) -> Result<Arc<dyn wyvern_runtime::fhir_source::FhirCodec>, String> {
+    fn fhir_codec(&self) -> Result<Arc<dyn wyvern_runtime::source::fhir::FhirCodec>, String> {
         Ok(Arc::new(crate::fhir_codec::ModelCodec))
     }
 

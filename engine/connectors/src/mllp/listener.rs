@@ -93,6 +93,11 @@ impl<H: FrameHandler> MllpListener<H> {
         self.listener.local_addr()
     }
 
+    /// The route this listener serves.
+    pub fn route(&self) -> &str {
+        &self.opts.name
+    }
+
     /// Serves until `shutdown` is cancelled, then drains every connection.
     pub async fn run(self, shutdown: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));

@@ -131,3 +131,42 @@ impl AmqpSource {
         any
     }
 }
+
+impl super::Source for AmqpSource {
+    fn name(&self) -> String {
+        format!("AMQP source {}", self.route)
+    }
+
+    fn run(
+        self: Box<Self>,
+        shutdown: CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(AmqpSource::run(*self, shutdown))
+    }
+}
+
+/// The queue consumer of `route` (it connects when it runs, and reconnects).
+pub(super) fn build(
+    route: &wyvern_config::Route,
+    a: &wyvern_config::AmqpSource,
+    inbox: Hl7Inbox,
+) -> Result<Box<dyn super::Source>, crate::engine::BuildError> {
+    let url = a
+        .url
+        .resolve()
+        .map_err(|reason| crate::engine::BuildError::Source {
+            route: route.name.clone(),
+            reason,
+        })?;
+    Ok(Box::new(AmqpSource {
+        route: route.name.clone(),
+        subscription: AmqpSubscription {
+            url,
+            queue: a.queue.clone(),
+            prefetch: a.prefetch,
+            declare_quorum: a.declare.map(|q| q == wyvern_config::QueueType::Quorum),
+            consumer_tag: format!("wyvern:{}", route.name),
+        },
+        inbox: Arc::new(inbox),
+    }))
+}

@@ -21,11 +21,11 @@ use wyvern_config::OrderBy;
 use wyvern_core::Clock;
 use wyvern_store::Store;
 
-use crate::fhir_intake::{Expect, Inbound, Stored, check, commit, outcome};
 use crate::http_limits::PeerAddr;
 use crate::inbox::RouteCounters;
+use crate::source::fhir_intake::{Expect, Inbound, Stored, check, commit, outcome};
 
-pub use crate::fhir_intake::{FhirCodec, FhirRefusal, ParsedFhir};
+pub use crate::source::fhir_intake::{FhirCodec, FhirRefusal, ParsedFhir};
 
 /// One route's FHIR endpoint.
 #[derive(Debug)]
@@ -73,6 +73,11 @@ impl FhirSource {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The route this endpoint serves.
+    pub fn route(&self) -> &str {
+        &self.inbound.route
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -239,4 +244,64 @@ fn content_type(h: &HeaderMap) -> Result<bool, String> {
         }
         _ => Err(ct),
     }
+}
+
+impl super::Source for FhirSource {
+    fn name(&self) -> String {
+        format!("FHIR source {}", self.route())
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        FhirSource::local_addr(self).ok()
+    }
+
+    fn run(
+        self: Box<Self>,
+        shutdown: CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(FhirSource::run(*self, shutdown))
+    }
+}
+
+/// The FHIR endpoint of `route`, bound now (a port in use fails the build).
+pub(super) async fn build(
+    route: &wyvern_config::Route,
+    f: &wyvern_config::FhirSource,
+    ctx: &super::SourceContext<'_>,
+) -> Result<(Box<dyn super::Source>, Arc<RouteCounters>), crate::engine::BuildError> {
+    use crate::engine::BuildError;
+    let counters = Arc::new(RouteCounters::default());
+    let codec = ctx
+        .plugins
+        .fhir_codec()
+        .map_err(|reason| BuildError::Source {
+            route: route.name.clone(),
+            reason,
+        })?;
+    let spec = FhirSourceSpec {
+        route: route.name.clone(),
+        listen: f.listen,
+        max_body: f.max_body,
+        limits: crate::http_limits::HttpLimits {
+            max_connections: f.max_connections as usize,
+            max_connections_per_peer: f.max_connections_per_peer as usize,
+            idle_timeout: f.idle_timeout,
+        },
+        destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
+        order_by: route.order_by,
+    };
+    let source = FhirSource::bind(
+        spec,
+        ctx.store.clone(),
+        ctx.clock.clone(),
+        codec,
+        counters.clone(),
+    )
+    .await
+    .map_err(|source| BuildError::Bind {
+        route: route.name.clone(),
+        addr: f.listen,
+        source,
+    })?;
+    Ok((Box::new(source), counters))
 }

@@ -1,7 +1,7 @@
 //! What a FHIR source does with one request's body: parse it (through the [`FhirCodec`] the
 //! binary supplies), check it against the URL, and commit it to the inbox — accepted with one
 //! outbox row per destination, or refused and kept as `rejected` — then say so in an
-//! OperationOutcome. The HTTP side is [`crate::fhir_source`].
+//! OperationOutcome. The HTTP side is [`crate::source::fhir`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -162,3 +162,30 @@ impl DirectoryPoller {
         }
     }
 }
+
+impl super::Source for DirectoryPoller {
+    fn name(&self) -> String {
+        format!("directory source {}", self.route)
+    }
+
+    fn run(
+        self: Box<Self>,
+        shutdown: CancellationToken,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(DirectoryPoller::run(*self, shutdown))
+    }
+}
+
+/// The folder poller of `route`.
+pub(super) fn build(
+    route: &wyvern_config::Route,
+    d: &wyvern_config::DirectorySource,
+    inbox: Hl7Inbox,
+) -> Box<dyn super::Source> {
+    Box::new(DirectoryPoller {
+        route: route.name.clone(),
+        source: d.clone(),
+        inbox: Arc::new(inbox),
+        attempts: Default::default(),
+    })
+}
