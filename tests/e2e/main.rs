@@ -12,6 +12,7 @@ mod harness;
 mod medplum;
 mod metrics;
 mod mllp_wire;
+mod peers;
 mod plugins;
 mod receiver;
 mod store_faults;

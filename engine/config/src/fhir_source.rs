@@ -37,6 +37,11 @@ pub struct FhirSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub max_connections_per_peer: Option<Spanned<u32>>,
+    /// The addresses that may connect, as CIDR blocks or single addresses (e.g.
+    /// `[10.20.0.0/16, 192.0.2.7]`); others are refused before anything is read. Absent: any.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_from: Option<Vec<Spanned<String>>>,
     /// A connection that sends nothing for this long is closed (default 60s).
     #[serde(default)]
     #[schemars(with = "Option<crate::HumanDuration>")]
@@ -49,6 +54,8 @@ pub struct FhirSource {
     pub max_body: u64,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Addresses that may connect (empty: any).
+    pub allow_from: Vec<ipnet::IpNet>,
     pub idle_timeout: std::time::Duration,
 }
 
@@ -76,11 +83,13 @@ pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
         f.max_connections_per_peer.clone(),
     );
     let idle_timeout = crate::validate::duration(at, f.idle_timeout.clone(), 60, "idle_timeout");
+    let allow_from = crate::peers::allow_from(at, &f.listen, listen, f.allow_from.as_deref());
     FhirSource {
         listen,
         max_body,
         max_connections,
         max_connections_per_peer,
+        allow_from,
         idle_timeout,
     }
 }

@@ -20,6 +20,7 @@ mod fhir_source;
 mod filter;
 mod load;
 mod model;
+mod peers;
 mod schema;
 mod secret;
 mod step;

@@ -105,6 +105,11 @@ pub struct MllpSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub max_connections_per_peer: Option<Spanned<u32>>,
+    /// The addresses that may connect, as CIDR blocks or single addresses (e.g.
+    /// `[10.20.0.0/16, 192.0.2.7]`); others are refused before anything is read. Absent: any.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_from: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub idle_timeout: Option<Spanned<HumanDuration>>,

@@ -71,6 +71,8 @@ pub struct MllpSource {
     pub max_frame: u64,
     pub max_connections: u32,
     pub max_connections_per_peer: u32,
+    /// Addresses that may connect (empty: any).
+    pub allow_from: Vec<ipnet::IpNet>,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: u32,
@@ -205,11 +207,18 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 duration(&mut at, m.idle_timeout, 300, "idle_timeout");
                             let frame_timeout =
                                 duration(&mut at, m.frame_timeout, 30, "frame_timeout");
+                            let allow_from = crate::peers::allow_from(
+                                &mut at,
+                                &m.listen,
+                                listen,
+                                m.allow_from.as_deref(),
+                            );
                             Source::Mllp(MllpSource {
                                 listen,
                                 max_frame,
                                 max_connections,
                                 max_connections_per_peer,
+                                allow_from,
                                 idle_timeout,
                                 frame_timeout,
                                 max_in_flight,

@@ -1,7 +1,78 @@
-//! Connections per peer address, so one sender (or a flood from one address) cannot take every
-//! slot of a listener and lock the others out. Shared by the MLLP and HTTP listeners.
+//! Who may connect to a listener, and how often: the addresses allowed (`allow_from`, CIDR
+//! blocks; empty allows any), and connections per peer address, so one sender (or a flood from
+//! one address) cannot take every slot and lock the others out. Shared by the MLLP and HTTP
+//! listeners; a refusal is counted and logged with the peer, and nothing it sent is read.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Connections refused, by reason (a route's `wyvern_connections_refused_total`).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// From an address outside `allow_from`.
+    pub not_allowed: AtomicU64,
+    /// From an address already holding `max_connections_per_peer`.
+    pub per_peer_cap: AtomicU64,
+    /// With the listener at `max_connections`.
+    pub listener_cap: AtomicU64,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotAllowed,
+    PerPeerCap,
+}
+
+impl Refusal {
+    /// For the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::NotAllowed => "the address is not in allow_from",
+            Refusal::PerPeerCap => "max_connections_per_peer reached",
+        }
+    }
+}
+
+/// A listener's rules for its peers.
+#[derive(Debug, Clone)]
+pub struct PeerPolicy {
+    allow_from: Arc<[ipnet::IpNet]>,
+    slots: PeerSlots,
+    refusals: Arc<Refusals>,
+}
+
+impl PeerPolicy {
+    /// `allow_from` empty: any address.
+    pub fn new(allow_from: &[ipnet::IpNet], per_peer: usize, refusals: Arc<Refusals>) -> Self {
+        PeerPolicy {
+            allow_from: allow_from.into(),
+            slots: PeerSlots::new(per_peer),
+            refusals,
+        }
+    }
+
+    /// Whether `ip` may connect now; a slot held for the connection's life if so. Counts a
+    /// refusal.
+    pub fn admit(&self, ip: IpAddr) -> Result<PeerSlot, Refusal> {
+        // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&ip)) {
+            self.refusals.not_allowed.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::NotAllowed);
+        }
+        self.slots.take(ip).ok_or_else(|| {
+            self.refusals.per_peer_cap.fetch_add(1, Ordering::Relaxed);
+            Refusal::PerPeerCap
+        })
+    }
+
+    /// Counts a connection refused because the listener is full.
+    pub fn listener_full(&self) {
+        self.refusals.listener_cap.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Connections per peer address, capped; a slot is given back when its guard drops.
 #[derive(Debug, Clone)]
@@ -55,6 +126,34 @@ impl Drop for PeerSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_from_admits_its_blocks_only_and_counts_the_rest() {
+        let refusals = Arc::new(Refusals::default());
+        let nets: Vec<ipnet::IpNet> = vec![
+            "10.20.0.0/16".parse().unwrap(),
+            "192.0.2.7/32".parse().unwrap(),
+        ];
+        let policy = PeerPolicy::new(&nets, 8, refusals.clone());
+        for ok in ["10.20.3.4", "192.0.2.7", "::ffff:10.20.0.1"] {
+            assert!(policy.admit(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for no in ["10.21.0.1", "192.0.2.8", "127.0.0.1", "::1"] {
+            assert_eq!(
+                policy.admit(no.parse().unwrap()).unwrap_err(),
+                Refusal::NotAllowed,
+                "{no}"
+            );
+        }
+        assert_eq!(refusals.not_allowed.load(Ordering::Relaxed), 4);
+        let open = PeerPolicy::new(&[], 1, refusals.clone());
+        let _held = open.admit("203.0.113.9".parse().unwrap()).unwrap();
+        assert_eq!(
+            open.admit("203.0.113.9".parse().unwrap()).unwrap_err(),
+            Refusal::PerPeerCap
+        );
+        assert_eq!(refusals.per_peer_cap.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn peer_slots_cap_each_address_and_come_back() {

@@ -1,5 +1,5 @@
-//! Limits for an HTTP listener facing other organisations (the FHIR source): connections in
-//! all and per peer address, and a connection that sends nothing for `idle_timeout` is closed —
+//! Limits for an HTTP listener facing other organisations (the FHIR source): who may connect
+//! (`allow_from`), connections in all and per peer address, and a connection that sends nothing for `idle_timeout` is closed —
 //! while its headers or body trickle in, or between requests. axum sets no timer of its own, so
 //! without this one client could hold every connection open for ever (slowloris).
 
@@ -13,14 +13,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
-use wyvern_connectors::peers::{PeerSlot, PeerSlots};
+use wyvern_connectors::peers::{PeerPolicy, PeerSlot, Refusals};
 
 /// The limits of one listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
     pub idle_timeout: Duration,
+    /// Addresses that may connect (empty: any).
+    pub allow_from: Vec<ipnet::IpNet>,
+    /// Where refusals are counted.
+    pub refusals: Arc<Refusals>,
 }
 
 /// A TCP listener for `axum::serve` that enforces [`HttpLimits`].
@@ -29,7 +33,7 @@ pub struct LimitedListener {
     tcp: TcpListener,
     limits: HttpLimits,
     slots: Arc<Semaphore>,
-    peers: PeerSlots,
+    peers: PeerPolicy,
     /// Route name, for logs.
     name: String,
 }
@@ -39,7 +43,11 @@ impl LimitedListener {
         LimitedListener {
             tcp,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
-            peers: PeerSlots::new(limits.max_connections_per_peer),
+            peers: PeerPolicy::new(
+                &limits.allow_from,
+                limits.max_connections_per_peer,
+                limits.refusals.clone(),
+            ),
             limits,
             name: name.to_string(),
         }
@@ -54,12 +62,16 @@ impl axum::serve::Listener for LimitedListener {
         loop {
             let (tcp, peer) = accept(&self.tcp).await;
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                self.peers.listener_full();
                 tracing::warn!(route = %self.name, %peer, max_connections = self.limits.max_connections, "connection refused: max_connections reached");
                 continue;
             };
-            let Some(slot) = self.peers.take(peer.ip()) else {
-                tracing::warn!(route = %self.name, %peer, max_connections_per_peer = self.limits.max_connections_per_peer, "connection refused: max_connections_per_peer reached");
-                continue;
+            let slot = match self.peers.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    tracing::warn!(route = %self.name, %peer, reason = refusal.reason(), "connection refused");
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             return (

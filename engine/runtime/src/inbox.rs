@@ -32,6 +32,8 @@ pub struct RouteCounters {
     pub failed: AtomicU64,
     pub store_failures: AtomicU64,
     pub ack_latency: crate::metrics::Histogram,
+    /// Connections the route's listener refused, by reason.
+    pub refusals: Arc<wyvern_connectors::peers::Refusals>,
 }
 
 /// Receives one route's HL7v2 frames into the durable inbox.

@@ -115,6 +115,25 @@ impl Metrics {
         }
         help(
             &mut out,
+            "wyvern_connections_refused_total",
+            "counter",
+            "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap.",
+        );
+        for (route, c) in &self.routes {
+            for (reason, v) in [
+                ("not_allowed", &c.refusals.not_allowed),
+                ("per_peer_cap", &c.refusals.per_peer_cap),
+                ("listener_cap", &c.refusals.listener_cap),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wyvern_connections_refused_total{{route=\"{route}\",reason=\"{reason}\"}} {}",
+                    get(v)
+                );
+            }
+        }
+        help(
+            &mut out,
             "wyvern_ack_latency_seconds",
             "histogram",
             "From a message's last byte to its ACK being ready (stored).",

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{MllpCodec, MllpFrame};
-use crate::peers::PeerSlots;
+use crate::peers::{PeerPolicy, Refusals};
 
 /// The answer to one frame: resolves to the ACK bytes, or `None` when no ACK is to be sent.
 pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -50,6 +50,10 @@ pub struct MllpListenerOptions {
     pub max_frame: usize,
     pub max_connections: usize,
     pub max_connections_per_peer: usize,
+    /// Addresses that may connect (empty: any).
+    pub allow_from: Vec<ipnet::IpNet>,
+    /// Where refusals are counted.
+    pub refusals: Arc<Refusals>,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: usize,
@@ -63,6 +67,8 @@ impl MllpListenerOptions {
             max_frame: 8 * 1024 * 1024,
             max_connections: 256,
             max_connections_per_peer: 32,
+            allow_from: Vec::new(),
+            refusals: Arc::default(),
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             max_in_flight: 256,
@@ -101,7 +107,11 @@ impl<H: FrameHandler> MllpListener<H> {
     /// Serves until `shutdown` is cancelled, then drains every connection.
     pub async fn run(self, shutdown: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
-        let per_peer = PeerSlots::new(self.opts.max_connections_per_peer);
+        let peers = PeerPolicy::new(
+            &self.opts.allow_from,
+            self.opts.max_connections_per_peer,
+            self.opts.refusals.clone(),
+        );
         let tracker = TaskTracker::new();
         let name = &self.opts.name;
         tracing::info!(route = %name, listen = %self.local_addr().map_or(self.opts.listen, |a| a), "MLLP listener ready");
@@ -113,11 +123,15 @@ impl<H: FrameHandler> MllpListener<H> {
             match accepted {
                 Ok((stream, peer)) => match limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        // A peer over its own cap gives its slot back at once: one address's
-                        // connections never take the slots other senders need.
-                        let Some(peer_slot) = per_peer.take(peer.ip()) else {
-                            tracing::warn!(route = %name, %peer, max_connections_per_peer = self.opts.max_connections_per_peer, "connection refused: max_connections_per_peer reached");
-                            continue;
+                        // Refused before a byte is read: an address outside allow_from, or a
+                        // peer over its own cap (it gives its slot back at once, so one
+                        // address's connections never take the slots other senders need).
+                        let peer_slot = match peers.admit(peer.ip()) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                tracing::warn!(route = %name, %peer, reason = refusal.reason(), "connection refused");
+                                continue;
+                            }
                         };
                         let (opts, handler, stop) =
                             (self.opts.clone(), self.handler.clone(), shutdown.clone());
@@ -127,6 +141,7 @@ impl<H: FrameHandler> MllpListener<H> {
                         });
                     }
                     Err(_) => {
+                        peers.listener_full();
                         tracing::warn!(route = %name, %peer, max_connections = self.opts.max_connections, "connection refused: max_connections reached");
                     }
                 },

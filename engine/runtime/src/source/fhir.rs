@@ -286,6 +286,8 @@ pub(super) async fn build(
             max_connections: f.max_connections as usize,
             max_connections_per_peer: f.max_connections_per_peer as usize,
             idle_timeout: f.idle_timeout,
+            allow_from: f.allow_from.clone(),
+            refusals: counters.refusals.clone(),
         },
         destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
         order_by: route.order_by,

@@ -30,11 +30,14 @@ pub(super) async fn build(
     m: &MllpSource,
     max_frame: usize,
     inbox: Hl7Inbox,
+    counters: &crate::RouteCounters,
 ) -> Result<Box<dyn Source>, BuildError> {
     let mut lo = MllpListenerOptions::new(&route.name, m.listen);
     lo.max_frame = max_frame;
     lo.max_connections = m.max_connections as usize;
     lo.max_connections_per_peer = m.max_connections_per_peer as usize;
+    lo.allow_from = m.allow_from.clone();
+    lo.refusals = counters.refusals.clone();
     lo.idle_timeout = m.idle_timeout;
     lo.frame_timeout = m.frame_timeout;
     lo.max_in_flight = m.max_in_flight as usize;

@@ -57,7 +57,10 @@ pub(crate) async fn build(
         SourceConfig::Mllp(m) => {
             let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
             let (inbox, counters) = hl7_inbox(route, ctx, max_frame)?;
-            (mllp::build(route, m, max_frame, inbox).await?, counters)
+            (
+                mllp::build(route, m, max_frame, inbox, &counters).await?,
+                counters,
+            )
         }
         // A message from a file or a queue can be as large as it is: no frame limit there.
         SourceConfig::Directory(d) => {

@@ -1,0 +1,96 @@
+//! Who may send: `allow_from` on the MLLP and FHIR listeners. A connection from an address
+//! outside the list is closed before anything is read — no ACK, nothing stored — and counted in
+//! `wyvern_connections_refused_total`; senders inside it are served as before.
+
+use std::io::Read as _;
+use std::time::Duration;
+
+use crate::harness::{
+    EngineProcess, Wire, adt, frame, free_addr, http_get, normalise_ack, wait_listening,
+};
+
+/// A blocking connection to `to` from the loopback alias `ip` (127.0.0.0/8 is all loopback).
+fn connect_from(ip: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(format!("{ip}:0").parse().expect("addr"))
+            .expect("bind a loopback alias");
+        socket.connect(to).await.expect("connect")
+    });
+    let std = stream.into_std().expect("std socket");
+    std.set_nonblocking(false).expect("blocking");
+    std
+}
+
+/// True when the engine closes the connection (end of stream or reset) within 5 s.
+fn closed_by_engine(s: &mut std::net::TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+fn refused_not_allowed(e: &EngineProcess, route: &str) -> u64 {
+    let (_, body) = http_get(e.http, "/metrics");
+    let key =
+        format!("wyvern_connections_refused_total{{route=\"{route}\",reason=\"not_allowed\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /metrics"))
+}
+
+#[test]
+fn an_mllp_sender_outside_allow_from_is_refused_and_nothing_it_sent_is_stored() {
+    let e = EngineProcess::start("    allow_from: [127.0.0.1/32]\n");
+    let mut outsider = connect_from("127.0.0.2", e.addr);
+    let _ = std::io::Write::write_all(&mut outsider, &frame(&adt("OUTSIDE1", 1)));
+    assert!(
+        closed_by_engine(&mut outsider),
+        "no ACK, the connection closed"
+    );
+
+    let mut w = Wire::from_stream(connect_from("127.0.0.1", e.addr));
+    w.write(&frame(&adt("INSIDE1", 2)));
+    let ack = w.read_frame_within(Duration::from_secs(5)).expect("an ACK");
+    assert!(normalise_ack(&ack).contains("MSA|AA|INSIDE1"));
+
+    let reader = e.store_with(1);
+    let ids = reader
+        .control_ids(wyvern_store::InboxStatus::Accepted)
+        .expect("ids");
+    assert_eq!(ids, ["INSIDE1"]);
+    assert_eq!(refused_not_allowed(&e, "e2e"), 1);
+    assert!(
+        e.log().contains("connection refused") && e.log().contains("127.0.0.2"),
+        "the refusal is logged with the peer"
+    );
+}
+
+#[test]
+fn a_fhir_client_outside_allow_from_is_refused() {
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\", allow_from: [127.0.0.1] }}\n\
+         destinations:\n  - name: archive\n    file: {{ dir: \"{{dir}}/out\" }}\n"
+    ));
+    wait_listening(listen, Duration::from_secs(20));
+    let mut outsider = connect_from("127.0.0.2", listen);
+    let _ = std::io::Write::write_all(
+        &mut outsider,
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(closed_by_engine(&mut outsider), "closed without an answer");
+    let (status, _) = http_get(listen, "/fhir/metadata");
+    assert_ne!(status, 0, "a client inside allow_from is answered");
+    assert_eq!(refused_not_allowed(&e, "fhir-in"), 1);
+}
