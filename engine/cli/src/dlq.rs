@@ -55,6 +55,21 @@ pub struct Selection {
     all: bool,
 }
 
+impl Selection {
+    /// The audit record of acting on this selection (written before it is acted on).
+    fn audit(&self, action: wyvern_store::AuditAction) -> anyhow::Result<()> {
+        let what = match (self.seq, self.all) {
+            (Some(seq), _) => format!("dead letter {seq}"),
+            (None, _) => format!(
+                "all dead letters (route {}, destination {})",
+                self.route.as_deref().unwrap_or("any"),
+                self.destination.as_deref().unwrap_or("any")
+            ),
+        };
+        crate::audit::record(&store_dir(&self.store)?, action, None, None, Some(what))
+    }
+}
+
 fn open(store: &StoreArgs) -> anyhow::Result<Outbox> {
     let dir = store_dir(store)?;
     Outbox::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
@@ -112,6 +127,16 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("no outbox entry {seq}");
                 return Ok(ExitCode::FAILURE);
             };
+            crate::audit::record(
+                &store_dir(&store)?,
+                wyvern_store::AuditAction::View,
+                Some(&r.message_id),
+                None,
+                Some(format!(
+                    "dead letter {seq} ({} → {})",
+                    r.route, r.destination
+                )),
+            )?;
             println!(
                 "seq:          {}\nstate:        {}\nroute:        {}\ndestination:  {}\nmessage:      {}",
                 r.seq,
@@ -133,6 +158,7 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Retry(sel) => {
+            sel.audit(wyvern_store::AuditAction::Retry)?;
             let (outbox, seq) = sel.open()?;
             let n = outbox.requeue(
                 seq,
@@ -146,6 +172,7 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Purge(sel) => {
+            sel.audit(wyvern_store::AuditAction::Purge)?;
             let (outbox, seq) = sel.open()?;
             let n = outbox.purge(seq, sel.route.as_deref(), sel.destination.as_deref())?;
             println!("{n} dead letter(s) purged");

@@ -103,6 +103,26 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                     format!("unknown status {s:?}: expected accepted or rejected")
                 })?),
             };
+            let detail = [
+                control_id.as_ref().map(|c| format!("control id {c}")),
+                status.map(|s| format!("status {}", s.as_str())),
+                route.as_ref().map(|r| format!("route {r}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            crate::audit::record(
+                &store_dir(&store)?,
+                wyvern_store::AuditAction::Search,
+                None,
+                nhs_number.as_deref(),
+                Some(if detail.is_empty() {
+                    "all".into()
+                } else {
+                    detail
+                }),
+            )?;
             let reader = open(&store)?;
             let rows = reader.list(&InboxQuery {
                 control_id,
@@ -140,6 +160,13 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("no message with id or sequence {id}");
                 return Ok(ExitCode::FAILURE);
             };
+            crate::audit::record(
+                &store_dir(&store)?,
+                wyvern_store::AuditAction::View,
+                Some(&r.id),
+                r.nhs_number.as_deref(),
+                None,
+            )?;
             if raw {
                 print!("{}", printable(r.raw.as_deref().unwrap_or_default()));
                 return Ok(ExitCode::SUCCESS);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bench;
 mod bench_e2e;
 mod bench_server;
@@ -83,6 +84,12 @@ enum Command {
     Inbox {
         #[command(subcommand)]
         command: inbox::InboxCommand,
+    },
+    /// The audit log of who read or acted on which message: verify its hash chain, export it as
+    /// FHIR AuditEvent.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// The store's journal: check it, or repair it when the engine refuses to start on damage.
     Store {
@@ -186,6 +193,7 @@ fn main() -> ExitCode {
             Command::Send(args) => send::send(args).await,
             Command::Inbox { command } => inbox::inbox(command),
             Command::Store { command } => store::store(command).await,
+            Command::Audit { command } => audit::audit(command),
             Command::Dlq { command } => dlq::dlq(command),
             Command::Replay(args) => replay::replay(args),
             Command::Dev {

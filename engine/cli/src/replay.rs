@@ -54,6 +54,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--since must be before --until");
     }
     let dir = store_dir(&args.store)?;
+    crate::audit::record(
+        &dir,
+        wyvern_store::AuditAction::Replay,
+        None,
+        None,
+        Some(format!(
+            "route {} destination {} from {} to {}",
+            args.route,
+            args.destination.as_deref().unwrap_or("all"),
+            wyvern_core::display_timestamp(since),
+            wyvern_core::display_timestamp(until)
+        )),
+    )?;
     let outbox = Outbox::open(&dir)
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     let n = outbox.replay(&args.route, args.destination.as_deref(), since, until, now)?;

@@ -10,6 +10,7 @@
 //!
 //! Why a journal in front of SQLite, with the numbers: see ARCHITECTURE.md ("The store").
 
+mod audit;
 mod checkpoint;
 mod codec;
 mod error;
@@ -25,6 +26,10 @@ mod schema;
 mod segment;
 mod writer;
 
+pub use audit::{
+    AuditAction, AuditBreak, AuditEntry, AuditHead, AuditLog, AuditRecord, read_audit,
+    verify as verify_audit,
+};
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{DueHeads, Outbox, OutboxItem, OutboxState, Update};

@@ -8,7 +8,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -108,6 +108,24 @@ const V5: &str = "ALTER TABLE outbox ADD COLUMN retry_from INTEGER;";
 /// v6: what each outbox row's payload is, when not what its message was received as (NULL):
 /// a mapped Bundle is FHIR JSON, FHIR received as XML is delivered as JSON.
 const V6: &str = "ALTER TABLE outbox ADD COLUMN content_type TEXT;";
+
+/// v7: the audit log, append-only and hash-chained (`audit.rs`). `source` is where the actor
+/// was (a peer address, `cli`).
+const V7: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    seq         INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    actor       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    message_id  TEXT,
+    nhs_number  TEXT,
+    source      TEXT,
+    detail      TEXT,
+    prev_hash   BLOB    NOT NULL,
+    hash        BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_nhs_number ON audit(nhs_number) WHERE nhs_number IS NOT NULL;
+";
 
 /// Applies the pragmas for the index connection and creates or checks the schema.
 ///

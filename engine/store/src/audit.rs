@@ -1,0 +1,299 @@
+//! The audit log: who looked at or acted on what, when and from where — append-only and
+//! hash-chained in the store, so an edit, a deletion or a reordering of any record is found
+//! by [`verify`].
+//!
+//! Each record's hash is SHA-256 over the previous record's hash and this record's fields
+//! (length-prefixed, in a fixed order); the first record chains from 32 zero bytes. A record
+//! is appended in one IMMEDIATE transaction (read the last hash, insert) with
+//! `synchronous=FULL`, so concurrent writers (the engine, a CLI in another process) chain in
+//! order and an appended record survives a power cut. What a chain cannot show alone is the
+//! loss of its newest records: [`verify`] returns the head (count and hash), which an operator
+//! or a log shipper keeps elsewhere to compare with later.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use crate::{DB_FILE, StoreError};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// A message (its body) was shown.
+    View,
+    /// Messages were searched or listed (metadata).
+    Search,
+    /// Messages were written out of the store.
+    Export,
+    /// A dead letter was put back in its outbox.
+    Retry,
+    /// A dead letter was purged.
+    Purge,
+    /// A time range was delivered again.
+    Replay,
+    /// A connection was refused (outside allow_from, over a cap).
+    Refused,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::View => "view",
+            AuditAction::Search => "search",
+            AuditAction::Export => "export",
+            AuditAction::Retry => "retry",
+            AuditAction::Purge => "purge",
+            AuditAction::Replay => "replay",
+            AuditAction::Refused => "refused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AuditAction::View,
+            AuditAction::Search,
+            AuditAction::Export,
+            AuditAction::Retry,
+            AuditAction::Purge,
+            AuditAction::Replay,
+            AuditAction::Refused,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// Who: `local:NAME` (a person at the CLI), `token:NAME`, `cert:SUBJECT`.
+    pub actor: String,
+    pub action: AuditAction,
+    /// The message acted on, if one.
+    pub message_id: Option<String>,
+    /// The patient whose message it was, if known.
+    pub nhs_number: Option<String>,
+    /// Where from: a peer address, or `cli`.
+    pub from: Option<String>,
+    /// What else: the query of a search, the range of a replay.
+    pub detail: Option<String>,
+}
+
+/// A stored record with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub entry: AuditEntry,
+    pub hash: [u8; 32],
+}
+
+/// Where a chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditBreak {
+    #[error("audit record {seq} does not match its hash: it was edited")]
+    Edited { seq: i64 },
+    #[error(
+        "audit record {seq} does not follow record {before}: records between them were deleted, or the order changed"
+    )]
+    Unlinked { seq: i64, before: i64 },
+    #[error("audit record {seq} cannot be read: {reason}")]
+    Unreadable { seq: i64, reason: String },
+}
+
+/// The chain as verified: how many records, and the newest one's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub records: u64,
+    pub last_seq: i64,
+    pub hash: [u8; 32],
+}
+
+const GENESIS: [u8; 32] = [0; 32];
+
+fn chain(prev: &[u8; 32], e: &AuditEntry) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(e.at_ms.to_le_bytes());
+    for field in [
+        Some(e.actor.as_str()),
+        Some(e.action.as_str()),
+        e.message_id.as_deref(),
+        e.nhs_number.as_deref(),
+        e.from.as_deref(),
+        e.detail.as_deref(),
+    ] {
+        match field {
+            Some(s) => {
+                h.update([1]);
+                h.update((s.len() as u64).to_le_bytes());
+                h.update(s.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
+/// A connection for appending to the audit log of the store in `dir`.
+#[derive(Debug)]
+pub struct AuditLog {
+    conn: Connection,
+}
+
+impl AuditLog {
+    pub fn open(dir: &Path) -> Result<AuditLog, StoreError> {
+        let db = dir.join(DB_FILE);
+        if !db.exists() {
+            return Err(StoreError::Missing { path: db });
+        }
+        let conn = Connection::open(&db).map_err(|source| StoreError::Open {
+            path: db.clone(),
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(StoreError::Query)?;
+        // Brings an older store up to the audit table (the engine does the same at start).
+        crate::schema::prepare_writer(&conn)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(StoreError::Write)?;
+        Ok(AuditLog { conn })
+    }
+
+    /// Appends `entry` after the newest record; returns its sequence number.
+    pub fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::Write)?;
+        let prev: [u8; 32] = tx
+            .query_row(
+                "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map_err(StoreError::Query)?
+            .and_then(|h| h.try_into().ok())
+            .unwrap_or(GENESIS);
+        let hash = chain(&prev, entry);
+        tx.execute(
+            "INSERT INTO audit (at, actor, action, message_id, nhs_number, source, detail, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                entry.at_ms,
+                entry.actor,
+                entry.action.as_str(),
+                entry.message_id,
+                entry.nhs_number,
+                entry.from,
+                entry.detail,
+                &prev[..],
+                &hash[..],
+            ],
+        )
+        .map_err(StoreError::Write)?;
+        let seq = tx.last_insert_rowid();
+        tx.commit().map_err(StoreError::Write)?;
+        Ok(seq)
+    }
+}
+
+/// Every record, oldest first, with `f` called on each (for export).
+pub fn read_audit(dir: &Path, mut f: impl FnMut(&AuditRecord)) -> Result<(), StoreError> {
+    let db = dir.join(DB_FILE);
+    if !db.exists() {
+        return Err(StoreError::Missing { path: db });
+    }
+    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open { path: db, source })?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, at, actor, action, message_id, nhs_number, source, detail, hash, prev_hash \
+             FROM audit ORDER BY seq",
+        )
+        .map_err(StoreError::Query)?;
+    let mut rows = stmt.query([]).map_err(StoreError::Query)?;
+    while let Some(r) = rows.next().map_err(StoreError::Query)? {
+        let record = row(r).map_err(StoreError::Query)?;
+        f(&record.0);
+    }
+    Ok(())
+}
+
+type Row = (AuditRecord, Vec<u8>, Result<(), String>);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let seq: i64 = r.get(0)?;
+    let action: String = r.get(3)?;
+    let hash: Vec<u8> = r.get(8)?;
+    let prev: Vec<u8> = r.get(9)?;
+    let mut problem = Ok(());
+    let parsed = AuditAction::parse(&action).unwrap_or_else(|| {
+        problem = Err(format!("unknown action {action:?}"));
+        AuditAction::View
+    });
+    let entry = AuditEntry {
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: parsed,
+        message_id: r.get(4)?,
+        nhs_number: r.get(5)?,
+        from: r.get(6)?,
+        detail: r.get(7)?,
+    };
+    let hash: [u8; 32] = hash.try_into().unwrap_or_else(|_| {
+        problem = Err("its hash is not 32 bytes".into());
+        [0; 32]
+    });
+    Ok((AuditRecord { seq, entry, hash }, prev, problem))
+}
+
+/// Walks the chain from the first record: the first break, or the head.
+pub fn verify(dir: &Path) -> Result<Result<AuditHead, AuditBreak>, StoreError> {
+    let db = dir.join(DB_FILE);
+    if !db.exists() {
+        return Err(StoreError::Missing { path: db });
+    }
+    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Open { path: db, source })?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, at, actor, action, message_id, nhs_number, source, detail, hash, prev_hash \
+             FROM audit ORDER BY seq",
+        )
+        .map_err(StoreError::Query)?;
+    let mut rows = stmt.query([]).map_err(StoreError::Query)?;
+    let mut head = AuditHead {
+        records: 0,
+        last_seq: 0,
+        hash: GENESIS,
+    };
+    while let Some(r) = rows.next().map_err(StoreError::Query)? {
+        let (record, prev, problem) = row(r).map_err(StoreError::Query)?;
+        if let Err(reason) = problem {
+            return Ok(Err(AuditBreak::Unreadable {
+                seq: record.seq,
+                reason,
+            }));
+        }
+        // Each record names the hash it follows: it must be the one before it.
+        if prev != head.hash {
+            return Ok(Err(AuditBreak::Unlinked {
+                seq: record.seq,
+                before: head.last_seq,
+            }));
+        }
+        if chain(&head.hash, &record.entry) != record.hash {
+            return Ok(Err(AuditBreak::Edited { seq: record.seq }));
+        }
+        head = AuditHead {
+            records: head.records + 1,
+            last_seq: record.seq,
+            hash: record.hash,
+        };
+    }
+    Ok(Ok(head))
+}
