@@ -94,3 +94,66 @@ fn a_fhir_client_outside_allow_from_is_refused() {
     assert_ne!(status, 0, "a client inside allow_from is answered");
     assert_eq!(refused_not_allowed(&e, "fhir-in"), 1);
 }
+
+/// `senders` binds a network to the facility (MSH-4.1) it sends as: from that network, a
+/// message naming another facility is rejected (AR, kept as rejected) — or, with
+/// `sender_mismatch: flag`, accepted with the reason kept and counted.
+#[test]
+fn a_sender_bound_to_a_facility_cannot_send_as_another() {
+    let as_facility = |id: &str, facility: &str| {
+        String::from_utf8(adt(id, 3))
+            .expect("text")
+            .replacen("|PAS|RX1|", &format!("|PAS|{facility}|"), 1)
+            .into_bytes()
+    };
+    let e = EngineProcess::start("    senders:\n      - { from: 127.0.0.2, facility: RX1 }\n");
+    let mut bound = Wire::from_stream(connect_from("127.0.0.2", e.addr));
+    bound.write(&frame(&as_facility("OWN1", "RX1")));
+    assert!(normalise_ack(&bound.read_frame()).contains("MSA|AA|OWN1"));
+    bound.write(&frame(&as_facility("SPOOF1", "RX9")));
+    let ack = normalise_ack(&bound.read_frame());
+    assert!(ack.contains("MSA|AR|SPOOF1"), "{ack}");
+    assert!(
+        ack.contains("is not the sending facility this connection is bound to"),
+        "{ack}"
+    );
+    // Another network has no binding.
+    let mut other = Wire::from_stream(connect_from("127.0.0.1", e.addr));
+    other.write(&frame(&as_facility("ELSE1", "RX9")));
+    assert!(normalise_ack(&other.read_frame()).contains("MSA|AA|ELSE1"));
+    let reader = e.store_with(3);
+    assert_eq!(
+        reader
+            .control_ids(wyvern_store::InboxStatus::Rejected)
+            .expect("ids"),
+        ["SPOOF1"],
+        "the spoofed message is kept, as rejected"
+    );
+    let (_, metrics) = http_get(e.http, "/metrics");
+    assert!(
+        metrics.contains("wyvern_sender_mismatch_total{route=\"e2e\"} 1"),
+        "{metrics}"
+    );
+
+    let e = EngineProcess::start(
+        "    senders:\n      - { from: 127.0.0.2, facility: RX1 }\n    sender_mismatch: flag\n",
+    );
+    let mut bound = Wire::from_stream(connect_from("127.0.0.2", e.addr));
+    bound.write(&frame(&as_facility("FLAG1", "RX9")));
+    assert!(normalise_ack(&bound.read_frame()).contains("MSA|AA|FLAG1"));
+    let row = e
+        .store_with(1)
+        .list(&wyvern_store::InboxQuery {
+            control_id: Some("FLAG1".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .expect("list")
+        .remove(0);
+    assert!(
+        row.error
+            .as_deref()
+            .is_some_and(|e| e.contains("is not the sending facility")),
+        "{row:?}"
+    );
+}

@@ -45,6 +45,7 @@ pub use fhir_source::{FhirSource, FhirSourceFile};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
+pub use peers::{SenderFile, SenderMismatch, SenderRule};
 pub use schema::{code_table_schema, engine_schema, route_schema};
 pub use secret::SecretValue;
 pub use step::{MapKind, Removal, Step, StepFile};

@@ -110,6 +110,13 @@ pub struct MllpSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub allow_from: Option<Vec<Spanned<String>>>,
+    /// The sending facility (MSH-4.1) each network sends as: a message from that network
+    /// naming another facility is handled as `sender_mismatch` says.
+    #[serde(default)]
+    pub senders: Option<Vec<crate::peers::SenderFile>>,
+    /// `reject` (default): AR, kept as rejected; `flag`: accepted, counted and logged.
+    #[serde(default)]
+    pub sender_mismatch: Option<crate::peers::SenderMismatch>,
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub idle_timeout: Option<Spanned<HumanDuration>>,

@@ -73,6 +73,9 @@ pub struct MllpSource {
     pub max_connections_per_peer: u32,
     /// Addresses that may connect (empty: any).
     pub allow_from: Vec<ipnet::IpNet>,
+    /// The facility each network sends as.
+    pub senders: Vec<crate::SenderRule>,
+    pub sender_mismatch: crate::SenderMismatch,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: u32,
@@ -213,12 +216,15 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 listen,
                                 m.allow_from.as_deref(),
                             );
+                            let senders = crate::peers::senders(&mut at, m.senders.as_deref());
                             Source::Mllp(MllpSource {
                                 listen,
                                 max_frame,
                                 max_connections,
                                 max_connections_per_peer,
                                 allow_from,
+                                senders,
+                                sender_mismatch: m.sender_mismatch.unwrap_or_default(),
                                 idle_timeout,
                                 frame_timeout,
                                 max_in_flight,

@@ -39,6 +39,15 @@ pub struct Context<'a> {
     /// The id the message is stored under (ordering keys may use it).
     pub message_id: &'a str,
     pub plan: &'a RoutePlan,
+    /// The facility the peer is bound to (`senders`), when one is.
+    pub sender: Option<ExpectedSender<'a>>,
+}
+
+/// The sending facility a peer's messages must name in MSH-4.1, and what happens if not.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedSender<'a> {
+    pub facility: &'a str,
+    pub mismatch: wyvern_config::SenderMismatch,
 }
 
 pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
@@ -78,6 +87,11 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                             .join("; ");
                         let ack = build_ack(&msg, AckIntent::Reject, Some(first), ack_id, now);
                         (InboxStatus::Rejected, meta, Some(text), ack)
+                    } else if let Some((problem, wyvern_config::SenderMismatch::Reject)) =
+                        sender_problem(&msg, cx)
+                    {
+                        let ack = build_ack(&msg, AckIntent::Reject, Some(&problem), ack_id, now);
+                        (InboxStatus::Rejected, meta, Some(problem.text), ack)
                     } else {
                         let ack = build_ack(&msg, AckIntent::Accept, None, ack_id, now);
                         match cx.plan.decide(&msg, cx.message_id) {
@@ -92,7 +106,9 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                             ),
                             Decision::Deliver(d) => {
                                 deliveries = d;
-                                (InboxStatus::Accepted, meta, None, ack)
+                                // sender_mismatch: flag — accepted, the reason kept with it.
+                                let flag = sender_problem(&msg, cx).map(|(p, _)| p.text);
+                                (InboxStatus::Accepted, meta, flag, ack)
                             }
                             Decision::Refused {
                                 step,
@@ -177,6 +193,29 @@ pub(crate) fn refused(
     (status, text, ack)
 }
 
+/// When the peer is bound to a facility and MSH-4.1 names another: the ERR to answer, and
+/// what the route does about it.
+fn sender_problem(
+    msg: &Message<'_>,
+    cx: &Context<'_>,
+) -> Option<(AckError, wyvern_config::SenderMismatch)> {
+    let expected = cx.sender?;
+    let named = msg.sending_facility();
+    if named == expected.facility {
+        return None;
+    }
+    let text = format!(
+        "MSH-4 {named:?} is not the sending facility this connection is bound to ({:?}): a sender may only send as itself",
+        expected.facility
+    );
+    let problem = AckError {
+        code: ErrorCode::UnknownKeyIdentifier,
+        location: Some(wyvern_hl7::ErrorLocation::field("MSH", 1, 4)),
+        text,
+    };
+    Some((problem, expected.mismatch))
+}
+
 /// The AE sent for a control id this sender already used for a different message.
 pub(crate) fn conflict_ack(raw: &[u8], original: &str, ack_id: &str, now: &str) -> (Bytes, String) {
     let text = format!(
@@ -258,6 +297,7 @@ mod tests {
             ack_id: "A1",
             now,
             message_id: "01ID",
+            sender: None,
             plan,
         }
     }

@@ -171,6 +171,7 @@ BTS|2\rFTS|1\r";
             now: "20261125",
             message_id: "01ID",
             plan,
+            sender: None,
         };
         assess(MllpFrame::Message(Bytes::copy_from_slice(raw)), &cx)
     }

@@ -12,9 +12,9 @@ use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
 use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
 
 use crate::RoutePlan;
-use crate::assess::{Assessment, Context, assess, conflict_ack, store_failure_ack};
+use crate::assess::{Assessment, Context, ExpectedSender, assess, conflict_ack, store_failure_ack};
 use crate::dedup::{DedupWindow, Seen, key};
-use wyvern_config::ControlIdReuse;
+use wyvern_config::{ControlIdReuse, SenderMismatch, SenderRule};
 
 /// Per-route counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -30,6 +30,9 @@ pub struct RouteCounters {
     pub reused: AtomicU64,
     /// Answered AE because a step (a plugin) failed on the message.
     pub failed: AtomicU64,
+    /// From a network whose `senders` facility is not the message's MSH-4 (rejected or
+    /// flagged, as `sender_mismatch` says).
+    pub sender_mismatch: AtomicU64,
     pub store_failures: AtomicU64,
     pub ack_latency: crate::metrics::Histogram,
     /// Connections the route's listener refused, by reason.
@@ -48,6 +51,9 @@ pub struct Hl7Inbox {
     clock: Arc<dyn Clock>,
     max_frame: usize,
     control_id_reuse: ControlIdReuse,
+    /// The facility each network sends as (`senders`), and what a mismatch gets.
+    senders: Vec<SenderRule>,
+    sender_mismatch: SenderMismatch,
     counters: Arc<RouteCounters>,
 }
 
@@ -86,8 +92,26 @@ impl Hl7Inbox {
             clock,
             max_frame,
             control_id_reuse: ControlIdReuse::default(),
+            senders: Vec::new(),
+            sender_mismatch: SenderMismatch::default(),
             counters: Arc::default(),
         }
+    }
+
+    /// The facility (MSH-4.1) each network sends as, and what a message naming another gets.
+    pub fn with_senders(mut self, senders: Vec<SenderRule>, mismatch: SenderMismatch) -> Self {
+        self.senders = senders;
+        self.sender_mismatch = mismatch;
+        self
+    }
+
+    /// The facility the peer at `ip` must send as, if a `senders` rule covers it.
+    fn sender_of(&self, ip: std::net::IpAddr) -> Option<&str> {
+        let ip = ip.to_canonical();
+        self.senders
+            .iter()
+            .find(|r| r.from.contains(&ip))
+            .map(|r| r.facility.as_str())
     }
 
     /// What to do with a control id reused for other content (default: accept, flagged).
@@ -211,7 +235,8 @@ pub type ReceivedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Rec
 
 impl FrameHandler for Hl7Inbox {
     async fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> AckFuture {
-        let received = self.receive(frame, peer.to_string()).await;
+        let sender = self.sender_of(peer.ip());
+        let received = self.receive_from(frame, peer.to_string(), sender).await;
         Box::pin(async move { received.await.ack })
     }
 }
@@ -223,11 +248,21 @@ impl Hl7Inbox {
     /// Everything logged about the message, here and when its commit finishes, is inside a
     /// `message` span carrying its id (the delivery workers' `delivery` spans carry the same).
     pub async fn receive(&self, frame: MllpFrame, origin: String) -> ReceivedFuture {
+        self.receive_from(frame, origin, None).await
+    }
+
+    /// [`Hl7Inbox::receive`], from a peer bound to the facility `sender` (MSH-4.1).
+    async fn receive_from(
+        &self,
+        frame: MllpFrame,
+        origin: String,
+        sender: Option<&str>,
+    ) -> ReceivedFuture {
         let now = self.clock.now_millis();
         let id = MessageId::new(now);
         let span = tracing::info_span!("message", %id, route = %self.route);
         let committed = self
-            .receive_as(frame, origin, id, now)
+            .receive_as(frame, origin, sender, id, now)
             .instrument(span.clone())
             .await;
         Box::pin(committed.instrument(span))
@@ -237,6 +272,7 @@ impl Hl7Inbox {
         &self,
         frame: MllpFrame,
         origin: String,
+        sender: Option<&str>,
         id: MessageId,
         now: i64,
     ) -> ReceivedFuture {
@@ -252,6 +288,10 @@ impl Hl7Inbox {
             now: &now_hl7,
             message_id: &id_text,
             plan: &self.plan,
+            sender: sender.map(|facility| ExpectedSender {
+                facility,
+                mismatch: self.sender_mismatch,
+            }),
         };
         // Plugins run synchronously (bounded by their time limit): tell tokio this worker
         // thread is busy so other connections keep being served meanwhile.
@@ -260,6 +300,14 @@ impl Hl7Inbox {
         } else {
             assess(frame, &cx)
         };
+        if let Some(expected) = sender
+            && a.meta.sending_facility.as_deref() != Some(expected)
+        {
+            self.counters
+                .sender_mismatch
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(route = %self.route, %peer, facility = a.meta.sending_facility.as_deref().unwrap_or(""), expected, action = ?self.sender_mismatch, "message names another sending facility than its connection is bound to");
+        }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let DuplicateCheck {
             claim,

@@ -115,6 +115,19 @@ impl Metrics {
         }
         help(
             &mut out,
+            "wyvern_sender_mismatch_total",
+            "counter",
+            "Messages whose MSH-4 is not the facility their connection's network is bound to (senders): rejected or flagged as sender_mismatch says.",
+        );
+        for (route, c) in &self.routes {
+            let _ = writeln!(
+                out,
+                "wyvern_sender_mismatch_total{{route=\"{route}\"}} {}",
+                get(&c.sender_mismatch)
+            );
+        }
+        help(
+            &mut out,
             "wyvern_connections_refused_total",
             "counter",
             "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap.",

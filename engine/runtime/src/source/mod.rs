@@ -57,6 +57,8 @@ pub(crate) async fn build(
         SourceConfig::Mllp(m) => {
             let max_frame = usize::try_from(m.max_frame).unwrap_or(usize::MAX);
             let (inbox, counters) = hl7_inbox(route, ctx, max_frame)?;
+            // Only a connection has a peer to bind to a sending facility.
+            let inbox = inbox.with_senders(m.senders.clone(), m.sender_mismatch);
             (
                 mllp::build(route, m, max_frame, inbox, &counters).await?,
                 counters,
