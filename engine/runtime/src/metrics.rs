@@ -74,6 +74,24 @@ fn help(out: &mut String, name: &str, kind: &str, text: &str) {
 }
 
 impl Metrics {
+    /// One counter a route: its HELP and TYPE, then a line per route.
+    fn route_counter(
+        &self,
+        out: &mut String,
+        name: &str,
+        text: &str,
+        field: impl Fn(&RouteCounters) -> &AtomicU64,
+    ) {
+        help(out, name, "counter", text);
+        for (route, c) in &self.routes {
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{route}\"}} {}",
+                field(c).load(Ordering::Relaxed)
+            );
+        }
+    }
+
     pub fn render(&self, now_ms: i64) -> String {
         let mut out = String::with_capacity(4096);
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -100,32 +118,18 @@ impl Metrics {
                 );
             }
         }
-        help(
+        self.route_counter(
             &mut out,
             "wyvern_control_id_reused_total",
-            "counter",
             "Messages accepted although their control id (MSH-10) was used before for other content (control_id_reuse: accept); also counted as accepted.",
+            |c| &c.reused,
         );
-        for (route, c) in &self.routes {
-            let _ = writeln!(
-                out,
-                "wyvern_control_id_reused_total{{route=\"{route}\"}} {}",
-                get(&c.reused)
-            );
-        }
-        help(
+        self.route_counter(
             &mut out,
             "wyvern_sender_mismatch_total",
-            "counter",
             "Messages whose MSH-4 is not the facility their connection's network is bound to (senders): rejected or flagged as sender_mismatch says.",
+            |c| &c.sender_mismatch,
         );
-        for (route, c) in &self.routes {
-            let _ = writeln!(
-                out,
-                "wyvern_sender_mismatch_total{{route=\"{route}\"}} {}",
-                get(&c.sender_mismatch)
-            );
-        }
         help(
             &mut out,
             "wyvern_connections_refused_total",
