@@ -51,7 +51,7 @@ fn refused_not_allowed(e: &EngineProcess, route: &str) -> u64 {
 
 #[test]
 fn an_mllp_sender_outside_allow_from_is_refused_and_nothing_it_sent_is_stored() {
-    let e = EngineProcess::start("    allow_from: [127.0.0.1/32]\n");
+    let mut e = EngineProcess::start("    allow_from: [127.0.0.1/32]\n");
     let mut outsider = connect_from("127.0.0.2", e.addr);
     let _ = std::io::Write::write_all(&mut outsider, &frame(&adt("OUTSIDE1", 1)));
     assert!(
@@ -73,6 +73,27 @@ fn an_mllp_sender_outside_allow_from_is_refused_and_nothing_it_sent_is_stored() 
     assert!(
         e.log().contains("connection refused") && e.log().contains("127.0.0.2"),
         "the refusal is logged with the peer"
+    );
+    // And audited (tallied a minute at a time; the stop writes what is pending).
+    assert!(e.terminate().success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args(["--log", "warn", "audit", "export", "--store"])
+        .arg(e.store_dir())
+        .output()
+        .expect("wyvern audit export");
+    let events = String::from_utf8_lossy(&out.stdout);
+    let refused: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .filter(|v: &serde_json::Value| v["outcomeDesc"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{events}");
+    assert_eq!(refused[0]["agent"][0]["network"]["address"], "127.0.0.2");
+    assert!(
+        refused[0]["entity"][0]["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("1 connection(s) to route e2e refused")),
+        "{events}"
     );
 }
 

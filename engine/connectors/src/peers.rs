@@ -16,6 +16,17 @@ pub struct Refusals {
     pub per_peer_cap: AtomicU64,
     /// With the listener at `max_connections`.
     pub listener_cap: AtomicU64,
+    /// Where refusals of addresses outside `allow_from` are reported (the audit log), with
+    /// the route's name. A full channel drops the report; the counters above still count.
+    pub report: std::sync::OnceLock<(Arc<str>, tokio::sync::mpsc::Sender<RefusedPeer>)>,
+}
+
+/// A connection refused because of who it came from, for the audit log.
+#[derive(Debug, Clone)]
+pub struct RefusedPeer {
+    pub route: Arc<str>,
+    pub ip: IpAddr,
+    pub refusal: Refusal,
 }
 
 /// Why a connection was refused.
@@ -60,6 +71,13 @@ impl PeerPolicy {
         let ip = ip.to_canonical();
         if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&ip)) {
             self.refusals.not_allowed.fetch_add(1, Ordering::Relaxed);
+            if let Some((route, report)) = self.refusals.report.get() {
+                let _ = report.try_send(RefusedPeer {
+                    route: route.clone(),
+                    ip,
+                    refusal: Refusal::NotAllowed,
+                });
+            }
             return Err(Refusal::NotAllowed);
         }
         self.slots.take(ip).ok_or_else(|| {

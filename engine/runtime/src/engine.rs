@@ -13,6 +13,7 @@ use wyvern_config::Config;
 use wyvern_core::Clock;
 use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
+use crate::audit::RefusalAudit;
 use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
@@ -91,6 +92,7 @@ pub struct Engine {
     /// Every route's source, whatever its kind.
     sources: Vec<Box<dyn Source>>,
     sweeper: RetentionSweeper,
+    refusal_audit: RefusalAudit,
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
     http: Option<OpsServer>,
@@ -153,6 +155,19 @@ impl Engine {
                 )?);
             }
         }
+        // Refused peers go to the audit log, tallied (audit.rs).
+        let (reports, report_rx) = tokio::sync::mpsc::channel(crate::audit::QUEUE);
+        for (route, c) in &counters {
+            let _ = c
+                .refusals
+                .report
+                .set((route.as_str().into(), reports.clone()));
+        }
+        let refusal_audit = RefusalAudit {
+            store_dir: store.dir().to_path_buf(),
+            clock: clock.clone(),
+            reports: report_rx,
+        };
         let sweeper = RetentionSweeper {
             store: store.clone(),
             retention: config.engine.retention,
@@ -188,6 +203,7 @@ impl Engine {
             store,
             sources,
             sweeper,
+            refusal_audit,
             workers,
             counters,
             http,
@@ -238,6 +254,10 @@ impl Engine {
             "retention".into(),
             Box::pin(self.sweeper.run(shutdown.clone())),
         );
+        let audit = watch(
+            "audit of refused connections".into(),
+            Box::pin(self.refusal_audit.run(shutdown.clone())),
+        );
         let tasks: Vec<_> = self
             .sources
             .into_iter()
@@ -245,7 +265,7 @@ impl Engine {
             .collect();
         // Sources first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.
-        for t in tasks.into_iter().chain(workers).chain([sweeper]) {
+        for t in tasks.into_iter().chain(workers).chain([sweeper, audit]) {
             let _ = t.await;
         }
         // /metrics answers until everything else has stopped.

@@ -6,6 +6,7 @@
 //! its ACK is derived from that outcome *after* the store has answered.
 
 mod assess;
+mod audit;
 mod batch;
 mod condition;
 mod dedup;

@@ -1,0 +1,123 @@
+//! What the engine itself adds to the audit log: connections refused because their address is
+//! not in a source's `allow_from`. Aggregated per route, address and minute — a scan or a flood
+//! is one record a minute per address, at most `MAX_PEERS` addresses a minute (the rest summed
+//! in one record), so the log can never become the attack's amplifier.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wyvern_connectors::peers::RefusedPeer;
+use wyvern_core::Clock;
+use wyvern_store::{AuditAction, AuditEntry, AuditLog};
+
+/// How often the tallies are written.
+const EVERY: Duration = Duration::from_secs(60);
+/// Addresses tallied on their own per interval; more are summed into one record.
+const MAX_PEERS: usize = 1_000;
+/// Reports waiting to be tallied; more are dropped (the metrics still count them).
+pub const QUEUE: usize = 1_024;
+
+/// Tallies refused peers and writes them to the store's audit log.
+#[derive(Debug)]
+pub struct RefusalAudit {
+    pub store_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub reports: mpsc::Receiver<RefusedPeer>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    peers: HashMap<(Arc<str>, IpAddr), u64>,
+    /// Refusals from addresses past the first `MAX_PEERS`, per route.
+    others: HashMap<Arc<str>, u64>,
+}
+
+impl RefusalAudit {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tally = Tally::default();
+        let mut tick = tokio::time::interval(EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.write(std::mem::take(&mut tally)).await,
+                report = self.reports.recv() => match report {
+                    Some(r) => tally.add(r),
+                    None => break,
+                },
+            }
+        }
+        // What arrived before the stop is written too.
+        while let Ok(r) = self.reports.try_recv() {
+            tally.add(r);
+        }
+        self.write(tally).await;
+    }
+
+    async fn write(&self, tally: Tally) {
+        if tally.peers.is_empty() && tally.others.is_empty() {
+            return;
+        }
+        let at_ms = self.clock.now_millis();
+        let mut entries: Vec<AuditEntry> = tally
+            .peers
+            .into_iter()
+            .map(|((route, ip), n)| AuditEntry {
+                at_ms,
+                actor: format!("network:{ip}"),
+                action: AuditAction::Refused,
+                message_id: None,
+                nhs_number: None,
+                from: Some(ip.to_string()),
+                detail: Some(format!(
+                    "{n} connection(s) to route {route} refused: the address is not in allow_from"
+                )),
+            })
+            .collect();
+        entries.extend(tally.others.into_iter().map(|(route, n)| AuditEntry {
+            at_ms,
+            actor: "network:(many)".into(),
+            action: AuditAction::Refused,
+            message_id: None,
+            nhs_number: None,
+            from: None,
+            detail: Some(format!(
+                "{n} more connection(s) to route {route} refused, from addresses beyond the first {MAX_PEERS} this minute: not in allow_from"
+            )),
+        }));
+        let dir = self.store_dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut log = AuditLog::open(&dir)?;
+            for e in &entries {
+                log.append(e)?;
+            }
+            Ok::<_, wyvern_store::StoreError>(entries.len())
+        })
+        .await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write refused connections to the audit log")
+            }
+            Err(e) => tracing::error!(error = %e, "the audit writer failed"),
+        }
+    }
+}
+
+impl Tally {
+    fn add(&mut self, r: RefusedPeer) {
+        let key = (r.route.clone(), r.ip);
+        if let Some(n) = self.peers.get_mut(&key) {
+            *n += 1;
+        } else if self.peers.len() < MAX_PEERS {
+            self.peers.insert(key, 1);
+        } else {
+            *self.others.entry(r.route).or_default() += 1;
+        }
+    }
+}
