@@ -13,10 +13,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
-use crate::{DB_FILE, StoreError};
+use crate::StoreError;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,16 +145,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn open(dir: &Path) -> Result<AuditLog, StoreError> {
-        let db = dir.join(DB_FILE);
-        if !db.exists() {
-            return Err(StoreError::Missing { path: db });
-        }
-        let conn = Connection::open(&db).map_err(|source| StoreError::Open {
-            path: db.clone(),
-            source,
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(StoreError::Query)?;
+        let conn = crate::schema::connect(dir, OpenFlags::default(), Duration::from_secs(10))?;
         // Brings an older store up to the audit table (the engine does the same at start).
         crate::schema::prepare_writer(&conn)?;
         conn.execute_batch("PRAGMA synchronous = FULL;")
@@ -203,12 +194,20 @@ impl AuditLog {
 
 /// Every record, oldest first, with `f` called on each (for export).
 pub fn read_audit(dir: &Path, mut f: impl FnMut(&AuditRecord)) -> Result<(), StoreError> {
-    let db = dir.join(DB_FILE);
-    if !db.exists() {
-        return Err(StoreError::Missing { path: db });
-    }
-    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| StoreError::Open { path: db, source })?;
+    walk(dir, |(record, _, _)| {
+        f(&record);
+        None::<()>
+    })?;
+    Ok(())
+}
+
+/// Calls `f` on every record, oldest first, until it returns something.
+fn walk<T>(dir: &Path, mut f: impl FnMut(Row) -> Option<T>) -> Result<Option<T>, StoreError> {
+    let conn = crate::schema::connect(
+        dir,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Duration::from_secs(5),
+    )?;
     let mut stmt = conn
         .prepare(
             "SELECT seq, at, actor, action, message_id, nhs_number, source, detail, hash, prev_hash \
@@ -217,10 +216,11 @@ pub fn read_audit(dir: &Path, mut f: impl FnMut(&AuditRecord)) -> Result<(), Sto
         .map_err(StoreError::Query)?;
     let mut rows = stmt.query([]).map_err(StoreError::Query)?;
     while let Some(r) = rows.next().map_err(StoreError::Query)? {
-        let record = row(r).map_err(StoreError::Query)?;
-        f(&record.0);
+        if let Some(done) = f(row(r).map_err(StoreError::Query)?) {
+            return Ok(Some(done));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 type Row = (AuditRecord, Vec<u8>, Result<(), String>);
@@ -253,47 +253,34 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 
 /// Walks the chain from the first record: the first break, or the head.
 pub fn verify(dir: &Path) -> Result<Result<AuditHead, AuditBreak>, StoreError> {
-    let db = dir.join(DB_FILE);
-    if !db.exists() {
-        return Err(StoreError::Missing { path: db });
-    }
-    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| StoreError::Open { path: db, source })?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, at, actor, action, message_id, nhs_number, source, detail, hash, prev_hash \
-             FROM audit ORDER BY seq",
-        )
-        .map_err(StoreError::Query)?;
-    let mut rows = stmt.query([]).map_err(StoreError::Query)?;
     let mut head = AuditHead {
         records: 0,
         last_seq: 0,
         hash: GENESIS,
     };
-    while let Some(r) = rows.next().map_err(StoreError::Query)? {
-        let (record, prev, problem) = row(r).map_err(StoreError::Query)?;
+    let broken = walk(dir, |(record, prev, problem)| {
         if let Err(reason) = problem {
-            return Ok(Err(AuditBreak::Unreadable {
+            return Some(AuditBreak::Unreadable {
                 seq: record.seq,
                 reason,
-            }));
+            });
         }
         // Each record names the hash it follows: it must be the one before it.
         if prev != head.hash {
-            return Ok(Err(AuditBreak::Unlinked {
+            return Some(AuditBreak::Unlinked {
                 seq: record.seq,
                 before: head.last_seq,
-            }));
+            });
         }
         if chain(&head.hash, &record.entry) != record.hash {
-            return Ok(Err(AuditBreak::Edited { seq: record.seq }));
+            return Some(AuditBreak::Edited { seq: record.seq });
         }
         head = AuditHead {
             records: head.records + 1,
             last_seq: record.seq,
             hash: record.hash,
         };
-    }
-    Ok(Ok(head))
+        None
+    })?;
+    Ok(broken.map_or(Ok(head), Err))
 }

@@ -9,9 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::{DB_FILE, StoreError};
+use crate::StoreError;
 
 /// One message waiting for (or failed at) one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,16 +148,7 @@ impl OutboxItem {
 impl Outbox {
     /// Opens the store's database (it must exist: the engine creates it).
     pub fn open(dir: &Path) -> Result<Outbox, StoreError> {
-        let db = dir.join(DB_FILE);
-        if !db.exists() {
-            return Err(StoreError::Missing { path: db });
-        }
-        let conn = Connection::open(&db).map_err(|source| StoreError::Open {
-            path: db.clone(),
-            source,
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(StoreError::Query)?;
+        let conn = crate::schema::connect(dir, OpenFlags::default(), Duration::from_secs(10))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(StoreError::Query)?;
         Ok(Outbox { conn })

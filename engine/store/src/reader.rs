@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::Value};
 
-use crate::{DB_FILE, InboxStatus, StoreError};
+use crate::{InboxStatus, StoreError};
 
 /// Filters for [`InboxReader::list`]; all optional, newest first.
 #[derive(Debug, Clone, Default)]
@@ -69,20 +69,11 @@ const COLUMNS: &str = "seq, id, received_at, source, peer, content_type, status,
 
 impl InboxReader {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = dir.join(DB_FILE);
-        if !db.exists() {
-            return Err(StoreError::Missing { path: db });
-        }
-        let conn = Connection::open_with_flags(
-            &db,
+        let conn = crate::schema::connect(
+            dir,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Open {
-            path: db.clone(),
-            source,
-        })?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(StoreError::Query)?;
+            std::time::Duration::from_secs(5),
+        )?;
         Ok(InboxReader { conn })
     }
 

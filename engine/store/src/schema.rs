@@ -1,8 +1,28 @@
 //! The tables and the pragmas that make them durable; versioned with `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
 
-use crate::StoreError;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::{DB_FILE, StoreError};
+
+/// A connection to the index of the store in `dir`, for a reader or writer beside the engine's
+/// own (the CLI, the sweeper, the audit log): `Missing` when the store has no index yet.
+pub(crate) fn connect(
+    dir: &Path,
+    flags: OpenFlags,
+    busy: Duration,
+) -> Result<Connection, StoreError> {
+    let db = dir.join(DB_FILE);
+    if !db.exists() {
+        return Err(StoreError::Missing { path: db });
+    }
+    let conn = Connection::open_with_flags(&db, flags)
+        .map_err(|source| StoreError::Open { path: db, source })?;
+    conn.busy_timeout(busy).map_err(StoreError::Query)?;
+    Ok(conn)
+}
 
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

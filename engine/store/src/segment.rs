@@ -180,7 +180,8 @@ pub(crate) struct Scan {
 /// successful write ended, when known.
 pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
     let mut scan = Scan::default();
-    let (framing, from, buffered) = match start(bytes) {
+    let head = start(bytes);
+    let (framing, from, buffered) = match head {
         Start::Newer(format) => {
             scan.problems.push(Problem::NewerFormat { format });
             return scan;
@@ -205,11 +206,14 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
     // if the disk kept them whole.
     let limit = written_to.map_or(bytes.len(), |w| (w as usize).min(bytes.len()));
     let mut at = from;
+    // Where the last intact frame's write began.
+    let mut last_batch = 0;
     while at < limit {
         let Some(f) = frame::read(&bytes[at..limit], framing) else {
             break;
         };
         take(&mut scan.records, &mut scan.problems, &f, at);
+        last_batch = f.batch_start;
         at += f.len;
     }
     if at == limit && limit < bytes.len() {
@@ -221,10 +225,7 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
         }
         return scan;
     }
-    if start(bytes) == Start::Absent
-        && !scan.records.is_empty()
-        && last_batch(bytes, from, framing) > from as u64
-    {
+    if head == Start::Absent && !scan.records.is_empty() && last_batch > from as u64 {
         // A second write was synced, and with it the header written before the first.
         scan.problems.push(Problem::BadHeader);
     }
@@ -287,15 +288,4 @@ fn take(into: &mut Vec<InboxRecord>, problems: &mut Vec<Problem>, f: &Frame<'_>,
         Some(r) => into.push(r),
         None => problems.push(Problem::Unreadable { offset: at as u64 }),
     }
-}
-
-/// The `batch_start` of the last intact frame from `from` on (0 when there is none).
-fn last_batch(bytes: &[u8], from: usize, framing: Framing) -> u64 {
-    let mut at = from;
-    let mut last = 0;
-    while let Some(f) = frame::read(&bytes[at.min(bytes.len())..], framing) {
-        last = f.batch_start;
-        at += f.len;
-    }
-    last
 }
