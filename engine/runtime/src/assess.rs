@@ -25,6 +25,9 @@ pub struct Assessment {
     pub raw_len: usize,
     /// The outbox entries to create with the record (none unless accepted).
     pub deliveries: Vec<Delivery>,
+    /// The peer is bound to a facility (`senders`) and MSH-4.1 is not it (rejected or
+    /// flagged, as the route says; counted either way).
+    pub sender_mismatch: bool,
 }
 
 /// Assesses one frame. `ack_id` becomes the ACK's MSH-10 and `now` its MSH-7.
@@ -51,6 +54,14 @@ pub struct ExpectedSender<'a> {
 }
 
 pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
+    let mut a = assess_frame(frame, cx);
+    a.sender_mismatch = cx
+        .sender
+        .is_some_and(|s| a.meta.sending_facility.as_deref() != Some(s.facility));
+    a
+}
+
+fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
     let Context {
         max_frame,
         ack_id,
@@ -131,6 +142,7 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                 raw,
                 raw_len,
                 deliveries,
+                sender_mismatch: false,
             }
         }
         MllpFrame::Oversized { head, len } => {
@@ -164,6 +176,7 @@ pub fn assess(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                 raw: head,
                 raw_len: len,
                 deliveries,
+                sender_mismatch: false,
             }
         }
     }

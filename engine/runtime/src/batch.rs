@@ -129,6 +129,7 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
         raw,
         raw_len,
         deliveries,
+        sender_mismatch: false,
     }
 }
 

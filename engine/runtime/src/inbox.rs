@@ -300,13 +300,11 @@ impl Hl7Inbox {
         } else {
             assess(frame, &cx)
         };
-        if let Some(expected) = sender
-            && a.meta.sending_facility.as_deref() != Some(expected)
-        {
+        if a.sender_mismatch {
             self.counters
                 .sender_mismatch
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(route = %self.route, %peer, facility = a.meta.sending_facility.as_deref().unwrap_or(""), expected, action = ?self.sender_mismatch, "message names another sending facility than its connection is bound to");
+            tracing::warn!(route = %self.route, %peer, facility = a.meta.sending_facility.as_deref().unwrap_or(""), expected = sender.unwrap_or(""), action = ?self.sender_mismatch, "message names another sending facility than its connection is bound to");
         }
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let DuplicateCheck {
