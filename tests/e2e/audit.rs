@@ -2,19 +2,10 @@
 //! patient, before the message is shown; `audit verify` finds an edited record; `audit export`
 //! parses as FHIR R4 AuditEvent.
 
-use std::process::Command;
-
-use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
+use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack, wyvern_on_store};
 
 fn wyvern(args: &[&str], store: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wyvern"))
-        .args(["--log", "warn"])
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .env("USER", "test-operator")
-        .output()
-        .expect("run wyvern");
+    let out = wyvern_on_store(args, store);
     (
         out.status.code().unwrap_or(-1),
         format!(

@@ -433,3 +433,15 @@ pub fn adt(control_id: &str, n: u64) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// `wyvern --log warn ARGS --store STORE` run to its end, as the operator `test-operator`.
+pub fn wyvern_on_store(args: &[&str], store: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args(["--log", "warn"])
+        .args(args)
+        .arg("--store")
+        .arg(store)
+        .env("USER", "test-operator")
+        .output()
+        .expect("run wyvern")
+}

@@ -76,11 +76,7 @@ fn an_mllp_sender_outside_allow_from_is_refused_and_nothing_it_sent_is_stored() 
     );
     // And audited (tallied a minute at a time; the stop writes what is pending).
     assert!(e.terminate().success());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
-        .args(["--log", "warn", "audit", "export", "--store"])
-        .arg(e.store_dir())
-        .output()
-        .expect("wyvern audit export");
+    let out = crate::harness::wyvern_on_store(&["audit", "export"], &e.store_dir());
     let events = String::from_utf8_lossy(&out.stdout);
     let refused: Vec<serde_json::Value> = events
         .lines()

@@ -13,7 +13,7 @@ use wyvern_faultfs::FaultFs;
 use wyvern_store::{InboxReader, InboxStatus};
 
 use crate::crash::sender;
-use crate::harness::EngineProcess;
+use crate::harness::{EngineProcess, wyvern_on_store};
 
 fn stored(store: &Path) -> HashSet<String> {
     InboxReader::open(store)
@@ -112,16 +112,6 @@ async fn a_power_cut_loses_nothing_acked_with_fsync_and_the_buffered_control_sho
     );
 }
 
-fn wyvern(args: &[&str], store: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wyvern"))
-        .args(["--log", "warn"])
-        .args(args)
-        .arg("--store")
-        .arg(store)
-        .output()
-        .expect("run wyvern")
-}
-
 /// The reproduction: messages ACKed, SIGKILL, the index removed so the journal must
 /// be replayed, one byte flipped a third of the way into the journal. The engine used to start,
 /// replay a third, call the rest a torn tail and log "nothing acknowledged was lost".
@@ -170,7 +160,7 @@ async fn a_flipped_journal_byte_stops_the_engine_until_an_operator_repairs_it() 
         "the refusal changed nothing"
     );
 
-    let check = wyvern(&["store", "check"], &store);
+    let check = wyvern_on_store(&["store", "check"], &store);
     let out = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{out}");
     assert!(
@@ -178,7 +168,7 @@ async fn a_flipped_journal_byte_stops_the_engine_until_an_operator_repairs_it() 
         "{out}"
     );
 
-    let repair = wyvern(&["store", "repair"], &store);
+    let repair = wyvern_on_store(&["store", "repair"], &store);
     let out = String::from_utf8_lossy(&repair.stdout);
     assert!(
         repair.status.success(),
