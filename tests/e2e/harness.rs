@@ -210,9 +210,14 @@ impl EngineProcess {
         self.spawn();
     }
 
+    /// The engine's process id (0 when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The engine's resident memory now, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().map_or(0, Child::id);
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()

@@ -17,3 +17,4 @@ mod peers;
 mod plugins;
 mod receiver;
 mod store_faults;
+mod tls;

@@ -40,9 +40,13 @@ fn closed_by_engine(s: &mut std::net::TcpStream) -> bool {
 }
 
 fn refused_not_allowed(e: &EngineProcess, route: &str) -> u64 {
+    refused(e, route, "not_allowed")
+}
+
+/// `wyvern_connections_refused_total` of `route` for `reason`.
+pub fn refused(e: &EngineProcess, route: &str, reason: &str) -> u64 {
     let (_, body) = http_get(e.http, "/metrics");
-    let key =
-        format!("wyvern_connections_refused_total{{route=\"{route}\",reason=\"not_allowed\"}} ");
+    let key = format!("wyvern_connections_refused_total{{route=\"{route}\",reason=\"{reason}\"}} ");
     body.lines()
         .find_map(|l| l.strip_prefix(&key))
         .and_then(|v| v.trim().parse().ok())

@@ -222,6 +222,7 @@ pub(crate) async fn load(
                 range,
                 s.window,
                 Duration::from_secs(30),
+                None,
                 |a| {
                     let _ = hist.record(
                         u64::try_from(a.latency.as_micros())

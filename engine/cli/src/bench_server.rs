@@ -58,7 +58,7 @@ fn accept_ack(raw: &[u8]) -> Bytes {
 }
 
 impl FrameHandler for Baseline {
-    async fn accept(&self, frame: MllpFrame, _peer: SocketAddr) -> AckFuture {
+    async fn accept(&self, frame: MllpFrame, _peer: &wyvern_connectors::peers::Peer) -> AckFuture {
         let MllpFrame::Message(raw) = frame else {
             return Box::pin(async { None });
         };

@@ -21,6 +21,7 @@ mod replay;
 mod run;
 mod send;
 mod store;
+mod tls_args;
 mod validate;
 
 const ABOUT: &str = "Wyvern: an HL7v2/FHIR interface engine for shared care records.";

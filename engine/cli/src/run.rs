@@ -1,4 +1,5 @@
-//! `wyvern run`: validate, build, serve until SIGINT/SIGTERM, then drain.
+//! `wyvern run`: validate, build, serve until SIGINT/SIGTERM, then drain. SIGHUP reads every
+//! TLS certificate and key again (new handshakes use them; open connections keep theirs).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,6 +31,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     // Registered before anything listens: a SIGTERM that arrives while the engine starts is a
     // clean stop, not the default action (an unclean kill).
     let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // Likewise SIGHUP, whose default action would end the process.
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let (reloaded, failed) = wyvern_connectors::tls::reloader().reload_all();
+                tracing::info!(
+                    reloaded,
+                    failed,
+                    "SIGHUP: TLS certificates and keys read again"
+                );
+            }
+        });
+    }
     let plugins = crate::plugin::loader::WasmLoader::new(
         Some(config.engine.store_dir.join("plugin-cache")),
         false,

@@ -35,6 +35,8 @@ pub struct SendArgs {
     /// Print every ACK in full.
     #[arg(long, short)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Files, folders, or - for stdin (the default).
     pub inputs: Vec<PathBuf>,
 }
@@ -103,10 +105,11 @@ pub async fn exchange(
     range: std::ops::Range<usize>,
     window: usize,
     timeout: Duration,
+    tls: Option<&wyvern_connectors::tls::ClientTls>,
     mut on: impl FnMut(Answer),
 ) -> anyhow::Result<()> {
     let asked: Vec<AckAsked> = msgs.iter().map(|m| ack_asked(m)).collect();
-    let client = MllpClient::connect(addr, 64 << 20).await?;
+    let client = MllpClient::connect_with(addr, 64 << 20, tls).await?;
     let (mut tx, mut rx) = client.split();
     let permits = Arc::new(Semaphore::new(window.max(1)));
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(usize, Instant)>();
@@ -183,12 +186,14 @@ pub async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     let mut last_progress = Instant::now();
     let (mut accepted, mut errors, mut rejected, mut mismatched, mut answered, mut unasked) =
         (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+    let tls = args.tls.load()?;
     let result = exchange(
         &args.to,
         msgs.clone(),
         0..total,
         args.window,
         args.timeout,
+        tls.as_deref(),
         |a| {
             answered += 1;
             let origin = &inputs[a.index].origin;

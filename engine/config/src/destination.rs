@@ -83,6 +83,9 @@ pub struct MllpDestinationFile {
     #[serde(default)]
     #[schemars(with = "Option<ByteSize>")]
     pub max_frame: Option<Spanned<ByteSize>>,
+    /// Connect over TLS (see `tls` below: ca, cert, key, server_name).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ClientTlsFile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +138,7 @@ pub struct MllpDestination {
     pub connect: String,
     pub ack_timeout: Duration,
     pub max_frame: usize,
+    pub tls: Option<crate::ClientTls>,
 }
 
 pub(crate) fn destinations(
@@ -157,7 +161,7 @@ pub(crate) fn destinations(
         seen.push(&d.name.value);
         let kind = match (&d.file, &d.mllp, &d.amqp, &d.fhir) {
             (Some(f), None, None, None) => file(at, base, f),
-            (None, Some(m), None, None) => mllp(at, m),
+            (None, Some(m), None, None) => mllp(at, base, m),
             (None, None, Some(a), None) => amqp(at, a),
             (None, None, None, Some(f)) => crate::fhir_destination::fhir(at, base, f),
             (None, None, None, None) => {
@@ -204,7 +208,7 @@ fn file(at: &mut At<'_>, base: &Path, f: &FileDestinationFile) -> Option<Destina
     }))
 }
 
-fn mllp(at: &mut At<'_>, m: &MllpDestinationFile) -> Option<DestinationKind> {
+fn mllp(at: &mut At<'_>, base: &Path, m: &MllpDestinationFile) -> Option<DestinationKind> {
     let connect = m.connect.value.trim();
     let port_ok = connect
         .rsplit_once(':')
@@ -222,6 +226,10 @@ fn mllp(at: &mut At<'_>, m: &MllpDestinationFile) -> Option<DestinationKind> {
             "ack_timeout must be longer than zero: expected a duration such as 30s",
         );
     }
+    let tls = match &m.tls {
+        Some(t) => Some(crate::tls::client(at, base, t)?),
+        None => None,
+    };
     if !port_ok || ack_timeout.is_zero() {
         return None;
     }
@@ -230,6 +238,7 @@ fn mllp(at: &mut At<'_>, m: &MllpDestinationFile) -> Option<DestinationKind> {
         connect: connect.to_string(),
         ack_timeout,
         max_frame: usize::try_from(max_frame).unwrap_or(usize::MAX),
+        tls,
     }))
 }
 

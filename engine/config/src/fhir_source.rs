@@ -46,6 +46,10 @@ pub struct FhirSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<crate::HumanDuration>")]
     pub idle_timeout: Option<Spanned<crate::HumanDuration>>,
+    /// Serve HTTPS: `{ cert, key }`, with `client_ca` to require client certificates (mTLS)
+    /// and `allow_subjects` to name which.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +61,14 @@ pub struct FhirSource {
     /// Addresses that may connect (empty: any).
     pub allow_from: Vec<ipnet::IpNet>,
     pub idle_timeout: std::time::Duration,
+    pub tls: Option<crate::ServerTls>,
 }
 
-pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
+pub(crate) fn fhir_source(
+    at: &mut At<'_>,
+    base: &std::path::Path,
+    f: &FhirSourceFile,
+) -> FhirSource {
     let listen = f.listen.value.parse::<SocketAddr>().unwrap_or_else(|_| {
         at.err(
             &f.listen,
@@ -91,5 +100,6 @@ pub(crate) fn fhir_source(at: &mut At<'_>, f: &FhirSourceFile) -> FhirSource {
         max_connections_per_peer,
         allow_from,
         idle_timeout,
+        tls: f.tls.as_ref().and_then(|t| crate::tls::server(at, base, t)),
     }
 }

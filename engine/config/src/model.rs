@@ -86,7 +86,7 @@ pub enum SourceFileKind {
     Mllp(Box<MllpSourceFile>),
     Directory(crate::directory::DirectorySourceFile),
     Amqp(crate::amqp_source::AmqpSourceFile),
-    Fhir(crate::fhir_source::FhirSourceFile),
+    Fhir(Box<crate::fhir_source::FhirSourceFile>),
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -110,8 +110,12 @@ pub struct MllpSourceFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub allow_from: Option<Vec<Spanned<String>>>,
-    /// The sending facility (MSH-4.1) each network sends as: a message from that network
-    /// naming another facility is handled as `sender_mismatch` says.
+    /// Serve TLS: `{ cert, key }`, with `client_ca` to require client certificates (mTLS) and
+    /// `allow_subjects` to name which.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsFile>,
+    /// The sending facility (MSH-4.1) each network or client certificate sends as: a message
+    /// from it naming another facility is handled as `sender_mismatch` says.
     #[serde(default)]
     pub senders: Option<Vec<crate::peers::SenderFile>>,
     /// `reject` (default): AR, kept as rejected; `flag`: accepted, counted and logged.

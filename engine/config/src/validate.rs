@@ -73,7 +73,8 @@ pub struct MllpSource {
     pub max_connections_per_peer: u32,
     /// Addresses that may connect (empty: any).
     pub allow_from: Vec<ipnet::IpNet>,
-    /// The facility each network sends as.
+    pub tls: Option<crate::ServerTls>,
+    /// The facility each network or certificate sends as.
     pub senders: Vec<crate::SenderRule>,
     pub sender_mismatch: crate::SenderMismatch,
     pub idle_timeout: Duration,
@@ -216,13 +217,22 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 listen,
                                 m.allow_from.as_deref(),
                             );
-                            let senders = crate::peers::senders(&mut at, m.senders.as_deref());
+                            let tls = m
+                                .tls
+                                .as_ref()
+                                .and_then(|t| crate::tls::server(&mut at, base, t));
+                            let senders = crate::peers::senders(
+                                &mut at,
+                                m.senders.as_deref(),
+                                tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+                            );
                             Source::Mllp(MllpSource {
                                 listen,
                                 max_frame,
                                 max_connections,
                                 max_connections_per_peer,
                                 allow_from,
+                                tls,
                                 senders,
                                 sender_mismatch: m.sender_mismatch.unwrap_or_default(),
                                 idle_timeout,
@@ -237,7 +247,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             Source::Amqp(crate::amqp_source::amqp_source(&mut at, &a))
                         }
                         SourceFileKind::Fhir(h) => {
-                            let s = crate::fhir_source::fhir_source(&mut at, &h);
+                            let s = crate::fhir_source::fhir_source(&mut at, base, &h);
                             if let Some((other, file, line)) = listens.get(&s.listen) {
                                 at.err(&h.listen, format!("{} is already the listen address of route {other:?} ({}:{line})", s.listen, file.display()));
                             } else {

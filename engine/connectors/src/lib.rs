@@ -7,3 +7,4 @@ pub mod fhir;
 pub mod file;
 pub mod mllp;
 pub mod peers;
+pub mod tls;

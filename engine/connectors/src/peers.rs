@@ -2,8 +2,10 @@
 //! blocks; empty allows any), and connections per peer address, so one sender (or a flood from
 //! one address) cannot take every slot and lock the others out. Shared by the MLLP and HTTP
 //! listeners; a refusal is counted and logged with the peer, and nothing it sent is read.
+//! Over TLS with client certificates, `allow_subjects` names the certificates that may connect
+//! (checked right after the handshake, before any message is read).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,6 +18,11 @@ pub struct Refusals {
     pub per_peer_cap: AtomicU64,
     /// With the listener at `max_connections`.
     pub listener_cap: AtomicU64,
+    /// TLS handshakes that failed: an untrusted or missing client certificate, plaintext or
+    /// an old protocol on a TLS port, a handshake not finished in time.
+    pub tls_handshake: AtomicU64,
+    /// A verified client certificate whose names are not in `allow_subjects`.
+    pub subject_not_allowed: AtomicU64,
     /// Where refusals of addresses outside `allow_from` are reported (the audit log), with
     /// the route's name. A full channel drops the report; the counters above still count.
     pub report: std::sync::OnceLock<(Arc<str>, tokio::sync::mpsc::Sender<RefusedPeer>)>,
@@ -27,13 +34,45 @@ pub struct RefusedPeer {
     pub route: Arc<str>,
     pub ip: IpAddr,
     pub refusal: Refusal,
+    /// The certificate it presented (its common name), when that was the reason.
+    pub certificate: Option<String>,
+}
+
+/// Who is at the other end of a connection: its address and, over TLS with client
+/// certificates, the certificate it proved it holds.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub certificate: Option<Arc<crate::tls::PeerCertificate>>,
+}
+
+impl Peer {
+    pub fn plain(addr: SocketAddr) -> Peer {
+        Peer {
+            addr,
+            certificate: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    /// `10.20.1.5:40112`, or `10.20.1.5:40112 (pas.rx1.example)` with a certificate.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.certificate {
+            Some(c) => write!(f, "{} ({})", self.addr, c.label()),
+            None => write!(f, "{}", self.addr),
+        }
+    }
 }
 
 /// Why a connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     NotAllowed,
     PerPeerCap,
+    /// The TLS handshake failed (the reason is logged; it is the peer's or its certificate's).
+    Handshake,
+    SubjectNotAllowed,
 }
 
 impl Refusal {
@@ -42,7 +81,14 @@ impl Refusal {
         match self {
             Refusal::NotAllowed => "the address is not in allow_from",
             Refusal::PerPeerCap => "max_connections_per_peer reached",
+            Refusal::Handshake => "the TLS handshake failed",
+            Refusal::SubjectNotAllowed => "the client certificate is not in allow_subjects",
         }
+    }
+
+    /// Whether the audit log records it: refusals of who the peer is, not of load.
+    fn audited(self) -> bool {
+        !matches!(self, Refusal::PerPeerCap)
     }
 }
 
@@ -50,6 +96,7 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
     allow_from: Arc<[ipnet::IpNet]>,
+    allow_subjects: Arc<[String]>,
     slots: PeerSlots,
     refusals: Arc<Refusals>,
 }
@@ -59,6 +106,7 @@ impl PeerPolicy {
     pub fn new(allow_from: &[ipnet::IpNet], per_peer: usize, refusals: Arc<Refusals>) -> Self {
         PeerPolicy {
             allow_from: allow_from.into(),
+            allow_subjects: Arc::new([]),
             slots: PeerSlots::new(per_peer),
             refusals,
         }
@@ -71,19 +119,60 @@ impl PeerPolicy {
         let ip = ip.to_canonical();
         if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&ip)) {
             self.refusals.not_allowed.fetch_add(1, Ordering::Relaxed);
-            if let Some((route, report)) = self.refusals.report.get() {
-                let _ = report.try_send(RefusedPeer {
-                    route: route.clone(),
-                    ip,
-                    refusal: Refusal::NotAllowed,
-                });
-            }
+            self.report(ip, Refusal::NotAllowed, None);
             return Err(Refusal::NotAllowed);
         }
         self.slots.take(ip).ok_or_else(|| {
             self.refusals.per_peer_cap.fetch_add(1, Ordering::Relaxed);
             Refusal::PerPeerCap
         })
+    }
+
+    /// The certificate names (common name, DNS name or whole subject) that may connect over
+    /// TLS; empty: any certificate the client CA verifies.
+    pub fn with_subjects(mut self, subjects: &[String]) -> Self {
+        self.allow_subjects = subjects.into();
+        self
+    }
+
+    /// After a completed handshake: whether this certificate (if any) may go on. Counts and
+    /// reports a refusal.
+    pub fn admit_certificate(
+        &self,
+        ip: IpAddr,
+        certificate: Option<&crate::tls::PeerCertificate>,
+    ) -> Result<(), Refusal> {
+        if self.allow_subjects.is_empty()
+            || certificate.is_some_and(|c| self.allow_subjects.iter().any(|s| c.is_named(s)))
+        {
+            return Ok(());
+        }
+        self.refusals
+            .subject_not_allowed
+            .fetch_add(1, Ordering::Relaxed);
+        let label = certificate.map_or("(none)", |c| c.label()).to_string();
+        self.report(ip.to_canonical(), Refusal::SubjectNotAllowed, Some(label));
+        Err(Refusal::SubjectNotAllowed)
+    }
+
+    /// Counts and reports a failed TLS handshake.
+    pub fn handshake_failed(&self, ip: IpAddr) {
+        self.refusals.tls_handshake.fetch_add(1, Ordering::Relaxed);
+        self.report(ip.to_canonical(), Refusal::Handshake, None);
+    }
+
+    fn report(&self, ip: IpAddr, refusal: Refusal, certificate: Option<String>) {
+        if !refusal.audited() {
+            return;
+        }
+        if let Some((route, report)) = self.refusals.report.get() {
+            let _ = report.try_send(RefusedPeer {
+                route: route.clone(),
+                ip,
+                refusal,
+                certificate,
+            });
+        }
     }
 
     /// Counts a connection refused because the listener is full.

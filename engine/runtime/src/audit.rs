@@ -1,5 +1,7 @@
-//! What the engine itself adds to the audit log: connections refused because their address is
-//! not in a source's `allow_from`. Aggregated per route, address and minute — a scan or a flood
+//! What the engine itself adds to the audit log: connections refused because of who they came
+//! from — an address outside `allow_from`, a failed TLS handshake (an untrusted or missing
+//! client certificate), a certificate outside `allow_subjects`. Aggregated per route, address,
+//! reason and minute — a scan or a flood
 //! is one record a minute per address, at most `MAX_PEERS` addresses a minute (the rest summed
 //! in one record), so the log can never become the attack's amplifier.
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wyvern_connectors::peers::RefusedPeer;
+use wyvern_connectors::peers::{Refusal, RefusedPeer};
 use wyvern_core::Clock;
 use wyvern_store::{AuditAction, AuditEntry, AuditLog};
 
@@ -30,9 +32,12 @@ pub struct RefusalAudit {
     pub reports: mpsc::Receiver<RefusedPeer>,
 }
 
+/// Route, address, reason and the certificate's name (when that was the reason).
+type Key = (Arc<str>, IpAddr, Refusal, Option<String>);
+
 #[derive(Debug, Default)]
 struct Tally {
-    peers: HashMap<(Arc<str>, IpAddr), u64>,
+    peers: HashMap<Key, u64>,
     /// Refusals from addresses past the first `MAX_PEERS`, per route.
     others: HashMap<Arc<str>, u64>,
 }
@@ -67,15 +72,19 @@ impl RefusalAudit {
         let mut entries: Vec<AuditEntry> = tally
             .peers
             .into_iter()
-            .map(|((route, ip), n)| AuditEntry {
+            .map(|((route, ip, refusal, certificate), n)| AuditEntry {
                 at_ms,
-                actor: format!("network:{ip}"),
+                actor: match &certificate {
+                    Some(name) => format!("certificate:{name}"),
+                    None => format!("network:{ip}"),
+                },
                 action: AuditAction::Refused,
                 message_id: None,
                 nhs_number: None,
                 from: Some(ip.to_string()),
                 detail: Some(format!(
-                    "{n} connection(s) to route {route} refused: the address is not in allow_from"
+                    "{n} connection(s) to route {route} refused: {}",
+                    refusal.reason()
                 )),
             })
             .collect();
@@ -87,7 +96,7 @@ impl RefusalAudit {
             nhs_number: None,
             from: None,
             detail: Some(format!(
-                "{n} more connection(s) to route {route} refused, from addresses beyond the first {MAX_PEERS} this minute: not in allow_from"
+                "{n} more connection(s) to route {route} refused, from addresses beyond the first {MAX_PEERS} this minute"
             )),
         }));
         let dir = self.store_dir.clone();
@@ -111,7 +120,7 @@ impl RefusalAudit {
 
 impl Tally {
     fn add(&mut self, r: RefusedPeer) {
-        let key = (r.route.clone(), r.ip);
+        let key = (r.route.clone(), r.ip, r.refusal, r.certificate);
         if let Some(n) = self.peers.get_mut(&key) {
             *n += 1;
         } else if self.peers.len() < MAX_PEERS {

@@ -1,7 +1,13 @@
-//! Limits for an HTTP listener facing other organisations (the FHIR source): who may connect
-//! (`allow_from`), connections in all and per peer address, and a connection that sends nothing for `idle_timeout` is closed —
-//! while its headers or body trickle in, or between requests. axum sets no timer of its own, so
-//! without this one client could hold every connection open for ever (slowloris).
+//! The listener of an HTTP endpoint facing other organisations (the FHIR source; the stand-in
+//! FHIR server): who may connect (`allow_from`), connections in all and per peer address, TLS,
+//! and a connection that sends nothing for `idle_timeout` is closed — while its headers or
+//! body trickle in, or between requests. axum sets no timer of its own, so without this one
+//! client could hold every connection open for ever (slowloris).
+//!
+//! With TLS, each handshake runs in its own task (bounded by `max_connections`, like any
+//! connection, and by [`wyvern_connectors::tls::HANDSHAKE_TIMEOUT`]); finished ones reach
+//! `accept` through a channel, so a client that stalls its handshake delays no one else.
+//! Handlers see the peer, with its client certificate, as `ConnectInfo<ConnectedPeer>`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,9 +17,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
-use wyvern_connectors::peers::{PeerPolicy, PeerSlot, Refusals};
+use wyvern_connectors::peers::{Peer, PeerPolicy, PeerSlot, Refusals};
+use wyvern_connectors::tls::{HANDSHAKE_TIMEOUT, Opened, ServerTls};
 
 /// The limits of one listener.
 #[derive(Debug, Clone)]
@@ -25,40 +32,72 @@ pub struct HttpLimits {
     pub allow_from: Vec<ipnet::IpNet>,
     /// Where refusals are counted.
     pub refusals: Arc<Refusals>,
+    /// Serve HTTPS with this identity (and its client CA, if it has one).
+    pub tls: Option<Arc<ServerTls>>,
+    /// Client certificate names that may connect (empty: any the client CA verifies).
+    pub allow_subjects: Vec<String>,
+}
+
+impl HttpLimits {
+    /// Generous limits for a local tool (the stand-in FHIR server).
+    pub fn local(tls: Option<Arc<ServerTls>>) -> HttpLimits {
+        HttpLimits {
+            max_connections: 1024,
+            max_connections_per_peer: 1024,
+            idle_timeout: Duration::from_secs(60),
+            allow_from: Vec::new(),
+            refusals: Arc::default(),
+            tls,
+            allow_subjects: Vec::new(),
+        }
+    }
 }
 
 /// A TCP listener for `axum::serve` that enforces [`HttpLimits`].
 #[derive(Debug)]
 pub struct LimitedListener {
+    gate: Gate,
+    /// Finished TLS handshakes.
+    handshaken: mpsc::Receiver<(Limited, Peer)>,
+}
+
+/// Admits connections and runs their handshakes.
+#[derive(Debug)]
+struct Gate {
     tcp: TcpListener,
     limits: HttpLimits,
     slots: Arc<Semaphore>,
     peers: PeerPolicy,
     /// Route name, for logs.
-    name: String,
+    name: Arc<str>,
+    ready: mpsc::Sender<(Limited, Peer)>,
 }
 
 impl LimitedListener {
     pub fn new(tcp: TcpListener, limits: HttpLimits, name: &str) -> Self {
+        let (ready, handshaken) = mpsc::channel(limits.max_connections.max(1));
         LimitedListener {
-            tcp,
-            slots: Arc::new(Semaphore::new(limits.max_connections)),
-            peers: PeerPolicy::new(
-                &limits.allow_from,
-                limits.max_connections_per_peer,
-                limits.refusals.clone(),
-            ),
-            limits,
-            name: name.to_string(),
+            gate: Gate {
+                tcp,
+                slots: Arc::new(Semaphore::new(limits.max_connections)),
+                peers: PeerPolicy::new(
+                    &limits.allow_from,
+                    limits.max_connections_per_peer,
+                    limits.refusals.clone(),
+                )
+                .with_subjects(&limits.allow_subjects),
+                limits,
+                name: name.into(),
+                ready,
+            },
+            handshaken,
         }
     }
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = Limited;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+impl Gate {
+    /// The next admitted TCP connection, with its slots.
+    async fn admit(&self) -> (TcpStream, SocketAddr, Held) {
         loop {
             let (tcp, peer) = accept(&self.tcp).await;
             let Ok(permit) = self.slots.clone().try_acquire_owned() else {
@@ -66,28 +105,75 @@ impl axum::serve::Listener for LimitedListener {
                 tracing::warn!(route = %self.name, %peer, max_connections = self.limits.max_connections, "connection refused: max_connections reached");
                 continue;
             };
-            let slot = match self.peers.admit(peer.ip()) {
-                Ok(slot) => slot,
+            match self.peers.admit(peer.ip()) {
+                Ok(slot) => {
+                    let _ = tcp.set_nodelay(true);
+                    return (tcp, peer, (permit, slot));
+                }
                 Err(refusal) => {
                     tracing::warn!(route = %self.name, %peer, reason = refusal.reason(), "connection refused");
-                    continue;
                 }
-            };
-            let _ = tcp.set_nodelay(true);
-            return (
-                Limited {
-                    io: tcp,
-                    idle: self.limits.idle_timeout,
-                    deadline: None,
-                    _held: (permit, slot),
-                },
-                peer,
-            );
+            }
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    /// Runs one TLS handshake and the certificate check; a finished one goes to `accept`.
+    fn handshake(&self, tls: Arc<ServerTls>, tcp: TcpStream, addr: SocketAddr, held: Held) {
+        let (policy, name, idle, ready) = (
+            self.peers.clone(),
+            self.name.clone(),
+            self.limits.idle_timeout,
+            self.ready.clone(),
+        );
+        tokio::spawn(async move {
+            let h = match tls.open(tcp, HANDSHAKE_TIMEOUT).await {
+                Opened::Handshake(h) => *h,
+                Opened::Probe => return,
+                Opened::Failed(reason) => {
+                    policy.handshake_failed(addr.ip());
+                    tracing::warn!(route = %name, peer = %addr, %reason, "TLS handshake failed; connection closed");
+                    return;
+                }
+            };
+            if let Err(refusal) = policy.admit_certificate(addr.ip(), h.peer.as_ref()) {
+                let certificate = h.peer.as_ref().map_or("(none)", |c| c.label());
+                tracing::warn!(route = %name, peer = %addr, certificate, reason = refusal.reason(), "connection refused");
+                return;
+            }
+            let peer = Peer {
+                addr,
+                certificate: h.peer.map(Arc::new),
+            };
+            let io = Limited::new(Conn::Tls(Box::new(h.stream)), idle, held);
+            let _ = ready.send((io, peer)).await;
+        });
+    }
+}
+
+type Held = (OwnedSemaphorePermit, PeerSlot);
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = Limited;
+    type Addr = Peer;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let gate = &self.gate;
+        loop {
+            tokio::select! {
+                Some(done) = self.handshaken.recv() => return done,
+                (tcp, addr, held) = gate.admit() => match gate.limits.tls.clone() {
+                    None => {
+                        let io = Limited::new(Conn::Plain(tcp), gate.limits.idle_timeout, held);
+                        return (io, Peer::plain(addr));
+                    }
+                    Some(tls) => gate.handshake(tls, tcp, addr, held),
+                },
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Peer> {
+        self.gate.tcp.local_addr().map(Peer::plain)
     }
 }
 
@@ -105,27 +191,66 @@ pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// The peer's address, as handlers see it (`ConnectInfo<PeerAddr>`).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+/// The peer, as handlers see it (`ConnectInfo<ConnectedPeer>`): its address and, over mTLS,
+/// its certificate.
+#[derive(Debug, Clone)]
+pub struct ConnectedPeer(pub Peer);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
-    for PeerAddr
+    for ConnectedPeer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
+        ConnectedPeer(stream.remote_addr().clone())
     }
+}
+
+/// A connection, plaintext or TLS.
+#[derive(Debug)]
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 /// A connection that fails its read once nothing has arrived for `idle`, and gives its slots
 /// back when dropped.
 #[derive(Debug)]
 pub struct Limited {
-    io: TcpStream,
+    io: Conn,
     idle: Duration,
     /// Armed while a read waits; cleared whenever bytes arrive.
     deadline: Option<Pin<Box<Sleep>>>,
-    _held: (OwnedSemaphorePermit, PeerSlot),
+    _held: Held,
+}
+
+impl Limited {
+    fn new(io: Conn, idle: Duration, held: Held) -> Limited {
+        Limited {
+            io,
+            idle,
+            deadline: None,
+            _held: held,
+        }
+    }
+}
+
+/// The stream inside, whichever it is.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Conn {
+    fn io(&mut self) -> Pin<&mut dyn Io> {
+        match self {
+            Conn::Plain(s) => Pin::new(s),
+            Conn::Tls(s) => Pin::new(&mut **s),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
 }
 
 impl AsyncRead for Limited {
@@ -135,7 +260,7 @@ impl AsyncRead for Limited {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
+        match this.io.io().poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.deadline = None;
                 Poll::Ready(r)
@@ -163,15 +288,15 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        self.io.io().poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        self.io.io().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.io.io().poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -179,7 +304,7 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        self.io.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,7 +1,6 @@
 //! The HL7v2 inbox of one route: the [`FrameHandler`] that commits each frame to the store and
 //! releases its ACK only when the commit is durable.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,8 @@ use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
 use crate::RoutePlan;
 use crate::assess::{Assessment, Context, ExpectedSender, assess, conflict_ack, store_failure_ack};
 use crate::dedup::{DedupWindow, Seen, key};
-use wyvern_config::{ControlIdReuse, SenderMismatch, SenderRule};
+use wyvern_config::{ControlIdReuse, SenderIdentity, SenderMismatch, SenderRule};
+use wyvern_connectors::peers::Peer;
 
 /// Per-route counters (exported as metrics).
 #[derive(Debug, Default)]
@@ -105,12 +105,18 @@ impl Hl7Inbox {
         self
     }
 
-    /// The facility the peer at `ip` must send as, if a `senders` rule covers it.
-    fn sender_of(&self, ip: std::net::IpAddr) -> Option<&str> {
-        let ip = ip.to_canonical();
+    /// The facility `peer` must send as: that of the first `senders` rule naming its network
+    /// or its certificate.
+    fn sender_of(&self, peer: &Peer) -> Option<&str> {
+        let ip = peer.addr.ip().to_canonical();
         self.senders
             .iter()
-            .find(|r| r.from.contains(&ip))
+            .find(|r| match &r.from {
+                SenderIdentity::Network(net) => net.contains(&ip),
+                SenderIdentity::Certificate(name) => {
+                    peer.certificate.as_ref().is_some_and(|c| c.is_named(name))
+                }
+            })
             .map(|r| r.facility.as_str())
     }
 
@@ -234,8 +240,8 @@ pub struct Received {
 pub type ReceivedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Received> + Send>>;
 
 impl FrameHandler for Hl7Inbox {
-    async fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> AckFuture {
-        let sender = self.sender_of(peer.ip());
+    async fn accept(&self, frame: MllpFrame, peer: &Peer) -> AckFuture {
+        let sender = self.sender_of(peer);
         let received = self.receive_from(frame, peer.to_string(), sender).await;
         Box::pin(async move { received.await.ack })
     }

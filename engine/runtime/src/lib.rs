@@ -13,7 +13,7 @@ mod dedup;
 pub mod delivery;
 mod engine;
 mod http;
-mod http_limits;
+pub mod http_limits;
 mod inbox;
 pub mod metrics;
 mod plan;

@@ -127,20 +127,22 @@ impl Metrics {
         self.route_counter(
             &mut out,
             "wyvern_sender_mismatch_total",
-            "Messages whose MSH-4 is not the facility their connection's network is bound to (senders): rejected or flagged as sender_mismatch says.",
+            "Messages whose MSH-4 is not the facility their connection's network or certificate is bound to (senders): rejected or flagged as sender_mismatch says.",
             |c| &c.sender_mismatch,
         );
         help(
             &mut out,
             "wyvern_connections_refused_total",
             "counter",
-            "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap.",
+            "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap, tls_handshake (failed: untrusted or missing client certificate, plaintext or an old protocol on a TLS port), subject_not_allowed (a client certificate outside allow_subjects).",
         );
         for (route, c) in &self.routes {
             for (reason, v) in [
                 ("not_allowed", &c.refusals.not_allowed),
                 ("per_peer_cap", &c.refusals.per_peer_cap),
                 ("listener_cap", &c.refusals.listener_cap),
+                ("tls_handshake", &c.refusals.tls_handshake),
+                ("subject_not_allowed", &c.refusals.subject_not_allowed),
             ] {
                 let _ = writeln!(
                     out,

@@ -397,12 +397,19 @@ pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("binding {}", args.listen))?;
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
-            let read =
-                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-            let config = wyvern_runtime::tls::server_config(&read(cert)?, &read(key)?)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tls = wyvern_connectors::tls::ServerTls::load(
+                "FHIR stand-in",
+                wyvern_connectors::tls::ServerTlsSettings {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: None,
+                },
+            )?;
+            let limits = wyvern_runtime::http_limits::HttpLimits::local(Some(tls));
+            let listener =
+                wyvern_runtime::http_limits::LimitedListener::new(listener, limits, "stand-in");
             tracing::info!(base = %format!("https://{}/fhir", args.listen), "FHIR stand-in ready (TLS)");
-            axum::serve(wyvern_runtime::tls::TlsListener::new(listener, config), app).await?;
+            axum::serve(listener, app).await?;
         }
         _ => {
             tracing::info!(base = %format!("http://{}/fhir", args.listen), "FHIR stand-in ready");

@@ -8,7 +8,7 @@ mod batch;
 
 mod auth;
 
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth::TokenSource;
@@ -64,14 +64,6 @@ pub struct FhirClient {
     http: reqwest::Client,
 }
 
-/// rustls needs a process-wide crypto provider; ring is the one compiled in.
-pub fn install_tls_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 impl FhirClient {
     /// `ca_pem`: extra trusted roots (PEM, one or more certificates).
     pub fn new(
@@ -80,7 +72,7 @@ impl FhirClient {
         timeout: Duration,
         ca_pem: Option<&[u8]>,
     ) -> Result<FhirClient, String> {
-        install_tls_provider();
+        crate::tls::install_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))

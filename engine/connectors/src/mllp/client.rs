@@ -1,13 +1,17 @@
-//! An MLLP client: connect, send frames, read ACKs. Used by `wyvern send`, the load tool and
-//! tests; the MLLP destination (routes) builds on it.
+//! An MLLP client: connect (plaintext or TLS), send frames, read ACKs. Used by `wyvern send`,
+//! the load tool and tests; the MLLP destination (routes) builds on it.
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::{MllpCodec, MllpFrame};
+use crate::tls::ClientTls;
+
+type ReadHalf = Box<dyn AsyncRead + Send + Sync + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Sync + Unpin>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MllpClientError {
@@ -16,7 +20,9 @@ pub enum MllpClientError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("connection error: {0}")]
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("connection error: {}", crate::tls::describe_io(.0))]
     Io(#[from] std::io::Error),
     #[error("the connection closed before the ACK arrived")]
     Closed,
@@ -25,12 +31,22 @@ pub enum MllpClientError {
 }
 
 /// The sending half (pipelining: send many, read answers on the [`MllpReceiver`]).
-#[derive(Debug)]
-pub struct MllpSender(FramedWrite<OwnedWriteHalf, MllpCodec>);
+pub struct MllpSender(FramedWrite<WriteHalf, MllpCodec>);
 
 /// The receiving half.
-#[derive(Debug)]
-pub struct MllpReceiver(FramedRead<OwnedReadHalf, MllpCodec>);
+pub struct MllpReceiver(FramedRead<ReadHalf, MllpCodec>);
+
+impl std::fmt::Debug for MllpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MllpSender")
+    }
+}
+
+impl std::fmt::Debug for MllpReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MllpReceiver")
+    }
+}
 
 /// A connected client for stop-and-wait use.
 #[derive(Debug)]
@@ -41,6 +57,16 @@ pub struct MllpClient {
 
 impl MllpClient {
     pub async fn connect(addr: &str, max_frame: usize) -> Result<Self, MllpClientError> {
+        Self::connect_with(addr, max_frame, None).await
+    }
+
+    /// Connects, over TLS when `tls` is given (the handshake is complete when this returns;
+    /// a server that refuses our certificate may only say so on the first read, with TLS 1.3).
+    pub async fn connect_with(
+        addr: &str,
+        max_frame: usize,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, MllpClientError> {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|source| MllpClientError::Connect {
@@ -48,7 +74,23 @@ impl MllpClient {
                 source,
             })?;
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
+        let (r, w): (ReadHalf, WriteHalf) = match tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Some(tls) => {
+                let stream = tls
+                    .connect(stream, addr)
+                    .await
+                    .map_err(|e| MllpClientError::Tls {
+                        addr: addr.to_string(),
+                        reason: crate::tls::describe_io(&e),
+                    })?;
+                let (r, w) = tokio::io::split(stream);
+                (Box::new(r), Box::new(w))
+            }
+        };
         Ok(MllpClient {
             tx: MllpSender(FramedWrite::new(w, MllpCodec::new(max_frame))),
             rx: MllpReceiver(FramedRead::new(r, MllpCodec::new(max_frame))),

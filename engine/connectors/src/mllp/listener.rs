@@ -11,6 +11,12 @@
 //! byte to its last, and the same timeout for writing an ACK to a peer that stopped reading, so
 //! a slow or stuck sender cannot hold a slot forever. On shutdown the listener stops accepting, readers
 //! stop reading, and every frame already read is answered before the socket closes.
+//!
+//! With `tls`, each connection's handshake runs in its own task (a slow or hostile client
+//! holds up no one else), limited to [`crate::tls::HANDSHAKE_TIMEOUT`]; a failed one is
+//! counted, logged with the reason, and closed before any frame is read. With client
+//! certificates, `allow_subjects` is checked next, and the handler sees the certificate in
+//! the [`Peer`] of every frame.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, timeout_at};
@@ -29,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{MllpCodec, MllpFrame};
-use crate::peers::{PeerPolicy, Refusals};
+use crate::peers::{Peer, PeerPolicy, Refusals};
+use crate::tls::{Opened, ServerTls};
 
 /// The answer to one frame: resolves to the ACK bytes, or `None` when no ACK is to be sent.
 pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -38,7 +45,7 @@ pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 pub trait FrameHandler: Send + Sync + 'static {
     /// Called in arrival order. Should return as soon as the frame is queued (e.g. submitted to
     /// the store); the returned future resolves when the ACK may be sent.
-    fn accept(&self, frame: MllpFrame, peer: SocketAddr) -> impl Future<Output = AckFuture> + Send;
+    fn accept(&self, frame: MllpFrame, peer: &Peer) -> impl Future<Output = AckFuture> + Send;
 }
 
 /// Listener settings (defaults suit a hospital PAS feed).
@@ -54,6 +61,10 @@ pub struct MllpListenerOptions {
     pub allow_from: Vec<ipnet::IpNet>,
     /// Where refusals are counted.
     pub refusals: Arc<Refusals>,
+    /// Serve TLS with this identity (and, with its `client_ca`, require client certificates).
+    pub tls: Option<Arc<ServerTls>>,
+    /// Client certificate names that may connect (empty: any the client CA verifies).
+    pub allow_subjects: Vec<String>,
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: usize,
@@ -69,6 +80,8 @@ impl MllpListenerOptions {
             max_connections_per_peer: 32,
             allow_from: Vec::new(),
             refusals: Arc::default(),
+            tls: None,
+            allow_subjects: Vec::new(),
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             max_in_flight: 256,
@@ -111,10 +124,16 @@ impl<H: FrameHandler> MllpListener<H> {
             &self.opts.allow_from,
             self.opts.max_connections_per_peer,
             self.opts.refusals.clone(),
-        );
+        )
+        .with_subjects(&self.opts.allow_subjects);
         let tracker = TaskTracker::new();
         let name = &self.opts.name;
-        tracing::info!(route = %name, listen = %self.local_addr().map_or(self.opts.listen, |a| a), "MLLP listener ready");
+        let tls = if self.opts.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        tracing::info!(route = %name, listen = %self.local_addr().map_or(self.opts.listen, |a| a), tls, "MLLP listener ready");
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -133,10 +152,14 @@ impl<H: FrameHandler> MllpListener<H> {
                                 continue;
                             }
                         };
-                        let (opts, handler, stop) =
-                            (self.opts.clone(), self.handler.clone(), shutdown.clone());
+                        let (opts, handler, stop, policy) = (
+                            self.opts.clone(),
+                            self.handler.clone(),
+                            shutdown.clone(),
+                            peers.clone(),
+                        );
                         tracker.spawn(async move {
-                            serve_connection(stream, peer, handler, &opts, stop).await;
+                            open_connection(stream, peer, handler, &opts, &policy, stop).await;
                             drop((permit, peer_slot));
                         });
                     }
@@ -159,22 +182,71 @@ impl<H: FrameHandler> MllpListener<H> {
     }
 }
 
-async fn serve_connection<H: FrameHandler>(
+/// Plaintext: serves at once. TLS: the handshake, then the certificate check, then serves.
+async fn open_connection<H: FrameHandler>(
     stream: TcpStream,
-    peer: SocketAddr,
+    addr: SocketAddr,
     handler: Arc<H>,
     opts: &MllpListenerOptions,
+    policy: &PeerPolicy,
     shutdown: CancellationToken,
 ) {
     let route = opts.name.as_str();
-    tracing::debug!(route, %peer, "connection open");
     let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+    let Some(tls) = &opts.tls else {
+        let (rd, wr) = stream.into_split();
+        return serve_connection(rd, wr, Peer::plain(addr), handler, opts, shutdown).await;
+    };
+    let opened = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        h = tls.open(stream, crate::tls::HANDSHAKE_TIMEOUT) => h,
+    };
+    let h = match opened {
+        Opened::Handshake(h) => *h,
+        Opened::Probe => {
+            tracing::debug!(route, peer = %addr, "closed before a TLS handshake (a probe)");
+            return;
+        }
+        Opened::Failed(reason) => {
+            policy.handshake_failed(addr.ip());
+            tracing::warn!(route, peer = %addr, %reason, "TLS handshake failed; connection closed");
+            return;
+        }
+    };
+    if let Err(refusal) = policy.admit_certificate(addr.ip(), h.peer.as_ref()) {
+        let certificate = h.peer.as_ref().map_or("(none)", |c| c.label());
+        tracing::warn!(route, peer = %addr, certificate, reason = refusal.reason(), "connection refused");
+        return;
+    }
+    let peer = Peer {
+        addr,
+        certificate: h.peer.map(Arc::new),
+    };
+    let (rd, wr) = tokio::io::split(h.stream);
+    serve_connection(rd, wr, peer, handler, opts, shutdown).await;
+}
+
+async fn serve_connection<H, R, W>(
+    mut rd: R,
+    wr: W,
+    peer: Peer,
+    handler: Arc<H>,
+    opts: &MllpListenerOptions,
+    shutdown: CancellationToken,
+) where
+    H: FrameHandler,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let route = opts.name.as_str();
+    tracing::debug!(route, %peer, "connection open");
     let (ack_tx, mut ack_rx) = mpsc::channel::<AckFuture>(opts.max_in_flight.max(1));
     // A peer that stops reading its ACKs fills the socket buffer; give up on it after
     // `frame_timeout` rather than hold its slot (and its in-flight answers) for ever.
     let write_timeout = opts.frame_timeout;
+    let writer_peer = peer.to_string();
     let writer = tokio::spawn(async move {
+        let peer = writer_peer;
         let mut sink = FramedWrite::new(wr, MllpCodec::new(usize::MAX));
         let timed =
             |r: Result<std::io::Result<()>, tokio::time::error::Elapsed>| matches!(r, Ok(Ok(())));
@@ -209,7 +281,7 @@ async fn serve_connection<H: FrameHandler>(
                     if let MllpFrame::Oversized { len, .. } = &frame {
                         tracing::warn!(route, %peer, len, max_frame = opts.max_frame, "oversized frame");
                     }
-                    let answer = handler.accept(frame, peer).await;
+                    let answer = handler.accept(frame, &peer).await;
                     if ack_tx.send(answer).await.is_err() {
                         break 'read;
                     }

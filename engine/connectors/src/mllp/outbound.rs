@@ -2,15 +2,18 @@
 //! message after any failure, one message in flight, each answer read within `ack_timeout`.
 //! Judging the answer (MSA-1, MSA-2) belongs to the caller; this only moves bytes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{MllpClient, MllpClientError};
+use crate::tls::ClientTls;
 
 #[derive(Debug)]
 pub struct MllpOutbound {
     addr: String,
+    tls: Option<Arc<ClientTls>>,
     ack_timeout: Duration,
     max_frame: usize,
     conn: Option<MllpClient>,
@@ -29,10 +32,17 @@ impl MllpOutbound {
     pub fn new(addr: impl Into<String>, ack_timeout: Duration, max_frame: usize) -> Self {
         MllpOutbound {
             addr: addr.into(),
+            tls: None,
             ack_timeout,
             max_frame,
             conn: None,
         }
+    }
+
+    /// Connects over TLS.
+    pub fn with_tls(mut self, tls: Arc<ClientTls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn addr(&self) -> &str {
@@ -58,7 +68,7 @@ impl MllpOutbound {
         if self.conn.is_none() {
             let c = tokio::time::timeout(
                 self.ack_timeout,
-                MllpClient::connect(&self.addr, self.max_frame),
+                MllpClient::connect_with(&self.addr, self.max_frame, self.tls.as_deref()),
             )
             .await
             .map_err(|_| OutboundError::Timeout {

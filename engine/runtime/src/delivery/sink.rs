@@ -236,11 +236,14 @@ impl Sink {
                     ca.as_deref(),
                 )?)
             }
-            DestinationKind::Mllp(m) => Sink::Serial(Serial::Mllp(Box::new(MllpOutbound::new(
-                &m.connect,
-                m.ack_timeout,
-                m.max_frame,
-            )))),
+            DestinationKind::Mllp(m) => {
+                let mut out = MllpOutbound::new(&m.connect, m.ack_timeout, m.max_frame);
+                if let Some(t) = &m.tls {
+                    let owner = format!("MLLP destination {}", m.connect);
+                    out = out.with_tls(crate::tls::client(owner, t).map_err(|e| e.to_string())?);
+                }
+                Sink::Serial(Serial::Mllp(Box::new(out)))
+            }
         })
     }
 

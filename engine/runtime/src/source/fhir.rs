@@ -21,9 +21,10 @@ use wyvern_config::OrderBy;
 use wyvern_core::Clock;
 use wyvern_store::Store;
 
-use crate::http_limits::PeerAddr;
+use crate::http_limits::ConnectedPeer;
 use crate::inbox::RouteCounters;
 use crate::source::fhir_intake::{Expect, Inbound, Stored, check, commit, outcome};
+use wyvern_connectors::peers::Peer;
 
 pub use crate::source::fhir_intake::{FhirCodec, FhirRefusal, ParsedFhir};
 
@@ -89,11 +90,16 @@ impl FhirSource {
             .route("/fhir/{kind}", post(post_resource))
             .route("/fhir/{kind}/{id}", put(put_resource))
             .with_state(self.inbound);
-        tracing::info!(route = %route, listen = ?addr, "FHIR endpoint ready: /fhir");
+        let scheme = if self.limits.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(route = %route, listen = ?addr, scheme, "FHIR endpoint ready: /fhir");
         let listener = crate::http_limits::LimitedListener::new(self.listener, self.limits, &route);
         let served = axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<PeerAddr>(),
+            router.into_make_service_with_connect_info::<ConnectedPeer>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -141,7 +147,7 @@ async fn metadata() -> Response {
 
 async fn post_bundle(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ConnectedPeer(peer)): ConnectInfo<ConnectedPeer>,
     req: Request,
 ) -> Response {
     receive(s, peer, req, Expect::Bundle).await
@@ -149,7 +155,7 @@ async fn post_bundle(
 
 async fn post_resource(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ConnectedPeer(peer)): ConnectInfo<ConnectedPeer>,
     Path(kind): Path<String>,
     req: Request,
 ) -> Response {
@@ -158,14 +164,14 @@ async fn post_resource(
 
 async fn put_resource(
     State(s): State<Arc<Inbound>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(ConnectedPeer(peer)): ConnectInfo<ConnectedPeer>,
     Path((kind, id)): Path<(String, String)>,
     req: Request,
 ) -> Response {
     receive(s, peer, req, Expect::Type(kind, Some(id))).await
 }
 
-async fn receive(s: Arc<Inbound>, peer: SocketAddr, req: Request, expect: Expect) -> Response {
+async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> Response {
     s.counters.received.fetch_add(1, Ordering::Relaxed);
     let refuse = |status: StatusCode, code: &str, text: &str, location: Option<&str>| {
         s.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -219,12 +225,12 @@ async fn receive(s: Arc<Inbound>, peer: SocketAddr, req: Request, expect: Expect
     };
     match check(&s, &body, xml, &expect).await {
         Ok((parsed, created)) => {
-            commit(&s, peer, body, xml, Stored::Accepted(parsed, created)).await
+            commit(&s, &peer, body, xml, Stored::Accepted(parsed, created)).await
         }
         Err(r) => {
             // Kept, as an MLLP AR is: what was refused and why can be looked up later.
             let text = r.text.clone();
-            let _ = commit(&s, peer, body, xml, Stored::Rejected(text)).await;
+            let _ = commit(&s, &peer, body, xml, Stored::Rejected(text)).await;
             refuse(r.status, r.code, &r.text, r.location.as_deref())
         }
     }
@@ -278,6 +284,17 @@ pub(super) async fn build(
             route: route.name.clone(),
             reason,
         })?;
+    let tls = match &f.tls {
+        None => None,
+        Some(t) => Some(
+            crate::tls::server(format!("route {} FHIR listener", route.name), t).map_err(|e| {
+                BuildError::Source {
+                    route: route.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?,
+        ),
+    };
     let spec = FhirSourceSpec {
         route: route.name.clone(),
         listen: f.listen,
@@ -288,6 +305,12 @@ pub(super) async fn build(
             idle_timeout: f.idle_timeout,
             allow_from: f.allow_from.clone(),
             refusals: counters.refusals.clone(),
+            tls,
+            allow_subjects: f
+                .tls
+                .as_ref()
+                .map(|t| t.allow_subjects.clone())
+                .unwrap_or_default(),
         },
         destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
         order_by: route.order_by,

@@ -3,7 +3,6 @@
 //! outbox row per destination, or refused and kept as `rejected` — then say so in an
 //! OperationOutcome. The HTTP side is [`crate::source::fhir`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -189,7 +188,7 @@ pub(crate) enum Stored {
 
 pub(crate) async fn commit(
     s: &Inbound,
-    peer: SocketAddr,
+    peer: &wyvern_connectors::peers::Peer,
     raw: AxumBytes,
     xml: bool,
     what: Stored,
@@ -206,7 +205,7 @@ pub(crate) async fn commit(
             }
             let order_key = match (s.order_by, &parsed.nhs_number) {
                 (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
-                (OrderBy::Sender, _) => format!("sender:{}", peer.ip()),
+                (OrderBy::Sender, _) => format!("sender:{}", peer.addr.ip()),
                 _ => format!("id:{id}"),
             };
             let payload = Bytes::from(parsed.json);

@@ -1,5 +1,5 @@
-//! The MLLP source: a listener (`wyvern_connectors::mllp`) whose frames go to the route's
-//! HL7v2 inbox, each ACK written from the stored outcome.
+//! The MLLP source: a listener (`wyvern_connectors::mllp`, plaintext or TLS) whose frames go
+//! to the route's HL7v2 inbox, each ACK written from the stored outcome.
 
 use futures_util::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,17 @@ pub(super) async fn build(
     lo.max_connections_per_peer = m.max_connections_per_peer as usize;
     lo.allow_from = m.allow_from.clone();
     lo.refusals = counters.refusals.clone();
+    if let Some(t) = &m.tls {
+        let tls =
+            crate::tls::server(format!("route {} MLLP listener", route.name), t).map_err(|e| {
+                BuildError::Source {
+                    route: route.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        lo.tls = Some(tls);
+        lo.allow_subjects = t.allow_subjects.clone();
+    }
     lo.idle_timeout = m.idle_timeout;
     lo.frame_timeout = m.frame_timeout;
     lo.max_in_flight = m.max_in_flight as usize;
