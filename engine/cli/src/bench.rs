@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// measure, not tmpfs). Default: a temporary folder beside the current directory.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// With --to: connect over TLS.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +75,9 @@ pub enum Target {
     Wyvern,
     /// `wyvern run` with durability buffered (no fsync at commit).
     WyvernBuffered,
+    /// `wyvern run` as `wyvern`, its listener on TLS 1.3 with client certificates (mTLS);
+    /// certificates made for the run.
+    WyvernTls,
 }
 
 impl Target {
@@ -81,6 +87,7 @@ impl Target {
             Target::FsyncEach => "baseline: fsync per message",
             Target::Wyvern => "wyvern (fsync, group commit)",
             Target::WyvernBuffered => "wyvern (buffered)",
+            Target::WyvernTls => "wyvern over mTLS (fsync, group commit)",
         }
     }
 }
@@ -119,6 +126,8 @@ struct Outcome {
 pub(crate) struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// How clients connect, when the server speaks TLS.
+    pub tls: Option<Arc<wyvern_connectors::tls::ClientTls>>,
 }
 
 impl Drop for Server {
@@ -138,6 +147,7 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
     let addr = free_port()?;
     std::fs::create_dir_all(dir)?;
     let mut cmd = Command::new(exe);
+    let mut tls = None;
     cmd.args(["--log", "warn"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -161,11 +171,18 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             ])
             .arg(file)
         }
-        Target::Wyvern | Target::WyvernBuffered => {
-            let durability = if target == Target::Wyvern {
-                "fsync"
-            } else {
+        Target::Wyvern | Target::WyvernBuffered | Target::WyvernTls => {
+            let durability = if target == Target::WyvernBuffered {
                 "buffered"
+            } else {
+                "fsync"
+            };
+            let listener_tls = if target == Target::WyvernTls {
+                let (yaml, client) = bench_pki(dir)?;
+                tls = Some(client);
+                yaml
+            } else {
+                String::new()
             };
             std::fs::write(
                 dir.join("wyvern.yaml"),
@@ -174,14 +191,14 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             std::fs::write(
                 dir.join("bench.yaml"),
                 format!(
-                    "version: 1\nroute: bench\nsource:\n  mllp:\n    listen: {addr}\n{route_extra}"
+                    "version: 1\nroute: bench\nsource:\n  mllp:\n    listen: {addr}\n{listener_tls}{route_extra}"
                 ),
             )?;
             cmd.args(["run", "--config"]).arg(dir)
         }
     };
     let child = cmd.spawn().context("starting the server")?;
-    let server = Server { child, addr };
+    let server = Server { child, addr, tls };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
@@ -195,6 +212,32 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
     Ok(server)
 }
 
+/// A CA, a server certificate and a client certificate for one TLS run: the listener's
+/// `tls:` YAML and the client's setup.
+fn bench_pki(dir: &Path) -> anyhow::Result<(String, Arc<wyvern_connectors::tls::ClientTls>)> {
+    use wyvern_testpki::{Ca, Leaf};
+    let ca = Ca::new("Wyvern bench CA (throwaway)");
+    let ca_pem = ca.write(dir, "ca");
+    let server = ca.issue(dir, "server", &Leaf::server("localhost"));
+    let client = ca.issue(dir, "client", &Leaf::client("bench.example"));
+    let yaml = format!(
+        "    tls:\n      cert: {}\n      key: {}\n      client_ca: {}\n",
+        server.cert.display(),
+        server.key.display(),
+        ca_pem.display()
+    );
+    let tls = wyvern_connectors::tls::ClientTls::load(
+        "bench",
+        wyvern_connectors::tls::ClientTlsSettings {
+            ca: Some(ca_pem),
+            cert: Some(client.cert),
+            key: Some(client.key),
+            server_name: None,
+        },
+    )?;
+    Ok((yaml, tls))
+}
+
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -205,13 +248,14 @@ pub(crate) async fn load(
     addr: String,
     s: Scenario,
     msgs: Arc<Vec<Bytes>>,
+    tls: Option<Arc<wyvern_connectors::tls::ClientTls>>,
 ) -> anyhow::Result<(usize, usize, f64, Histogram<u64>)> {
     let per = s.messages.div_ceil(s.connections);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..s.connections {
         let range = (c * per).min(s.messages)..((c + 1) * per).min(s.messages);
-        let (msgs, addr) = (msgs.clone(), addr.clone());
+        let (msgs, addr, tls) = (msgs.clone(), addr.clone(), tls.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -222,7 +266,7 @@ pub(crate) async fn load(
                 range,
                 s.window,
                 Duration::from_secs(30),
-                None,
+                tls.as_deref(),
                 |a| {
                     let _ = hist.record(
                         u64::try_from(a.latency.as_micros())
@@ -327,7 +371,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let msgs = messages(&format!("B{si}"), s.messages);
         if let Some(to) = &args.to {
             eprintln!("  {name}: {} messages to {to} …", s.messages);
-            let (ok, wrong, secs, hist) = load(to.clone(), *s, msgs).await?;
+            let (ok, wrong, secs, hist) = load(to.clone(), *s, msgs, args.tls.load()?).await?;
             results.push(Outcome {
                 target: to.clone(),
                 scenario: name.clone(),
@@ -352,7 +396,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 );
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
                 let (ok, wrong, secs, hist) =
-                    load(server.addr.to_string(), *s, msgs.clone()).await?;
+                    load(server.addr.to_string(), *s, msgs.clone(), server.tls.clone()).await?;
                 let peak_rss_kib = peak_rss_kib(server.child.id());
                 rounds.push(Outcome {
                     target: t.label().into(),

@@ -93,6 +93,7 @@ async fn measure(
         server.addr.to_string(),
         *s,
         messages(&format!("E{i}"), s.messages),
+        None,
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(300);
