@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod directory;
 mod fhir;
+mod fhir_auth;
 mod fhir_inbound;
 mod harness;
 mod medplum;

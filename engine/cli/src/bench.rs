@@ -395,8 +395,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     round + 1
                 );
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
-                let (ok, wrong, secs, hist) =
-                    load(server.addr.to_string(), *s, msgs.clone(), server.tls.clone()).await?;
+                let (ok, wrong, secs, hist) = load(
+                    server.addr.to_string(),
+                    *s,
+                    msgs.clone(),
+                    server.tls.clone(),
+                )
+                .await?;
                 let peak_rss_kib = peak_rss_kib(server.child.id());
                 rounds.push(Outcome {
                     target: t.label().into(),

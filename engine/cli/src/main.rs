@@ -10,6 +10,7 @@ mod audit;
 mod bench;
 mod bench_e2e;
 mod bench_server;
+mod dev_certs;
 mod dev_fhir;
 mod dlq;
 mod fhir_codec;
@@ -154,6 +155,9 @@ enum DevCommand {
     /// A FHIR R4 stand-in for CHIE and DCR: stores what it is sent, can be told to fail
     /// (POST /_control {"mode":"fail","status":503}), stall or refuse. Base: http://LISTEN/fhir.
     FhirServer(dev_fhir::FhirServerArgs),
+    /// A throwaway CA and certificates for trying TLS on one machine (never for production),
+    /// e.g. `wyvern dev certs routes/certs --client pas.acute.example.nhs.uk`.
+    Certs(dev_certs::CertsArgs),
 }
 
 fn init_logging(format: LogFormat, filter: &str) {
@@ -200,6 +204,9 @@ fn main() -> ExitCode {
             Command::Dev {
                 command: DevCommand::FhirServer(args),
             } => dev_fhir::serve(args).await,
+            Command::Dev {
+                command: DevCommand::Certs(args),
+            } => dev_certs::certs(args),
             Command::Bench(args) => bench::bench(args).await,
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Plugin { command } => plugin::plugin(command),

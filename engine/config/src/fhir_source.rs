@@ -7,6 +7,23 @@
 //!   fhir: { listen: 0.0.0.0:8443, max_body: 10MiB }
 //! ```
 //!
+//! Callers authenticate with client certificates (`tls.client_ca`), OAuth2 bearer tokens
+//! (`auth.jwt`), or both:
+//!
+//! ```yaml
+//! source:
+//!   fhir:
+//!     listen: 0.0.0.0:8443
+//!     tls: { cert: certs/wyvern.pem, key: certs/wyvern.key }
+//!     auth:
+//!       jwt:
+//!         keys: certs/issuer-jwks.json        # a JWKS file, or a PEM public key
+//!         issuer: https://auth.example.nhs.uk  # optional
+//!         audience: https://wyvern.example.nhs.uk/fhir
+//!         scopes: [system/Patient.write]       # every one required
+//!         organisation_claim: ods              # the caller's ODS code (default ods); kept as MSH-4 is
+//! ```
+//!
 //! Limits with defaults: `max_connections` 256, `max_connections_per_peer` 32 (one address
 //! cannot take every connection), `idle_timeout` 60s (a connection that sends nothing for that
 //! long — headers, body or the next request — is closed).
@@ -50,6 +67,53 @@ pub struct FhirSourceFile {
     /// and `allow_subjects` to name which.
     #[serde(default)]
     pub tls: Option<crate::tls::ServerTlsFile>,
+    /// Require an OAuth2 bearer token on every request: `{ jwt: { keys, audience, … } }`.
+    #[serde(default)]
+    pub auth: Option<FhirInboundAuthFile>,
+}
+
+/// How callers authenticate (one key: the kind).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum FhirInboundAuthFile {
+    /// A JWT bearer token, verified here against configured keys.
+    Jwt(JwtAuthFile),
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthFile {
+    /// A JWKS file or a PEM public key (relative to the config folder): RS256, RS512, ES256.
+    #[schemars(with = "String")]
+    pub keys: Spanned<String>,
+    /// The `iss` every token must carry (optional).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A value the token's `aud` must hold: this endpoint's URL, usually.
+    #[schemars(with = "String")]
+    pub audience: Spanned<String>,
+    /// Scopes the token must grant, every one (`scope` or `scp`).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// The claim naming the calling organisation (its ODS code); required in every token,
+    /// and kept with the message as its sending facility. Default `ods`.
+    #[serde(default)]
+    pub organisation_claim: Option<String>,
+    /// Clock skew allowed on exp and nbf (default 60s).
+    #[serde(default)]
+    #[schemars(with = "Option<crate::HumanDuration>")]
+    pub leeway: Option<Spanned<crate::HumanDuration>>,
+}
+
+/// Bearer tokens a FHIR source requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuth {
+    pub keys: std::path::PathBuf,
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub scopes: Vec<String>,
+    pub organisation_claim: String,
+    pub leeway: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +126,7 @@ pub struct FhirSource {
     pub allow_from: Vec<ipnet::IpNet>,
     pub idle_timeout: std::time::Duration,
     pub tls: Option<crate::ServerTls>,
+    pub auth: Option<JwtAuth>,
 }
 
 pub(crate) fn fhir_source(
@@ -101,5 +166,46 @@ pub(crate) fn fhir_source(
         allow_from,
         idle_timeout,
         tls: f.tls.as_ref().and_then(|t| crate::tls::server(at, base, t)),
+        auth: match &f.auth {
+            None => None,
+            Some(FhirInboundAuthFile::Jwt(j)) => jwt(at, base, j),
+        },
     }
+}
+
+fn jwt(at: &mut At<'_>, base: &std::path::Path, j: &JwtAuthFile) -> Option<JwtAuth> {
+    if j.keys.value.trim().is_empty() {
+        at.err(
+            &j.keys,
+            "keys is empty: expected a JWKS file or a PEM public key, e.g. certs/issuer-jwks.json",
+        );
+        return None;
+    }
+    if j.audience.value.trim().is_empty() {
+        at.err(&j.audience, "audience is empty: expected the value tokens carry in aud, e.g. https://wyvern.example.nhs.uk/fhir");
+        return None;
+    }
+    let leeway = j
+        .leeway
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(60), |l| l.value.0);
+    if let Some(l) = j
+        .leeway
+        .as_ref()
+        .filter(|l| l.value.0 > std::time::Duration::from_secs(600))
+    {
+        at.err(
+            l,
+            "leeway is longer than 10m: clocks that far apart need fixing, not tolerating",
+        );
+        return None;
+    }
+    Some(JwtAuth {
+        keys: base.join(j.keys.value.trim()),
+        issuer: j.issuer.clone(),
+        audience: j.audience.value.trim().to_string(),
+        scopes: j.scopes.clone().unwrap_or_default(),
+        organisation_claim: j.organisation_claim.clone().unwrap_or_else(|| "ods".into()),
+        leeway,
+    })
 }

@@ -42,7 +42,7 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
 pub use duplicates::ControlIdReuse;
 pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
-pub use fhir_source::{FhirSource, FhirSourceFile};
+pub use fhir_source::{FhirInboundAuthFile, FhirSource, FhirSourceFile, JwtAuth, JwtAuthFile};
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};

@@ -5,6 +5,7 @@ pub mod amqp;
 pub mod amqp_consumer;
 pub mod fhir;
 pub mod file;
+pub mod jwt;
 pub mod mllp;
 pub mod peers;
 pub mod tls;

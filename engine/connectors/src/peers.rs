@@ -23,9 +23,35 @@ pub struct Refusals {
     pub tls_handshake: AtomicU64,
     /// A verified client certificate whose names are not in `allow_subjects`.
     pub subject_not_allowed: AtomicU64,
+    /// An HTTP request without a valid bearer token, or one that does not allow it.
+    pub token: AtomicU64,
     /// Where refusals of addresses outside `allow_from` are reported (the audit log), with
     /// the route's name. A full channel drops the report; the counters above still count.
     pub report: std::sync::OnceLock<(Arc<str>, tokio::sync::mpsc::Sender<RefusedPeer>)>,
+}
+
+impl Refusals {
+    /// Sends a refusal of who the peer is to the audit log (a full channel drops it; the
+    /// counters still count).
+    pub fn report(&self, ip: IpAddr, refusal: Refusal, certificate: Option<String>) {
+        if !refusal.audited() {
+            return;
+        }
+        if let Some((route, report)) = self.report.get() {
+            let _ = report.try_send(RefusedPeer {
+                route: route.clone(),
+                ip: ip.to_canonical(),
+                refusal,
+                certificate,
+            });
+        }
+    }
+
+    /// Counts and reports a request refused for its bearer token.
+    pub fn token_refused(&self, ip: IpAddr) {
+        self.token.fetch_add(1, Ordering::Relaxed);
+        self.report(ip, Refusal::Token, None);
+    }
 }
 
 /// A connection refused because of who it came from, for the audit log.
@@ -73,6 +99,8 @@ pub enum Refusal {
     /// The TLS handshake failed (the reason is logged; it is the peer's or its certificate's).
     Handshake,
     SubjectNotAllowed,
+    /// A request's bearer token was missing, invalid or not allowed (401/403).
+    Token,
 }
 
 impl Refusal {
@@ -83,6 +111,7 @@ impl Refusal {
             Refusal::PerPeerCap => "max_connections_per_peer reached",
             Refusal::Handshake => "the TLS handshake failed",
             Refusal::SubjectNotAllowed => "the client certificate is not in allow_subjects",
+            Refusal::Token => "no valid bearer token",
         }
     }
 
@@ -162,17 +191,7 @@ impl PeerPolicy {
     }
 
     fn report(&self, ip: IpAddr, refusal: Refusal, certificate: Option<String>) {
-        if !refusal.audited() {
-            return;
-        }
-        if let Some((route, report)) = self.refusals.report.get() {
-            let _ = report.try_send(RefusedPeer {
-                route: route.clone(),
-                ip,
-                refusal,
-                certificate,
-            });
-        }
+        self.refusals.report(ip, refusal, certificate);
     }
 
     /// Counts a connection refused because the listener is full.

@@ -134,7 +134,7 @@ impl Metrics {
             &mut out,
             "wyvern_connections_refused_total",
             "counter",
-            "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap, tls_handshake (failed: untrusted or missing client certificate, plaintext or an old protocol on a TLS port), subject_not_allowed (a client certificate outside allow_subjects).",
+            "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap, tls_handshake (failed: untrusted or missing client certificate, plaintext or an old protocol on a TLS port), subject_not_allowed (a client certificate outside allow_subjects), token (an HTTP request without a valid bearer token: 401/403).",
         );
         for (route, c) in &self.routes {
             for (reason, v) in [
@@ -143,6 +143,7 @@ impl Metrics {
                 ("listener_cap", &c.refusals.listener_cap),
                 ("tls_handshake", &c.refusals.tls_handshake),
                 ("subject_not_allowed", &c.refusals.subject_not_allowed),
+                ("token", &c.refusals.token),
             ] {
                 let _ = writeln!(
                     out,

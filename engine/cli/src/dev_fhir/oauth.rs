@@ -8,15 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{RSA_PKCS1_2048_8192_SHA512, UnparsedPublicKey};
-use rustls_pki_types::SubjectPublicKeyInfoDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 
 #[derive(Debug)]
 pub struct OAuthServer {
-    /// PKCS#1 RSAPublicKey DER, as ring wants it.
-    public_key: Vec<u8>,
+    public_key: wyvern_connectors::jwt::JwtKeys,
     client_id: Option<String>,
     lifetime: Duration,
     tokens: HashMap<String, Instant>,
@@ -30,9 +26,7 @@ impl OAuthServer {
         client_id: Option<String>,
         lifetime: Duration,
     ) -> Result<OAuthServer, String> {
-        let spki = SubjectPublicKeyInfoDer::from_pem_slice(public_pem)
-            .map_err(|e| format!("not a PUBLIC KEY PEM: {e}"))?;
-        let public_key = rsa_key_of(spki.as_ref()).ok_or("not an RSA public key")?;
+        let public_key = wyvern_connectors::jwt::JwtKeys::from_pem(public_pem)?;
         Ok(OAuthServer {
             public_key,
             client_id,
@@ -89,26 +83,22 @@ impl OAuthServer {
 
     /// The claims of a correctly signed RS512 JWT.
     fn verify(&self, jwt: &str) -> Result<Value, String> {
-        let mut parts = jwt.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err("client_assertion is not a JWT (three dot-separated parts)".into());
-        };
-        let decode = |p: &str| {
-            URL_SAFE_NO_PAD
-                .decode(p)
-                .map_err(|_| "bad base64url".to_string())
-        };
-        let header: Value = serde_json::from_slice(&decode(h)?).map_err(|e| e.to_string())?;
-        if header.get("alg").and_then(Value::as_str) != Some("RS512") {
+        let header = jwt
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|h| serde_json::from_slice::<Value>(&h).ok());
+        if header
+            .as_ref()
+            .and_then(|h| h.get("alg"))
+            .and_then(Value::as_str)
+            != Some("RS512")
+        {
             return Err("alg must be RS512".into());
         }
-        let sig = decode(s)?;
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA512, &self.public_key)
-            .verify(format!("{h}.{c}").as_bytes(), &sig)
-            .map_err(|_| "the JWT signature does not verify with the registered key".to_string())?;
-        serde_json::from_slice(&decode(c)?).map_err(|e| e.to_string())
+        wyvern_connectors::jwt::signed_claims(jwt, &self.public_key)
+            .map(Value::Object)
+            .map_err(|e| format!("client_assertion: {e}"))
     }
 
     /// Whether an `Authorization` header carries a live token.
@@ -124,41 +114,4 @@ fn rand_u128() -> u128 {
     let mut b = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     u128::from_le_bytes(b)
-}
-
-/// The RSAPublicKey inside an RSA SubjectPublicKeyInfo: SEQUENCE { AlgorithmIdentifier,
-/// BIT STRING { 0 unused bits, RSAPublicKey } }.
-fn rsa_key_of(spki: &[u8]) -> Option<Vec<u8>> {
-    let (tag, body, _) = der(spki)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (alg_tag, alg, rest) = der(body)?;
-    // rsaEncryption: 1.2.840.113549.1.1.1
-    let rsa_oid = [
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-    ];
-    if alg_tag != 0x30 || !alg.starts_with(&rsa_oid) {
-        return None;
-    }
-    let (bits_tag, bits, _) = der(rest)?;
-    (bits_tag == 0x03 && bits.first() == Some(&0)).then(|| bits[1..].to_vec())
-}
-
-/// One DER element: (tag, contents, what follows).
-fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *b.first()?;
-    let first = *b.get(1)?;
-    let (len, head) = if first < 0x80 {
-        (usize::from(first), 2)
-    } else {
-        let n = usize::from(first & 0x7f);
-        let bytes = b.get(2..2 + n)?;
-        (
-            bytes.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x)),
-            2 + n,
-        )
-    };
-    let body = b.get(head..head + len)?;
-    Some((tag, body, &b[head + len..]))
 }

@@ -45,6 +45,8 @@ pub struct FhirSourceSpec {
     pub limits: crate::http_limits::HttpLimits,
     pub destinations: Vec<String>,
     pub order_by: OrderBy,
+    /// Bearer tokens every request must carry (`auth.jwt`).
+    pub(crate) auth: Option<super::fhir_auth::BearerAuth>,
 }
 
 impl FhirSource {
@@ -68,6 +70,7 @@ impl FhirSource {
                 order_by: spec.order_by,
                 max_body: usize::try_from(spec.max_body).unwrap_or(usize::MAX),
                 counters,
+                auth: spec.auth,
             }),
         })
     }
@@ -172,6 +175,16 @@ async fn put_resource(
 }
 
 async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> Response {
+    // Who is calling, before anything else: an unauthenticated body is never read or stored.
+    let caller = match s.auth.as_ref().map(|a| a.check(req.headers())) {
+        None => None,
+        Some(Ok(caller)) => Some(caller),
+        Some(Err(refusal)) => {
+            s.counters.refusals.token_refused(peer.addr.ip());
+            tracing::warn!(route = %s.route, %peer, reason = %refusal.text(), "FHIR request refused: bearer token");
+            return refusal.response();
+        }
+    };
     s.counters.received.fetch_add(1, Ordering::Relaxed);
     let refuse = |status: StatusCode, code: &str, text: &str, location: Option<&str>| {
         s.counters.rejected.fetch_add(1, Ordering::Relaxed);
@@ -225,12 +238,28 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
     };
     match check(&s, &body, xml, &expect).await {
         Ok((parsed, created)) => {
-            commit(&s, &peer, body, xml, Stored::Accepted(parsed, created)).await
+            commit(
+                &s,
+                &peer,
+                caller.as_ref(),
+                body,
+                xml,
+                Stored::Accepted(parsed, created),
+            )
+            .await
         }
         Err(r) => {
             // Kept, as an MLLP AR is: what was refused and why can be looked up later.
             let text = r.text.clone();
-            let _ = commit(&s, &peer, body, xml, Stored::Rejected(text)).await;
+            let _ = commit(
+                &s,
+                &peer,
+                caller.as_ref(),
+                body,
+                xml,
+                Stored::Rejected(text),
+            )
+            .await;
             refuse(r.status, r.code, &r.text, r.location.as_deref())
         }
     }
@@ -314,6 +343,17 @@ pub(super) async fn build(
         },
         destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
         order_by: route.order_by,
+        auth: match &f.auth {
+            None => None,
+            Some(a) => {
+                Some(
+                    super::fhir_auth::BearerAuth::load(a).map_err(|e| BuildError::Source {
+                        route: route.name.clone(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        },
     };
     let source = FhirSource::bind(
         spec,

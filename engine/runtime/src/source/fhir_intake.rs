@@ -52,6 +52,8 @@ pub(crate) struct Inbound {
     pub(crate) order_by: OrderBy,
     pub(crate) max_body: usize,
     pub(crate) counters: Arc<RouteCounters>,
+    /// Bearer tokens required (`auth.jwt`), when they are.
+    pub(crate) auth: Option<super::fhir_auth::BearerAuth>,
 }
 
 /// An OperationOutcome response.
@@ -189,6 +191,7 @@ pub(crate) enum Stored {
 pub(crate) async fn commit(
     s: &Inbound,
     peer: &wyvern_connectors::peers::Peer,
+    caller: Option<&wyvern_connectors::jwt::Caller>,
     raw: AxumBytes,
     xml: bool,
     what: Stored,
@@ -253,6 +256,9 @@ pub(crate) async fn commit(
             meta: Metadata {
                 source: s.route.clone(),
                 peer: Some(peer.to_string()),
+                // The calling organisation from its token, kept as MSH-4 is for HL7v2.
+                sending_facility: caller.and_then(|c| c.organisation.clone()),
+                sending_application: caller.and_then(|c| c.client.clone()),
                 message_type: resource.clone(),
                 nhs_number,
                 ..Metadata::default()
