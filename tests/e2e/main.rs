@@ -2,6 +2,7 @@
 //! One test binary (as ripgrep does), one module per area.
 
 mod amqp;
+mod api;
 mod audit;
 mod cli;
 mod crash;

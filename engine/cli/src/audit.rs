@@ -121,7 +121,8 @@ fn audit_event(r: &AuditRecord) -> serde_json::Value {
         AuditAction::Export => ("R", "read"),
         AuditAction::Retry | AuditAction::Replay => ("U", "update"),
         AuditAction::Purge => ("D", "delete"),
-        AuditAction::Refused => ("E", "create"),
+        AuditAction::Refused | AuditAction::Denied => ("E", "create"),
+        AuditAction::Token => ("C", "create"),
     };
     let mut entities = Vec::new();
     if let Some(n) = &e.nhs_number {
@@ -155,7 +156,7 @@ fn audit_event(r: &AuditRecord) -> serde_json::Value {
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": subtype}],
         "action": code,
         "recorded": rfc3339(e.at_ms),
-        "outcome": if e.action == AuditAction::Refused { "4" } else { "0" },
+        "outcome": if matches!(e.action, AuditAction::Refused | AuditAction::Denied) { "4" } else { "0" },
         "outcomeDesc": e.action.as_str(),
         "agent": [agent],
         "source": {

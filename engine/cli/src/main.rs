@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api_tokens;
 mod audit;
 mod bench;
 mod bench_e2e;
@@ -92,6 +93,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// The operator API (/api/v1 on the http listener): its bearer tokens.
+    Api {
+        #[command(subcommand)]
+        command: api_tokens::ApiCommand,
     },
     /// The store's journal: check it, or repair it when the engine refuses to start on damage.
     Store {
@@ -199,6 +205,7 @@ fn main() -> ExitCode {
             Command::Inbox { command } => inbox::inbox(command),
             Command::Store { command } => store::store(command).await,
             Command::Audit { command } => audit::audit(command),
+            Command::Api { command } => api_tokens::api(command),
             Command::Dlq { command } => dlq::dlq(command),
             Command::Replay(args) => replay::replay(args),
             Command::Dev {

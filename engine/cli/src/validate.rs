@@ -1,6 +1,7 @@
 //! `wyvern validate`: every config problem at once, as file:line:col — including what only
 //! the files a route names can tell: TLS certificates that are missing, expired, expiring
-//! within 30 days, or do not match their key.
+//! within 30 days, or do not match their key, and token keys (`auth.jwt.keys`) that cannot be
+//! read.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -119,6 +120,12 @@ fn tls_findings(c: &wyvern_config::Config) -> (Vec<Diagnostic>, Vec<Diagnostic>)
                 Ok(_) => expiring(&t.place, &t.cert, &mut warnings),
                 Err(e) => errors.push(at(&t.place, true, e.to_string())),
             }
+        }
+        if let wyvern_config::Source::Fhir(f) = &r.source
+            && let Some(a) = &f.auth
+            && let Err(e) = wyvern_connectors::jwt::JwtKeys::load(&a.keys)
+        {
+            errors.push(Diagnostic::error(&r.file, 0, 0, e.to_string()));
         }
         for d in &r.destinations {
             if let DestinationKind::Mllp(m) = &d.kind

@@ -14,7 +14,8 @@ pub struct EngineFile {
     pub version: Spanned<u32>,
     #[serde(default)]
     pub store: Option<StoreFile>,
-    /// `http: { listen: 127.0.0.1:9465 }`: /metrics, /health and /ready. Off when absent.
+    /// `http: { listen: 127.0.0.1:9465 }`: /metrics, /health, /ready and the operator API
+    /// (`/api/v1`, tokens required). Off when absent.
     #[serde(default)]
     pub http: Option<HttpFile>,
     /// The folder of code tables (`*.yaml`, see mappings/README.md), relative to the config
@@ -29,6 +30,9 @@ pub struct EngineFile {
 pub struct HttpFile {
     #[schemars(with = "String")]
     pub listen: Spanned<String>,
+    /// Serve HTTPS: `{ cert, key }` (and `client_ca` to require client certificates too).
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsFile>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

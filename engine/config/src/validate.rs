@@ -29,8 +29,10 @@ pub struct Config {
 pub struct EngineSettings {
     pub store_dir: PathBuf,
     pub durability: Durability,
-    /// Where /metrics, /health and /ready are served; `None`: not served.
+    /// Where /metrics, /health, /ready and the operator API are served; `None`: not served.
     pub http_listen: Option<SocketAddr>,
+    /// HTTPS there (`http.tls`).
+    pub http_tls: Option<crate::ServerTls>,
     /// How long finished messages stay in the store (default 30 days, at least an hour).
     pub retention: Duration,
     /// The folder of code tables (default `mappings` in the config folder).
@@ -94,6 +96,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         store_dir: base.join("wyvern-data"),
         durability: Durability::Fsync,
         http_listen: None,
+        http_tls: None,
         retention: DEFAULT_RETENTION,
         mappings_dir: base.join("mappings"),
     };
@@ -140,9 +143,18 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                     }
                     if let Some(http) = f.http {
                         match http.listen.value.parse::<SocketAddr>() {
-                            Ok(a) => engine.http_listen = Some(a),
+                            Ok(a) => {
+                                engine.http_listen = Some(a);
+                                if !a.ip().is_loopback() && http.tls.is_none() {
+                                    at.warn(&http.listen, format!("http.listen {a} serves the operator API to other hosts in plaintext: add http.tls (tokens would cross the network readable)"));
+                                }
+                            }
                             Err(_) => at.err(&http.listen, format!("http.listen {:?} is not an address: expected IP:PORT such as 127.0.0.1:9465", http.listen.value)),
                         }
+                        engine.http_tls = http
+                            .tls
+                            .as_ref()
+                            .and_then(|t| crate::tls::server(&mut at, base, t));
                     }
                 }
                 Err(d) => at.errors.push(d),

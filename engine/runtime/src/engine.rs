@@ -189,7 +189,28 @@ impl Engine {
                     store_dir: config.engine.store_dir.clone(),
                     pruned: sweeper.pruned.clone(),
                 };
-                let server = OpsServer::bind(addr, metrics, ready.clone(), clock.clone())
+                let api = crate::api::ApiState {
+                    store_dir: config.engine.store_dir.clone(),
+                    clock: clock.clone(),
+                    routes: Arc::new(
+                        config
+                            .routes
+                            .iter()
+                            .zip(&counters)
+                            .map(|(r, (_, c))| crate::api::RouteView::of(r, c.clone()))
+                            .collect(),
+                    ),
+                };
+                let tls = match &config.engine.http_tls {
+                    None => None,
+                    Some(t) => Some(crate::tls::server("the HTTP listener".into(), t).map_err(
+                        |e| BuildError::Source {
+                            route: "(http)".into(),
+                            reason: e.to_string(),
+                        },
+                    )?),
+                };
+                let server = OpsServer::bind(addr, metrics, ready.clone(), api, tls)
                     .await
                     .map_err(|source| BuildError::Bind {
                         route: "(http)".into(),

@@ -1,7 +1,8 @@
 //! The engine's HTTP side for operators: `/metrics` (Prometheus), `/health` (the process is
 //! up) and `/ready` (listeners bound, the store open and every task running; 503 with the
 //! reason while shutting down, when a task stopped unexpectedly, or while a delivery worker's
-//! passes panic). Off unless `http: { listen: ... }` is in wyvern.yaml.
+//! passes panic), and the operator API under `/api/v1` (`api/`, every call with a token). Off
+//! unless `http: { listen: ... }` is in wyvern.yaml; HTTPS with `http.tls`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ struct App {
 pub struct OpsServer {
     listener: tokio::net::TcpListener,
     app: App,
+    api: crate::api::ApiState,
+    tls: Option<Arc<wyvern_connectors::tls::ServerTls>>,
 }
 
 impl OpsServer {
@@ -36,7 +39,8 @@ impl OpsServer {
         addr: SocketAddr,
         metrics: Metrics,
         ready: Arc<AtomicBool>,
-        clock: Arc<dyn Clock>,
+        api: crate::api::ApiState,
+        tls: Option<Arc<wyvern_connectors::tls::ServerTls>>,
     ) -> std::io::Result<OpsServer> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         Ok(OpsServer {
@@ -44,8 +48,10 @@ impl OpsServer {
             app: App {
                 metrics,
                 ready,
-                clock,
+                clock: api.clock.clone(),
             },
+            api,
+            tls,
         })
     }
 
@@ -59,11 +65,18 @@ impl OpsServer {
             .route("/metrics", get(metrics))
             .route("/health", get(|| async { "ok\n" }))
             .route("/ready", get(ready))
-            .with_state(self.app);
-        tracing::info!(listen = ?addr, "HTTP ready: /metrics /health /ready");
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+            .with_state(self.app)
+            .merge(crate::api::router(self.api));
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(listen = ?addr, scheme, "HTTP ready: /metrics /health /ready, the operator API at /api/v1");
+        let limits = crate::http_limits::HttpLimits::local(self.tls);
+        let listener = crate::http_limits::LimitedListener::new(self.listener, limits, "(http)");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<crate::http_limits::ConnectedPeer>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
         if let Err(e) = served {
             tracing::warn!(error = %e, "HTTP server stopped");
         }

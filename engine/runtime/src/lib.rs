@@ -5,6 +5,7 @@
 //! Invariant: every frame gets exactly one outcome (accepted, rejected, or not stored → AE) and
 //! its ACK is derived from that outcome *after* the store has answered.
 
+pub mod api;
 mod assess;
 mod audit;
 mod batch;

@@ -35,6 +35,10 @@ pub enum AuditAction {
     Replay,
     /// A connection was refused (outside allow_from, over a cap).
     Refused,
+    /// An operator API token was made or revoked.
+    Token,
+    /// An API request was refused (no token, or a role that does not allow it).
+    Denied,
 }
 
 impl AuditAction {
@@ -47,6 +51,8 @@ impl AuditAction {
             AuditAction::Purge => "purge",
             AuditAction::Replay => "replay",
             AuditAction::Refused => "refused",
+            AuditAction::Token => "token",
+            AuditAction::Denied => "denied",
         }
     }
 
@@ -59,6 +65,8 @@ impl AuditAction {
             AuditAction::Purge,
             AuditAction::Replay,
             AuditAction::Refused,
+            AuditAction::Token,
+            AuditAction::Denied,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)

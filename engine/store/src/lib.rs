@@ -24,6 +24,7 @@ mod recovery;
 mod retention;
 mod schema;
 mod segment;
+mod tokens;
 mod writer;
 
 pub use audit::{
@@ -39,6 +40,7 @@ pub use recovery::{
 };
 pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
+pub use tokens::{TokenInfo, TokenRole, Tokens};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
 
 /// The database file inside a store folder.

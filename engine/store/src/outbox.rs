@@ -312,6 +312,18 @@ impl Outbox {
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }
 
+    /// Every delivery of one message, one row per destination (and part), oldest first.
+    pub fn of_message(&self, message_id: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.message_id = ?1 ORDER BY o.seq"
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(StoreError::Query)?;
+        let rows = stmt
+            .query_map([message_id], item)
+            .map_err(StoreError::Query)?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::Query)
+    }
+
     pub fn get(&self, seq: i64) -> Result<Option<OutboxItem>, StoreError> {
         let sql = format!(
             "SELECT {ITEM} FROM outbox o JOIN inbox i ON i.id = o.message_id WHERE o.seq = ?1"

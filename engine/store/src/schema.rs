@@ -28,7 +28,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: [&str; 8] = [V1, V2, V3, V4, V5, V6, V7, V8];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -145,6 +145,16 @@ CREATE TABLE IF NOT EXISTS audit (
     hash        BLOB    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_nhs_number ON audit(nhs_number) WHERE nhs_number IS NOT NULL;
+";
+
+const V8: &str = "
+-- v8: the operator API's tokens, by the SHA-256 of their secret (the secret is never kept).
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name        TEXT    PRIMARY KEY,
+    role        TEXT    NOT NULL,
+    hash        BLOB    NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
 ";
 
 /// Applies the pragmas for the index connection and creates or checks the schema.

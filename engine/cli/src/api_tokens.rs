@@ -1,0 +1,107 @@
+//! `wyvern api token create|list|revoke`: the operator API's tokens, made on the machine that
+//! holds the store (the first admin token has to come from somewhere). The secret is printed
+//! once; the store keeps only its SHA-256. Each change is audited as the local account.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use wyvern_core::{Clock, SystemClock};
+use wyvern_store::{AuditAction, TokenRole, Tokens};
+
+use crate::inbox::{StoreArgs, store_dir};
+
+#[derive(Debug, Subcommand)]
+pub enum ApiCommand {
+    /// Bearer tokens for /api/v1: create (prints the secret once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token. Roles: viewer (metadata), operator (bodies, retry, purge, replay), admin
+    /// (tokens too). Prints the secret; keep it, it cannot be shown again.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A name for the person or system holding it, e.g. alice or monitoring.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+    },
+    /// List tokens (names and roles; secrets are not kept).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token by name: calls with it get 401 from then on.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+    },
+}
+
+pub fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
+    let ApiCommand::Token { command } = cmd;
+    match command {
+        TokenCommand::Create { store, name, role } => {
+            if !wyvern_runtime::api::valid_token_name(&name) {
+                bail!("name {name:?}: expected 1–64 letters, digits, -, _, . or @");
+            }
+            let role = TokenRole::parse(&role).context("role")?;
+            let dir = store_dir(&store)?;
+            crate::audit::record(
+                &dir,
+                AuditAction::Token,
+                None,
+                None,
+                Some(format!("create {name} ({})", role.as_str())),
+            )?;
+            let secret = wyvern_runtime::api::new_token_secret();
+            let tokens = Tokens::open(&dir)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            if !tokens.add(&name, role, &secret, SystemClock.now_millis())? {
+                bail!("a token named {name:?} exists: revoke it first");
+            }
+            eprintln!(
+                "token {name:?} ({}): keep it now, it is not shown again",
+                role.as_str()
+            );
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { store } => {
+            let dir = store_dir(&store)?;
+            for t in Tokens::open(&dir)?.list()? {
+                println!(
+                    "{:<24} {:<9} {}",
+                    t.name,
+                    t.role.as_str(),
+                    wyvern_core::display_timestamp(t.created_ms)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { store, name } => {
+            let dir = store_dir(&store)?;
+            crate::audit::record(
+                &dir,
+                AuditAction::Token,
+                None,
+                None,
+                Some(format!("revoke {name}")),
+            )?;
+            if !Tokens::open(&dir)?.revoke(&name)? {
+                eprintln!("no token named {name:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            eprintln!("token {name:?} revoked");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The operator API (`/api/v1`, JSON): routes and their counters, message search and detail,
+//! deliveries, dead letters (list, retry, purge), replay, and tokens. Served on the engine's
+//! `http:` listener beside /metrics, /health and /ready, and described by the OpenAPI document
+//! at `/api/v1/openapi.json` (`openapi.json` here: the contract the tests hold it to).
+//!
+//! Invariants:
+//! - Every call needs a bearer token whose role allows it (`auth.rs`): `viewer` reads
+//!   metadata, `operator` also reads bodies and acts (retry, purge, replay), `admin` also
+//!   manages tokens. Refusals are audited.
+//! - Anything that shows a patient's message or changes what is delivered is written to the
+//!   audit log *before* it happens; if the record cannot be written, the call fails (503) and
+//!   nothing is shown or changed — as with the CLI.
+//! - The store is read and written on blocking threads; a handler never holds a connection
+//!   across an await.
+
+mod auth;
+mod dead_letters;
+mod error;
+mod messages;
+mod routes;
+mod tokens;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use wyvern_core::Clock;
+use wyvern_store::{AuditEntry, AuditLog};
+
+pub use auth::Principal;
+pub use error::ApiError;
+pub use routes::RouteView;
+pub use tokens::{new_secret as new_token_secret, valid_name as valid_token_name};
+
+/// The OpenAPI document (3.0) of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub routes: Arc<Vec<RouteView>>,
+}
+
+impl ApiState {
+    /// Writes `entry` to the audit log; the call fails if it cannot be written.
+    pub async fn record(&self, entry: AuditEntry) -> Result<(), ApiError> {
+        let dir = self.store_dir.clone();
+        tokio::task::spawn_blocking(move || AuditLog::open(&dir)?.append(&entry).map(|_| ()))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Writes `entry` without waiting (refusals: the caller gets its 401/403 regardless).
+    pub fn audit(&self, entry: AuditEntry) {
+        let dir = self.store_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = AuditLog::open(&dir).and_then(|mut l| l.append(&entry)) {
+                tracing::error!(error = %e, "cannot write an API refusal to the audit log");
+            }
+        });
+    }
+
+    /// Runs `f` on a blocking thread with the store folder.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&std::path::Path) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let dir = self.store_dir.clone();
+        tokio::task::spawn_blocking(move || f(&dir))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+}
+
+/// An audit entry by `who`.
+fn entry(
+    state: &ApiState,
+    who: &Principal,
+    action: wyvern_store::AuditAction,
+    message_id: Option<String>,
+    nhs_number: Option<String>,
+    detail: Option<String>,
+) -> AuditEntry {
+    AuditEntry {
+        at_ms: state.clock.now_millis(),
+        actor: who.actor(),
+        action,
+        message_id,
+        nhs_number,
+        from: Some(ip_text(who.from)),
+        detail,
+    }
+}
+
+fn ip_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// The API's routes, to merge into the engine's HTTP router (whose `ConnectInfo` is a
+/// [`crate::http_limits::ConnectedPeer`]).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/routes", get(routes::list))
+        .route("/api/v1/messages", get(messages::search))
+        .route("/api/v1/messages/{id}", get(messages::detail))
+        .route("/api/v1/messages/{id}/body", get(messages::body))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
+        .route(
+            "/api/v1/dead-letters/{seq}/retry",
+            post(dead_letters::retry),
+        )
+        .route(
+            "/api/v1/dead-letters/{seq}/purge",
+            post(dead_letters::purge),
+        )
+        .route("/api/v1/replay", post(dead_letters::replay))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn openapi(
+    axum::extract::State(s): axum::extract::State<ApiState>,
+    peer: Caller,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    auth::authorize(
+        &s,
+        &headers,
+        peer.0,
+        wyvern_store::TokenRole::Viewer,
+        "reading the API document",
+    )
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], OPENAPI))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such API path: see /api/v1/openapi.json".into())
+}
+
+/// The caller's address, from the listener's `ConnectInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::http_limits::ConnectedPeer>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.0.addr.ip());
+        Ok(Caller(ip))
+    }
+}
