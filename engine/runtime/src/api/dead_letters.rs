@@ -38,8 +38,9 @@ pub async fn list(
         None => 50,
         Some(v) => v
             .parse::<usize>()
-            .map_err(|_| ApiError::BadRequest(format!("limit {v:?} is not a whole number")))?
-            .clamp(1, 1000),
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit {v:?}: expected 1 to 1000")))?,
     };
     let (route, destination) = (q.get("route").cloned(), q.get("destination").cloned());
     let rows = s
@@ -162,9 +163,11 @@ pub async fn replay(
     let route = obj
         .get("route")
         .and_then(Value::as_str)
-        .filter(|r| s.routes.iter().any(|x| x.name == *r))
-        .ok_or_else(|| ApiError::BadRequest("route must name one of the engine's routes".into()))?
+        .ok_or_else(|| ApiError::BadRequest("route is required: the route's name".into()))?
         .to_string();
+    if !s.routes.iter().any(|x| x.name == route) {
+        return Err(ApiError::NotFound(format!("no route named {route:?}")));
+    }
     let destination = match obj.get("destination") {
         None | Some(Value::Null) => None,
         Some(Value::String(d)) => Some(d.clone()),

@@ -77,7 +77,15 @@ fn search_query(q: &HashMap<String, String>) -> Result<InboxQuery, ApiError> {
         status,
         source: q.get("route").cloned(),
         before_seq: number("before")?,
-        limit: number("limit")?.map_or(50, |n| (n as usize).clamp(1, MAX_LIMIT)),
+        limit: match number("limit")? {
+            None => 50,
+            Some(n) if (1..=MAX_LIMIT as i64).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {n} is out of range: 1 to {MAX_LIMIT}"
+                )));
+            }
+        },
     })
 }
 

@@ -104,6 +104,13 @@ pub async fn revoke(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = auth::authorize(&s, &headers, peer.0, TokenRole::Admin, "revoking a token").await?;
+    if who.name == name {
+        // Nobody locks the last admin out by accident: another token, or the CLI, can.
+        return Err(ApiError::Conflict(
+            "a token cannot revoke itself: use another admin token, or wyvern api token revoke"
+                .into(),
+        ));
+    }
     s.record(entry(
         &s,
         &who,
