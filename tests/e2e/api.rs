@@ -375,3 +375,86 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
         "the engine served the whole run"
     );
 }
+
+/// `wyvern inbox|dlq|replay --remote URL --token-file F`: the local commands through the API.
+#[test]
+fn the_cli_reads_and_acts_on_a_remote_engine_through_the_api() {
+    let mut e = EngineProcess::start_route(
+        "",
+        "destinations:\n  - name: gone\n    mllp: { connect: \"127.0.0.1:1\", ack_timeout: 1s }\nretry: { backoff: 10ms..20ms, max_attempts: 1 }\n",
+    );
+    let mut w = Wire::connect(e.addr);
+    assert!(w.exchange(&adt("REM1", 7)).contains("MSA|AA|REM1"));
+    let files = tempfile::tempdir().expect("dir");
+    let write = |name: &str, secret: String| {
+        let p = files.path().join(name);
+        std::fs::write(&p, secret).expect("token file");
+        p
+    };
+    let operator = write("op", token(&e, "remote-op", "operator"));
+    let viewer = write("view", token(&e, "remote-view", "viewer"));
+    let url = format!("http://{}", e.http);
+    let cli = |args: &[&str], token: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+            .args(["--log", "warn"])
+            .args(args)
+            .args(["--remote", &url, "--token-file"])
+            .arg(token)
+            .output()
+            .expect("run wyvern")
+    };
+    let out = cli(&["inbox", "list"], &viewer);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REM1"));
+    let out = cli(&["inbox", "show", "1"], &viewer);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs the operator role"),
+        "the engine's reason reaches the user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["inbox", "show", "1"], &operator);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("PID|1||") && shown.contains("MSA|AA|REM1"),
+        "{shown}"
+    );
+    let mut listed = String::new();
+    wait_until(Duration::from_secs(10), || {
+        listed = String::from_utf8_lossy(&cli(&["dlq", "list"], &viewer).stdout).into_owned();
+        listed.contains("gone")
+    });
+    let seq = listed
+        .split_whitespace()
+        .next()
+        .expect("a dead letter")
+        .to_string();
+    let out = cli(&["dlq", "retry", &seq], &operator);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["replay", "--route", "e2e", "--since", "1h"], &operator);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(e.terminate().success());
+    let out = wyvern_on_store(&["audit", "export"], &e.store_dir());
+    let audit = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        audit.contains("token:remote-op") && audit.contains("\"view\""),
+        "{audit}"
+    );
+}

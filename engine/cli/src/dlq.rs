@@ -87,6 +87,19 @@ impl Selection {
     }
 }
 
+impl Selection {
+    /// Retry or purge one dead letter through the API (one at a time: `--all` is local).
+    fn remote(&self, verb: &str) -> anyhow::Result<ExitCode> {
+        let Some(seq) = self.seq else {
+            anyhow::bail!("over --remote, give one SEQ (--all works on a local store)");
+        };
+        let remote = crate::remote::Remote::from_args(&self.store.remote)?.context("--remote")?;
+        let v = remote.post(&format!("/api/v1/dead-letters/{seq}/{verb}"), None)?;
+        println!("dead letter {seq}: {verb} done ({} changed)", v["changed"]);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 fn now_ms() -> i64 {
     wyvern_core::Clock::now_millis(&wyvern_core::SystemClock)
 }
@@ -99,6 +112,28 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             destination,
             limit,
         } => {
+            if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
+                use crate::remote::text;
+                let q = crate::remote::query(&[
+                    ("route", route),
+                    ("destination", destination),
+                    ("limit", Some(limit.to_string())),
+                ]);
+                let v = remote.get(&format!("/api/v1/dead-letters{q}"))?;
+                for r in v["dead_letters"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:>7}  {:<6}  {:<14}  {:<14}  {:>8}  {:<26}  {}",
+                        text(r, "seq"),
+                        text(r, "state"),
+                        text(r, "route"),
+                        text(r, "destination"),
+                        text(r, "attempts"),
+                        text(r, "message_id"),
+                        text(r, "last_error")
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let rows =
                 open(&store)?.dead_letters(route.as_deref(), destination.as_deref(), limit)?;
             println!(
@@ -157,6 +192,8 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        DlqCommand::Retry(sel) if sel.store.remote.remote.is_some() => sel.remote("retry"),
+        DlqCommand::Purge(sel) if sel.store.remote.remote.is_some() => sel.remote("purge"),
         DlqCommand::Retry(sel) => {
             sel.audit(wyvern_store::AuditAction::Retry)?;
             let (outbox, seq) = sel.open()?;

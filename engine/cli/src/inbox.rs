@@ -10,11 +10,13 @@ use wyvern_store::{InboxQuery, InboxReader, InboxStatus};
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The config whose store to read (its wyvern.yaml says where the store is).
-    #[arg(long, short, env = "WYVERN_CONFIG", conflicts_with = "store")]
+    #[arg(long, short, env = "WYVERN_CONFIG", conflicts_with_all = ["store", "remote"])]
     config: Option<PathBuf>,
     /// The store folder itself.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "remote")]
     store: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +89,70 @@ fn printable(b: &[u8]) -> String {
     out
 }
 
+fn print_header() {
+    println!(
+        "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  NHS NUMBER",
+        "SEQ", "ID", "RECEIVED (UTC)", "STATUS", "TYPE", "CONTROL ID", "ROUTE"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_row(
+    seq: &str,
+    id: &str,
+    received: &str,
+    status: &str,
+    kind: &str,
+    control_id: &str,
+    route: &str,
+    nhs: &str,
+) {
+    println!(
+        "{seq:>7}  {id:<26}  {received:<24}  {status:<9}  {kind:<10}  {control_id:<20}  {route:<10}  {nhs}"
+    );
+}
+
+/// `inbox show` through the API: metadata and deliveries, then the body and ACK (which needs
+/// the operator role).
+fn show_remote(remote: &crate::remote::Remote, id: &str, raw: bool) -> anyhow::Result<ExitCode> {
+    use crate::remote::text;
+    let body = remote.get(&format!("/api/v1/messages/{id}/body"))?;
+    if raw {
+        print!("{}", printable(text(&body, "body").as_bytes()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = remote.get(&format!("/api/v1/messages/{id}"))?;
+    for (label, key) in [
+        ("id", "id"),
+        ("seq", "seq"),
+        ("route", "route"),
+        ("peer", "peer"),
+        ("status", "status"),
+        ("type", "message_type"),
+        ("control id", "control_id"),
+        ("facility", "sending_facility"),
+        ("nhs number", "nhs_number"),
+        ("error", "error"),
+    ] {
+        println!("{:<13} {}", format!("{label}:"), text(&m, key));
+    }
+    for d in m["deliveries"].as_array().into_iter().flatten() {
+        println!(
+            "delivery:     {} {} after {} attempt(s) {}",
+            text(d, "destination"),
+            text(d, "state"),
+            text(d, "attempts"),
+            text(d, "last_error")
+        );
+    }
+    println!(
+        "\n--- ACK sent\n{}",
+        printable(text(&body, "ack").as_bytes())
+    );
+    println!("--- message\n{}", printable(text(&body, "body").as_bytes()));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         InboxCommand::List {
@@ -97,6 +163,38 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             route,
             limit,
         } => {
+            if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
+                let q = crate::remote::query(&[
+                    ("control_id", control_id),
+                    ("nhs_number", nhs_number),
+                    ("status", status),
+                    ("route", route),
+                    ("limit", Some(limit.to_string())),
+                ]);
+                let found = remote.get(&format!("/api/v1/messages{q}"))?;
+                let rows = found["messages"].as_array().cloned().unwrap_or_default();
+                print_header();
+                for r in &rows {
+                    use crate::remote::text;
+                    let received = r["received_at_ms"]
+                        .as_i64()
+                        .map_or("-".into(), wyvern_core::display_timestamp);
+                    print_row(
+                        &text(r, "seq"),
+                        &text(r, "id"),
+                        &received,
+                        &text(r, "status"),
+                        &text(r, "message_type"),
+                        &text(r, "control_id"),
+                        &text(r, "route"),
+                        &text(r, "nhs_number"),
+                    );
+                }
+                if rows.is_empty() {
+                    eprintln!("no messages match");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let status = match status.as_deref() {
                 None => None,
                 Some(s) => Some(InboxStatus::parse(s).with_context(|| {
@@ -132,21 +230,17 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                 before_seq: None,
                 limit,
             })?;
-            println!(
-                "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  NHS NUMBER",
-                "SEQ", "ID", "RECEIVED (UTC)", "STATUS", "TYPE", "CONTROL ID", "ROUTE"
-            );
+            print_header();
             for r in &rows {
-                println!(
-                    "{:>7}  {:<26}  {:<24}  {:<9}  {:<10}  {:<20}  {:<10}  {}",
-                    r.seq,
-                    r.id,
-                    wyvern_core::display_timestamp(r.received_at_ms),
-                    r.status,
+                print_row(
+                    &r.seq.to_string(),
+                    &r.id,
+                    &wyvern_core::display_timestamp(r.received_at_ms),
+                    &r.status,
                     r.message_type.as_deref().unwrap_or("-"),
                     r.control_id.as_deref().unwrap_or("-"),
-                    r.source,
-                    r.nhs_number.as_deref().unwrap_or("-")
+                    &r.source,
+                    r.nhs_number.as_deref().unwrap_or("-"),
                 );
             }
             if rows.is_empty() {
@@ -155,6 +249,9 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InboxCommand::Show { store, id, raw } => {
+            if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
+                return show_remote(&remote, &id, raw);
+            }
             let reader = open(&store)?;
             let Some(r) = reader.get(&id)? else {
                 eprintln!("no message with id or sequence {id}");

@@ -19,6 +19,7 @@ mod inbox;
 mod input;
 mod map;
 mod plugin;
+mod remote;
 mod replay;
 mod run;
 mod send;

@@ -53,6 +53,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if since >= until {
         anyhow::bail!("--since must be before --until");
     }
+    if let Some(remote) = crate::remote::Remote::from_args(&args.store.remote)? {
+        let mut body =
+            serde_json::json!({"route": args.route, "since_ms": since, "until_ms": until});
+        if let Some(d) = &args.destination {
+            body["destination"] = serde_json::json!(d);
+        }
+        let v = remote.post("/api/v1/replay", Some(body))?;
+        println!(
+            "{} deliveries of route {} queued again",
+            v["queued"], args.route
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let dir = store_dir(&args.store)?;
     crate::audit::record(
         &dir,
