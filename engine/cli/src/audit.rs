@@ -123,6 +123,7 @@ fn audit_event(r: &AuditRecord) -> serde_json::Value {
         AuditAction::Purge => ("D", "delete"),
         AuditAction::Refused | AuditAction::Denied => ("E", "create"),
         AuditAction::Token => ("C", "create"),
+        AuditAction::Control | AuditAction::Engine => ("E", "operation"),
     };
     let mut entities = Vec::new();
     if let Some(n) = &e.nhs_number {

@@ -53,6 +53,20 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
         .await
         .context("cannot start the engine")?;
+    // Which config ran, and who started it: the audit log's account of what the engine did.
+    crate::audit::record(
+        &config.engine.store_dir,
+        wyvern_store::AuditAction::Engine,
+        None,
+        None,
+        Some(format!(
+            "started: wyvern {} with {} ({} route(s), config sha256 {})",
+            env!("CARGO_PKG_VERSION"),
+            config_path.display(),
+            config.routes.len(),
+            config_digest(config_path)
+        )),
+    )?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), routes = config.routes.len(), store = %config.engine.store_dir.display(), "wyvern running; Ctrl-C to stop");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -61,8 +75,45 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: no new connections; answering messages in flight");
         signal.cancel();
     });
+    let store_dir = config.engine.store_dir.clone();
     engine.run(shutdown).await;
+    crate::audit::record(
+        &store_dir,
+        wyvern_store::AuditAction::Engine,
+        None,
+        None,
+        Some("stopped".into()),
+    )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SHA-256 over the config's YAML files (names and bytes, in name order): which config ran,
+/// comparable with `sha256sum` of the same files concatenated as `NAME\0BYTES`.
+fn config_digest(path: &Path) -> String {
+    use sha2::Digest as _;
+    let mut files: Vec<std::path::PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update([0]);
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {

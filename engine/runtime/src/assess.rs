@@ -252,12 +252,30 @@ pub(crate) fn conflict_ack(raw: &[u8], original: &str, ack_id: &str, now: &str) 
 
 /// The AE sent when a message could not be stored: the sender still owns it and may resend.
 pub(crate) fn store_failure_ack(raw: &[u8], reason: &str, ack_id: &str, now: &str) -> Bytes {
+    error_ack(
+        raw,
+        format!("the message could not be stored ({reason}); it was not accepted, please resend"),
+        ack_id,
+        now,
+    )
+}
+
+/// The AE while an operator has stopped the route's intake.
+pub(crate) fn not_now_ack(raw: &[u8], ack_id: &str, now: &str) -> Bytes {
+    error_ack(
+        raw,
+        "this route is stopped by an operator; the message was not accepted, please send it again later".into(),
+        ack_id,
+        now,
+    )
+}
+
+/// An AE with `text` (an internal error, not the message's fault: the sender resends).
+fn error_ack(raw: &[u8], text: String, ack_id: &str, now: &str) -> Bytes {
     let problem = AckError {
         code: ErrorCode::ApplicationInternalError,
         location: None,
-        text: format!(
-            "the message could not be stored ({reason}); it was not accepted, please resend"
-        ),
+        text,
     };
     let ack = match Message::parse(raw) {
         Ok(msg) => build_ack(&msg, AckIntent::Error, Some(&problem), ack_id, now),

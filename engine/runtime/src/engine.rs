@@ -144,15 +144,18 @@ impl Engine {
             counters.push((route.name.clone(), route_counters));
         }
         let mut workers = Vec::new();
-        for route in &config.routes {
+        for (route, (_, route_counters)) in config.routes.iter().zip(&counters) {
             for d in &route.destinations {
-                workers.push(DeliveryWorker::build(
-                    route,
-                    d,
-                    &config.engine.store_dir,
-                    clock.clone(),
-                    store.indexed(),
-                )?);
+                workers.push(
+                    DeliveryWorker::build(
+                        route,
+                        d,
+                        &config.engine.store_dir,
+                        clock.clone(),
+                        store.indexed(),
+                    )?
+                    .with_control(route_counters.control.clone()),
+                );
             }
         }
         // Refused peers go to the audit log, tallied (audit.rs).

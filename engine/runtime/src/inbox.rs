@@ -16,9 +16,11 @@ use crate::dedup::{DedupWindow, Seen, key};
 use wyvern_config::{ControlIdReuse, SenderIdentity, SenderMismatch, SenderRule};
 use wyvern_connectors::peers::Peer;
 
-/// Per-route counters (exported as metrics).
+/// Per-route counters (exported as metrics), and the operator's switches on the route.
 #[derive(Debug, Default)]
 pub struct RouteCounters {
+    /// Intake stopped, delivery paused ([`crate::control`]).
+    pub control: Arc<crate::control::RouteControl>,
     pub received: AtomicU64,
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
@@ -248,6 +250,25 @@ impl FrameHandler for Hl7Inbox {
 }
 
 impl Hl7Inbox {
+    /// The answer while an operator has stopped this route's intake: AE, nothing stored, so
+    /// the sender keeps the message and offers it again later.
+    fn not_now(&self, frame: MllpFrame, now: i64) -> ReceivedFuture {
+        let raw = match &frame {
+            MllpFrame::Message(b) => b.clone(),
+            MllpFrame::Oversized { head, .. } => head.clone(),
+        };
+        let id = MessageId::new(now).to_string();
+        let ack = crate::assess::not_now_ack(&raw, &id[..20], &hl7_timestamp(now));
+        tracing::info!(route = %self.route, "intake stopped by an operator: AE, not stored");
+        Box::pin(async move {
+            Received {
+                ack: Some(ack),
+                stored: false,
+                retry: true,
+            }
+        })
+    }
+
     /// Assesses, stores and answers one message from `origin` (a peer address, a file name).
     /// Returns once it is queued for the commit; the future resolves after the commit.
     ///
@@ -265,6 +286,9 @@ impl Hl7Inbox {
         sender: Option<&str>,
     ) -> ReceivedFuture {
         let now = self.clock.now_millis();
+        if self.counters.control.intake_stopped() {
+            return self.not_now(frame, now);
+        }
         let id = MessageId::new(now);
         let span = tracing::info_span!("message", %id, route = %self.route);
         let committed = self

@@ -10,6 +10,7 @@ mod assess;
 mod audit;
 mod batch;
 mod condition;
+pub mod control;
 mod dedup;
 pub mod delivery;
 mod engine;

@@ -132,6 +132,32 @@ impl Metrics {
         );
         help(
             &mut out,
+            "wyvern_route_intake_stopped",
+            "gauge",
+            "1 while an operator has stopped the route's intake (new messages answered not-now, not stored).",
+        );
+        for (route, c) in &self.routes {
+            let _ = writeln!(
+                out,
+                "wyvern_route_intake_stopped{{route=\"{route}\"}} {}",
+                u8::from(c.control.intake_stopped())
+            );
+        }
+        help(
+            &mut out,
+            "wyvern_route_delivery_paused",
+            "gauge",
+            "1 while an operator has paused the route's delivery (messages wait in the outbox).",
+        );
+        for (route, c) in &self.routes {
+            let _ = writeln!(
+                out,
+                "wyvern_route_delivery_paused{{route=\"{route}\"}} {}",
+                u8::from(c.control.delivery_paused())
+            );
+        }
+        help(
+            &mut out,
             "wyvern_connections_refused_total",
             "counter",
             "Connections a route's listener refused before reading anything, by reason: not_allowed (outside allow_from), per_peer_cap, listener_cap, tls_handshake (failed: untrusted or missing client certificate, plaintext or an old protocol on a TLS port), subject_not_allowed (a client certificate outside allow_subjects), token (an HTTP request without a valid bearer token: 401/403).",

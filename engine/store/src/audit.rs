@@ -39,6 +39,10 @@ pub enum AuditAction {
     Token,
     /// An API request was refused (no token, or a role that does not allow it).
     Denied,
+    /// A route's intake was stopped or started, or its delivery paused or resumed.
+    Control,
+    /// The engine started with a config, or stopped.
+    Engine,
 }
 
 impl AuditAction {
@@ -53,6 +57,8 @@ impl AuditAction {
             AuditAction::Refused => "refused",
             AuditAction::Token => "token",
             AuditAction::Denied => "denied",
+            AuditAction::Control => "control",
+            AuditAction::Engine => "engine",
         }
     }
 
@@ -67,6 +73,8 @@ impl AuditAction {
             AuditAction::Refused,
             AuditAction::Token,
             AuditAction::Denied,
+            AuditAction::Control,
+            AuditAction::Engine,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)

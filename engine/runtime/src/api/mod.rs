@@ -109,6 +109,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/routes", get(routes::list))
+        .route("/api/v1/routes/{name}/{action}", post(routes::switch))
         .route("/api/v1/messages", get(messages::search))
         .route("/api/v1/messages/{id}", get(messages::detail))
         .route("/api/v1/messages/{id}/body", get(messages::body))

@@ -43,6 +43,47 @@ impl RouteView {
     }
 }
 
+/// `POST /api/v1/routes/{name}/{stop|start|pause|resume}` (operator; audited).
+pub async fn switch(
+    State(s): State<ApiState>,
+    peer: Caller,
+    headers: HeaderMap,
+    axum::extract::Path((name, action)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let who = auth::authorize(
+        &s,
+        &headers,
+        peer.0,
+        TokenRole::Operator,
+        "switching a route",
+    )
+    .await?;
+    let switch = crate::control::Switch::parse(&action).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no action {action:?}: expected stop, start, pause or resume"
+        ))
+    })?;
+    let route = s
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("no route named {name:?}")))?;
+    s.record(super::entry(
+        &s,
+        &who,
+        wyvern_store::AuditAction::Control,
+        None,
+        None,
+        Some(format!("route {name}: {}", switch.as_str())),
+    ))
+    .await?;
+    route.counters.control.apply(switch);
+    tracing::warn!(route = %name, action = switch.as_str(), by = %who.actor(), state = route.counters.control.state(), "route switched by an operator");
+    Ok(Json(
+        json!({ "name": name, "state": route.counters.control.state() }),
+    ))
+}
+
 pub async fn list(
     State(s): State<ApiState>,
     peer: Caller,
@@ -73,6 +114,7 @@ pub async fn list(
             let c = &r.counters;
             json!({
                 "name": r.name,
+                "state": c.control.state(),
                 "source": { "kind": r.source, "from": r.from },
                 "received": get(&c.received),
                 "accepted": get(&c.accepted),

@@ -79,7 +79,12 @@ pub struct DeliveryWorker {
     clock: Arc<dyn Clock>,
     indexed: watch::Receiver<u64>,
     counters: Arc<DeliveryCounters>,
+    /// The route's switches: nothing is sent while delivery is paused.
+    control: Arc<crate::control::RouteControl>,
 }
+
+/// How often a paused worker looks whether it was resumed.
+const PAUSED_POLL: Duration = Duration::from_millis(200);
 
 impl DeliveryWorker {
     pub fn build(
@@ -105,7 +110,14 @@ impl DeliveryWorker {
             clock,
             indexed,
             counters: Arc::default(),
+            control: Arc::default(),
         })
+    }
+
+    /// Obeys the route's switches (the engine passes the route's).
+    pub fn with_control(mut self, control: Arc<crate::control::RouteControl>) -> Self {
+        self.control = control;
+        self
     }
 
     pub fn counters(&self) -> Arc<DeliveryCounters> {
@@ -120,6 +132,13 @@ impl DeliveryWorker {
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker started");
         let mut store_backoff = Duration::ZERO;
         while !shutdown.is_cancelled() {
+            if self.control.delivery_paused() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(PAUSED_POLL) => {}
+                }
+                continue;
+            }
             let pass = std::panic::AssertUnwindSafe(self.pass())
                 .catch_unwind()
                 .await;

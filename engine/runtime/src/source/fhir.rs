@@ -185,6 +185,21 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
             return refusal.response();
         }
     };
+    if s.counters.control.intake_stopped() {
+        // Not stored: the caller keeps the resource and sends it again later.
+        let mut r = outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            "transient",
+            "this route is stopped by an operator; send it again later",
+            None,
+        );
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("60"),
+        );
+        return r;
+    }
     s.counters.received.fetch_add(1, Ordering::Relaxed);
     let refuse = |status: StatusCode, code: &str, text: &str, location: Option<&str>| {
         s.counters.rejected.fetch_add(1, Ordering::Relaxed);
