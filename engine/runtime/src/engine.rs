@@ -14,9 +14,9 @@ use wyvern_core::Clock;
 use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
 
 use crate::audit::RefusalAudit;
-use crate::dedup::key as dedup_key;
 use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
+use crate::intake::dedup::key as dedup_key;
 use crate::metrics::Metrics;
 use crate::retention::RetentionSweeper;
 use crate::source::{self, Source, SourceContext};

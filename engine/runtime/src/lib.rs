@@ -6,17 +6,14 @@
 //! its ACK is derived from that outcome *after* the store has answered.
 
 pub mod api;
-mod assess;
 mod audit;
-mod batch;
 mod condition;
 pub mod control;
-mod dedup;
 pub mod delivery;
 mod engine;
 mod http;
 pub mod http_limits;
-mod inbox;
+mod intake;
 pub mod metrics;
 mod plan;
 mod poison;
@@ -25,10 +22,10 @@ pub mod source;
 pub mod tls;
 pub mod transform;
 
-pub use assess::{Assessment, assess};
 pub use condition::holds;
-pub use dedup::{DEFAULT_WINDOW, DedupWindow, Seen};
 pub use engine::{BuildError, Engine};
-pub use inbox::{Hl7Inbox, Received, ReceivedFuture, RouteCounters};
+pub use intake::assess::{Assessment, assess};
+pub use intake::dedup::{DEFAULT_WINDOW, DedupWindow, Seen};
+pub use intake::inbox::{Hl7Inbox, Received, ReceivedFuture, RouteCounters};
 pub use plan::{Decision, RoutePlan};
 pub use source::directory::{DirectoryPoller, messages_in};

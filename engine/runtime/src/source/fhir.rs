@@ -21,8 +21,8 @@ use wyvern_config::OrderBy;
 use wyvern_core::Clock;
 use wyvern_store::Store;
 
+use crate::RouteCounters;
 use crate::http_limits::ConnectedPeer;
-use crate::inbox::RouteCounters;
 use crate::source::fhir_intake::{Expect, Inbound, Stored, check, commit, outcome};
 use wyvern_connectors::peers::Peer;
 

@@ -14,7 +14,7 @@ use wyvern_config::OrderBy;
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, Metadata};
 use wyvern_store::{Delivery, InboxRecord, InboxStatus, Store};
 
-use crate::inbox::RouteCounters;
+use crate::RouteCounters;
 
 /// A strictly parsed FHIR body.
 #[derive(Debug, Clone)]

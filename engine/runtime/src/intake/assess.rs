@@ -71,7 +71,7 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
     let mut deliveries = Vec::new();
     match frame {
         MllpFrame::Message(raw) if cx.plan.splits() && wyvern_hl7::is_batch(&raw) => {
-            crate::batch::assess_batch(raw, cx)
+            super::batch::assess_batch(raw, cx)
         }
         MllpFrame::Message(raw) => {
             let raw_len = raw.len();
@@ -229,63 +229,6 @@ fn sender_problem(
     Some((problem, expected.mismatch))
 }
 
-/// The AE sent for a control id this sender already used for a different message.
-pub(crate) fn conflict_ack(raw: &[u8], original: &str, ack_id: &str, now: &str) -> (Bytes, String) {
-    let text = format!(
-        "this MSH-10 was already accepted from this sender for a different message ({original}); not accepted: send it with a new control id"
-    );
-    let problem = AckError {
-        code: ErrorCode::DuplicateKeyIdentifier,
-        location: Some(wyvern_hl7::ErrorLocation::field("MSH", 1, 10)),
-        text: text.clone(),
-    };
-    let ack = Message::parse(raw)
-        .ok()
-        .and_then(|m| build_ack(&m, AckIntent::Error, Some(&problem), ack_id, now));
-    (
-        Bytes::from(ack.unwrap_or_else(|| {
-            build_ack_without_message(AckIntent::Error, Some(&problem), ack_id, now)
-        })),
-        text,
-    )
-}
-
-/// The AE sent when a message could not be stored: the sender still owns it and may resend.
-pub(crate) fn store_failure_ack(raw: &[u8], reason: &str, ack_id: &str, now: &str) -> Bytes {
-    error_ack(
-        raw,
-        format!("the message could not be stored ({reason}); it was not accepted, please resend"),
-        ack_id,
-        now,
-    )
-}
-
-/// The AE while an operator has stopped the route's intake.
-pub(crate) fn not_now_ack(raw: &[u8], ack_id: &str, now: &str) -> Bytes {
-    error_ack(
-        raw,
-        "this route is stopped by an operator; the message was not accepted, please send it again later".into(),
-        ack_id,
-        now,
-    )
-}
-
-/// An AE with `text` (an internal error, not the message's fault: the sender resends).
-fn error_ack(raw: &[u8], text: String, ack_id: &str, now: &str) -> Bytes {
-    let problem = AckError {
-        code: ErrorCode::ApplicationInternalError,
-        location: None,
-        text,
-    };
-    let ack = match Message::parse(raw) {
-        Ok(msg) => build_ack(&msg, AckIntent::Error, Some(&problem), ack_id, now),
-        Err(_) => None,
-    };
-    Bytes::from(ack.unwrap_or_else(|| {
-        build_ack_without_message(AckIntent::Error, Some(&problem), ack_id, now)
-    }))
-}
-
 pub(crate) fn metadata(msg: &Message<'_>) -> Metadata {
     let some = |s: std::borrow::Cow<'_, str>| (!s.is_empty()).then(|| s.into_owned());
     let t = msg.message_type();
@@ -396,19 +339,5 @@ mod tests {
         assert_eq!(a.status, InboxStatus::Rejected);
         assert_eq!(a.raw_len, 5000);
         assert!(ack(&a).contains("MSA|AR|BIG1|the message is 5000 bytes, larger than this listener's max_frame of 1024 bytes"), "{}", ack(&a));
-    }
-
-    #[test]
-    fn store_failure_is_ae() {
-        let ack = store_failure_ack(
-            b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C9|P|2.5",
-            "disk full",
-            "A1",
-            "2026",
-        );
-        assert!(
-            String::from_utf8_lossy(&ack)
-                .contains("MSA|AE|C9|the message could not be stored (disk full)")
-        );
     }
 }

@@ -11,7 +11,7 @@ use wyvern_hl7::{
 };
 use wyvern_store::InboxStatus;
 
-use crate::assess::{Assessment, Context, metadata};
+use super::assess::{Assessment, Context, metadata};
 use crate::plan::Decision;
 
 pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
@@ -104,7 +104,7 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
                 reason,
             } => match &header {
                 Some(h) => {
-                    let (status, text, ack) = crate::assess::refused(h, cx, step, reject, &reason);
+                    let (status, text, ack) = super::assess::refused(h, cx, step, reject, &reason);
                     (status, Some(text), ack.map(Bytes::from), Vec::new())
                 }
                 None => (
@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::RoutePlan;
-    use crate::assess::assess;
+    use crate::intake::assess::assess;
 
     const BATCH: &[u8] = b"FHS|^~\\&|GP\rBHS|^~\\&|EMIS|Y01234|WYV|DCR|20261125||||B77\r\
 MSH|^~\\&|EMIS|Y01234|WYV|DCR|2026||ADT^A08|1|P|2.4\rPID|1||9990000018^^^NHS^NH\r\

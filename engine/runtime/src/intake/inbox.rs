@@ -10,9 +10,10 @@ use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
 use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
 
+use super::ack::{Override, answer};
+use super::assess::{Assessment, Context, ExpectedSender, assess};
+use super::dedup::{DedupWindow, Seen, key};
 use crate::RoutePlan;
-use crate::assess::{Assessment, Context, ExpectedSender, assess, conflict_ack, store_failure_ack};
-use crate::dedup::{DedupWindow, Seen, key};
 use wyvern_config::{ControlIdReuse, SenderIdentity, SenderMismatch, SenderRule};
 use wyvern_connectors::peers::Peer;
 
@@ -175,10 +176,17 @@ impl Hl7Inbox {
                 // Its original's commit may still fail: answering with its ACK could lose
                 // both. The sender resends, and then gets the original's ACK.
                 tracing::info!(route = %self.route, control_id, %original, "resend while the original is being stored: AE, send it again");
-                let why = format!("resend of {original} while it was still being stored");
+                let (ack, why) = answer(
+                    &a.raw,
+                    Override::ResendInFlight {
+                        original: &original,
+                    },
+                    ack_id,
+                    now,
+                );
                 a.status = InboxStatus::Duplicate;
                 a.deliveries.clear();
-                a.ack = Some(store_failure_ack(&a.raw, &why, ack_id, now));
+                a.ack = Some(ack);
                 a.error = Some(why);
                 (None, true)
             }
@@ -194,7 +202,14 @@ impl Hl7Inbox {
                 }
                 ControlIdReuse::Reject => {
                     tracing::warn!(route = %self.route, control_id, %original, "control id reused for different content: AE (control_id_reuse: reject)");
-                    let (ack, text) = conflict_ack(&a.raw, &original, ack_id, now);
+                    let (ack, text) = answer(
+                        &a.raw,
+                        Override::Conflict {
+                            original: &original,
+                        },
+                        ack_id,
+                        now,
+                    );
                     a.status = InboxStatus::Conflict;
                     a.deliveries.clear();
                     a.error = Some(text);
@@ -258,7 +273,12 @@ impl Hl7Inbox {
             MllpFrame::Oversized { head, .. } => head.clone(),
         };
         let id = MessageId::new(now).to_string();
-        let ack = crate::assess::not_now_ack(&raw, &id[..20], &hl7_timestamp(now));
+        let (ack, _) = answer(
+            &raw,
+            Override::IntakeStopped,
+            &id[..20],
+            &hl7_timestamp(now),
+        );
         tracing::info!(route = %self.route, "intake stopped by an operator: AE, not stored");
         Box::pin(async move {
             Received {
@@ -377,7 +397,16 @@ impl Hl7Inbox {
         let failed = move |e: wyvern_store::StoreError| -> Option<Bytes> {
             counters.store_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(route = %route, id = %id, error = %e, "message not stored; answering AE");
-            Some(store_failure_ack(&raw, &e.to_string(), &ack_id, &now_hl7))
+            let reason = e.to_string();
+            Some(
+                answer(
+                    &raw,
+                    Override::NotStored { reason: &reason },
+                    &ack_id,
+                    &now_hl7,
+                )
+                .0,
+            )
         };
         let counters = self.counters.clone();
         let dedup = self.dedup.clone();
