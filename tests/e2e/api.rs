@@ -361,6 +361,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
             "1",
         ])
         .env("NO_COLOR", "1")
+        // Its cache (.schemathesis/) goes beside the engine's config, not into the source tree.
+        .current_dir(e.dir.path())
         .output()
         .expect("run schemathesis");
     let report = String::from_utf8_lossy(&out.stdout);
