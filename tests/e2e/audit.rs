@@ -41,17 +41,20 @@ fn viewing_a_message_is_audited_with_the_patient_and_tampering_is_found() {
 
     let (code, out) = wyvern(&["audit", "verify"], &store);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("audit log sound: 2 records"), "{out}");
+    // The engine's start (with its config's digest), then the two reads.
+    assert!(out.contains("audit log sound: 3 records"), "{out}");
 
     let (code, out) = wyvern(&["audit", "export"], &store);
     assert_eq!(code, 0, "{out}");
     let events: Vec<&str> = out.lines().collect();
-    assert_eq!(events.len(), 2, "{out}");
+    assert_eq!(events.len(), 3, "{out}");
     for line in &events {
         let parsed = wyvern_fhir::model::from_json(line).expect("a FHIR R4 resource");
         assert!(format!("{parsed:?}").contains("AuditEvent"), "{line}");
     }
-    let view: serde_json::Value = serde_json::from_str(events[0]).expect("json");
+    let start: serde_json::Value = serde_json::from_str(events[0]).expect("json");
+    assert_eq!(start["outcomeDesc"], "engine");
+    let view: serde_json::Value = serde_json::from_str(events[1]).expect("json");
     assert_eq!(view["action"], "R");
     assert_eq!(
         view["entity"][0]["what"]["identifier"]["value"],
@@ -67,14 +70,14 @@ fn viewing_a_message_is_audited_with_the_patient_and_tampering_is_found() {
     rusqlite::Connection::open(store.join("wyvern.db"))
         .expect("db")
         .execute(
-            "UPDATE audit SET actor = 'local:someone-else' WHERE seq = 1",
+            "UPDATE audit SET actor = 'local:someone-else' WHERE seq = 2",
             [],
         )
         .expect("tamper");
     let (code, out) = wyvern(&["audit", "verify"], &store);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("audit record 1 does not match its hash: it was edited"),
+        out.contains("audit record 2 does not match its hash: it was edited"),
         "{out}"
     );
 }

@@ -126,4 +126,24 @@ fn fhir_inbound_takes_only_good_bearer_tokens_and_keeps_the_callers_organisation
         Some("social-care-platform")
     );
     assert_eq!(refused(&e, "fhir-in", "token"), 4);
+
+    // The issuer rotates its key: the new JWKS is read on SIGHUP, no restart.
+    let rotated = Issuer::new("k2");
+    std::fs::write(&jwks, &rotated.jwks).expect("jwks");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &e.pid().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(ok.success());
+    crate::harness::wait_until(Duration::from_secs(10), || e.log().contains("reloaded=1"));
+    let (code, body) = post(
+        listen,
+        Some(&rotated.token("k2", &claims("X26", "system/Patient.write", 300))),
+    );
+    assert_eq!(code, 201, "a token signed with the new key: {body}");
+    let (code, _) = post(
+        listen,
+        Some(&issuer.token("k1", &claims("X26", "system/Patient.write", 300))),
+    );
+    assert_eq!(code, 401, "the old key is gone");
 }

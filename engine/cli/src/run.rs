@@ -1,5 +1,6 @@
 //! `wyvern run`: validate, build, serve until SIGINT/SIGTERM, then drain. SIGHUP reads every
-//! TLS certificate and key again (new handshakes use them; open connections keep theirs).
+//! TLS certificate and key, and every token keys file, again (new handshakes and tokens use
+//! them; open connections keep theirs).
 
 use std::path::Path;
 use std::process::ExitCode;

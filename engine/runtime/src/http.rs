@@ -69,7 +69,7 @@ impl OpsServer {
             .merge(crate::api::router(self.api));
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(listen = ?addr, scheme, "HTTP ready: /metrics /health /ready, the operator API at /api/v1");
-        let limits = crate::http_limits::HttpLimits::local(self.tls);
+        let limits = crate::http_limits::HttpLimits::operators(self.tls);
         let listener = crate::http_limits::LimitedListener::new(self.listener, limits, "(http)");
         let served = axum::serve(
             listener,

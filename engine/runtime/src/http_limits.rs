@@ -39,6 +39,16 @@ pub struct HttpLimits {
 }
 
 impl HttpLimits {
+    /// The operator's listener (/metrics, /ready, the API): a few people and scrapers, so
+    /// small caps — 64 connections, 16 per address — and a minute's idle timeout.
+    pub fn operators(tls: Option<Arc<ServerTls>>) -> HttpLimits {
+        HttpLimits {
+            max_connections: 64,
+            max_connections_per_peer: 16,
+            ..HttpLimits::local(tls)
+        }
+    }
+
     /// Generous limits for a local tool (the stand-in FHIR server).
     pub fn local(tls: Option<Arc<ServerTls>>) -> HttpLimits {
         HttpLimits {

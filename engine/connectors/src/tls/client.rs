@@ -77,8 +77,8 @@ impl ClientTls {
 }
 
 impl Reload for ClientTls {
-    fn reload(&self) -> Result<(), TlsError> {
-        let config = build(&self.settings)?;
+    fn reload(&self) -> Result<(), String> {
+        let config = build(&self.settings).map_err(|e| e.to_string())?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }

@@ -36,10 +36,11 @@ pub fn install_provider() {
     });
 }
 
-/// TLS material that can be read again from its files.
+/// Key material that can be read again from its files (TLS identities, token keys).
 pub trait Reload: Send + Sync + std::fmt::Debug {
-    /// Reads the files again; on success new handshakes use them, on failure nothing changes.
-    fn reload(&self) -> Result<(), TlsError>;
+    /// Reads the files again; on success new handshakes (or tokens) use them, on failure
+    /// nothing changes. The error says which file and what is wrong.
+    fn reload(&self) -> Result<(), String>;
     /// Whose material this is, for the log (e.g. "route adt-in listener").
     fn owner(&self) -> &str;
 }
@@ -69,10 +70,10 @@ impl Reloader {
         let total = all.len();
         for m in all {
             match m.reload() {
-                Ok(()) => tracing::info!(owner = m.owner(), "TLS certificate and key reloaded"),
+                Ok(()) => tracing::info!(owner = m.owner(), "keys reloaded"),
                 Err(e) => {
                     failed += 1;
-                    tracing::error!(owner = m.owner(), error = %e, "TLS reload failed; the previous certificate stays in use");
+                    tracing::error!(owner = m.owner(), error = %e, "reload failed; the previous keys stay in use");
                 }
             }
         }

@@ -339,37 +339,36 @@ pub(super) async fn build(
             })?,
         ),
     };
-    let spec = FhirSourceSpec {
-        route: route.name.clone(),
-        listen: f.listen,
-        max_body: f.max_body,
-        limits: crate::http_limits::HttpLimits {
-            max_connections: f.max_connections as usize,
-            max_connections_per_peer: f.max_connections_per_peer as usize,
-            idle_timeout: f.idle_timeout,
-            allow_from: f.allow_from.clone(),
-            refusals: counters.refusals.clone(),
-            tls,
-            allow_subjects: f
-                .tls
-                .as_ref()
-                .map(|t| t.allow_subjects.clone())
-                .unwrap_or_default(),
-        },
-        destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
-        order_by: route.order_by,
-        auth: match &f.auth {
-            None => None,
-            Some(a) => {
-                Some(
-                    super::fhir_auth::BearerAuth::load(a).map_err(|e| BuildError::Source {
+    let spec =
+        FhirSourceSpec {
+            route: route.name.clone(),
+            listen: f.listen,
+            max_body: f.max_body,
+            limits: crate::http_limits::HttpLimits {
+                max_connections: f.max_connections as usize,
+                max_connections_per_peer: f.max_connections_per_peer as usize,
+                idle_timeout: f.idle_timeout,
+                allow_from: f.allow_from.clone(),
+                refusals: counters.refusals.clone(),
+                tls,
+                allow_subjects: f
+                    .tls
+                    .as_ref()
+                    .map(|t| t.allow_subjects.clone())
+                    .unwrap_or_default(),
+            },
+            destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
+            order_by: route.order_by,
+            auth: match &f.auth {
+                None => None,
+                Some(a) => Some(super::fhir_auth::BearerAuth::load(&route.name, a).map_err(
+                    |e| BuildError::Source {
                         route: route.name.clone(),
                         reason: e.to_string(),
-                    })?,
-                )
-            }
-        },
-    };
+                    },
+                )?),
+            },
+        };
     let source = FhirSource::bind(
         spec,
         ctx.store.clone(),

@@ -7,14 +7,15 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use wyvern_config::JwtAuth;
-use wyvern_connectors::jwt::{self, Caller, JwtError, JwtKeys, KeysError};
+use wyvern_connectors::jwt::{self, Caller, JwtError, KeysError, KeysFile};
 
 use super::fhir_intake::outcome;
 
 /// A source's token check.
 #[derive(Debug)]
 pub(crate) struct BearerAuth {
-    keys: JwtKeys,
+    /// Read again on SIGHUP (an issuer's key rotation).
+    keys: std::sync::Arc<KeysFile>,
     expect: jwt::Expect,
 }
 
@@ -28,9 +29,9 @@ pub(crate) enum AuthRefusal {
 
 impl BearerAuth {
     /// Reads the keys now: a missing or unreadable file stops the route at start.
-    pub(crate) fn load(cfg: &JwtAuth) -> Result<BearerAuth, KeysError> {
+    pub(crate) fn load(route: &str, cfg: &JwtAuth) -> Result<BearerAuth, KeysError> {
         Ok(BearerAuth {
-            keys: JwtKeys::load(&cfg.keys)?,
+            keys: KeysFile::load(format!("route {route} token keys"), &cfg.keys)?,
             expect: jwt::Expect {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
@@ -54,7 +55,7 @@ impl BearerAuth {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        jwt::verify(token, &self.keys, &self.expect, now).map_err(AuthRefusal::Invalid)
+        jwt::verify(token, &self.keys.keys(), &self.expect, now).map_err(AuthRefusal::Invalid)
     }
 }
 
