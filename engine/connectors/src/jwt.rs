@@ -300,11 +300,11 @@ fn check_claims(
     let text = |k: &str| claims.get(k).and_then(Value::as_str);
     let number = |k: &str| claims.get(k).and_then(Value::as_u64);
     let exp = number("exp").ok_or(JwtError::NoExpiry)?;
-    if exp + expect.leeway <= now {
+    if exp.saturating_add(expect.leeway) <= now {
         return Err(JwtError::Expired(now - exp));
     }
     if let Some(nbf) = number("nbf")
-        && nbf > now + expect.leeway
+        && nbf > now.saturating_add(expect.leeway)
     {
         return Err(JwtError::NotYetValid(nbf - now));
     }

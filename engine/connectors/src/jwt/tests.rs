@@ -129,6 +129,12 @@ fn each_failed_check_is_named() {
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_eq!(e(&sign(no_exp)), JwtError::NoExpiry);
+    // Claims at the edges of u64 neither overflow nor pass by wrapping.
+    assert!(verify(&with("exp", json!(u64::MAX)), &keys, &expect(), NOW).is_ok());
+    assert_eq!(
+        e(&with("nbf", json!(u64::MAX))),
+        JwtError::NotYetValid(u64::MAX - NOW)
+    );
     // Within the leeway, an expired token still passes.
     assert!(verify(&with("exp", json!(NOW - 10)), &keys, &expect(), NOW).is_ok());
     // Header problems.
