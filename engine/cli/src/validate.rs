@@ -109,6 +109,12 @@ fn tls_findings(c: &wyvern_config::Config) -> (Vec<Diagnostic>, Vec<Diagnostic>)
             ));
         }
     };
+    if let Some(t) = &c.engine.http_tls {
+        match wyvern_runtime::tls::server("the HTTP listener".into(), t) {
+            Ok(_) => expiring(&t.place, &t.cert, &mut warnings),
+            Err(e) => errors.push(at(&t.place, true, e.to_string())),
+        }
+    }
     for r in &c.routes {
         let listener = match &r.source {
             wyvern_config::Source::Mllp(m) => m.tls.as_ref(),
