@@ -120,6 +120,9 @@ struct Outcome {
     secs: f64,
     hist: Histogram<u64>,
     peak_rss_kib: Option<u64>,
+    /// The server's CPU time (user + system) during the load, per message, in microseconds:
+    /// what a message costs the server even when the load tool shares its cores.
+    cpu_us_per_msg: Option<f64>,
 }
 
 /// A server process started for one measurement, killed when dropped.
@@ -236,6 +239,16 @@ fn bench_pki(dir: &Path) -> anyhow::Result<(String, Arc<wyvern_connectors::tls::
         },
     )?;
     Ok((yaml, tls))
+}
+
+/// User + system CPU time of process `pid` so far, in seconds (`/proc/PID/stat`).
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    // There the first field is field 3, so utime (14) and stime (15) are the 12th and 13th.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -380,6 +393,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 secs,
                 hist,
                 peak_rss_kib: None,
+                cpu_us_per_msg: None,
             });
             continue;
         }
@@ -395,6 +409,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     round + 1
                 );
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
+                let cpu_before = cpu_secs(server.child.id());
                 let (ok, wrong, secs, hist) = load(
                     server.addr.to_string(),
                     *s,
@@ -403,6 +418,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 let peak_rss_kib = peak_rss_kib(server.child.id());
+                let cpu_us_per_msg = cpu_before
+                    .zip(cpu_secs(server.child.id()))
+                    .map(|(a, b)| (b - a) * 1e6 / (ok + wrong).max(1) as f64);
                 rounds.push(Outcome {
                     target: t.label().into(),
                     scenario: name.clone(),
@@ -411,6 +429,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     secs,
                     hist,
                     peak_rss_kib,
+                    cpu_us_per_msg,
                 });
             }
             rounds.sort_by(|a, b| a.secs.total_cmp(&b.secs));
@@ -430,8 +449,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_table(results: &[Outcome]) {
-    println!("| scenario | server | msgs/s | p50 ACK | p99 ACK | peak RSS | ACKs checked |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | server | msgs/s | p50 ACK | p99 ACK | server CPU/msg | peak RSS | ACKs checked |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let ms = |q: f64| format!("{:.2} ms", r.hist.value_at_quantile(q) as f64 / 1000.0);
         let rss = r
@@ -442,8 +463,11 @@ fn print_table(results: &[Outcome]) {
         } else {
             format!("{} ok, {} WRONG", r.ok, r.wrong)
         };
+        let cpu = r
+            .cpu_us_per_msg
+            .map_or("-".into(), |us| format!("{us:.0} µs"));
         println!(
-            "| {} | {} | {:.0} | {} | {} | {rss} | {checked} |",
+            "| {} | {} | {:.0} | {} | {} | {cpu} | {rss} | {checked} |",
             r.scenario,
             r.target,
             (r.ok + r.wrong) as f64 / r.secs.max(1e-9),
