@@ -194,6 +194,42 @@ impl PeerPolicy {
         self.refusals.report(ip, refusal, certificate);
     }
 
+    /// The TLS start of an admitted connection, the same for every listener: the handshake
+    /// (limited to [`crate::tls::HANDSHAKE_TIMEOUT`]), then `allow_subjects`. A refusal is
+    /// counted, reported and logged here with `route`; a probe that sent nothing is not.
+    /// `None`: the connection is to be closed.
+    pub async fn open_tls(
+        &self,
+        tls: &crate::tls::ServerTls,
+        tcp: tokio::net::TcpStream,
+        addr: SocketAddr,
+        route: &str,
+    ) -> Option<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Peer)> {
+        use crate::tls::Opened;
+        let h = match tls.open(tcp, crate::tls::HANDSHAKE_TIMEOUT).await {
+            Opened::Handshake(h) => *h,
+            Opened::Probe => {
+                tracing::debug!(route, peer = %addr, "closed before a TLS handshake (a probe)");
+                return None;
+            }
+            Opened::Failed(reason) => {
+                self.handshake_failed(addr.ip());
+                tracing::warn!(route, peer = %addr, %reason, "TLS handshake failed; connection closed");
+                return None;
+            }
+        };
+        if let Err(refusal) = self.admit_certificate(addr.ip(), h.peer.as_ref()) {
+            let certificate = h.peer.as_ref().map_or("(none)", |c| c.label());
+            tracing::warn!(route, peer = %addr, certificate, reason = refusal.reason(), "connection refused");
+            return None;
+        }
+        let peer = Peer {
+            addr,
+            certificate: h.peer.map(Arc::new),
+        };
+        Some((h.stream, peer))
+    }
+
     /// Counts a connection refused because the listener is full.
     pub fn listener_full(&self) {
         self.refusals.listener_cap.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use wyvern_connectors::peers::{Peer, PeerPolicy, PeerSlot, Refusals};
-use wyvern_connectors::tls::{HANDSHAKE_TIMEOUT, Opened, ServerTls};
+use wyvern_connectors::tls::ServerTls;
 
 /// The limits of one listener.
 #[derive(Debug, Clone)]
@@ -136,25 +136,10 @@ impl Gate {
             self.ready.clone(),
         );
         tokio::spawn(async move {
-            let h = match tls.open(tcp, HANDSHAKE_TIMEOUT).await {
-                Opened::Handshake(h) => *h,
-                Opened::Probe => return,
-                Opened::Failed(reason) => {
-                    policy.handshake_failed(addr.ip());
-                    tracing::warn!(route = %name, peer = %addr, %reason, "TLS handshake failed; connection closed");
-                    return;
-                }
-            };
-            if let Err(refusal) = policy.admit_certificate(addr.ip(), h.peer.as_ref()) {
-                let certificate = h.peer.as_ref().map_or("(none)", |c| c.label());
-                tracing::warn!(route = %name, peer = %addr, certificate, reason = refusal.reason(), "connection refused");
+            let Some((stream, peer)) = policy.open_tls(&tls, tcp, addr, &name).await else {
                 return;
-            }
-            let peer = Peer {
-                addr,
-                certificate: h.peer.map(Arc::new),
             };
-            let io = Limited::new(Conn::Tls(Box::new(h.stream)), idle, held);
+            let io = Limited::new(Conn::Tls(Box::new(stream)), idle, held);
             let _ = ready.send((io, peer)).await;
         });
     }

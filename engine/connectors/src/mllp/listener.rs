@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{MllpCodec, MllpFrame};
 use crate::peers::{Peer, PeerPolicy, Refusals};
-use crate::tls::{Opened, ServerTls};
+use crate::tls::ServerTls;
 
 /// The answer to one frame: resolves to the ACK bytes, or `None` when no ACK is to be sent.
 pub type AckFuture = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
@@ -199,30 +199,12 @@ async fn open_connection<H: FrameHandler>(
     };
     let opened = tokio::select! {
         _ = shutdown.cancelled() => return,
-        h = tls.open(stream, crate::tls::HANDSHAKE_TIMEOUT) => h,
+        o = policy.open_tls(tls, stream, addr, route) => o,
     };
-    let h = match opened {
-        Opened::Handshake(h) => *h,
-        Opened::Probe => {
-            tracing::debug!(route, peer = %addr, "closed before a TLS handshake (a probe)");
-            return;
-        }
-        Opened::Failed(reason) => {
-            policy.handshake_failed(addr.ip());
-            tracing::warn!(route, peer = %addr, %reason, "TLS handshake failed; connection closed");
-            return;
-        }
-    };
-    if let Err(refusal) = policy.admit_certificate(addr.ip(), h.peer.as_ref()) {
-        let certificate = h.peer.as_ref().map_or("(none)", |c| c.label());
-        tracing::warn!(route, peer = %addr, certificate, reason = refusal.reason(), "connection refused");
+    let Some((stream, peer)) = opened else {
         return;
-    }
-    let peer = Peer {
-        addr,
-        certificate: h.peer.map(Arc::new),
     };
-    let (rd, wr) = tokio::io::split(h.stream);
+    let (rd, wr) = tokio::io::split(stream);
     serve_connection(rd, wr, peer, handler, opts, shutdown).await;
 }
 
