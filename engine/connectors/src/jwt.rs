@@ -161,50 +161,20 @@ fn unpadded(b: &[u8]) -> Vec<u8> {
     b[first..].to_vec()
 }
 
-/// Keys read from a file and read again on SIGHUP (with the TLS material: [`crate::tls::reloader`]),
-/// so an issuer's key rotation needs no restart.
-#[derive(Debug)]
-pub struct KeysFile {
-    path: std::path::PathBuf,
-    owner: String,
-    current: std::sync::RwLock<std::sync::Arc<JwtKeys>>,
-}
+/// Keys read from a file and read again on SIGHUP (with the TLS material:
+/// [`crate::tls::reloader`]), so an issuer's key rotation needs no restart.
+pub type KeysFile = crate::tls::Reloadable<JwtKeys>;
 
-impl KeysFile {
-    pub fn load(
-        owner: impl Into<String>,
-        path: &Path,
-    ) -> Result<std::sync::Arc<KeysFile>, KeysError> {
-        let keys = JwtKeys::load(path)?;
-        let file = std::sync::Arc::new(KeysFile {
-            path: path.to_path_buf(),
-            owner: owner.into(),
-            current: std::sync::RwLock::new(std::sync::Arc::new(keys)),
-        });
-        let weak: std::sync::Weak<dyn crate::tls::Reload> = std::sync::Arc::downgrade(&file) as _;
-        crate::tls::reloader().register(weak);
-        Ok(file)
-    }
-
-    /// The keys now.
-    pub fn keys(&self) -> std::sync::Arc<JwtKeys> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl crate::tls::Reload for KeysFile {
-    fn reload(&self) -> Result<(), String> {
-        let keys = JwtKeys::load(&self.path).map_err(|e| e.to_string())?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(keys);
-        Ok(())
-    }
-
-    fn owner(&self) -> &str {
-        &self.owner
-    }
+/// Reads the keys file now (an error names it) and holds it for reloads.
+pub fn load_keys_file(
+    owner: impl Into<String>,
+    path: &Path,
+) -> Result<std::sync::Arc<KeysFile>, KeysError> {
+    let first = JwtKeys::load(path)?;
+    let path = path.to_path_buf();
+    Ok(crate::tls::Reloadable::new(owner, first, move || {
+        JwtKeys::load(&path).map_err(|e| e.to_string())
+    }))
 }
 
 /// What a token must say.

@@ -3,7 +3,7 @@
 //! certificate must carry.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
@@ -13,7 +13,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::certificate::{inspect_pem, unix_now};
 use super::server::read_key;
-use super::{Reload, TlsError};
+use super::{Reloadable, TlsError};
 
 /// A client's TLS files and settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -30,9 +30,8 @@ pub struct ClientTlsSettings {
 /// A client's TLS setup, reloadable.
 #[derive(Debug)]
 pub struct ClientTls {
-    owner: String,
     settings: ClientTlsSettings,
-    current: RwLock<Arc<ClientConfig>>,
+    config: Arc<Reloadable<ClientConfig>>,
 }
 
 impl ClientTls {
@@ -44,15 +43,12 @@ impl ClientTls {
         if let Some(name) = &settings.server_name {
             server_name(name)?;
         }
-        let config = build(&settings)?;
-        let tls = Arc::new(ClientTls {
-            owner: owner.into(),
-            settings,
-            current: RwLock::new(config),
+        let first = build(&settings)?;
+        let again = settings.clone();
+        let config = Reloadable::new(owner, first, move || {
+            build(&again).map_err(|e| e.to_string())
         });
-        let weak: std::sync::Weak<dyn Reload> = Arc::downgrade(&tls) as _;
-        super::reloader().register(weak);
-        Ok(tls)
+        Ok(Arc::new(ClientTls { settings, config }))
     }
 
     /// Runs the client handshake over `io` to `addr` (HOST:PORT; the server's certificate must
@@ -67,24 +63,9 @@ impl ClientTls {
             .as_deref()
             .unwrap_or_else(|| host_of(addr));
         let name = server_name(host).map_err(std::io::Error::other)?;
-        let config = self
-            .current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        TlsConnector::from(config).connect(name, io).await
-    }
-}
-
-impl Reload for ClientTls {
-    fn reload(&self) -> Result<(), String> {
-        let config = build(&self.settings).map_err(|e| e.to_string())?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
-        Ok(())
-    }
-
-    fn owner(&self) -> &str {
-        &self.owner
+        TlsConnector::from(self.config.get())
+            .connect(name, io)
+            .await
     }
 }
 
@@ -100,7 +81,7 @@ fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     })
 }
 
-fn build(s: &ClientTlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+fn build(s: &ClientTlsSettings) -> Result<ClientConfig, TlsError> {
     super::install_provider();
     let mut roots = RootCertStore::empty();
     match &s.ca {
@@ -140,7 +121,7 @@ fn build(s: &ClientTlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 #[cfg(test)]

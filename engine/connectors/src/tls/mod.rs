@@ -52,6 +52,61 @@ pub fn reloader() -> &'static Reloader {
     ONE.get_or_init(Reloader::default)
 }
 
+/// One piece of key material (a TLS config, token keys) held for readers and read again from
+/// its files on [`Reload::reload`]; registered with [`reloader`] when made. The one holder
+/// every reloadable thing uses.
+pub struct Reloadable<T> {
+    owner: String,
+    current: std::sync::RwLock<Arc<T>>,
+    read: Box<dyn Fn() -> Result<T, String> + Send + Sync>,
+}
+
+impl<T: Send + Sync + 'static> Reloadable<T> {
+    /// `first` is what `read` gave at start (its error there is the caller's to report).
+    pub fn new(
+        owner: impl Into<String>,
+        first: T,
+        read: impl Fn() -> Result<T, String> + Send + Sync + 'static,
+    ) -> Arc<Reloadable<T>> {
+        let held = Arc::new(Reloadable {
+            owner: owner.into(),
+            current: std::sync::RwLock::new(Arc::new(first)),
+            read: Box::new(read),
+        });
+        let weak: Weak<dyn Reload> = Arc::downgrade(&held) as _;
+        reloader().register(weak);
+        held
+    }
+
+    /// What new handshakes (or tokens) use now.
+    pub fn get(&self) -> Arc<T> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl<T: Send + Sync> Reload for Reloadable<T> {
+    fn reload(&self) -> Result<(), String> {
+        let fresh = Arc::new((self.read)()?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl<T> std::fmt::Debug for Reloadable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloadable")
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
 /// TLS material to reload together.
 #[derive(Debug, Default)]
 pub struct Reloader(Mutex<Vec<Weak<dyn Reload>>>);

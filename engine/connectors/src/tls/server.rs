@@ -2,7 +2,7 @@
 //! certificates must chain to. Held behind a lock so a reload swaps it for new handshakes only.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::server::WebPkiClientVerifier;
@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::certificate::{PeerCertificate, inspect_pem, unix_now};
-use super::{Reload, TlsError};
+use super::{Reloadable, TlsError};
 
 /// A listener's TLS files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +30,8 @@ pub struct ServerTlsSettings {
 /// A listener's TLS identity, reloadable.
 #[derive(Debug)]
 pub struct ServerTls {
-    owner: String,
     settings: ServerTlsSettings,
-    current: RwLock<Arc<ServerConfig>>,
+    config: Arc<Reloadable<ServerConfig>>,
 }
 
 /// A completed handshake: the stream, and the client's verified certificate if it sent one.
@@ -49,15 +48,12 @@ impl ServerTls {
         owner: impl Into<String>,
         settings: ServerTlsSettings,
     ) -> Result<Arc<ServerTls>, TlsError> {
-        let config = build(&settings)?;
-        let tls = Arc::new(ServerTls {
-            owner: owner.into(),
-            settings,
-            current: RwLock::new(config),
+        let first = build(&settings)?;
+        let again = settings.clone();
+        let config = Reloadable::new(owner, first, move || {
+            build(&again).map_err(|e| e.to_string())
         });
-        let weak: std::sync::Weak<dyn Reload> = Arc::downgrade(&tls) as _;
-        super::reloader().register(weak);
-        Ok(tls)
+        Ok(Arc::new(ServerTls { settings, config }))
     }
 
     pub fn settings(&self) -> &ServerTlsSettings {
@@ -66,10 +62,12 @@ impl ServerTls {
 
     /// The config new handshakes use.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.get()
+    }
+
+    /// Reads the files again now (what SIGHUP does for every listener).
+    pub fn reload(&self) -> Result<(), String> {
+        super::Reload::reload(&*self.config)
     }
 
     /// Runs the server handshake on `io` within `timeout`; an error says why in words.
@@ -129,19 +127,7 @@ impl ServerTls {
     }
 }
 
-impl Reload for ServerTls {
-    fn reload(&self) -> Result<(), String> {
-        let config = build(&self.settings).map_err(|e| e.to_string())?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
-        Ok(())
-    }
-
-    fn owner(&self) -> &str {
-        &self.owner
-    }
-}
-
-fn build(s: &ServerTlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+fn build(s: &ServerTlsSettings) -> Result<ServerConfig, TlsError> {
     super::install_provider();
     let (certs, facts) = inspect_pem("certificate", &s.cert)?;
     let leaf = &facts[0];
@@ -187,7 +173,7 @@ fn build(s: &ServerTlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
             key: s.key.clone(),
             detail: e.to_string(),
         })?;
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// A PEM private key (PKCS#8, PKCS#1 or SEC1).

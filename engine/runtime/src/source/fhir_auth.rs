@@ -31,7 +31,7 @@ impl BearerAuth {
     /// Reads the keys now: a missing or unreadable file stops the route at start.
     pub(crate) fn load(route: &str, cfg: &JwtAuth) -> Result<BearerAuth, KeysError> {
         Ok(BearerAuth {
-            keys: KeysFile::load(format!("route {route} token keys"), &cfg.keys)?,
+            keys: jwt::load_keys_file(format!("route {route} token keys"), &cfg.keys)?,
             expect: jwt::Expect {
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
@@ -55,7 +55,7 @@ impl BearerAuth {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        jwt::verify(token, &self.keys.keys(), &self.expect, now).map_err(AuthRefusal::Invalid)
+        jwt::verify(token, &self.keys.get(), &self.expect, now).map_err(AuthRefusal::Invalid)
     }
 }
 
