@@ -571,7 +571,7 @@ fn outcomes_that_cannot_be_recorded_pause_the_worker_instead_of_resending_in_a_l
     let db = rusqlite::Connection::open(e.store_dir().join("wyvern.db")).expect("open the index");
     db.busy_timeout(Duration::from_secs(10)).expect("timeout");
     db.execute_batch(
-        "CREATE TRIGGER outcomes_fail BEFORE UPDATE ON outbox BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
+        "CREATE TRIGGER outcomes_fail BEFORE UPDATE ON lanes BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END;",
     )
     .expect("trigger");
     let mut w = Wire::connect(e.addr);
@@ -593,7 +593,7 @@ fn outcomes_that_cannot_be_recorded_pause_the_worker_instead_of_resending_in_a_l
         .expect("drop");
     let recorded = || {
         db.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'delivered'",
+            "SELECT COUNT(*) FROM lanes WHERE done_below > (SELECT MAX(seq) FROM deliveries)",
             [],
             |r| r.get::<_, i64>(0),
         )

@@ -165,10 +165,12 @@ const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer
     sending_app, sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw, digest) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
-const INSERT_OUTBOX: &str = "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, \
-    payload, created_at, next_at, part, content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8)";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (lane, message, part, order_key, payload, \
+    content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// Inserts records and their outbox entries in one transaction; returns how many were new.
+/// Inserts records and their deliveries in one transaction; returns how many were new. A
+/// record already in the index (a journal replay) brings no deliveries: they were inserted
+/// with it.
 pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<usize, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -176,10 +178,14 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
     let mut added = 0;
     {
         let mut stmt = tx.prepare_cached(INSERT).map_err(StoreError::Write)?;
+        let mut delivery = tx
+            .prepare_cached(INSERT_DELIVERY)
+            .map_err(StoreError::Write)?;
+        let mut lanes = crate::outbox::LaneIds::default();
         for r in records {
             let e = &r.envelope;
             let m = &e.meta;
-            added += stmt
+            let new = stmt
                 .execute(params![
                     e.id.to_string(),
                     e.received_at_ms,
@@ -200,13 +206,11 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                         .unwrap_or_else(|| wyvern_core::content_digest(&e.raw))[..],
                 ])
                 .map_err(StoreError::Write)?;
-        }
-    }
-    {
-        let mut stmt = tx
-            .prepare_cached(INSERT_OUTBOX)
-            .map_err(StoreError::Write)?;
-        for r in records {
+            if new == 0 {
+                continue;
+            }
+            added += 1;
+            let message = tx.last_insert_rowid();
             // A split message has several deliveries per destination: they are numbered in
             // the order the record lists them, so a journal replay numbers them the same.
             let mut parts: Vec<(&str, u32)> = Vec::new();
@@ -221,17 +225,17 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
                         0
                     }
                 };
-                stmt.execute(params![
-                    r.envelope.id.to_string(),
-                    d.route,
-                    d.destination,
-                    d.order_key,
-                    d.payload.as_deref(),
-                    r.envelope.received_at_ms,
-                    part,
-                    d.content_type.map(|c| c.as_str()),
-                ])
-                .map_err(StoreError::Write)?;
+                let lane = lanes.get(&tx, &d.route, &d.destination)?;
+                delivery
+                    .execute(params![
+                        lane,
+                        message,
+                        part,
+                        d.order_key,
+                        d.payload.as_deref(),
+                        d.content_type.map(|c| c.as_str()),
+                    ])
+                    .map_err(StoreError::Write)?;
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Retention: messages older than the configured age leave the store, with their outbox
-//! rows — but only once every destination is finished with them (delivered or purged). A
+//! Retention: messages older than the configured age leave the store, with their
+//! deliveries — but only once every destination is finished with them (delivered or purged). A
 //! message with a pending delivery or a dead letter stays, however old, until a person
 //! retries or purges it.
 //!
@@ -26,17 +26,21 @@ pub struct Pruned {
 
 impl Outbox {
     /// Removes up to `limit` finished messages received before `before_ms` (oldest first), in
-    /// one transaction. Call again while it returns `limit` messages.
+    /// one transaction. Call again while it returns `limit` messages. A message is finished
+    /// when each of its deliveries is behind its lane's cursor and delivered or purged.
     pub fn prune(&self, before_ms: i64, limit: usize) -> Result<Pruned, StoreError> {
         let tx = self
             .conn
             .unchecked_transaction()
             .map_err(StoreError::Write)?;
-        let ids: Vec<String> = {
+        let messages: Vec<i64> = {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT i.id FROM inbox i WHERE i.received_at < ?1 AND NOT EXISTS \
-                     (SELECT 1 FROM outbox o WHERE o.message_id = i.id AND o.state IN ('pending', 'dead', 'held')) \
+                    "SELECT i.seq FROM inbox i WHERE i.received_at < ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM deliveries d JOIN lanes l ON l.lane = d.lane \
+                      LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE d.message = i.seq \
+                      AND (CASE WHEN e.seq IS NULL THEN d.seq >= l.done_below \
+                           ELSE e.state NOT IN ('delivered', 'purged') END)) \
                      ORDER BY i.seq LIMIT ?2",
                 )
                 .map_err(StoreError::Query)?;
@@ -47,15 +51,22 @@ impl Outbox {
         };
         let mut pruned = Pruned::default();
         {
-            let mut outbox = tx
-                .prepare_cached("DELETE FROM outbox WHERE message_id = ?1")
+            let mut exceptions = tx
+                .prepare_cached(
+                    "DELETE FROM delivery_exceptions WHERE seq IN \
+                     (SELECT seq FROM deliveries WHERE message = ?1)",
+                )
+                .map_err(StoreError::Write)?;
+            let mut deliveries = tx
+                .prepare_cached("DELETE FROM deliveries WHERE message = ?1")
                 .map_err(StoreError::Write)?;
             let mut inbox = tx
-                .prepare_cached("DELETE FROM inbox WHERE id = ?1")
+                .prepare_cached("DELETE FROM inbox WHERE seq = ?1")
                 .map_err(StoreError::Write)?;
-            for id in &ids {
-                pruned.deliveries += outbox.execute([id]).map_err(StoreError::Write)?;
-                pruned.messages += inbox.execute([id]).map_err(StoreError::Write)?;
+            for m in &messages {
+                exceptions.execute([m]).map_err(StoreError::Write)?;
+                pruned.deliveries += deliveries.execute([m]).map_err(StoreError::Write)?;
+                pruned.messages += inbox.execute([m]).map_err(StoreError::Write)?;
             }
         }
         tx.commit().map_err(StoreError::Write)?;

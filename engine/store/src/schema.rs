@@ -28,7 +28,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 8] = [V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: [&str; 9] = [V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -157,6 +157,75 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 );
 ";
 
+/// v9: delivery as a log with a cursor per destination (ARCHITECTURE.md, "Delivery"). A
+/// destination is a `lane` with a small integer id and a cursor, `done_below`: every delivery
+/// of the lane below it is settled — delivered, or recorded in `delivery_exceptions` (waiting
+/// for a retry, waiting behind its key, dead-lettered, held). `deliveries` is append-only:
+/// nothing is updated when a message is delivered, so a delivered message costs one row and
+/// two right-edge index entries instead of a row with three indexes updated and deleted.
+/// `AUTOINCREMENT` because a cursor must never meet a reused number (a plain rowid restarts
+/// after the table is emptied by retention).
+///
+/// The v8 outbox moves over as it stands: each lane's cursor goes to its oldest row never
+/// tried; what is not plainly delivered below it, and what is not plainly pending above it,
+/// becomes an exception row.
+const V9: &str = "
+CREATE TABLE lanes (
+    lane         INTEGER PRIMARY KEY,
+    route        TEXT    NOT NULL,
+    destination  TEXT    NOT NULL,
+    done_below   INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (route, destination)
+);
+CREATE TABLE deliveries (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane         INTEGER NOT NULL,
+    message      INTEGER NOT NULL,
+    part         INTEGER NOT NULL,
+    order_key    TEXT    NOT NULL,
+    payload      BLOB,
+    content_type TEXT
+);
+CREATE INDEX deliveries_lane ON deliveries(lane, seq);
+CREATE INDEX deliveries_message ON deliveries(message);
+-- state: retry (waits for next_at) | waiting (behind an earlier message of its key) | held
+-- (dead, its key waits for a person) | dead | purged | delivered (after being an exception).
+CREATE TABLE delivery_exceptions (
+    seq          INTEGER PRIMARY KEY,
+    lane         INTEGER NOT NULL,
+    order_key    TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    retry_from   INTEGER,
+    done_at      INTEGER
+);
+CREATE INDEX exceptions_open ON delivery_exceptions(lane, order_key, seq)
+    WHERE state IN ('retry', 'waiting', 'held');
+CREATE INDEX exceptions_dead ON delivery_exceptions(lane, seq) WHERE state IN ('dead', 'held');
+
+INSERT INTO lanes (route, destination, done_below)
+    SELECT route, destination,
+        COALESCE(MIN(seq) FILTER (WHERE state = 'pending' AND attempts = 0), MAX(seq) + 1)
+    FROM outbox GROUP BY route, destination;
+INSERT INTO deliveries (seq, lane, message, part, order_key, payload, content_type)
+    SELECT o.seq, l.lane, i.seq, o.part, o.order_key, o.payload, o.content_type
+    FROM outbox o JOIN lanes l ON l.route = o.route AND l.destination = o.destination
+    JOIN inbox i ON i.id = o.message_id;
+INSERT INTO delivery_exceptions (seq, lane, order_key, state, attempts, next_at, last_error,
+        retry_from, done_at)
+    SELECT o.seq, l.lane, o.order_key,
+        CASE WHEN o.state <> 'pending' THEN o.state WHEN o.attempts > 0 THEN 'retry'
+             ELSE 'waiting' END,
+        o.attempts, o.next_at, o.last_error, o.retry_from, o.done_at
+    FROM outbox o JOIN lanes l ON l.route = o.route AND l.destination = o.destination
+    JOIN inbox i ON i.id = o.message_id
+    WHERE (o.seq < l.done_below AND o.state <> 'delivered')
+       OR (o.seq >= l.done_below AND NOT (o.state = 'pending' AND o.attempts = 0));
+DROP TABLE outbox;
+";
+
 /// Applies the pragmas for the index connection and creates or checks the schema.
 ///
 /// `synchronous=NORMAL` in WAL mode: an index commit writes its frames without an fsync, so it
@@ -195,35 +264,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_v3_store_moves_to_v4_keeping_its_outbox_rows() {
+    fn a_v8_outbox_becomes_a_log_with_a_cursor_and_its_exceptions() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(&format!("{V1}{V2}{V3} PRAGMA user_version = 3;"))
+        conn.execute_batch(&format!(
+            "{V1}{V2}{V3}{V4}{V5}{V6}{V7}{V8} PRAGMA user_version = 8;"
+        ))
+        .unwrap();
+        for n in 1..=6 {
+            conn.execute(
+                "INSERT INTO inbox (id, received_at, source, content_type, status, raw_len, raw) \
+                 VALUES (?1, 1, 's', 'hl7v2', 'accepted', 1, X'00')",
+                [format!("M{n}")],
+            )
             .unwrap();
+        }
+        // seq: 1 delivered, 2 dead, 3 retrying, 4 delivered, 5 new, 6 new behind 3 (key k).
+        for (seq, state, attempts, key) in [
+            (1, "delivered", 1, "a"),
+            (2, "dead", 3, "b"),
+            (3, "pending", 2, "k"),
+            (4, "delivered", 1, "c"),
+            (5, "pending", 0, "d"),
+            (6, "pending", 0, "k"),
+        ] {
+            conn.execute(
+                "INSERT INTO outbox (seq, message_id, route, destination, order_key, state, \
+                 attempts, created_at, next_at) VALUES (?1, ?2, 'r', 'd', ?3, ?4, ?5, 1, 7)",
+                rusqlite::params![seq, format!("M{seq}"), key, state, attempts],
+            )
+            .unwrap();
+        }
+        prepare_writer(&conn).unwrap();
+        let cursor: i64 = conn
+            .query_row("SELECT done_below FROM lanes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(cursor, 5, "the oldest row never tried");
+        let exceptions: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, state FROM delivery_exceptions ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [(2, "dead"), (3, "retry")].map(|(s, t)| (s, t.to_string()));
+        assert_eq!(exceptions, expected);
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 6, "every row kept, delivered ones for the record");
         conn.execute(
-            "INSERT INTO outbox (message_id, route, destination, order_key, state, created_at, next_at) \
-             VALUES ('01A', 'r', 'd', 'k', 'dead', 1, 1)",
+            "INSERT INTO deliveries (lane, message, part, order_key) VALUES (1, 1, 0, 'e')",
             [],
         )
         .unwrap();
-        prepare_writer(&conn).unwrap();
-        let (state, part): (String, i64) = conn
-            .query_row(
-                "SELECT state, part FROM outbox WHERE message_id = '01A'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((state.as_str(), part), ("dead", 0));
-        let added = conn
-            .execute(
-                "INSERT OR IGNORE INTO outbox (message_id, route, destination, order_key, created_at, next_at, part) \
-                 VALUES ('01A', 'r', 'd', 'k', 1, 1, 1)",
-                [],
-            )
-            .unwrap();
         assert_eq!(
-            added, 1,
-            "a second part of the same message has its own row"
+            conn.last_insert_rowid(),
+            7,
+            "numbers go on after the old ones"
         );
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -4,7 +4,9 @@
 mod support;
 
 use bytes::Bytes;
-use wyvern_store::{Delivery, InboxStatus, Outbox, OutboxState, Store, StoreOptions};
+use wyvern_store::{
+    Delivery, InboxStatus, Outbox, OutboxState, Settle, Store, StoreOptions, Update,
+};
 
 fn with_delivery(n: usize, key: &str) -> wyvern_store::InboxRecord {
     let mut r = support::record(
@@ -31,8 +33,34 @@ fn with_delivery(n: usize, key: &str) -> wyvern_store::InboxRecord {
     r
 }
 
+/// The control ids of a pass's items, in order.
+fn ids(items: &[wyvern_store::OutboxItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| {
+            let text = std::str::from_utf8(&i.payload).expect("text");
+            text.split('|').nth(9).unwrap_or(text).to_string()
+        })
+        .collect()
+}
+
+/// Every item delivered, the cursor moved to the pass's end.
+fn all_delivered(pass: &wyvern_store::Pass, at_ms: i64) -> Settle {
+    Settle {
+        outcomes: pass
+            .items
+            .iter()
+            .map(|i| (i.seq, i.order_key.clone(), Update::Delivered { at_ms }))
+            .collect(),
+        waiting: pass.waiting.clone(),
+        cursor: pass.to,
+    }
+}
+
+const NOW: i64 = 1_795_617_000_000 + 10_000_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heads_per_key_and_dead_letters() {
+async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreOptions::new(dir.path())).unwrap();
     for (n, key) in [(1, "A"), (2, "B"), (3, "A"), (4, "C"), (5, "B")] {
@@ -40,68 +68,138 @@ async fn heads_per_key_and_dead_letters() {
     }
     store.close().await;
     let o = Outbox::open(dir.path()).unwrap();
-    let heads = o.heads("adt", "chie", 100).unwrap();
-    let ids: Vec<(&str, &str)> = heads
-        .iter()
-        .map(|h| {
-            (
-                h.order_key.as_str(),
-                std::str::from_utf8(&h.payload).unwrap(),
-            )
+    let chie = o.lane("adt", "chie").unwrap();
+    let dcr = o.lane("adt", "dcr").unwrap();
+    assert_ne!(chie, dcr);
+    assert_eq!(o.lane("adt", "chie").unwrap(), chie, "a lane keeps its id");
+
+    // One message per key in a pass: the log is read up to the second message of A.
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert_eq!(ids(&pass.items), ["C1", "C2"]);
+    let dcr_pass = o.next_pass(dcr, NOW, 100, usize::MAX, false).unwrap();
+    assert_eq!(
+        dcr_pass.items.len(),
+        5,
+        "a pipelining destination takes them all"
+    );
+    assert_eq!(dcr_pass.items[0].payload, b"P1", "a payload of its own");
+
+    // C1 delivered; C2 held: its key B stops.
+    let (c1, c2) = (&pass.items[0], &pass.items[1]);
+    let held = Update::Dead {
+        hold: true,
+        error: "AR: unknown patient".into(),
+        at_ms: NOW,
+    };
+    o.settle(
+        chie,
+        &Settle {
+            outcomes: vec![
+                (c1.seq, "A".into(), Update::Delivered { at_ms: NOW }),
+                (c2.seq, "B".into(), held),
+            ],
+            waiting: vec![],
+            cursor: pass.to,
+        },
+    )
+    .unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert_eq!(ids(&pass.items), ["C3", "C4"], "B's next message waits");
+    assert_eq!(pass.waiting.len(), 1);
+    let c4 = &pass.items[1];
+    let parked = Update::Dead {
+        hold: false,
+        error: "AR".into(),
+        at_ms: NOW,
+    };
+    o.settle(
+        chie,
+        &Settle {
+            outcomes: vec![
+                (
+                    pass.items[0].seq,
+                    "A".into(),
+                    Update::Delivered { at_ms: NOW },
+                ),
+                (c4.seq, "C".into(), parked),
+            ],
+            waiting: pass.waiting.clone(),
+            cursor: pass.to,
+        },
+    )
+    .unwrap();
+    let quiet = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert!(quiet.items.is_empty(), "{:?}", ids(&quiet.items));
+    assert_eq!(quiet.next_at_ms, None, "a held key is not a retry");
+    assert_eq!(o.dead_letters(None, Some("chie"), 10).unwrap().len(), 2);
+    assert_eq!(
+        o.depth("adt", "chie").unwrap().0,
+        1,
+        "C5, waiting behind C2"
+    );
+    let states: Vec<(String, OutboxState)> = (1..=5)
+        .map(|n| {
+            let id = &dcr_pass.items[n - 1].message_id;
+            let chie = o
+                .of_message(id)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.destination == "chie")
+                .unwrap();
+            (format!("C{n}"), chie.state)
         })
         .collect();
-    assert_eq!(ids.len(), 3);
-    assert!(
-        ids[0].1.contains("|C1|") && ids[1].1.contains("|C2|") && ids[2].1.contains("|C4|"),
-        "{ids:?}"
-    );
+    use OutboxState::*;
+    let expected = [Delivered, Held, Delivered, Dead, Pending];
     assert_eq!(
-        o.heads("adt", "dcr", 100).unwrap()[0].payload,
-        b"P1",
-        "a payload of its own"
+        states.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        expected,
+        "{states:?}"
     );
 
-    // A delivered head uncovers the next message of its key.
-    o.delivered(heads[0].seq, "AA", 1).unwrap();
-    let next: Vec<String> = o
-        .heads("adt", "chie", 100)
+    // Retried by a person: C2 goes, then C5 after it.
+    assert_eq!(o.requeue(Some(c2.seq), None, None, NOW).unwrap(), 1);
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert_eq!(ids(&pass.items), ["C2"]);
+    assert_eq!((pass.items[0].state, pass.items[0].attempts), (Pending, 0));
+    o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert_eq!(ids(&pass.items), ["C5"]);
+    o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
+    assert_eq!(o.depth("adt", "chie").unwrap(), (0, None));
+    assert_eq!(o.dead_letters(None, Some("chie"), 10).unwrap().len(), 1);
+}
+
+/// The cursor is the whole record of a plain delivery: nothing is written per message, and a
+/// pass that was read but never settled (a crash) is read again — at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_messages_cost_no_row_and_an_unsettled_pass_comes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
+    for n in 0..100 {
+        store
+            .commit(with_delivery(n, &format!("K{}", n % 7)))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let o = Outbox::open(dir.path()).unwrap();
+    let lane = o.lane("adt", "dcr").unwrap();
+    let first = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    assert_eq!(first.items.len(), 60);
+    let again = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    assert_eq!(again, first, "not settled: the same pass again");
+    o.settle(lane, &all_delivered(&first, NOW)).unwrap();
+    let rest = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    assert_eq!(rest.items.len(), 40);
+    assert!(rest.items[0].seq > first.items[59].seq);
+    o.settle(lane, &all_delivered(&rest, NOW)).unwrap();
+    assert_eq!(o.depth("adt", "dcr").unwrap(), (0, None));
+    let exceptions: i64 = rusqlite::Connection::open(dir.path().join(wyvern_store::DB_FILE))
         .unwrap()
-        .iter()
-        .map(|h| h.order_key.clone())
-        .collect();
-    assert_eq!(next, ["B", "A", "C"], "oldest head first");
-    // Held: its key stops (the head stays, marked held); parked: the key goes on.
-    let b = o
-        .heads("adt", "chie", 100)
-        .unwrap()
-        .into_iter()
-        .find(|h| h.order_key == "B")
+        .query_row("SELECT COUNT(*) FROM delivery_exceptions", [], |r| r.get(0))
         .unwrap();
-    o.dead(b.seq, true, "AR: unknown patient", 2).unwrap();
-    let c = o
-        .heads("adt", "chie", 100)
-        .unwrap()
-        .into_iter()
-        .find(|h| h.order_key == "C")
-        .unwrap();
-    o.dead(c.seq, false, "AR", 2).unwrap();
-    let heads = o.heads("adt", "chie", 100).unwrap();
-    let b_head = heads.iter().find(|h| h.order_key == "B").unwrap();
-    assert_eq!(b_head.state, OutboxState::Held);
-    assert!(
-        heads.iter().all(|h| h.order_key != "C"),
-        "C had one message, now parked"
-    );
-    assert_eq!(o.dead_letters(None, Some("chie"), 10).unwrap().len(), 2);
-    assert_eq!(o.requeue(Some(b.seq), None, None, 3).unwrap(), 1);
-    let b_head = o
-        .heads("adt", "chie", 100)
-        .unwrap()
-        .into_iter()
-        .find(|h| h.order_key == "B")
-        .unwrap();
-    assert_eq!((b_head.state, b_head.attempts), (OutboxState::Pending, 0));
-    assert_eq!(o.depth("adt", "chie").unwrap().0, 3);
+    assert_eq!(exceptions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,25 +216,42 @@ async fn retention_removes_only_finished_messages() {
     let o = Outbox::open(dir.path()).unwrap();
     // Message 1: delivered to both. Message 2: delivered to one, pending at the other.
     // Message 3: one delivery dead-lettered. Message 4: untouched (pending).
-    let rows = |n: usize| -> Vec<i64> {
-        o.key_rows("adt", "chie", "A", 10, usize::MAX)
-            .unwrap()
-            .into_iter()
-            .chain(o.key_rows("adt", "dcr", "A", 10, usize::MAX).unwrap())
-            .filter(|r| {
-                std::str::from_utf8(&r.payload)
-                    .unwrap()
-                    .contains(&format!("C{n}|"))
-                    || r.payload == format!("P{n}").as_bytes()
-            })
-            .map(|r| r.seq)
-            .collect()
+    let chie = o.lane("adt", "chie").unwrap();
+    let dcr = o.lane("adt", "dcr").unwrap();
+    let pass = o.next_pass(chie, NOW, 3, usize::MAX, false).unwrap();
+    let dead = Update::Dead {
+        hold: false,
+        error: "refused".into(),
+        at_ms: NOW,
     };
-    for seq in rows(1) {
-        o.delivered(seq, "ok", 1).unwrap();
-    }
-    o.delivered(rows(2)[0], "ok", 1).unwrap();
-    o.dead(rows(3)[0], false, "refused", 1).unwrap();
+    let delivered = Update::Delivered { at_ms: NOW };
+    let settle = |lane, outcomes: Vec<(i64, Update)>, cursor| {
+        let outcomes = outcomes
+            .into_iter()
+            .map(|(seq, u)| (seq, "A".to_string(), u))
+            .collect();
+        o.settle(
+            lane,
+            &Settle {
+                outcomes,
+                waiting: vec![],
+                cursor,
+            },
+        )
+        .unwrap()
+    };
+    let s = |i: usize| pass.items[i].seq;
+    settle(
+        chie,
+        vec![
+            (s(0), delivered.clone()),
+            (s(1), delivered.clone()),
+            (s(2), dead),
+        ],
+        pass.to,
+    );
+    let pass = o.next_pass(dcr, NOW, 1, usize::MAX, false).unwrap();
+    settle(dcr, vec![(pass.items[0].seq, delivered)], pass.to);
     let far_future = 1_795_617_000_000 + 10_000_000;
     let pruned = o.prune_all(far_future).unwrap();
     assert_eq!(
@@ -181,35 +296,57 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
     store.commit(with_delivery(1_000, "free")).await.unwrap();
     store.close().await;
     let o = Outbox::open(dir.path()).unwrap();
-    // After every message's receipt (support::record's clock), so all are due at first.
-    let now = 1_795_617_000_000 + 10_000_000;
-    for h in o
-        .due_heads("adt", "chie", now, 2_000, usize::MAX)
-        .unwrap()
-        .due
-    {
-        match h.order_key.as_str() {
-            "free" => {}
-            // Half held by a person's policy, half waiting for a retry far in the future.
-            k if k.ends_with(['0', '2', '4', '6', '8']) => o.dead(h.seq, true, "AR", now).unwrap(),
-            _ => o.retry_at(h.seq, now + 60_000, "timeout").unwrap(),
-        }
-    }
-    let heads = o.due_heads("adt", "chie", now, 512, usize::MAX).unwrap();
-    let keys: Vec<&str> = heads.due.iter().map(|h| h.order_key.as_str()).collect();
+    let lane = o.lane("adt", "chie").unwrap();
+    let pass = o.next_pass(lane, NOW, 1_000, usize::MAX, true).unwrap();
+    assert_eq!(pass.items.len(), 1_000);
+    // Half held by a person's policy, half waiting for a retry far in the future.
+    let outcomes = pass
+        .items
+        .iter()
+        .map(|h| {
+            let update = if h.order_key.ends_with(['0', '2', '4', '6', '8']) {
+                Update::Dead {
+                    hold: true,
+                    error: "AR".into(),
+                    at_ms: NOW,
+                }
+            } else {
+                Update::RetryAt {
+                    next_at_ms: NOW + 60_000,
+                    error: "timeout".into(),
+                }
+            };
+            (h.seq, h.order_key.clone(), update)
+        })
+        .collect();
+    o.settle(
+        lane,
+        &Settle {
+            outcomes,
+            waiting: vec![],
+            cursor: pass.to,
+        },
+    )
+    .unwrap();
+    let pass = o.next_pass(lane, NOW, 512, usize::MAX, true).unwrap();
+    let keys: Vec<&str> = pass.items.iter().map(|h| h.order_key.as_str()).collect();
     assert_eq!(
         keys,
         ["free"],
         "the one due key is found behind 1,000 stuck ones"
     );
-    o.delivered(heads.due[0].seq, "AA", now).unwrap();
+    o.settle(lane, &all_delivered(&pass, NOW)).unwrap();
     assert_eq!(
-        o.due_heads("adt", "chie", now, 512, usize::MAX)
+        o.next_pass(lane, NOW, 512, usize::MAX, true)
             .unwrap()
             .next_at_ms,
-        Some(now + 60_000),
+        Some(NOW + 60_000),
         "with nothing due, the worker learns when the earliest waiting key is"
     );
+    let due = o
+        .next_pass(lane, NOW + 60_000, 2_000, usize::MAX, true)
+        .unwrap();
+    assert_eq!(due.items.len(), 500, "the retries, once due");
 }
 
 /// Issue 11 item 8: a pass was bounded in rows only (2,048 × 16 MiB could be read at once).
@@ -225,8 +362,14 @@ async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
     }
     store.close().await;
     let o = Outbox::open(dir.path()).unwrap();
+    let lane = o.lane("adt", "dcr").unwrap();
     let mib = 1 << 20;
-    let rows = |budget| o.key_rows("adt", "dcr", "K", 100, budget).unwrap().len();
+    let rows = |budget| {
+        o.next_pass(lane, NOW, 100, budget, false)
+            .unwrap()
+            .items
+            .len()
+    };
     assert_eq!(rows(usize::MAX), 5);
     assert_eq!(rows(3 * mib), 3, "three 1 MiB messages fit in 3 MiB");
     assert_eq!(
@@ -235,7 +378,4 @@ async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
         "the one that crosses the budget is the last"
     );
     assert_eq!(rows(1), 1, "a message larger than the budget goes alone");
-    let far = 1_795_617_000_000 + 10_000_000;
-    let heads = o.due_heads("adt", "dcr", far, 100, 1).unwrap();
-    assert_eq!(heads.due.len(), 1);
 }

@@ -1,13 +1,22 @@
 //! Delivery: one worker per route destination, taking messages from that destination's
 //! outbox and sending them until each is delivered or dead-lettered.
 //!
-//! Order: the worker only ever sends the oldest open message of each ordering key (the route's
-//! `order_by`), so a key's messages go out in the order they were received while other keys
-//! carry on. A transient failure reschedules that message (exponential backoff with jitter) and
-//! holds its key until then; a permanent failure — or running out of retries — dead-letters it
-//! (`on_permanent: park` lets its key go on; `hold` stops the key until `wyvern dlq retry`).
-//! A row leaves the outbox only on a positive receipt. Memory stays bounded however large the
-//! backlog: the worker reads at most `BATCH` heads at a time; the rest wait on disk.
+//! The worker reads its destination's outbox as a log from a cursor (`wyvern_store::Outbox::
+//! next_pass`): what fell due among the exceptions first, then the log in receipt order. A
+//! plain delivery costs nothing but the cursor's move at the end of the pass; what fails is
+//! written down as an exception. Order: a key's messages go out in the order they were
+//! received (the route's `order_by`) while other keys carry on: a transient failure reschedules
+//! that message (exponential backoff with jitter) and later messages of its key wait behind it;
+//! a permanent failure — or running out of retries — dead-letters it (`on_permanent: park` lets
+//! its key go on; `hold` stops the key until `wyvern dlq retry`). A message counts as delivered
+//! only on a positive receipt. Memory stays bounded however large the backlog: a pass reads at
+//! most `PIPELINE` rows and `PASS_BYTES`; the rest wait on disk, and reading the next pass
+//! costs the same however many wait.
+//!
+//! A destination that fails a whole pass is probably down: the worker then sends one message
+//! per pass (a probe), pausing between failed probes from the route's first retry delay,
+//! doubling, up to `PROBE_MAX`, so an outage costs a few attempts, not one per waiting message;
+//! the first success goes back to full passes.
 
 mod backoff;
 mod guard;
@@ -22,13 +31,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wyvern_config::{Destination, OnPermanent, RetryPolicy};
 use wyvern_core::{Clock, ErrorClass};
-use wyvern_store::{Outbox, OutboxItem, OutboxState, StoreError, Update};
+use wyvern_store::{LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
 pub use sink::{Failure, Sink, judge_ack};
 
-/// Heads read per pass for destinations that take one message per key at a time.
+/// Rows read per pass for destinations that take one message per key at a time.
 const BATCH: usize = 512;
+/// The longest pause between probes of a destination that seems down.
+const PROBE_MAX: Duration = Duration::from_secs(30);
 /// Messages in flight at once for a destination that pipelines (AMQP): spread over the
 /// publisher's lanes, enough to keep a quorum queue's confirm round trips overlapped
 /// (measured: 256 → 7,050, 2,048 with 8 lanes → 9,086 msgs/s end to end; ARCHITECTURE.md).
@@ -63,6 +74,8 @@ enum Pass {
     Delivered,
     /// Nothing due; the earliest retry falls due after this long.
     Idle(Duration),
+    /// Nothing got through: the destination is probably down; probe again after this long.
+    Probe(Duration),
     /// The store could not be read or written: pause, growing, before the next pass.
     StoreFailed,
 }
@@ -76,11 +89,14 @@ pub struct DeliveryWorker {
     retry: RetryPolicy,
     on_permanent: OnPermanent,
     outbox: Arc<Mutex<Outbox>>,
+    lane: LaneId,
     clock: Arc<dyn Clock>,
     indexed: watch::Receiver<u64>,
     counters: Arc<DeliveryCounters>,
     /// The route's switches: nothing is sent while delivery is paused.
     control: Arc<crate::control::RouteControl>,
+    /// Set while the destination fails whole passes: the pause before the next probe.
+    probing: Option<Duration>,
 }
 
 /// How often a paused worker looks whether it was resumed.
@@ -100,17 +116,20 @@ impl DeliveryWorker {
                 destination: destination.name.clone(),
                 reason,
             })?;
+        let outbox = Outbox::open(store_dir)?;
         Ok(DeliveryWorker {
             route: route.name.clone(),
             destination: destination.name.clone(),
             sink,
             retry: route.retry,
             on_permanent: route.on_permanent,
-            outbox: Arc::new(Mutex::new(Outbox::open(store_dir)?)),
+            lane: outbox.lane(&route.name, &destination.name)?,
+            outbox: Arc::new(Mutex::new(outbox)),
             clock,
             indexed,
             counters: Arc::default(),
             control: Arc::default(),
+            probing: None,
         })
     }
 
@@ -151,6 +170,13 @@ impl DeliveryWorker {
                     continue;
                 }
                 Ok(Pass::Idle(next_wake)) => next_wake,
+                Ok(Pass::Probe(pause)) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
+                }
                 Ok(Pass::StoreFailed) => {
                     store_backoff =
                         (store_backoff * 2).clamp(Duration::from_millis(100), STORE_BACKOFF_MAX);
@@ -176,84 +202,86 @@ impl DeliveryWorker {
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
     }
 
-    /// One pass: read what is due, send it, record the outcomes.
+    /// One pass: read what is due, send it, record the outcomes and move the cursor.
     async fn pass(&mut self) -> Pass {
-        let (batch, next_wake) = match self.next_batch().await {
-            Ok(b) => b,
+        let pipelines = self.sink.pipelines();
+        let limit = match (self.probing, pipelines) {
+            (Some(_), _) => 1,
+            (None, true) => PIPELINE,
+            (None, false) => BATCH,
+        };
+        let (lane, now) = (self.lane, self.clock.now_millis());
+        let pass = match self
+            .db(move |o| o.next_pass(lane, now, limit, PASS_BYTES, !pipelines))
+            .await
+        {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot read the outbox; retrying");
                 return Pass::StoreFailed;
             }
         };
-        if batch.is_empty() {
-            return Pass::Idle(next_wake);
+        if pass.items.is_empty() && pass.waiting.is_empty() {
+            let wake = pass.next_at_ms.map_or(IDLE, |at| {
+                IDLE.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+            });
+            return Pass::Idle(wake);
         }
-        let results = guard::deliver_guarded(&mut self.sink, &batch, &self.counters.panics).await;
+        let results =
+            guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
         let now = self.clock.now_millis();
-        let updates: Vec<(i64, Update)> = batch
+        let tried = results.len();
+        let mut got_through = pass.items.is_empty();
+        let outcomes: Vec<(i64, String, Update)> = pass
+            .items
             .iter()
             .zip(results)
-            .map(|(item, r)| (item.seq, self.outcome(item, r, now)))
-            .collect();
-        match self.db(move |o| o.record(&updates)).await {
-            Ok(()) => Pass::Delivered,
-            Err(e) => {
-                // Delivered (or failed) but not recorded: it will be tried again, which
-                // at-least-once allows — after a pause, not in a tight loop.
-                tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes; pausing before the next pass");
-                Pass::StoreFailed
-            }
-        }
-    }
-
-    /// What to send now: the due head of every key (one message per key), or for a sink that
-    /// pipelines, up to `PIPELINE` messages spread over the due keys, in receipt order. Also
-    /// how long to sleep when nothing is due.
-    async fn next_batch(&self) -> Result<(Vec<OutboxItem>, Duration), StoreError> {
-        let (route, dest) = (self.route.clone(), self.destination.clone());
-        let limit = if self.sink.pipelines() {
-            PIPELINE
-        } else {
-            BATCH
-        };
-        let now = self.clock.now_millis();
-        let heads = self
-            .db(move |o| o.due_heads(&route, &dest, now, limit, PASS_BYTES))
-            .await?;
-        let next_wake = heads.next_at_ms.map_or(IDLE, |at| {
-            IDLE.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
-        });
-        let due = heads.due;
-        if due.is_empty() || !self.sink.pipelines() || due.len() >= PIPELINE {
-            return Ok((due, next_wake));
-        }
-        let per_key = (PIPELINE / due.len()).max(1);
-        let (route, dest) = (self.route.clone(), self.destination.clone());
-        let keys: Vec<String> = due.iter().map(|h| h.order_key.clone()).collect();
-        let mut rows = self
-            .db(move |o| {
-                let mut all = Vec::new();
-                let mut budget = PASS_BYTES;
-                for k in &keys {
-                    if budget == 0 {
-                        // The keys left wait for the next pass (their heads are still first).
-                        break;
-                    }
-                    // A key's later rows may be due even if scheduled: only pending ones follow.
-                    let rows = o.key_rows(&route, &dest, k, per_key, budget)?;
-                    for r in rows
-                        .into_iter()
-                        .take_while(|r| r.state == OutboxState::Pending)
-                    {
-                        budget = budget.saturating_sub(r.payload.len());
-                        all.push(r);
-                    }
-                }
-                Ok(all)
+            .map(|(item, r)| {
+                got_through |=
+                    r.is_ok() || matches!(&r, Err(f) if f.class != ErrorClass::Transient);
+                (item.seq, item.order_key.clone(), self.outcome(item, r, now))
             })
-            .await?;
-        rows.sort_by_key(|r| r.seq);
-        Ok((rows, next_wake))
+            .collect();
+        // What was not tried (a one-at-a-time destination stops at a transient failure) is
+        // read again: the cursor stops at the first untried row of the log.
+        let cursor = pass.items[tried..]
+            .iter()
+            .find(|i| i.seq >= pass.from)
+            .map_or(pass.to, |i| i.seq);
+        let settle = Settle {
+            outcomes,
+            waiting: pass
+                .waiting
+                .into_iter()
+                .filter(|(seq, _)| *seq < cursor)
+                .collect(),
+            cursor,
+        };
+        if let Err(e) = self.db(move |o| o.settle(lane, &settle)).await {
+            // Delivered (or failed) but not recorded: it will be tried again, which
+            // at-least-once allows — after a pause, not in a tight loop.
+            tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes; pausing before the next pass");
+            return Pass::StoreFailed;
+        }
+        self.probing = match (got_through, self.probing) {
+            (true, Some(_)) => {
+                tracing::info!(route = %self.route, destination = %self.destination, "the destination takes messages again");
+                None
+            }
+            (true, None) => None,
+            // The first pass that gets nothing through is followed at once by a probe: one
+            // message refused for its content must not pause the others.
+            (false, None) => {
+                tracing::warn!(route = %self.route, destination = %self.destination, "nothing got through in this pass; sending one message at a time until one does");
+                self.probing = Some(self.retry.first.min(PROBE_MAX));
+                return Pass::Delivered;
+            }
+            (false, Some(pause)) => {
+                self.probing = Some((pause * 2).min(PROBE_MAX));
+                return Pass::Probe(pause);
+            }
+        };
+        Pass::Delivered
     }
 
     /// Counts, logs and turns one result into the outbox update to record.
@@ -269,10 +297,7 @@ impl DeliveryWorker {
                 let waited = u64::try_from(now - item.created_at_ms).unwrap_or(0);
                 self.counters.latency.observe(Duration::from_millis(waited));
                 tracing::debug!(%route, destination = %dest, id = %item.message_id, %receipt, "delivered");
-                Update::Delivered {
-                    receipt,
-                    at_ms: now,
-                }
+                Update::Delivered { at_ms: now }
             }
             Err(f)
                 if f.class == ErrorClass::Transient
