@@ -46,6 +46,10 @@ pub struct BenchArgs {
         default_value = "echo,fsync-each,wyvern"
     )]
     pub targets: Vec<Target>,
+    /// Where the peer baselines' binaries are (`peer-hl7v2`, `peer-mllp-codec`): build them
+    /// with `cargo build --release --manifest-path bench/peers/Cargo.toml` (scripts/bench does).
+    #[arg(long, value_name = "DIR", default_value = "bench/peers/target/release")]
+    pub peers: PathBuf,
     /// Measure the whole path to RabbitMQ instead: Wyvern with an AMQP destination (publisher
     /// confirms, quorum queue) at this URL, until every message is in the queue.
     #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
@@ -78,6 +82,11 @@ pub enum Target {
     /// `wyvern run` as `wyvern`, its listener on TLS 1.3 with client certificates (mTLS);
     /// certificates made for the run.
     WyvernTls,
+    /// A peer, not durable: the `hl7v2` crate's MLLP server (parses into its model, answers
+    /// with its ACK builder). From --peers.
+    PeerHl7v2,
+    /// A peer, not durable: a tokio server on the `hl7-mllp-codec` crate. From --peers.
+    PeerMllpCodec,
 }
 
 impl Target {
@@ -88,6 +97,8 @@ impl Target {
             Target::Wyvern => "wyvern (fsync, group commit)",
             Target::WyvernBuffered => "wyvern (buffered)",
             Target::WyvernTls => "wyvern over mTLS (fsync, group commit)",
+            Target::PeerHl7v2 => "peer: hl7v2 crate's server, not durable",
+            Target::PeerMllpCodec => "peer: tokio + hl7-mllp-codec, not durable",
         }
     }
 }
@@ -123,6 +134,16 @@ struct Outcome {
     /// The server's CPU time (user + system) during the load, per message, in microseconds:
     /// what a message costs the server even when the load tool shares its cores.
     cpu_us_per_msg: Option<f64>,
+    /// Messages a second in the slowest round.
+    slowest_round: f64,
+    /// Which server (none with --to).
+    kind: Option<Target>,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        (self.ok + self.wrong) as f64 / self.secs.max(1e-9)
+    }
 }
 
 /// A server process started for one measurement, killed when dropped.
@@ -144,16 +165,28 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Where the peer baselines' binaries are (`--peers`).
+static PEERS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+fn peers_dir() -> PathBuf {
+    PEERS.get().cloned().unwrap_or_default()
+}
+
 /// Starts a server for `target`; `route_extra` is appended to Wyvern's route (destinations).
 pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Result<Server> {
-    let exe = std::env::current_exe().context("finding the wyvern binary")?;
     let addr = free_port()?;
     std::fs::create_dir_all(dir)?;
-    let mut cmd = Command::new(exe);
+    let exe = match target {
+        Target::PeerHl7v2 => peers_dir().join("wyvern-peer-hl7v2"),
+        Target::PeerMllpCodec => peers_dir().join("wyvern-peer-mllp-codec"),
+        _ => std::env::current_exe().context("finding the wyvern binary")?,
+    };
+    let mut cmd = Command::new(&exe);
     let mut tls = None;
-    cmd.args(["--log", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+    if !matches!(target, Target::PeerHl7v2 | Target::PeerMllpCodec) {
+        cmd.args(["--log", "warn"]);
+    }
     match target {
         Target::Echo => cmd.args([
             "bench-server",
@@ -174,6 +207,7 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             ])
             .arg(file)
         }
+        Target::PeerHl7v2 | Target::PeerMllpCodec => cmd.args(["--listen", &addr.to_string()]),
         Target::Wyvern | Target::WyvernBuffered | Target::WyvernTls => {
             let durability = if target == Target::WyvernBuffered {
                 "buffered"
@@ -200,8 +234,23 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             cmd.args(["run", "--config"]).arg(dir)
         }
     };
-    let child = cmd.spawn().context("starting the server")?;
-    let server = Server { child, addr, tls };
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "starting {}{}",
+            exe.display(),
+            if matches!(target, Target::PeerHl7v2 | Target::PeerMllpCodec) {
+                ": build the peers first (scripts/bench does, or cargo build --release --manifest-path bench/peers/Cargo.toml) or pass --peers DIR"
+            } else {
+                ""
+            }
+        )
+    })?;
+    wait_listening(Server { child, addr, tls }, target)
+}
+
+/// Waits until `server` listens (20 s at most).
+fn wait_listening(server: Server, target: Target) -> anyhow::Result<Server> {
+    let addr = server.addr;
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > deadline {
@@ -330,6 +379,7 @@ pub(crate) fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let _ = PEERS.set(args.peers.clone());
     let scenarios = [
         Scenario {
             connections: 1,
@@ -377,6 +427,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return crate::bench_e2e::bench_amqp(url, work.path(), &amqp_scenarios).await;
     }
     let mut results = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     let sample = adt_a01("X", 1).len();
     eprintln!(
         "wyvern bench: {sample}-byte ADT^A01 messages; store folders under {}",
@@ -397,6 +448,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 hist,
                 peak_rss_kib: None,
                 cpu_us_per_msg: None,
+                slowest_round: 0.0,
+                kind: None,
             });
             continue;
         }
@@ -413,13 +466,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 );
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
                 let cpu_before = cpu_secs(server.child.id());
-                let (ok, wrong, secs, hist) = load(
+                let loaded = load(
                     server.addr.to_string(),
                     *s,
                     msgs.clone(),
                     server.tls.clone(),
                 )
-                .await?;
+                .await;
+                // A baseline that cannot take a load shape (a peer's codec that breaks on
+                // pipelined frames) is reported, and the run goes on.
+                let (ok, wrong, secs, hist) = match loaded {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("  {} could not finish {name}: {e:#}", t.label());
+                        failed.push(format!("{name}: {} could not finish ({e:#})", t.label()));
+                        rounds.clear();
+                        break;
+                    }
+                };
                 let peak_rss_kib = peak_rss_kib(server.child.id());
                 let cpu_us_per_msg = cpu_before
                     .zip(cpu_secs(server.child.id()))
@@ -433,16 +497,28 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     hist,
                     peak_rss_kib,
                     cpu_us_per_msg,
+                    slowest_round: 0.0,
+                    kind: None,
                 });
+            }
+            if rounds.is_empty() {
+                continue;
             }
             rounds.sort_by(|a, b| a.secs.total_cmp(&b.secs));
             let wrong: usize = rounds.iter().map(|r| r.wrong).sum();
+            let slowest = rounds.last().map_or(0.0, Outcome::rate);
             let mut median = rounds.swap_remove(rounds.len() / 2);
             median.wrong = wrong;
+            median.slowest_round = slowest;
+            median.kind = Some(*t);
             results.push(median);
         }
     }
     print_table(&results);
+    print_ratios(&results);
+    for f in &failed {
+        println!("- {f}");
+    }
     let wrong: usize = results.iter().map(|r| r.wrong).sum();
     if wrong > 0 {
         eprintln!("{wrong} answers were not AA with the right MSA-2");
@@ -473,9 +549,59 @@ fn print_table(results: &[Outcome]) {
             "| {} | {} | {:.0} | {} | {} | {cpu} | {rss} | {checked} |",
             r.scenario,
             r.target,
-            (r.ok + r.wrong) as f64 / r.secs.max(1e-9),
+            r.rate(),
             ms(0.5),
             ms(0.99)
         );
+    }
+}
+
+/// Wyvern against the baselines of the same run, per scenario: the ratios are the claim
+/// (these machines drift by a quarter between runs; within one run they hold).
+fn print_ratios(results: &[Outcome]) {
+    let mut scenarios: Vec<&str> = results.iter().map(|r| r.scenario.as_str()).collect();
+    scenarios.dedup();
+    let mut lines = Vec::new();
+    for name in scenarios {
+        let of = |t: Target| {
+            results
+                .iter()
+                .find(|r| r.scenario == name && r.kind == Some(t))
+        };
+        let Some(w) = of(Target::Wyvern) else {
+            continue;
+        };
+        let mut parts = Vec::new();
+        let best_peer = [Target::PeerHl7v2, Target::PeerMllpCodec]
+            .into_iter()
+            .filter_map(of)
+            .max_by(|a, b| a.rate().total_cmp(&b.rate()));
+        if let Some(p) = best_peer {
+            parts.push(format!(
+                "{:.2}× the best non-durable peer",
+                w.rate() / p.rate()
+            ));
+        }
+        if let Some(f) = of(Target::FsyncEach) {
+            parts.push(format!(
+                "{:.2}× fsync-per-message (slowest round {:.2}×)",
+                w.rate() / f.rate(),
+                w.slowest_round / f.rate()
+            ));
+        }
+        if let Some((wc, ec)) =
+            of(Target::Echo).and_then(|e| w.cpu_us_per_msg.zip(e.cpu_us_per_msg))
+        {
+            parts.push(format!("CPU per message {:.1}× echo's", wc / ec.max(1e-9)));
+        }
+        if !parts.is_empty() {
+            lines.push(format!("- {name}: wyvern {}", parts.join("; ")));
+        }
+    }
+    if !lines.is_empty() {
+        println!("\nSame-run ratios:");
+        for l in lines {
+            println!("{l}");
+        }
     }
 }
