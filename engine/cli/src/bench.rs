@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// confirms, quorum queue) at this URL, until every message is in the queue.
     #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
     pub amqp: Option<String>,
+    /// Measure a backlog instead: this many messages (one patient each) acknowledged while the
+    /// destination is down, then the time each tenth takes to arrive once it is up.
+    #[arg(long, value_name = "N", conflicts_with_all = ["to", "amqp", "fhir"])]
+    pub backlog: Option<usize>,
     /// Measure the whole path to the FHIR stand-in instead (`wyvern dev fhir-server`).
     #[arg(long, conflicts_with_all = ["to", "amqp"])]
     pub fhir: bool,
@@ -410,6 +414,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .prefix("wyvern-bench-")
             .tempdir_in(".")?,
     };
+    if let Some(n) = args.backlog {
+        return crate::bench_backlog::bench_backlog(n, work.path()).await;
+    }
     if args.fhir {
         let many: Vec<Scenario> = scenarios
             .iter()

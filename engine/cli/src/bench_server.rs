@@ -47,7 +47,7 @@ struct Baseline {
     file: Option<Arc<Mutex<File>>>,
 }
 
-fn accept_ack(raw: &[u8]) -> Bytes {
+pub(crate) fn accept_ack(raw: &[u8]) -> Bytes {
     let ack = match Message::parse(raw) {
         Ok(m) => build_ack(&m, AckIntent::Accept, None, "BENCH", "20261125000000"),
         Err(_) => None,

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod api_tokens;
 mod audit;
 mod bench;
+mod bench_backlog;
 mod bench_e2e;
 mod bench_server;
 mod dev_certs;

@@ -258,14 +258,22 @@ impl Sink {
     }
 
     /// Whether this destination takes many messages of one key at once and keeps their order
-    /// (AMQP: one channel, confirms in order). The others get one message per key at a time.
+    /// (AMQP: one channel, confirms in order).
     pub fn pipelines(&self) -> bool {
         matches!(self, Sink::Amqp(_))
     }
 
-    /// Delivers items in the order given; one result each, for as many as were tried. A
-    /// transient failure of a one-at-a-time destination stops the batch there (the receiver is
-    /// probably down: the others wait their turn without spending an attempt).
+    /// Whether this destination sends a pass's messages in parallel (FHIR: HTTP keeps no order
+    /// between requests), so a pass may hold only one message per key.
+    pub fn parallel(&self) -> bool {
+        matches!(self, Sink::Fhir(_))
+    }
+
+    /// Delivers items in the order given; one result each, for as many as were tried. Any
+    /// failure of a one-at-a-time destination stops the batch there: after a transient one the
+    /// receiver is probably down (the others wait their turn without spending an attempt), and
+    /// after either, later messages of the same key must wait until the failure is recorded
+    /// (their key may now be held).
     pub async fn deliver_many(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
         match self {
             Sink::Amqp(a) => a.publish_all(items).await,
@@ -274,7 +282,7 @@ impl Sink {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
                     let r = serial.deliver(item).await;
-                    let stop = matches!(&r, Err(f) if f.class == ErrorClass::Transient);
+                    let stop = r.is_err();
                     out.push(r);
                     if stop {
                         break;
