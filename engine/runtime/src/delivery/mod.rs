@@ -211,6 +211,7 @@ impl DeliveryWorker {
             (None, false) => BATCH,
         };
         let (lane, now) = (self.lane, self.clock.now_millis());
+        let started = std::time::Instant::now();
         let pass = match self
             .db(move |o| o.next_pass(lane, now, limit, PASS_BYTES, one_per_key))
             .await
@@ -227,27 +228,30 @@ impl DeliveryWorker {
             });
             return Pass::Idle(wake);
         }
+        let read = started.elapsed();
         let results =
             guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
+        let sent = started.elapsed();
         let now = self.clock.now_millis();
         let tried = results.len();
         let mut got_through = pass.items.is_empty();
-        let outcomes: Vec<(i64, String, Update)> = pass
-            .items
-            .iter()
-            .zip(results)
-            .map(|(item, r)| {
-                got_through |=
-                    r.is_ok() || matches!(&r, Err(f) if f.class != ErrorClass::Transient);
-                (item.seq, item.order_key.clone(), self.outcome(item, r, now))
-            })
-            .collect();
+        let mut outcomes: Vec<(i64, String, Update)> = Vec::new();
+        for (item, r) in pass.items.iter().zip(results) {
+            got_through |= r.is_ok() || matches!(&r, Err(f) if f.class != ErrorClass::Transient);
+            let update = self.outcome(item, r, now);
+            // A row from the log that was delivered needs nothing but the cursor.
+            let from_log = item.seq >= pass.from;
+            if !(from_log && matches!(update, Update::Delivered { .. })) {
+                outcomes.push((item.seq, item.order_key.clone(), update));
+            }
+        }
         // What was not tried (a one-at-a-time destination stops at a transient failure) is
         // read again: the cursor stops at the first untried row of the log.
         let cursor = pass.items[tried..]
             .iter()
             .find(|i| i.seq >= pass.from)
             .map_or(pass.to, |i| i.seq);
+        let pass_waiting = pass.waiting.len();
         let settle = Settle {
             outcomes,
             waiting: pass
@@ -263,6 +267,7 @@ impl DeliveryWorker {
             tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes; pausing before the next pass");
             return Pass::StoreFailed;
         }
+        tracing::debug!(route = %self.route, destination = %self.destination, messages = tried, waiting = pass_waiting, read = ?read, send = ?(sent - read), settle = ?(started.elapsed() - sent), "delivery pass");
         self.probing = match (got_through, self.probing) {
             (true, Some(_)) => {
                 tracing::info!(route = %self.route, destination = %self.destination, "the destination takes messages again");
