@@ -33,6 +33,20 @@ fn with_delivery(n: usize, key: &str) -> wyvern_store::InboxRecord {
     r
 }
 
+/// A store holding `records`, closed, and an outbox handle on it.
+async fn stored(
+    records: impl IntoIterator<Item = wyvern_store::InboxRecord>,
+) -> (tempfile::TempDir, Outbox) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = Store::open(StoreOptions::new(dir.path())).expect("the store opens");
+    for r in records {
+        store.commit(r).await.expect("committed");
+    }
+    store.close().await;
+    let o = Outbox::open(dir.path()).expect("the outbox opens");
+    (dir, o)
+}
+
 /// The control ids of a pass's items, in order.
 fn ids(items: &[wyvern_store::OutboxItem]) -> Vec<String> {
     items
@@ -61,13 +75,8 @@ const NOW: i64 = 1_795_617_000_000 + 10_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
-    for (n, key) in [(1, "A"), (2, "B"), (3, "A"), (4, "C"), (5, "B")] {
-        store.commit(with_delivery(n, key)).await.unwrap();
-    }
-    store.close().await;
-    let o = Outbox::open(dir.path()).unwrap();
+    let keys = [(1, "A"), (2, "B"), (3, "A"), (4, "C"), (5, "B")];
+    let (_dir, o) = stored(keys.map(|(n, key)| with_delivery(n, key))).await;
     let chie = o.lane("adt", "chie").unwrap();
     let dcr = o.lane("adt", "dcr").unwrap();
     assert_ne!(chie, dcr);
@@ -174,16 +183,7 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
 /// pass that was read but never settled (a crash) is read again — at least once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_messages_cost_no_row_and_an_unsettled_pass_comes_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
-    for n in 0..100 {
-        store
-            .commit(with_delivery(n, &format!("K{}", n % 7)))
-            .await
-            .unwrap();
-    }
-    store.close().await;
-    let o = Outbox::open(dir.path()).unwrap();
+    let (dir, o) = stored((0..100).map(|n| with_delivery(n, &format!("K{}", n % 7)))).await;
     let lane = o.lane("adt", "dcr").unwrap();
     let first = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
     assert_eq!(first.items.len(), 60);
@@ -285,17 +285,8 @@ async fn retention_removes_only_finished_messages() {
 /// many there are (the limit applied before skipping them stopped every other key for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
-    for n in 0..1_000 {
-        store
-            .commit(with_delivery(n, &format!("stuck-{n}")))
-            .await
-            .unwrap();
-    }
-    store.commit(with_delivery(1_000, "free")).await.unwrap();
-    store.close().await;
-    let o = Outbox::open(dir.path()).unwrap();
+    let stuck = (0..1_000).map(|n| with_delivery(n, &format!("stuck-{n}")));
+    let (_dir, o) = stored(stuck.chain([with_delivery(1_000, "free")])).await;
     let lane = o.lane("adt", "chie").unwrap();
     let pass = o.next_pass(lane, NOW, 1_000, usize::MAX, true).unwrap();
     assert_eq!(pass.items.len(), 1_000);
@@ -353,15 +344,12 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
 /// Now it stops at a byte budget — after the first row, which always goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions::new(dir.path())).unwrap();
-    for n in 0..5 {
+    let (_dir, o) = stored((0..5).map(|n| {
         let mut r = with_delivery(n, "K");
         r.deliveries[1].payload = Some(Bytes::from(vec![b'x'; 1 << 20]));
-        store.commit(r).await.unwrap();
-    }
-    store.close().await;
-    let o = Outbox::open(dir.path()).unwrap();
+        r
+    }))
+    .await;
     let lane = o.lane("adt", "dcr").unwrap();
     let mib = 1 << 20;
     let rows = |budget| {
