@@ -240,23 +240,77 @@ where
     })
 }
 
+/// Starts the FHIR stand-in (`wyvern dev fhir-server`) on a free port.
+async fn fhir_stand_in() -> anyhow::Result<(SocketAddr, Child)> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let stand_in = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--log",
+            "warn",
+            "dev",
+            "fhir-server",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .spawn()
+        .context("starting the FHIR stand-in")?;
+    while std::net::TcpStream::connect(addr).is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((addr, stand_in))
+}
+
+/// The FHIR server's own ceiling in the same run: `n` messages POSTed straight to the stand-in
+/// as `Binary` by the engine's own client, 16 at a time (what the worker does), no MLLP, no
+/// store.
+async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome};
+    let (addr, mut stand_in) = fhir_stand_in().await?;
+    let client = FhirClient::new(
+        &format!("http://{addr}/fhir"),
+        FhirAuthSpec::None,
+        Duration::from_secs(30),
+        None,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let msgs = messages("FLOOR", n);
+    let (next, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let started = Instant::now();
+    let mut posters = Vec::new();
+    for _ in 0..16 {
+        let (client, msgs, next, done) = (client.clone(), msgs.clone(), next.clone(), done.clone());
+        posters.push(tokio::spawn(async move {
+            while let Some(m) = msgs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if let Ok((interaction, body)) = wyvern_runtime::delivery::fhir_request(m)
+                    && matches!(client.send(&interaction, body).await, FhirOutcome::Stored(_))
+                {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for p in posters {
+        p.await?;
+    }
+    let stored = done.load(Ordering::Relaxed);
+    let rate = stored as f64 / started.elapsed().as_secs_f64();
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
+    anyhow::ensure!(stored == n, "the stand-in stored {stored} of {n}");
+    Ok(rate)
+}
+
 pub async fn bench_fhir(work: &Path, scenarios: &[Scenario]) -> anyhow::Result<ExitCode> {
+    let n = scenarios.first().map_or(20_000, |s| s.messages);
+    eprintln!("  FHIR floor: {n} messages POSTed straight to the stand-in …");
+    let floor = fhir_floor(n).await?;
+    println!(
+        "FHIR floor (same run): {floor:.0} msgs/s — the engine's FHIR client POSTing each message as a Binary straight to the stand-in, 16 at a time, no MLLP, no store.\n"
+    );
     run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let stand_in = std::process::Command::new(std::env::current_exe()?)
-            .args([
-                "--log",
-                "warn",
-                "dev",
-                "fhir-server",
-                "--listen",
-                &addr.to_string(),
-            ])
-            .spawn()
-            .context("starting the FHIR stand-in")?;
-        while std::net::TcpStream::connect(addr).is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (addr, stand_in) = fhir_stand_in().await?;
         let extra = format!(
             "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
         );

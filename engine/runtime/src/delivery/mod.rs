@@ -34,7 +34,7 @@ use wyvern_core::{Clock, ErrorClass};
 use wyvern_store::{LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
-pub use sink::{Failure, Sink, judge_ack};
+pub use sink::{Failure, Sink, fhir_request, judge_ack};
 
 /// Rows read per pass for destinations that send one message at a time or in parallel.
 const BATCH: usize = 512;
