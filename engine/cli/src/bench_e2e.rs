@@ -284,7 +284,10 @@ async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
         posters.push(tokio::spawn(async move {
             while let Some(m) = msgs.get(next.fetch_add(1, Ordering::Relaxed)) {
                 if let Ok((interaction, body)) = wyvern_runtime::delivery::fhir_request(m)
-                    && matches!(client.send(&interaction, body).await, FhirOutcome::Stored(_))
+                    && matches!(
+                        client.send(&interaction, body).await,
+                        FhirOutcome::Stored(_)
+                    )
                 {
                     done.fetch_add(1, Ordering::Relaxed);
                 }

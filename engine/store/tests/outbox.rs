@@ -82,9 +82,10 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
     assert_ne!(chie, dcr);
     assert_eq!(o.lane("adt", "chie").unwrap(), chie, "a lane keeps its id");
 
-    // One message per key in a pass: the log is read up to the second message of A.
+    // One message per key in a pass: the second of A and of B wait behind the first.
     let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
-    assert_eq!(ids(&pass.items), ["C1", "C2"]);
+    assert_eq!(ids(&pass.items), ["C1", "C2", "C4"]);
+    assert_eq!(pass.waiting.len(), 2);
     let dcr_pass = o.next_pass(dcr, NOW, 100, usize::MAX, false).unwrap();
     assert_eq!(
         dcr_pass.items.len(),
@@ -93,29 +94,13 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
     );
     assert_eq!(dcr_pass.items[0].payload, b"P1", "a payload of its own");
 
-    // C1 delivered; C2 held: its key B stops.
-    let (c1, c2) = (&pass.items[0], &pass.items[1]);
+    // C1 delivered; C2 held: its key B stops; C4 parked: its key C goes on.
+    let (c1, c2, c4) = (&pass.items[0], &pass.items[1], &pass.items[2]);
     let held = Update::Dead {
         hold: true,
         error: "AR: unknown patient".into(),
         at_ms: NOW,
     };
-    o.settle(
-        chie,
-        &Settle {
-            outcomes: vec![
-                (c1.seq, "A".into(), Update::Delivered { at_ms: NOW }),
-                (c2.seq, "B".into(), held),
-            ],
-            waiting: vec![],
-            cursor: pass.to,
-        },
-    )
-    .unwrap();
-    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
-    assert_eq!(ids(&pass.items), ["C3", "C4"], "B's next message waits");
-    assert_eq!(pass.waiting.len(), 1);
-    let c4 = &pass.items[1];
     let parked = Update::Dead {
         hold: false,
         error: "AR".into(),
@@ -125,11 +110,8 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
         chie,
         &Settle {
             outcomes: vec![
-                (
-                    pass.items[0].seq,
-                    "A".into(),
-                    Update::Delivered { at_ms: NOW },
-                ),
+                (c1.seq, "A".into(), Update::Delivered { at_ms: NOW }),
+                (c2.seq, "B".into(), held),
                 (c4.seq, "C".into(), parked),
             ],
             waiting: pass.waiting.clone(),
@@ -137,6 +119,13 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
         },
     )
     .unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    assert_eq!(
+        ids(&pass.items),
+        ["C3"],
+        "A's next goes; B's waits behind C2"
+    );
+    o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
     let quiet = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
     assert!(quiet.items.is_empty(), "{:?}", ids(&quiet.items));
     assert_eq!(quiet.next_at_ms, None, "a held key is not a retry");

@@ -45,8 +45,8 @@ const OPEN: &str = "('retry', 'waiting', 'held')";
 impl Outbox {
     /// Reads one pass of `lane`: at most `limit` rows and about `max_bytes` of payload (the
     /// first row always goes, so a message larger than the budget is sent alone). With
-    /// `one_per_key` (destinations that send in parallel or one at a time), the log is read
-    /// only up to the first row of a key already in the pass.
+    /// `one_per_key` (destinations that send in parallel), a second row of a key already in
+    /// the pass waits behind it as an exception, like a row behind a retry.
     pub fn next_pass(
         &self,
         lane: LaneId,
@@ -109,13 +109,12 @@ impl Outbox {
                 .map_err(StoreError::Query)?;
             for row in rows {
                 let (row, blocked) = row.map_err(StoreError::Query)?;
-                if blocked {
+                // Behind an open exception, or behind a row of its key already in a pass that
+                // is sent in parallel: it waits, and goes once its key's earlier one is done.
+                if blocked || (one_per_key && keys.contains(&row.order_key)) {
                     pass.to = row.seq + 1;
                     pass.waiting.push((row.seq, row.order_key));
                     continue;
-                }
-                if one_per_key && keys.contains(&row.order_key) {
-                    break;
                 }
                 if !budget.take(row.payload.len()) {
                     break;
