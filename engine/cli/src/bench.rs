@@ -46,6 +46,10 @@ pub struct BenchArgs {
         default_value = "echo,fsync-each,wyvern"
     )]
     pub targets: Vec<Target>,
+    /// Send ORU^R01 results each carrying a document of this many KiB (OBX-5, base64, as an
+    /// embedded PDF arrives) instead of ~1 KB ADT^A01s; the table's MB/s is the figure to read.
+    #[arg(long, value_name = "KIB")]
+    pub document_kib: Option<usize>,
     /// Where the peer baselines' binaries are (`peer-hl7v2`, `peer-mllp-codec`): build them
     /// with `cargo build --release --manifest-path bench/peers/Cargo.toml` (scripts/bench does).
     #[arg(long, value_name = "DIR", default_value = "bench/peers/target/release")]
@@ -142,6 +146,8 @@ struct Outcome {
     slowest_round: f64,
     /// Which server (none with --to).
     kind: Option<Target>,
+    /// The messages' average size in bytes.
+    message_bytes: f64,
 }
 
 impl Outcome {
@@ -374,16 +380,30 @@ pub(crate) async fn load(
     Ok((ok, wrong, started.elapsed().as_secs_f64(), hist))
 }
 
+/// With `--document-kib`: the size of the document each ORU^R01 carries.
+static DOCUMENT_KIB: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The run's messages: ~1 KB ADT^A01s, or ORU^R01s carrying a document (`--document-kib`).
 pub(crate) fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
+    let kib = DOCUMENT_KIB.get().copied();
     Arc::new(
         (0..n)
-            .map(|i| Bytes::from(adt_a01(&format!("{prefix}{i:07}"), i as u64)))
+            .map(|i| {
+                let id = format!("{prefix}{i:07}");
+                Bytes::from(match kib {
+                    Some(kib) => wyvern_hl7::synthetic::oru_r01_with_document(&id, i as u64, kib),
+                    None => adt_a01(&id, i as u64),
+                })
+            })
             .collect(),
     )
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let _ = PEERS.set(args.peers.clone());
+    if let Some(kib) = args.document_kib {
+        let _ = DOCUMENT_KIB.set(kib);
+    }
     let scenarios = [
         Scenario {
             connections: 1,
@@ -445,6 +465,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let msgs = messages(&format!("B{si}"), s.messages);
         if let Some(to) = &args.to {
             eprintln!("  {name}: {} messages to {to} …", s.messages);
+            let msgs_for_size = msgs.clone();
             let (ok, wrong, secs, hist) = load(to.clone(), *s, msgs, args.tls.load()?).await?;
             results.push(Outcome {
                 target: to.clone(),
@@ -457,6 +478,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 cpu_us_per_msg: None,
                 slowest_round: 0.0,
                 kind: None,
+                message_bytes: average_len(&msgs_for_size),
             });
             continue;
         }
@@ -506,6 +528,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     cpu_us_per_msg,
                     slowest_round: 0.0,
                     kind: None,
+                    message_bytes: average_len(&msgs),
                 });
             }
             if rounds.is_empty() {
@@ -536,9 +559,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn print_table(results: &[Outcome]) {
     println!(
-        "| scenario | server | msgs/s | p50 ACK | p99 ACK | server CPU/msg | peak RSS | ACKs checked |"
+        "| scenario | server | msgs/s | MB/s | p50 ACK | p99 ACK | server CPU/msg | peak RSS | ACKs checked |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let ms = |q: f64| format!("{:.2} ms", r.hist.value_at_quantile(q) as f64 / 1000.0);
         let rss = r
@@ -553,10 +576,11 @@ fn print_table(results: &[Outcome]) {
             .cpu_us_per_msg
             .map_or("-".into(), |us| format!("{us:.0} µs"));
         println!(
-            "| {} | {} | {:.0} | {} | {} | {cpu} | {rss} | {checked} |",
+            "| {} | {} | {:.0} | {:.1} | {} | {} | {cpu} | {rss} | {checked} |",
             r.scenario,
             r.target,
             r.rate(),
+            r.rate() * r.message_bytes / 1e6,
             ms(0.5),
             ms(0.99)
         );
@@ -611,4 +635,8 @@ fn print_ratios(results: &[Outcome]) {
             println!("{l}");
         }
     }
+}
+
+fn average_len(msgs: &[Bytes]) -> f64 {
+    msgs.iter().map(Bytes::len).sum::<usize>() as f64 / msgs.len().max(1) as f64
 }

@@ -40,6 +40,24 @@ ZPI|synthetic|test data only\r",
     )
 }
 
+/// A synthetic ORU^R01 with the given control id carrying a report of `kib` KiB as an
+/// encapsulated document (OBX-5 of type ED, base64): the shape of results that embed a PDF.
+/// `n` varies the patient.
+pub fn oru_r01_with_document(control_id: &str, n: u64, kib: usize) -> String {
+    let nhs = nhs_number(n);
+    // Base64's alphabet without the HL7 delimiters; the content is filler, not a real PDF.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let data: String = (0..kib * 1024)
+        .map(|i| ALPHABET[(i * 7 + n as usize) % ALPHABET.len()] as char)
+        .collect();
+    format!(
+        "MSH|^~\\&|LIMS|RHX01|WYVERN|CHIE|20261125143000+0000||ORU^R01^ORU_R01|{control_id}|P|2.4|||AL|NE|GBR|UNICODE UTF-8\r\
+PID|1||{nhs}^^^NHS^NH~K{n:07}^^^RHX01^MR||TESTPATIENT{n}^ALEX^JORDAN^^MX^^L||19700101|U\r\
+OBR|1|ORD{n:08}|FIL{n:08}|REPORT^Discharge summary^L|||20261125142000\r\
+OBX|1|ED|PDF^Report^L||^application^pdf^Base64^{data}||||||F|||20261125142000\r"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +75,11 @@ mod tests {
         assert!((900..1300).contains(&m.len()), "{}", m.len());
         let parsed = crate::Message::parse(m.as_bytes()).unwrap();
         assert!(crate::check::acceptance_problems(&parsed).is_empty());
+        let oru = oru_r01_with_document("C2", 7, 64);
+        assert!(oru.len() > 64 * 1024, "{}", oru.len());
+        let parsed = crate::Message::parse(oru.as_bytes()).unwrap();
+        assert!(crate::check::acceptance_problems(&parsed).is_empty());
+        assert_eq!(parsed.get("OBX-5.4").unwrap().as_str(), "Base64");
         assert_eq!(
             parsed.nhs_number().unwrap().unwrap().as_str(),
             nhs_number(7)

@@ -3,7 +3,10 @@
 //! Per connection a reader decodes frames and asks the handler for each one *in arrival order*
 //! (so stores see a sender's messages in order), and a writer awaits the answers in the same
 //! order and writes them, so pipelining senders get their ACKs in order. At most `max_in_flight`
-//! answers wait per connection, which bounds memory and pushes back on a fast sender.
+//! answers wait per connection, and the frames waiting for an answer on all of a listener's
+//! connections together hold at most `max_in_flight_bytes` (a frame larger than that goes
+//! alone): memory stays bounded however large the messages, and a fast sender is pushed back
+//! through TCP (its reader stops reading until answers go out).
 //!
 //! Limits: `max_connections` in all and `max_connections_per_peer` per address (extra
 //! connections are closed at once with a warning: one address's idle connections cannot lock
@@ -68,6 +71,8 @@ pub struct MllpListenerOptions {
     pub idle_timeout: Duration,
     pub frame_timeout: Duration,
     pub max_in_flight: usize,
+    /// Bytes of frames read and not yet answered, on all connections together.
+    pub max_in_flight_bytes: usize,
 }
 
 impl MllpListenerOptions {
@@ -85,6 +90,7 @@ impl MllpListenerOptions {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             max_in_flight: 256,
+            max_in_flight_bytes: 64 << 20,
         }
     }
 }
@@ -120,6 +126,7 @@ impl<H: FrameHandler> MllpListener<H> {
     /// Serves until `shutdown` is cancelled, then drains every connection.
     pub async fn run(self, shutdown: CancellationToken) {
         let limit = Arc::new(Semaphore::new(self.opts.max_connections));
+        let budget = InFlight::new(self.opts.max_in_flight_bytes);
         let peers = PeerPolicy::new(
             &self.opts.allow_from,
             self.opts.max_connections_per_peer,
@@ -152,14 +159,21 @@ impl<H: FrameHandler> MllpListener<H> {
                                 continue;
                             }
                         };
-                        let (opts, handler, stop, policy) = (
+                        let (opts, handler, stop, policy, budget) = (
                             self.opts.clone(),
                             self.handler.clone(),
                             shutdown.clone(),
                             peers.clone(),
+                            budget.clone(),
                         );
                         tracker.spawn(async move {
-                            open_connection(stream, peer, handler, &opts, &policy, stop).await;
+                            let served = Served {
+                                handler,
+                                opts: &opts,
+                                budget,
+                                shutdown: stop,
+                            };
+                            open_connection(stream, peer, &policy, served).await;
                             drop((permit, peer_slot));
                         });
                     }
@@ -182,47 +196,80 @@ impl<H: FrameHandler> MllpListener<H> {
     }
 }
 
+/// The listener-wide budget of bytes read and not yet answered.
+#[derive(Debug, Clone)]
+struct InFlight {
+    bytes: Arc<Semaphore>,
+    total: u32,
+}
+
+impl InFlight {
+    fn new(bytes: usize) -> Self {
+        let total = u32::try_from(bytes.max(1)).unwrap_or(u32::MAX);
+        InFlight {
+            bytes: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits until a frame of `len` bytes fits (one larger than the whole budget waits for
+    /// all of it); the permit is given back when its answer has been written.
+    async fn take(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let n = u32::try_from(len).unwrap_or(u32::MAX).clamp(1, self.total);
+        self.bytes.clone().acquire_many_owned(n).await.ok()
+    }
+}
+
+/// What every connection of a listener is served with.
+struct Served<'a, H> {
+    handler: Arc<H>,
+    opts: &'a MllpListenerOptions,
+    budget: InFlight,
+    shutdown: CancellationToken,
+}
+
 /// Plaintext: serves at once. TLS: the handshake, then the certificate check, then serves.
 async fn open_connection<H: FrameHandler>(
     stream: TcpStream,
     addr: SocketAddr,
-    handler: Arc<H>,
-    opts: &MllpListenerOptions,
     policy: &PeerPolicy,
-    shutdown: CancellationToken,
+    served: Served<'_, H>,
 ) {
-    let route = opts.name.as_str();
+    let route = served.opts.name.as_str();
     let _ = stream.set_nodelay(true);
-    let Some(tls) = &opts.tls else {
+    let Some(tls) = &served.opts.tls else {
         let (rd, wr) = stream.into_split();
-        return serve_connection(rd, wr, Peer::plain(addr), handler, opts, shutdown).await;
+        return serve_connection(rd, wr, Peer::plain(addr), served).await;
     };
     let opened = tokio::select! {
-        _ = shutdown.cancelled() => return,
+        _ = served.shutdown.cancelled() => return,
         o = policy.open_tls(tls, stream, addr, route) => o,
     };
     let Some((stream, peer)) = opened else {
         return;
     };
     let (rd, wr) = tokio::io::split(stream);
-    serve_connection(rd, wr, peer, handler, opts, shutdown).await;
+    serve_connection(rd, wr, peer, served).await;
 }
 
-async fn serve_connection<H, R, W>(
-    mut rd: R,
-    wr: W,
-    peer: Peer,
-    handler: Arc<H>,
-    opts: &MllpListenerOptions,
-    shutdown: CancellationToken,
-) where
+async fn serve_connection<H, R, W>(mut rd: R, wr: W, peer: Peer, served: Served<'_, H>)
+where
     H: FrameHandler,
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let Served {
+        handler,
+        opts,
+        budget,
+        shutdown,
+    } = served;
     let route = opts.name.as_str();
     tracing::debug!(route, %peer, "connection open");
-    let (ack_tx, mut ack_rx) = mpsc::channel::<AckFuture>(opts.max_in_flight.max(1));
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(
+        AckFuture,
+        Option<tokio::sync::OwnedSemaphorePermit>,
+    )>(opts.max_in_flight.max(1));
     // A peer that stops reading its ACKs fills the socket buffer; give up on it after
     // `frame_timeout` rather than hold its slot (and its in-flight answers) for ever.
     let write_timeout = opts.frame_timeout;
@@ -232,7 +279,7 @@ async fn serve_connection<H, R, W>(
         let mut sink = FramedWrite::new(wr, MllpCodec::new(usize::MAX));
         let timed =
             |r: Result<std::io::Result<()>, tokio::time::error::Elapsed>| matches!(r, Ok(Ok(())));
-        while let Some(answer) = ack_rx.recv().await {
+        while let Some((answer, _bytes)) = ack_rx.recv().await {
             if let Some(ack) = answer.await
                 && !timed(tokio::time::timeout(write_timeout, sink.feed(ack)).await)
             {
@@ -263,8 +310,15 @@ async fn serve_connection<H, R, W>(
                     if let MllpFrame::Oversized { len, .. } = &frame {
                         tracing::warn!(route, %peer, len, max_frame = opts.max_frame, "oversized frame");
                     }
+                    let len = match &frame {
+                        MllpFrame::Message(raw) => raw.len(),
+                        MllpFrame::Oversized { head, .. } => head.len(),
+                    };
+                    // Read, and held until answered: waits here (not reading more) while the
+                    // listener's frames in flight fill the budget.
+                    let bytes = budget.take(len).await;
                     let answer = handler.accept(frame, &peer).await;
-                    if ack_tx.send(answer).await.is_err() {
+                    if ack_tx.send((answer, bytes)).await.is_err() {
                         break 'read;
                     }
                 }
@@ -315,4 +369,77 @@ async fn serve_connection<H, R, W>(
     drop(ack_tx);
     let _ = writer.await;
     tracing::debug!(route, %peer, frames, "connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// Counts the frames it is given and answers none until `release` is notified.
+    #[derive(Debug, Default)]
+    struct Holding {
+        accepted: AtomicUsize,
+        release: Arc<tokio::sync::Notify>,
+    }
+
+    impl FrameHandler for Holding {
+        async fn accept(&self, _frame: MllpFrame, _peer: &Peer) -> AckFuture {
+            self.accepted.fetch_add(1, Ordering::SeqCst);
+            let release = self.release.clone();
+            Box::pin(async move {
+                release.notified().await;
+                Some(Bytes::from_static(b"MSA|AA"))
+            })
+        }
+    }
+
+    /// Issue 16: frames waiting for their answer were bounded in count only (256 a connection
+    /// × 8 MiB frames): ten 300 KiB frames sent at once were all read while none was answered.
+    /// With a 1 MiB budget the reader stops after three.
+    #[tokio::test]
+    async fn frames_waiting_for_an_answer_are_bounded_in_bytes() {
+        let mut opts = MllpListenerOptions::new("budget", "127.0.0.1:0".parse().expect("addr"));
+        opts.max_in_flight_bytes = 1 << 20;
+        let handler = Arc::new(Holding::default());
+        let listener = MllpListener::bind(opts, handler.clone())
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(listener.run(stop.clone()));
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let frame = [&[0x0b][..], &vec![b'x'; 300 << 10], &[0x1c, 0x0d]].concat();
+        let writer = tokio::spawn(async move {
+            for _ in 0..10 {
+                if client.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            client
+        });
+        while handler.accepted.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            handler.accepted.load(Ordering::SeqCst),
+            3,
+            "three 300 KiB frames fill a 1 MiB budget; the fourth waits for an answer"
+        );
+        // Answers go out, the budget comes back, and the rest are read.
+        while handler.accepted.load(Ordering::SeqCst) < 10 {
+            handler.release.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _client = writer.await.expect("writer");
+        stop.cancel();
+        while !served.is_finished() {
+            handler.release.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
