@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wyvern_config::{Destination, OnPermanent, RetryPolicy};
 use wyvern_core::{Clock, ErrorClass};
-use wyvern_store::{LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
+use wyvern_store::{DeliveryLog, LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
 pub use sink::{Failure, Sink, fhir_request, judge_ack};
@@ -88,7 +88,8 @@ pub struct DeliveryWorker {
     sink: Sink,
     retry: RetryPolicy,
     on_permanent: OnPermanent,
-    outbox: Arc<Mutex<Outbox>>,
+    /// The store as the worker sees it: its lane's log, cursor and exceptions.
+    outbox: Arc<Mutex<Box<dyn DeliveryLog>>>,
     lane: LaneId,
     clock: Arc<dyn Clock>,
     indexed: watch::Receiver<u64>,
@@ -124,7 +125,7 @@ impl DeliveryWorker {
             retry: route.retry,
             on_permanent: route.on_permanent,
             lane: outbox.lane(&route.name, &destination.name)?,
-            outbox: Arc::new(Mutex::new(outbox)),
+            outbox: Arc::new(Mutex::new(Box::new(outbox))),
             clock,
             indexed,
             counters: Arc::default(),
@@ -341,12 +342,12 @@ impl DeliveryWorker {
 
     async fn db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Outbox) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn DeliveryLog) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let outbox = self.outbox.clone();
         tokio::task::spawn_blocking(move || {
             let o = outbox.lock().map_err(|_| StoreError::Closed)?;
-            f(&o)
+            f(o.as_ref())
         })
         .await
         .map_err(|_| StoreError::Closed)?

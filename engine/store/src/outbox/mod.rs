@@ -181,6 +181,46 @@ impl Outbox {
     }
 }
 
+/// What a delivery worker needs of the store, and all it may use: the seam a shared backend
+/// (several engines on one PostgreSQL) implements beside the embedded one. Blocking calls: a
+/// worker makes them off its async task.
+pub trait DeliveryLog: Send + std::fmt::Debug {
+    /// The lane of one route destination, made if it is new.
+    fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError>;
+    /// What to send now (see [`Outbox::next_pass`]).
+    fn next_pass(
+        &self,
+        lane: LaneId,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+        one_per_key: bool,
+    ) -> Result<Pass, StoreError>;
+    /// Records a pass's outcomes and moves the cursor, all or nothing.
+    fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError>;
+}
+
+impl DeliveryLog for Outbox {
+    fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError> {
+        Outbox::lane(self, route, destination)
+    }
+
+    fn next_pass(
+        &self,
+        lane: LaneId,
+        now_ms: i64,
+        limit: usize,
+        max_bytes: usize,
+        one_per_key: bool,
+    ) -> Result<Pass, StoreError> {
+        Outbox::next_pass(self, lane, now_ms, limit, max_bytes, one_per_key)
+    }
+
+    fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError> {
+        Outbox::settle(self, lane, settle)
+    }
+}
+
 /// The id of a lane, made (with its cursor at the start) if it is new.
 fn lane_id(conn: &Connection, route: &str, destination: &str) -> Result<LaneId, StoreError> {
     conn.prepare_cached("INSERT OR IGNORE INTO lanes (route, destination) VALUES (?1, ?2)")
