@@ -5,7 +5,7 @@ mod support;
 
 use bytes::Bytes;
 use wyvern_store::{
-    Delivery, InboxStatus, Outbox, OutboxState, Settle, Store, StoreOptions, Update,
+    Delivery, DeliveryLog, InboxStatus, Outbox, OutboxState, Settle, Store, StoreOptions, Update,
 };
 
 fn with_delivery(n: usize, key: &str) -> wyvern_store::InboxRecord {
@@ -56,6 +56,16 @@ fn ids(items: &[wyvern_store::OutboxItem]) -> Vec<String> {
             text.split('|').nth(9).unwrap_or(text).to_string()
         })
         .collect()
+}
+
+/// Records `outcomes` (no rows waiting) and moves the cursor.
+fn settle(o: &Outbox, lane: i64, outcomes: Vec<(i64, String, Update)>, cursor: i64) {
+    let s = Settle {
+        outcomes,
+        waiting: vec![],
+        cursor,
+    };
+    o.settle(lane, &s).expect("settled");
 }
 
 /// Every item delivered, the cursor moved to the pass's end.
@@ -219,15 +229,7 @@ async fn retention_removes_only_finished_messages() {
             .into_iter()
             .map(|(seq, u)| (seq, "A".to_string(), u))
             .collect();
-        o.settle(
-            lane,
-            &Settle {
-                outcomes,
-                waiting: vec![],
-                cursor,
-            },
-        )
-        .unwrap()
+        settle(&o, lane, outcomes, cursor)
     };
     let s = |i: usize| pass.items[i].seq;
     settle(
@@ -299,15 +301,7 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
             (h.seq, h.order_key.clone(), update)
         })
         .collect();
-    o.settle(
-        lane,
-        &Settle {
-            outcomes,
-            waiting: vec![],
-            cursor: pass.to,
-        },
-    )
-    .unwrap();
+    settle(&o, lane, outcomes, pass.to);
     let pass = o.next_pass(lane, NOW, 512, usize::MAX, true).unwrap();
     let keys: Vec<&str> = pass.items.iter().map(|h| h.order_key.as_str()).collect();
     assert_eq!(

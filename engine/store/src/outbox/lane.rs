@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
-use super::{FROM, ITEM, LaneId, Outbox, OutboxItem, Update, item};
+use super::{DeliveryLog, FROM, ITEM, LaneId, Outbox, OutboxItem, Update, item};
 use crate::StoreError;
 
 /// What a worker may send now.
@@ -42,12 +42,16 @@ pub struct Settle {
 /// Open exceptions: a key with one of these waits for it.
 const OPEN: &str = "('retry', 'waiting', 'held')";
 
-impl Outbox {
+impl DeliveryLog for Outbox {
+    fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError> {
+        super::lane_id(&self.conn, route, destination)
+    }
+
     /// Reads one pass of `lane`: at most `limit` rows and about `max_bytes` of payload (the
     /// first row always goes, so a message larger than the budget is sent alone). With
     /// `one_per_key` (destinations that send in parallel), a second row of a key already in
     /// the pass waits behind it as an exception, like a row behind a retry.
-    pub fn next_pass(
+    fn next_pass(
         &self,
         lane: LaneId,
         now_ms: i64,
@@ -142,7 +146,7 @@ impl Outbox {
     }
 
     /// Records a pass's outcomes and moves the cursor, in one transaction.
-    pub fn settle(&self, lane: LaneId, s: &Settle) -> Result<(), StoreError> {
+    fn settle(&self, lane: LaneId, s: &Settle) -> Result<(), StoreError> {
         let tx = self
             .conn
             .unchecked_transaction()
@@ -184,7 +188,9 @@ impl Outbox {
         )?;
         tx.commit().map_err(StoreError::Write)
     }
+}
 
+impl Outbox {
     pub(crate) fn run(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, StoreError> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(StoreError::Write)?;
         stmt.execute(p).map_err(StoreError::Write)

@@ -174,11 +174,6 @@ impl Outbox {
             .map_err(StoreError::Query)?;
         Ok(Outbox { conn })
     }
-
-    /// The lane of one route destination, made if it is new.
-    pub fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError> {
-        lane_id(&self.conn, route, destination)
-    }
 }
 
 /// What a delivery worker needs of the store, and all it may use: the seam a shared backend
@@ -187,7 +182,7 @@ impl Outbox {
 pub trait DeliveryLog: Send + std::fmt::Debug {
     /// The lane of one route destination, made if it is new.
     fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError>;
-    /// What to send now (see [`Outbox::next_pass`]).
+    /// What to send now: the due exception heads, then the log from the cursor (`lane.rs`).
     fn next_pass(
         &self,
         lane: LaneId,
@@ -200,29 +195,12 @@ pub trait DeliveryLog: Send + std::fmt::Debug {
     fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError>;
 }
 
-impl DeliveryLog for Outbox {
-    fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError> {
-        Outbox::lane(self, route, destination)
-    }
-
-    fn next_pass(
-        &self,
-        lane: LaneId,
-        now_ms: i64,
-        limit: usize,
-        max_bytes: usize,
-        one_per_key: bool,
-    ) -> Result<Pass, StoreError> {
-        Outbox::next_pass(self, lane, now_ms, limit, max_bytes, one_per_key)
-    }
-
-    fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError> {
-        Outbox::settle(self, lane, settle)
-    }
-}
-
 /// The id of a lane, made (with its cursor at the start) if it is new.
-fn lane_id(conn: &Connection, route: &str, destination: &str) -> Result<LaneId, StoreError> {
+pub(crate) fn lane_id(
+    conn: &Connection,
+    route: &str,
+    destination: &str,
+) -> Result<LaneId, StoreError> {
     conn.prepare_cached("INSERT OR IGNORE INTO lanes (route, destination) VALUES (?1, ?2)")
         .and_then(|mut s| s.execute(params![route, destination]))
         .map_err(StoreError::Write)?;
