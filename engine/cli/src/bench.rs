@@ -109,6 +109,15 @@ impl Target {
             Target::PeerMllpCodec => "peer: tokio + hl7-mllp-codec, not durable",
         }
     }
+
+    /// A peer baseline's binary in `--peers`; `None` for the servers `wyvern` itself runs.
+    fn peer_binary(self) -> Option<&'static str> {
+        match self {
+            Target::PeerHl7v2 => Some("wyvern-peer-hl7v2"),
+            Target::PeerMllpCodec => Some("wyvern-peer-mllp-codec"),
+            _ => None,
+        }
+    }
 }
 
 /// One load shape.
@@ -186,15 +195,15 @@ fn peers_dir() -> PathBuf {
 pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Result<Server> {
     let addr = free_port()?;
     std::fs::create_dir_all(dir)?;
-    let exe = match target {
-        Target::PeerHl7v2 => peers_dir().join("wyvern-peer-hl7v2"),
-        Target::PeerMllpCodec => peers_dir().join("wyvern-peer-mllp-codec"),
-        _ => std::env::current_exe().context("finding the wyvern binary")?,
+    let peer = target.peer_binary();
+    let exe = match peer {
+        Some(name) => peers_dir().join(name),
+        None => std::env::current_exe().context("finding the wyvern binary")?,
     };
     let mut cmd = Command::new(&exe);
     let mut tls = None;
     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
-    if !matches!(target, Target::PeerHl7v2 | Target::PeerMllpCodec) {
+    if peer.is_none() {
         cmd.args(["--log", "warn"]);
     }
     match target {
@@ -248,7 +257,7 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
         format!(
             "starting {}{}",
             exe.display(),
-            if matches!(target, Target::PeerHl7v2 | Target::PeerMllpCodec) {
+            if peer.is_some() {
                 ": build the peers first (scripts/bench does, or cargo build --release --manifest-path bench/peers/Cargo.toml) or pass --peers DIR"
             } else {
                 ""

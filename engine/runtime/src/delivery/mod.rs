@@ -246,7 +246,7 @@ impl DeliveryWorker {
                 outcomes.push((item.seq, item.order_key.clone(), update));
             }
         }
-        // What was not tried (a one-at-a-time destination stops at a transient failure) is
+        // What was not tried (a one-at-a-time destination stops at its first failure) is
         // read again: the cursor stops at the first untried row of the log.
         let cursor = pass.items[tried..]
             .iter()

@@ -40,7 +40,20 @@ pub struct Settle {
 }
 
 /// Open exceptions: a key with one of these waits for it.
-const OPEN: &str = "('retry', 'waiting', 'held')";
+macro_rules! open_states {
+    () => {
+        "('retry', 'waiting', 'held')"
+    };
+}
+const OPEN: &str = open_states!();
+
+/// The exception `e` is its key's head: the oldest open exception of its key.
+const KEY_HEAD: &str = concat!(
+    "e.seq = (SELECT MIN(x.seq) FROM delivery_exceptions x ",
+    "WHERE x.lane = e.lane AND x.order_key = e.order_key AND x.state IN ",
+    open_states!(),
+    ")"
+);
 
 impl DeliveryLog for Outbox {
     fn lane(&self, route: &str, destination: &str) -> Result<LaneId, StoreError> {
@@ -78,9 +91,7 @@ impl DeliveryLog for Outbox {
         {
             let sql = format!(
                 "SELECT {ITEM} FROM {FROM} WHERE e.lane = ?1 AND e.state IN ('retry', 'waiting') \
-                 AND (e.state = 'waiting' OR e.next_at <= ?2) \
-                 AND e.seq = (SELECT MIN(x.seq) FROM delivery_exceptions x WHERE x.lane = e.lane \
-                    AND x.order_key = e.order_key AND x.state IN {OPEN}) \
+                 AND (e.state = 'waiting' OR e.next_at <= ?2) AND {KEY_HEAD} \
                  ORDER BY e.seq LIMIT ?3"
             );
             let mut stmt = self.conn.prepare_cached(&sql).map_err(StoreError::Query)?;
@@ -135,9 +146,7 @@ impl DeliveryLog for Outbox {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT MIN(e.next_at) FROM delivery_exceptions e WHERE e.lane = ?1 \
-                     AND e.state = 'retry' AND e.next_at > ?2 \
-                     AND e.seq = (SELECT MIN(x.seq) FROM delivery_exceptions x WHERE x.lane = e.lane \
-                        AND x.order_key = e.order_key AND x.state IN {OPEN})"
+                     AND e.state = 'retry' AND e.next_at > ?2 AND {KEY_HEAD}"
                 ))
                 .and_then(|mut s| s.query_row(params![lane, now_ms], |r| r.get(0)))
                 .map_err(StoreError::Query)?;
