@@ -440,6 +440,84 @@ async fn an_over_long_routing_key_is_dead_lettered_and_the_route_goes_on() {
     assert!(why.contains("routing key") && why.contains("255"), "{why}");
 }
 
+/// Issue 16: with a batch of publishes on the wire, a later message of a key can be confirmed
+/// while an earlier one of the same key failed (here: unroutable until its binding exists).
+/// The later one must then go again after the earlier one, so the receiver's last copy of
+/// each is in the key's order — before, it was recorded as delivered and the queue ended with
+/// K3 before K2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_confirmed_after_an_earlier_one_of_its_key_failed_goes_again_after_it() {
+    let _broker = BROKER.lock().await;
+    let url = amqp_url();
+    let name = format!("wyvern-test-order-{}", std::process::id());
+    let rest = format!(
+        "destinations:\n  - name: events\n    amqp:\n      url: \"{url}\"\n      exchange: {name}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {name}, bind: \"adt.A01\", type: quorum }}\n\
+         order_by: sender\nretry: {{ backoff: 100ms..1s }}\n"
+    );
+    let e = EngineProcess::start_route("", &rest);
+    let a08 = |id: &str, n| {
+        String::from_utf8(adt(id, n))
+            .expect("text")
+            .replace("ADT^A01^ADT_A01", "ADT^A08^ADT_A01")
+            .into_bytes()
+    };
+    let addr = e.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut w = Wire::connect(addr);
+        for m in [adt("K1", 1), a08("K2", 2), adt("K3", 3)] {
+            w.write(&frame(&m));
+            assert!(normalise_ack(&w.read_frame()).contains("MSA|AA|"));
+        }
+    })
+    .await
+    .expect("sender");
+    // K2 (an A08) has nowhere to go until A08s are bound too.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_bind(
+        name.as_str().into(),
+        name.as_str().into(),
+        "adt.A08".into(),
+        lapin::options::QueueBindOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("bind A08");
+    let mut ids: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let last = |ids: &[String], id: &str| ids.iter().rposition(|i| i == id);
+    while Instant::now() < deadline {
+        match ch
+            .basic_get(name.as_str().into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            Some(m) => {
+                let msg = wyvern_hl7::Message::parse(&m.delivery.data).expect("HL7");
+                ids.push(msg.control_id().into_owned());
+                m.delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+            }
+            None if last(&ids, "K2").is_some() && last(&ids, "K3") > last(&ids, "K2") => break,
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let _ = ch
+        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let (k1, k2, k3) = (last(&ids, "K1"), last(&ids, "K2"), last(&ids, "K3"));
+    assert!(
+        k1.is_some() && k2.is_some() && k1 < k2 && k2 < k3,
+        "the last copy of each is in the key's order; the queue got {ids:?}; engine log:\n{}",
+        e.log()
+    );
+}
+
 /// Issue 11: a message a queue source would not accept (here a control id refused by
 /// `control_id_reuse: reject`; a failing plugin is the same AE) was requeued every 2 s for
 /// ever. Now it is parked after a bounded number of attempts — acked, and kept in the inbox

@@ -204,7 +204,10 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
     let mut tls = None;
     cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
     if peer.is_none() {
-        cmd.args(["--log", "warn"]);
+        // `WYVERN_BENCH_SERVER_LOG=wyvern_runtime::delivery=debug` shows each delivery
+        // pass's read, send and settle times.
+        let filter = std::env::var("WYVERN_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into());
+        cmd.args(["--log", &filter]);
     }
     match target {
         Target::Echo => cmd.args([

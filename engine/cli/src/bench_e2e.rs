@@ -13,7 +13,7 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-use crate::bench::{Scenario, Target, load, messages, peak_rss_kib, start};
+use crate::bench::{Scenario, Target, cpu_secs, load, messages, peak_rss_kib, start};
 
 /// Where the messages end up, and how to count them there.
 enum Far {
@@ -88,6 +88,7 @@ async fn measure(
     far: &Far,
 ) -> anyhow::Result<bool> {
     let server = start(Target::Wyvern, &work.join(format!("e2e-{i}")), extra)?;
+    let cpu_before = cpu_secs(server.child.id());
     let started = Instant::now();
     let (ok, wrong, secs, hist) = load(
         server.addr.to_string(),
@@ -106,11 +107,18 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e = started.elapsed().as_secs_f64();
+    // The engine's CPU for the whole path (ingest, store, delivery), per message arrived.
+    let cpu = cpu_before
+        .zip(cpu_secs(server.child.id()))
+        .filter(|_| arrived > 0)
+        .map_or("-".into(), |(a, b)| {
+            format!("{:.0} µs", (b - a) * 1e6 / arrived as f64)
+        });
     let rss = peak_rss_kib(server.child.id())
         .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
     let ms = |q: f64| format!("{:.2} ms", hist.value_at_quantile(q) as f64 / 1000.0);
     println!(
-        "| {} | {:.0} | {} | {} | {:.0} | {rss} | {arrived} of {ok} |",
+        "| {} | {:.0} | {} | {} | {:.0} | {cpu} | {rss} | {arrived} of {ok} |",
         s.label(),
         (ok + wrong) as f64 / secs.max(1e-9),
         ms(0.5),
@@ -122,9 +130,9 @@ async fn measure(
 
 fn header(to: &str) {
     println!(
-        "| scenario (to {to}) | ACKs/s | p50 ACK | p99 ACK | end to end msgs/s (until the last arrived) | peak RSS | arrived |"
+        "| scenario (to {to}) | ACKs/s | p50 ACK | p99 ACK | end to end msgs/s (until the last arrived) | engine CPU/msg | peak RSS | arrived |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
 }
 
 /// The broker's own ceiling on this machine, measured in the same run: `n` 1 KB messages

@@ -16,6 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, MAX_SHORT_STRING_LENGTH, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    PublisherConfirm,
 };
 
 /// Where and how to publish.
@@ -85,23 +86,31 @@ impl AmqpPublisher {
         self.conn = None;
     }
 
-    /// Publishes many messages, each lane's back to back on its own channel, then waits for
-    /// their confirms: one broker round trip per lane for the lot, the lanes overlapping.
-    /// Results are per message, in the order given.
-    pub async fn publish_many(&mut self, items: &[Outgoing<'_>]) -> Vec<Result<(), PublishError>> {
+    /// Publishes many messages, each lane's back to back on its own channel, and returns
+    /// without waiting for their confirms: the caller may publish the next batch while the
+    /// broker confirms this one ([`Unconfirmed::confirmed`]). Equal lanes keep their order
+    /// across batches too (one channel each).
+    pub async fn start_many(&mut self, items: &[Outgoing<'_>]) -> Unconfirmed {
+        let mut unconfirmed = Unconfirmed {
+            exchange: self.target.exchange.clone(),
+            routing_keys: items.iter().map(|i| i.routing_key.clone()).collect(),
+            sent: Vec::with_capacity(items.len()),
+        };
         if self.conn.is_none() {
             match self.connect().await {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
-                    return items
+                    let why = e.to_string();
+                    unconfirmed.sent = items
                         .iter()
-                        .map(|_| Err(PublishError::Transient(e.to_string())))
+                        .map(|_| Err(PublishError::Transient(why.clone())))
                         .collect();
+                    return unconfirmed;
                 }
             }
         }
         let Some((_, channels)) = self.conn.as_ref() else {
-            return Vec::new();
+            return unconfirmed;
         };
         let mut lanes: Vec<Vec<usize>> = vec![Vec::new(); channels.len()];
         for (i, item) in items.iter().enumerate() {
@@ -116,40 +125,35 @@ impl AmqpPublisher {
                 .map(|(idx, channel)| publish_lane(channel, exchange, items, idx)),
         )
         .await;
-        let mut results: Vec<Option<Result<(), PublishError>>> =
-            items.iter().map(|_| None).collect();
-        let mut broken = false;
-        for lane in lane_results {
-            for (i, r) in lane {
-                let r = r.and_then(|c| self.judge(c, &items[i].routing_key));
-                broken |= matches!(r, Err(PublishError::Transient(_)));
-                results[i] = Some(r);
-            }
+        let mut sent: Vec<Option<Sent>> = items.iter().map(|_| None).collect();
+        for (i, r) in lane_results.into_iter().flatten() {
+            sent[i] = Some(r);
         }
+        unconfirmed.sent = sent
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(PublishError::Transient("not published".into()))))
+            .collect();
+        unconfirmed
+    }
+
+    /// Publishes many messages and waits for their confirms ([`Self::start_many`], then
+    /// [`Self::settled`] on what the broker said). Results are per message, in the order given.
+    pub async fn publish_many(&mut self, items: &[Outgoing<'_>]) -> Vec<Result<(), PublishError>> {
+        let results = self.start_many(items).await.confirmed().await;
+        self.settled(&results).await;
+        results
+    }
+
+    /// Takes note of a batch's results: after a transient failure the connection's state is
+    /// unknown, so it is closed, and the next batch opens a fresh one.
+    pub async fn settled(&mut self, results: &[Result<(), PublishError>]) {
+        let broken = results
+            .iter()
+            .any(|r| matches!(r, Err(PublishError::Transient(_))));
         if broken && let Some((conn, _)) = self.conn.take() {
             let _ = conn
                 .close(0, "wyvern: reconnecting after a failure".into())
                 .await;
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(PublishError::Transient("not published".into()))))
-            .collect()
-    }
-
-    fn judge(&self, c: Confirmation, routing_key: &str) -> Result<(), PublishError> {
-        match c {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) => Err(PublishError::Transient(format!(
-                "unroutable: exchange {:?} has no queue bound for routing key {routing_key:?} ({})",
-                self.target.exchange, returned.reply_text
-            ))),
-            Confirmation::Nack(_) => Err(PublishError::Transient(
-                "the broker refused the message (nack)".into(),
-            )),
-            Confirmation::NotRequested => {
-                Err(PublishError::Transient("publisher confirms are off".into()))
-            }
         }
     }
 
@@ -217,14 +221,68 @@ impl AmqpPublisher {
     }
 }
 
-/// Publishes one lane's messages in order on `channel`, then awaits their confirms; returns
-/// each message's index and what the broker said.
+/// One message put on the wire (its confirm to come), or why it was not.
+type Sent = Result<PublisherConfirm, PublishError>;
+
+/// A batch published and not yet confirmed. It owns all it needs, so it can be awaited while
+/// the publisher sends the next batch.
+#[must_use = "a batch counts as published only once its confirms are in"]
+pub struct Unconfirmed {
+    exchange: String,
+    routing_keys: Vec<String>,
+    sent: Vec<Sent>,
+}
+
+impl std::fmt::Debug for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unconfirmed")
+            .field("messages", &self.sent.len())
+            .finish()
+    }
+}
+
+impl Unconfirmed {
+    /// Waits for every confirm: what the broker said of each message, in the batch's order.
+    pub async fn confirmed(self) -> Vec<Result<(), PublishError>> {
+        let mut out = Vec::with_capacity(self.sent.len());
+        for (sent, key) in self.sent.into_iter().zip(&self.routing_keys) {
+            out.push(match sent {
+                Err(e) => Err(e),
+                Ok(confirm) => match confirm.await {
+                    Ok(c) => judge(c, &self.exchange, key),
+                    Err(e) => Err(PublishError::Transient(format!("no confirm: {e}"))),
+                },
+            });
+        }
+        out
+    }
+}
+
+/// What a confirm means for one message.
+fn judge(c: Confirmation, exchange: &str, routing_key: &str) -> Result<(), PublishError> {
+    match c {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) => Err(PublishError::Transient(format!(
+            "unroutable: exchange {exchange:?} has no queue bound for routing key {routing_key:?} ({})",
+            returned.reply_text
+        ))),
+        Confirmation::Nack(_) => Err(PublishError::Transient(
+            "the broker refused the message (nack)".into(),
+        )),
+        Confirmation::NotRequested => {
+            Err(PublishError::Transient("publisher confirms are off".into()))
+        }
+    }
+}
+
+/// Publishes one lane's messages in order on `channel`; returns each message's index and its
+/// confirm to come.
 async fn publish_lane(
     channel: &Channel,
     exchange: &str,
     items: &[Outgoing<'_>],
     idx: &[usize],
-) -> Vec<(usize, Result<Confirmation, PublishError>)> {
+) -> Vec<(usize, Sent)> {
     let mut pending = Vec::with_capacity(idx.len());
     for &i in idx {
         let Outgoing {
@@ -266,15 +324,5 @@ async fn publish_lane(
             .map_err(|e| PublishError::Transient(format!("publish failed: {e}")));
         pending.push((i, sent));
     }
-    let mut out = Vec::with_capacity(pending.len());
-    for (i, sent) in pending {
-        let r = match sent {
-            Err(e) => Err(e),
-            Ok(confirm) => confirm
-                .await
-                .map_err(|e| PublishError::Transient(format!("no confirm: {e}"))),
-        };
-        out.push((i, r));
-    }
-    out
+    pending
 }

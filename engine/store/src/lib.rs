@@ -33,7 +33,9 @@ pub use audit::{
 };
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
-pub use outbox::{DeliveryLog, LaneId, Outbox, OutboxItem, OutboxState, Pass, Settle, Update};
+pub use outbox::{
+    Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, OutboxState, Pass, Settle, Update,
+};
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
 pub use recovery::{
     JournalReport, OnDamage, QUARANTINE_DIR, Recovered, SegmentReport, check, scan_segment,

@@ -93,10 +93,10 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
     assert_eq!(o.lane("adt", "chie").unwrap(), chie, "a lane keeps its id");
 
     // One message per key in a pass: the second of A and of B wait behind the first.
-    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true, None).unwrap();
     assert_eq!(ids(&pass.items), ["C1", "C2", "C4"]);
     assert_eq!(pass.waiting.len(), 2);
-    let dcr_pass = o.next_pass(dcr, NOW, 100, usize::MAX, false).unwrap();
+    let dcr_pass = o.next_pass(dcr, NOW, 100, usize::MAX, false, None).unwrap();
     assert_eq!(
         dcr_pass.items.len(),
         5,
@@ -129,14 +129,14 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
         },
     )
     .unwrap();
-    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true, None).unwrap();
     assert_eq!(
         ids(&pass.items),
         ["C3"],
         "A's next goes; B's waits behind C2"
     );
     o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
-    let quiet = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    let quiet = o.next_pass(chie, NOW, 100, usize::MAX, true, None).unwrap();
     assert!(quiet.items.is_empty(), "{:?}", ids(&quiet.items));
     assert_eq!(quiet.next_at_ms, None, "a held key is not a retry");
     assert_eq!(o.dead_letters(None, Some("chie"), 10).unwrap().len(), 2);
@@ -167,11 +167,11 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
 
     // Retried by a person: C2 goes, then C5 after it.
     assert_eq!(o.requeue(Some(c2.seq), None, None, NOW).unwrap(), 1);
-    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true, None).unwrap();
     assert_eq!(ids(&pass.items), ["C2"]);
     assert_eq!((pass.items[0].state, pass.items[0].attempts), (Pending, 0));
     o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
-    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true).unwrap();
+    let pass = o.next_pass(chie, NOW, 100, usize::MAX, true, None).unwrap();
     assert_eq!(ids(&pass.items), ["C5"]);
     o.settle(chie, &all_delivered(&pass, NOW)).unwrap();
     assert_eq!(o.depth("adt", "chie").unwrap(), (0, None));
@@ -184,12 +184,12 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
 async fn delivered_messages_cost_no_row_and_an_unsettled_pass_comes_again() {
     let (dir, o) = stored((0..100).map(|n| with_delivery(n, &format!("K{}", n % 7)))).await;
     let lane = o.lane("adt", "dcr").unwrap();
-    let first = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    let first = o.next_pass(lane, NOW, 60, usize::MAX, false, None).unwrap();
     assert_eq!(first.items.len(), 60);
-    let again = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    let again = o.next_pass(lane, NOW, 60, usize::MAX, false, None).unwrap();
     assert_eq!(again, first, "not settled: the same pass again");
     o.settle(lane, &all_delivered(&first, NOW)).unwrap();
-    let rest = o.next_pass(lane, NOW, 60, usize::MAX, false).unwrap();
+    let rest = o.next_pass(lane, NOW, 60, usize::MAX, false, None).unwrap();
     assert_eq!(rest.items.len(), 40);
     assert!(rest.items[0].seq > first.items[59].seq);
     o.settle(lane, &all_delivered(&rest, NOW)).unwrap();
@@ -217,7 +217,7 @@ async fn retention_removes_only_finished_messages() {
     // Message 3: one delivery dead-lettered. Message 4: untouched (pending).
     let chie = o.lane("adt", "chie").unwrap();
     let dcr = o.lane("adt", "dcr").unwrap();
-    let pass = o.next_pass(chie, NOW, 3, usize::MAX, false).unwrap();
+    let pass = o.next_pass(chie, NOW, 3, usize::MAX, false, None).unwrap();
     let dead = Update::Dead {
         hold: false,
         error: "refused".into(),
@@ -241,7 +241,7 @@ async fn retention_removes_only_finished_messages() {
         ],
         pass.to,
     );
-    let pass = o.next_pass(dcr, NOW, 1, usize::MAX, false).unwrap();
+    let pass = o.next_pass(dcr, NOW, 1, usize::MAX, false, None).unwrap();
     settle(dcr, vec![(pass.items[0].seq, delivered)], pass.to);
     let far_future = 1_795_617_000_000 + 10_000_000;
     let pruned = o.prune_all(far_future).unwrap();
@@ -279,7 +279,9 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
     let stuck = (0..1_000).map(|n| with_delivery(n, &format!("stuck-{n}")));
     let (_dir, o) = stored(stuck.chain([with_delivery(1_000, "free")])).await;
     let lane = o.lane("adt", "chie").unwrap();
-    let pass = o.next_pass(lane, NOW, 1_000, usize::MAX, true).unwrap();
+    let pass = o
+        .next_pass(lane, NOW, 1_000, usize::MAX, true, None)
+        .unwrap();
     assert_eq!(pass.items.len(), 1_000);
     // Half held by a person's policy, half waiting for a retry far in the future.
     let outcomes = pass
@@ -302,7 +304,7 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
         })
         .collect();
     settle(&o, lane, outcomes, pass.to);
-    let pass = o.next_pass(lane, NOW, 512, usize::MAX, true).unwrap();
+    let pass = o.next_pass(lane, NOW, 512, usize::MAX, true, None).unwrap();
     let keys: Vec<&str> = pass.items.iter().map(|h| h.order_key.as_str()).collect();
     assert_eq!(
         keys,
@@ -311,14 +313,14 @@ async fn a_thousand_held_or_waiting_keys_do_not_hide_a_due_one() {
     );
     o.settle(lane, &all_delivered(&pass, NOW)).unwrap();
     assert_eq!(
-        o.next_pass(lane, NOW, 512, usize::MAX, true)
+        o.next_pass(lane, NOW, 512, usize::MAX, true, None)
             .unwrap()
             .next_at_ms,
         Some(NOW + 60_000),
         "with nothing due, the worker learns when the earliest waiting key is"
     );
     let due = o
-        .next_pass(lane, NOW + 60_000, 2_000, usize::MAX, true)
+        .next_pass(lane, NOW + 60_000, 2_000, usize::MAX, true, None)
         .unwrap();
     assert_eq!(due.items.len(), 500, "the retries, once due");
 }
@@ -336,7 +338,7 @@ async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
     let lane = o.lane("adt", "dcr").unwrap();
     let mib = 1 << 20;
     let rows = |budget| {
-        o.next_pass(lane, NOW, 100, budget, false)
+        o.next_pass(lane, NOW, 100, budget, false, None)
             .unwrap()
             .items
             .len()
@@ -349,4 +351,51 @@ async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
         "the one that crosses the budget is the last"
     );
     assert_eq!(rows(1), 1, "a message larger than the budget goes alone");
+}
+
+/// A pass read while the one before it is still being sent (a streaming destination) starts
+/// where that one ended, never reads its exception rows again, and — for a destination that
+/// sends in parallel — holds back the keys it is sending; settling both in order leaves the
+/// same record as two passes one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_read_ahead_of_one_in_flight_takes_up_where_it_ends() {
+    let keys = ["A", "B", "A", "C", "D", "B"];
+    let (_dir, o) = stored(keys.iter().enumerate().map(|(n, k)| with_delivery(n, k))).await;
+    let lane = o.lane("adt", "chie").unwrap();
+    // A retry of A falls due, so the first pass holds an exception row.
+    let first = o.next_pass(lane, NOW, 1, usize::MAX, true, None).unwrap();
+    assert_eq!(ids(&first.items), ["C0"]);
+    let retry = Update::RetryAt {
+        next_at_ms: NOW,
+        error: "503".into(),
+    };
+    settle(
+        &o,
+        lane,
+        vec![(first.items[0].seq, "A".into(), retry)],
+        first.to,
+    );
+
+    let prev = o.next_pass(lane, NOW, 2, usize::MAX, true, None).unwrap();
+    assert_eq!(ids(&prev.items), ["C0", "C1"], "A's retry, then the log");
+    let ahead = wyvern_store::Ahead {
+        from: prev.to,
+        seqs: prev.items.iter().map(|i| i.seq).collect(),
+        keys: prev.items.iter().map(|i| i.order_key.clone()).collect(),
+    };
+    let next = o
+        .next_pass(lane, NOW, 100, usize::MAX, true, Some(&ahead))
+        .unwrap();
+    assert_eq!(
+        ids(&next.items),
+        ["C3", "C4"],
+        "not C0 again (in flight); C2 waits behind A's retry, C5 behind B's C1 (in flight)"
+    );
+    assert_eq!(next.waiting.len(), 2);
+    o.settle(lane, &all_delivered(&prev, NOW)).unwrap();
+    o.settle(lane, &all_delivered(&next, NOW)).unwrap();
+    let last = o.next_pass(lane, NOW, 100, usize::MAX, true, None).unwrap();
+    assert_eq!(ids(&last.items), ["C2", "C5"], "the waiting ones, in turn");
+    o.settle(lane, &all_delivered(&last, NOW)).unwrap();
+    assert_eq!(o.depth("adt", "chie").unwrap(), (0, None));
 }

@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use wyvern_core::ErrorClass;
 use wyvern_store::OutboxItem;
 
-use super::{Failure, Sink};
+use super::{Failure, Sending, Sink};
 
 /// [`Sink::deliver_many`], with panics caught; `panics` counts them.
 pub(super) async fn deliver_guarded(
@@ -55,6 +55,46 @@ pub(super) async fn deliver_guarded(
         }
     }
     out
+}
+
+/// [`Sink::start`], with panics caught: a batch that panicked is sent as
+/// [`deliver_guarded`] sends it.
+pub(super) async fn start_guarded(
+    sink: &mut Sink,
+    batch: &[OutboxItem],
+    panics: &AtomicU64,
+) -> Sending {
+    match AssertUnwindSafe(sink.start(batch)).catch_unwind().await {
+        Ok(sending) => sending,
+        Err(p) => {
+            panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(panic = %panic_text(p.as_ref()), "putting a batch on the wire panicked; sending it again one message at a time");
+            sink.reset();
+            Sending::Done(deliver_guarded(sink, batch, panics).await)
+        }
+    }
+}
+
+/// [`Sink::confirmed`], with panics caught: the batch is sent again as [`deliver_guarded`]
+/// sends it (its first sending may have arrived: at least once).
+pub(super) async fn confirmed_guarded(
+    sink: &mut Sink,
+    sending: Sending,
+    batch: &[OutboxItem],
+    panics: &AtomicU64,
+) -> Vec<Result<String, Failure>> {
+    match AssertUnwindSafe(sink.confirmed(sending))
+        .catch_unwind()
+        .await
+    {
+        Ok(results) => results,
+        Err(p) => {
+            panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(panic = %panic_text(p.as_ref()), "waiting for a batch's confirms panicked; sending it again one message at a time");
+            sink.reset();
+            deliver_guarded(sink, batch, panics).await
+        }
+    }
 }
 
 fn poisoned(item: &OutboxItem, panic: &str) -> Failure {

@@ -22,6 +22,7 @@ mod backoff;
 mod guard;
 mod sink;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,10 +32,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wyvern_config::{Destination, OnPermanent, RetryPolicy};
 use wyvern_core::{Clock, ErrorClass};
-use wyvern_store::{DeliveryLog, LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
+use wyvern_store::{Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
-pub use sink::{Failure, Sink, fhir_request, judge_ack};
+pub use sink::{Failure, Sending, Sink, fhir_request, judge_ack};
 
 /// Rows read per pass for destinations that send one message at a time or in parallel.
 const BATCH: usize = 512;
@@ -98,6 +99,45 @@ pub struct DeliveryWorker {
     control: Arc<crate::control::RouteControl>,
     /// Set while the destination fails whole passes: the pause before the next probe.
     probing: Option<Duration>,
+    /// A streaming destination's pass on the wire, its outcomes not yet recorded.
+    in_flight: Option<InFlight>,
+    /// Keys that failed in the pass recorded last, while `in_flight` was already sent.
+    failed_keys: HashSet<String>,
+}
+
+/// A pass sent to a streaming destination and not yet recorded.
+#[derive(Debug)]
+struct InFlight {
+    pass: wyvern_store::Pass,
+    sending: Sending,
+    timing: Timing,
+}
+
+impl InFlight {
+    /// How the pass after this one is read while this one is in flight (`one_per_key`: the
+    /// destination sends in parallel, so this pass's keys must not be sent again meanwhile).
+    fn ahead(&self, one_per_key: bool) -> Ahead {
+        let items = &self.pass.items;
+        Ahead {
+            from: self.pass.to,
+            seqs: items
+                .iter()
+                .filter(|i| i.seq < self.pass.from)
+                .map(|i| i.seq)
+                .collect(),
+            keys: match one_per_key {
+                true => items.iter().map(|i| i.order_key.clone()).collect(),
+                false => HashSet::new(),
+            },
+        }
+    }
+}
+
+/// When a pass started, and how long reading it took (for the pass's debug line).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    started: std::time::Instant,
+    read: Duration,
 }
 
 /// How often a paused worker looks whether it was resumed.
@@ -131,6 +171,8 @@ impl DeliveryWorker {
             counters: Arc::default(),
             control: Arc::default(),
             probing: None,
+            in_flight: None,
+            failed_keys: HashSet::new(),
         })
     }
 
@@ -191,6 +233,9 @@ impl DeliveryWorker {
                     self.counters.panics.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(route = %self.route, destination = %self.destination, panic = %guard::panic_text(p.as_ref()), "delivery pass panicked; starting a new pass");
                     self.sink.reset();
+                    // What was on the wire is read and sent again: at least once.
+                    self.in_flight = None;
+                    self.failed_keys.clear();
                     IDLE
                 }
             };
@@ -200,21 +245,32 @@ impl DeliveryWorker {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        if let Some(last) = self.in_flight.take() {
+            let _ = self.finish(last).await;
+        }
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
     }
 
-    /// One pass: read what is due, send it, record the outcomes and move the cursor.
+    /// One pass: read what is due, send it, record the outcomes and move the cursor. A
+    /// streaming destination's pass is recorded one pass later: it is put on the wire, then
+    /// the previous pass's confirms are awaited and recorded, so the destination always has
+    /// the next pass to work on while the worker waits.
     async fn pass(&mut self) -> Pass {
-        let (pipelines, one_per_key) = (self.sink.pipelines(), self.sink.parallel());
-        let limit = match (self.probing, pipelines) {
+        let streams = self.sink.pipelines() && self.probing.is_none();
+        if !streams && let Some(prev) = self.in_flight.take() {
+            return self.finish(prev).await;
+        }
+        let limit = match (self.probing, self.sink.pipelines()) {
             (Some(_), _) => 1,
             (None, true) => PIPELINE,
             (None, false) => BATCH,
         };
+        let one_per_key = self.sink.parallel();
+        let ahead = self.in_flight.as_ref().map(|f| f.ahead(one_per_key));
         let (lane, now) = (self.lane, self.clock.now_millis());
         let started = std::time::Instant::now();
         let pass = match self
-            .db(move |o| o.next_pass(lane, now, limit, PASS_BYTES, one_per_key))
+            .db(move |o| o.next_pass(lane, now, limit, PASS_BYTES, one_per_key, ahead.as_ref()))
             .await
         {
             Ok(p) => p,
@@ -224,27 +280,96 @@ impl DeliveryWorker {
             }
         };
         if pass.items.is_empty() && pass.waiting.is_empty() {
+            if let Some(prev) = self.in_flight.take() {
+                return self.finish(prev).await;
+            }
             let wake = pass.next_at_ms.map_or(IDLE, |at| {
                 IDLE.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
             });
             return Pass::Idle(wake);
         }
         let read = started.elapsed();
+        if !streams {
+            let results =
+                guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
+            let timing = Timing { started, read };
+            return self.record(pass, results, HashSet::new(), timing).await.0;
+        }
+        let sending =
+            guard::start_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
+        let next = InFlight {
+            pass,
+            sending,
+            timing: Timing { started, read },
+        };
+        match self.in_flight.replace(next) {
+            Some(prev) => self.finish(prev).await,
+            None => Pass::Delivered,
+        }
+    }
+
+    /// Waits for an in-flight pass's outcomes and records them. If it could not be recorded in
+    /// full, the pass read ahead of it is forgotten (its messages are read and sent again:
+    /// at least once), since recording it would move the cursor past what was not recorded.
+    async fn finish(&mut self, f: InFlight) -> Pass {
+        let InFlight {
+            pass,
+            sending,
+            timing,
+        } = f;
         let results =
-            guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
-        let sent = started.elapsed();
+            guard::confirmed_guarded(&mut self.sink, sending, &pass.items, &self.counters.panics)
+                .await;
+        let carried = std::mem::take(&mut self.failed_keys);
+        let (outcome, failed) = self.record(pass, results, carried, timing).await;
+        match failed {
+            Some(keys) => self.failed_keys = keys,
+            None => self.in_flight = None,
+        }
+        outcome
+    }
+
+    /// Turns a pass's results into outcomes, records them with the new cursor, and decides
+    /// whether the destination is down. `carried`: keys that failed in the pass before this
+    /// one while this one was already on the wire. A log row delivered after an earlier row
+    /// of its key failed (in this pass, or in `carried`) went out of order: it is recorded as
+    /// waiting behind that one, so it goes again after it. Returns the keys that failed, or
+    /// `None` if the pass was not recorded in full (the cursor stopped short of its end, or
+    /// the store failed).
+    async fn record(
+        &mut self,
+        pass: wyvern_store::Pass,
+        results: Vec<Result<String, Failure>>,
+        mut failed_keys: HashSet<String>,
+        timing: Timing,
+    ) -> (Pass, Option<HashSet<String>>) {
+        let sent = timing.started.elapsed();
         let now = self.clock.now_millis();
         let tried = results.len();
+        let lane = self.lane;
         let mut got_through = pass.items.is_empty();
         let mut outcomes: Vec<(i64, String, Update)> = Vec::new();
+        let mut again: Vec<(i64, String)> = Vec::new();
         for (item, r) in pass.items.iter().zip(results) {
             got_through |= r.is_ok() || matches!(&r, Err(f) if f.class != ErrorClass::Transient);
             let update = self.outcome(item, r, now);
-            // A row from the log that was delivered needs nothing but the cursor.
             let from_log = item.seq >= pass.from;
-            if !(from_log && matches!(update, Update::Delivered { .. })) {
-                outcomes.push((item.seq, item.order_key.clone(), update));
+            match &update {
+                Update::Delivered { .. } if from_log && failed_keys.contains(&item.order_key) => {
+                    again.push((item.seq, item.order_key.clone()));
+                    continue;
+                }
+                // A row from the log that was delivered needs nothing but the cursor.
+                Update::Delivered { .. } if from_log => continue,
+                Update::RetryAt { .. } | Update::Dead { hold: true, .. } => {
+                    failed_keys.insert(item.order_key.clone());
+                }
+                Update::Delivered { .. } | Update::Dead { hold: false, .. } => {}
             }
+            outcomes.push((item.seq, item.order_key.clone(), update));
+        }
+        if !again.is_empty() {
+            tracing::warn!(route = %self.route, destination = %self.destination, messages = again.len(), "delivered after an earlier message of their key failed; they go again after it, to keep each key's order");
         }
         // What was not tried (a one-at-a-time destination stops at its first failure) is
         // read again: the cursor stops at the first untried row of the log.
@@ -253,22 +378,26 @@ impl DeliveryWorker {
             .find(|i| i.seq >= pass.from)
             .map_or(pass.to, |i| i.seq);
         let pass_waiting = pass.waiting.len();
+        let mut waiting: Vec<(i64, String)> = pass
+            .waiting
+            .into_iter()
+            .filter(|(seq, _)| *seq < cursor)
+            .collect();
+        waiting.extend(again);
         let settle = Settle {
             outcomes,
-            waiting: pass
-                .waiting
-                .into_iter()
-                .filter(|(seq, _)| *seq < cursor)
-                .collect(),
+            waiting,
             cursor,
         };
         if let Err(e) = self.db(move |o| o.settle(lane, &settle)).await {
             // Delivered (or failed) but not recorded: it will be tried again, which
             // at-least-once allows — after a pause, not in a tight loop.
             tracing::error!(route = %self.route, destination = %self.destination, error = %e, "cannot record delivery outcomes; pausing before the next pass");
-            return Pass::StoreFailed;
+            return (Pass::StoreFailed, None);
         }
+        let Timing { started, read } = timing;
         tracing::debug!(route = %self.route, destination = %self.destination, messages = tried, waiting = pass_waiting, read = ?read, send = ?(sent - read), settle = ?(started.elapsed() - sent), "delivery pass");
+        let recorded = (cursor == pass.to).then_some(failed_keys);
         self.probing = match (got_through, self.probing) {
             (true, Some(_)) => {
                 tracing::info!(route = %self.route, destination = %self.destination, "the destination takes messages again");
@@ -280,14 +409,14 @@ impl DeliveryWorker {
             (false, None) => {
                 tracing::warn!(route = %self.route, destination = %self.destination, "nothing got through in this pass; sending one message at a time until one does");
                 self.probing = Some(self.retry.first.min(PROBE_MAX));
-                return Pass::Delivered;
+                return (Pass::Delivered, recorded);
             }
             (false, Some(pause)) => {
                 self.probing = Some((pause * 2).min(PROBE_MAX));
-                return Pass::Probe(pause);
+                return (Pass::Probe(pause), recorded);
             }
         };
-        Pass::Delivered
+        (Pass::Delivered, recorded)
     }
 
     /// Counts, logs and turns one result into the outbox update to record.

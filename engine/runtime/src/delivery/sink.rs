@@ -3,7 +3,9 @@
 //! (permanent).
 
 use wyvern_config::{DestinationKind, FhirAuth, TemplatePart};
-use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing, PublishError};
+use wyvern_connectors::amqp::{
+    AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing, PublishError, Unconfirmed,
+};
 use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome, Interaction, OAuth2Spec};
 use wyvern_connectors::file::FileSink;
 use wyvern_connectors::mllp::MllpOutbound;
@@ -105,14 +107,14 @@ pub struct AmqpSink {
 }
 
 impl AmqpSink {
-    /// Publishes the items back to back on one channel, then awaits their confirms.
-    async fn publish_all(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
+    /// Publishes the items back to back, each key's on one channel (in order), and returns
+    /// without waiting for their confirms.
+    async fn start(&mut self, items: &[OutboxItem]) -> Sending {
         let keys: Vec<String> = items
             .iter()
             .map(|i| render(&self.routing_key, &i.payload))
             .collect();
         let ids: Vec<String> = items.iter().map(OutboxItem::delivery_id).collect();
-        // One ordering key, one lane: its messages stay in order on one channel.
         let batch: Vec<Outgoing<'_>> = items
             .iter()
             .zip(&keys)
@@ -125,19 +127,19 @@ impl AmqpSink {
                 lane: u64::from(crc32fast::hash(i.order_key.as_bytes())),
             })
             .collect();
-        let results = self.publisher.publish_many(&batch).await;
-        results
-            .into_iter()
-            .zip(keys)
-            .map(|(r, k)| {
-                r.map(|()| format!("confirmed, routing key {k}"))
-                    .map_err(|e| match e {
-                        PublishError::Transient(why) => Failure::transient(why),
-                        PublishError::Permanent(why) => Failure::permanent(why),
-                    })
-            })
-            .collect()
+        let unconfirmed = self.publisher.start_many(&batch).await;
+        Sending::Amqp(unconfirmed, keys)
     }
+}
+
+/// A batch on its way: sent and awaiting the receiver's word (a streaming destination), or
+/// already answered.
+#[derive(Debug)]
+pub enum Sending {
+    /// Published; the confirms, and the routing key each message went with, to come.
+    Amqp(Unconfirmed, Vec<String>),
+    /// Every result is in.
+    Done(Vec<Result<String, Failure>>),
 }
 
 /// Sends the items, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so they
@@ -258,9 +260,42 @@ impl Sink {
     }
 
     /// Whether this destination takes many messages of one key at once and keeps their order
-    /// (AMQP: one channel, confirms in order).
+    /// (AMQP: one channel, confirms in order), and streams: a batch is put on the wire by
+    /// [`Sink::start`] and its outcomes come later ([`Sink::confirmed`]), so the worker reads
+    /// and sends the next batch meanwhile.
     pub fn pipelines(&self) -> bool {
         matches!(self, Sink::Amqp(_))
+    }
+
+    /// Puts a batch on the wire; a destination that does not stream delivers it now.
+    pub async fn start(&mut self, items: &[OutboxItem]) -> Sending {
+        match self {
+            Sink::Amqp(a) => a.start(items).await,
+            _ => Sending::Done(self.deliver_many(items).await),
+        }
+    }
+
+    /// The outcomes of a batch from [`Sink::start`], one per item tried, in order.
+    pub async fn confirmed(&mut self, sending: Sending) -> Vec<Result<String, Failure>> {
+        let (unconfirmed, keys) = match sending {
+            Sending::Amqp(unconfirmed, keys) => (unconfirmed, keys),
+            Sending::Done(results) => return results,
+        };
+        let results = unconfirmed.confirmed().await;
+        if let Sink::Amqp(a) = self {
+            a.publisher.settled(&results).await;
+        }
+        results
+            .into_iter()
+            .zip(keys)
+            .map(|(r, k)| {
+                r.map(|()| format!("confirmed, routing key {k}"))
+                    .map_err(|e| match e {
+                        PublishError::Transient(why) => Failure::transient(why),
+                        PublishError::Permanent(why) => Failure::permanent(why),
+                    })
+            })
+            .collect()
     }
 
     /// Whether this destination sends a pass's messages in parallel (FHIR: HTTP keeps no order
@@ -276,7 +311,10 @@ impl Sink {
     /// (their key may now be held).
     pub async fn deliver_many(&mut self, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
         match self {
-            Sink::Amqp(a) => a.publish_all(items).await,
+            Sink::Amqp(a) => {
+                let sending = a.start(items).await;
+                self.confirmed(sending).await
+            }
             Sink::Fhir(client) => post_all(client, items).await,
             Sink::Serial(serial) => {
                 let mut out = Vec::with_capacity(items.len());

@@ -28,6 +28,19 @@ pub struct Pass {
     pub next_at_ms: Option<i64>,
 }
 
+/// How a pass read while the worker's previous pass is still being sent differs from one read
+/// at the cursor: the log is read from where that pass ended, its exception rows are not read
+/// again, and (for destinations that send in parallel) its keys count as already in the pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ahead {
+    /// The previous pass's [`Pass::to`].
+    pub from: i64,
+    /// The exception rows the previous pass is sending.
+    pub seqs: HashSet<i64>,
+    /// The keys the previous pass is sending (used with `one_per_key`).
+    pub keys: HashSet<String>,
+}
+
 /// What a worker records after a pass, in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settle {
@@ -63,7 +76,8 @@ impl DeliveryLog for Outbox {
     /// Reads one pass of `lane`: at most `limit` rows and about `max_bytes` of payload (the
     /// first row always goes, so a message larger than the budget is sent alone). With
     /// `one_per_key` (destinations that send in parallel), a second row of a key already in
-    /// the pass waits behind it as an exception, like a row behind a retry.
+    /// the pass waits behind it as an exception, like a row behind a retry. With `ahead`, the
+    /// pass follows one still in flight.
     fn next_pass(
         &self,
         lane: LaneId,
@@ -71,12 +85,14 @@ impl DeliveryLog for Outbox {
         limit: usize,
         max_bytes: usize,
         one_per_key: bool,
+        ahead: Option<&Ahead>,
     ) -> Result<Pass, StoreError> {
-        let from: i64 = self
+        let cursor: i64 = self
             .conn
             .prepare_cached("SELECT done_below FROM lanes WHERE lane = ?1")
             .and_then(|mut s| s.query_row([lane], |r| r.get(0)))
             .map_err(StoreError::Query)?;
+        let from = ahead.map_or(cursor, |a| a.from.max(cursor));
         let mut pass = Pass {
             from,
             to: from,
@@ -87,7 +103,10 @@ impl DeliveryLog for Outbox {
             bytes: max_bytes,
             first: true,
         };
-        let mut keys = HashSet::new();
+        let mut keys = match ahead {
+            Some(a) if one_per_key => a.keys.clone(),
+            _ => HashSet::new(),
+        };
         {
             let sql = format!(
                 "SELECT {ITEM} FROM {FROM} WHERE e.lane = ?1 AND e.state IN ('retry', 'waiting') \
@@ -100,6 +119,9 @@ impl DeliveryLog for Outbox {
                 .map_err(StoreError::Query)?;
             for row in rows {
                 let row = row.map_err(StoreError::Query)?;
+                if ahead.is_some_and(|a| a.seqs.contains(&row.seq)) {
+                    continue;
+                }
                 if !budget.take(row.payload.len()) {
                     break;
                 }

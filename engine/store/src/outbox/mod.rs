@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 
-pub use lane::{Pass, Settle};
+pub use lane::{Ahead, Pass, Settle};
 
 /// A lane's id: one destination of one route.
 pub type LaneId = i64;
@@ -190,6 +190,7 @@ pub trait DeliveryLog: Send + std::fmt::Debug {
         limit: usize,
         max_bytes: usize,
         one_per_key: bool,
+        ahead: Option<&Ahead>,
     ) -> Result<Pass, StoreError>;
     /// Records a pass's outcomes and moves the cursor, all or nothing.
     fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError>;
