@@ -63,7 +63,7 @@ impl StoreOptions {
             max_batch: 2048,
             queue: 8192,
             segment_bytes: 16 << 20,
-            queue_bytes: 64 << 20,
+            queue_bytes: 8 << 20,
             on_damage: OnDamage::Refuse,
         }
     }

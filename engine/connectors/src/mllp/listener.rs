@@ -90,7 +90,7 @@ impl MllpListenerOptions {
             idle_timeout: Duration::from_secs(300),
             frame_timeout: Duration::from_secs(30),
             max_in_flight: 256,
-            max_in_flight_bytes: 64 << 20,
+            max_in_flight_bytes: 8 << 20,
         }
     }
 }

@@ -47,7 +47,7 @@ const PROBE_MAX: Duration = Duration::from_secs(10);
 const PIPELINE: usize = 2048;
 /// Payload bytes a pass reads at most (past its first message, which always goes): with
 /// 16 MiB messages, `PIPELINE` rows alone would be 32 GiB.
-const PASS_BYTES: usize = 64 << 20;
+const PASS_BYTES: usize = 16 << 20;
 /// Longest sleep between passes when nothing wakes the worker.
 const IDLE: Duration = Duration::from_secs(1);
 /// Longest pause after outcomes could not be recorded (the store is failing, e.g. disk full):
