@@ -256,7 +256,7 @@ impl DeliveryWorker {
     /// the previous pass's confirms are awaited and recorded, so the destination always has
     /// the next pass to work on while the worker waits.
     async fn pass(&mut self) -> Pass {
-        let streams = self.sink.pipelines() && self.probing.is_none();
+        let streams = self.sink.streams() && self.probing.is_none();
         if !streams && let Some(prev) = self.in_flight.take() {
             return self.finish(prev).await;
         }

@@ -138,6 +138,8 @@ impl AmqpSink {
 pub enum Sending {
     /// Published; the confirms, and the routing key each message went with, to come.
     Amqp(Unconfirmed, Vec<String>),
+    /// Requests on their way (a task of their own); the answers to come, in the batch's order.
+    Http(tokio::task::JoinHandle<Vec<Result<String, Failure>>>),
     /// Every result is in.
     Done(Vec<Result<String, Failure>>),
 }
@@ -146,8 +148,19 @@ pub enum Sending {
 /// may go in parallel: HTTP has no connection-level order to keep. Results come back in the
 /// batch's order.
 async fn post_all(client: &FhirClient, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
+    post_jobs(client.clone(), requests(items)).await
+}
+
+/// Each item's FHIR request, or why it cannot be made.
+fn requests(items: &[OutboxItem]) -> Vec<Result<(Interaction, Vec<u8>), Failure>> {
+    items.iter().map(|i| fhir_request(&i.payload)).collect()
+}
+
+async fn post_jobs(
+    client: FhirClient,
+    jobs: Vec<Result<(Interaction, Vec<u8>), Failure>>,
+) -> Vec<Result<String, Failure>> {
     use futures_util::StreamExt as _;
-    let jobs: Vec<_> = items.iter().map(|i| fhir_request(&i.payload)).collect();
     futures_util::stream::iter(jobs)
         .map(|job| {
             let client = client.clone();
@@ -260,18 +273,27 @@ impl Sink {
     }
 
     /// Whether this destination takes many messages of one key at once and keeps their order
-    /// (AMQP: one channel, confirms in order), and streams: a batch is put on the wire by
-    /// [`Sink::start`] and its outcomes come later ([`Sink::confirmed`]), so the worker reads
-    /// and sends the next batch meanwhile.
+    /// (AMQP: one channel, confirms in order).
     pub fn pipelines(&self) -> bool {
         matches!(self, Sink::Amqp(_))
+    }
+
+    /// Whether the worker may read and send the next batch while this one is answered
+    /// ([`Sink::start`], then [`Sink::confirmed`]): AMQP (confirms come later on the same
+    /// channels, in order) and FHIR (requests are independent; the next batch holds none of
+    /// this one's keys). One-at-a-time destinations wait for each answer.
+    pub fn streams(&self) -> bool {
+        matches!(self, Sink::Amqp(_) | Sink::Fhir(_))
     }
 
     /// Puts a batch on the wire; a destination that does not stream delivers it now.
     pub async fn start(&mut self, items: &[OutboxItem]) -> Sending {
         match self {
             Sink::Amqp(a) => a.start(items).await,
-            _ => Sending::Done(self.deliver_many(items).await),
+            Sink::Fhir(client) => {
+                Sending::Http(tokio::spawn(post_jobs(client.clone(), requests(items))))
+            }
+            Sink::Serial(_) => Sending::Done(self.deliver_many(items).await),
         }
     }
 
@@ -280,6 +302,15 @@ impl Sink {
         let (unconfirmed, keys) = match sending {
             Sending::Amqp(unconfirmed, keys) => (unconfirmed, keys),
             Sending::Done(results) => return results,
+            Sending::Http(task) => {
+                return match task.await {
+                    Ok(results) => results,
+                    // The caller's guard catches it, as if it had panicked here.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled (the runtime is stopping): nothing counts as tried.
+                    Err(_) => Vec::new(),
+                };
+            }
         };
         let results = unconfirmed.confirmed().await;
         if let Sink::Amqp(a) = self {
