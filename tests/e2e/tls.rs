@@ -442,7 +442,10 @@ fn validate_names_a_missing_or_expired_certificate_and_warns_before_one_expires(
         pki.path(),
         "soon",
         &Leaf {
-            lifetime: Duration::from_secs(10 * 86_400 + 3600),
+            // Valid from an hour ago, so this ends 10½ days from now: "10 day(s)" however
+            // long the run takes (it ended exactly 10 days from now, and a validate that ran
+            // in a later second than the issue read 9).
+            lifetime: Duration::from_secs(10 * 86_400 + 3600 + 12 * 3600),
             ..Leaf::server("localhost")
         },
     );
