@@ -455,7 +455,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .copied()
             .filter(|s| s.connections > 1)
             .collect();
-        return crate::bench_e2e::bench_fhir(work.path(), &many).await;
+        return crate::bench_e2e::bench_fhir(work.path(), &many, args.rounds).await;
     }
     if let Some(url) = &args.amqp {
         let amqp_scenarios: Vec<Scenario> = scenarios
@@ -463,7 +463,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .copied()
             .filter(|s| s.connections > 1)
             .collect();
-        return crate::bench_e2e::bench_amqp(url, work.path(), &amqp_scenarios).await;
+        return crate::bench_e2e::bench_amqp(url, work.path(), &amqp_scenarios, args.rounds).await;
     }
     let mut results = Vec::new();
     let mut failed: Vec<String> = Vec::new();

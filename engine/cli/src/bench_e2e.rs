@@ -79,15 +79,15 @@ fn fhir_stored(addr: SocketAddr) -> u64 {
 }
 
 /// Sends a scenario through Wyvern (route tail `extra`) and waits for everything at `far`.
-/// Returns whether every ACK was right.
+/// Returns whether every ACK was right, and the end-to-end rate.
 async fn measure(
     i: usize,
     s: &Scenario,
-    work: &Path,
+    dir: &Path,
     extra: &str,
     far: &Far,
-) -> anyhow::Result<bool> {
-    let server = start(Target::Wyvern, &work.join(format!("e2e-{i}")), extra)?;
+) -> anyhow::Result<(bool, f64)> {
+    let server = start(Target::Wyvern, dir, extra)?;
     let cpu_before = cpu_secs(server.child.id());
     let started = Instant::now();
     let (ok, wrong, secs, hist) = load(
@@ -125,7 +125,7 @@ async fn measure(
         ms(0.99),
         arrived as f64 / e2e.max(1e-9)
     );
-    Ok(wrong == 0)
+    Ok((wrong == 0, arrived as f64 / e2e.max(1e-9)))
 }
 
 fn header(to: &str) {
@@ -197,40 +197,96 @@ pub async fn bench_amqp(
     url: &str,
     work: &Path,
     scenarios: &[Scenario],
+    rounds: usize,
 ) -> anyhow::Result<ExitCode> {
     let n = scenarios.first().map_or(20_000, |s| s.messages);
-    eprintln!("  broker floor: {n} messages published straight to RabbitMQ …");
-    let floor = broker_floor(url, n).await?;
-    println!(
-        "Broker floor (same run): {floor:.0} msgs/s — 16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store.\n"
-    );
-    run_scenarios("RabbitMQ", work, scenarios, |i| async move {
-        let conn = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
-        let queue = format!("wyvern-bench-{}-{i}", std::process::id());
-        let extra = format!(
-            "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
+    let mut summary = Summary::default();
+    for round in 1..=rounds.max(1) {
+        eprintln!("  round {round}: broker floor, {n} messages published straight to RabbitMQ …");
+        let floor = broker_floor(url, n).await?;
+        println!(
+            "Round {round}. Broker floor (same run): {floor:.0} msgs/s — 16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store.\n"
         );
-        Ok((Far::Amqp { conn, queue }, extra))
-    })
-    .await
+        let rates = run_scenarios("RabbitMQ", work, scenarios, |i| async move {
+            let conn = Connection::connect(url, ConnectionProperties::default())
+                .await
+                .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
+            let queue = format!("wyvern-bench-{}-{round}-{i}", std::process::id());
+            let extra = format!(
+                "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
+            );
+            Ok((Far::Amqp { conn, queue }, extra))
+        })
+        .await?;
+        summary.add(scenarios, floor, rates);
+    }
+    Ok(summary.print("broker floor"))
+}
+
+/// Each scenario's end-to-end rate ÷ its round's floor, over the rounds.
+#[derive(Default)]
+struct Summary {
+    all_right: bool,
+    rounds: usize,
+    ratios: Vec<(String, Vec<f64>)>,
+}
+
+impl Summary {
+    fn add(&mut self, scenarios: &[Scenario], floor: f64, rates: Option<Vec<f64>>) {
+        self.all_right = (self.rounds == 0 || self.all_right) && rates.is_some();
+        self.rounds += 1;
+        for (s, rate) in scenarios.iter().zip(rates.unwrap_or_default()) {
+            let ratio = rate / floor.max(1e-9);
+            match self
+                .ratios
+                .iter_mut()
+                .find(|(label, _)| *label == s.label())
+            {
+                Some((_, all)) => all.push(ratio),
+                None => self.ratios.push((s.label(), vec![ratio])),
+            }
+        }
+    }
+
+    /// Prints the median ratio of each scenario (the claim; this machine drifts between runs)
+    /// with every round's, and says whether every ACK was right.
+    fn print(mut self, floor: &str) -> ExitCode {
+        println!(
+            "\nSame-run ratios (end to end ÷ {floor}), over {} round(s):",
+            self.rounds
+        );
+        for (label, all) in &mut self.ratios {
+            let each: Vec<String> = all.iter().map(|r| format!("{r:.2}")).collect();
+            all.sort_by(f64::total_cmp);
+            println!(
+                "- {label}: median {:.2} (rounds: {})",
+                all[all.len() / 2],
+                each.join(", ")
+            );
+        }
+        if self.all_right {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs each scenario through Wyvern to `to`: `far_for(i)` sets up the far end of scenario
-/// `i` and returns it with the route's destination YAML.
+/// `i` and returns it with the route's destination YAML. Returns each scenario's end-to-end
+/// rate, or `None` if any ACK was wrong.
 async fn run_scenarios<F, Fut>(
     to: &str,
     work: &Path,
     scenarios: &[Scenario],
     mut far_for: F,
-) -> anyhow::Result<ExitCode>
+) -> anyhow::Result<Option<Vec<f64>>>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Far, String)>>,
 {
     header(to);
-    let mut all_right = true;
+    let (mut all_right, mut rates) = (true, Vec::with_capacity(scenarios.len()));
     for (i, s) in scenarios.iter().enumerate() {
         let (far, extra) = far_for(i).await?;
         eprintln!(
@@ -238,14 +294,15 @@ where
             s.label(),
             s.messages
         );
-        all_right &= measure(i, s, work, &extra, &far).await?;
+        // A store of its own each time: a round that reused one would be all resends.
+        let dir = tempfile::tempdir_in(work)?;
+        let (right, rate) = measure(i, s, dir.path(), &extra, &far).await?;
+        all_right &= right;
+        rates.push(rate);
         far.clean_up().await;
     }
-    Ok(if all_right {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    println!();
+    Ok(all_right.then_some(rates))
 }
 
 /// Starts the FHIR stand-in (`wyvern dev fhir-server`) on a free port.
@@ -313,19 +370,28 @@ async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
-pub async fn bench_fhir(work: &Path, scenarios: &[Scenario]) -> anyhow::Result<ExitCode> {
+pub async fn bench_fhir(
+    work: &Path,
+    scenarios: &[Scenario],
+    rounds: usize,
+) -> anyhow::Result<ExitCode> {
     let n = scenarios.first().map_or(20_000, |s| s.messages);
-    eprintln!("  FHIR floor: {n} messages POSTed straight to the stand-in …");
-    let floor = fhir_floor(n).await?;
-    println!(
-        "FHIR floor (same run): {floor:.0} msgs/s — the engine's FHIR client POSTing each message as a Binary straight to the stand-in, 16 at a time, no MLLP, no store.\n"
-    );
-    run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
-        let (addr, stand_in) = fhir_stand_in().await?;
-        let extra = format!(
-            "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
+    let mut summary = Summary::default();
+    for round in 1..=rounds.max(1) {
+        eprintln!("  round {round}: FHIR floor, {n} messages POSTed straight to the stand-in …");
+        let floor = fhir_floor(n).await?;
+        println!(
+            "Round {round}. FHIR floor (same run): {floor:.0} msgs/s — the engine's FHIR client POSTing each message as a Binary straight to the stand-in, 16 at a time, no MLLP, no store.\n"
         );
-        Ok((Far::Fhir { addr, stand_in }, extra))
-    })
-    .await
+        let rates = run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
+            let (addr, stand_in) = fhir_stand_in().await?;
+            let extra = format!(
+                "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
+            );
+            Ok((Far::Fhir { addr, stand_in }, extra))
+        })
+        .await?;
+        summary.add(scenarios, floor, rates);
+    }
+    Ok(summary.print("FHIR floor"))
 }
