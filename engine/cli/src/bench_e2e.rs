@@ -200,27 +200,66 @@ pub async fn bench_amqp(
     rounds: usize,
 ) -> anyhow::Result<ExitCode> {
     let n = scenarios.first().map_or(20_000, |s| s.messages);
+    let floor = Floor {
+        name: "Broker floor",
+        how: "16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store",
+    };
+    over_rounds(
+        scenarios,
+        rounds,
+        floor,
+        |_| broker_floor(url, n),
+        |round| {
+            run_scenarios("RabbitMQ", work, scenarios, move |i| async move {
+                let conn = Connection::connect(url, ConnectionProperties::default())
+                    .await
+                    .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
+                let queue = format!("wyvern-bench-{}-{round}-{i}", std::process::id());
+                let extra = format!(
+                    "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
+                );
+                Ok((Far::Amqp { conn, queue }, extra))
+            })
+        },
+    )
+    .await
+}
+
+/// A same-run baseline: what it is called and how it is measured.
+#[derive(Clone, Copy)]
+struct Floor {
+    name: &'static str,
+    how: &'static str,
+}
+
+/// Runs `rounds` rounds, each measuring the floor (`measure_floor`) and then every scenario
+/// (`run_round`), and prints each scenario's median ratio to its round's floor.
+async fn over_rounds<F, FF, R, RF>(
+    scenarios: &[Scenario],
+    rounds: usize,
+    floor: Floor,
+    mut measure_floor: F,
+    mut run_round: R,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnMut(usize) -> FF,
+    FF: std::future::Future<Output = anyhow::Result<f64>>,
+    R: FnMut(usize) -> RF,
+    RF: std::future::Future<Output = anyhow::Result<Option<Vec<f64>>>>,
+{
+    let n = scenarios.first().map_or(20_000, |s| s.messages);
     let mut summary = Summary::default();
     for round in 1..=rounds.max(1) {
-        eprintln!("  round {round}: broker floor, {n} messages published straight to RabbitMQ …");
-        let floor = broker_floor(url, n).await?;
+        eprintln!("  round {round}: {}, {n} messages …", floor.name);
+        let rate = measure_floor(round).await?;
         println!(
-            "Round {round}. Broker floor (same run): {floor:.0} msgs/s — 16 channels publishing 1 KB to a quorum queue in confirmed batches of 256, no MLLP, no store.\n"
+            "Round {round}. {} (same run): {rate:.0} msgs/s — {}.\n",
+            floor.name, floor.how
         );
-        let rates = run_scenarios("RabbitMQ", work, scenarios, |i| async move {
-            let conn = Connection::connect(url, ConnectionProperties::default())
-                .await
-                .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
-            let queue = format!("wyvern-bench-{}-{round}-{i}", std::process::id());
-            let extra = format!(
-                "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
-            );
-            Ok((Far::Amqp { conn, queue }, extra))
-        })
-        .await?;
-        summary.add(scenarios, floor, rates);
+        let rates = run_round(round).await?;
+        summary.add(scenarios, rate, rates);
     }
-    Ok(summary.print("broker floor"))
+    Ok(summary.print(&floor.name.to_lowercase()))
 }
 
 /// Each scenario's end-to-end rate ÷ its round's floor, over the rounds.
@@ -376,22 +415,24 @@ pub async fn bench_fhir(
     rounds: usize,
 ) -> anyhow::Result<ExitCode> {
     let n = scenarios.first().map_or(20_000, |s| s.messages);
-    let mut summary = Summary::default();
-    for round in 1..=rounds.max(1) {
-        eprintln!("  round {round}: FHIR floor, {n} messages POSTed straight to the stand-in …");
-        let floor = fhir_floor(n).await?;
-        println!(
-            "Round {round}. FHIR floor (same run): {floor:.0} msgs/s — the engine's FHIR client POSTing each message as a Binary straight to the stand-in, 16 at a time, no MLLP, no store.\n"
-        );
-        let rates = run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
-            let (addr, stand_in) = fhir_stand_in().await?;
-            let extra = format!(
-                "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
-            );
-            Ok((Far::Fhir { addr, stand_in }, extra))
-        })
-        .await?;
-        summary.add(scenarios, floor, rates);
-    }
-    Ok(summary.print("FHIR floor"))
+    let floor = Floor {
+        name: "FHIR floor",
+        how: "the engine's FHIR client POSTing each message as a Binary straight to the stand-in, 16 at a time, no MLLP, no store",
+    };
+    over_rounds(
+        scenarios,
+        rounds,
+        floor,
+        |_| fhir_floor(n),
+        |_| {
+            run_scenarios("the FHIR stand-in", work, scenarios, |_| async {
+                let (addr, stand_in) = fhir_stand_in().await?;
+                let extra = format!(
+                    "destinations:\n  - name: chie\n    fhir: {{ base: \"http://{addr}/fhir\" }}\norder_by: patient\n"
+                );
+                Ok((Far::Fhir { addr, stand_in }, extra))
+            })
+        },
+    )
+    .await
 }

@@ -136,14 +136,6 @@ impl AmqpPublisher {
         unconfirmed
     }
 
-    /// Publishes many messages and waits for their confirms ([`Self::start_many`], then
-    /// [`Self::settled`] on what the broker said). Results are per message, in the order given.
-    pub async fn publish_many(&mut self, items: &[Outgoing<'_>]) -> Vec<Result<(), PublishError>> {
-        let results = self.start_many(items).await.confirmed().await;
-        self.settled(&results).await;
-        results
-    }
-
     /// Takes note of a batch's results: after a transient failure the connection's state is
     /// unknown, so it is closed, and the next batch opens a fresh one.
     pub async fn settled(&mut self, results: &[Result<(), PublishError>]) {

@@ -101,8 +101,6 @@ pub struct DeliveryWorker {
     probing: Option<Duration>,
     /// A streaming destination's pass on the wire, its outcomes not yet recorded.
     in_flight: Option<InFlight>,
-    /// Keys that failed in the pass recorded last, while `in_flight` was already sent.
-    failed_keys: HashSet<String>,
 }
 
 /// A pass sent to a streaming destination and not yet recorded.
@@ -111,6 +109,8 @@ struct InFlight {
     pass: wyvern_store::Pass,
     sending: Sending,
     timing: Timing,
+    /// Keys that failed in the pass before this one, recorded after this one was sent.
+    carried: HashSet<String>,
 }
 
 impl InFlight {
@@ -172,7 +172,6 @@ impl DeliveryWorker {
             control: Arc::default(),
             probing: None,
             in_flight: None,
-            failed_keys: HashSet::new(),
         })
     }
 
@@ -235,7 +234,6 @@ impl DeliveryWorker {
                     self.sink.reset();
                     // What was on the wire is read and sent again: at least once.
                     self.in_flight = None;
-                    self.failed_keys.clear();
                     IDLE
                 }
             };
@@ -301,6 +299,7 @@ impl DeliveryWorker {
             pass,
             sending,
             timing: Timing { started, read },
+            carried: HashSet::new(),
         };
         match self.in_flight.replace(next) {
             Some(prev) => self.finish(prev).await,
@@ -316,15 +315,17 @@ impl DeliveryWorker {
             pass,
             sending,
             timing,
+            carried,
         } = f;
         let results =
             guard::confirmed_guarded(&mut self.sink, sending, &pass.items, &self.counters.panics)
                 .await;
-        let carried = std::mem::take(&mut self.failed_keys);
         let (outcome, failed) = self.record(pass, results, carried, timing).await;
-        match failed {
-            Some(keys) => self.failed_keys = keys,
-            None => self.in_flight = None,
+        match (failed, self.in_flight.as_mut()) {
+            // The pass sent after this one: what failed here must not pass it.
+            (Some(keys), Some(next)) => next.carried = keys,
+            (Some(_), None) => {}
+            (None, _) => self.in_flight = None,
         }
         outcome
     }

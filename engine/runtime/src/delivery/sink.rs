@@ -144,18 +144,14 @@ pub enum Sending {
     Done(Vec<Result<String, Failure>>),
 }
 
-/// Sends the items, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so they
-/// may go in parallel: HTTP has no connection-level order to keep. Results come back in the
-/// batch's order.
-async fn post_all(client: &FhirClient, items: &[OutboxItem]) -> Vec<Result<String, Failure>> {
-    post_jobs(client.clone(), requests(items)).await
-}
-
 /// Each item's FHIR request, or why it cannot be made.
 fn requests(items: &[OutboxItem]) -> Vec<Result<(Interaction, Vec<u8>), Failure>> {
     items.iter().map(|i| fhir_request(&i.payload)).collect()
 }
 
+/// Sends the requests, up to `FHIR_PARALLEL` at once. A batch holds one message per key, so
+/// they may go in parallel: HTTP has no connection-level order to keep. Results come back in
+/// the batch's order.
 async fn post_jobs(
     client: FhirClient,
     jobs: Vec<Result<(Interaction, Vec<u8>), Failure>>,
@@ -346,7 +342,7 @@ impl Sink {
                 let sending = a.start(items).await;
                 self.confirmed(sending).await
             }
-            Sink::Fhir(client) => post_all(client, items).await,
+            Sink::Fhir(client) => post_jobs(client.clone(), requests(items)).await,
             Sink::Serial(serial) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
