@@ -11,9 +11,9 @@ use lapin::{Connection, ConnectionProperties};
 use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
 
 /// The broker is shared: tests that stop it must not overlap with others using it.
-static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn amqp_url() -> String {
+pub(crate) fn amqp_url() -> String {
     let url = std::env::var("WYVERN_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     assert!(

@@ -2,6 +2,7 @@
 //! One test binary (as ripgrep does), one module per area.
 
 mod amqp;
+mod amqp_publisher;
 mod api;
 mod audit;
 mod cli;
