@@ -140,18 +140,25 @@ fn header(to: &str) {
 /// eight confirm-mode channels, batches of 2,048, the next batch on the wire while the last
 /// one's confirms come in: what a delivery worker does). No MLLP, no store.
 async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
-    use wyvern_connectors::amqp::{AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing};
+    use wyvern_connectors::amqp::{AmqpPublisher, AmqpTarget, Outgoing};
     const PUBLISHERS: usize = 2;
     const BATCH: usize = 2048;
     let queue = format!("wyvern-bench-floor-{}", std::process::id());
+    // Declared once, before publishing: a quorum queue nacks what arrives before its leader
+    // is elected, which two publishers declaring it at once would race.
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
+        .await?;
     let target = AmqpTarget {
         url: url.to_string(),
         exchange: String::new(),
-        queue: Some(AmqpQueueSpec {
-            name: queue.clone(),
-            bind: String::new(),
-            quorum: true,
-        }),
+        queue: None,
     };
     let body = messages("FLOOR", 1)[0].to_vec();
     let ids: Vec<String> = (0..BATCH).map(|i| format!("floor-{i}")).collect();
@@ -197,8 +204,6 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
         t.await??;
     }
     let rate = (per * PUBLISHERS) as f64 / started.elapsed().as_secs_f64();
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
     let _ = ch
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
