@@ -1,0 +1,80 @@
+//! The store on a shared PostgreSQL, so several nodes can be active at once. The design is in
+//! ARCHITECTURE.md ("The store on PostgreSQL"); it is built a seam at a time behind the traits
+//! the runtime already uses, and only the binary links it (tokio-postgres stays out of the
+//! runtime and its tests).
+//!
+//! Built so far: connecting (`connect`, with the password kept out of every message) and the
+//! schema (`schema.rs`): migrations that run once however many nodes start together, and a
+//! refusal to start on a schema newer than this build. Not yet wired into `wyvern run`.
+
+mod error;
+pub mod schema;
+
+pub use error::PgStoreError;
+pub use schema::{Migrated, SCHEMA_VERSION, migrate};
+
+use tokio_postgres::{Client, NoTls};
+
+/// Opens a connection (its I/O runs as a task of its own until the client is dropped).
+pub async fn connect(url: &str) -> Result<Client, PgStoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|source| PgStoreError::Connect {
+            at: redact(url),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A URL fit for a log line: any password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // The key=value form: `host=db user=w password=x`.
+        return url
+            .split(' ')
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => kv,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    // The user information ends at the last '@' (a password may hold '/' or ':').
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    let (userinfo, host_and_path) = (&rest[..at], &rest[at + 1..]);
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host_and_path}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            super::redact("postgresql://wyvern:s3cret@db.example:5432/wyvern"),
+            "postgresql://wyvern:***@db.example:5432/wyvern"
+        );
+        assert_eq!(
+            super::redact("postgresql://wyvern@127.0.0.1:5432/x"),
+            "postgresql://wyvern@127.0.0.1:5432/x"
+        );
+        assert_eq!(super::redact("host=db user=w"), "host=db user=w");
+        assert_eq!(
+            super::redact("host=db password=s3cret user=w"),
+            "host=db password=*** user=w"
+        );
+        assert_eq!(
+            super::redact("postgresql://w:a/b@c:d@db/x"),
+            "postgresql://w:***@db/x"
+        );
+    }
+}

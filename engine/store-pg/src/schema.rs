@@ -1,0 +1,85 @@
+//! The tables, versioned in `wyvern_schema`, and the one way they change: [`migrate`].
+//!
+//! Several nodes may start at the same moment against an empty or older database. Each runs
+//! `migrate` in one transaction that first takes a transaction-scoped advisory lock, so the
+//! migrations run exactly once and the others find them done; a crash mid-migration rolls the
+//! whole transaction back. A node that finds a *newer* schema refuses to start rather than
+//! write rows an older build does not understand.
+//!
+//! Never edit a migration once a release has run it: add one. (Nothing has been released on
+//! PostgreSQL yet; the tables for messages, deliveries and leases arrive with their code.)
+
+use tokio_postgres::Client;
+
+use crate::PgStoreError;
+
+/// The advisory lock every node takes around migrations ("wyvern" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
+
+/// Each entry moves the schema one version up.
+const MIGRATIONS: [&str; 1] = [V1];
+
+/// The newest schema this build knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// v1: the nodes of a cluster, each seen at start and then every few seconds (what
+/// `wyvern cluster status` lists).
+const V1: &str = "
+CREATE TABLE nodes (
+    node        TEXT        PRIMARY KEY,
+    version     TEXT        NOT NULL,
+    started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+";
+
+/// What [`migrate`] found and left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i32,
+    pub to: i32,
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], once, whatever other nodes do at the same time.
+pub async fn migrate(client: &mut Client) -> Result<Migrated, PgStoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS wyvern_schema (version INTEGER NOT NULL)")
+        .await?;
+    let found: i32 = tx
+        .query_opt("SELECT version FROM wyvern_schema", &[])
+        .await?
+        .map_or(0, |row| row.get(0));
+    if found > SCHEMA_VERSION {
+        return Err(PgStoreError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for m in &MIGRATIONS[usize::try_from(found).unwrap_or(0)..] {
+        tx.batch_execute(m).await?;
+    }
+    if found == 0 {
+        tx.execute(
+            "INSERT INTO wyvern_schema (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .await?;
+    } else if found < SCHEMA_VERSION {
+        tx.execute("UPDATE wyvern_schema SET version = $1", &[&SCHEMA_VERSION])
+            .await?;
+    }
+    tx.commit().await?;
+    if found < SCHEMA_VERSION {
+        tracing::info!(
+            from = found,
+            to = SCHEMA_VERSION,
+            "PostgreSQL store schema migrated"
+        );
+    }
+    Ok(Migrated {
+        from: found,
+        to: SCHEMA_VERSION,
+    })
+}
