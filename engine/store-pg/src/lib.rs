@@ -3,13 +3,16 @@
 //! the runtime already uses, and only the binary links it (tokio-postgres stays out of the
 //! runtime and its tests).
 //!
-//! Built so far: connecting (`connect`, with the password kept out of every message) and the
+//! Built so far: connecting (`connect`, with the password kept out of every message), the
 //! schema (`schema.rs`): migrations that run once however many nodes start together, and a
-//! refusal to start on a schema newer than this build. Not yet wired into `wyvern run`.
+//! refusal to start on a schema newer than this build; and the group commit of messages with
+//! their deliveries (`commit.rs`). Not yet wired into `wyvern run`.
 
+pub mod commit;
 mod error;
 pub mod schema;
 
+pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
 pub use error::PgStoreError;
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 

@@ -7,7 +7,7 @@
 //! write rows an older build does not understand.
 //!
 //! Never edit a migration once a release has run it: add one. (Nothing has been released on
-//! PostgreSQL yet; the tables for messages, deliveries and leases arrive with their code.)
+//! PostgreSQL yet; leases and delivery state arrive with their code.)
 
 use tokio_postgres::Client;
 
@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 1] = [V1];
+const MIGRATIONS: [&str; 2] = [V1, V2];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -31,6 +31,58 @@ CREATE TABLE nodes (
     started_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     seen_at     TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+";
+
+/// v2: messages and their deliveries, written by the committer (`commit.rs`) in one
+/// transaction per group. A delivery row carries the id of the transaction that wrote it
+/// (`xid`): a reader takes only rows below its snapshot's `xmin`, in `(xid, seq)` order, so a
+/// transaction still in flight on another node is never skipped (ARCHITECTURE.md, "The store
+/// on PostgreSQL"). `partition` is the ordering key's hash modulo the lane's partitions: the
+/// unit a node leases.
+const V2: &str = "
+CREATE TABLE messages (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT      NOT NULL UNIQUE,
+    received_at      BIGINT    NOT NULL,
+    source           TEXT      NOT NULL,
+    peer             TEXT,
+    content_type     TEXT      NOT NULL,
+    status           TEXT      NOT NULL,
+    sending_app      TEXT,
+    sending_facility TEXT,
+    message_type     TEXT,
+    control_id       TEXT,
+    nhs_number       TEXT,
+    error            TEXT,
+    ack              BYTEA,
+    raw_len          BIGINT    NOT NULL,
+    raw              BYTEA     NOT NULL,
+    digest           BYTEA     NOT NULL,
+    node             TEXT      NOT NULL
+);
+CREATE INDEX messages_control_id ON messages (control_id);
+CREATE INDEX messages_nhs_number ON messages (nhs_number) WHERE nhs_number IS NOT NULL;
+CREATE INDEX messages_not_accepted ON messages (status, seq) WHERE status <> 'accepted';
+CREATE TABLE lanes (
+    lane         SERIAL   PRIMARY KEY,
+    route        TEXT     NOT NULL,
+    destination  TEXT     NOT NULL,
+    partitions   SMALLINT NOT NULL,
+    UNIQUE (route, destination)
+);
+CREATE TABLE deliveries (
+    seq          BIGSERIAL PRIMARY KEY,
+    xid          XID8      NOT NULL DEFAULT pg_current_xact_id(),
+    lane         INTEGER   NOT NULL,
+    partition    SMALLINT  NOT NULL,
+    message      BIGINT    NOT NULL,
+    part         INTEGER   NOT NULL,
+    order_key    TEXT      NOT NULL,
+    payload      BYTEA,
+    content_type TEXT
+);
+CREATE INDEX deliveries_log ON deliveries (lane, partition, xid, seq);
+CREATE INDEX deliveries_message ON deliveries (message);
 ";
 
 /// What [`migrate`] found and left.

@@ -121,6 +121,11 @@ pub struct Store {
 pub struct PendingCommit(oneshot::Receiver<Result<(), String>>);
 
 impl PendingCommit {
+    /// A commit another store backend answers through `reply` (`Err` carries the reason).
+    pub fn from_reply(reply: oneshot::Receiver<Result<(), String>>) -> PendingCommit {
+        PendingCommit(reply)
+    }
+
     /// Waits until the record is durable.
     pub async fn wait(self) -> Result<(), StoreError> {
         match self.0.await {

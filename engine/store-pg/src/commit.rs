@@ -1,0 +1,353 @@
+//! Group commit into PostgreSQL: what every connection of this node submitted, written as one
+//! transaction and answered together once `COMMIT` returns.
+//!
+//! One task owns one database connection and does one job: take the first waiting record, then
+//! whatever else waits (up to `max_batch`), insert the messages and their deliveries with one
+//! statement each (arrays through `unnest`), commit, answer every caller. With
+//! `synchronous_commit` on (PostgreSQL's default) the commit returns after the WAL flush, so an
+//! `Ok` is as durable as the embedded journal's fdatasync, and PostgreSQL groups the flushes
+//! of several nodes itself.
+//!
+//! A commit whose outcome is unknown (the connection broke before `COMMIT` answered) is
+//! answered as failed: the sender gets AE and sends again, so at worst a message is stored
+//! twice, never acknowledged unstored. While the database is unreachable every batch fails at
+//! once (no queue builds up) and each new batch tries to connect again.
+//!
+//! Memory is bounded in bytes as the embedded store's is: a record holds its size of
+//! `queue_bytes` from `submit` until it is answered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_postgres::Client;
+use wyvern_store::{InboxRecord, PendingCommit, StoreError};
+
+use crate::{PgStoreError, connect};
+
+/// Partitions a new lane is split into (the unit of delivery a node leases).
+pub const PARTITIONS: i16 = 16;
+
+/// How to run the committer.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    pub url: String,
+    /// This node's name, written with each message (which node took it).
+    pub node: String,
+    /// The most records one transaction takes.
+    pub max_batch: usize,
+    /// Bytes of submitted records not yet answered before `submit` waits.
+    pub queue_bytes: usize,
+}
+
+impl CommitOptions {
+    pub fn new(url: impl Into<String>, node: impl Into<String>) -> CommitOptions {
+        CommitOptions {
+            url: url.into(),
+            node: node.into(),
+            max_batch: 1024,
+            queue_bytes: 8 << 20,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+/// A handle to this node's committer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PgCommitter {
+    tx: mpsc::Sender<(InboxRecord, Reply, OwnedSemaphorePermit)>,
+    memory: Arc<Semaphore>,
+    memory_total: u32,
+}
+
+impl PgCommitter {
+    /// Connects (so a wrong URL fails at start) and starts the committer task.
+    pub async fn start(opts: CommitOptions) -> Result<PgCommitter, PgStoreError> {
+        let client = connect(&opts.url).await?;
+        let memory_total = u32::try_from(opts.queue_bytes.max(1)).unwrap_or(u32::MAX);
+        let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
+        tokio::spawn(run(
+            Committer {
+                client,
+                opts,
+                lanes: HashMap::new(),
+            },
+            rx,
+        ));
+        Ok(PgCommitter {
+            tx,
+            memory: Arc::new(Semaphore::new(memory_total as usize)),
+            memory_total,
+        })
+    }
+
+    /// Queues a record for the next group commit; waits only for the byte budget.
+    pub async fn submit(&self, record: InboxRecord) -> Result<PendingCommit, StoreError> {
+        let size = record_bytes(&record).min(self.memory_total as usize);
+        let permits = u32::try_from(size.max(1)).unwrap_or(self.memory_total);
+        let memory = self
+            .memory
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((record, reply, memory))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(PendingCommit::from_reply(rx))
+    }
+
+    /// Submits and waits for the commit.
+    pub async fn commit(&self, record: InboxRecord) -> Result<(), StoreError> {
+        self.submit(record).await?.wait().await
+    }
+}
+
+fn record_bytes(r: &InboxRecord) -> usize {
+    r.envelope.raw.len()
+        + r.deliveries
+            .iter()
+            .map(|d| d.payload.as_ref().map_or(0, |p| p.len()) + d.order_key.len())
+            .sum::<usize>()
+        + 256
+}
+
+struct Committer {
+    client: Client,
+    opts: CommitOptions,
+    /// (route, destination) → (lane, partitions), as stored.
+    lanes: HashMap<(String, String), (i32, i16)>,
+}
+
+async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, OwnedSemaphorePermit)>) {
+    let max = c.opts.max_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<&InboxRecord> = batch.iter().map(|(r, _, _)| r).collect();
+        let outcome = c.commit(&records).await.map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, records = batch.len(), "PostgreSQL commit failed; its senders are answered AE");
+        }
+        for (_, reply, memory) in batch {
+            let _ = reply.send(outcome.clone());
+            drop(memory);
+        }
+    }
+}
+
+const INSERT_MESSAGES: &str = "
+INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
+    sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, node)
+SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
+    message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text
+FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::int8[],
+    $15::bytea[], $16::bytea[]) WITH ORDINALITY
+    AS m(id, received_at, source, peer, content_type, status, sending_app, sending_facility,
+    message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+RETURNING id, seq";
+
+const INSERT_DELIVERIES: &str = "
+INSERT INTO deliveries (lane, partition, message, part, order_key, payload, content_type)
+SELECT lane, partition, message, part, order_key, payload, content_type
+FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int4[], $5::text[], $6::bytea[], $7::text[])
+    WITH ORDINALITY AS d(lane, partition, message, part, order_key, payload, content_type, n)
+ORDER BY n";
+
+impl Committer {
+    async fn commit(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
+        if self.client.is_closed() {
+            self.client = connect(&self.opts.url).await?;
+            self.lanes.clear();
+        }
+        self.ensure_lanes(records).await?;
+        let m = MessageColumns::of(records);
+        let tx = self.client.transaction().await?;
+        let stored = tx
+            .query(
+                INSERT_MESSAGES,
+                &[
+                    &m.id,
+                    &m.received_at,
+                    &m.source,
+                    &m.peer,
+                    &m.content_type,
+                    &m.status,
+                    &m.sending_app,
+                    &m.sending_facility,
+                    &m.message_type,
+                    &m.control_id,
+                    &m.nhs_number,
+                    &m.error,
+                    &m.ack,
+                    &m.raw_len,
+                    &m.raw,
+                    &m.digest,
+                    &self.opts.node,
+                ],
+            )
+            .await?;
+        // Only new messages bring deliveries (one already stored brought its own).
+        let seqs: HashMap<String, i64> = stored
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+            .collect();
+        let d = delivery_columns(&self.lanes, records, &seqs);
+        if !d.lane.is_empty() {
+            tx.execute(
+                INSERT_DELIVERIES,
+                &[
+                    &d.lane,
+                    &d.partition,
+                    &d.message,
+                    &d.part,
+                    &d.order_key,
+                    &d.payload,
+                    &d.content_type,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates the lanes these records name, each in its own statement: a lane made inside a
+    /// group's transaction would vanish with a rollback while staying in the cache.
+    async fn ensure_lanes(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
+        for r in records {
+            for d in &r.deliveries {
+                let key = (d.route.clone(), d.destination.clone());
+                if self.lanes.contains_key(&key) {
+                    continue;
+                }
+                self.client
+                    .execute(
+                        "INSERT INTO lanes (route, destination, partitions) VALUES ($1, $2, $3) \
+                         ON CONFLICT (route, destination) DO NOTHING",
+                        &[&key.0, &key.1, &PARTITIONS],
+                    )
+                    .await?;
+                let row = self
+                    .client
+                    .query_one(
+                        "SELECT lane, partitions FROM lanes WHERE route = $1 AND destination = $2",
+                        &[&key.0, &key.1],
+                    )
+                    .await?;
+                self.lanes.insert(key, (row.get(0), row.get(1)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The deliveries of the messages that were new (`seqs`: id → stored seq), with their lane
+/// and partition.
+fn delivery_columns<'a>(
+    lanes: &HashMap<(String, String), (i32, i16)>,
+    records: &[&'a InboxRecord],
+    seqs: &HashMap<String, i64>,
+) -> DeliveryColumns<'a> {
+    let mut d = DeliveryColumns::default();
+    for r in records {
+        let Some(&message) = seqs.get(&r.envelope.id.to_string()) else {
+            continue;
+        };
+        // A split message has several deliveries per destination, numbered in order.
+        let mut parts: HashMap<&str, i32> = HashMap::new();
+        for delivery in &r.deliveries {
+            let part = parts.entry(delivery.destination.as_str()).or_insert(-1);
+            *part += 1;
+            let key = (delivery.route.clone(), delivery.destination.clone());
+            let Some(&(lane, partitions)) = lanes.get(&key) else {
+                continue;
+            };
+            let hash = crc32fast::hash(delivery.order_key.as_bytes());
+            d.lane.push(lane);
+            d.partition
+                .push((hash % u32::from(partitions.max(1).unsigned_abs())) as i16);
+            d.message.push(message);
+            d.part.push(*part);
+            d.order_key.push(delivery.order_key.as_str());
+            d.payload.push(delivery.payload.as_deref());
+            d.content_type
+                .push(delivery.content_type.map(|c| c.as_str()));
+        }
+    }
+    d
+}
+
+/// The messages of a batch, column by column (what `unnest` takes).
+#[derive(Default)]
+struct MessageColumns<'a> {
+    id: Vec<String>,
+    received_at: Vec<i64>,
+    source: Vec<&'a str>,
+    peer: Vec<Option<&'a str>>,
+    content_type: Vec<&'a str>,
+    status: Vec<&'a str>,
+    sending_app: Vec<Option<&'a str>>,
+    sending_facility: Vec<Option<&'a str>>,
+    message_type: Vec<Option<&'a str>>,
+    control_id: Vec<Option<&'a str>>,
+    nhs_number: Vec<Option<&'a str>>,
+    error: Vec<Option<&'a str>>,
+    ack: Vec<Option<&'a [u8]>>,
+    raw_len: Vec<i64>,
+    raw: Vec<&'a [u8]>,
+    digest: Vec<Vec<u8>>,
+}
+
+impl<'a> MessageColumns<'a> {
+    fn of(records: &[&'a InboxRecord]) -> MessageColumns<'a> {
+        let mut m = MessageColumns::default();
+        for r in records {
+            let e = &r.envelope;
+            let meta = &e.meta;
+            m.id.push(e.id.to_string());
+            m.received_at.push(e.received_at_ms);
+            m.source.push(&meta.source);
+            m.peer.push(meta.peer.as_deref());
+            m.content_type.push(e.content_type.as_str());
+            m.status.push(r.status.as_str());
+            m.sending_app.push(meta.sending_application.as_deref());
+            m.sending_facility.push(meta.sending_facility.as_deref());
+            m.message_type.push(meta.message_type.as_deref());
+            m.control_id.push(meta.control_id.as_deref());
+            m.nhs_number.push(meta.nhs_number.as_deref());
+            m.error.push(r.error.as_deref());
+            m.ack.push(r.ack.as_deref());
+            m.raw_len.push(i64::try_from(r.raw_len).unwrap_or(i64::MAX));
+            m.raw.push(&e.raw);
+            let digest = r
+                .digest
+                .unwrap_or_else(|| wyvern_core::content_digest(&e.raw));
+            m.digest.push(digest[..].to_vec());
+        }
+        m
+    }
+}
+
+/// The deliveries of a batch's new messages, column by column.
+#[derive(Default)]
+struct DeliveryColumns<'a> {
+    lane: Vec<i32>,
+    partition: Vec<i16>,
+    message: Vec<i64>,
+    part: Vec<i32>,
+    order_key: Vec<&'a str>,
+    payload: Vec<Option<&'a [u8]>>,
+    content_type: Vec<Option<&'static str>>,
+}

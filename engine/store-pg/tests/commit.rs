@@ -1,0 +1,183 @@
+//! Group commit into a real PostgreSQL (a throwaway cluster): every `Ok` is stored, senders
+//! waiting together share transactions and keep their order, a message committed twice is
+//! stored once, and a database restarted mid-stream loses nothing that was answered `Ok`.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use tokio_postgres::Client;
+use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
+use wyvern_store::{Delivery, InboxRecord, InboxStatus};
+use wyvern_store_pg::{CommitOptions, PgCommitter, connect, migrate};
+use wyvern_testpg::PgCluster;
+
+fn record(sender: usize, n: usize) -> InboxRecord {
+    let raw = format!("MSH|^~\\&|PAS|RX1|||2026||ADT^A01|S{sender}-{n}|P|2.4\r");
+    InboxRecord {
+        envelope: Envelope {
+            id: MessageId::new(1_795_617_000_000 + n as i64),
+            received_at_ms: 1_795_617_000_000,
+            content_type: ContentType::Hl7v2,
+            raw: Bytes::from(raw.clone()),
+            meta: Metadata {
+                source: "adt".into(),
+                control_id: Some(format!("S{sender}-{n}")),
+                nhs_number: Some("9990000018".into()),
+                message_type: Some("ADT^A01".into()),
+                ..Default::default()
+            },
+            parent: None,
+        },
+        status: InboxStatus::Accepted,
+        error: None,
+        ack: Some(Bytes::from_static(b"MSA|AA")),
+        raw_len: raw.len(),
+        deliveries: vec![Delivery {
+            route: "adt".into(),
+            destination: "chie".into(),
+            order_key: format!("patient-{sender}"),
+            payload: None,
+            content_type: None,
+        }],
+        digest: None,
+    }
+}
+
+async fn database(pg: &PgCluster) -> (String, Client) {
+    let url = pg.url("postgres");
+    let mut client = connect(&url).await.expect("connect");
+    migrate(&mut client).await.expect("migrate");
+    (url, client)
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+/// 16 stop-and-wait senders: all 3,200 stored with their deliveries, in fewer transactions
+/// than messages, and each sender's deliveries in the order it sent them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_waiting_together_share_commits_and_keep_their_order() {
+    let pg = PgCluster::start();
+    let (url, client) = database(&pg).await;
+    let committer = PgCommitter::start(CommitOptions::new(url, "node-a"))
+        .await
+        .expect("committer");
+    let mut senders = Vec::new();
+    for s in 0..16 {
+        let c = committer.clone();
+        senders.push(tokio::spawn(async move {
+            for n in 0..200 {
+                c.commit(record(s, n)).await.expect("committed");
+            }
+        }));
+    }
+    for s in senders {
+        s.await.expect("sender");
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM messages").await, 3200);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM deliveries").await,
+        3200
+    );
+    let transactions = count(&client, "SELECT count(DISTINCT xid)::int8 FROM deliveries").await;
+    assert!(
+        transactions < 1600,
+        "{transactions} transactions for 3,200 messages: commits are not grouped"
+    );
+    let rows = client
+        .query(
+            "SELECT m.control_id FROM deliveries d JOIN messages m ON m.seq = d.message \
+             ORDER BY d.xid, d.seq",
+            &[],
+        )
+        .await
+        .expect("the log in its order");
+    let mut next = [0usize; 16];
+    for row in rows {
+        let id: String = row.get(0);
+        let (s, n) = id[1..].split_once('-').expect("S{s}-{n}");
+        let (s, n): (usize, usize) = (s.parse().expect("s"), n.parse().expect("n"));
+        assert_eq!(n, next[s], "sender {s}'s messages out of order in the log");
+        next[s] += 1;
+    }
+    let partitions = count(&client, "SELECT count(DISTINCT partition) FROM deliveries").await;
+    assert!(partitions > 1, "keys spread over partitions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_committed_twice_is_stored_once() {
+    let pg = PgCluster::start();
+    let (url, client) = database(&pg).await;
+    let committer = PgCommitter::start(CommitOptions::new(url, "node-a"))
+        .await
+        .expect("committer");
+    let r = record(0, 1);
+    committer.commit(r.clone()).await.expect("first");
+    committer.commit(r).await.expect("again (a replay)");
+    assert_eq!(count(&client, "SELECT count(*) FROM messages").await, 1);
+    assert_eq!(count(&client, "SELECT count(*) FROM deliveries").await, 1);
+}
+
+/// PostgreSQL stopped at once (no shutdown checkpoint) and started again while 4 senders
+/// commit: whatever was answered `Ok` is there afterwards, and commits go on by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restarted_mid_stream_loses_nothing_answered_ok() {
+    let pg = PgCluster::start();
+    let (url, _) = database(&pg).await;
+    let committer = PgCommitter::start(CommitOptions::new(url.clone(), "node-a"))
+        .await
+        .expect("committer");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (c, stop) = (committer.clone(), stop.clone());
+        senders.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (Vec::new(), 0);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match c.commit(record(s, n)).await {
+                    Ok(()) => ok.push(format!("S{s}-{n}")),
+                    Err(_) => failed += 1,
+                }
+                n += 1;
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .expect("restarted");
+    // Senders go on after the restart, so commits are seen to resume by themselves.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acked, mut failed) = (HashSet::new(), 0);
+    for s in senders {
+        let (ok, f) = s.await.expect("sender");
+        acked.extend(ok);
+        failed += f;
+    }
+    let client = connect(&url).await.expect("connect after the restart");
+    let stored: HashSet<String> = client
+        .query("SELECT control_id FROM messages", &[])
+        .await
+        .expect("stored")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered Ok but not stored ({failed} failed): {lost:?}\nserver log:\n{}",
+        lost.len(),
+        pg.log()
+    );
+    committer
+        .commit(record(9, 0))
+        .await
+        .expect("commits go on after the restart");
+}
