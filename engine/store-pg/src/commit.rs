@@ -3,7 +3,7 @@
 //!
 //! One task owns one database connection and does one job: take the first waiting record, then
 //! whatever else waits (up to `max_batch`), insert the messages and their deliveries with one
-//! statement each (arrays through `unnest`), commit, answer every caller. With
+//! prepared statement (arrays through `unnest`) that commits on its own, answer every caller. With
 //! `synchronous_commit` on (PostgreSQL's default) the commit returns after the WAL flush, so an
 //! `Ok` is as durable as the embedded journal's fdatasync, and PostgreSQL groups the flushes
 //! of several nodes itself.
@@ -72,6 +72,7 @@ impl PgCommitter {
                 client,
                 opts,
                 lanes: HashMap::new(),
+                statement: None,
             },
             rx,
         ));
@@ -120,6 +121,8 @@ struct Committer {
     opts: CommitOptions,
     /// (route, destination) → (lane, partitions), as stored.
     lanes: HashMap<(String, String), (i32, i16)>,
+    /// The group's statement, prepared on this connection.
+    statement: Option<tokio_postgres::Statement>,
 }
 
 async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, OwnedSemaphorePermit)>) {
@@ -144,39 +147,56 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
     }
 }
 
-const INSERT_MESSAGES: &str = "
-INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
-    sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, node)
-SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
-    message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text
-FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::int8[],
-    $15::bytea[], $16::bytea[]) WITH ORDINALITY
-    AS m(id, received_at, source, peer, content_type, status, sending_app, sending_facility,
-    message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, n)
-ORDER BY n
-ON CONFLICT (id) DO NOTHING
-RETURNING id, seq";
-
-const INSERT_DELIVERIES: &str = "
+/// A group in one statement, so one round trip and one transaction (a statement outside
+/// `BEGIN` commits on its own): the messages inserted (a replayed one is skipped), then the
+/// deliveries of those that were new, joined to their stored `seq`. `WITH ORDINALITY … ORDER
+/// BY` keeps the submission order in the sequence numbers.
+const INSERT_GROUP: &str = "
+WITH m AS (
+    INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
+        sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
+        digest, node)
+    SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
+        message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text
+    FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+        $13::bytea[], $14::int8[], $15::bytea[], $16::bytea[]) WITH ORDINALITY
+        AS m(id, received_at, source, peer, content_type, status, sending_app,
+        sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
+        digest, n)
+    ORDER BY n
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, seq
+)
 INSERT INTO deliveries (lane, partition, message, part, order_key, payload, content_type)
-SELECT lane, partition, message, part, order_key, payload, content_type
-FROM unnest($1::int4[], $2::int2[], $3::int8[], $4::int4[], $5::text[], $6::bytea[], $7::text[])
-    WITH ORDINALITY AS d(lane, partition, message, part, order_key, payload, content_type, n)
-ORDER BY n";
+SELECT d.lane, d.partition, m.seq, d.part, d.order_key, d.payload, d.content_type
+FROM unnest($18::text[], $19::int4[], $20::int2[], $21::int4[], $22::text[], $23::bytea[],
+    $24::text[]) WITH ORDINALITY
+    AS d(message_id, lane, partition, part, order_key, payload, content_type, n)
+JOIN m ON m.id = d.message_id
+ORDER BY d.n";
 
 impl Committer {
     async fn commit(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
         if self.client.is_closed() {
             self.client = connect(&self.opts.url).await?;
             self.lanes.clear();
+            self.statement = None;
         }
         self.ensure_lanes(records).await?;
+        let statement = match &self.statement {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(INSERT_GROUP).await?;
+                self.statement = Some(s.clone());
+                s
+            }
+        };
         let m = MessageColumns::of(records);
-        let tx = self.client.transaction().await?;
-        let stored = tx
-            .query(
-                INSERT_MESSAGES,
+        let d = delivery_columns(&self.lanes, records);
+        self.client
+            .execute(
+                &statement,
                 &[
                     &m.id,
                     &m.received_at,
@@ -195,22 +215,9 @@ impl Committer {
                     &m.raw,
                     &m.digest,
                     &self.opts.node,
-                ],
-            )
-            .await?;
-        // Only new messages bring deliveries (one already stored brought its own).
-        let seqs: HashMap<String, i64> = stored
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
-            .collect();
-        let d = delivery_columns(&self.lanes, records, &seqs);
-        if !d.lane.is_empty() {
-            tx.execute(
-                INSERT_DELIVERIES,
-                &[
+                    &d.message_id,
                     &d.lane,
                     &d.partition,
-                    &d.message,
                     &d.part,
                     &d.order_key,
                     &d.payload,
@@ -218,8 +225,6 @@ impl Committer {
                 ],
             )
             .await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -253,18 +258,15 @@ impl Committer {
     }
 }
 
-/// The deliveries of the messages that were new (`seqs`: id → stored seq), with their lane
-/// and partition.
+/// Every record's deliveries, with their message's id, lane and partition (the statement
+/// keeps those of messages that were new).
 fn delivery_columns<'a>(
     lanes: &HashMap<(String, String), (i32, i16)>,
     records: &[&'a InboxRecord],
-    seqs: &HashMap<String, i64>,
 ) -> DeliveryColumns<'a> {
     let mut d = DeliveryColumns::default();
     for r in records {
-        let Some(&message) = seqs.get(&r.envelope.id.to_string()) else {
-            continue;
-        };
+        let message = r.envelope.id.to_string();
         // A split message has several deliveries per destination, numbered in order.
         let mut parts: HashMap<&str, i32> = HashMap::new();
         for delivery in &r.deliveries {
@@ -278,7 +280,7 @@ fn delivery_columns<'a>(
             d.lane.push(lane);
             d.partition
                 .push((hash % u32::from(partitions.max(1).unsigned_abs())) as i16);
-            d.message.push(message);
+            d.message_id.push(message.clone());
             d.part.push(*part);
             d.order_key.push(delivery.order_key.as_str());
             d.payload.push(delivery.payload.as_deref());
@@ -343,9 +345,9 @@ impl<'a> MessageColumns<'a> {
 /// The deliveries of a batch's new messages, column by column.
 #[derive(Default)]
 struct DeliveryColumns<'a> {
+    message_id: Vec<String>,
     lane: Vec<i32>,
     partition: Vec<i16>,
-    message: Vec<i64>,
     part: Vec<i32>,
     order_key: Vec<&'a str>,
     payload: Vec<Option<&'a [u8]>>,
