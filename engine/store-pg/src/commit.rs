@@ -251,7 +251,16 @@ impl Committer {
                         &[&key.0, &key.1],
                     )
                     .await?;
-                self.lanes.insert(key, (row.get(0), row.get(1)));
+                let (lane, partitions): (i32, i16) = (row.get(0), row.get(1));
+                self.client
+                    .execute(
+                        "INSERT INTO partitions (lane, partition) \
+                         SELECT $1, p::int2 FROM generate_series(0, $2::int4 - 1) AS p \
+                         ON CONFLICT DO NOTHING",
+                        &[&lane, &i32::from(partitions)],
+                    )
+                    .await?;
+                self.lanes.insert(key, (lane, partitions));
             }
         }
         Ok(())

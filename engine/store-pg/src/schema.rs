@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 2] = [V1, V2];
+const MIGRATIONS: [&str; 3] = [V1, V2, V3];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -83,6 +83,22 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_log ON deliveries (lane, partition, xid, seq);
 CREATE INDEX deliveries_message ON deliveries (message);
+";
+
+/// v3: a row per (lane, partition): who delivers it (`owner`, until `expires_at` in the
+/// database's clock), the fencing `token` each new holder increments, and the cursor
+/// `(done_xid, done_seq)` below which the partition's deliveries are settled (`lease.rs`).
+const V3: &str = "
+CREATE TABLE partitions (
+    lane        INTEGER     NOT NULL,
+    partition   SMALLINT    NOT NULL,
+    owner       TEXT,
+    token       BIGINT      NOT NULL DEFAULT 0,
+    expires_at  TIMESTAMPTZ NOT NULL DEFAULT '-infinity',
+    done_xid    XID8        NOT NULL DEFAULT '0',
+    done_seq    BIGINT      NOT NULL DEFAULT 0,
+    PRIMARY KEY (lane, partition)
+);
 ";
 
 /// What [`migrate`] found and left.

@@ -1,0 +1,181 @@
+//! Leases on a real PostgreSQL (a throwaway cluster): one holder per partition, taken over
+//! only once expired, a holder that stops renewing stops by its own clock before the database
+//! lets anyone else in, and a stale holder's writes are fenced off by its token.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_postgres::Client;
+use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
+use wyvern_store::{Delivery, InboxRecord, InboxStatus};
+use wyvern_store_pg::{CommitOptions, Leases, PARTITIONS, PgCommitter, advance, connect, migrate};
+use wyvern_testpg::PgCluster;
+
+/// A database with one lane (made by committing a message to it); returns its id.
+async fn one_lane(pg: &PgCluster) -> (Client, i32) {
+    let url = pg.url("postgres");
+    let mut client = connect(&url).await.expect("connect");
+    migrate(&mut client).await.expect("migrate");
+    let committer = PgCommitter::start(CommitOptions::new(url, "node-a"))
+        .await
+        .expect("committer");
+    let raw = Bytes::from_static(b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|L1|P|2.4\r");
+    committer
+        .commit(InboxRecord {
+            envelope: Envelope {
+                id: MessageId::new(1_795_617_000_000),
+                received_at_ms: 1_795_617_000_000,
+                content_type: ContentType::Hl7v2,
+                raw: raw.clone(),
+                meta: Metadata {
+                    source: "adt".into(),
+                    ..Default::default()
+                },
+                parent: None,
+            },
+            status: InboxStatus::Accepted,
+            error: None,
+            ack: None,
+            raw_len: raw.len(),
+            deliveries: vec![Delivery {
+                route: "adt".into(),
+                destination: "chie".into(),
+                order_key: "k".into(),
+                payload: None,
+                content_type: None,
+            }],
+            digest: None,
+        })
+        .await
+        .expect("commit");
+    let lane = client
+        .query_one("SELECT lane FROM lanes", &[])
+        .await
+        .expect("the lane")
+        .get(0);
+    (client, lane)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_passes_on_only_when_expired_and_the_old_holder_is_fenced_off() {
+    let pg = PgCluster::start();
+    let (client, lane) = one_lane(&pg).await;
+    let ttl = Duration::from_secs(4);
+    let (a, b) = (Leases::new("node-a", ttl), Leases::new("node-b", ttl));
+    let taken_at = Instant::now();
+    let mut held = a.take(&client, lane, 64).await.expect("take");
+    assert_eq!(
+        held.len(),
+        PARTITIONS as usize,
+        "every partition, once each"
+    );
+    assert!(held.iter().all(|l| l.token == 1 && l.is_valid()));
+    assert!(
+        b.take(&client, lane, 64).await.expect("take").is_empty(),
+        "nothing for a second node while they are held"
+    );
+    assert!(a.renew(&client, &mut held[0]).await.expect("renew"));
+
+    // Node a stops renewing. Past its local validity (3/4 of the TTL) it must have stopped,
+    // while the database still says its leases run: nobody else can have started yet.
+    let local_end = taken_at + ttl - ttl / 4;
+    tokio::time::sleep_until((local_end + Duration::from_millis(50)).into()).await;
+    assert!(
+        held.iter().all(|l| !l.is_valid()),
+        "node a stopped by its own clock"
+    );
+    let still_held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM partitions WHERE owner = 'node-a' AND expires_at > now()",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert!(still_held > 0, "…before its leases expired in the database");
+
+    tokio::time::sleep_until((taken_at + ttl + Duration::from_millis(300)).into()).await;
+    let taken_over = b.take(&client, lane, 64).await.expect("take over");
+    assert_eq!(taken_over.len(), PARTITIONS as usize);
+    assert!(taken_over.iter().all(|l| l.token >= 2), "new tokens");
+    assert!(
+        !a.renew(&client, &mut held[1]).await.expect("renew"),
+        "the old holder learns it lost the partition"
+    );
+    assert!(
+        !advance(&client, &held[1], 7, 100).await.expect("advance"),
+        "the old holder's cursor write is fenced off"
+    );
+    let partition = held[1].partition;
+    let new = taken_over
+        .iter()
+        .find(|l| l.partition == partition)
+        .expect("the same partition");
+    assert!(advance(&client, new, 7, 100).await.expect("advance"));
+    let cursor: i64 = client
+        .query_one(
+            "SELECT done_seq FROM partitions WHERE lane = $1 AND partition = $2",
+            &[&lane, &partition],
+        )
+        .await
+        .expect("cursor")
+        .get(0);
+    assert_eq!(cursor, 100);
+}
+
+/// Three nodes taking at the same moment, many times over: a partition never has two holders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_taking_at_once_never_share_a_partition() {
+    let pg = PgCluster::start();
+    let url = pg.url("postgres");
+    let (client, lane) = one_lane(&pg).await;
+    for round in 0..20 {
+        client
+            .execute(
+                "UPDATE partitions SET owner = NULL, expires_at = '-infinity'",
+                &[],
+            )
+            .await
+            .expect("free them all");
+        let mut nodes = Vec::new();
+        for n in 0..3 {
+            let url = url.clone();
+            nodes.push(tokio::spawn(async move {
+                let client = connect(&url).await.expect("connect");
+                let leases = Leases::new(format!("node-{n}"), Duration::from_secs(30));
+                leases.take(&client, lane, 8).await.expect("take")
+            }));
+        }
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        for node in nodes {
+            for lease in node.await.expect("node") {
+                total += 1;
+                assert!(
+                    seen.insert(lease.partition),
+                    "round {round}: partition {} held twice",
+                    lease.partition
+                );
+            }
+        }
+        assert!(total <= PARTITIONS as usize);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_partition_is_taken_at_once() {
+    let pg = PgCluster::start();
+    let (client, lane) = one_lane(&pg).await;
+    let (a, b) = (
+        Leases::new("node-a", Duration::from_secs(60)),
+        Leases::new("node-b", Duration::from_secs(60)),
+    );
+    let mut held = a.take(&client, lane, 1).await.expect("take");
+    let lease = held.pop().expect("one");
+    let partition = lease.partition;
+    a.release(&client, lease).await.expect("release");
+    let next = b.take(&client, lane, 1).await.expect("take");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].partition, partition);
+}
