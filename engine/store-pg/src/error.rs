@@ -17,12 +17,17 @@ pub enum PgStoreError {
         "the store's schema is version {found}, newer than this build of Wyvern knows ({known}): upgrade this node before starting it"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    #[error("the store holds {what} this build cannot read")]
+    Corrupt { what: String },
 }
 
 impl PgStoreError {
     /// Worth trying again later (the database away or busy), as opposed to a node that must
     /// not run until someone acts.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, PgStoreError::SchemaTooNew { .. })
+        !matches!(
+            self,
+            PgStoreError::SchemaTooNew { .. } | PgStoreError::Corrupt { .. }
+        )
     }
 }

@@ -6,17 +6,20 @@
 //! Built so far: connecting (`connect`, with the password kept out of every message), the
 //! schema (`schema.rs`): migrations that run once however many nodes start together, and a
 //! refusal to start on a schema newer than this build; and the group commit of messages with
-//! their deliveries (`commit.rs`); leases with fencing tokens (`lease.rs`). Not yet wired into
+//! their deliveries (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log read below the snapshot's `xmin`
+//! (`log.rs`). Not yet wired into
 //! `wyvern run`.
 
 pub mod commit;
 mod error;
 pub mod lease;
+pub mod log;
 pub mod schema;
 
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
 pub use error::PgStoreError;
 pub use lease::{Lease, Leases, advance};
+pub use log::{LogRow, read_log};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 
 use tokio_postgres::{Client, NoTls};

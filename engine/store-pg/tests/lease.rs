@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tokio_postgres::Client;
 use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
 use wyvern_store::{Delivery, InboxRecord, InboxStatus};
-use wyvern_store_pg::{CommitOptions, Leases, PARTITIONS, PgCommitter, advance, connect, migrate};
+use wyvern_store_pg::{
+    CommitOptions, Leases, PARTITIONS, PgCommitter, advance, connect, migrate, read_log,
+};
 use wyvern_testpg::PgCluster;
 
 /// A database with one lane (made by committing a message to it); returns its id.
@@ -178,4 +180,59 @@ async fn a_released_partition_is_taken_at_once() {
     let next = b.take(&client, lane, 1).await.expect("take");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].partition, partition);
+}
+
+/// A group that commits late must not be skipped: with one transaction still open (its rows
+/// numbered first), a later group's rows are not read yet — a cursor moved past them would
+/// never come back for the earlier ones. Once it commits, both are read, in (xid, seq) order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_passes_a_transaction_still_in_flight() {
+    let pg = PgCluster::start();
+    let url = pg.url("postgres");
+    let (mut client, lane) = one_lane(&pg).await;
+    let leases = Leases::new("node-a", Duration::from_secs(60));
+    let lease = leases
+        .take(&client, lane, 64)
+        .await
+        .expect("take")
+        .into_iter()
+        .find(|l| l.partition == 0)
+        .expect("partition 0");
+    let message: i64 = client
+        .query_one("SELECT seq FROM messages", &[])
+        .await
+        .expect("the message")
+        .get(0);
+    let insert = "INSERT INTO deliveries (lane, partition, message, part, order_key) \
+                  VALUES ($1, 0, $2, 0, $3)";
+    // The slow one: open, its row inserted (an xid and a seq taken), not committed.
+    let slow = client.transaction().await.expect("begin");
+    slow.execute(insert, &[&lane, &message, &"slow"])
+        .await
+        .expect("insert");
+    // The fast one, on another connection: inserted and committed after it.
+    let other = connect(&url).await.expect("connect");
+    other
+        .execute(insert, &[&lane, &message, &"fast"])
+        .await
+        .expect("insert and commit");
+    let reader = connect(&url).await.expect("connect");
+    let first = read_log(&reader, &lease, (0, 0), 100).await.expect("read");
+    assert!(
+        first.iter().all(|r| r.order_key != "fast"),
+        "read past a transaction still open: {first:?}"
+    );
+    slow.commit().await.expect("commit the slow one");
+    let after = first.last().map_or((0, 0), |r| (r.xid, r.seq));
+    let keys: Vec<String> = read_log(&reader, &lease, after, 100)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| r.order_key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["slow", "fast"],
+        "both, in the order their transactions began"
+    );
 }
