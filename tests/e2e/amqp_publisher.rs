@@ -64,6 +64,26 @@ async fn channel(url: &str) -> (Connection, lapin::Channel) {
     (conn, ch)
 }
 
+/// Takes (and acks) every message in `queue`, then deletes it.
+async fn drain_and_delete(ch: &lapin::Channel, queue: &str) -> Vec<lapin::message::Delivery> {
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .expect("basic_get")
+    {
+        m.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        got.push(m.delivery);
+    }
+    let _ = ch
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
+    got
+}
+
 /// Each message's verdict is its own: in one batch on one channel, the broker's return of the
 /// middle message (no binding for its key) fails only that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,21 +162,11 @@ async fn a_closed_channel_fails_its_batch_and_the_next_reconnects() {
     assert!(lost[0].contains("404"), "{lost:?}");
     let again = verdicts(&publish(&mut p, &[outgoing("k", b"3", "c3", 0)]).await);
     assert_eq!(again, ["ok"], "reconnected and declared again");
-    let mut bodies = Vec::new();
-    while let Some(m) = ch
-        .basic_get(name.as_str().into(), BasicGetOptions::default())
+    let bodies: Vec<Vec<u8>> = drain_and_delete(&ch, &name)
         .await
-        .expect("basic_get")
-    {
-        bodies.push(m.delivery.data.clone());
-        m.delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
-    }
-    let _ = ch
-        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-        .await;
+        .into_iter()
+        .map(|d| d.data)
+        .collect();
     assert_eq!(bodies, [b"1".to_vec(), b"3".to_vec()]);
 }
 
@@ -179,31 +189,19 @@ async fn a_large_body_arrives_whole_with_its_properties() {
     let v = verdicts(&publish(&mut p, &items).await);
     assert!(v.iter().all(|r| r == "ok"), "{v:?}");
     let (_conn, ch) = channel(&url).await;
-    let mut seen = 0;
-    let mut found = None;
-    while let Some(m) = ch
-        .basic_get(name.as_str().into(), BasicGetOptions::default())
-        .await
-        .expect("basic_get")
-    {
-        seen += 1;
-        let props = &m.delivery.properties;
-        if props.message_id().as_ref().map(|s| s.as_str()) == Some("the-big-one") {
-            assert_eq!(props.delivery_mode(), &Some(2), "persistent");
-            assert_eq!(
-                props.content_type().as_ref().map(|s| s.as_str()),
-                Some("x-application/hl7-v2+er7")
-            );
-            found = Some(m.delivery.data.clone());
-        }
-        m.delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
-    }
-    let _ = ch
-        .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-        .await;
+    let got = drain_and_delete(&ch, &name).await;
+    let seen = got.len();
+    let big_one = got
+        .iter()
+        .find(|d| d.properties.message_id().as_ref().map(|s| s.as_str()) == Some("the-big-one"));
+    let found = big_one.map(|d| {
+        assert_eq!(d.properties.delivery_mode(), &Some(2), "persistent");
+        assert_eq!(
+            d.properties.content_type().as_ref().map(|s| s.as_str()),
+            Some("x-application/hl7-v2+er7")
+        );
+        d.data.clone()
+    });
     assert_eq!(seen, 17);
     assert!(found == Some(big), "the 3 MiB body arrived byte for byte");
 }

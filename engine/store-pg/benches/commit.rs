@@ -8,42 +8,15 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
-use wyvern_store::{Delivery, InboxRecord, InboxStatus, Store, StoreOptions};
+use wyvern_store::{InboxRecord, Store, StoreOptions};
 use wyvern_store_pg::{CommitOptions, PgCommitter, connect, migrate};
 use wyvern_testpg::PgCluster;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 fn record(sender: usize, n: usize) -> InboxRecord {
-    let raw =
-        wyvern_hl7::synthetic::adt_a01(&format!("S{sender}-{n}"), (sender * 100_000 + n) as u64);
-    InboxRecord {
-        envelope: Envelope {
-            id: MessageId::new(1_795_617_000_000 + n as i64),
-            received_at_ms: 1_795_617_000_000,
-            content_type: ContentType::Hl7v2,
-            raw: Bytes::from(raw.clone()),
-            meta: Metadata {
-                source: "adt".into(),
-                control_id: Some(format!("S{sender}-{n}")),
-                message_type: Some("ADT^A01".into()),
-                ..Default::default()
-            },
-            parent: None,
-        },
-        status: InboxStatus::Accepted,
-        error: None,
-        ack: Some(Bytes::from_static(b"MSA|AA")),
-        raw_len: raw.len(),
-        deliveries: vec![Delivery {
-            route: "adt".into(),
-            destination: "chie".into(),
-            order_key: format!("patient-{}", n % 97),
-            payload: None,
-            content_type: None,
-        }],
-        digest: None,
-    }
+    support::record(sender, n, format!("patient-{}", n % 97))
 }
 
 /// Runs `senders` stop-and-wait senders of `each` records through `commit`; msgs/s.

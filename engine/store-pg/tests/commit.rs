@@ -4,50 +4,17 @@
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
 use tokio_postgres::Client;
-use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
-use wyvern_store::{Delivery, InboxRecord, InboxStatus};
-use wyvern_store_pg::{CommitOptions, PgCommitter, connect, migrate};
+use wyvern_store::InboxRecord;
+use wyvern_store_pg::{CommitOptions, PgCommitter, connect};
 use wyvern_testpg::PgCluster;
 
-fn record(sender: usize, n: usize) -> InboxRecord {
-    let raw = format!("MSH|^~\\&|PAS|RX1|||2026||ADT^A01|S{sender}-{n}|P|2.4\r");
-    InboxRecord {
-        envelope: Envelope {
-            id: MessageId::new(1_795_617_000_000 + n as i64),
-            received_at_ms: 1_795_617_000_000,
-            content_type: ContentType::Hl7v2,
-            raw: Bytes::from(raw.clone()),
-            meta: Metadata {
-                source: "adt".into(),
-                control_id: Some(format!("S{sender}-{n}")),
-                nhs_number: Some("9990000018".into()),
-                message_type: Some("ADT^A01".into()),
-                ..Default::default()
-            },
-            parent: None,
-        },
-        status: InboxStatus::Accepted,
-        error: None,
-        ack: Some(Bytes::from_static(b"MSA|AA")),
-        raw_len: raw.len(),
-        deliveries: vec![Delivery {
-            route: "adt".into(),
-            destination: "chie".into(),
-            order_key: format!("patient-{sender}"),
-            payload: None,
-            content_type: None,
-        }],
-        digest: None,
-    }
-}
+mod support;
 
-async fn database(pg: &PgCluster) -> (String, Client) {
-    let url = pg.url("postgres");
-    let mut client = connect(&url).await.expect("connect");
-    migrate(&mut client).await.expect("migrate");
-    (url, client)
+use support::database;
+
+fn record(sender: usize, n: usize) -> InboxRecord {
+    support::record(sender, n, format!("patient-{sender}"))
 }
 
 async fn count(client: &Client, sql: &str) -> i64 {

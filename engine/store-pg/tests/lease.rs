@@ -5,50 +5,20 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio_postgres::Client;
-use wyvern_core::{ContentType, Envelope, MessageId, Metadata};
-use wyvern_store::{Delivery, InboxRecord, InboxStatus};
-use wyvern_store_pg::{
-    CommitOptions, Leases, PARTITIONS, PgCommitter, advance, connect, migrate, read_log,
-};
+use wyvern_store_pg::{CommitOptions, Leases, PARTITIONS, PgCommitter, advance, connect, read_log};
 use wyvern_testpg::PgCluster;
+
+mod support;
 
 /// A database with one lane (made by committing a message to it); returns its id.
 async fn one_lane(pg: &PgCluster) -> (Client, i32) {
-    let url = pg.url("postgres");
-    let mut client = connect(&url).await.expect("connect");
-    migrate(&mut client).await.expect("migrate");
+    let (url, client) = support::database(pg).await;
     let committer = PgCommitter::start(CommitOptions::new(url, "node-a"))
         .await
         .expect("committer");
-    let raw = Bytes::from_static(b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|L1|P|2.4\r");
     committer
-        .commit(InboxRecord {
-            envelope: Envelope {
-                id: MessageId::new(1_795_617_000_000),
-                received_at_ms: 1_795_617_000_000,
-                content_type: ContentType::Hl7v2,
-                raw: raw.clone(),
-                meta: Metadata {
-                    source: "adt".into(),
-                    ..Default::default()
-                },
-                parent: None,
-            },
-            status: InboxStatus::Accepted,
-            error: None,
-            ack: None,
-            raw_len: raw.len(),
-            deliveries: vec![Delivery {
-                route: "adt".into(),
-                destination: "chie".into(),
-                order_key: "k".into(),
-                payload: None,
-                content_type: None,
-            }],
-            digest: None,
-        })
+        .commit(support::record(0, 1, "k".into()))
         .await
         .expect("commit");
     let lane = client

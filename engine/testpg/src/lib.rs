@@ -129,20 +129,25 @@ impl PgCluster {
         self.dir.path().join("data")
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
+    /// `tool` from PostgreSQL's programs, run as `postgres` when we are root.
+    fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        if is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
-        };
-        let out = cmd
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let out = self
+            .command(tool)
             .args(args)
             .current_dir(self.dir.path())
             .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()));
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} {args:?} failed: {}{}\nserver log:\n{}",
@@ -156,18 +161,10 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        let exe = self.bin.join("pg_ctl");
-        let data = self.data();
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(self.data())
             .args(["-m", "immediate", "-w", "stop"])
             .output();
     }
