@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,6 +19,8 @@ pub struct Receiver {
     pub addr: SocketAddr,
     /// Control ids in arrival order (every arrival, including repeats).
     pub arrivals: Arc<Mutex<Vec<String>>>,
+    /// The most frames one read brought whole: above 1, the sender had several in flight.
+    pub most_at_once: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -33,14 +35,16 @@ impl Receiver {
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let counts = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let most_at_once = Arc::new(AtomicUsize::new(0));
         let policy: Arc<Policy> = Arc::from(policy);
-        let (a, s) = (arrivals.clone(), stop.clone());
+        let (a, s, m) = (arrivals.clone(), stop.clone(), most_at_once.clone());
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let (a, c, p, s) = (a.clone(), counts.clone(), policy.clone(), s.clone());
-                        thread::spawn(move || serve(stream, &a, &c, &*p, &s));
+                        let m = m.clone();
+                        thread::spawn(move || serve(stream, &a, &c, &*p, &s, &m));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(5)),
                 }
@@ -49,6 +53,7 @@ impl Receiver {
         Receiver {
             addr,
             arrivals,
+            most_at_once,
             stop,
         }
     }
@@ -86,6 +91,7 @@ fn serve(
     counts: &Mutex<HashMap<String, usize>>,
     policy: &Policy,
     stop: &AtomicBool,
+    most_at_once: &AtomicUsize,
 ) {
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -106,6 +112,8 @@ fn serve(
             }
             Err(_) => return,
         }
+        let whole = buf.windows(2).filter(|w| *w == [FS, CR]).count();
+        most_at_once.fetch_max(whole, Ordering::Relaxed);
         while let Some(start) = buf.iter().position(|&b| b == VT) {
             let Some(end) = buf[start..].windows(2).position(|w| w == [FS, CR]) else {
                 break;

@@ -71,12 +71,19 @@ pub struct FileDestinationFile {
     pub extension: Option<Spanned<String>>,
 }
 
-/// `mllp: { connect: 10.0.0.5:2575 }`: a kept-open MLLP connection that waits for each ACK.
+/// `mllp: { connect: 10.0.0.5:2575 }`: a kept-open MLLP connection; by default each message
+/// waits for its ACK before the next goes (`window: 1`).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MllpDestinationFile {
     #[schemars(with = "String")]
     pub connect: Spanned<String>,
+    /// Messages sent ahead of their ACKs on the connection (1 to 64; default 1). The receiver
+    /// must answer in order, as MLLP receivers do; some cannot read a frame that arrives
+    /// before they answered the last, so raise it only for one known to.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub window: Option<Spanned<u32>>,
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub ack_timeout: Option<Spanned<HumanDuration>>,
@@ -139,6 +146,8 @@ pub struct MllpDestination {
     pub ack_timeout: Duration,
     pub max_frame: usize,
     pub tls: Option<crate::ClientTls>,
+    /// Messages in flight at once on the connection (1: stop-and-wait).
+    pub window: usize,
 }
 
 pub(crate) fn destinations(
@@ -208,6 +217,9 @@ fn file(at: &mut At<'_>, base: &Path, f: &FileDestinationFile) -> Option<Destina
     }))
 }
 
+/// The most messages an MLLP destination may send ahead of their ACKs.
+const MLLP_WINDOW_MAX: u32 = 64;
+
 fn mllp(at: &mut At<'_>, base: &Path, m: &MllpDestinationFile) -> Option<DestinationKind> {
     let connect = m.connect.value.trim();
     let port_ok = connect
@@ -230,7 +242,21 @@ fn mllp(at: &mut At<'_>, base: &Path, m: &MllpDestinationFile) -> Option<Destina
         Some(t) => Some(crate::tls::client(at, base, t)?),
         None => None,
     };
-    if !port_ok || ack_timeout.is_zero() {
+    let window = m.window.as_ref().map_or(1, |w| w.value);
+    if let Some(w) = m
+        .window
+        .as_ref()
+        .filter(|w| !(1..=MLLP_WINDOW_MAX).contains(&w.value))
+    {
+        at.err(
+            w,
+            format!(
+                "window {} is out of range: expected 1 (wait for each ACK) to {MLLP_WINDOW_MAX}",
+                w.value
+            ),
+        );
+    }
+    if !port_ok || ack_timeout.is_zero() || !(1..=MLLP_WINDOW_MAX).contains(&window) {
         return None;
     }
     let max_frame = m.max_frame.as_ref().map_or(8 << 20, |s| s.value.0);
@@ -239,6 +265,7 @@ fn mllp(at: &mut At<'_>, base: &Path, m: &MllpDestinationFile) -> Option<Destina
         ack_timeout,
         max_frame: usize::try_from(max_frame).unwrap_or(usize::MAX),
         tls,
+        window: window as usize,
     }))
 }
 

@@ -106,6 +106,11 @@ impl MllpClient {
     pub fn split(self) -> (MllpSender, MllpReceiver) {
         (self.tx, self.rx)
     }
+
+    /// Both halves, borrowed (to send ahead of the answers on a connection kept open).
+    pub fn halves(&mut self) -> (&mut MllpSender, &mut MllpReceiver) {
+        (&mut self.tx, &mut self.rx)
+    }
 }
 
 impl MllpSender {

@@ -1,6 +1,8 @@
 //! The MLLP destination's connection: kept open between messages, opened again on the next
-//! message after any failure, one message in flight, each answer read within `ack_timeout`.
-//! Judging the answer (MSA-1, MSA-2) belongs to the caller; this only moves bytes.
+//! message after any failure, each answer read within `ack_timeout`. One message in flight
+//! (`exchange`), or a window of them (`exchange_window`: up to N frames sent ahead, answers
+//! read in order, as MLLP receivers give them). Judging an answer (MSA-1, MSA-2) belongs to
+//! the caller; this only moves bytes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,24 +61,107 @@ impl MllpOutbound {
         result
     }
 
+    /// Sends `payloads` in order keeping up to `window` unanswered, and returns the answer
+    /// frames in the same order, for as many as were sent. `accept` judges each answer as it
+    /// comes (its index and the frame): after a `false`, or a failure to send or read, nothing
+    /// more is sent, the answers of what is already on the wire are still read (within
+    /// `ack_timeout` each; what does not answer gets the error), and the connection is dropped,
+    /// so the next call starts clean.
+    pub async fn exchange_window(
+        &mut self,
+        payloads: &[&[u8]],
+        window: usize,
+        mut accept: impl FnMut(usize, &Bytes) -> bool,
+    ) -> Vec<Result<Bytes, OutboundError>> {
+        let mut out = Vec::with_capacity(payloads.len());
+        if payloads.is_empty() {
+            return out;
+        }
+        if let Err(e) = self.connect().await {
+            out.push(Err(e));
+            return out;
+        }
+        let (addr, timeout) = (self.addr.clone(), self.ack_timeout);
+        let Some(conn) = self.conn.as_mut() else {
+            out.push(Err(MllpClientError::Closed.into()));
+            return out;
+        };
+        let (tx, rx) = conn.halves();
+        let window = window.max(1);
+        let (mut sent, mut sending, mut healthy) = (0, true, true);
+        while out.len() < payloads.len() && (out.len() < sent || sending) {
+            if sending {
+                let mut fed = Ok(());
+                while sent < payloads.len() && sent - out.len() < window {
+                    fed = tx.feed(payloads[sent]).await;
+                    if fed.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                if let Err(e) = fed.and(tx.flush().await) {
+                    // The oldest unanswered message fails; those behind it were not tried
+                    // (whether they left is unknown: they go again, at least once).
+                    out.push(Err(e.into()));
+                    healthy = false;
+                    break;
+                }
+            }
+            match tokio::time::timeout(timeout, rx.recv()).await {
+                Ok(Ok(ack)) => {
+                    if !accept(out.len(), &ack) {
+                        sending = false;
+                        healthy = false;
+                    }
+                    out.push(Ok(ack));
+                }
+                // No answer: the oldest unanswered message fails, and those behind it are not
+                // tried (they go again: at least once).
+                Ok(Err(e)) => {
+                    out.push(Err(e.into()));
+                    healthy = false;
+                    break;
+                }
+                Err(_) => {
+                    out.push(Err(OutboundError::Timeout {
+                        addr: addr.clone(),
+                        timeout,
+                    }));
+                    healthy = false;
+                    break;
+                }
+            }
+        }
+        if !healthy {
+            self.conn = None;
+        }
+        out
+    }
+
+    async fn connect(&mut self) -> Result<(), OutboundError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let c = tokio::time::timeout(
+            self.ack_timeout,
+            MllpClient::connect_with(&self.addr, self.max_frame, self.tls.as_deref()),
+        )
+        .await
+        .map_err(|_| OutboundError::Timeout {
+            addr: self.addr.clone(),
+            timeout: self.ack_timeout,
+        })??;
+        self.conn = Some(c);
+        Ok(())
+    }
+
     /// Forgets the connection (after an answer that did not match, for instance).
     pub fn reset(&mut self) {
         self.conn = None;
     }
 
     async fn try_exchange(&mut self, payload: &[u8]) -> Result<Bytes, OutboundError> {
-        if self.conn.is_none() {
-            let c = tokio::time::timeout(
-                self.ack_timeout,
-                MllpClient::connect_with(&self.addr, self.max_frame, self.tls.as_deref()),
-            )
-            .await
-            .map_err(|_| OutboundError::Timeout {
-                addr: self.addr.clone(),
-                timeout: self.ack_timeout,
-            })??;
-            self.conn = Some(c);
-        }
+        self.connect().await?;
         let conn = self.conn.as_mut().ok_or(MllpClientError::Closed)?;
         match tokio::time::timeout(self.ack_timeout, conn.send(payload)).await {
             Ok(r) => Ok(r?),

@@ -44,11 +44,12 @@ pub enum Sink {
     Fhir(FhirClient),
 }
 
-/// The one-at-a-time destinations.
+/// The in-order destinations: a file at a time, or MLLP on one connection (a message at a
+/// time, or a window of them answered in order).
 #[derive(Debug)]
 pub enum Serial {
     File(FileSink),
-    Mllp(Box<MllpOutbound>),
+    Mllp(Box<MllpOutbound>, usize),
 }
 
 /// Requests in flight at once to one FHIR destination.
@@ -253,7 +254,7 @@ impl Sink {
                     let owner = format!("MLLP destination {}", m.connect);
                     out = out.with_tls(crate::tls::client(owner, t).map_err(|e| e.to_string())?);
                 }
-                Sink::Serial(Serial::Mllp(Box::new(out)))
+                Sink::Serial(Serial::Mllp(Box::new(out), m.window))
             }
         })
     }
@@ -263,7 +264,7 @@ impl Sink {
     pub fn reset(&mut self) {
         match self {
             Sink::Amqp(a) => a.publisher.reset(),
-            Sink::Serial(Serial::Mllp(m)) => m.reset(),
+            Sink::Serial(Serial::Mllp(m, _)) => m.reset(),
             Sink::Serial(Serial::File(_)) | Sink::Fhir(_) => {}
         }
     }
@@ -343,6 +344,9 @@ impl Sink {
                 self.confirmed(sending).await
             }
             Sink::Fhir(client) => post_jobs(client.clone(), requests(items)).await,
+            Sink::Serial(Serial::Mllp(m, window)) if *window > 1 => {
+                mllp_window(m, *window, items).await
+            }
             Sink::Serial(serial) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
@@ -374,7 +378,7 @@ impl Serial {
                 .map_err(|e| {
                     Failure::transient(format!("cannot write to {}: {e}", f.dir().display()))
                 }),
-            Serial::Mllp(m) => {
+            Serial::Mllp(m, _) => {
                 let ack = m
                     .exchange(&item.payload)
                     .await
@@ -388,6 +392,31 @@ impl Serial {
             }
         }
     }
+}
+
+/// Sends items over one MLLP connection with up to `window` awaiting their ACKs, answers read
+/// in order. After a failure nothing more is sent; the answers of what is already on the wire
+/// still count (a later message of the failed one's key that was accepted goes again after
+/// it: the worker records it as waiting), and what was not sent is not tried.
+async fn mllp_window(
+    m: &mut MllpOutbound,
+    window: usize,
+    items: &[OutboxItem],
+) -> Vec<Result<String, Failure>> {
+    let payloads: Vec<&[u8]> = items.iter().map(|i| i.payload.as_slice()).collect();
+    let answers = m
+        .exchange_window(&payloads, window, |i, ack| {
+            judge_ack(&items[i].payload, ack).is_ok()
+        })
+        .await;
+    answers
+        .into_iter()
+        .zip(items)
+        .map(|(answer, item)| match answer {
+            Ok(ack) => judge_ack(&item.payload, &ack),
+            Err(e) => Err(Failure::transient(e.to_string())),
+        })
+        .collect()
 }
 
 /// What an HL7 ACK says about the message it answers: AA/CA delivered; AE/CE try again; AR/CR
