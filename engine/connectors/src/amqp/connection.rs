@@ -286,3 +286,45 @@ fn on_frame(
 pub(crate) fn protocol_header() -> Vec<u8> {
     encode(&AMQPFrame::ProtocolHeader(ProtocolVersion::amqp_0_9_1()))
 }
+
+/// The reader's frame handling without a socket (see `super::read_as_publisher`).
+pub(crate) fn read_for_fuzzing(
+    bytes: &[u8],
+    chunk: usize,
+    frame_max: usize,
+    channels: usize,
+) -> usize {
+    let shared = Shared {
+        confirms: Mutex::new(Confirms::new(channels)),
+        changed: Notify::new(),
+    };
+    for channel in 0..channels {
+        for _ in 0..4 {
+            shared.confirms().publish(channel);
+        }
+    }
+    let (mut frames, mut returning, mut changed, mut taken) =
+        (FrameBuffer::default(), Vec::new(), false, 0);
+    for piece in bytes.chunks(chunk) {
+        frames.spare(piece.len()).extend_from_slice(piece);
+        loop {
+            match frames.next_frame(frame_max) {
+                Ok(Some(frame)) => {
+                    taken += 1;
+                    if let Next::Stop(..) = on_frame(frame, &shared, &mut returning, &mut changed) {
+                        return taken;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return taken,
+            }
+        }
+    }
+    let mut confirms = shared.confirms();
+    for channel in 0..channels {
+        for tag in 1..=4 {
+            let _ = confirms.take(channel, tag, "");
+        }
+    }
+    taken
+}

@@ -22,6 +22,15 @@ mod wire;
 
 pub use publisher::{AmqpPublisher, Unconfirmed};
 
+/// What the publisher's reader makes of bytes from a broker, for the fuzzer: frames cut from
+/// `bytes` as they arrive in `chunk`-sized reads, each applied to the confirm bookkeeping of
+/// eight channels with a few publishes waiting. Returns how many frames were taken before the
+/// first the reader refuses (an oversized or malformed frame ends a connection). Never panics.
+#[doc(hidden)]
+pub fn read_as_publisher(bytes: &[u8], chunk: usize, frame_max: usize) -> usize {
+    connection::read_for_fuzzing(bytes, chunk.max(1), frame_max.max(8), LANES)
+}
+
 /// Where and how to publish.
 #[derive(Debug, Clone)]
 pub struct AmqpTarget {
@@ -62,4 +71,23 @@ pub struct Outgoing<'a> {
     pub content_type: &'a str,
     /// Any number, taken modulo [`LANES`]; equal lanes keep their relative order.
     pub lane: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fuzzer's entry point on well-formed frames: ack, nack, return (method, header,
+    /// body), heartbeat, channel close — all taken, in reads of any size.
+    #[test]
+    fn a_brokers_frames_are_taken_in_reads_of_any_size() {
+        let seed = include_bytes!("../../../../fuzz/seeds/amqp_frames/confirms");
+        for chunk in [1, 7, 4096] {
+            assert_eq!(super::read_as_publisher(&seed[1..], chunk, 4096), 7);
+        }
+        assert_eq!(super::read_as_publisher(b"\x01\x00", 1, 4096), 0);
+        assert_eq!(
+            super::read_as_publisher(&[1, 0, 1, 0xff, 0xff, 0xff, 0xff, 0], 3, 4096),
+            0,
+            "a frame over frame_max is refused before it is buffered"
+        );
+    }
 }
