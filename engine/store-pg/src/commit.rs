@@ -10,8 +10,9 @@
 //!
 //! A commit whose outcome is unknown (the connection broke before `COMMIT` answered) is
 //! answered as failed: the sender gets AE and sends again, so at worst a message is stored
-//! twice, never acknowledged unstored. While the database is unreachable every batch fails at
-//! once (no queue builds up) and each new batch tries to connect again.
+//! twice, never acknowledged unstored. While the database is unreachable each batch fails, the
+//! committer pauses (100 ms doubling to 2 s) and the next batch tries to connect again, so
+//! senders wait a moment for their AE instead of resending in a tight loop.
 //!
 //! Memory is bounded in bytes as the embedded store's is: a record holds its size of
 //! `queue_bytes` from `submit` until it is answered.
@@ -127,6 +128,7 @@ struct Committer {
 
 async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, OwnedSemaphorePermit)>) {
     let max = c.opts.max_batch.max(1);
+    let mut unreachable_for = UNREACHABLE_PAUSE_FIRST;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < max {
@@ -144,8 +146,19 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
             let _ = reply.send(outcome.clone());
             drop(memory);
         }
+        // While the database is unreachable, each batch would fail at once and its senders
+        // resend at once: a pause (100 ms doubling to 2 s) turns that loop into back-pressure.
+        if outcome.is_err() && c.client.is_closed() {
+            tokio::time::sleep(unreachable_for).await;
+            unreachable_for = (unreachable_for * 2).min(UNREACHABLE_PAUSE_MAX);
+        } else {
+            unreachable_for = UNREACHABLE_PAUSE_FIRST;
+        }
     }
 }
+
+const UNREACHABLE_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const UNREACHABLE_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A group in one statement, so one round trip and one transaction (a statement outside
 /// `BEGIN` commits on its own): the messages inserted (a replayed one is skipped), then the
