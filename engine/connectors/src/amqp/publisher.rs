@@ -80,25 +80,33 @@ impl AmqpPublisher {
                 .map(|i| publish_len(&publish(exchange, i, 0), frame_max))
                 .sum(),
         );
+        // Tags are taken under the lock (the reader settles them); the encoding, the bulk of
+        // the work, is done after it is released.
         {
             let mut confirms = conn.shared.confirms();
             for item in items {
                 let channel = (item.lane % LANES as u64) as usize;
-                if let Some(e) = too_long(exchange, item) {
-                    batch.items.push(Item::failed(item, e));
-                } else if let Some(why) = confirms.refusal(channel) {
-                    let e = PublishError::Transient(why.to_string());
-                    batch.items.push(Item::failed(item, e));
-                } else {
-                    let tag = confirms.publish(channel);
-                    let wire = publish(exchange, item, channel as u16 + 1);
-                    put_publish(&mut bytes, &wire, frame_max);
-                    batch.items.push(Item {
-                        sent: Ok((channel, tag)),
-                        routing_key: item.routing_key.clone(),
-                        message_id: item.message_id.to_string(),
-                    });
-                }
+                let sent = match too_long(exchange, item) {
+                    Some(e) => Err(e),
+                    None => match confirms.refusal(channel) {
+                        Some(why) => Err(PublishError::Transient(why.to_string())),
+                        None => Ok((channel, confirms.publish(channel))),
+                    },
+                };
+                batch.items.push(Item {
+                    sent,
+                    routing_key: item.routing_key.clone(),
+                    message_id: item.message_id.to_string(),
+                });
+            }
+        }
+        for (item, sent) in items.iter().zip(&batch.items) {
+            if let Ok((channel, _)) = sent.sent {
+                put_publish(
+                    &mut bytes,
+                    &publish(exchange, item, channel as u16 + 1),
+                    frame_max,
+                );
             }
         }
         batch.shared = Some(conn.shared.clone());
