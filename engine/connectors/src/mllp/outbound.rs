@@ -63,10 +63,11 @@ impl MllpOutbound {
 
     /// Sends `payloads` in order keeping up to `window` unanswered, and returns the answer
     /// frames in the same order, for as many as were sent. `accept` judges each answer as it
-    /// comes (its index and the frame): after a `false`, or a failure to send or read, nothing
-    /// more is sent, the answers of what is already on the wire are still read (within
-    /// `ack_timeout` each; what does not answer gets the error), and the connection is dropped,
-    /// so the next call starts clean.
+    /// comes (its index and the frame): after a `false`, nothing more is sent and the answers
+    /// of what is already on the wire are still read. A write or a read that fails or takes
+    /// longer than `ack_timeout` fails the oldest unanswered message and ends the call (the
+    /// rest were not tried). After any of these the connection is dropped, so the next call
+    /// starts clean.
     pub async fn exchange_window(
         &mut self,
         payloads: &[&[u8]],
@@ -91,18 +92,28 @@ impl MllpOutbound {
         let (mut sent, mut sending, mut healthy) = (0, true, true);
         while out.len() < payloads.len() && (out.len() < sent || sending) {
             if sending {
-                let mut fed = Ok(());
-                while sent < payloads.len() && sent - out.len() < window {
-                    fed = tx.feed(payloads[sent]).await;
-                    if fed.is_err() {
-                        break;
+                // Writing is bounded too: a receiver that stops reading fills the socket's
+                // buffers, and the write would wait for ever.
+                let written = tokio::time::timeout(timeout, async {
+                    while sent < payloads.len() && sent - out.len() < window {
+                        tx.feed(payloads[sent]).await?;
+                        sent += 1;
                     }
-                    sent += 1;
-                }
-                if let Err(e) = fed.and(tx.flush().await) {
+                    tx.flush().await
+                })
+                .await;
+                let failed = match written {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.into()),
+                    Err(_) => Some(OutboundError::Timeout {
+                        addr: addr.clone(),
+                        timeout,
+                    }),
+                };
+                if let Some(e) = failed {
                     // The oldest unanswered message fails; those behind it were not tried
                     // (whether they left is unknown: they go again, at least once).
-                    out.push(Err(e.into()));
+                    out.push(Err(e));
                     healthy = false;
                     break;
                 }
@@ -170,5 +181,39 @@ impl MllpOutbound {
                 timeout: self.ack_timeout,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receiver that takes the connection and then stops reading: once the socket's buffers
+    /// are full, writing a window of large frames blocks. That must end as a timeout within
+    /// `ack_timeout`, never stall the destination's worker.
+    #[tokio::test]
+    async fn a_receiver_that_stops_reading_times_out_instead_of_stalling() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _held = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(socket);
+        });
+        let mut out = MllpOutbound::new(addr.to_string(), Duration::from_millis(500), 64 << 20);
+        let big = vec![b'A'; 4 << 20];
+        let payloads = vec![&big[..]; 8];
+        let answers = tokio::time::timeout(
+            Duration::from_secs(20),
+            out.exchange_window(&payloads, 8, |_, _| true),
+        )
+        .await
+        .expect("an answer within 20 s, not a stall");
+        assert!(
+            matches!(answers[..], [Err(OutboundError::Timeout { .. })]),
+            "{answers:?}"
+        );
     }
 }
