@@ -72,7 +72,7 @@ impl PgCommitter {
             Committer {
                 client,
                 opts,
-                lanes: HashMap::new(),
+                lanes: Lanes::default(),
                 statement: None,
             },
             rx,
@@ -121,7 +121,7 @@ struct Committer {
     client: Client,
     opts: CommitOptions,
     /// (route, destination) → (lane, partitions), as stored.
-    lanes: HashMap<(String, String), (i32, i16)>,
+    lanes: Lanes,
     /// The group's statement, prepared on this connection.
     statement: Option<tokio_postgres::Statement>,
 }
@@ -193,7 +193,7 @@ impl Committer {
     async fn commit(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
         if self.client.is_closed() {
             self.client = connect(&self.opts.url).await?;
-            self.lanes.clear();
+            self.lanes = Lanes::default();
             self.statement = None;
         }
         self.ensure_lanes(records).await?;
@@ -206,7 +206,7 @@ impl Committer {
             }
         };
         let m = MessageColumns::of(records);
-        let d = delivery_columns(&self.lanes, records);
+        let d = delivery_columns(&self.lanes, records, &m.id);
         self.client
             .execute(
                 &statement,
@@ -246,22 +246,21 @@ impl Committer {
     async fn ensure_lanes(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
         for r in records {
             for d in &r.deliveries {
-                let key = (d.route.clone(), d.destination.clone());
-                if self.lanes.contains_key(&key) {
+                if self.lanes.get(&d.route, &d.destination).is_some() {
                     continue;
                 }
                 self.client
                     .execute(
                         "INSERT INTO lanes (route, destination, partitions) VALUES ($1, $2, $3) \
                          ON CONFLICT (route, destination) DO NOTHING",
-                        &[&key.0, &key.1, &PARTITIONS],
+                        &[&d.route, &d.destination, &PARTITIONS],
                     )
                     .await?;
                 let row = self
                     .client
                     .query_one(
                         "SELECT lane, partitions FROM lanes WHERE route = $1 AND destination = $2",
-                        &[&key.0, &key.1],
+                        &[&d.route, &d.destination],
                     )
                     .await?;
                 let (lane, partitions): (i32, i16) = (row.get(0), row.get(1));
@@ -273,29 +272,45 @@ impl Committer {
                         &[&lane, &i32::from(partitions)],
                     )
                     .await?;
-                self.lanes.insert(key, (lane, partitions));
+                self.lanes
+                    .0
+                    .push((d.route.clone(), d.destination.clone(), lane, partitions));
             }
         }
         Ok(())
     }
 }
 
-/// Every record's deliveries, with their message's id, lane and partition (the statement
-/// keeps those of messages that were new).
+/// The lanes this committer has made or found: (route, destination, lane, partitions).
+#[derive(Default)]
+struct Lanes(Vec<(String, String, i32, i16)>);
+
+impl Lanes {
+    /// A handful of lanes: a scan beats hashing two strings per delivery (as the embedded
+    /// index's `LaneIds` does).
+    fn get(&self, route: &str, destination: &str) -> Option<(i32, i16)> {
+        self.0
+            .iter()
+            .find(|(r, d, _, _)| r == route && d == destination)
+            .map(|&(_, _, lane, partitions)| (lane, partitions))
+    }
+}
+
+/// Every record's deliveries, with their message's id (`ids`, in the records' order), lane
+/// and partition (the statement keeps those of messages that were new).
 fn delivery_columns<'a>(
-    lanes: &HashMap<(String, String), (i32, i16)>,
+    lanes: &Lanes,
     records: &[&'a InboxRecord],
+    ids: &[String],
 ) -> DeliveryColumns<'a> {
     let mut d = DeliveryColumns::default();
-    for r in records {
-        let message = r.envelope.id.to_string();
+    for (r, message) in records.iter().zip(ids) {
         // A split message has several deliveries per destination, numbered in order.
         let mut parts: HashMap<&str, i32> = HashMap::new();
         for delivery in &r.deliveries {
             let part = parts.entry(delivery.destination.as_str()).or_insert(-1);
             *part += 1;
-            let key = (delivery.route.clone(), delivery.destination.clone());
-            let Some(&(lane, partitions)) = lanes.get(&key) else {
+            let Some((lane, partitions)) = lanes.get(&delivery.route, &delivery.destination) else {
                 continue;
             };
             let hash = crc32fast::hash(delivery.order_key.as_bytes());

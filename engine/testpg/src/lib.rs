@@ -198,9 +198,13 @@ fn free_port() -> u16 {
 }
 
 fn is_root() -> bool {
-    // The effective user is root when `id -u` says 0; no libc call needed for a test helper.
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    // The effective user is root when `id -u` says 0 (asked once; no libc call needed for a
+    // test helper).
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    })
 }

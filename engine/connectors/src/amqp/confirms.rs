@@ -43,6 +43,17 @@ struct Channel {
     closed: Option<String>,
 }
 
+impl Channel {
+    /// Frees the collected slots at the front (tags are collected in any order; the front
+    /// moves once everything before it is).
+    fn trim(&mut self) {
+        while self.slots.front() == Some(&Slot::Taken) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+    }
+}
+
 /// Every channel's confirms on one connection.
 #[derive(Debug)]
 pub(crate) struct Confirms {
@@ -142,10 +153,7 @@ impl Confirms {
             (Slot::Waiting, None) => return None,
         };
         *slot = Slot::Taken;
-        while c.slots.front() == Some(&Slot::Taken) {
-            c.slots.pop_front();
-            c.first += 1;
-        }
+        c.trim();
         Some(outcome)
     }
 
@@ -161,10 +169,7 @@ impl Confirms {
         {
             *slot = Slot::Taken;
         }
-        while c.slots.front() == Some(&Slot::Taken) {
-            c.slots.pop_front();
-            c.first += 1;
-        }
+        c.trim();
     }
 
     /// Publishes registered and not yet collected, on every channel (for tests and bounds).

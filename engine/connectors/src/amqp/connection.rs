@@ -92,14 +92,8 @@ impl Connection {
 
     /// Writes `bytes` whole; a failure breaks the connection (what waits is lost).
     pub(crate) async fn write(&self, bytes: &[u8]) {
-        let mut w = self.writer.lock().await;
-        let done = match w.write_all(bytes).await {
-            Ok(()) => w.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
-            self.shared
-                .break_all(format!("cannot write to the broker: {e}"));
+        if let Err(why) = send(&mut *self.writer.lock().await, bytes).await {
+            self.shared.break_all(why);
         }
     }
 
@@ -141,12 +135,13 @@ enum Next {
 }
 
 async fn read_loop(mut r: Reader) {
-    let why = read_until_broken(&mut r).await;
+    let Err(why) = read_until_broken(&mut r).await;
     tracing::debug!(%why, "AMQP publishing connection ended");
     r.shared.break_all(why);
 }
 
-async fn read_until_broken(r: &mut Reader) -> String {
+/// Reads until the connection ends; the error is why.
+async fn read_until_broken(r: &mut Reader) -> Result<std::convert::Infallible, String> {
     const HEARTBEAT: [u8; 8] = [8, 0, 0, 0, 0, 0, 0, 0xCE];
     // A returned message's reply text, per channel, until its header names it.
     let mut returning: Vec<Option<String>> = Vec::new();
@@ -157,22 +152,20 @@ async fn read_until_broken(r: &mut Reader) -> String {
             let frame = match r.frames.next_frame(r.frame_max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => return e.to_string(),
+                Err(e) => return Err(e.to_string()),
             };
             match on_frame(frame, &r.shared, &mut returning, &mut changed) {
                 Next::Go => {}
                 Next::Reply(ch, method) => {
                     let bytes = encode(&AMQPFrame::Method(ch, method));
-                    if let Err(e) = r.writer.lock().await.write_all(&bytes).await {
-                        return format!("cannot write to the broker: {e}");
-                    }
+                    send(&mut *r.writer.lock().await, &bytes).await?;
                 }
                 Next::Stop(why, reply) => {
                     if let Some(method) = reply {
                         let bytes = encode(&AMQPFrame::Method(0, method));
-                        let _ = r.writer.lock().await.write_all(&bytes).await;
+                        let _ = send(&mut *r.writer.lock().await, &bytes).await;
                     }
-                    return why;
+                    return Err(why);
                 }
             }
         }
@@ -186,16 +179,14 @@ async fn read_until_broken(r: &mut Reader) -> String {
                 Err(_) => {
                     silent += 1;
                     if silent >= 4 {
-                        return format!(
+                        return Err(format!(
                             "the broker sent nothing for {} s (heartbeats missed)",
                             (every * 2).as_secs()
-                        );
+                        ));
                     }
                     // A write in progress is traffic enough.
-                    if let Ok(mut w) = r.writer.try_lock()
-                        && let Err(e) = w.write_all(&HEARTBEAT).await
-                    {
-                        return format!("cannot write to the broker: {e}");
+                    if let Ok(mut w) = r.writer.try_lock() {
+                        send(&mut w, &HEARTBEAT).await?;
                     }
                     continue;
                 }
@@ -203,9 +194,9 @@ async fn read_until_broken(r: &mut Reader) -> String {
             None => r.read.read_buf(buf).await,
         };
         match read {
-            Ok(0) => return "the broker closed the connection".into(),
+            Ok(0) => return Err("the broker closed the connection".into()),
             Ok(_) => silent = 0,
-            Err(e) => return format!("cannot read from the broker: {e}"),
+            Err(e) => return Err(format!("cannot read from the broker: {e}")),
         }
     }
 }
@@ -280,6 +271,15 @@ fn on_frame(
         _ => {}
     }
     Next::Go
+}
+
+/// Writes `bytes` whole and flushes them (TLS holds records until a flush).
+async fn send(w: &mut WriteHalf<Io>, bytes: &[u8]) -> Result<(), String> {
+    match w.write_all(bytes).await {
+        Ok(()) => w.flush().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("cannot write to the broker: {e}"))
 }
 
 /// The protocol header that opens a connection.

@@ -47,7 +47,7 @@ pub struct AmqpQueueSpec {
 }
 
 /// What the broker said, or why a message could not be put on the wire.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PublishError {
     /// Worth retrying: the broker is away, the channel closed, a nack.
     #[error("{0}")]

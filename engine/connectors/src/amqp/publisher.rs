@@ -206,12 +206,7 @@ impl Unconfirmed {
                     lanes[*channel].0.push(i);
                     out.push(None);
                 }
-                Err(PublishError::Transient(e)) => {
-                    out.push(Some(Err(PublishError::Transient(e.clone()))))
-                }
-                Err(PublishError::Permanent(e)) => {
-                    out.push(Some(Err(PublishError::Permanent(e.clone()))))
-                }
+                Err(e) => out.push(Some(Err(e.clone()))),
             }
         }
         if let Some(shared) = self.shared.clone() {

@@ -404,16 +404,24 @@ async fn mllp_window(
     items: &[OutboxItem],
 ) -> Vec<Result<String, Failure>> {
     let payloads: Vec<&[u8]> = items.iter().map(|i| i.payload.as_slice()).collect();
+    // Each answer is judged once, as it comes (whether to go on sending); the verdicts are
+    // the results of the answers that came, in order.
+    let mut verdicts = Vec::with_capacity(items.len());
     let answers = m
         .exchange_window(&payloads, window, |i, ack| {
-            judge_ack(&items[i].payload, ack).is_ok()
+            let verdict = judge_ack(&items[i].payload, ack);
+            let accepted = verdict.is_ok();
+            verdicts.push(verdict);
+            accepted
         })
         .await;
+    let mut verdicts = verdicts.into_iter();
     answers
         .into_iter()
-        .zip(items)
-        .map(|(answer, item)| match answer {
-            Ok(ack) => judge_ack(&item.payload, &ack),
+        .map(|answer| match answer {
+            Ok(_) => verdicts
+                .next()
+                .unwrap_or_else(|| Err(Failure::transient("an answer without a verdict"))),
             Err(e) => Err(Failure::transient(e.to_string())),
         })
         .collect()
