@@ -241,37 +241,15 @@ impl Committer {
         Ok(())
     }
 
-    /// Creates the lanes these records name, each in its own statement: a lane made inside a
-    /// group's transaction would vanish with a rollback while staying in the cache.
+    /// Finds or makes the lanes these records name (`lanes.rs`).
     async fn ensure_lanes(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
         for r in records {
             for d in &r.deliveries {
                 if self.lanes.get(&d.route, &d.destination).is_some() {
                     continue;
                 }
-                self.client
-                    .execute(
-                        "INSERT INTO lanes (route, destination, partitions) VALUES ($1, $2, $3) \
-                         ON CONFLICT (route, destination) DO NOTHING",
-                        &[&d.route, &d.destination, &PARTITIONS],
-                    )
-                    .await?;
-                let row = self
-                    .client
-                    .query_one(
-                        "SELECT lane, partitions FROM lanes WHERE route = $1 AND destination = $2",
-                        &[&d.route, &d.destination],
-                    )
-                    .await?;
-                let (lane, partitions): (i32, i16) = (row.get(0), row.get(1));
-                self.client
-                    .execute(
-                        "INSERT INTO partitions (lane, partition) \
-                         SELECT $1, p::int2 FROM generate_series(0, $2::int4 - 1) AS p \
-                         ON CONFLICT DO NOTHING",
-                        &[&lane, &i32::from(partitions)],
-                    )
-                    .await?;
+                let (lane, partitions) =
+                    crate::lanes::ensure_lane(&self.client, &d.route, &d.destination).await?;
                 self.lanes
                     .0
                     .push((d.route.clone(), d.destination.clone(), lane, partitions));

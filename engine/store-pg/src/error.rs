@@ -19,6 +19,12 @@ pub enum PgStoreError {
     SchemaTooNew { found: i32, known: i32 },
     #[error("the store holds {what} this build cannot read")]
     Corrupt { what: String },
+    #[error(
+        "this node no longer holds partition {partition} of lane {lane} (another node took it over): the pass is dropped and delivered again by its new holder"
+    )]
+    LeaseLost { lane: i64, partition: i16 },
+    #[error("the connection to PostgreSQL is closed; it is opened again by the next pass")]
+    Unreachable,
 }
 
 impl PgStoreError {

@@ -6,17 +6,23 @@
 //! Built so far: connecting (`connect`, with the password kept out of every message), the
 //! schema (`schema.rs`): migrations that run once however many nodes start together, and a
 //! refusal to start on a schema newer than this build; and the group commit of messages with
-//! their deliveries (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log read below the snapshot's `xmin`
-//! (`log.rs`). Not yet wired into
-//! `wyvern run`.
+//! their deliveries (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log
+//! read below the snapshot's `xmin` (`log.rs`); and the delivery workers' [`DeliveryLog`]
+//! (`delivery.rs`: passes and settles per leased partition, fenced by the lease's token).
+//! Not yet wired into `wyvern run`.
+//!
+//! [`DeliveryLog`]: wyvern_store::DeliveryLog
 
 pub mod commit;
+pub mod delivery;
 mod error;
+mod lanes;
 pub mod lease;
 pub mod log;
 pub mod schema;
 
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
+pub use delivery::PgDeliveryLog;
 pub use error::PgStoreError;
 pub use lease::{Lease, Leases, advance};
 pub use log::{LogRow, read_log};

@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 3] = [V1, V2, V3];
+const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -99,6 +99,30 @@ CREATE TABLE partitions (
     done_seq    BIGINT      NOT NULL DEFAULT 0,
     PRIMARY KEY (lane, partition)
 );
+";
+
+/// v4: what went wrong with a delivery, per partition (the embedded store's
+/// `delivery_exceptions`): a retry waiting for `next_at`, a row waiting behind an earlier one of
+/// its key, a dead letter, a held key. A delivery that simply succeeded has no row here: the
+/// partition's cursor says it. `xid` is the delivery's, so a key's exceptions are taken in
+/// the log's `(xid, seq)` order.
+const V4: &str = "
+CREATE TABLE delivery_exceptions (
+    seq          BIGINT   PRIMARY KEY,
+    xid          XID8     NOT NULL,
+    lane         INTEGER  NOT NULL,
+    partition    SMALLINT NOT NULL,
+    order_key    TEXT     NOT NULL,
+    state        TEXT     NOT NULL,
+    attempts     INTEGER  NOT NULL DEFAULT 0,
+    next_at      BIGINT   NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    retry_from   BIGINT,
+    done_at      BIGINT
+);
+CREATE INDEX exceptions_open ON delivery_exceptions (lane, partition, order_key, xid, seq)
+    WHERE state IN ('retry', 'waiting', 'held');
+CREATE INDEX exceptions_dead ON delivery_exceptions (lane, seq) WHERE state IN ('dead', 'held');
 ";
 
 /// What [`migrate`] found and left.

@@ -38,6 +38,10 @@ pub enum StoreError {
     Query(rusqlite::Error),
     #[error("the store is closed (the engine is shutting down)")]
     Closed,
+    /// A failure of a store shared by several nodes (PostgreSQL): the database away, or this
+    /// node's lease on a lane taken over by another.
+    #[error("shared store: {0}")]
+    Shared(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "the journal {journal} holds damage a crash does not explain, so the store will not open (nothing was changed):\n{report}\
          See every segment with `wyvern store check`; `wyvern store repair` replays every intact record and moves \
@@ -66,6 +70,7 @@ impl StoreError {
             StoreError::Write(_)
             | StoreError::Commit(_)
             | StoreError::Closed
+            | StoreError::Shared(_)
             | StoreError::Query(_)
             | StoreError::Journal { .. } => ErrorClass::Error,
             _ => ErrorClass::Permanent,

@@ -34,7 +34,7 @@ pub use audit::{
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{
-    Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, OutboxState, Pass, Settle, Update,
+    Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, OutboxState, Pass, Position, Settle, Update,
 };
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};
 pub use recovery::{

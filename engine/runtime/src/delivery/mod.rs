@@ -122,7 +122,7 @@ impl InFlight {
             from: self.pass.to,
             seqs: items
                 .iter()
-                .filter(|i| i.seq < self.pass.from)
+                .filter(|i| i.position < self.pass.from)
                 .map(|i| i.seq)
                 .collect(),
             keys: match one_per_key {
@@ -354,7 +354,7 @@ impl DeliveryWorker {
         for (item, r) in pass.items.iter().zip(results) {
             got_through |= r.is_ok() || matches!(&r, Err(f) if f.class != ErrorClass::Transient);
             let update = self.outcome(item, r, now);
-            let from_log = item.seq >= pass.from;
+            let from_log = item.position >= pass.from;
             match &update {
                 Update::Delivered { .. } if from_log && failed_keys.contains(&item.order_key) => {
                     again.push((item.seq, item.order_key.clone()));
@@ -376,13 +376,14 @@ impl DeliveryWorker {
         // read again: the cursor stops at the first untried row of the log.
         let cursor = pass.items[tried..]
             .iter()
-            .find(|i| i.seq >= pass.from)
-            .map_or(pass.to, |i| i.seq);
+            .find(|i| i.position >= pass.from)
+            .map_or(pass.to, |i| i.position);
         let pass_waiting = pass.waiting.len();
         let mut waiting: Vec<(i64, String)> = pass
             .waiting
             .into_iter()
-            .filter(|(seq, _)| *seq < cursor)
+            .filter(|(at, _)| *at < cursor)
+            .map(|(at, key)| (at.seq, key))
             .collect();
         waiting.extend(again);
         let settle = Settle {

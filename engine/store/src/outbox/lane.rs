@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
-use super::{DeliveryLog, FROM, ITEM, LaneId, Outbox, OutboxItem, Update, item};
+use super::{DeliveryLog, FROM, ITEM, LaneId, Outbox, OutboxItem, Position, Update, item};
 use crate::StoreError;
 
 /// What a worker may send now.
@@ -19,11 +19,11 @@ pub struct Pass {
     /// To send, in this order: due exception heads (oldest first), then log rows in order.
     pub items: Vec<OutboxItem>,
     /// Log rows whose key waits behind an exception: settled as waiting, not sent.
-    pub waiting: Vec<(i64, String)>,
+    pub waiting: Vec<(Position, String)>,
     /// The cursor this pass was read from: items at or past it came from the log.
-    pub from: i64,
+    pub from: Position,
     /// Where the cursor goes once every log item of the pass is settled.
-    pub to: i64,
+    pub to: Position,
     /// With nothing to send: when the earliest waiting retry falls due.
     pub next_at_ms: Option<i64>,
 }
@@ -34,7 +34,7 @@ pub struct Pass {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ahead {
     /// The previous pass's [`Pass::to`].
-    pub from: i64,
+    pub from: Position,
     /// The exception rows the previous pass is sending.
     pub seqs: HashSet<i64>,
     /// The keys the previous pass is sending (used with `one_per_key`).
@@ -46,10 +46,10 @@ pub struct Ahead {
 pub struct Settle {
     /// Each tried item: its seq, its key, and what became of it.
     pub outcomes: Vec<(i64, String, Update)>,
-    /// Log rows to keep waiting behind their key (from [`Pass::waiting`]).
+    /// Log rows to keep waiting behind their key (from [`Pass::waiting`]), by seq.
     pub waiting: Vec<(i64, String)>,
     /// The new cursor: every log row below it is delivered or in `outcomes` / `waiting`.
-    pub cursor: i64,
+    pub cursor: Position,
 }
 
 /// Open exceptions: a key with one of these waits for it.
@@ -92,10 +92,10 @@ impl DeliveryLog for Outbox {
             .prepare_cached("SELECT done_below FROM lanes WHERE lane = ?1")
             .and_then(|mut s| s.query_row([lane], |r| r.get(0)))
             .map_err(StoreError::Query)?;
-        let from = ahead.map_or(cursor, |a| a.from.max(cursor));
+        let from = ahead.map_or(cursor, |a| a.from.seq.max(cursor));
         let mut pass = Pass {
-            from,
-            to: from,
+            from: Position::at(from),
+            to: Position::at(from),
             ..Pass::default()
         };
         let mut budget = Budget {
@@ -149,8 +149,8 @@ impl DeliveryLog for Outbox {
                 // Behind an open exception, or behind a row of its key already in a pass that
                 // is sent in parallel: it waits, and goes once its key's earlier one is done.
                 if blocked || (one_per_key && keys.contains(&row.order_key)) {
-                    pass.to = row.seq + 1;
-                    pass.waiting.push((row.seq, row.order_key));
+                    pass.to = Position::at(row.seq + 1);
+                    pass.waiting.push((row.position, row.order_key));
                     continue;
                 }
                 if !budget.take(row.payload.len()) {
@@ -159,7 +159,7 @@ impl DeliveryLog for Outbox {
                 if one_per_key {
                     keys.insert(row.order_key.clone());
                 }
-                pass.to = row.seq + 1;
+                pass.to = Position::at(row.seq + 1);
                 pass.items.push(row);
             }
         }
@@ -215,7 +215,7 @@ impl DeliveryLog for Outbox {
         }
         self.run(
             "UPDATE lanes SET done_below = MAX(done_below, ?2) WHERE lane = ?1",
-            params![lane, s.cursor],
+            params![lane, s.cursor.seq],
         )?;
         tx.commit().map_err(StoreError::Write)
     }

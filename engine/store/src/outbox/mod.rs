@@ -29,11 +29,37 @@ pub use lane::{Ahead, Pass, Settle};
 /// A lane's id: one destination of one route.
 pub type LaneId = i64;
 
+/// A place in a lane's log: passes are read, and cursors move, in this order. The embedded
+/// store has one partition and numbers its log by `seq` alone (`partition` and `xid` are 0).
+/// A shared PostgreSQL store splits a lane into partitions by key, and orders each by the
+/// writing transaction's id, then `seq`: sequence numbers from concurrent transactions
+/// become visible out of order, their transactions' ids below the readers' horizon do not.
+/// Positions of different partitions are never compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub partition: i16,
+    pub xid: u64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// A place in the embedded store's log.
+    pub fn at(seq: i64) -> Position {
+        Position {
+            partition: 0,
+            xid: 0,
+            seq,
+        }
+    }
+}
+
 /// One message waiting for (or failed at, or delivered to) one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
-    /// Its place in the delivery log (`wyvern dlq` names it).
+    /// Its number in the delivery log (`wyvern dlq` names it).
     pub seq: i64,
+    /// Where it is in its lane's log (the embedded store's: `Position::at(seq)`).
+    pub position: Position,
     pub message_id: String,
     /// Which of the message's parts (after a `split` step); 0 for an unsplit message.
     pub part: u32,
@@ -126,8 +152,10 @@ pub(crate) const FROM: &str = "deliveries d JOIN inbox i ON i.seq = d.message \
     JOIN lanes l ON l.lane = d.lane LEFT JOIN delivery_exceptions e ON e.seq = d.seq";
 
 pub(crate) fn item(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    let seq = r.get(0)?;
     Ok(OutboxItem {
-        seq: r.get(0)?,
+        seq,
+        position: Position::at(seq),
         message_id: r.get(1)?,
         route: r.get(2)?,
         destination: r.get(3)?,
