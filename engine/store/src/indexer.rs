@@ -46,6 +46,8 @@ pub(crate) struct Indexer {
 const MAX_RECORDS: usize = 4096;
 /// How long the index waits for more records before it commits what it has.
 const LINGER: Duration = Duration::from_millis(5);
+/// How long the index is idle before it merges pending NHS numbers (`nhs_index.rs`).
+const IDLE_MERGE: Duration = Duration::from_secs(2);
 
 impl Indexer {
     pub(crate) fn start(
@@ -116,7 +118,18 @@ fn run(
     notify: &tokio::sync::watch::Sender<u64>,
     health: &Health,
 ) -> bool {
-    while let Ok(first) = rx.recv() {
+    let mut nhs_pending = crate::nhs_index::pending(&conn).unwrap_or(0);
+    loop {
+        let first = match rx.recv_timeout(IDLE_MERGE) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if nhs_pending > 0 {
+                    merge_nhs(&mut conn, &mut nhs_pending);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut segment = first.segment;
         let mut records = first.records;
         let mut memory = first.memory;
@@ -157,15 +170,36 @@ fn run(
         }
         health.failing.store(false, Ordering::Release);
         let n = records.len() as u64;
+        nhs_pending += records
+            .iter()
+            .filter(|r| r.envelope.meta.nhs_number.is_some())
+            .count() as u64;
         drop((records, memory));
         let total = stats.indexed.fetch_add(n, Ordering::Relaxed) + n;
         // Wakes the delivery workers: their outbox rows exist now.
         notify.send_replace(total);
         // Batches arrive in journal order: every segment before this one is now fully indexed.
         indexed_below.store(segment, Ordering::Release);
+        if nhs_pending >= crate::nhs_index::MERGE_AT {
+            merge_nhs(&mut conn, &mut nhs_pending);
+        }
     }
     tracing::debug!("store index thread stopped");
     true
+}
+
+/// Merges the NHS numbers waiting in `nhs_pending` (`nhs_index.rs`). A failure (a full disk)
+/// leaves them pending, where searches still find them, until the next try.
+fn merge_nhs(conn: &mut Connection, pending: &mut u64) {
+    match crate::nhs_index::merge(conn) {
+        Ok(merged) => {
+            tracing::debug!(merged, "NHS number index merged");
+            *pending = 0;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot merge the NHS number index yet; searches still find the pending entries")
+        }
+    }
 }
 
 const INSERT: &str = "INSERT OR IGNORE INTO inbox (id, received_at, source, peer, content_type, status, \
@@ -218,6 +252,9 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
             }
             added += 1;
             let message = tx.last_insert_rowid();
+            if let Some(nhs) = &m.nhs_number {
+                crate::nhs_index::add(&tx, message, nhs)?;
+            }
             // A split message has several deliveries per destination: they are numbered in
             // the order the record lists them, so a journal replay numbers them the same.
             let mut parts: Vec<(&str, u32)> = Vec::new();

@@ -18,6 +18,7 @@ mod frame;
 mod inbox;
 mod indexer;
 mod journal;
+mod nhs_index;
 mod outbox;
 mod reader;
 mod recovery;

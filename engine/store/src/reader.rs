@@ -80,24 +80,27 @@ impl InboxReader {
     pub fn list(&self, q: &InboxQuery) -> Result<Vec<InboxRow>, StoreError> {
         let mut clauses = Vec::new();
         let mut args: Vec<Value> = Vec::new();
-        let mut add = |clause: &str, v: Value| {
+        // Each condition is made from its parameter's number.
+        let mut add = |v: Value, clause: &dyn Fn(usize) -> String| {
             args.push(v);
-            clauses.push(format!("{clause} ?{}", args.len()));
+            clauses.push(clause(args.len()));
         };
         if let Some(c) = &q.control_id {
-            add("control_id =", Value::Text(c.clone()));
+            add(Value::Text(c.clone()), &|n| format!("control_id = ?{n}"));
         }
         if let Some(n) = &q.nhs_number {
-            add("nhs_number =", Value::Text(n.clone()));
+            add(Value::Text(n.clone()), &crate::nhs_index::matches);
         }
         if let Some(s) = q.status {
-            add("status =", Value::Text(s.as_str().into()));
+            add(Value::Text(s.as_str().into()), &|n| {
+                format!("status = ?{n}")
+            });
         }
         if let Some(s) = &q.source {
-            add("source =", Value::Text(s.clone()));
+            add(Value::Text(s.clone()), &|n| format!("source = ?{n}"));
         }
         if let Some(b) = q.before_seq {
-            add("seq <", Value::Integer(b));
+            add(Value::Integer(b), &|n| format!("seq < ?{n}"));
         }
         let filter = if clauses.is_empty() {
             String::new()

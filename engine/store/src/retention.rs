@@ -33,10 +33,10 @@ impl Outbox {
             .conn
             .unchecked_transaction()
             .map_err(StoreError::Write)?;
-        let messages: Vec<i64> = {
+        let messages: Vec<(i64, Option<String>)> = {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT i.seq FROM inbox i WHERE i.received_at < ?1 AND NOT EXISTS \
+                    "SELECT i.seq, i.nhs_number FROM inbox i WHERE i.received_at < ?1 AND NOT EXISTS \
                      (SELECT 1 FROM deliveries d JOIN lanes l ON l.lane = d.lane \
                       LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE d.message = i.seq \
                       AND (CASE WHEN e.seq IS NULL THEN d.seq >= l.done_below \
@@ -44,10 +44,12 @@ impl Outbox {
                      ORDER BY i.seq LIMIT ?2",
                 )
                 .map_err(StoreError::Query)?;
-            stmt.query_map(params![before_ms, limit as i64], |r| r.get(0))
-                .map_err(StoreError::Query)?
-                .collect::<Result<_, _>>()
-                .map_err(StoreError::Query)?
+            stmt.query_map(params![before_ms, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(StoreError::Query)?
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::Query)?
         };
         let mut pruned = Pruned::default();
         {
@@ -63,7 +65,10 @@ impl Outbox {
             let mut inbox = tx
                 .prepare_cached("DELETE FROM inbox WHERE seq = ?1")
                 .map_err(StoreError::Write)?;
-            for m in &messages {
+            for (m, nhs_number) in &messages {
+                if let Some(nhs) = nhs_number {
+                    crate::nhs_index::remove(&tx, *m, nhs)?;
+                }
                 exceptions.execute([m]).map_err(StoreError::Write)?;
                 pruned.deliveries += deliveries.execute([m]).map_err(StoreError::Write)?;
                 pruned.messages += inbox.execute([m]).map_err(StoreError::Write)?;

@@ -28,7 +28,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 9] = [V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: [&str; 10] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -226,6 +226,23 @@ INSERT INTO delivery_exceptions (seq, lane, order_key, state, attempts, next_at,
 DROP TABLE outbox;
 ";
 
+/// v10: the NHS number index, merged in sorted batches (`nhs_index.rs`): SQLite's own index on
+/// `inbox(nhs_number)` wrote a page per message, since NHS numbers arrive in no order.
+const V10: &str = "
+CREATE TABLE nhs_index (
+    nhs_number  TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (nhs_number, seq)
+) WITHOUT ROWID;
+CREATE TABLE nhs_pending (
+    seq         INTEGER PRIMARY KEY,
+    nhs_number  TEXT    NOT NULL
+);
+INSERT INTO nhs_index (nhs_number, seq)
+    SELECT nhs_number, seq FROM inbox WHERE nhs_number IS NOT NULL ORDER BY nhs_number, seq;
+DROP INDEX inbox_nhs_number;
+";
+
 /// Applies the pragmas for the index connection and creates or checks the schema.
 ///
 /// `synchronous=NORMAL` in WAL mode: an index commit writes its frames without an fsync, so it
@@ -326,5 +343,42 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn v10_moves_existing_nhs_numbers_into_the_merged_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "{V1}{V2}{V3}{V4}{V5}{V6}{V7}{V8}{V9} PRAGMA user_version = 9;"
+        ))
+        .unwrap();
+        for (n, nhs) in [(1, Some("9990000026")), (2, None), (3, Some("9990000018"))] {
+            conn.execute(
+                "INSERT INTO inbox (id, received_at, source, content_type, status, raw_len, raw, \
+                 nhs_number) VALUES (?1, 1, 's', 'hl7v2', 'accepted', 1, X'00', ?2)",
+                rusqlite::params![format!("M{n}"), nhs],
+            )
+            .unwrap();
+        }
+        prepare_writer(&conn).unwrap();
+        let entries: Vec<(String, i64)> = conn
+            .prepare("SELECT nhs_number, seq FROM nhs_index")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            entries,
+            [("9990000018".to_string(), 3), ("9990000026".to_string(), 1)]
+        );
+        let old_index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'inbox_nhs_number'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_index, 0, "the per-message index is gone");
     }
 }
