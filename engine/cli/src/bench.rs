@@ -402,13 +402,21 @@ pub(crate) fn messages(prefix: &str, n: usize) -> Arc<Vec<Bytes>> {
         (0..n)
             .map(|i| {
                 let id = format!("{prefix}{i:07}");
+                let patient = patient(i);
                 Bytes::from(match kib {
-                    Some(kib) => wyvern_hl7::synthetic::oru_r01_with_document(&id, i as u64, kib),
-                    None => adt_a01(&id, i as u64),
+                    Some(kib) => wyvern_hl7::synthetic::oru_r01_with_document(&id, patient, kib),
+                    None => adt_a01(&id, patient),
                 })
             })
             .collect(),
     )
+}
+
+/// The patient of message `i`: a feed carries many patients in no order, so their NHS
+/// numbers land anywhere in the store's index (numbered in order, they would all be appended
+/// at its end, which no real feed does).
+fn patient(i: usize) -> u64 {
+    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 44
 }
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
