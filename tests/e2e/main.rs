@@ -19,5 +19,6 @@ mod mllp_wire;
 mod peers;
 mod plugins;
 mod receiver;
+mod shared_store;
 mod store_faults;
 mod tls;

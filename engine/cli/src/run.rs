@@ -51,7 +51,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         config.tables.clone(),
     )
     .with_mappings_dir(&config.engine.mappings_dir);
-    let engine = Engine::build(&config, Arc::new(SystemClock), &plugins)
+    let shared = match &config.engine.shared {
+        None => None,
+        Some(settings) => Some(open_shared(settings).await?),
+    };
+    let engine = Engine::build_on(&config, Arc::new(SystemClock), &plugins, shared)
         .await
         .context("cannot start the engine")?;
     // Which config ran, and who started it: the audit log's account of what the engine did.
@@ -129,4 +133,19 @@ async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The store several nodes share (`store.shared`): connected, its schema brought up to date.
+async fn open_shared(
+    settings: &wyvern_config::SharedStore,
+) -> anyhow::Result<Arc<dyn wyvern_store::SharedStore>> {
+    let url = settings
+        .postgres
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("store.shared.postgres: {e}"))?;
+    let store = wyvern_store_pg::PgShared::open(url, settings.node.clone(), settings.lease)
+        .await
+        .context("cannot open the shared store (store.shared)")?;
+    tracing::info!(node = %settings.node, lease = ?settings.lease, "messages go to the shared PostgreSQL store");
+    Ok(Arc::new(store))
 }

@@ -52,7 +52,10 @@ pub use secret::SecretValue;
 pub use step::{MapKind, Removal, Step, StepFile};
 pub use tls::{ClientTls, ClientTlsFile, Place, ServerTls, ServerTlsFile};
 pub use units::{ByteSize, HumanDuration};
-pub use validate::{Config, Durability, EngineSettings, MllpSource, Route, Source, validate};
+pub use validate::{
+    Config, DEFAULT_LEASE, Durability, EngineSettings, MllpSource, Route, SharedStore, Source,
+    validate,
+};
 pub use wasm_step::{WasmLimitsFile, WasmStep, WasmStepFile};
 
 /// The engine settings file inside a config folder.

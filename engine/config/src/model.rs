@@ -48,6 +48,29 @@ pub struct StoreFile {
     #[serde(default)]
     #[schemars(with = "Option<HumanDuration>")]
     pub retention: Option<Spanned<HumanDuration>>,
+
+    /// Several nodes on one PostgreSQL: `shared: { postgres: ${WYVERN_PG_URL}, node: node-a }`.
+    /// Messages and deliveries go to the database; each destination's deliveries are split by
+    /// key and leased to one node at a time. Absent: the embedded store alone.
+    #[serde(default)]
+    pub shared: Option<SharedStoreFile>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharedStoreFile {
+    /// The database URL (`postgresql://user:password@host:5432/db`); `${VAR}` or `file:`
+    /// keeps the password out of the file.
+    #[schemars(with = "String")]
+    pub postgres: Spanned<String>,
+    /// This node's name, unique among the nodes sharing the database (it owns leases).
+    #[schemars(with = "String")]
+    pub node: Spanned<String>,
+    /// How long a node's lease on a destination's deliveries lasts unrenewed: the longest a
+    /// stopped node's deliveries wait for another to take them over. Default 10s.
+    #[serde(default)]
+    #[schemars(with = "Option<HumanDuration>")]
+    pub lease: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]

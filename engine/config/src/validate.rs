@@ -37,7 +37,20 @@ pub struct EngineSettings {
     pub retention: Duration,
     /// The folder of code tables (default `mappings` in the config folder).
     pub mappings_dir: PathBuf,
+    /// Several nodes on one PostgreSQL (`store.shared`); `None`: the embedded store alone.
+    pub shared: Option<SharedStore>,
 }
+
+/// `store.shared`: the store on a PostgreSQL that several nodes share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStore {
+    pub postgres: crate::SecretValue,
+    pub node: String,
+    pub lease: Duration,
+}
+
+/// A lease lasts this long unless `store.shared.lease` says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -89,6 +102,37 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The store's floor (see `wyvern_store::MIN_RETENTION`; config does not depend on the store).
 const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
+/// `store.shared`, checked: a URL (its variables warned about if unset, never read), a node
+/// name fit for logs, a lease of at least 2s (renewals go every quarter of it).
+fn shared_store(at: &mut At<'_>, f: &crate::model::SharedStoreFile) -> Option<SharedStore> {
+    let postgres = crate::destination::secret(at, &f.postgres);
+    let node = f.node.value.trim();
+    let named = !node.is_empty()
+        && node.len() <= 64
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !named {
+        at.err(&f.node, format!("store.shared.node {:?} is not a node name: expected up to 64 letters, digits, '-', '_' or '.', such as node-a", f.node.value));
+    }
+    let lease = match &f.lease {
+        Some(l) if l.value.0 < Duration::from_secs(2) => {
+            at.err(
+                l,
+                "store.shared.lease must be at least 2s: expected a duration such as 10s",
+            );
+            None
+        }
+        Some(l) => Some(l.value.0),
+        None => Some(DEFAULT_LEASE),
+    };
+    Some(SharedStore {
+        postgres: postgres?,
+        node: named.then(|| node.to_string())?,
+        lease: lease?,
+    })
+}
+
 /// Validates the files of one config. `base` is the folder relative paths are resolved against.
 pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagnostic>> {
     let mut errors = Vec::new();
@@ -99,6 +143,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         http_tls: None,
         retention: DEFAULT_RETENTION,
         mappings_dir: base.join("mappings"),
+        shared: None,
     };
     let mut routes: Vec<Route> = Vec::new();
     let mut warnings = Vec::new();
@@ -128,6 +173,9 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             } else {
                                 engine.retention = r.value.0;
                             }
+                        }
+                        if let Some(shared) = &store.shared {
+                            engine.shared = shared_store(&mut at, shared);
                         }
                         engine.durability = match store.durability {
                             Some(DurabilityFile::Buffered) => Durability::Buffered,

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
 use wyvern_config::Config;
 use wyvern_core::Clock;
-use wyvern_store::{Durability, InboxReader, Store, StoreError, StoreOptions};
+use wyvern_store::{Durability, InboxReader, SharedStore, Store, StoreError, StoreOptions};
 
 use crate::audit::RefusalAudit;
 use crate::delivery::DeliveryWorker;
 use crate::http::OpsServer;
 use crate::intake::dedup::key as dedup_key;
+use crate::intake::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::retention::RetentionSweeper;
 use crate::source::{self, Source, SourceContext};
@@ -107,6 +108,18 @@ impl Engine {
         clock: Arc<dyn Clock>,
         plugins: &dyn TransformLoader,
     ) -> Result<Engine, BuildError> {
+        Self::build_on(config, clock, plugins, None).await
+    }
+
+    /// As [`Engine::build`]; with `shared`, received messages are committed to a store several
+    /// nodes share and delivered from it (the binary opens it from `store.shared`). The
+    /// embedded store still holds this node's audit log and API tokens.
+    pub async fn build_on(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        plugins: &dyn TransformLoader,
+        shared: Option<Arc<dyn SharedStore>>,
+    ) -> Result<Engine, BuildError> {
         let mut opts = StoreOptions::new(&config.engine.store_dir);
         opts.durability = match config.engine.durability {
             wyvern_config::Durability::Fsync => Durability::Fsync,
@@ -133,8 +146,13 @@ impl Engine {
         }
         let mut sources = Vec::new();
         let mut counters = Vec::new();
+        let ingest = match &shared {
+            Some(s) => Ingest::Shared(s.clone()),
+            None => Ingest::Embedded(store.clone()),
+        };
         let ctx = SourceContext {
             store: &store,
+            ingest: &ingest,
             clock: clock.clone(),
             plugins,
         };
@@ -146,16 +164,21 @@ impl Engine {
         let mut workers = Vec::new();
         for (route, (_, route_counters)) in config.routes.iter().zip(&counters) {
             for d in &route.destinations {
-                workers.push(
-                    DeliveryWorker::build(
+                let worker = match &shared {
+                    None => DeliveryWorker::build(
                         route,
                         d,
                         &config.engine.store_dir,
                         clock.clone(),
                         store.indexed(),
-                    )?
-                    .with_control(route_counters.control.clone()),
-                );
+                    )?,
+                    Some(s) => {
+                        let log = s.delivery_log().await?;
+                        DeliveryWorker::build_shared(route, d, log, clock.clone(), s.committed())
+                            .await?
+                    }
+                };
+                workers.push(worker.with_control(route_counters.control.clone()));
             }
         }
         // Refused peers go to the audit log, tallied (audit.rs).

@@ -58,6 +58,8 @@ type Reply = oneshot::Sender<Result<(), String>>;
 #[derive(Debug, Clone)]
 pub struct PgCommitter {
     tx: mpsc::Sender<(InboxRecord, Reply, OwnedSemaphorePermit)>,
+    /// How many records this committer has committed (moves after each group).
+    committed: tokio::sync::watch::Receiver<u64>,
     memory: Arc<Semaphore>,
     memory_total: u32,
 }
@@ -68,17 +70,20 @@ impl PgCommitter {
         let client = connect(&opts.url).await?;
         let memory_total = u32::try_from(opts.queue_bytes.max(1)).unwrap_or(u32::MAX);
         let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
+        let (committed_tx, committed) = tokio::sync::watch::channel(0);
         tokio::spawn(run(
             Committer {
                 client,
                 opts,
                 lanes: Lanes::default(),
                 statement: None,
+                committed: committed_tx,
             },
             rx,
         ));
         Ok(PgCommitter {
             tx,
+            committed,
             memory: Arc::new(Semaphore::new(memory_total as usize)),
             memory_total,
         })
@@ -100,6 +105,11 @@ impl PgCommitter {
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(PendingCommit::from_reply(rx))
+    }
+
+    /// Moves after each group this committer commits.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.clone()
     }
 
     /// Submits and waits for the commit.
@@ -124,6 +134,7 @@ struct Committer {
     lanes: Lanes,
     /// The group's statement, prepared on this connection.
     statement: Option<tokio_postgres::Statement>,
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
 async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, OwnedSemaphorePermit)>) {
@@ -139,8 +150,11 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
         }
         let records: Vec<&InboxRecord> = batch.iter().map(|(r, _, _)| r).collect();
         let outcome = c.commit(&records).await.map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::warn!(error = %e, records = batch.len(), "PostgreSQL commit failed; its senders are answered AE");
+        match &outcome {
+            Ok(()) => c.committed.send_modify(|n| *n += batch.len() as u64),
+            Err(e) => {
+                tracing::warn!(error = %e, records = batch.len(), "PostgreSQL commit failed; its senders are answered AE")
+            }
         }
         for (_, reply, memory) in batch {
             let _ = reply.send(outcome.clone());

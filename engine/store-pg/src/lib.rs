@@ -20,6 +20,7 @@ mod lanes;
 pub mod lease;
 pub mod log;
 pub mod schema;
+mod shared;
 
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
 pub use delivery::PgDeliveryLog;
@@ -27,6 +28,7 @@ pub use error::PgStoreError;
 pub use lease::{Lease, Leases, advance};
 pub use log::{LogRow, read_log};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
+pub use shared::PgShared;
 
 use tokio_postgres::{Client, NoTls};
 

@@ -25,6 +25,7 @@ mod recovery;
 mod retention;
 mod schema;
 mod segment;
+mod shared;
 mod tokens;
 mod writer;
 
@@ -43,6 +44,7 @@ pub use recovery::{
 };
 pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
+pub use shared::{SharedStore, StoreFuture};
 pub use tokens::{TokenInfo, TokenRole, Tokens};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
 

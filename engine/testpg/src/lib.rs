@@ -120,6 +120,30 @@ impl PgCluster {
         );
     }
 
+    /// Runs one SQL statement with `psql` and returns its rows, one per line, columns
+    /// separated by `|` (for tests that cannot run an async client).
+    pub fn sql(&self, database: &str, statement: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-d",
+                &self.url(database),
+                "-c",
+                statement,
+            ])
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {statement:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The server's log so far (for a failing test's message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

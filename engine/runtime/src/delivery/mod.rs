@@ -151,28 +151,73 @@ impl DeliveryWorker {
         clock: Arc<dyn Clock>,
         indexed: watch::Receiver<u64>,
     ) -> Result<DeliveryWorker, crate::BuildError> {
-        let sink =
-            Sink::build(&destination.kind).map_err(|reason| crate::BuildError::Destination {
-                route: route.name.clone(),
-                destination: destination.name.clone(),
-                reason,
-            })?;
+        let sink = sink_of(route, destination)?;
         let outbox = Outbox::open(store_dir)?;
-        Ok(DeliveryWorker {
+        let lane = outbox.lane(&route.name, &destination.name)?;
+        Ok(Self::assemble(
+            route,
+            destination,
+            sink,
+            Box::new(outbox),
+            lane,
+            clock,
+            indexed,
+        ))
+    }
+
+    /// A worker on a store several nodes share: `log` is its own, `committed` moves when this
+    /// node commits.
+    pub async fn build_shared(
+        route: &wyvern_config::Route,
+        destination: &Destination,
+        log: Box<dyn DeliveryLog>,
+        clock: Arc<dyn Clock>,
+        committed: watch::Receiver<u64>,
+    ) -> Result<DeliveryWorker, crate::BuildError> {
+        let sink = sink_of(route, destination)?;
+        // The shared log's calls block on the network: never on the runtime's threads.
+        let (name, dest) = (route.name.clone(), destination.name.clone());
+        let (log, lane) = tokio::task::spawn_blocking(move || {
+            let lane = log.lane(&name, &dest);
+            (log, lane)
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("opening the lane failed: {e}")))?;
+        Ok(Self::assemble(
+            route,
+            destination,
+            sink,
+            log,
+            lane?,
+            clock,
+            committed,
+        ))
+    }
+
+    fn assemble(
+        route: &wyvern_config::Route,
+        destination: &Destination,
+        sink: Sink,
+        log: Box<dyn DeliveryLog>,
+        lane: LaneId,
+        clock: Arc<dyn Clock>,
+        indexed: watch::Receiver<u64>,
+    ) -> DeliveryWorker {
+        DeliveryWorker {
             route: route.name.clone(),
             destination: destination.name.clone(),
             sink,
             retry: route.retry,
             on_permanent: route.on_permanent,
-            lane: outbox.lane(&route.name, &destination.name)?,
-            outbox: Arc::new(Mutex::new(Box::new(outbox))),
+            lane,
+            outbox: Arc::new(Mutex::new(log)),
             clock,
             indexed,
             counters: Arc::default(),
             control: Arc::default(),
             probing: None,
             in_flight: None,
-        })
+        }
     }
 
     /// Obeys the route's switches (the engine passes the route's).
@@ -483,4 +528,16 @@ impl DeliveryWorker {
         .await
         .map_err(|_| StoreError::Closed)?
     }
+}
+
+/// The sink of one destination, or why it cannot be built.
+fn sink_of(
+    route: &wyvern_config::Route,
+    destination: &Destination,
+) -> Result<Sink, crate::BuildError> {
+    Sink::build(&destination.kind).map_err(|reason| crate::BuildError::Destination {
+        route: route.name.clone(),
+        destination: destination.name.clone(),
+        reason,
+    })
 }

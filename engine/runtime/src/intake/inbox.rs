@@ -8,7 +8,9 @@ use bytes::Bytes;
 use tracing::Instrument;
 use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
-use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Store};
+use wyvern_store::{InboxReader, InboxRecord, InboxStatus};
+
+use super::ingest::Ingest;
 
 use super::ack::{Override, answer};
 use super::assess::{Assessment, Context, ExpectedSender, assess};
@@ -50,7 +52,7 @@ pub struct Hl7Inbox {
     dedup: Arc<DedupWindow>,
     /// For the original ACK of a resend (opened on first need).
     reader: Arc<Mutex<Option<InboxReader>>>,
-    store: Store,
+    store: Ingest,
     clock: Arc<dyn Clock>,
     max_frame: usize,
     control_id_reuse: ControlIdReuse,
@@ -81,7 +83,7 @@ struct DuplicateCheck {
 impl Hl7Inbox {
     pub fn new(
         plan: RoutePlan,
-        store: Store,
+        store: impl Into<Ingest>,
         clock: Arc<dyn Clock>,
         max_frame: usize,
         dedup: Arc<DedupWindow>,
@@ -91,7 +93,7 @@ impl Hl7Inbox {
             plan,
             dedup,
             reader: Arc::default(),
-            store,
+            store: store.into(),
             clock,
             max_frame,
             control_id_reuse: ControlIdReuse::default(),
@@ -226,7 +228,7 @@ impl Hl7Inbox {
     }
 
     async fn original_ack(&self, original: String) -> Option<Bytes> {
-        let (reader, dir) = (self.reader.clone(), self.store.dir().to_path_buf());
+        let (reader, dir) = (self.reader.clone(), self.store.local_dir()?.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let mut r = reader.lock().ok()?;
             if r.is_none() {

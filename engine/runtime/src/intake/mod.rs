@@ -8,6 +8,7 @@
 //! - `ack.rs`: every answer that replaces the assessed one (a resend in flight, a reused control
 //!   id, a store failure, an operator's stop), in one place.
 //! - `inbox.rs`: `Hl7Inbox` — assess, check duplicates, commit, and only then answer.
+//! - `ingest.rs`: where the commit goes (the embedded store, or one several nodes share).
 //! - `batch.rs`: an FHS/BHS batch on a `split` route, stored and answered whole.
 //!
 //! Invariant: an AA/CA leaves only after the record's commit is durable; every other answer
@@ -18,3 +19,4 @@ pub(crate) mod assess;
 pub(crate) mod batch;
 pub(crate) mod dedup;
 pub(crate) mod inbox;
+pub mod ingest;

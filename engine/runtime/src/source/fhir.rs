@@ -19,7 +19,6 @@ use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 use wyvern_config::OrderBy;
 use wyvern_core::Clock;
-use wyvern_store::Store;
 
 use crate::RouteCounters;
 use crate::http_limits::ConnectedPeer;
@@ -52,7 +51,7 @@ pub struct FhirSourceSpec {
 impl FhirSource {
     pub async fn bind(
         spec: FhirSourceSpec,
-        store: Store,
+        store: crate::intake::ingest::Ingest,
         clock: Arc<dyn Clock>,
         codec: Arc<dyn FhirCodec>,
         counters: Arc<RouteCounters>,
@@ -371,7 +370,7 @@ pub(super) async fn build(
         };
     let source = FhirSource::bind(
         spec,
-        ctx.store.clone(),
+        ctx.ingest.clone(),
         ctx.clock.clone(),
         codec,
         counters.clone(),

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use wyvern_config::OrderBy;
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, Metadata};
-use wyvern_store::{Delivery, InboxRecord, InboxStatus, Store};
+use wyvern_store::{Delivery, InboxRecord, InboxStatus};
 
 use crate::RouteCounters;
 
@@ -45,7 +45,7 @@ pub trait FhirCodec: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub(crate) route: String,
-    pub(crate) store: Store,
+    pub(crate) store: crate::intake::ingest::Ingest,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) codec: Arc<dyn FhirCodec>,
     pub(crate) destinations: Vec<String>,

@@ -43,6 +43,8 @@ pub trait Source: Send + std::fmt::Debug + 'static {
 /// What building any source needs.
 pub(crate) struct SourceContext<'a> {
     pub store: &'a Store,
+    /// Where received messages are committed (the embedded store, or a shared one).
+    pub ingest: &'a crate::intake::ingest::Ingest,
     pub clock: Arc<dyn Clock>,
     pub plugins: &'a dyn TransformLoader,
 }
@@ -89,8 +91,14 @@ fn hl7_inbox(
         reason,
     })?;
     let dedup = Arc::new(seeded_window(ctx.store, &route.name));
-    let inbox = Hl7Inbox::new(plan, ctx.store.clone(), ctx.clock.clone(), max_frame, dedup)
-        .with_control_id_reuse(route.control_id_reuse);
+    let inbox = Hl7Inbox::new(
+        plan,
+        ctx.ingest.clone(),
+        ctx.clock.clone(),
+        max_frame,
+        dedup,
+    )
+    .with_control_id_reuse(route.control_id_reuse);
     let counters = inbox.counters();
     Ok((inbox, counters))
 }

@@ -1,0 +1,26 @@
+//! The seam for a store several nodes share (PostgreSQL, in `wyvern-store-pg`): what the engine
+//! needs of it, so that the runtime and its tests never link a database driver. The binary
+//! opens the shared store when `store.shared` is configured and hands it to the engine as a
+//! [`SharedStore`]; everything else keeps the embedded store's types ([`PendingCommit`],
+//! [`DeliveryLog`]).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::{DeliveryLog, InboxRecord, PendingCommit, StoreError};
+
+/// A boxed future of a store call.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store shared by several active nodes.
+pub trait SharedStore: Send + Sync + std::fmt::Debug {
+    /// Queues a record for this node's next group commit; waits only for the byte budget.
+    fn submit(&self, record: InboxRecord) -> StoreFuture<'_, PendingCommit>;
+    /// A delivery log for one worker (its own connection).
+    fn delivery_log(&self) -> StoreFuture<'_, Box<dyn DeliveryLog>>;
+    /// Moves after each of this node's commits, so its workers look at once; what other nodes
+    /// commit is found by the workers' regular look (at most a second apart).
+    fn committed(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// This node's name among those sharing the store.
+    fn node(&self) -> &str;
+}
