@@ -243,6 +243,10 @@ impl DeliveryLog for PgDeliveryLog {
         })
     }
 
+    fn release(&self) -> Result<(), StoreError> {
+        self.block_on(self.release_all())
+    }
+
     fn settle(&self, lane: LaneId, s: &Settle) -> Result<(), StoreError> {
         self.block_on(async {
             let mut state = self.state.lock().await;

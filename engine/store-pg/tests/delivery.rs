@@ -232,6 +232,34 @@ async fn a_row_of_a_transaction_still_open_is_never_passed_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_gives_its_partitions_back_at_once() {
+    let pg = PgCluster::start();
+    let (url, _client) = support::database(&pg).await;
+    commit(&url, (0..5).map(|n| support::record(0, n, format!("k{n}")))).await;
+    let ttl = Duration::from_secs(60);
+    let a = Node::open(&url, "node-a", ttl).await;
+    let lane = a.lane().await;
+    assert!(
+        !a.pass(lane, NOW).await.items.is_empty(),
+        "a holds the partitions"
+    );
+    let b = Node::open(&url, "node-b", ttl).await;
+    assert_eq!(b.lane().await, lane);
+    assert!(
+        b.pass(lane, NOW).await.items.is_empty(),
+        "b waits while a holds them"
+    );
+    a.call(|l| l.release()).await.expect("release");
+    // b looks for free partitions at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        drain(&b, lane, NOW).await.len(),
+        5,
+        "b takes over without waiting a minute"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_its_lease_records_nothing_and_the_new_holder_sends_again() {
     let pg = PgCluster::start();
     let (url, client) = support::database(&pg).await;

@@ -291,6 +291,9 @@ impl DeliveryWorker {
         if let Some(last) = self.in_flight.take() {
             let _ = self.finish(last).await;
         }
+        if let Err(e) = self.db(|o| o.release()).await {
+            tracing::warn!(route = %self.route, destination = %self.destination, error = %e, "cannot give back this node's share of the deliveries; other nodes take it over when it expires");
+        }
         tracing::info!(route = %self.route, destination = %self.destination, "delivery worker stopped");
     }
 

@@ -222,6 +222,11 @@ pub trait DeliveryLog: Send + std::fmt::Debug {
     ) -> Result<Pass, StoreError>;
     /// Records a pass's outcomes and moves the cursor, all or nothing.
     fn settle(&self, lane: LaneId, settle: &Settle) -> Result<(), StoreError>;
+    /// The worker is stopping: gives back what it holds, so that other nodes take over at
+    /// once rather than when its leases expire. The embedded store holds nothing.
+    fn release(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The id of a lane, made (with its cursor at the start) if it is new.
