@@ -53,7 +53,7 @@ fn rabbitmqctl(args: &[&str]) {
 
 /// Takes every message from `queue` until `want` distinct control ids were seen or `limit`
 /// passed; returns (control ids in order, routing keys seen).
-async fn drain(
+pub(crate) async fn drain(
     url: &str,
     queue: &str,
     want: usize,

@@ -267,18 +267,30 @@ fn three_nodes_behind_haproxy_lose_nothing_through_kills_a_database_restart_and_
  {
     const SENDERS: usize = 4;
     const EACH: usize = 10_000;
+    let _broker = crate::amqp::BROKER.blocking_lock();
+    let amqp = crate::amqp::amqp_url();
+    let queue = format!("wyvern-test-ha-{}", std::process::id());
     let pg = PgCluster::start();
     let rx = Receiver::start(Box::new(|_, _| Some("AA")));
-    let mut nodes: Vec<(String, Option<EngineProcess>)> = ["node-a", "node-b", "node-c"]
-        .iter()
-        .map(|n| (n.to_string(), Some(node(&pg, n, &rx))))
-        .collect();
-    let lb = Haproxy::start(
-        &nodes
-            .iter()
-            .map(|(_, e)| e.as_ref().expect("up").addr)
-            .collect::<Vec<_>>(),
+    // Each node: the same route, to an MLLP receiver and to a RabbitMQ quorum queue.
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\n  - name: events\n    amqp:\n      \
+         url: \"{amqp}\"\n      exchange: {queue}\n      routing_key: adt\n      \
+         queue: {{ name: {queue}, bind: adt, type: quorum }}\norder_by: patient\n",
+        rx.addr
     );
+    let names = ["node-a", "node-b", "node-c"];
+    let mut nodes: Vec<EngineProcess> = names
+        .iter()
+        .map(|name| {
+            let store = format!(
+                "  shared:\n    postgres: {}?application_name={name}\n    node: {name}\n    lease: 3s\n",
+                pg.url("postgres")
+            );
+            EngineProcess::start_with_store(None, &store, "", "", &rest, &[])
+        })
+        .collect();
+    let lb = Haproxy::start(&nodes.iter().map(|e| e.addr).collect::<Vec<_>>());
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = std::time::Instant::now();
     let senders: Vec<_> = (0..SENDERS)
@@ -293,71 +305,93 @@ fn three_nodes_behind_haproxy_lose_nothing_through_kills_a_database_restart_and_
             acked.load(std::sync::atomic::Ordering::Relaxed) >= total * share / 100
         })
     };
-    let kill_holder = |nodes: &mut Vec<(String, Option<EngineProcess>)>| {
-        let name = holder(&pg).expect("a node holds the partitions");
-        let (_, e) = nodes.iter_mut().find(|(n, _)| *n == name).expect("known");
-        e.take().expect("running").kill();
-        eprintln!("killed {name} (it held the partitions)");
+    // A node holding partitions of the destinations now.
+    let holder_index = || {
+        let name = holder(&pg).expect("a node holds partitions");
+        names.iter().position(|n| *n == name).expect("known")
     };
     at(25);
-    kill_holder(&mut nodes);
+    let first = holder_index();
+    nodes[first].kill();
+    eprintln!("killed {} (it held partitions)", names[first]);
+    at(35);
+    nodes[first].restart();
+    eprintln!("restarted {}", names[first]);
     at(50);
     pg.restart();
     eprintln!("PostgreSQL restarted");
     at(60);
-    // Every connection the holder has to the database, dropped by the database.
-    let name = holder(&pg).expect("a node holds the partitions");
+    // Every connection a holder has to the database, dropped by the database.
+    let cut = holder_index();
     let dropped = pg.sql(
         "postgres",
         &format!(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = '{name}'"
+             WHERE application_name = '{}'",
+            names[cut]
         ),
     );
-    eprintln!("dropped {dropped} connections of {name}");
+    eprintln!("dropped {dropped} connections of {}", names[cut]);
     at(75);
-    // The holder now, unless it is the last node running.
-    if nodes.iter().filter(|(_, e)| e.is_some()).count() > 1 {
-        kill_holder(&mut nodes);
-    }
+    let second = holder_index();
+    nodes[second].kill();
+    eprintln!("killed {} (it held partitions)", names[second]);
+    at(85);
+    nodes[second].restart();
+    eprintln!("restarted {}", names[second]);
     let mut sent: Vec<Vec<String>> = Vec::new();
     for t in senders {
         sent.push(t.join().expect("sender"));
     }
     let acked_ids: Vec<&String> = sent.iter().flatten().collect();
     assert_eq!(acked_ids.len(), total);
-    let ids = rx.wait_for(Duration::from_secs(120), |ids| {
+    let sending = started.elapsed();
+    let mllp = rx.wait_for(Duration::from_secs(120), |ids| {
         ids.iter().collect::<HashSet<_>>().len() >= total
     });
-    let delivered: HashSet<&String> = ids.iter().collect();
-    let lost: Vec<&&String> = acked_ids
-        .iter()
-        .filter(|id| !delivered.contains(**id))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "lost {} acknowledged, among them {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    // Order: each sender's messages of each patient, first arrivals.
-    let mut last: HashMap<&str, &str> = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut out_of_order = 0;
-    for id in &ids {
-        if seen.insert(id.as_str())
-            && let Some((key, _)) = id.split_once('-')
-            && let Some(prev) = last.insert(key, id.as_str())
-            && prev > id.as_str()
-        {
-            out_of_order += 1;
+    let (amqp_ids, _) =
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(crate::amqp::drain(
+                &amqp,
+                &queue,
+                total,
+                Duration::from_secs(180),
+            ));
+    for (destination, ids) in [("dcr (MLLP)", &mllp), ("events (AMQP)", &amqp_ids)] {
+        let delivered: HashSet<&String> = ids.iter().collect();
+        let lost: Vec<&&String> = acked_ids
+            .iter()
+            .filter(|id| !delivered.contains(**id))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{destination}: lost {} acknowledged, among them {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        );
+        // Order: each sender's messages of each patient, first arrivals.
+        let mut last: HashMap<&str, &str> = HashMap::new();
+        let mut seen = HashSet::new();
+        let mut out_of_order = 0;
+        for id in ids.iter() {
+            if seen.insert(id.as_str())
+                && let Some((key, _)) = id.split_once('-')
+                && let Some(prev) = last.insert(key, id.as_str())
+                && prev > id.as_str()
+            {
+                out_of_order += 1;
+            }
         }
+        assert_eq!(
+            out_of_order, 0,
+            "{destination}: each sender's patients in order"
+        );
+        eprintln!(
+            "shared store behind HAProxy, {destination}: {total} acknowledged in {:.1} s, {} delivered ({} duplicates), 0 lost, 0 out of order",
+            sending.as_secs_f64(),
+            ids.len(),
+            ids.len() - delivered.len()
+        );
     }
-    assert_eq!(out_of_order, 0, "each sender's patients in order");
-    eprintln!(
-        "shared store behind HAProxy: {total} acknowledged in {:.1} s, {} delivered ({} duplicates), 0 lost, 0 out of order",
-        started.elapsed().as_secs_f64(),
-        ids.len(),
-        ids.len() - delivered.len()
-    );
 }
