@@ -56,6 +56,10 @@ pub struct BenchArgs {
     pub peers: PathBuf,
     /// Measure the whole path to RabbitMQ instead: Wyvern with an AMQP destination (publisher
     /// confirms, quorum queue) at this URL, until every message is in the queue.
+    /// A PostgreSQL database for the wyvern-shared target (emptied before each round: give it
+    /// a throwaway one; `bench/shared-store.sh` makes a throwaway cluster and passes it).
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
     #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
     pub amqp: Option<String>,
     /// Measure a backlog instead: this many messages (one patient each) acknowledged while the
@@ -90,6 +94,9 @@ pub enum Target {
     /// `wyvern run` as `wyvern`, its listener on TLS 1.3 with client certificates (mTLS);
     /// certificates made for the run.
     WyvernTls,
+    /// `wyvern run` as one node on a shared PostgreSQL store (`store.shared`), the database
+    /// given by --postgres emptied before each round.
+    WyvernShared,
     /// A peer, not durable: the `hl7v2` crate's MLLP server (parses into its model, answers
     /// with its ACK builder). From --peers.
     PeerHl7v2,
@@ -105,6 +112,7 @@ impl Target {
             Target::Wyvern => "wyvern (fsync, group commit)",
             Target::WyvernBuffered => "wyvern (buffered)",
             Target::WyvernTls => "wyvern over mTLS (fsync, group commit)",
+            Target::WyvernShared => "wyvern on PostgreSQL (one node)",
             Target::PeerHl7v2 => "peer: hl7v2 crate's server, not durable",
             Target::PeerMllpCodec => "peer: tokio + hl7-mllp-codec, not durable",
         }
@@ -186,6 +194,19 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 /// Where the peer baselines' binaries are (`--peers`).
 static PEERS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// The database of the `wyvern-shared` target (`--postgres`).
+static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Empties the `wyvern-shared` target's database, so each round starts on a fresh store as
+/// the embedded one does.
+async fn reset_shared(url: &str) -> anyhow::Result<()> {
+    let client = wyvern_store_pg::connect(url).await?;
+    client
+        .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        .await
+        .context("emptying the --postgres database")?;
+    Ok(())
+}
 
 fn peers_dir() -> PathBuf {
     PEERS.get().cloned().unwrap_or_default()
@@ -230,7 +251,7 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             .arg(file)
         }
         Target::PeerHl7v2 | Target::PeerMllpCodec => cmd.args(["--listen", &addr.to_string()]),
-        Target::Wyvern | Target::WyvernBuffered | Target::WyvernTls => {
+        Target::Wyvern | Target::WyvernBuffered | Target::WyvernTls | Target::WyvernShared => {
             let durability = if target == Target::WyvernBuffered {
                 "buffered"
             } else {
@@ -243,9 +264,18 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
             } else {
                 String::new()
             };
+            let shared = match (target, POSTGRES.get()) {
+                (Target::WyvernShared, Some(url)) => {
+                    format!("  shared: {{ postgres: \"{url}\", node: bench }}\n")
+                }
+                (Target::WyvernShared, None) => {
+                    bail!("the wyvern-shared target needs --postgres URL")
+                }
+                _ => String::new(),
+            };
             std::fs::write(
                 dir.join("wyvern.yaml"),
-                format!("version: 1\nstore:\n  path: store\n  durability: {durability}\n"),
+                format!("version: 1\nstore:\n  path: store\n  durability: {durability}\n{shared}"),
             )?;
             std::fs::write(
                 dir.join("bench.yaml"),
@@ -421,6 +451,9 @@ fn patient(i: usize) -> u64 {
 
 pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let _ = PEERS.set(args.peers.clone());
+    if let Some(url) = &args.postgres {
+        let _ = POSTGRES.set(url.clone());
+    }
     if let Some(kib) = args.document_kib {
         let _ = DOCUMENT_KIB.set(kib);
     }
@@ -513,6 +546,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     t.label(),
                     round + 1
                 );
+                if *t == Target::WyvernShared
+                    && let Some(url) = POSTGRES.get()
+                {
+                    reset_shared(url).await?;
+                }
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
                 let cpu_before = cpu_secs(server.child.id());
                 let loaded = load(
