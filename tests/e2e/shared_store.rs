@@ -136,6 +136,36 @@ fn two_nodes_share_the_work_and_one_takes_over_when_the_other_is_killed() {
         format!("node-{name}"),
         "the survivor holds every partition"
     );
+    // The operator's view of the same (the last pass is recorded just after its deliveries
+    // arrive: allow it a moment).
+    let expected = [
+        format!("node-{name}  wyvern"),
+        "holds 16 partitions".to_string(),
+        format!("e2e -> dcr: 16 partitions held by node-{name} 16; 0 pending, 0 waiting"),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+            .args(["cluster", "status", "--config"])
+            .arg(survivor.dir.path())
+            .output()
+            .expect("wyvern cluster status");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let missing: Vec<&String> = expected.iter().filter(|l| !text.contains(*l)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} not in:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     eprintln!(
         "shared store: {} acknowledged, {} delivered ({} duplicates), 0 lost, 0 out of order",
         acked.len(),

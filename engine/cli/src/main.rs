@@ -12,6 +12,7 @@ mod bench;
 mod bench_backlog;
 mod bench_e2e;
 mod bench_server;
+mod cluster;
 mod dev_certs;
 mod dev_fhir;
 mod dlq;
@@ -105,6 +106,11 @@ enum Command {
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,
+    },
+    /// Several nodes on one PostgreSQL (`store.shared`): who delivers what, and what waits.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
     /// Dead letters: list, show, retry or purge messages a destination could not take.
     Dlq {
@@ -209,6 +215,7 @@ fn main() -> ExitCode {
             Command::Audit { command } => audit::audit(command),
             Command::Api { command } => api_tokens::api(command),
             Command::Dlq { command } => dlq::dlq(command),
+            Command::Cluster { command } => cluster::cluster(command).await,
             Command::Replay(args) => replay::replay(args),
             Command::Dev {
                 command: DevCommand::FhirServer(args),

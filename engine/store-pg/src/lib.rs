@@ -21,6 +21,7 @@ pub mod lease;
 pub mod log;
 pub mod schema;
 mod shared;
+pub mod status;
 
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
 pub use delivery::PgDeliveryLog;
@@ -29,6 +30,7 @@ pub use lease::{Lease, Leases, advance};
 pub use log::{LogRow, read_log};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 pub use shared::PgShared;
+pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status};
 
 use tokio_postgres::{Client, NoTls};
 

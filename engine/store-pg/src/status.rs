@@ -1,0 +1,107 @@
+//! What the nodes sharing a store are doing, for `wyvern cluster status`: which nodes there
+//! are, who holds which share of each destination's deliveries, how many wait, and the
+//! oldest transaction open on the database (it holds every destination's delivery back: the
+//! log is read only below the oldest running transaction, `log.rs`).
+
+use tokio_postgres::Client;
+
+use crate::PgStoreError;
+
+/// The cluster as the database sees it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterStatus {
+    pub nodes: Vec<NodeStatus>,
+    pub lanes: Vec<LaneStatus>,
+    /// Seconds the oldest open transaction (of anyone but this reader) has run, and who runs it.
+    pub oldest_transaction: Option<(f64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub node: String,
+    pub version: String,
+    pub started_at: String,
+    /// Partitions whose lease it holds and that have not expired.
+    pub holds: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStatus {
+    pub route: String,
+    pub destination: String,
+    pub partitions: i16,
+    /// (node, partitions it holds), by node.
+    pub held: Vec<(String, i64)>,
+    /// Deliveries past their partition's cursor (not yet sent, or sent and not yet recorded).
+    pub pending: i64,
+    /// Deliveries waiting for a retry, behind their key, or held for a person.
+    pub exceptions: i64,
+}
+
+pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreError> {
+    let nodes = client
+        .query(
+            "SELECT n.node, n.version, to_char(n.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
+                 (SELECT count(*) FROM partitions p WHERE p.owner = n.node AND p.expires_at > now()) \
+             FROM nodes n ORDER BY n.node",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| NodeStatus {
+            node: r.get(0),
+            version: r.get(1),
+            started_at: r.get(2),
+            holds: r.get(3),
+        })
+        .collect();
+    let mut lanes = Vec::new();
+    for r in client
+        .query(
+            "SELECT l.lane, l.route, l.destination, l.partitions, \
+                 (SELECT count(*) FROM partitions p JOIN deliveries d \
+                      ON d.lane = p.lane AND d.partition = p.partition \
+                      AND (d.xid, d.seq) >= (p.done_xid, p.done_seq) WHERE p.lane = l.lane), \
+                 (SELECT count(*) FROM delivery_exceptions e WHERE e.lane = l.lane \
+                      AND e.state IN ('retry', 'waiting', 'held')) \
+             FROM lanes l ORDER BY l.route, l.destination",
+            &[],
+        )
+        .await?
+    {
+        let lane: i32 = r.get(0);
+        let held = client
+            .query(
+                "SELECT owner, count(*) FROM partitions WHERE lane = $1 AND owner IS NOT NULL \
+                 AND expires_at > now() GROUP BY owner ORDER BY owner",
+                &[&lane],
+            )
+            .await?
+            .iter()
+            .map(|h| (h.get(0), h.get(1)))
+            .collect();
+        lanes.push(LaneStatus {
+            route: r.get(1),
+            destination: r.get(2),
+            partitions: r.get(3),
+            held,
+            pending: r.get(4),
+            exceptions: r.get(5),
+        });
+    }
+    let oldest_transaction = client
+        .query_opt(
+            "SELECT extract(epoch FROM now() - xact_start)::float8, \
+                 COALESCE(NULLIF(application_name, ''), usename::text, '?') \
+             FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
+             ORDER BY xact_start LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1)));
+    Ok(ClusterStatus {
+        nodes,
+        lanes,
+        oldest_transaction,
+    })
+}
