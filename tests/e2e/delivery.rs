@@ -33,21 +33,7 @@ fn files_in(dir: &std::path::Path) -> usize {
 
 /// Every key's control ids arrive in the order they were sent (first arrivals only).
 fn out_of_order(ids: &[String]) -> usize {
-    let mut last: HashMap<&str, &str> = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut bad = 0;
-    for id in ids {
-        if !seen.insert(id.as_str()) {
-            continue;
-        }
-        let key = id.split('-').next().unwrap_or("");
-        if let Some(prev) = last.insert(key, id.as_str())
-            && prev > id.as_str()
-        {
-            bad += 1;
-        }
-    }
-    bad
+    crate::harness::out_of_order_by(ids, |id| id.split('-').next().unwrap_or(""))
 }
 
 #[test]

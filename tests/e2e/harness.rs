@@ -450,3 +450,23 @@ pub fn wyvern_on_store(args: &[&str], store: &std::path::Path) -> std::process::
         .output()
         .expect("run wyvern")
 }
+
+/// First arrivals (a repeat is at-least-once, not disorder) that came before the previous
+/// first arrival of their key: `key` picks a control id's key (its patient, its sender…);
+/// within a key, control ids sort in sending order.
+pub fn out_of_order_by(ids: &[String], key: impl Fn(&str) -> &str) -> usize {
+    let mut last: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut bad = 0;
+    for id in ids {
+        if !seen.insert(id.as_str()) {
+            continue;
+        }
+        if let Some(prev) = last.insert(key(id), id.as_str())
+            && prev > id.as_str()
+        {
+            bad += 1;
+        }
+    }
+    bad
+}

@@ -5,7 +5,7 @@
 //! Three nodes behind HAProxy, as the test asks: 4 senders × 10,000 through two
 //! kills, a PostgreSQL restart and a node's connections dropped by the database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use wyvern_testpg::PgCluster;
@@ -47,24 +47,10 @@ fn batch(node: &str, from: usize, n: usize) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// Messages of one sender and patient that first arrived out of their sending order.
+/// Messages of one patient taken by one node that first arrived out of their sending order
+/// (control ids `P{patient}-{node}{n:05}`).
 fn out_of_order(ids: &[String]) -> usize {
-    let mut last: HashMap<String, &str> = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut bad = 0;
-    for id in ids {
-        if !seen.insert(id.as_str()) {
-            continue;
-        }
-        // P{patient}-{node}{n}: order holds per patient and per node that took them.
-        let key = id[..id.len() - 5].to_string();
-        if let Some(prev) = last.insert(key, id.as_str())
-            && prev > id.as_str()
-        {
-            bad += 1;
-        }
-    }
-    bad
+    crate::harness::out_of_order_by(ids, |id| &id[..id.len().saturating_sub(5)])
 }
 
 #[test]
@@ -400,19 +386,9 @@ fn three_nodes_behind_haproxy_lose_nothing_through_kills_a_database_restart_and_
             lost.len(),
             &lost[..lost.len().min(10)]
         );
-        // Order: each sender's messages of each patient, first arrivals.
-        let mut last: HashMap<&str, &str> = HashMap::new();
-        let mut seen = HashSet::new();
-        let mut out_of_order = 0;
-        for id in ids.iter() {
-            if seen.insert(id.as_str())
-                && let Some((key, _)) = id.split_once('-')
-                && let Some(prev) = last.insert(key, id.as_str())
-                && prev > id.as_str()
-            {
-                out_of_order += 1;
-            }
-        }
+        // Order: each sender's messages of each patient (`S{s}P{p}-{n}`), first arrivals.
+        let out_of_order =
+            crate::harness::out_of_order_by(ids, |id| id.split('-').next().unwrap_or(""));
         assert_eq!(
             out_of_order, 0,
             "{destination}: each sender's patients in order"
