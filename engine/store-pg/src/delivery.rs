@@ -23,6 +23,7 @@
 //! its queries on the runtime it was made on.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -43,7 +44,8 @@ pub struct PgDeliveryLog {
     url: String,
     leases: Leases,
     ttl: Duration,
-    state: tokio::sync::Mutex<State>,
+    /// Shared with the renewal task (`renew_every_quarter`), which ends with the log.
+    state: Arc<tokio::sync::Mutex<State>>,
 }
 
 impl std::fmt::Debug for PgDeliveryLog {
@@ -82,15 +84,23 @@ impl PgDeliveryLog {
     ) -> Result<PgDeliveryLog, PgStoreError> {
         let url = url.into();
         let client = connect(&url).await?;
+        let leases = Leases::new(node, ttl);
+        let state = Arc::new(tokio::sync::Mutex::new(State {
+            client: Some(client),
+            lanes: HashMap::new(),
+        }));
+        tokio::spawn(renew_every_quarter(
+            Arc::downgrade(&state),
+            leases.clone(),
+            url.clone(),
+            ttl,
+        ));
         Ok(PgDeliveryLog {
             runtime: Handle::current(),
             url,
-            leases: Leases::new(node, ttl),
+            leases,
             ttl,
-            state: tokio::sync::Mutex::new(State {
-                client: Some(client),
-                lanes: HashMap::new(),
-            }),
+            state,
         })
     }
 
@@ -101,8 +111,10 @@ impl PgDeliveryLog {
         let state = &mut *state;
         let client = live_client(&mut state.client, &self.url).await?;
         for held in state.lanes.values_mut() {
-            for lease in held.leases.drain(..) {
+            // Forgotten only once released: one that fails stays held (and expires).
+            while let Some(lease) = held.leases.last().cloned() {
                 self.leases.release(client, lease).await?;
+                held.leases.pop();
             }
         }
         Ok(())
@@ -117,34 +129,23 @@ impl PgDeliveryLog {
             .map_err(|e| StoreError::Shared(Box::new(e)))
     }
 
-    /// Renews what needs it, drops what was lost, and now and then takes free partitions.
+    /// Drops what was lost or ran out, renews what the renewal task has not (it may be cut
+    /// off), and now and then takes partitions that are free or expired — its own expired ones
+    /// included, under a new token.
     async fn keep_leases(
         &self,
         client: &Client,
         lane: i32,
         held: &mut Held,
     ) -> Result<(), PgStoreError> {
-        let mut kept = Vec::with_capacity(held.leases.len());
-        for mut lease in held.leases.drain(..) {
-            if lease.remaining() < self.ttl / 2 && !self.leases.renew(client, &mut lease).await? {
-                tracing::warn!(
-                    lane,
-                    partition = lease.partition,
-                    "another node took this partition; no longer delivering it"
-                );
-                continue;
-            }
-            if lease.is_valid() {
-                kept.push(lease);
-            }
-        }
-        held.leases = kept;
+        renew(&self.leases, client, lane, &mut held.leases, self.ttl / 2).await?;
         let due = held.last_take.is_none_or(|at| at.elapsed() >= TAKE_EVERY);
         if due && held.leases.len() < usize::from(held.partitions.unsigned_abs()) {
             held.last_take = Some(Instant::now());
+            let mine: Vec<i16> = held.leases.iter().map(|l| l.partition).collect();
             let taken = self
                 .leases
-                .take(client, lane, i64::from(held.partitions))
+                .take(client, lane, i64::from(held.partitions), &mine)
                 .await?;
             if !taken.is_empty() {
                 tracing::info!(lane, partitions = ?taken.iter().map(|l| l.partition).collect::<Vec<_>>(), "took partitions to deliver");
@@ -153,6 +154,72 @@ impl PgDeliveryLog {
             held.leases.sort_by_key(|l| l.partition);
         }
         Ok(())
+    }
+}
+
+/// Renews the leases with less than `below` left, drops those another node took and those
+/// that ran out by this node's clock. On an error the leases not yet renewed are kept (the
+/// database still names this node; a later renewal, or a take of its own expired partition,
+/// settles it).
+async fn renew(
+    leases: &Leases,
+    client: &Client,
+    lane: i32,
+    held: &mut Vec<Lease>,
+    below: Duration,
+) -> Result<(), PgStoreError> {
+    let mut failed = None;
+    let mut kept = Vec::with_capacity(held.len());
+    for mut lease in std::mem::take(held) {
+        if failed.is_none() && lease.remaining() < below {
+            match leases.renew(client, &mut lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(
+                        lane,
+                        partition = lease.partition,
+                        "another node took this partition; no longer delivering it"
+                    );
+                    continue;
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if lease.is_valid() {
+            kept.push(lease);
+        }
+    }
+    *held = kept;
+    failed.map_or(Ok(()), Err)
+}
+
+/// Keeps this node's leases renewed every quarter of their life, however long a pass takes
+/// to send (a slow destination must not lose its lease mid-pass). Ends with the log.
+async fn renew_every_quarter(
+    state: std::sync::Weak<tokio::sync::Mutex<State>>,
+    leases: Leases,
+    url: String,
+    ttl: Duration,
+) {
+    let mut tick = tokio::time::interval(ttl / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let mut state = state.lock().await;
+        let state = &mut *state;
+        let Ok(client) = live_client(&mut state.client, &url).await else {
+            continue;
+        };
+        for (lane, held) in &mut state.lanes {
+            let lane = i32::try_from(*lane).unwrap_or(i32::MAX);
+            if let Err(e) = renew(&leases, client, lane, &mut held.leases, Duration::MAX).await {
+                tracing::warn!(lane, error = %e, "cannot renew this node's leases; trying again");
+                break;
+            }
+        }
     }
 }
 
@@ -251,24 +318,20 @@ impl DeliveryLog for PgDeliveryLog {
         self.block_on(async {
             let mut state = self.state.lock().await;
             let state = &mut *state;
-            let lost = || PgStoreError::LeaseLost { lane, partition: s.cursor.partition };
-            let lease = state
-                .lanes
-                .get(&lane)
-                .and_then(|h| h.leases.iter().find(|l| l.partition == s.cursor.partition))
-                .filter(|l| l.is_valid())
-                .cloned()
-                .ok_or_else(lost)?;
+            let (lane32, partition) = (i32::try_from(lane).unwrap_or(i32::MAX), s.cursor.partition);
+            let lost = || PgStoreError::LeaseLost { lane, partition };
             let client = match state.client.as_mut() {
                 Some(c) if !c.is_closed() => c,
                 _ => return Err(PgStoreError::Unreachable),
             };
             let tx = client.transaction().await?;
-            // The fence: this partition's row, locked, with this node's token — or nothing.
+            // The fence: this partition's row, locked, with the token the pass was read under —
+            // or nothing. The database decides, not this node's clock: a pass that outlasted
+            // the local validity is still recorded if nobody took the partition meanwhile.
             if tx
                 .query_opt(
                     "SELECT 1 FROM partitions WHERE lane = $1 AND partition = $2 AND token = $3 FOR UPDATE",
-                    &[&lease.lane, &lease.partition, &lease.token],
+                    &[&lane32, &partition, &s.lease],
                 )
                 .await?
                 .is_none()
@@ -327,7 +390,7 @@ impl DeliveryLog for PgDeliveryLog {
             tx.execute(
                 "UPDATE partitions SET done_xid = $3::text::xid8, done_seq = $4 \
                  WHERE lane = $1 AND partition = $2 AND (done_xid, done_seq) < ($3::text::xid8, $4)",
-                &[&lease.lane, &lease.partition, &s.cursor.xid.to_string(), &s.cursor.seq],
+                &[&lane32, &partition, &s.cursor.xid.to_string(), &s.cursor.seq],
             )
             .await?;
             tx.commit().await?;
@@ -377,6 +440,7 @@ impl Read<'_> {
         let mut pass = Pass {
             from,
             to: from,
+            lease: self.lease.token,
             ..Pass::default()
         };
         let (mut rows, mut bytes, mut first) = (self.limit, self.max_bytes, true);
@@ -389,10 +453,8 @@ impl Read<'_> {
             bytes = bytes.saturating_sub(len);
             true
         };
-        let mut keys: HashSet<String> = match ahead {
-            Some(a) if self.one_per_key => a.keys.clone(),
-            _ => HashSet::new(),
-        };
+        // Keys another partition's pass holds are never this one's.
+        let mut keys: HashSet<String> = ahead.map(|a| a.keys.clone()).unwrap_or_default();
         let limit = i64::try_from(self.limit).unwrap_or(i64::MAX);
         // The due head of every key with an open exception, oldest first.
         let heads = self
@@ -446,7 +508,7 @@ impl Read<'_> {
                 seq: item.seq + 1,
                 ..item.position
             };
-            if blocked || (self.one_per_key && keys.contains(&item.order_key)) {
+            if blocked || keys.contains(&item.order_key) {
                 pass.to = past;
                 pass.waiting.push((item.position, item.order_key));
                 continue;

@@ -64,13 +64,15 @@ impl Leases {
         i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Takes up to `want` partitions of `lane` that are free or expired (skipping any another
-    /// node is taking at this moment).
+    /// Takes up to `want` partitions of `lane` that are free or expired, or that the database
+    /// says are this node's but are not in `holding` (a lease it gave up on after a failed
+    /// renewal): each under a new token. Skips any another node is taking at this moment.
     pub async fn take(
         &self,
         client: &Client,
         lane: i32,
         want: i64,
+        holding: &[i16],
     ) -> Result<Vec<Lease>, PgStoreError> {
         let sent = Instant::now();
         let rows = client
@@ -79,10 +81,11 @@ impl Leases {
                      expires_at = now() + make_interval(secs => $2::int8 / 1000.0)
                  WHERE (lane, partition) IN (
                      SELECT lane, partition FROM partitions
-                     WHERE lane = $3 AND (owner IS NULL OR expires_at < now())
+                     WHERE lane = $3 AND (owner IS NULL OR expires_at < now() OR owner = $1)
+                       AND NOT (partition = ANY($5))
                      ORDER BY partition LIMIT $4 FOR UPDATE SKIP LOCKED)
                  RETURNING partition, token",
-                &[&self.node, &self.ttl_ms(), &lane, &want],
+                &[&self.node, &self.ttl_ms(), &lane, &want, &holding],
             )
             .await?;
         let valid_until = sent + self.local_validity();

@@ -89,12 +89,17 @@ pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreErr
             exceptions: r.get(5),
         });
     }
+    // Only a transaction with an id of its own holds the log's horizon back (a read-only
+    // one does not); a prepared transaction does, with no session.
     let oldest_transaction = client
         .query_opt(
-            "SELECT extract(epoch FROM now() - xact_start)::float8, \
-                 COALESCE(NULLIF(application_name, ''), usename::text, '?') \
-             FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid() \
-             ORDER BY xact_start LIMIT 1",
+            "SELECT extract(epoch FROM now() - since)::float8, who FROM ( \
+                 SELECT xact_start AS since, \
+                     COALESCE(NULLIF(application_name, ''), usename::text, '?') AS who \
+                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() \
+                 UNION ALL \
+                 SELECT prepared, 'prepared transaction ' || gid FROM pg_prepared_xacts \
+             ) t ORDER BY since LIMIT 1",
             &[],
         )
         .await?

@@ -79,6 +79,7 @@ fn settle_of(pass: &Pass, fate: impl Fn(&OutboxItem) -> Option<Update>) -> Settl
         outcomes,
         waiting,
         cursor: pass.to,
+        lease: pass.lease,
     }
 }
 
@@ -229,6 +230,25 @@ async fn a_row_of_a_transaction_still_open_is_never_passed_over() {
         ["S0-0", "S0-2"],
         "the open transaction's row first, nothing skipped"
     );
+}
+
+/// A slow destination: sending a pass takes longer than a lease lasts. The node's leases are
+/// renewed meanwhile, and the pass is recorded (the database's token decides, not the node's
+/// clock at the moment of recording) — it is not sent again, and the lane moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_takes_longer_than_a_lease_to_send_is_recorded() {
+    let pg = PgCluster::start();
+    let (url, _client) = support::database(&pg).await;
+    commit(&url, (0..3).map(|n| support::record(0, n, "K".into()))).await;
+    let node = Node::open(&url, "node-a", Duration::from_secs(2)).await;
+    let lane = node.lane().await;
+    let pass = node.pass(lane, NOW).await;
+    assert_eq!(pass.items.len(), 3);
+    tokio::time::sleep(Duration::from_millis(3_000)).await; // "sending"
+    node.settle(lane, settle_of(&pass, |_| None))
+        .await
+        .expect("recorded after a long send");
+    assert_eq!(drain(&node, lane, NOW).await, vec![], "not sent again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,7 @@ async fn a_partition_passes_on_only_when_expired_and_the_old_holder_is_fenced_of
     let ttl = Duration::from_secs(4);
     let (a, b) = (Leases::new("node-a", ttl), Leases::new("node-b", ttl));
     let taken_at = Instant::now();
-    let mut held = a.take(&client, lane, 64).await.expect("take");
+    let mut held = a.take(&client, lane, 64, &[]).await.expect("take");
     assert_eq!(
         held.len(),
         PARTITIONS as usize,
@@ -44,7 +44,10 @@ async fn a_partition_passes_on_only_when_expired_and_the_old_holder_is_fenced_of
     );
     assert!(held.iter().all(|l| l.token == 1 && l.is_valid()));
     assert!(
-        b.take(&client, lane, 64).await.expect("take").is_empty(),
+        b.take(&client, lane, 64, &[])
+            .await
+            .expect("take")
+            .is_empty(),
         "nothing for a second node while they are held"
     );
     assert!(a.renew(&client, &mut held[0]).await.expect("renew"));
@@ -68,7 +71,7 @@ async fn a_partition_passes_on_only_when_expired_and_the_old_holder_is_fenced_of
     assert!(still_held > 0, "…before its leases expired in the database");
 
     tokio::time::sleep_until((taken_at + ttl + Duration::from_millis(300)).into()).await;
-    let taken_over = b.take(&client, lane, 64).await.expect("take over");
+    let taken_over = b.take(&client, lane, 64, &[]).await.expect("take over");
     assert_eq!(taken_over.len(), PARTITIONS as usize);
     assert!(taken_over.iter().all(|l| l.token >= 2), "new tokens");
     assert!(
@@ -116,7 +119,7 @@ async fn nodes_taking_at_once_never_share_a_partition() {
             nodes.push(tokio::spawn(async move {
                 let client = connect(&url).await.expect("connect");
                 let leases = Leases::new(format!("node-{n}"), Duration::from_secs(30));
-                leases.take(&client, lane, 8).await.expect("take")
+                leases.take(&client, lane, 8, &[]).await.expect("take")
             }));
         }
         let mut seen = HashSet::new();
@@ -143,11 +146,11 @@ async fn a_released_partition_is_taken_at_once() {
         Leases::new("node-a", Duration::from_secs(60)),
         Leases::new("node-b", Duration::from_secs(60)),
     );
-    let mut held = a.take(&client, lane, 1).await.expect("take");
+    let mut held = a.take(&client, lane, 1, &[]).await.expect("take");
     let lease = held.pop().expect("one");
     let partition = lease.partition;
     a.release(&client, lease).await.expect("release");
-    let next = b.take(&client, lane, 1).await.expect("take");
+    let next = b.take(&client, lane, 1, &[]).await.expect("take");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].partition, partition);
 }
@@ -162,7 +165,7 @@ async fn a_reader_never_passes_a_transaction_still_in_flight() {
     let (mut client, lane) = one_lane(&pg).await;
     let leases = Leases::new("node-a", Duration::from_secs(60));
     let lease = leases
-        .take(&client, lane, 64)
+        .take(&client, lane, 64, &[])
         .await
         .expect("take")
         .into_iter()

@@ -65,6 +65,7 @@ fn settle(o: &Outbox, lane: i64, outcomes: Vec<(i64, String, Update)>, cursor: P
         outcomes,
         waiting: vec![],
         cursor,
+        lease: 0,
     };
     o.settle(lane, &s).expect("settled");
 }
@@ -87,6 +88,7 @@ fn all_delivered(pass: &wyvern_store::Pass, at_ms: i64) -> Settle {
             .collect(),
         waiting: by_seq(&pass.waiting),
         cursor: pass.to,
+        lease: pass.lease,
     }
 }
 
@@ -135,6 +137,7 @@ async fn a_pass_keeps_each_keys_order_and_dead_letters_hold_or_park() {
             ],
             waiting: by_seq(&pass.waiting),
             cursor: pass.to,
+            lease: pass.lease,
         },
     )
     .unwrap();
@@ -360,6 +363,44 @@ async fn a_pass_is_bounded_in_bytes_and_a_huge_message_still_goes_alone() {
         "the one that crosses the budget is the last"
     );
     assert_eq!(rows(1), 1, "a message larger than the budget goes alone");
+}
+
+/// A destination that sends in parallel: a row that waits in the pass in flight (behind its
+/// key's row in the pass before) is not recorded as waiting until that pass is settled, so
+/// the pass read ahead of it must hold its key back too — or a later row of the key is sent
+/// before the one waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_waiting_in_the_pass_in_flight_holds_its_key_in_the_pass_read_ahead() {
+    let keys = ["K", "K", "X", "K"];
+    let (_dir, o) = stored(keys.iter().enumerate().map(|(n, k)| with_delivery(n, k))).await;
+    let lane = o.lane("adt", "chie").unwrap();
+    let first = o.next_pass(lane, NOW, 1, usize::MAX, true, None).unwrap();
+    assert_eq!(ids(&first.items), ["C0"]);
+    let ahead = wyvern_store::Ahead::after(&first, true);
+    let second = o
+        .next_pass(lane, NOW, 2, usize::MAX, true, Some(&ahead))
+        .unwrap();
+    assert_eq!(ids(&second.items), ["C2"], "C1 waits behind C0, in flight");
+    assert_eq!(second.waiting.len(), 1);
+    o.settle(lane, &all_delivered(&first, NOW)).unwrap();
+    let ahead = wyvern_store::Ahead::after(&second, true);
+    let third = o
+        .next_pass(lane, NOW, 100, usize::MAX, true, Some(&ahead))
+        .unwrap();
+    assert_eq!(
+        ids(&third.items),
+        Vec::<String>::new(),
+        "C3 waits behind C1, which waits in the pass in flight"
+    );
+    o.settle(lane, &all_delivered(&second, NOW)).unwrap();
+    o.settle(lane, &all_delivered(&third, NOW)).unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        let pass = o.next_pass(lane, NOW, 100, usize::MAX, true, None).unwrap();
+        sent.extend(ids(&pass.items));
+        o.settle(lane, &all_delivered(&pass, NOW)).unwrap();
+    }
+    assert_eq!(sent, ["C1", "C3"], "K's in order");
 }
 
 /// A pass read while the one before it is still being sent (a streaming destination) starts

@@ -117,19 +117,7 @@ impl InFlight {
     /// How the pass after this one is read while this one is in flight (`one_per_key`: the
     /// destination sends in parallel, so this pass's keys must not be sent again meanwhile).
     fn ahead(&self, one_per_key: bool) -> Ahead {
-        let items = &self.pass.items;
-        Ahead {
-            from: self.pass.to,
-            seqs: items
-                .iter()
-                .filter(|i| i.position < self.pass.from)
-                .map(|i| i.seq)
-                .collect(),
-            keys: match one_per_key {
-                true => items.iter().map(|i| i.order_key.clone()).collect(),
-                false => HashSet::new(),
-            },
-        }
+        Ahead::after(&self.pass, one_per_key)
     }
 }
 
@@ -438,6 +426,7 @@ impl DeliveryWorker {
             outcomes,
             waiting,
             cursor,
+            lease: pass.lease,
         };
         if let Err(e) = self.db(move |o| o.settle(lane, &settle)).await {
             // Delivered (or failed) but not recorded: it will be tried again, which

@@ -26,6 +26,9 @@ pub struct Pass {
     pub to: Position,
     /// With nothing to send: when the earliest waiting retry falls due.
     pub next_at_ms: Option<i64>,
+    /// The lease the pass was read under (a shared store's fencing token; 0 for the embedded
+    /// store): its settle carries it back, and is refused once another lease replaced it.
+    pub lease: i64,
 }
 
 /// How a pass read while the worker's previous pass is still being sent differs from one read
@@ -37,8 +40,32 @@ pub struct Ahead {
     pub from: Position,
     /// The exception rows the previous pass is sending.
     pub seqs: HashSet<i64>,
-    /// The keys the previous pass is sending (used with `one_per_key`).
+    /// Keys held back: those waiting in the previous pass, and (with `one_per_key`) those it
+    /// is sending.
     pub keys: HashSet<String>,
+}
+
+impl Ahead {
+    /// How to read the pass after `pass` while `pass` is still being sent. The keys of its
+    /// waiting rows are held back (those rows are recorded as waiting only when `pass` is
+    /// settled, so nothing in the store holds their keys yet); with `one_per_key` (the
+    /// destination sends in parallel) so are the keys it sends.
+    pub fn after(pass: &Pass, one_per_key: bool) -> Ahead {
+        let items = &pass.items;
+        let mut keys: HashSet<String> = pass.waiting.iter().map(|(_, k)| k.clone()).collect();
+        if one_per_key {
+            keys.extend(items.iter().map(|i| i.order_key.clone()));
+        }
+        Ahead {
+            from: pass.to,
+            seqs: items
+                .iter()
+                .filter(|i| i.position < pass.from)
+                .map(|i| i.seq)
+                .collect(),
+            keys,
+        }
+    }
 }
 
 /// What a worker records after a pass, in one transaction.
@@ -50,6 +77,8 @@ pub struct Settle {
     pub waiting: Vec<(i64, String)>,
     /// The new cursor: every log row below it is delivered or in `outcomes` / `waiting`.
     pub cursor: Position,
+    /// The pass's [`Pass::lease`].
+    pub lease: i64,
 }
 
 /// Open exceptions: a key with one of these waits for it.
@@ -103,10 +132,7 @@ impl DeliveryLog for Outbox {
             bytes: max_bytes,
             first: true,
         };
-        let mut keys = match ahead {
-            Some(a) if one_per_key => a.keys.clone(),
-            _ => HashSet::new(),
-        };
+        let mut keys = ahead.map(|a| a.keys.clone()).unwrap_or_default();
         {
             let sql = format!(
                 "SELECT {ITEM} FROM {FROM} WHERE e.lane = ?1 AND e.state IN ('retry', 'waiting') \
@@ -148,7 +174,7 @@ impl DeliveryLog for Outbox {
                 let (row, blocked) = row.map_err(StoreError::Query)?;
                 // Behind an open exception, or behind a row of its key already in a pass that
                 // is sent in parallel: it waits, and goes once its key's earlier one is done.
-                if blocked || (one_per_key && keys.contains(&row.order_key)) {
+                if blocked || keys.contains(&row.order_key) {
                     pass.to = Position::at(row.seq + 1);
                     pass.waiting.push((row.position, row.order_key));
                     continue;
