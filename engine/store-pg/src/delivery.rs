@@ -9,18 +9,23 @@
 //! (read below the snapshot's `xmin`, `log.rs`); a row whose key has an open exception waits
 //! behind it; settling records only what did not simply succeed and moves the cursor.
 //!
-//! Fencing: a settle first locks its partition's row *with this node's token*. If another node
-//! has taken the partition since (this one was cut off, or paused past its lease), nothing is
-//! written and the settle fails: the worker drops the pass, and the new holder sends those
-//! messages again from the cursor — at least once, never a cursor moved by a stale holder. A
-//! node also stops reading a partition once its own clock says the lease ran out
-//! ([`Lease::is_valid`]).
+//! Fencing: a settle first locks its partition's row *with the token its pass was read
+//! under*. If another node has taken the partition since (this one was cut off, or paused past
+//! its lease), nothing is written and the settle fails: the worker drops the pass, and the new
+//! holder sends those messages again from the cursor — at least once, never a cursor moved by
+//! a stale holder. The database decides, not this node's clock: a pass that took long to send
+//! is recorded if nobody took the partition meanwhile. A node stops reading a partition once
+//! its own clock says the lease ran out ([`Lease::is_valid`]).
 //!
-//! Leases are kept up by the worker's own calls: each pass renews those past a quarter of
-//! their life and, at most once a second, takes partitions that are free or expired. So a
-//! node takes every free partition of a lane it delivers; spreading them across nodes is not
-//! built yet. The trait is blocking (the worker calls it on a blocking thread): each call runs
-//! its queries on the runtime it was made on.
+//! Leases are renewed by a task of their own every quarter of their life, however long a
+//! pass takes to send (a slow destination would otherwise lose its lease mid-pass and send
+//! the same pass again for ever); each pass also takes, at most once a second, partitions
+//! that are free or expired. So a node takes every free partition of a lane it delivers;
+//! spreading them across nodes is not built yet. Not yet either: a pass already being sent
+//! when its node is cut off from PostgreSQL is not interrupted, so past the lease another
+//! node may send the same keys while it finishes (duplicates, at least once). The trait is
+//! blocking (the worker calls it on a blocking thread): each call runs its queries on the
+//! runtime it was made on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
