@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
@@ -68,25 +69,31 @@ pub(crate) async fn drain(
     declare_quorum(&ch, queue).await;
     let (mut ids, mut keys, mut distinct) = (Vec::new(), HashSet::new(), HashSet::new());
     let deadline = Instant::now() + limit;
-    while distinct.len() < want && Instant::now() < deadline {
-        match ch
-            .basic_get(queue.into(), BasicGetOptions::default())
-            .await
-            .expect("basic_get")
-        {
-            Some(m) => {
-                let msg = wyvern_hl7::Message::parse(&m.delivery.data).expect("HL7 in the queue");
-                let id = msg.control_id().into_owned();
-                distinct.insert(id.clone());
-                ids.push(id);
-                keys.insert(m.delivery.routing_key.to_string());
-                m.delivery
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .expect("ack");
-            }
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    // A consumer, the broker acknowledging as it sends: tens of thousands drain in a second
+    // or two, where a `basic.get` round trip each took tens of seconds.
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "wyvern-test-drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("basic_consume");
+    while distinct.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(delivery)) = tokio::time::timeout(left, consumer.next()).await else {
+            break;
+        };
+        let d = delivery.expect("delivery");
+        let msg = wyvern_hl7::Message::parse(&d.data).expect("HL7 in the queue");
+        let id = msg.control_id().into_owned();
+        distinct.insert(id.clone());
+        ids.push(id);
+        keys.insert(d.routing_key.to_string());
     }
     let _ = ch
         .queue_delete(queue.into(), QueueDeleteOptions::default())
