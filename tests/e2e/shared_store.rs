@@ -13,17 +13,22 @@ use wyvern_testpg::PgCluster;
 use crate::harness::{EngineProcess, Wire, adt, frame, normalise_ack};
 use crate::receiver::Receiver;
 
-/// A node of the shared store, delivering to `rx`.
-fn node(pg: &PgCluster, name: &str, rx: &Receiver) -> EngineProcess {
+/// Node `name` of the shared store (its database sessions named after it), its route's
+/// `rest` after the MLLP source.
+fn node(pg: &PgCluster, name: &str, rest: &str) -> EngineProcess {
     let store = format!(
         "  shared:\n    postgres: {}?application_name={name}\n    node: {name}\n    lease: 3s\n",
         pg.url("postgres")
     );
-    let rest = format!(
+    EngineProcess::start_with_store(None, &store, "", "", rest, &[])
+}
+
+/// A route's destination: `rx`, in each patient's order.
+fn to_receiver(rx: &Receiver) -> String {
+    format!(
         "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\norder_by: patient\n",
         rx.addr
-    );
-    EngineProcess::start_with_store(None, &store, "", "", &rest, &[])
+    )
 }
 
 /// Sends `ids` (patient `p` of each in its name) stop-and-wait; returns those answered AA.
@@ -61,8 +66,9 @@ fn two_nodes_share_the_work_and_one_takes_over_when_the_other_is_killed() {
         std::thread::sleep(Duration::from_millis(3));
         Some("AA")
     }));
-    let mut a = node(&pg, "node-a", &rx);
-    let mut b = node(&pg, "node-b", &rx);
+    let rest = to_receiver(&rx);
+    let mut a = node(&pg, "node-a", &rest);
+    let mut b = node(&pg, "node-b", &rest);
     let mut acked = send(&a, &batch("a", 0, 150));
     acked.extend(send(&b, &batch("b", 0, 150)));
     assert_eq!(acked.len(), 300, "both nodes take messages");
@@ -296,16 +302,7 @@ fn three_nodes_behind_haproxy_lose_nothing_through_kills_a_database_restart_and_
         rx.addr
     );
     let names = ["node-a", "node-b", "node-c"];
-    let mut nodes: Vec<EngineProcess> = names
-        .iter()
-        .map(|name| {
-            let store = format!(
-                "  shared:\n    postgres: {}?application_name={name}\n    node: {name}\n    lease: 3s\n",
-                pg.url("postgres")
-            );
-            EngineProcess::start_with_store(None, &store, "", "", &rest, &[])
-        })
-        .collect();
+    let mut nodes: Vec<EngineProcess> = names.iter().map(|name| node(&pg, name, &rest)).collect();
     let lb = Haproxy::start(&nodes.iter().map(|e| e.addr).collect::<Vec<_>>());
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = std::time::Instant::now();

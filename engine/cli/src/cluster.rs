@@ -24,10 +24,7 @@ pub async fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
     let Some(shared) = &config.engine.shared else {
         bail!("this config has no store.shared: its node runs alone on its embedded store");
     };
-    let url = shared
-        .postgres
-        .resolve()
-        .map_err(|e| anyhow::anyhow!("store.shared.postgres: {e}"))?;
+    let url = crate::run::shared_url(shared)?;
     let client = wyvern_store_pg::connect(&url).await?;
     let status = wyvern_store_pg::cluster_status(&client)
         .await

@@ -135,14 +135,19 @@ async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// `store.shared.postgres` with its `${VAR}` or `file:` parts read.
+pub(crate) fn shared_url(settings: &wyvern_config::SharedStore) -> anyhow::Result<String> {
+    settings
+        .postgres
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("store.shared.postgres: {e}"))
+}
+
 /// The store several nodes share (`store.shared`): connected, its schema brought up to date.
 async fn open_shared(
     settings: &wyvern_config::SharedStore,
 ) -> anyhow::Result<Arc<dyn wyvern_store::SharedStore>> {
-    let url = settings
-        .postgres
-        .resolve()
-        .map_err(|e| anyhow::anyhow!("store.shared.postgres: {e}"))?;
+    let url = shared_url(settings)?;
     let store = wyvern_store_pg::PgShared::open(url, settings.node.clone(), settings.lease)
         .await
         .context("cannot open the shared store (store.shared)")?;

@@ -35,9 +35,11 @@ use tokio::runtime::Handle;
 use tokio_postgres::{Client, Row};
 use wyvern_core::ContentType;
 use wyvern_store::{
-    Ahead, DeliveryLog, LaneId, OutboxItem, OutboxState, Pass, Position, Settle, StoreError, Update,
+    Ahead, DeliveryLog, LaneId, OutboxItem, OutboxState, Pass, PassBudget, Position, Settle,
+    StoreError, Update,
 };
 
+use crate::log::ENDED;
 use crate::{Lease, Leases, PgStoreError, connect};
 
 /// How often a worker looks for free partitions of its lane.
@@ -134,16 +136,16 @@ impl PgDeliveryLog {
             .map_err(|e| StoreError::Shared(Box::new(e)))
     }
 
-    /// Drops what was lost or ran out, renews what the renewal task has not (it may be cut
-    /// off), and now and then takes partitions that are free or expired — its own expired ones
-    /// included, under a new token.
+    /// Drops what ran out by this node's clock (renewing is the renewal task's job), and now
+    /// and then takes partitions that are free or expired — its own expired ones included,
+    /// under a new token.
     async fn keep_leases(
         &self,
         client: &Client,
         lane: i32,
         held: &mut Held,
     ) -> Result<(), PgStoreError> {
-        renew(&self.leases, client, lane, &mut held.leases, self.ttl / 2).await?;
+        held.leases.retain(Lease::is_valid);
         let due = held.last_take.is_none_or(|at| at.elapsed() >= TAKE_EVERY);
         if due && held.leases.len() < usize::from(held.partitions.unsigned_abs()) {
             held.last_take = Some(Instant::now());
@@ -162,21 +164,19 @@ impl PgDeliveryLog {
     }
 }
 
-/// Renews the leases with less than `below` left, drops those another node took and those
-/// that ran out by this node's clock. On an error the leases not yet renewed are kept (the
-/// database still names this node; a later renewal, or a take of its own expired partition,
-/// settles it).
+/// Renews the leases, drops those another node took and those that ran out by this node's
+/// clock. On an error the leases not yet renewed are kept (the database still names this
+/// node; a later renewal, or a take of its own expired partition, settles it).
 async fn renew(
     leases: &Leases,
     client: &Client,
     lane: i32,
     held: &mut Vec<Lease>,
-    below: Duration,
 ) -> Result<(), PgStoreError> {
     let mut failed = None;
     let mut kept = Vec::with_capacity(held.len());
     for mut lease in std::mem::take(held) {
-        if failed.is_none() && lease.remaining() < below {
+        if failed.is_none() {
             match leases.renew(client, &mut lease).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -220,7 +220,7 @@ async fn renew_every_quarter(
         };
         for (lane, held) in &mut state.lanes {
             let lane = i32::try_from(*lane).unwrap_or(i32::MAX);
-            if let Err(e) = renew(&leases, client, lane, &mut held.leases, Duration::MAX).await {
+            if let Err(e) = renew(&leases, client, lane, &mut held.leases).await {
                 tracing::warn!(lane, error = %e, "cannot renew this node's leases; trying again");
                 break;
             }
@@ -448,16 +448,7 @@ impl Read<'_> {
             lease: self.lease.token,
             ..Pass::default()
         };
-        let (mut rows, mut bytes, mut first) = (self.limit, self.max_bytes, true);
-        let mut take = |len: usize| {
-            if rows == 0 || (!first && bytes == 0) {
-                return false;
-            }
-            first = false;
-            rows -= 1;
-            bytes = bytes.saturating_sub(len);
-            true
-        };
+        let mut budget = PassBudget::new(self.limit, self.max_bytes);
         // Keys another partition's pass holds are never this one's.
         let mut keys: HashSet<String> = ahead.map(|a| a.keys.clone()).unwrap_or_default();
         let limit = i64::try_from(self.limit).unwrap_or(i64::MAX);
@@ -481,7 +472,7 @@ impl Read<'_> {
             if ahead.is_some_and(|a| a.seqs.contains(&item.seq)) {
                 continue;
             }
-            if !take(item.payload.len()) {
+            if !budget.take(item.payload.len()) {
                 break;
             }
             if self.one_per_key {
@@ -500,7 +491,7 @@ impl Read<'_> {
                      LEFT JOIN delivery_exceptions e ON e.seq = d.seq \
                      WHERE d.lane = $1 AND d.partition = $2 \
                        AND (d.xid, d.seq) >= ($3::text::xid8, $4) \
-                       AND d.xid < pg_snapshot_xmin(pg_current_snapshot()) AND e.seq IS NULL \
+                       AND {ENDED} AND e.seq IS NULL \
                      ORDER BY d.xid, d.seq LIMIT $5"
                 ),
                 &[&lane, &partition, &from.xid.to_string(), &from.seq, &limit],
@@ -518,7 +509,7 @@ impl Read<'_> {
                 pass.waiting.push((item.position, item.order_key));
                 continue;
             }
-            if !take(item.payload.len()) {
+            if !budget.take(item.payload.len()) {
                 break;
             }
             if self.one_per_key {

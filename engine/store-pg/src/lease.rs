@@ -32,11 +32,6 @@ impl Lease {
     pub fn is_valid(&self) -> bool {
         Instant::now() < self.valid_until
     }
-
-    /// How much longer it stays valid by this node's clock (zero once it is not).
-    pub fn remaining(&self) -> Duration {
-        self.valid_until.saturating_duration_since(Instant::now())
-    }
 }
 
 /// This node's side of the leases.

@@ -13,6 +13,10 @@ use tokio_postgres::Client;
 
 use crate::{Lease, PgStoreError};
 
+/// The condition every read of the log uses (`d` a delivery row): written by a transaction
+/// older than the oldest one still running, so nothing before it can still appear.
+pub(crate) const ENDED: &str = "d.xid < pg_snapshot_xmin(pg_current_snapshot())";
+
 /// One delivery read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRow {
@@ -38,14 +42,15 @@ pub async fn read_log(
 ) -> Result<Vec<LogRow>, PgStoreError> {
     let rows = client
         .query(
-            "SELECT d.xid::text, d.seq, d.message, d.part, d.order_key,
-                    COALESCE(d.payload, m.raw), COALESCE(d.content_type, m.content_type)
-             FROM deliveries d JOIN messages m ON m.seq = d.message
-             WHERE d.lane = $1 AND d.partition = $2
-               AND (d.xid, d.seq) > ($3::text::xid8, $4)
-               AND d.xid < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY d.xid, d.seq
-             LIMIT $5",
+            &format!(
+                "SELECT d.xid::text, d.seq, d.message, d.part, d.order_key,
+                        COALESCE(d.payload, m.raw), COALESCE(d.content_type, m.content_type)
+                 FROM deliveries d JOIN messages m ON m.seq = d.message
+                 WHERE d.lane = $1 AND d.partition = $2
+                   AND (d.xid, d.seq) > ($3::text::xid8, $4) AND {ENDED}
+                 ORDER BY d.xid, d.seq
+                 LIMIT $5"
+            ),
             &[
                 &lease.lane,
                 &lease.partition,

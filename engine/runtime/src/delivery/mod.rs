@@ -113,14 +113,6 @@ struct InFlight {
     carried: HashSet<String>,
 }
 
-impl InFlight {
-    /// How the pass after this one is read while this one is in flight (`one_per_key`: the
-    /// destination sends in parallel, so this pass's keys must not be sent again meanwhile).
-    fn ahead(&self, one_per_key: bool) -> Ahead {
-        Ahead::after(&self.pass, one_per_key)
-    }
-}
-
 /// When a pass started, and how long reading it took (for the pass's debug line).
 #[derive(Debug, Clone, Copy)]
 struct Timing {
@@ -300,7 +292,10 @@ impl DeliveryWorker {
             (None, false) => BATCH,
         };
         let one_per_key = self.sink.parallel();
-        let ahead = self.in_flight.as_ref().map(|f| f.ahead(one_per_key));
+        let ahead = self
+            .in_flight
+            .as_ref()
+            .map(|f| Ahead::after(&f.pass, one_per_key));
         let (lane, now) = (self.lane, self.clock.now_millis());
         let started = std::time::Instant::now();
         let pass = match self

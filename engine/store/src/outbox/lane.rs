@@ -127,11 +127,7 @@ impl DeliveryLog for Outbox {
             to: Position::at(from),
             ..Pass::default()
         };
-        let mut budget = Budget {
-            rows: limit,
-            bytes: max_bytes,
-            first: true,
-        };
+        let mut budget = PassBudget::new(limit, max_bytes);
         let mut keys = ahead.map(|a| a.keys.clone()).unwrap_or_default();
         {
             let sql = format!(
@@ -157,7 +153,7 @@ impl DeliveryLog for Outbox {
                 pass.items.push(row);
             }
         }
-        if budget.rows > 0 && budget.bytes > 0 {
+        if budget.has_room() {
             let sql = format!(
                 "SELECT {ITEM}, EXISTS (SELECT 1 FROM delivery_exceptions x WHERE x.lane = d.lane \
                     AND x.order_key = d.order_key AND x.state IN {OPEN}) \
@@ -254,20 +250,36 @@ impl Outbox {
     }
 }
 
-/// What is left of a pass's rows and bytes.
-struct Budget {
+/// What is left of a pass's rows and bytes: the rule every store's `next_pass` follows (at most
+/// `limit` rows and about `max_bytes` of payload; the first row always goes).
+#[derive(Debug, Clone)]
+pub struct PassBudget {
     rows: usize,
     bytes: usize,
     first: bool,
 }
 
-impl Budget {
-    fn limit(&self) -> i64 {
+impl PassBudget {
+    pub fn new(limit: usize, max_bytes: usize) -> PassBudget {
+        PassBudget {
+            rows: limit,
+            bytes: max_bytes,
+            first: true,
+        }
+    }
+
+    /// Rows left, for a query's `LIMIT`.
+    pub fn limit(&self) -> i64 {
         i64::try_from(self.rows).unwrap_or(i64::MAX)
     }
 
+    /// Whether another row could still fit.
+    pub fn has_room(&self) -> bool {
+        self.rows > 0 && self.bytes > 0
+    }
+
     /// Takes a row of `len` bytes if the pass has room: the first row always fits.
-    fn take(&mut self, len: usize) -> bool {
+    pub fn take(&mut self, len: usize) -> bool {
         if self.rows == 0 || (!self.first && self.bytes == 0) {
             return false;
         }

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 
-pub use lane::{Ahead, Pass, Settle};
+pub use lane::{Ahead, Pass, PassBudget, Settle};
 
 /// A lane's id: one destination of one route.
 pub type LaneId = i64;
