@@ -19,6 +19,7 @@ mod mllp_wire;
 mod peers;
 mod plugins;
 mod receiver;
+mod shared_partition;
 mod shared_store;
 mod store_faults;
 mod tls;

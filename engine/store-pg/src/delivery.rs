@@ -21,9 +21,7 @@
 //! pass takes to send (a slow destination would otherwise lose its lease mid-pass and send
 //! the same pass again for ever); each pass also takes, at most once a second, partitions
 //! that are free or expired. So a node takes every free partition of a lane it delivers;
-//! spreading them across nodes is not built yet. Not yet either: a pass already being sent
-//! when its node is cut off from PostgreSQL is not interrupted, so past the lease another
-//! node may send the same keys while it finishes (duplicates, at least once). The trait is
+//! spreading them across nodes is not built yet. The trait is
 //! blocking (the worker calls it on a blocking thread): each call runs its queries on the
 //! runtime it was made on.
 
@@ -446,6 +444,7 @@ impl Read<'_> {
             from,
             to: from,
             lease: self.lease.token,
+            fence: self.lease.fence.clone(),
             ..Pass::default()
         };
         let mut budget = PassBudget::new(self.limit, self.max_bytes);

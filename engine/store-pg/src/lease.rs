@@ -7,30 +7,33 @@
 //! learns it at its next renew. Every outcome a holder records carries its token (`WHERE
 //! token = $t`): once another node has taken over, the old holder's writes change nothing.
 //!
-//! A holder also stops by itself: [`Lease::is_valid`] is false once its own monotonic clock,
+//! A holder also stops by itself: a lease's [`Fence`] lapses once its own monotonic clock,
 //! counted from when the last successful take or renew was *sent*, passes the TTL less a
 //! quarter. The database's `expires_at` was set after that moment, so a node cut off from
-//! PostgreSQL stops sending before anyone else can take its partitions.
+//! PostgreSQL stops sending before anyone else can take its partitions. Every pass read under
+//! the lease carries the same fence, so the worker stops a pass in the middle too.
 
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
+use wyvern_store::Fence;
 
 use crate::PgStoreError;
 
-/// One partition of one lane, held by this node until `valid_until`.
+/// One partition of one lane, held by this node until its fence lapses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub lane: i32,
     pub partition: i16,
     pub token: i64,
-    valid_until: Instant,
+    /// Shared with every pass read under this lease.
+    pub fence: Fence,
 }
 
 impl Lease {
     /// Whether this node may still send for this partition (its own clock; see the module doc).
     pub fn is_valid(&self) -> bool {
-        Instant::now() < self.valid_until
+        self.fence.holds()
     }
 }
 
@@ -90,7 +93,7 @@ impl Leases {
                 lane,
                 partition: r.get(0),
                 token: r.get(1),
-                valid_until,
+                fence: Fence::until(valid_until),
             })
             .collect();
         leases.sort_by_key(|l| l.partition);
@@ -115,9 +118,10 @@ impl Leases {
             )
             .await?;
         if renewed == 1 {
-            lease.valid_until = sent + self.local_validity();
+            lease.fence.set(sent + self.local_validity());
         } else {
-            lease.valid_until = sent;
+            // Lost: the passes in flight under it stop too.
+            lease.fence.set(sent);
         }
         Ok(renewed == 1)
     }

@@ -36,7 +36,7 @@ pub use audit::{
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use outbox::{
-    Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, OutboxState, Pass, PassBudget, Position,
+    Ahead, DeliveryLog, Fence, LaneId, Outbox, OutboxItem, OutboxState, Pass, PassBudget, Position,
     Settle, Update,
 };
 pub use reader::{InboxQuery, InboxReader, InboxRow, RecentKey, StatusCount};

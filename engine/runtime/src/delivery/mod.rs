@@ -20,6 +20,7 @@
 
 mod backoff;
 mod guard;
+mod lapse;
 mod sink;
 
 use std::collections::HashSet;
@@ -318,14 +319,20 @@ impl DeliveryWorker {
             return Pass::Idle(wake);
         }
         let read = started.elapsed();
+        let fence = pass.fence.clone();
         if !streams {
-            let results =
-                guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
+            let delivering =
+                guard::deliver_guarded(&mut self.sink, &pass.items, &self.counters.panics);
+            let Some(results) = lapse::unless_lapsed(&fence, delivering).await else {
+                return self.lapsed();
+            };
             let timing = Timing { started, read };
             return self.record(pass, results, HashSet::new(), timing).await.0;
         }
-        let sending =
-            guard::start_guarded(&mut self.sink, &pass.items, &self.counters.panics).await;
+        let starting = guard::start_guarded(&mut self.sink, &pass.items, &self.counters.panics);
+        let Some(sending) = lapse::unless_lapsed(&fence, starting).await else {
+            return self.lapsed();
+        };
         let next = InFlight {
             pass,
             sending,
@@ -348,9 +355,11 @@ impl DeliveryWorker {
             timing,
             carried,
         } = f;
-        let results =
-            guard::confirmed_guarded(&mut self.sink, sending, &pass.items, &self.counters.panics)
-                .await;
+        let confirming =
+            guard::confirmed_guarded(&mut self.sink, sending, &pass.items, &self.counters.panics);
+        let Some(results) = lapse::unless_lapsed(&pass.fence, confirming).await else {
+            return self.lapsed();
+        };
         let (outcome, failed) = self.record(pass, results, carried, timing).await;
         match (failed, self.in_flight.as_mut()) {
             // The pass sent after this one: what failed here must not pass it.
@@ -359,6 +368,18 @@ impl DeliveryWorker {
             (None, _) => self.in_flight = None,
         }
         outcome
+    }
+
+    /// The lease a pass was sent under lapsed (this node cannot reach the shared store to
+    /// renew it, or another node took it): nothing more is sent, and nothing is recorded —
+    /// what went out goes again from whichever node holds the lease next (at least once).
+    /// The pass read ahead goes too (its requests are aborted), and the connection is
+    /// dropped (a message may have been cut off half-written).
+    fn lapsed(&mut self) -> Pass {
+        tracing::warn!(route = %self.route, destination = %self.destination, "this node's lease on these deliveries lapsed while sending (the shared store cannot be reached, or another node took over): stopped sending; whatever went out unrecorded goes again from the lease's next holder");
+        self.in_flight = None;
+        self.sink.reset();
+        Pass::StoreFailed
     }
 
     /// Turns a pass's results into outcomes, records them with the new cursor, and decides

@@ -2,6 +2,7 @@
 //! what its receiver's answer means — delivered, try again later (transient), or never
 //! (permanent).
 
+use tokio_util::task::AbortOnDropHandle;
 use wyvern_config::{DestinationKind, FhirAuth, TemplatePart};
 use wyvern_connectors::amqp::{
     AmqpPublisher, AmqpQueueSpec, AmqpTarget, Outgoing, PublishError, Unconfirmed,
@@ -139,8 +140,9 @@ impl AmqpSink {
 pub enum Sending {
     /// Published; the confirms, and the routing key each message went with, to come.
     Amqp(Unconfirmed, Vec<String>),
-    /// Requests on their way (a task of their own); the answers to come, in the batch's order.
-    Http(tokio::task::JoinHandle<Vec<Result<String, Failure>>>),
+    /// Requests on their way (a task of their own, aborted if this is dropped: a pass whose
+    /// lease lapsed must stop sending); the answers to come, in the batch's order.
+    Http(AbortOnDropHandle<Vec<Result<String, Failure>>>),
     /// Every result is in.
     Done(Vec<Result<String, Failure>>),
 }
@@ -288,7 +290,8 @@ impl Sink {
         match self {
             Sink::Amqp(a) => a.start(items).await,
             Sink::Fhir(client) => {
-                Sending::Http(tokio::spawn(post_jobs(client.clone(), requests(items))))
+                let posting = tokio::spawn(post_jobs(client.clone(), requests(items)));
+                Sending::Http(AbortOnDropHandle::new(posting))
             }
             Sink::Serial(_) => Sending::Done(self.deliver_many(items).await),
         }

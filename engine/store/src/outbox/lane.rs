@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
-use super::{DeliveryLog, FROM, ITEM, LaneId, Outbox, OutboxItem, Position, Update, item};
+use super::{DeliveryLog, FROM, Fence, ITEM, LaneId, Outbox, OutboxItem, Position, Update, item};
 use crate::StoreError;
 
 /// What a worker may send now.
@@ -29,6 +29,8 @@ pub struct Pass {
     /// The lease the pass was read under (a shared store's fencing token; 0 for the embedded
     /// store): its settle carries it back, and is refused once another lease replaced it.
     pub lease: i64,
+    /// Until when it may be sent (the lease's, renewed with it; see [`Fence`]).
+    pub fence: Fence,
 }
 
 /// How a pass read while the worker's previous pass is still being sent differs from one read

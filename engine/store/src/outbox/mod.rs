@@ -14,6 +14,7 @@
 //! Updates here are not fsync'd: if a crash forgets that the cursor moved, what it covered is
 //! delivered again — at-least-once, never skipped.
 
+mod fence;
 mod lane;
 mod ops;
 
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
 
+pub use fence::Fence;
 pub use lane::{Ahead, Pass, PassBudget, Settle};
 
 /// A lane's id: one destination of one route.
