@@ -166,6 +166,48 @@ fn two_nodes_share_the_work_and_one_takes_over_when_the_other_is_killed() {
     );
 }
 
+/// A sender whose ACK went missing resends, and the load balancer takes the resend to another
+/// node: it is recognised there (the same route, sender, control id and bytes already
+/// committed), answered with the original's ACK and neither stored nor delivered again.
+#[test]
+fn a_resend_that_lands_on_another_node_gets_the_original_ack_and_is_not_delivered_twice() {
+    let pg = PgCluster::start();
+    let rx = Receiver::start(Box::new(|_, _| Some("AA")));
+    let rest = to_receiver(&rx);
+    let (a, b) = (node(&pg, "node-a", &rest), node(&pg, "node-b", &rest));
+    let message = frame(&adt("RESEND-1", 3));
+    let mut to_a = Wire::connect(a.addr);
+    to_a.write(&message);
+    let original = to_a.read_frame();
+    assert!(normalise_ack(&original).contains("MSA|AA|RESEND-1"));
+    let mut to_b = Wire::connect(b.addr);
+    to_b.write(&message);
+    let again = to_b.read_frame();
+    assert_eq!(
+        String::from_utf8_lossy(&again),
+        String::from_utf8_lossy(&original),
+        "the resend is answered with the original's ACK"
+    );
+    // Other content under the same control id is another message (the routes' default,
+    // control_id_reuse: accept).
+    let mut other = adt("RESEND-1", 4);
+    other.extend_from_slice(b"NTE|1||other content\r");
+    to_b.write(&frame(&other));
+    assert!(normalise_ack(&to_b.read_frame()).contains("MSA|AA|RESEND-1"));
+    let ids = rx.wait_for(Duration::from_secs(20), |ids| ids.len() >= 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        rx.ids().len(),
+        2,
+        "delivered once each, not the resend: {ids:?}"
+    );
+    assert_eq!(
+        pg.sql("postgres", "SELECT count(*) FROM messages"),
+        "2",
+        "the resend is not stored as a message of its own"
+    );
+}
+
 /// HAProxy in TCP mode in front of `backends`, taking a backend out once a connect check
 /// fails (every 200 ms), as a load balancer in front of a cluster would be set up.
 struct Haproxy {

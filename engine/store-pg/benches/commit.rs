@@ -90,7 +90,9 @@ fn main() {
                 .expect("committer");
             rate(senders, each, move |r| {
                 let c = committer.clone();
-                async move { c.commit(r).await.expect("PostgreSQL commit") }
+                async move {
+                    c.commit(r).await.expect("PostgreSQL commit");
+                }
             })
             .await
         });

@@ -8,6 +8,12 @@
 //! `Ok` is as durable as the embedded journal's fdatasync, and PostgreSQL groups the flushes
 //! of several nodes itself.
 //!
+//! A resend committed on another node than its original (a load balancer decides where a
+//! sender's connection lands) meets the messages' `messages_resend` index (schema v5): it is
+//! skipped, and its caller is told whose resend it is and what that message was answered
+//! ([`Stored::ResendOf`]), so it gets the original's ACK and nothing is delivered twice. The
+//! nodes' own duplicate windows stay the fast path; this is what they share.
+//!
 //! A commit whose outcome is unknown (the connection broke before `COMMIT` answered) is
 //! answered as failed: the sender gets AE and sends again, so at worst a message is stored
 //! twice, never acknowledged unstored. While the database is unreachable each batch fails, the
@@ -22,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_postgres::Client;
-use wyvern_store::{InboxRecord, PendingCommit, StoreError};
+use wyvern_store::{InboxRecord, PendingCommit, StoreError, Stored};
 
 use crate::{PgStoreError, connect};
 
@@ -52,7 +58,7 @@ impl CommitOptions {
     }
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<Stored, String>>;
 
 /// A handle to this node's committer; cheap to clone.
 #[derive(Debug, Clone)]
@@ -113,7 +119,7 @@ impl PgCommitter {
     }
 
     /// Submits and waits for the commit.
-    pub async fn commit(&self, record: InboxRecord) -> Result<(), StoreError> {
+    pub async fn commit(&self, record: InboxRecord) -> Result<Stored, StoreError> {
         self.submit(record).await?.wait().await
     }
 }
@@ -151,13 +157,19 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
         let records: Vec<&InboxRecord> = batch.iter().map(|(r, _, _)| r).collect();
         let outcome = c.commit(&records).await.map_err(|e| e.to_string());
         match &outcome {
-            Ok(()) => c.committed.send_modify(|n| *n += batch.len() as u64),
+            Ok(_) => c.committed.send_modify(|n| *n += batch.len() as u64),
             Err(e) => {
                 tracing::warn!(error = %e, records = batch.len(), "PostgreSQL commit failed; its senders are answered AE")
             }
         }
+        let mut stored = outcome.as_ref().ok().map(|s| s.iter());
         for (_, reply, memory) in batch {
-            let _ = reply.send(outcome.clone());
+            let answer = match (&outcome, stored.as_mut().and_then(Iterator::next)) {
+                (Ok(_), Some(s)) => Ok(s.clone()),
+                (Ok(_), None) => Ok(Stored::New),
+                (Err(e), _) => Err(e.clone()),
+            };
+            let _ = reply.send(answer);
             drop(memory);
         }
         // While the database is unreachable, each batch would fail at once and its senders
@@ -175,9 +187,10 @@ const UNREACHABLE_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_m
 const UNREACHABLE_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A group in one statement, so one round trip and one transaction (a statement outside
-/// `BEGIN` commits on its own): the messages inserted (a replayed one is skipped), then the
-/// deliveries of those that were new, joined to their stored `seq`. `WITH ORDINALITY … ORDER
-/// BY` keeps the submission order in the sequence numbers.
+/// `BEGIN` commits on its own): the messages inserted (a replayed one is skipped, and so is a
+/// resend of a message another node stored: `messages_resend`), then the deliveries of those
+/// that were new, joined to their stored `seq`; it returns the ids inserted. `WITH
+/// ORDINALITY … ORDER BY` keeps the submission order in the sequence numbers.
 const INSERT_GROUP: &str = "
 WITH m AS (
     INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
@@ -192,19 +205,28 @@ WITH m AS (
         sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
         digest, n)
     ORDER BY n
-    ON CONFLICT (id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id, seq
+), d AS (
+    INSERT INTO deliveries (lane, partition, message, part, order_key, payload, content_type)
+    SELECT d.lane, d.partition, m.seq, d.part, d.order_key, d.payload, d.content_type
+    FROM unnest($18::text[], $19::int4[], $20::int2[], $21::int4[], $22::text[], $23::bytea[],
+        $24::text[]) WITH ORDINALITY
+        AS d(message_id, lane, partition, part, order_key, payload, content_type, n)
+    JOIN m ON m.id = d.message_id
+    ORDER BY d.n
 )
-INSERT INTO deliveries (lane, partition, message, part, order_key, payload, content_type)
-SELECT d.lane, d.partition, m.seq, d.part, d.order_key, d.payload, d.content_type
-FROM unnest($18::text[], $19::int4[], $20::int2[], $21::int4[], $22::text[], $23::bytea[],
-    $24::text[]) WITH ORDINALITY
-    AS d(message_id, lane, partition, part, order_key, payload, content_type, n)
-JOIN m ON m.id = d.message_id
-ORDER BY d.n";
+SELECT id FROM m";
+
+/// The message a skipped record is a resend of (`messages_resend`'s columns).
+const ORIGINAL: &str = "
+SELECT id, ack FROM messages
+WHERE source = $1 AND COALESCE(sending_app, '') = $2 AND COALESCE(sending_facility, '') = $3
+  AND control_id = $4 AND digest = $5 AND status IN ('accepted', 'filtered')";
 
 impl Committer {
-    async fn commit(&mut self, records: &[&InboxRecord]) -> Result<(), PgStoreError> {
+    /// Commits a group; what became of each record, in order.
+    async fn commit(&mut self, records: &[&InboxRecord]) -> Result<Vec<Stored>, PgStoreError> {
         if self.client.is_closed() {
             self.client = connect(&self.opts.url).await?;
             self.lanes = Lanes::default();
@@ -221,8 +243,9 @@ impl Committer {
         };
         let m = MessageColumns::of(records);
         let d = delivery_columns(&self.lanes, records, &m.id);
-        self.client
-            .execute(
+        let inserted = self
+            .client
+            .query(
                 &statement,
                 &[
                     &m.id,
@@ -252,7 +275,50 @@ impl Committer {
                 ],
             )
             .await?;
-        Ok(())
+        if inserted.len() == records.len() {
+            return Ok(vec![Stored::New; records.len()]);
+        }
+        let inserted: std::collections::HashSet<&str> =
+            inserted.iter().map(|r| r.get::<_, &str>(0)).collect();
+        let mut stored = Vec::with_capacity(records.len());
+        for ((r, id), digest) in records.iter().zip(&m.id).zip(&m.digest) {
+            stored.push(if inserted.contains(id.as_str()) {
+                Stored::New
+            } else {
+                self.original(r, id, digest).await?
+            });
+        }
+        Ok(stored)
+    }
+
+    /// A record the group skipped: a resend of the message another node stored, or (when that
+    /// is itself, or none is found) a replay of a record already committed.
+    async fn original(
+        &self,
+        r: &InboxRecord,
+        id: &str,
+        digest: &[u8],
+    ) -> Result<Stored, PgStoreError> {
+        let meta = &r.envelope.meta;
+        let Some(control_id) = meta.control_id.as_deref() else {
+            return Ok(Stored::New);
+        };
+        let app = meta.sending_application.as_deref().unwrap_or("");
+        let facility = meta.sending_facility.as_deref().unwrap_or("");
+        let row = self
+            .client
+            .query_opt(
+                ORIGINAL,
+                &[&meta.source, &app, &facility, &control_id, &digest],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) if row.get::<_, &str>(0) != id => Stored::ResendOf {
+                original: row.get(0),
+                ack: row.get(1),
+            },
+            _ => Stored::New,
+        })
     }
 
     /// Finds or makes the lanes these records name (`lanes.rs`).

@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 4] = [V1, V2, V3, V4];
+const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -123,6 +123,25 @@ CREATE TABLE delivery_exceptions (
 CREATE INDEX exceptions_open ON delivery_exceptions (lane, partition, order_key, xid, seq)
     WHERE state IN ('retry', 'waiting', 'held');
 CREATE INDEX exceptions_dead ON delivery_exceptions (lane, seq) WHERE state IN ('dead', 'held');
+";
+
+/// v5: the duplicate window shared by every node. At most one accepted (or filtered) message
+/// per route, sender (MSH-3, MSH-4), control id and content: a resend that a load balancer
+/// takes to another node meets this index in the commit (waiting, if the original's
+/// transaction is still open, for it to end), is skipped, and is answered with the original's
+/// ACK (`commit.rs`). Resends stored twice before this version are marked `duplicate` first,
+/// so the index can be built.
+const V5: &str = "
+UPDATE messages m SET status = 'duplicate', error = 'resend of ' || o.id
+FROM messages o
+WHERE m.control_id IS NOT NULL AND m.status IN ('accepted', 'filtered')
+  AND o.status IN ('accepted', 'filtered') AND o.seq < m.seq
+  AND o.source = m.source AND o.control_id = m.control_id AND o.digest = m.digest
+  AND o.sending_app IS NOT DISTINCT FROM m.sending_app
+  AND o.sending_facility IS NOT DISTINCT FROM m.sending_facility;
+CREATE UNIQUE INDEX messages_resend ON messages
+    (source, COALESCE(sending_app, ''), COALESCE(sending_facility, ''), control_id, digest)
+    WHERE control_id IS NOT NULL AND status IN ('accepted', 'filtered');
 ";
 
 /// What [`migrate`] found and left.

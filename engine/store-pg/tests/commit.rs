@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use tokio_postgres::Client;
-use wyvern_store::InboxRecord;
+use wyvern_store::{InboxRecord, Stored};
 use wyvern_store_pg::{CommitOptions, PgCommitter, connect};
 use wyvern_testpg::PgCluster;
 
@@ -80,10 +80,63 @@ async fn a_message_committed_twice_is_stored_once() {
         .await
         .expect("committer");
     let r = record(0, 1);
-    committer.commit(r.clone()).await.expect("first");
-    committer.commit(r).await.expect("again (a replay)");
+    assert_eq!(
+        committer.commit(r.clone()).await.expect("first"),
+        Stored::New
+    );
+    assert_eq!(
+        committer.commit(r).await.expect("again (a replay)"),
+        Stored::New
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM messages").await, 1);
     assert_eq!(count(&client, "SELECT count(*) FROM deliveries").await, 1);
+}
+
+/// A sender resends (its ACK went missing) and the resend reaches another node: that node's
+/// commit skips it and says whose resend it is and what it was answered; other content under
+/// the same control id, or the same content from another sender, is a message of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_committed_on_another_node_is_not_stored_again() {
+    let pg = PgCluster::start();
+    let (url, client) = database(&pg).await;
+    let a = PgCommitter::start(CommitOptions::new(url.clone(), "node-a"))
+        .await
+        .expect("committer a");
+    let b = PgCommitter::start(CommitOptions::new(url, "node-b"))
+        .await
+        .expect("committer b");
+    let original = record(0, 1);
+    assert_eq!(
+        a.commit(original.clone()).await.expect("original"),
+        Stored::New
+    );
+    let mut resend = original.clone();
+    resend.envelope.id = wyvern_core::MessageId::new(2_000);
+    resend.ack = Some(bytes::Bytes::from_static(b"MSA|AA|this node's own ACK"));
+    assert_eq!(
+        b.commit(resend.clone()).await.expect("resend"),
+        Stored::ResendOf {
+            original: original.envelope.id.to_string(),
+            ack: Some(b"MSA|AA".to_vec()),
+        }
+    );
+    let mut other_content = resend.clone();
+    other_content.envelope.id = wyvern_core::MessageId::new(2_000);
+    other_content.envelope.raw = bytes::Bytes::from(record(0, 2).envelope.raw.to_vec());
+    other_content.digest = None;
+    assert_eq!(
+        b.commit(other_content).await.expect("other content"),
+        Stored::New
+    );
+    let mut other_sender = resend;
+    other_sender.envelope.id = wyvern_core::MessageId::new(2_000);
+    other_sender.envelope.meta.sending_facility = Some("ELSEWHERE".into());
+    assert_eq!(
+        b.commit(other_sender).await.expect("other sender"),
+        Stored::New
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM messages").await, 3);
+    assert_eq!(count(&client, "SELECT count(*) FROM deliveries").await, 3);
 }
 
 /// PostgreSQL stopped at once (no shutdown checkpoint) and started again while 4 senders
@@ -104,7 +157,7 @@ async fn a_database_restarted_mid_stream_loses_nothing_answered_ok() {
             let mut n = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 match c.commit(record(s, n)).await {
-                    Ok(()) => ok.push(format!("S{s}-{n}")),
+                    Ok(_) => ok.push(format!("S{s}-{n}")),
                     Err(_) => failed += 1,
                 }
                 n += 1;

@@ -47,7 +47,7 @@ pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
 pub use shared::{SharedStore, StoreFuture};
 pub use tokens::{TokenInfo, TokenRole, Tokens};
-pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions};
+pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions, Stored};
 
 /// The database file inside a store folder.
 pub const DB_FILE: &str = "wyvern.db";

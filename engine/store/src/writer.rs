@@ -70,7 +70,7 @@ impl StoreOptions {
 }
 
 /// Where a caller waits for its record: `Ok` once durable.
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = oneshot::Sender<Result<Stored, String>>;
 
 // Records travel by value: boxing would cost an allocation per message for a few hundred
 // bytes of queue slot.
@@ -118,18 +118,32 @@ pub struct Store {
 
 /// A submitted record whose commit has not been confirmed yet.
 #[derive(Debug)]
-pub struct PendingCommit(oneshot::Receiver<Result<(), String>>);
+pub struct PendingCommit(oneshot::Receiver<Result<Stored, String>>);
+
+/// What a commit made of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored as a message of its own (always, in the embedded store).
+    New,
+    /// Not stored: a store several nodes share already holds a message of the same route,
+    /// sender, control id and bytes, taken by another node — a resend. `ack` is what the
+    /// original was answered.
+    ResendOf {
+        original: String,
+        ack: Option<Vec<u8>>,
+    },
+}
 
 impl PendingCommit {
     /// A commit another store backend answers through `reply` (`Err` carries the reason).
-    pub fn from_reply(reply: oneshot::Receiver<Result<(), String>>) -> PendingCommit {
+    pub fn from_reply(reply: oneshot::Receiver<Result<Stored, String>>) -> PendingCommit {
         PendingCommit(reply)
     }
 
-    /// Waits until the record is durable.
-    pub async fn wait(self) -> Result<(), StoreError> {
+    /// Waits until the record is durable (or known to be a resend of one that is).
+    pub async fn wait(self) -> Result<Stored, StoreError> {
         match self.0.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(stored)) => Ok(stored),
             Ok(Err(e)) => Err(StoreError::Commit(e)),
             Err(_) => Err(StoreError::Closed),
         }
@@ -302,7 +316,7 @@ impl Store {
 
     /// Submits and waits for durability.
     pub async fn commit(&self, record: InboxRecord) -> Result<(), StoreError> {
-        self.submit(record).await?.wait().await
+        self.submit(record).await?.wait().await.map(|_| ())
     }
 
     /// Waits until every record committed before this call is in the index on disk and no
@@ -477,7 +491,7 @@ impl GroupCommit {
         let mut records = Vec::with_capacity(batch.len());
         let mut memory = Vec::with_capacity(batch.len());
         for (rec, reply, permit) in batch.drain(..) {
-            let _ = reply.send(result.clone());
+            let _ = reply.send(result.clone().map(|()| Stored::New));
             records.push(rec);
             memory.push(permit);
         }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 use wyvern_connectors::mllp::{AckFuture, FrameHandler, MllpFrame};
 use wyvern_core::{Clock, ContentType, Envelope, MessageId, hl7_timestamp};
-use wyvern_store::{InboxReader, InboxRecord, InboxStatus};
+use wyvern_store::{InboxReader, InboxRecord, InboxStatus, Stored};
 
 use super::ingest::Ingest;
 
@@ -411,6 +411,7 @@ impl Hl7Inbox {
             )
         };
         let counters = self.counters.clone();
+        let route_name = self.route.clone();
         let dedup = self.dedup.clone();
         let release = {
             let dedup = self.dedup.clone();
@@ -423,7 +424,28 @@ impl Hl7Inbox {
         match self.store.submit(record).await {
             Ok(pending) => Box::pin(async move {
                 match pending.wait().await {
-                    Ok(_) => {
+                    Ok(Stored::ResendOf {
+                        original,
+                        ack: original_ack,
+                    }) => {
+                        // A shared store: another node took the original (the sender's
+                        // connection landed elsewhere this time). Answered as a resend.
+                        tracing::info!(route = %route_name, %original, "resend of a message another node accepted: original ACK sent again, not delivered twice");
+                        counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                        counters.ack_latency.observe(started.elapsed());
+                        if let Some(c) = claim {
+                            dedup.release(c.key, &c.id);
+                            if let Some(digest) = digest {
+                                dedup.remember(c.key, digest, original);
+                            }
+                        }
+                        Received {
+                            ack: original_ack.map(Bytes::from).or(ack),
+                            stored: true,
+                            retry: false,
+                        }
+                    }
+                    Ok(Stored::New) => {
                         let c = match status {
                             InboxStatus::Rejected => &counters.rejected,
                             InboxStatus::Filtered => &counters.filtered,
