@@ -34,6 +34,16 @@ pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status};
 
 use tokio_postgres::{Client, NoTls};
 
+/// How long the database lets one of our sessions sit in an open transaction waiting for its
+/// next statement before it ends the session. Our transactions send their statements back to
+/// back, so only a node that vanished mid-transaction (killed, or cut off by the network with
+/// the connection still open) ever reaches it — and that transaction holds its partition's row
+/// lock (no other node could take the partition) and the cluster's `xmin` (nobody's later
+/// deliveries would be read) until it ends. Shorter than the shortest lease (2 s), which lasts
+/// at least three quarters of its TTL past the last renewal, so the lock is gone by the time
+/// the lease can pass on.
+const IDLE_IN_TRANSACTION: &str = "1s";
+
 /// Opens a connection (its I/O runs as a task of its own until the client is dropped).
 pub async fn connect(url: &str) -> Result<Client, PgStoreError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
@@ -47,6 +57,11 @@ pub async fn connect(url: &str) -> Result<Client, PgStoreError> {
             tracing::warn!(error = %e, "PostgreSQL connection ended");
         }
     });
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
+        ))
+        .await?;
     Ok(client)
 }
 

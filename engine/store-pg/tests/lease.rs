@@ -209,3 +209,45 @@ async fn a_reader_never_passes_a_transaction_still_in_flight() {
         "both, in the order their transactions began"
     );
 }
+
+/// A node cut off from the database in the middle of a transaction (a settle locks its
+/// partition's row first) leaves that transaction open on the server, holding the row lock
+/// and the cluster's `xmin`: the database must end it by itself, or no other node could ever
+/// take the partition (the take skips locked rows) and nobody's later deliveries would be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_by_a_vanished_node_does_not_hold_its_partition_for_ever() {
+    let pg = PgCluster::start();
+    let (_, lane) = one_lane(&pg).await;
+    let url = pg.url("postgres");
+    let ttl = Duration::from_secs(2);
+    let (a, b) = (Leases::new("node-a", ttl), Leases::new("node-b", ttl));
+    let mut stranded = connect(&url).await.expect("connect");
+    let held = a.take(&stranded, lane, 64, &[]).await.expect("take");
+    assert_eq!(held.len(), PARTITIONS as usize);
+    // node-a's settle has locked partition 0's row, and then node-a is heard from no more:
+    // the transaction stays open, its client alive but silent.
+    let tx = stranded.transaction().await.expect("begin");
+    tx.query(
+        "SELECT 1 FROM partitions WHERE lane = $1 AND partition = 0 FOR UPDATE",
+        &[&lane],
+    )
+    .await
+    .expect("lock");
+    let other = connect(&url).await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.len() < PARTITIONS as usize && Instant::now() < deadline {
+        let mine: Vec<i16> = got
+            .iter()
+            .map(|l: &wyvern_store_pg::Lease| l.partition)
+            .collect();
+        got.extend(b.take(&other, lane, 64, &mine).await.expect("take"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        got.iter().any(|l| l.partition == 0),
+        "node-b never got partition 0: the vanished node's transaction still holds it (got {:?})",
+        got.iter().map(|l| l.partition).collect::<Vec<_>>()
+    );
+    drop(tx);
+}
