@@ -54,12 +54,17 @@ pub struct BenchArgs {
     /// with `cargo build --release --manifest-path bench/peers/Cargo.toml` (scripts/bench does).
     #[arg(long, value_name = "DIR", default_value = "bench/peers/target/release")]
     pub peers: PathBuf,
-    /// Measure the whole path to RabbitMQ instead: Wyvern with an AMQP destination (publisher
-    /// confirms, quorum queue) at this URL, until every message is in the queue.
     /// A PostgreSQL database for the wyvern-shared target (emptied before each round: give it
-    /// a throwaway one; `bench/shared-store.sh` makes a throwaway cluster and passes it).
+    /// a throwaway one; `bench/shared-store.sh` makes a throwaway cluster and passes it). With
+    /// --amqp or --fhir, each scenario is also run on it, beside the embedded store.
     #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
+    /// Measure 1, 2 … N nodes on the --postgres store instead, the connections spread evenly
+    /// over them: ACKs/s, each node's CPU per message, PostgreSQL's commits per second.
+    #[arg(long, value_name = "N", requires = "postgres", conflicts_with_all = ["to", "amqp", "fhir", "backlog"])]
+    pub nodes: Option<usize>,
+    /// Measure the whole path to RabbitMQ instead: Wyvern with an AMQP destination (publisher
+    /// confirms, quorum queue) at this URL, until every message is in the queue.
     #[arg(long, value_name = "AMQP_URL", conflicts_with = "to")]
     pub amqp: Option<String>,
     /// Measure a backlog instead: this many messages (one patient each) acknowledged while the
@@ -195,11 +200,11 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 /// Where the peer baselines' binaries are (`--peers`).
 static PEERS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// The database of the `wyvern-shared` target (`--postgres`).
-static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+pub(crate) static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Empties the `wyvern-shared` target's database, so each round starts on a fresh store as
 /// the embedded one does.
-async fn reset_shared(url: &str) -> anyhow::Result<()> {
+pub(crate) async fn reset_shared(url: &str) -> anyhow::Result<()> {
     let client = wyvern_store_pg::connect(url).await?;
     client
         .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
@@ -265,8 +270,12 @@ pub(crate) fn start(target: Target, dir: &Path, route_extra: &str) -> anyhow::Re
                 String::new()
             };
             let shared = match (target, POSTGRES.get()) {
+                // Each server is named after its own folder: unique among those running.
                 (Target::WyvernShared, Some(url)) => {
-                    format!("  shared: {{ postgres: \"{url}\", node: bench }}\n")
+                    let node = dir
+                        .file_name()
+                        .map_or("bench".into(), |n| n.to_string_lossy());
+                    format!("  shared: {{ postgres: \"{url}\", node: \"{node}\" }}\n")
                 }
                 (Target::WyvernShared, None) => {
                     bail!("the wyvern-shared target needs --postgres URL")
@@ -361,8 +370,10 @@ pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Sends a scenario's messages over `s.connections` connections, connection `c` to
+/// `addrs[c % addrs.len()]` (several nodes behind no balancer: the load spread evenly).
 pub(crate) async fn load(
-    addr: String,
+    addrs: &[String],
     s: Scenario,
     msgs: Arc<Vec<Bytes>>,
     tls: Option<Arc<wyvern_connectors::tls::ClientTls>>,
@@ -372,7 +383,8 @@ pub(crate) async fn load(
     let mut tasks = Vec::new();
     for c in 0..s.connections {
         let range = (c * per).min(s.messages)..((c + 1) * per).min(s.messages);
-        let (msgs, addr, tls) = (msgs.clone(), addr.clone(), tls.clone());
+        let addr = addrs[c % addrs.len().max(1)].clone();
+        let (msgs, tls) = (msgs.clone(), tls.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -487,6 +499,14 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .prefix("wyvern-bench-")
             .tempdir_in(".")?,
     };
+    if let Some(n) = args.nodes {
+        let many: Vec<Scenario> = scenarios
+            .iter()
+            .copied()
+            .filter(|s| s.connections > 1)
+            .collect();
+        return crate::bench_nodes::bench_nodes(n, work.path(), &many).await;
+    }
     if let Some(n) = args.backlog {
         return crate::bench_backlog::bench_backlog(n, work.path()).await;
     }
@@ -519,7 +539,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         if let Some(to) = &args.to {
             eprintln!("  {name}: {} messages to {to} …", s.messages);
             let msgs_for_size = msgs.clone();
-            let (ok, wrong, secs, hist) = load(to.clone(), *s, msgs, args.tls.load()?).await?;
+            let (ok, wrong, secs, hist) =
+                load(std::slice::from_ref(to), *s, msgs, args.tls.load()?).await?;
             results.push(Outcome {
                 target: to.clone(),
                 scenario: name.clone(),
@@ -554,7 +575,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let server = start(*t, &work.path().join(format!("s{si}-t{ti}-r{round}")), "")?;
                 let cpu_before = cpu_secs(server.child.id());
                 let loaded = load(
-                    server.addr.to_string(),
+                    &[server.addr.to_string()],
                     *s,
                     msgs.clone(),
                     server.tls.clone(),

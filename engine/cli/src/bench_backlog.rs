@@ -49,7 +49,7 @@ pub async fn bench_backlog(n: usize, work: &Path) -> anyhow::Result<ExitCode> {
         let chunk: Vec<bytes::Bytes> = (first..first + count)
             .map(|i| bytes::Bytes::from(adt_a01(&format!("K{i:07}"), i as u64)))
             .collect();
-        let (ok, wrong, _, _) = load(server.addr.to_string(), s, Arc::new(chunk), None).await?;
+        let (ok, wrong, _, _) = load(&[server.addr.to_string()], s, Arc::new(chunk), None).await?;
         anyhow::ensure!(
             wrong == 0,
             "{wrong} messages were not accepted while loading"

@@ -13,7 +13,10 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
-use crate::bench::{Scenario, Target, cpu_secs, load, messages, peak_rss_kib, start};
+use crate::bench::{
+    POSTGRES, Scenario, Target, cpu_secs, load, messages, peak_rss_kib, reset_shared, start,
+};
+use crate::bench_nodes::pg_commits;
 
 /// Where the messages end up, and how to count them there.
 enum Far {
@@ -78,20 +81,49 @@ fn fhir_stored(addr: SocketAddr) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sends a scenario through Wyvern (route tail `extra`) and waits for everything at `far`.
-/// Returns whether every ACK was right, and the end-to-end rate.
+/// The stores each scenario runs on: the embedded one, and PostgreSQL when `--postgres` names
+/// a database (emptied before each run).
+fn stores() -> Vec<Target> {
+    let mut stores = vec![Target::Wyvern];
+    if POSTGRES.get().is_some() {
+        stores.push(Target::WyvernShared);
+    }
+    stores
+}
+
+/// A scenario's row label on `store`.
+fn labelled(s: &Scenario, store: Target) -> String {
+    match store {
+        Target::WyvernShared => format!("{}, on PostgreSQL", s.label()),
+        _ => s.label(),
+    }
+}
+
+/// Sends a scenario through Wyvern on `store` (route tail `extra`) and waits for everything
+/// at `far`. Returns whether every ACK was right, and the end-to-end rate.
 async fn measure(
     i: usize,
     s: &Scenario,
+    store: Target,
     dir: &Path,
     extra: &str,
     far: &Far,
 ) -> anyhow::Result<(bool, f64)> {
-    let server = start(Target::Wyvern, dir, extra)?;
+    if store == Target::WyvernShared
+        && let Some(url) = POSTGRES.get()
+    {
+        reset_shared(url).await?;
+    }
+    let server = start(store, dir, extra)?;
+    let commits_before = if store == Target::WyvernShared {
+        pg_commits().await
+    } else {
+        None
+    };
     let cpu_before = cpu_secs(server.child.id());
     let started = Instant::now();
     let (ok, wrong, secs, hist) = load(
-        server.addr.to_string(),
+        &[server.addr.to_string()],
         *s,
         messages(&format!("E{i}"), s.messages),
         None,
@@ -116,10 +148,19 @@ async fn measure(
         });
     let rss = peak_rss_kib(server.child.id())
         .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+    // PostgreSQL's side: its commits per second over the run (the group commits and every
+    // delivery pass's settle), since its CPU is not the engine's.
+    let commits = match (commits_before, pg_commits().await) {
+        (Some(a), Some(b)) => format!(
+            ", {:.0} PostgreSQL commits/s",
+            (b - a) as f64 / e2e.max(1e-9)
+        ),
+        _ => String::new(),
+    };
     let ms = |q: f64| format!("{:.2} ms", hist.value_at_quantile(q) as f64 / 1000.0);
     println!(
-        "| {} | {:.0} | {} | {} | {:.0} | {cpu} | {rss} | {arrived} of {ok} |",
-        s.label(),
+        "| {}{commits} | {:.0} | {} | {} | {:.0} | {cpu} | {rss} | {arrived} of {ok} |",
+        labelled(s, store),
         (ok + wrong) as f64 / secs.max(1e-9),
         ms(0.5),
         ms(0.99),
@@ -262,7 +303,7 @@ where
     F: FnMut(usize) -> FF,
     FF: std::future::Future<Output = anyhow::Result<f64>>,
     R: FnMut(usize) -> RF,
-    RF: std::future::Future<Output = anyhow::Result<Option<Vec<f64>>>>,
+    RF: std::future::Future<Output = anyhow::Result<Option<Vec<(String, f64)>>>>,
 {
     let n = scenarios.first().map_or(20_000, |s| s.messages);
     let mut summary = Summary::default();
@@ -274,7 +315,7 @@ where
             floor.name, floor.how
         );
         let rates = run_round(round).await?;
-        summary.add(scenarios, rate, rates);
+        summary.add(rate, rates);
     }
     Ok(summary.print(&floor.name.to_lowercase()))
 }
@@ -288,18 +329,14 @@ struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, scenarios: &[Scenario], floor: f64, rates: Option<Vec<f64>>) {
+    fn add(&mut self, floor: f64, rates: Option<Vec<(String, f64)>>) {
         self.all_right = (self.rounds == 0 || self.all_right) && rates.is_some();
         self.rounds += 1;
-        for (s, rate) in scenarios.iter().zip(rates.unwrap_or_default()) {
+        for (label, rate) in rates.unwrap_or_default() {
             let ratio = rate / floor.max(1e-9);
-            match self
-                .ratios
-                .iter_mut()
-                .find(|(label, _)| *label == s.label())
-            {
+            match self.ratios.iter_mut().find(|(l, _)| *l == label) {
                 Some((_, all)) => all.push(ratio),
-                None => self.ratios.push((s.label(), vec![ratio])),
+                None => self.ratios.push((label, vec![ratio])),
             }
         }
     }
@@ -328,33 +365,36 @@ impl Summary {
     }
 }
 
-/// Runs each scenario through Wyvern to `to`: `far_for(i)` sets up the far end of scenario
-/// `i` and returns it with the route's destination YAML. Returns each scenario's end-to-end
-/// rate, or `None` if any ACK was wrong.
+/// Runs each scenario through Wyvern to `to`, on each of [`stores`]: `far_for(i)` sets up the
+/// far end of run `i` and returns it with the route's destination YAML. Returns each run's
+/// label and end-to-end rate, or `None` if any ACK was wrong.
 async fn run_scenarios<F, Fut>(
     to: &str,
     work: &Path,
     scenarios: &[Scenario],
     mut far_for: F,
-) -> anyhow::Result<Option<Vec<f64>>>
+) -> anyhow::Result<Option<Vec<(String, f64)>>>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Far, String)>>,
 {
     header(to);
     let (mut all_right, mut rates) = (true, Vec::with_capacity(scenarios.len()));
-    for (i, s) in scenarios.iter().enumerate() {
+    let runs = scenarios
+        .iter()
+        .flat_map(|s| stores().into_iter().map(move |store| (s, store)));
+    for (i, (s, store)) in runs.enumerate() {
         let (far, extra) = far_for(i).await?;
         eprintln!(
             "  {}: {} messages through wyvern to {to} …",
-            s.label(),
+            labelled(s, store),
             s.messages
         );
         // A store of its own each time: a round that reused one would be all resends.
         let dir = tempfile::tempdir_in(work)?;
-        let (right, rate) = measure(i, s, dir.path(), &extra, &far).await?;
+        let (right, rate) = measure(i, s, store, dir.path(), &extra, &far).await?;
         all_right &= right;
-        rates.push(rate);
+        rates.push((labelled(s, store), rate));
         far.clean_up().await;
     }
     println!();

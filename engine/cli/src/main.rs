@@ -11,6 +11,7 @@ mod audit;
 mod bench;
 mod bench_backlog;
 mod bench_e2e;
+mod bench_nodes;
 mod bench_server;
 mod cluster;
 mod dev_certs;

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_postgres::Client;
-use wyvern_store::{InboxRecord, PendingCommit, StoreError, Stored};
+use wyvern_store::{InboxRecord, InboxStatus, PendingCommit, StoreError, Stored};
 
 use crate::{PgStoreError, connect};
 
@@ -195,15 +195,16 @@ const INSERT_GROUP: &str = "
 WITH m AS (
     INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
         sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
-        digest, node)
+        digest, node, resend_key)
     SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
-        message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text
+        message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text,
+        resend_key
     FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-        $13::bytea[], $14::int8[], $15::bytea[], $16::bytea[]) WITH ORDINALITY
+        $13::bytea[], $14::int8[], $15::bytea[], $16::bytea[], $25::bytea[]) WITH ORDINALITY
         AS m(id, received_at, source, peer, content_type, status, sending_app,
         sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
-        digest, n)
+        digest, resend_key, n)
     ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING id, seq
@@ -218,11 +219,8 @@ WITH m AS (
 )
 SELECT id FROM m";
 
-/// The message a skipped record is a resend of (`messages_resend`'s columns).
-const ORIGINAL: &str = "
-SELECT id, ack FROM messages
-WHERE source = $1 AND COALESCE(sending_app, '') = $2 AND COALESCE(sending_facility, '') = $3
-  AND control_id = $4 AND digest = $5 AND status IN ('accepted', 'filtered')";
+/// The message a skipped record is a resend of.
+const ORIGINAL: &str = "SELECT id, ack FROM messages WHERE resend_key = $1";
 
 impl Committer {
     /// Commits a group; what became of each record, in order.
@@ -272,6 +270,7 @@ impl Committer {
                     &d.order_key,
                     &d.payload,
                     &d.content_type,
+                    &m.resend_key,
                 ],
             )
             .await?;
@@ -281,11 +280,10 @@ impl Committer {
         let inserted: std::collections::HashSet<&str> =
             inserted.iter().map(|r| r.get::<_, &str>(0)).collect();
         let mut stored = Vec::with_capacity(records.len());
-        for ((r, id), digest) in records.iter().zip(&m.id).zip(&m.digest) {
-            stored.push(if inserted.contains(id.as_str()) {
-                Stored::New
-            } else {
-                self.original(r, id, digest).await?
+        for (id, key) in m.id.iter().zip(&m.resend_key) {
+            stored.push(match key {
+                Some(key) if !inserted.contains(id.as_str()) => self.original(id, key).await?,
+                _ => Stored::New,
             });
         }
         Ok(stored)
@@ -293,25 +291,8 @@ impl Committer {
 
     /// A record the group skipped: a resend of the message another node stored, or (when that
     /// is itself, or none is found) a replay of a record already committed.
-    async fn original(
-        &self,
-        r: &InboxRecord,
-        id: &str,
-        digest: &[u8],
-    ) -> Result<Stored, PgStoreError> {
-        let meta = &r.envelope.meta;
-        let Some(control_id) = meta.control_id.as_deref() else {
-            return Ok(Stored::New);
-        };
-        let app = meta.sending_application.as_deref().unwrap_or("");
-        let facility = meta.sending_facility.as_deref().unwrap_or("");
-        let row = self
-            .client
-            .query_opt(
-                ORIGINAL,
-                &[&meta.source, &app, &facility, &control_id, &digest],
-            )
-            .await?;
+    async fn original(&self, id: &str, key: &[u8]) -> Result<Stored, PgStoreError> {
+        let row = self.client.query_opt(ORIGINAL, &[&key]).await?;
         Ok(match row {
             Some(row) if row.get::<_, &str>(0) != id => Stored::ResendOf {
                 original: row.get(0),
@@ -405,6 +386,8 @@ struct MessageColumns<'a> {
     raw_len: Vec<i64>,
     raw: Vec<&'a [u8]>,
     digest: Vec<Vec<u8>>,
+    /// Set on accepted and filtered messages with a control id (schema v5).
+    resend_key: Vec<Option<Vec<u8>>>,
 }
 
 impl<'a> MessageColumns<'a> {
@@ -432,9 +415,33 @@ impl<'a> MessageColumns<'a> {
                 .digest
                 .unwrap_or_else(|| wyvern_core::content_digest(&e.raw));
             m.digest.push(digest[..].to_vec());
+            m.resend_key.push(resend_key(r, &digest));
         }
         m
     }
+}
+
+/// What identifies a resend across nodes: the route, the sender (MSH-3, MSH-4), the control
+/// id and the content, for a message that was accepted or filtered (those a resend must not
+/// repeat); 128 bits of SHA-256 over them, each ended by a 0 byte (none can hold one).
+fn resend_key(r: &InboxRecord, digest: &wyvern_core::ContentDigest) -> Option<Vec<u8>> {
+    let meta = &r.envelope.meta;
+    let control_id = meta.control_id.as_deref()?;
+    if !matches!(r.status, InboxStatus::Accepted | InboxStatus::Filtered) {
+        return None;
+    }
+    let mut input = Vec::with_capacity(128);
+    for part in [
+        meta.source.as_str(),
+        meta.sending_application.as_deref().unwrap_or(""),
+        meta.sending_facility.as_deref().unwrap_or(""),
+        control_id,
+    ] {
+        input.extend_from_slice(part.as_bytes());
+        input.push(0);
+    }
+    input.extend_from_slice(digest);
+    Some(wyvern_core::content_digest(&input).to_vec())
 }
 
 /// The deliveries of a batch's new messages, column by column.

@@ -125,23 +125,17 @@ CREATE INDEX exceptions_open ON delivery_exceptions (lane, partition, order_key,
 CREATE INDEX exceptions_dead ON delivery_exceptions (lane, seq) WHERE state IN ('dead', 'held');
 ";
 
-/// v5: the duplicate window shared by every node. At most one accepted (or filtered) message
-/// per route, sender (MSH-3, MSH-4), control id and content: a resend that a load balancer
-/// takes to another node meets this index in the commit (waiting, if the original's
-/// transaction is still open, for it to end), is skipped, and is answered with the original's
-/// ACK (`commit.rs`). Resends stored twice before this version are marked `duplicate` first,
-/// so the index can be built.
+/// v5: the duplicate window shared by every node. `resend_key` is 128 bits of SHA-256 over a
+/// message's route, sender (MSH-3, MSH-4), control id and content digest, set on accepted and
+/// filtered messages that have a control id (`commit.rs`); at most one message per key. A
+/// resend that a load balancer takes to another node meets this index in the commit
+/// (waiting, if the original's transaction is still open, for it to end), is skipped, and is
+/// answered with the original's ACK. One 16-byte key, not the five columns it is made of:
+/// measured, the five-column index cost a quarter of the store's throughput. Messages stored
+/// before this version have no key (the window starts with it).
 const V5: &str = "
-UPDATE messages m SET status = 'duplicate', error = 'resend of ' || o.id
-FROM messages o
-WHERE m.control_id IS NOT NULL AND m.status IN ('accepted', 'filtered')
-  AND o.status IN ('accepted', 'filtered') AND o.seq < m.seq
-  AND o.source = m.source AND o.control_id = m.control_id AND o.digest = m.digest
-  AND o.sending_app IS NOT DISTINCT FROM m.sending_app
-  AND o.sending_facility IS NOT DISTINCT FROM m.sending_facility;
-CREATE UNIQUE INDEX messages_resend ON messages
-    (source, COALESCE(sending_app, ''), COALESCE(sending_facility, ''), control_id, digest)
-    WHERE control_id IS NOT NULL AND status IN ('accepted', 'filtered');
+ALTER TABLE messages ADD COLUMN resend_key BYTEA;
+CREATE UNIQUE INDEX messages_resend ON messages (resend_key) WHERE resend_key IS NOT NULL;
 ";
 
 /// What [`migrate`] found and left.
