@@ -66,18 +66,18 @@ pub async fn bench_nodes(
                 .map_or("-".into(), |(a, b)| {
                     format!("{:.0}", (b - a) as f64 / secs.max(1e-9))
                 });
-            // Each node took an equal share of the connections, so of the messages.
-            let share = (ok + wrong) as f64 / n as f64;
             let used: Vec<Option<f64>> = nodes
                 .iter()
                 .zip(&cpu_before)
                 .map(|(x, before)| before.zip(cpu_secs(x.child.id())).map(|(a, b)| b - a))
                 .collect();
+            let took = taken_by_each(s, n);
             let each: Vec<String> = used
                 .iter()
-                .map(|u| {
+                .zip(&took)
+                .map(|(u, &m)| {
                     u.map_or("-".into(), |u| {
-                        format!("{:.0} µs", u * 1e6 / share.max(1.0))
+                        format!("{:.0} µs", u * 1e6 / m.max(1) as f64)
                     })
                 })
                 .collect();
@@ -107,4 +107,17 @@ pub async fn bench_nodes(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How many of the scenario's messages each of `n` nodes took: `load` gives connection `c`
+/// its own run of the messages and sends it to node `c % n` (16 connections over 3 nodes are
+/// 6, 5 and 5 — not a third each).
+fn taken_by_each(s: &Scenario, n: usize) -> Vec<usize> {
+    let per = s.messages.div_ceil(s.connections.max(1));
+    let mut took = vec![0; n.max(1)];
+    for c in 0..s.connections {
+        let run = ((c + 1) * per).min(s.messages) - (c * per).min(s.messages);
+        took[c % n.max(1)] += run;
+    }
+    took
 }

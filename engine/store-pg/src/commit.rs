@@ -289,17 +289,32 @@ impl Committer {
         Ok(stored)
     }
 
-    /// A record the group skipped: a resend of the message another node stored, or (when that
-    /// is itself, or none is found) a replay of a record already committed.
+    /// A record the group skipped: a resend of a message the store holds under the same key,
+    /// or a replay of this very record (its id already stored). Neither: the commit did not
+    /// store it and must not be answered as if it had.
     async fn original(&self, id: &str, key: &[u8]) -> Result<Stored, PgStoreError> {
-        let row = self.client.query_opt(ORIGINAL, &[&key]).await?;
-        Ok(match row {
-            Some(row) if row.get::<_, &str>(0) != id => Stored::ResendOf {
-                original: row.get(0),
-                ack: row.get(1),
-            },
-            _ => Stored::New,
-        })
+        if let Some(row) = self.client.query_opt(ORIGINAL, &[&key]).await? {
+            let original: String = row.get(0);
+            if original != id {
+                return Ok(Stored::ResendOf {
+                    original,
+                    ack: row.get(1),
+                });
+            }
+            return Ok(Stored::New);
+        }
+        let replayed = self
+            .client
+            .query_opt("SELECT 1 FROM messages WHERE id = $1", &[&id])
+            .await?;
+        match replayed {
+            Some(_) => Ok(Stored::New),
+            None => Err(PgStoreError::Corrupt {
+                what: format!(
+                    "message {id} was skipped by the commit, yet neither it nor a message with its resend key is stored"
+                ),
+            }),
+        }
     }
 
     /// Finds or makes the lanes these records name (`lanes.rs`).

@@ -39,9 +39,9 @@ use tokio_postgres::{Client, NoTls};
 /// back, so only a node that vanished mid-transaction (killed, or cut off by the network with
 /// the connection still open) ever reaches it — and that transaction holds its partition's row
 /// lock (no other node could take the partition) and the cluster's `xmin` (nobody's later
-/// deliveries would be read) until it ends. Shorter than the shortest lease (2 s), which lasts
-/// at least three quarters of its TTL past the last renewal, so the lock is gone by the time
-/// the lease can pass on.
+/// deliveries would be read) until it ends. So the lock outlives the node's silence by at most
+/// this long: another node's takeover is delayed by at most a second past the lease's expiry
+/// (never unsafe — the lease, not the lock, decides who sends).
 const IDLE_IN_TRANSACTION: &str = "1s";
 
 /// Opens a connection (its I/O runs as a task of its own until the client is dropped).

@@ -200,7 +200,11 @@ async fn a_row_of_a_transaction_still_open_is_never_passed_over() {
     let lane = node.lane().await;
     assert_eq!(drain(&node, lane, NOW).await.len(), 1);
 
-    // A transaction takes its id, then another commits a row of the same partition.
+    // A transaction takes its id, then another commits a row of the same partition. It stays
+    // open as long as the test needs (the store's sessions end an idle one after a second).
+    slow.batch_execute("SET idle_in_transaction_session_timeout = 0")
+        .await
+        .expect("no idle timeout");
     let tx = slow.transaction().await.expect("begin");
     tx.query_one("SELECT pg_current_xact_id()::text", &[])
         .await

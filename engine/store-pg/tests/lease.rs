@@ -178,7 +178,12 @@ async fn a_reader_never_passes_a_transaction_still_in_flight() {
         .get(0);
     let insert = "INSERT INTO deliveries (lane, partition, message, part, order_key) \
                   VALUES ($1, 0, $2, 0, $3)";
-    // The slow one: open, its row inserted (an xid and a seq taken), not committed.
+    // The slow one: open, its row inserted (an xid and a seq taken), not committed — for as
+    // long as the test needs (the store's sessions end an idle transaction after a second).
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = 0")
+        .await
+        .expect("no idle timeout");
     let slow = client.transaction().await.expect("begin");
     slow.execute(insert, &[&lane, &message, &"slow"])
         .await

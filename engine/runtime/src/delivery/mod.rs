@@ -333,6 +333,9 @@ impl DeliveryWorker {
         let Some(sending) = lapse::unless_lapsed(&fence, starting).await else {
             return self.lapsed();
         };
+        if let Sending::Http(requests) = &sending {
+            lapse::abort_on_lapse(&fence, requests.abort_handle());
+        }
         let next = InFlight {
             pass,
             sending,

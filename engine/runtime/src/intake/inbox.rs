@@ -428,9 +428,10 @@ impl Hl7Inbox {
                         original,
                         ack: original_ack,
                     }) => {
-                        // A shared store: another node took the original (the sender's
-                        // connection landed elsewhere this time). Answered as a resend.
-                        tracing::info!(route = %route_name, %original, "resend of a message another node accepted: original ACK sent again, not delivered twice");
+                        // A shared store already holds the original: taken by another node
+                        // (the sender's connection landed elsewhere this time), or by this
+                        // one before its own window forgot it. Answered as a resend.
+                        tracing::info!(route = %route_name, %original, "resend of a message the shared store already holds: original ACK sent again, not delivered twice");
                         counters.duplicates.fetch_add(1, Ordering::Relaxed);
                         counters.ack_latency.observe(started.elapsed());
                         if let Some(c) = claim {
