@@ -132,7 +132,7 @@ fn two_nodes_share_the_work_and_one_takes_over_when_the_other_is_killed() {
     // arrive: allow it a moment).
     let expected = [
         format!("node-{name}  wyvern"),
-        "holds 16 partitions".to_string(),
+        "holds 16 partitions, last heard".to_string(),
         format!("e2e -> dcr: 16 partitions held by node-{name} 16; 0 pending, 0 waiting"),
     ];
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

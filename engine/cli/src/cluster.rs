@@ -31,13 +31,23 @@ pub async fn cluster(command: ClusterCommand) -> anyhow::Result<ExitCode> {
         .context("reading the cluster's state")?;
     println!("nodes:");
     for n in &status.nodes {
+        // Three heartbeats missed: stopped, or cut off from the database.
+        let silent = n.silent_secs > 3 * wyvern_store_pg::HEARTBEAT.as_secs() as i64;
         println!(
-            "  {}  wyvern {}  started {}  holds {} partition{}",
+            "  {}  wyvern {}  started {}  holds {} partition{}, {}",
             n.node,
             n.version,
             n.started_at,
             n.holds,
-            if n.holds == 1 { "" } else { "s" }
+            if n.holds == 1 { "" } else { "s" },
+            if silent {
+                format!(
+                    "SILENT for {} s (stopped, or cut off from the database)",
+                    n.silent_secs
+                )
+            } else {
+                format!("last heard {} s ago", n.silent_secs)
+            }
         );
     }
     println!("destinations:");

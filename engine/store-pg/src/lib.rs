@@ -29,7 +29,7 @@ pub use error::PgStoreError;
 pub use lease::{Lease, Leases, advance};
 pub use log::{LogRow, read_log};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
-pub use shared::PgShared;
+pub use shared::{HEARTBEAT, PgShared};
 pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status};
 
 use tokio_postgres::{Client, NoTls};

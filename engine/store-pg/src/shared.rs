@@ -1,11 +1,15 @@
 //! The PostgreSQL store as the engine sees it ([`SharedStore`]): this node's group committer,
-//! and a delivery log (its own connection) for each of its workers.
+//! a delivery log (its own connection) for each of its workers, and a heartbeat (`nodes.
+//! seen_at`, every [`HEARTBEAT`]) so `wyvern cluster status` can tell a node that stopped.
 
 use std::time::Duration;
 
 use wyvern_store::{DeliveryLog, InboxRecord, PendingCommit, SharedStore, StoreError, StoreFuture};
 
 use crate::{CommitOptions, PgCommitter, PgDeliveryLog, PgStoreError, connect, migrate};
+
+/// How often a node says it is alive (`nodes.seen_at`).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// One node's handle on the shared store.
 #[derive(Debug)]
@@ -14,6 +18,36 @@ pub struct PgShared {
     node: String,
     lease: Duration,
     committer: PgCommitter,
+    /// Ends the heartbeat with the handle.
+    heartbeat: tokio::task::AbortHandle,
+}
+
+impl Drop for PgShared {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+    }
+}
+
+/// Moves this node's `seen_at` every [`HEARTBEAT`] (reconnecting after an error, quietly: the
+/// committer and the workers report an unreachable database).
+async fn heartbeat(url: String, node: String) {
+    let mut client = None;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if client
+            .as_ref()
+            .is_none_or(tokio_postgres::Client::is_closed)
+        {
+            client = connect(&url).await.ok();
+        }
+        if let Some(c) = &client {
+            let _ = c
+                .execute("UPDATE nodes SET seen_at = now() WHERE node = $1", &[&node])
+                .await;
+        }
+    }
 }
 
 impl PgShared {
@@ -37,11 +71,13 @@ impl PgShared {
             )
             .await?;
         let committer = PgCommitter::start(CommitOptions::new(url.clone(), node.clone())).await?;
+        let heartbeat = tokio::spawn(heartbeat(url.clone(), node.clone())).abort_handle();
         Ok(PgShared {
             url,
             node,
             lease,
             committer,
+            heartbeat,
         })
     }
 }

@@ -21,6 +21,8 @@ pub struct NodeStatus {
     pub node: String,
     pub version: String,
     pub started_at: String,
+    /// Whole seconds since its last heartbeat (`shared.rs`, every [`crate::HEARTBEAT`]).
+    pub silent_secs: i64,
     /// Partitions whose lease it holds and that have not expired.
     pub holds: i64,
 }
@@ -42,7 +44,8 @@ pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreErr
     let nodes = client
         .query(
             "SELECT n.node, n.version, to_char(n.started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), \
-                 (SELECT count(*) FROM partitions p WHERE p.owner = n.node AND p.expires_at > now()) \
+                 (SELECT count(*) FROM partitions p WHERE p.owner = n.node AND p.expires_at > now()), \
+                 floor(extract(epoch FROM now() - n.seen_at))::int8 \
              FROM nodes n ORDER BY n.node",
             &[],
         )
@@ -53,6 +56,7 @@ pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreErr
             version: r.get(1),
             started_at: r.get(2),
             holds: r.get(3),
+            silent_secs: r.get(4),
         })
         .collect();
     let mut lanes = Vec::new();
