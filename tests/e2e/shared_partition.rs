@@ -236,6 +236,7 @@ fn a_node_cut_off_from_postgres_stops_sending_before_another_takes_its_keys_over
         || rx_a.ids().len() >= 80,
     );
     relay.cut();
+    let cut_time = Instant::now();
     let cut_at = log.lock().expect("lock").len();
     let log = all_arrive(&log, &acked, &[&a, &b]);
 
@@ -251,11 +252,19 @@ fn a_node_cut_off_from_postgres_stops_sending_before_another_takes_its_keys_over
         log.len(),
         duplicates(&log)
     );
-    assert!(
-        last_a < first_b,
-        "node-a went on sending after node-b had taken over (its arrival {last_a} after node-b's first, {first_b}):\n{}",
-        a.log()
-    );
+    if last_a > first_b {
+        // When each arrived, relative to the cut: a scheduling stall on a loaded machine shows
+        // as a few late entries; a node that kept sending, as a long interleaved run.
+        let around: Vec<String> = log[first_b.saturating_sub(3)..=last_a.min(first_b + 20)]
+            .iter()
+            .map(|(who, id, at)| format!("{who} {id} {:+.3}s", secs_after(*at, cut_time)))
+            .collect();
+        panic!(
+            "node-a went on sending after node-b had taken over (its arrival {last_a} after node-b's first, {first_b}):\n{}\n---- node-a's log:\n{}",
+            around.join("\n"),
+            a.log()
+        );
+    }
     assert_eq!(out_of_order(&log), 0, "each patient's messages in order");
 }
 
@@ -288,4 +297,13 @@ fn failover_time_from_the_last_ack_of_a_killed_node_to_the_first_delivery_by_ano
         duplicates(&log)
     );
     assert_eq!(out_of_order(&log), 0, "each patient's messages in order");
+}
+
+/// `at` relative to `mark`, in seconds (negative: before it).
+fn secs_after(at: Instant, mark: Instant) -> f64 {
+    if at >= mark {
+        at.duration_since(mark).as_secs_f64()
+    } else {
+        -mark.duration_since(at).as_secs_f64()
+    }
 }

@@ -208,6 +208,41 @@ fn a_resend_that_lands_on_another_node_gets_the_original_ack_and_is_not_delivere
     );
 }
 
+/// On the shared store `/metrics` counts what waits for a destination across the cluster,
+/// not in the node's own (empty) embedded store: messages another node took count too.
+#[test]
+fn outbox_depth_on_the_shared_store_counts_what_every_node_took() {
+    let pg = PgCluster::start();
+    // A destination nobody listens on: everything waits.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = down.local_addr().expect("addr");
+    drop(down);
+    let rest = format!(
+        "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{addr}\" }}\norder_by: patient\n"
+    );
+    let (a, b) = (node(&pg, "node-a", &rest), node(&pg, "node-b", &rest));
+    assert_eq!(send(&a, &batch("a", 0, 3)).len(), 3);
+    assert_eq!(send(&b, &batch("b", 0, 2)).len(), 2);
+    let want = "wyvern_outbox_depth{route=\"e2e\",destination=\"dcr\"} 5";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, text) = crate::harness::http_get(a.http, "/metrics");
+        assert_eq!(status, 200);
+        if text.contains(want) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{want} not in node-a's /metrics:\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("wyvern_outbox"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// HAProxy in TCP mode in front of `backends`, taking a backend out once a connect check
 /// fails (every 200 ms), as a load balancer in front of a cluster would be set up.
 struct Haproxy {

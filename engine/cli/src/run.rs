@@ -153,8 +153,8 @@ async fn open_shared(
         .context("cannot open the shared store (store.shared)")?;
     tracing::info!(node = %settings.node, lease = ?settings.lease, "messages go to the shared PostgreSQL store");
     tracing::warn!(
-        "on the shared store, the operator API, `wyvern inbox`, `dlq`, `replay`, retention and the \
-         outbox depth metric still read this node's local store only (not yet built for the shared one)"
+        "on the shared store, the operator API, `wyvern inbox`, `dlq`, `replay` and retention \
+         still read this node's local store only (not yet built for the shared one)"
     );
     Ok(Arc::new(store))
 }

@@ -204,6 +204,20 @@ impl Engine {
         let http = match config.engine.http_listen {
             None => None,
             Some(addr) => {
+                // On a shared store the depth is the cluster's, read in the background.
+                let shared_depth = shared.as_ref().map(|s| {
+                    let cache = Arc::new(crate::metrics::SharedDepth::default());
+                    let lanes = workers
+                        .iter()
+                        .map(|w| (w.route.clone(), w.destination.clone()))
+                        .collect();
+                    tokio::spawn(crate::metrics::refresh_shared_depth(
+                        s.clone(),
+                        lanes,
+                        Arc::downgrade(&cache),
+                    ));
+                    cache
+                });
                 let metrics = Metrics {
                     routes: counters.clone(),
                     destinations: workers
@@ -212,6 +226,7 @@ impl Engine {
                         .collect(),
                     store: store.stats_handle(),
                     outbox: Arc::default(),
+                    shared_depth,
                     store_dir: config.engine.store_dir.clone(),
                     pruned: sweeper.pruned.clone(),
                 };

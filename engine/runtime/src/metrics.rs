@@ -56,6 +56,40 @@ impl Histogram {
     }
 }
 
+/// (route, destination) → (deliveries waiting, when the oldest was received), as last read.
+pub type SharedDepth = Mutex<std::collections::HashMap<(String, String), (i64, Option<i64>)>>;
+
+/// How often the shared store's depth is read for `/metrics`.
+const SHARED_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads every destination's depth from the shared store into `cache`, every
+/// [`SHARED_DEPTH_EVERY`], until the cache is dropped (a read that fails keeps the last).
+pub async fn refresh_shared_depth(
+    store: Arc<dyn wyvern_store::SharedStore>,
+    lanes: Vec<(String, String)>,
+    cache: std::sync::Weak<SharedDepth>,
+) {
+    let mut tick = tokio::time::interval(SHARED_DEPTH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (route, dest) in &lanes {
+            let Ok(depth) = store.depth(route, dest).await else {
+                continue;
+            };
+            let Some(cache) = cache.upgrade() else {
+                return;
+            };
+            if let Ok(mut c) = cache.lock() {
+                c.insert((route.clone(), dest.clone()), depth);
+            }
+        }
+        if cache.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
 /// Everything `/metrics` shows.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -64,6 +98,9 @@ pub struct Metrics {
     pub store: Arc<CommitStats>,
     /// For outbox depth (opened on first scrape).
     pub outbox: Arc<Mutex<Option<Outbox>>>,
+    /// On a shared store, outbox depth comes from here instead: the whole cluster's, read
+    /// every few seconds by [`refresh_shared_depth`] (a scrape does not wait on the database).
+    pub shared_depth: Option<Arc<SharedDepth>>,
     pub store_dir: std::path::PathBuf,
     /// Messages removed by retention.
     pub pruned: Arc<AtomicU64>,
@@ -227,20 +264,31 @@ impl Metrics {
         // interleaved with another's (two destinations made /metrics invalid).
         let mut depth = String::new();
         let mut age = String::new();
-        if let Ok(mut guard) = self.outbox.lock() {
+        let mut sample = |route: &str, dest: &str, n: i64, oldest: Option<i64>| {
+            let seconds = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+            let labels = format!("route=\"{route}\",destination=\"{dest}\"");
+            let _ = writeln!(depth, "wyvern_outbox_depth{{{labels}}} {n}");
+            let _ = writeln!(
+                age,
+                "wyvern_outbox_oldest_age_seconds{{{labels}}} {seconds}"
+            );
+        };
+        if let Some(shared) = &self.shared_depth {
+            if let Ok(cache) = shared.lock() {
+                for (route, dest, _) in &self.destinations {
+                    if let Some(&(n, oldest)) = cache.get(&(route.clone(), dest.clone())) {
+                        sample(route, dest, n, oldest);
+                    }
+                }
+            }
+        } else if let Ok(mut guard) = self.outbox.lock() {
             if guard.is_none() {
                 *guard = Outbox::open(&self.store_dir).ok();
             }
             if let Some(o) = guard.as_ref() {
                 for (route, dest, _) in &self.destinations {
                     if let Ok((n, oldest)) = o.depth(route, dest) {
-                        let seconds = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
-                        let labels = format!("route=\"{route}\",destination=\"{dest}\"");
-                        let _ = writeln!(depth, "wyvern_outbox_depth{{{labels}}} {n}");
-                        let _ = writeln!(
-                            age,
-                            "wyvern_outbox_oldest_age_seconds{{{labels}}} {seconds}"
-                        );
+                        sample(route, dest, n, oldest);
                     }
                 }
             }

@@ -30,7 +30,7 @@ pub use lease::{Lease, Leases, advance};
 pub use log::{LogRow, read_log};
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 pub use shared::{HEARTBEAT, PgShared};
-pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status};
+pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status, lane_depth};
 
 use tokio_postgres::{Client, NoTls};
 

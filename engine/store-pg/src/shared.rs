@@ -18,6 +18,8 @@ pub struct PgShared {
     node: String,
     lease: Duration,
     committer: PgCommitter,
+    /// For the operator's reads (`depth`), opened on first use.
+    reads: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Ends the heartbeat with the handle.
     heartbeat: tokio::task::AbortHandle,
 }
@@ -77,6 +79,7 @@ impl PgShared {
             node,
             lease,
             committer,
+            reads: tokio::sync::Mutex::new(None),
             heartbeat,
         })
     }
@@ -106,5 +109,22 @@ impl SharedStore for PgShared {
 
     fn node(&self) -> &str {
         &self.node
+    }
+
+    fn depth<'a>(
+        &'a self,
+        route: &'a str,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (i64, Option<i64>)> {
+        Box::pin(async move {
+            let mut reads = self.reads.lock().await;
+            if reads.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+                *reads = Some(connect(&self.url).await.map_err(shared)?);
+            }
+            let client = reads.as_ref().expect("just connected");
+            crate::lane_depth(client, route, destination)
+                .await
+                .map_err(shared)
+        })
     }
 }

@@ -114,3 +114,30 @@ pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreErr
         oldest_transaction,
     })
 }
+
+/// Deliveries waiting for one destination of a route across every partition (past their
+/// partition's cursor with no exception, or an open retry or wait), and when the oldest of
+/// their messages was received: the shared store's `wyvern_outbox_depth`.
+pub async fn lane_depth(
+    client: &Client,
+    route: &str,
+    destination: &str,
+) -> Result<(i64, Option<i64>), PgStoreError> {
+    let row = client
+        .query_one(
+            "WITH l AS (SELECT lane FROM lanes WHERE route = $1 AND destination = $2), \
+             ahead AS (SELECT d.message FROM partitions p JOIN l ON p.lane = l.lane \
+                 JOIN deliveries d ON d.lane = p.lane AND d.partition = p.partition \
+                     AND (d.xid, d.seq) >= (p.done_xid, p.done_seq) \
+                 LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE e.seq IS NULL), \
+             open AS (SELECT d.message FROM delivery_exceptions e JOIN l ON e.lane = l.lane \
+                 JOIN deliveries d ON d.seq = e.seq WHERE e.state IN ('retry', 'waiting')) \
+             SELECT (SELECT count(*) FROM ahead) + (SELECT count(*) FROM open), \
+                 (SELECT received_at FROM messages WHERE seq = \
+                     (SELECT min(m) FROM (SELECT min(message) AS m FROM ahead \
+                                          UNION ALL SELECT min(message) FROM open) x))",
+            &[&route, &destination],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

@@ -23,4 +23,11 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
     fn committed(&self) -> tokio::sync::watch::Receiver<u64>;
     /// This node's name among those sharing the store.
     fn node(&self) -> &str;
+    /// Deliveries waiting for `destination` of `route`, whichever node will send them, and
+    /// when the oldest of their messages was received (ms since the epoch).
+    fn depth<'a>(
+        &'a self,
+        route: &'a str,
+        destination: &'a str,
+    ) -> StoreFuture<'a, (i64, Option<i64>)>;
 }
