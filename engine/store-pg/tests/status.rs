@@ -16,13 +16,7 @@ async fn a_node_is_heard_from_while_it_runs_and_silent_once_it_stops() {
     let client = connect(&url).await.expect("connect");
     // As if it had last been heard from a minute ago: a heartbeat brings it back (the first,
     // sent at start, may land just after this; either way one moved it).
-    client
-        .execute(
-            "UPDATE nodes SET seen_at = now() - interval '60 seconds'",
-            &[],
-        )
-        .await
-        .expect("age it");
+    age(&client).await;
     let silent = |s: &wyvern_store_pg::ClusterStatus| s.nodes[0].silent_secs;
     let deadline = Instant::now() + HEARTBEAT * 3;
     loop {
@@ -40,6 +34,13 @@ async fn a_node_is_heard_from_while_it_runs_and_silent_once_it_stops() {
     // Stopped: nothing moves it any more (a beat already sent lands within the pause).
     drop(node);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    age(&client).await;
+    tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
+    assert!(silent(&cluster_status(&client).await.expect("status")) >= 60);
+}
+
+/// As if every node had last been heard from a minute ago.
+async fn age(client: &tokio_postgres::Client) {
     client
         .execute(
             "UPDATE nodes SET seen_at = now() - interval '60 seconds'",
@@ -47,6 +48,4 @@ async fn a_node_is_heard_from_while_it_runs_and_silent_once_it_stops() {
         )
         .await
         .expect("age it");
-    tokio::time::sleep(HEARTBEAT + Duration::from_secs(1)).await;
-    assert!(silent(&cluster_status(&client).await.expect("status")) >= 60);
 }
