@@ -213,6 +213,19 @@ pub(crate) async fn reset_shared(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PostgreSQL's committed transactions so far in the `--postgres` database.
+pub(crate) async fn pg_commits() -> Option<i64> {
+    let client = wyvern_store_pg::connect(POSTGRES.get()?).await.ok()?;
+    let row = client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
 fn peers_dir() -> PathBuf {
     PEERS.get().cloned().unwrap_or_default()
 }

@@ -14,9 +14,9 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 
 use crate::bench::{
-    POSTGRES, Scenario, Target, cpu_secs, load, messages, peak_rss_kib, reset_shared, start,
+    POSTGRES, Scenario, Target, cpu_secs, load, messages, peak_rss_kib, pg_commits, reset_shared,
+    start,
 };
-use crate::bench_nodes::pg_commits;
 
 /// Where the messages end up, and how to count them there.
 enum Far {

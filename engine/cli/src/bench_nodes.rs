@@ -9,21 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::bench::{
-    POSTGRES, Scenario, Server, Target, cpu_secs, load, messages, reset_shared, start,
+    POSTGRES, Scenario, Server, Target, cpu_secs, load, messages, pg_commits, reset_shared, start,
 };
-
-/// PostgreSQL's committed transactions so far in the `--postgres` database.
-pub(crate) async fn pg_commits() -> Option<i64> {
-    let client = wyvern_store_pg::connect(POSTGRES.get()?).await.ok()?;
-    let row = client
-        .query_one(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some(row.get(0))
-}
 
 pub async fn bench_nodes(
     most: usize,

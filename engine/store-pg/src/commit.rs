@@ -162,13 +162,12 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
                 tracing::warn!(error = %e, records = batch.len(), "PostgreSQL commit failed; its senders are answered AE")
             }
         }
-        let mut stored = outcome.as_ref().ok().map(|s| s.iter());
-        for (_, reply, memory) in batch {
-            let answer = match (&outcome, stored.as_mut().and_then(Iterator::next)) {
-                (Ok(_), Some(s)) => Ok(s.clone()),
-                (Ok(_), None) => Ok(Stored::New),
-                (Err(e), _) => Err(e.clone()),
-            };
+        // One answer per record, in order (`commit` says what became of each).
+        let answers: Vec<Result<Stored, String>> = match &outcome {
+            Ok(stored) => stored.iter().cloned().map(Ok).collect(),
+            Err(e) => vec![Err(e.clone()); batch.len()],
+        };
+        for ((_, reply, memory), answer) in batch.into_iter().zip(answers) {
             let _ = reply.send(answer);
             drop(memory);
         }

@@ -38,7 +38,7 @@ use wyvern_store::{
 };
 
 use crate::log::ENDED;
-use crate::{Lease, Leases, PgStoreError, connect};
+use crate::{Lease, Leases, PgStoreError, connect, live_client};
 
 /// How often a worker looks for free partitions of its lane.
 const TAKE_EVERY: Duration = Duration::from_secs(1);
@@ -48,7 +48,6 @@ pub struct PgDeliveryLog {
     runtime: Handle,
     url: String,
     leases: Leases,
-    ttl: Duration,
     /// Shared with the renewal task (`renew_every_quarter`), which ends with the log.
     state: Arc<tokio::sync::Mutex<State>>,
 }
@@ -57,7 +56,7 @@ impl std::fmt::Debug for PgDeliveryLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgDeliveryLog")
             .field("url", &crate::redact(&self.url))
-            .field("ttl", &self.ttl)
+            .field("leases", &self.leases)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +103,6 @@ impl PgDeliveryLog {
             runtime: Handle::current(),
             url,
             leases,
-            ttl,
             state,
         })
     }
@@ -224,16 +222,6 @@ async fn renew_every_quarter(
             }
         }
     }
-}
-
-async fn live_client<'a>(
-    client: &'a mut Option<Client>,
-    url: &str,
-) -> Result<&'a Client, PgStoreError> {
-    if client.as_ref().is_none_or(Client::is_closed) {
-        *client = Some(connect(url).await?);
-    }
-    Ok(client.as_ref().expect("just connected"))
 }
 
 impl DeliveryLog for PgDeliveryLog {

@@ -65,6 +65,19 @@ pub async fn connect(url: &str) -> Result<Client, PgStoreError> {
     Ok(client)
 }
 
+/// `client`, connected again first if it never was or its connection ended: the one way a
+/// long-lived task keeps its session (a worker's delivery log, the heartbeat, the operator's
+/// reads).
+pub(crate) async fn live_client<'a>(
+    client: &'a mut Option<Client>,
+    url: &str,
+) -> Result<&'a Client, PgStoreError> {
+    if client.as_ref().is_none_or(Client::is_closed) {
+        *client = Some(connect(url).await?);
+    }
+    Ok(client.as_ref().expect("just connected"))
+}
+
 /// A URL fit for a log line: any password replaced by `***`.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use wyvern_store::{DeliveryLog, InboxRecord, PendingCommit, SharedStore, StoreError, StoreFuture};
 
-use crate::{CommitOptions, PgCommitter, PgDeliveryLog, PgStoreError, connect, migrate};
+use crate::{
+    CommitOptions, PgCommitter, PgDeliveryLog, PgStoreError, connect, live_client, migrate,
+};
 
 /// How often a node says it is alive (`nodes.seen_at`).
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -38,13 +40,7 @@ async fn heartbeat(url: String, node: String) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if client
-            .as_ref()
-            .is_none_or(tokio_postgres::Client::is_closed)
-        {
-            client = connect(&url).await.ok();
-        }
-        if let Some(c) = &client {
+        if let Ok(c) = live_client(&mut client, &url).await {
             let _ = c
                 .execute("UPDATE nodes SET seen_at = now() WHERE node = $1", &[&node])
                 .await;
@@ -118,10 +114,7 @@ impl SharedStore for PgShared {
     ) -> StoreFuture<'a, (i64, Option<i64>)> {
         Box::pin(async move {
             let mut reads = self.reads.lock().await;
-            if reads.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-                *reads = Some(connect(&self.url).await.map_err(shared)?);
-            }
-            let client = reads.as_ref().expect("just connected");
+            let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
             crate::lane_depth(client, route, destination)
                 .await
                 .map_err(shared)
