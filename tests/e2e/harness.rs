@@ -70,6 +70,22 @@ impl EngineProcess {
         rest: &str,
         log: &[&str],
     ) -> EngineProcess {
+        let mut e =
+            Self::configure_with_store(store, store_extra, engine_extra, source_extra, rest, log);
+        e.spawn();
+        e
+    }
+
+    /// As [`EngineProcess::start_with_store`], its config written but not started (`restart`
+    /// starts it).
+    pub fn configure_with_store(
+        store: Option<&std::path::Path>,
+        store_extra: &str,
+        engine_extra: &str,
+        source_extra: &str,
+        rest: &str,
+        log: &[&str],
+    ) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
@@ -90,7 +106,7 @@ impl EngineProcess {
             "version: 1\nroute: e2e\nsource:\n  mllp:\n    listen: {addr}\n{source_extra}{rest}"
         );
         std::fs::write(dir.path().join("e2e.yaml"), route).expect("write");
-        let mut e = EngineProcess {
+        EngineProcess {
             child: None,
             addr,
             http,
@@ -98,9 +114,7 @@ impl EngineProcess {
             mllp: true,
             store,
             log: log.iter().map(|a| a.to_string()).collect(),
-        };
-        e.spawn();
-        e
+        }
     }
 
     /// An engine whose one route is written in full by the test (`{dir}` becomes the config
@@ -132,6 +146,11 @@ impl EngineProcess {
         };
         e.spawn();
         e
+    }
+
+    /// The folder of its config (`wyvern.yaml` and the route).
+    pub fn config_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     pub fn store_dir(&self) -> PathBuf {

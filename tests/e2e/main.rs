@@ -22,4 +22,5 @@ mod receiver;
 mod shared_partition;
 mod shared_store;
 mod store_faults;
+mod store_migrate;
 mod tls;

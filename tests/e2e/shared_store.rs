@@ -24,7 +24,7 @@ fn node(pg: &PgCluster, name: &str, rest: &str) -> EngineProcess {
 }
 
 /// A route's destination: `rx`, in each patient's order.
-fn to_receiver(rx: &Receiver) -> String {
+pub(crate) fn to_receiver(rx: &Receiver) -> String {
     format!(
         "destinations:\n  - name: dcr\n    mllp: {{ connect: \"{}\" }}\norder_by: patient\n",
         rx.addr
@@ -32,7 +32,7 @@ fn to_receiver(rx: &Receiver) -> String {
 }
 
 /// Sends `ids` (patient `p` of each in its name) stop-and-wait; returns those answered AA.
-fn send(e: &EngineProcess, ids: &[(String, u64)]) -> Vec<String> {
+pub(crate) fn send(e: &EngineProcess, ids: &[(String, u64)]) -> Vec<String> {
     let mut w = Wire::connect(e.addr);
     ids.iter()
         .filter(|(id, p)| {
@@ -43,7 +43,7 @@ fn send(e: &EngineProcess, ids: &[(String, u64)]) -> Vec<String> {
         .collect()
 }
 
-fn batch(node: &str, from: usize, n: usize) -> Vec<(String, u64)> {
+pub(crate) fn batch(node: &str, from: usize, n: usize) -> Vec<(String, u64)> {
     (from..from + n)
         .map(|i| {
             let p = (i % 7) as u64;
@@ -54,7 +54,7 @@ fn batch(node: &str, from: usize, n: usize) -> Vec<(String, u64)> {
 
 /// Messages of one patient taken by one node that first arrived out of their sending order
 /// (control ids `P{patient}-{node}{n:05}`).
-fn out_of_order(ids: &[String]) -> usize {
+pub(crate) fn out_of_order(ids: &[String]) -> usize {
     crate::harness::out_of_order_by(ids, |id| &id[..id.len().saturating_sub(5)])
 }
 

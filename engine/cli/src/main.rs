@@ -27,6 +27,7 @@ mod replay;
 mod run;
 mod send;
 mod store;
+mod store_migrate;
 mod tls_args;
 mod validate;
 
@@ -103,7 +104,8 @@ enum Command {
         #[command(subcommand)]
         command: api_tokens::ApiCommand,
     },
-    /// The store's journal: check it, or repair it when the engine refuses to start on damage.
+    /// The store's journal: check it, or repair it when the engine refuses to start on damage;
+    /// move what a store still owes its destinations to the other kind of store.
     Store {
         #[command(subcommand)]
         command: store::StoreCommand,

@@ -1,5 +1,6 @@
-//! `wyvern store check|repair`: what the journal holds, and the operator's decision when it
-//! holds damage a crash does not explain (the engine refuses to start until then).
+//! `wyvern store check|repair|migrate`: what the journal holds, and the operator's decision
+//! when it holds damage a crash does not explain (the engine refuses to start until then);
+//! `migrate` is `store_migrate.rs`.
 
 use std::process::ExitCode;
 
@@ -25,12 +26,27 @@ pub enum StoreCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Move what the store still owes its destinations (new, retrying, waiting behind its
+    /// key) to the other kind of store, with every engine stopped: `--to shared` when a node
+    /// joins a cluster on PostgreSQL (`store.shared`), `--to embedded` to leave it. Each moved
+    /// delivery is made once, in each key's order, by the engine that starts next on the
+    /// target. Dead letters stay; a key held for a person (`on_permanent: hold`) makes it refuse
+    /// until it is retried or purged. Safe to run again after an interruption.
+    Migrate {
+        /// The node's config: its wyvern.yaml names both stores (`store.path`, `store.shared`).
+        #[arg(long, short, env = "WYVERN_CONFIG")]
+        config: std::path::PathBuf,
+        /// Where the owed deliveries go.
+        #[arg(long, value_enum)]
+        to: crate::store_migrate::Target,
+    },
 }
 
 pub async fn store(command: StoreCommand) -> anyhow::Result<ExitCode> {
     match command {
         StoreCommand::Check { store } => check(&store),
         StoreCommand::Repair { store } => repair(&store).await,
+        StoreCommand::Migrate { config, to } => crate::store_migrate::migrate(&config, to).await,
     }
 }
 

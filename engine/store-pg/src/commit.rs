@@ -366,10 +366,9 @@ fn delivery_columns<'a>(
             let Some((lane, partitions)) = lanes.get(&delivery.route, &delivery.destination) else {
                 continue;
             };
-            let hash = crc32fast::hash(delivery.order_key.as_bytes());
             d.lane.push(lane);
             d.partition
-                .push((hash % u32::from(partitions.max(1).unsigned_abs())) as i16);
+                .push(crate::lanes::partition_of(&delivery.order_key, partitions));
             d.message_id.push(message.clone());
             d.part.push(*part);
             d.order_key.push(delivery.order_key.as_str());
@@ -435,20 +434,38 @@ impl<'a> MessageColumns<'a> {
     }
 }
 
+/// What identifies a resend across nodes (`resend_key` of [`resend_key_of`]), for a record.
+fn resend_key(r: &InboxRecord, digest: &wyvern_core::ContentDigest) -> Option<Vec<u8>> {
+    let meta = &r.envelope.meta;
+    resend_key_of(
+        &meta.source,
+        meta.sending_application.as_deref(),
+        meta.sending_facility.as_deref(),
+        meta.control_id.as_deref()?,
+        matches!(r.status, InboxStatus::Accepted | InboxStatus::Filtered),
+        digest,
+    )
+}
+
 /// What identifies a resend across nodes: the route, the sender (MSH-3, MSH-4), the control
 /// id and the content, for a message that was accepted or filtered (those a resend must not
 /// repeat); 128 bits of SHA-256 over them, each ended by a 0 byte (none can hold one).
-fn resend_key(r: &InboxRecord, digest: &wyvern_core::ContentDigest) -> Option<Vec<u8>> {
-    let meta = &r.envelope.meta;
-    let control_id = meta.control_id.as_deref()?;
-    if !matches!(r.status, InboxStatus::Accepted | InboxStatus::Filtered) {
+pub(crate) fn resend_key_of(
+    source: &str,
+    sending_app: Option<&str>,
+    sending_facility: Option<&str>,
+    control_id: &str,
+    accepted_or_filtered: bool,
+    digest: &wyvern_core::ContentDigest,
+) -> Option<Vec<u8>> {
+    if !accepted_or_filtered {
         return None;
     }
     let mut input = Vec::with_capacity(128);
     for part in [
-        meta.source.as_str(),
-        meta.sending_application.as_deref().unwrap_or(""),
-        meta.sending_facility.as_deref().unwrap_or(""),
+        source,
+        sending_app.unwrap_or(""),
+        sending_facility.unwrap_or(""),
         control_id,
     ] {
         input.extend_from_slice(part.as_bytes());

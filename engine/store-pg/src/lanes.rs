@@ -39,3 +39,9 @@ pub(crate) async fn ensure_lane(
         .await?;
     Ok((lane, partitions))
 }
+
+/// The partition of a lane of `partitions` that a key's deliveries go to.
+pub(crate) fn partition_of(order_key: &str, partitions: i16) -> i16 {
+    let hash = crc32fast::hash(order_key.as_bytes());
+    (hash % u32::from(partitions.max(1).unsigned_abs())) as i16
+}

@@ -19,6 +19,7 @@ mod error;
 mod lanes;
 pub mod lease;
 pub mod log;
+pub mod moving;
 pub mod schema;
 mod shared;
 pub mod status;
@@ -32,7 +33,8 @@ pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 pub use shared::{HEARTBEAT, PgShared};
 pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status, lane_depth};
 
-use tokio_postgres::{Client, NoTls};
+pub use tokio_postgres::Client;
+use tokio_postgres::NoTls;
 
 /// How long the database lets one of our sessions sit in an open transaction waiting for its
 /// next statement before it ends the session. Our transactions send their statements back to

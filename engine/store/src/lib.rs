@@ -18,6 +18,7 @@ mod frame;
 mod inbox;
 mod indexer;
 mod journal;
+mod moving;
 mod nhs_index;
 mod outbox;
 mod reader;
@@ -35,6 +36,7 @@ pub use audit::{
 };
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
+pub use moving::{EmbeddedMove, HeldKey, Imported, MoveBatch, MovingDelivery, MovingMessage};
 pub use outbox::{
     Ahead, DeliveryLog, Fence, LaneId, Outbox, OutboxItem, OutboxState, Pass, PassBudget, Position,
     Settle, Update,

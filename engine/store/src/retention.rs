@@ -27,7 +27,8 @@ pub struct Pruned {
 impl Outbox {
     /// Removes up to `limit` finished messages received before `before_ms` (oldest first), in
     /// one transaction. Call again while it returns `limit` messages. A message is finished
-    /// when each of its deliveries is behind its lane's cursor and delivered or purged.
+    /// when each of its deliveries is behind its lane's cursor and delivered, purged or moved to
+    /// another store.
     pub fn prune(&self, before_ms: i64, limit: usize) -> Result<Pruned, StoreError> {
         let tx = self
             .conn
@@ -40,7 +41,7 @@ impl Outbox {
                      (SELECT 1 FROM deliveries d JOIN lanes l ON l.lane = d.lane \
                       LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE d.message = i.seq \
                       AND (CASE WHEN e.seq IS NULL THEN d.seq >= l.done_below \
-                           ELSE e.state NOT IN ('delivered', 'purged') END)) \
+                           ELSE e.state NOT IN ('delivered', 'purged', 'moved') END)) \
                      ORDER BY i.seq LIMIT ?2",
                 )
                 .map_err(StoreError::Query)?;

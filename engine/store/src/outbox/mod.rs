@@ -91,6 +91,8 @@ pub enum OutboxState {
     Held,
     /// A dead letter a person gave up on: kept for the record, no longer shown or blocking.
     Purged,
+    /// Moved to another store to be delivered from there (`wyvern store migrate`).
+    Moved,
 }
 
 impl OutboxState {
@@ -101,6 +103,7 @@ impl OutboxState {
             OutboxState::Dead => "dead",
             OutboxState::Held => "held",
             OutboxState::Purged => "purged",
+            OutboxState::Moved => "moved",
         }
     }
 
@@ -111,6 +114,7 @@ impl OutboxState {
             "dead" => OutboxState::Dead,
             "held" => OutboxState::Held,
             "purged" => OutboxState::Purged,
+            "moved" => OutboxState::Moved,
             _ => OutboxState::Pending,
         }
     }
