@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use wyvern_store::{EmbeddedMove, HeldKey, MoveBatch, Store, StoreOptions};
+use wyvern_store::{AuditAction, EmbeddedMove, HeldKey, MoveBatch, Store, StoreOptions};
 
 /// Which store the owed deliveries go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +61,12 @@ pub async fn migrate(config_dir: &Path, to: Target) -> anyhow::Result<ExitCode> 
         Target::Embedded => to_embedded(&dir, &mut client).await,
     };
     store.close().await;
-    outcome
+    // Moving messages out of a store is an export of patient data: it goes in the audit log.
+    if let Some(moved) = outcome? {
+        println!("{moved}");
+        crate::audit::record(&dir, AuditAction::Export, None, None, Some(moved))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a move has done so far.
@@ -86,8 +91,8 @@ impl Tally {
         }
     }
 
-    fn report(&self, target: &str, settled: u64, source: &str, dead: u64) {
-        println!(
+    fn report(&self, target: &str, settled: u64, source: &str, dead: u64) -> String {
+        format!(
             "{} deliveries of {} messages moved to {target} ({} deliveries and {} messages new to it; \
              the rest it held already); {settled} marked moved in {source}{}",
             self.deliveries,
@@ -95,7 +100,7 @@ impl Tally {
             self.added.deliveries,
             self.added.messages,
             dead_letters(dead, source)
-        );
+        )
     }
 }
 
@@ -130,7 +135,11 @@ fn dead_letters(dead: u64, source: &str) -> String {
     }
 }
 
-async fn to_shared(dir: &Path, client: &mut wyvern_store_pg::Client) -> anyhow::Result<ExitCode> {
+/// What was moved, or `None` when nothing was owed.
+async fn to_shared(
+    dir: &Path,
+    client: &mut wyvern_store_pg::Client,
+) -> anyhow::Result<Option<String>> {
     let source_name = format!("the embedded store {}", dir.display());
     let mut source = EmbeddedMove::open(dir)?;
     refuse_held(
@@ -157,14 +166,22 @@ async fn to_shared(dir: &Path, client: &mut wyvern_store_pg::Client) -> anyhow::
             "nothing to move: {source_name} owes no destination anything{}",
             dead_letters(dead, &source_name)
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     };
     let settled = source.settle(through, now_ms())?;
-    tally.report("the shared store", settled, &source_name, dead);
-    Ok(ExitCode::SUCCESS)
+    Ok(Some(tally.report(
+        "the shared store",
+        settled,
+        &source_name,
+        dead,
+    )))
 }
 
-async fn to_embedded(dir: &Path, client: &mut wyvern_store_pg::Client) -> anyhow::Result<ExitCode> {
+/// What was moved back, or `None` when nothing was owed.
+async fn to_embedded(
+    dir: &Path,
+    client: &mut wyvern_store_pg::Client,
+) -> anyhow::Result<Option<String>> {
     use wyvern_store_pg::moving;
     let source_name = "the shared store";
     let mut target = EmbeddedMove::open(dir)?;
@@ -187,14 +204,13 @@ async fn to_embedded(dir: &Path, client: &mut wyvern_store_pg::Client) -> anyhow
             "nothing to move: {source_name} owes no destination anything{}",
             dead_letters(dead, source_name)
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(None);
     };
     let settled = moving::settle(client, through, now_ms()).await?;
-    tally.report(
+    Ok(Some(tally.report(
         &format!("the embedded store {}", dir.display()),
         settled,
         source_name,
         dead,
-    );
-    Ok(ExitCode::SUCCESS)
+    )))
 }
