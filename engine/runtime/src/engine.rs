@@ -196,6 +196,7 @@ impl Engine {
         };
         let sweeper = RetentionSweeper {
             store: store.clone(),
+            shared: shared.clone(),
             retention: config.engine.retention,
             clock: clock.clone(),
             pruned: Arc::default(),

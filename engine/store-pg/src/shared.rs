@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use wyvern_store::{DeliveryLog, InboxRecord, PendingCommit, SharedStore, StoreError, StoreFuture};
+use wyvern_store::{
+    DeliveryLog, InboxRecord, PendingCommit, Pruned, SharedStore, StoreError, StoreFuture,
+};
 
 use crate::{
     CommitOptions, PgCommitter, PgDeliveryLog, PgStoreError, connect, live_client, migrate,
@@ -120,4 +122,26 @@ impl SharedStore for PgShared {
                 .map_err(shared)
         })
     }
+
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned> {
+        Box::pin(async move {
+            let mut total = Pruned::default();
+            loop {
+                let mut reads = self.reads.lock().await;
+                let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
+                let p = crate::prune(client, before_ms, PRUNE_BATCH)
+                    .await
+                    .map_err(shared)?;
+                total.messages += p.messages;
+                total.deliveries += p.deliveries;
+                if p.messages < PRUNE_BATCH {
+                    return Ok(total);
+                }
+            }
+        })
+    }
 }
+
+/// Messages per pruning transaction (the lock on the operator's connection is let go between
+/// them, so a depth read never waits long).
+const PRUNE_BATCH: usize = 1000;

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{DeliveryLog, InboxRecord, PendingCommit, StoreError};
+use crate::{DeliveryLog, InboxRecord, PendingCommit, Pruned, StoreError};
 
 /// A boxed future of a store call.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -30,4 +30,7 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
         route: &'a str,
         destination: &'a str,
     ) -> StoreFuture<'a, (i64, Option<i64>)>;
+    /// Removes the messages received before `before_ms` that every destination is finished
+    /// with (retention), in batches; what it removed.
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
 }
