@@ -475,3 +475,80 @@ fn three_nodes_behind_haproxy_lose_nothing_through_kills_a_database_restart_and_
         );
     }
 }
+
+/// `wyvern ARGS -c DIR` run to its end: (success, stdout and stderr).
+fn wyvern_on(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .args(["--log", "warn"])
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .expect("run wyvern");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// On a node of a shared store, `wyvern dlq` and `wyvern replay` act on the cluster's
+/// deliveries, not the node's own folder: a dead letter node-a made is listed from node-b's
+/// config, retried from there and delivered; a replay from node-a sends again what was
+/// delivered.
+#[test]
+fn dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
+    let pg = PgCluster::start();
+    let rx = Receiver::start(Box::new(|id, n| {
+        Some(if id == "DLQ-1" && n == 1 { "AR" } else { "AA" })
+    }));
+    let rest = to_receiver(&rx);
+    let (a, b) = (node(&pg, "node-a", &rest), node(&pg, "node-b", &rest));
+    let mut to_a = Wire::connect(a.addr);
+    for (id, patient) in [("DLQ-1", 1), ("OK-1", 2)] {
+        assert!(to_a.exchange(&adt(id, patient)).contains("MSA|AA|"));
+    }
+    rx.wait_for(Duration::from_secs(20), |ids| ids.len() >= 2);
+    // A row of `dlq list`: SEQ, then the state.
+    let dead_seq = |listed: &str| {
+        listed.lines().find_map(|l| {
+            let mut cols = l.split_whitespace();
+            let seq = cols.next()?.parse::<i64>().ok()?;
+            (cols.next() == Some("dead")).then(|| seq.to_string())
+        })
+    };
+    let mut listed = String::new();
+    crate::harness::wait_until(Duration::from_secs(10), || {
+        listed = wyvern_on(b.config_dir(), &["dlq", "list"]).1;
+        dead_seq(&listed).is_some()
+    });
+    let seq =
+        dead_seq(&listed).unwrap_or_else(|| panic!("node-b lists node-a's dead letter: {listed}"));
+    let (ok, shown) = wyvern_on(b.config_dir(), &["dlq", "show", &seq]);
+    assert!(ok && shown.contains("DLQ-1"), "{shown}");
+    let (ok, retried) = wyvern_on(b.config_dir(), &["dlq", "retry", &seq]);
+    assert!(ok && retried.contains("1 dead letter(s) back"), "{retried}");
+    rx.wait_for(Duration::from_secs(20), |ids| ids.len() >= 3);
+    assert_eq!(
+        rx.ids().iter().filter(|id| *id == "DLQ-1").count(),
+        2,
+        "retried and delivered once more"
+    );
+    let (_, after) = wyvern_on(b.config_dir(), &["dlq", "list"]);
+    assert!(after.contains("no dead letters"), "{after}");
+
+    let (ok, replayed) = wyvern_on(
+        a.config_dir(),
+        &["replay", "--route", "e2e", "--since", "1h"],
+    );
+    assert!(
+        ok && replayed.contains("2 deliveries of route e2e queued again"),
+        "{replayed}"
+    );
+    rx.wait_for(Duration::from_secs(20), |ids| ids.len() >= 5);
+    assert_eq!(
+        rx.ids().iter().filter(|id| *id == "OK-1").count(),
+        2,
+        "the replay sent it again: {:?}",
+        rx.ids()
+    );
+}

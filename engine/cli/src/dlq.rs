@@ -5,9 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use wyvern_store::Outbox;
 
-use crate::inbox::{StoreArgs, store_dir};
+use crate::inbox::{StoreArgs, operations};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -66,24 +65,24 @@ impl Selection {
                 self.destination.as_deref().unwrap_or("any")
             ),
         };
-        crate::audit::record(&store_dir(&self.store)?, action, None, None, Some(what))
+        let (_, audit_dir) = operations(&self.store)?;
+        crate::audit::record(&audit_dir, action, None, None, Some(what))
     }
 }
 
-fn open(store: &StoreArgs) -> anyhow::Result<Outbox> {
-    let dir = store_dir(store)?;
-    Outbox::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
-}
-
 impl Selection {
-    /// The outbox, after checking that the selection says which.
-    fn open(&self) -> anyhow::Result<(Outbox, Option<i64>)> {
+    /// What to act on, after checking that the selection says which.
+    fn which(&self) -> anyhow::Result<wyvern_store::Selection> {
         if self.seq.is_none() && !self.all {
             anyhow::bail!(
                 "say which: a SEQ from `wyvern dlq list`, or --all (with --route/--destination to narrow it)"
             );
         }
-        Ok((open(&self.store)?, self.seq))
+        Ok(wyvern_store::Selection {
+            seq: self.seq,
+            route: self.route.clone(),
+            destination: self.destination.clone(),
+        })
     }
 }
 
@@ -104,7 +103,7 @@ fn now_ms() -> i64 {
     wyvern_core::Clock::now_millis(&wyvern_core::SystemClock)
 }
 
-pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DlqCommand::List {
             store,
@@ -134,8 +133,10 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let rows =
-                open(&store)?.dead_letters(route.as_deref(), destination.as_deref(), limit)?;
+            let rows = operations(&store)?
+                .0
+                .dead_letters(route, destination, limit)
+                .await?;
             println!(
                 "{:>7}  {:<6}  {:<14}  {:<14}  {:>8}  {:<26}  REASON",
                 "SEQ", "STATE", "ROUTE", "DESTINATION", "ATTEMPTS", "MESSAGE"
@@ -158,12 +159,13 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { store, seq } => {
-            let Some(r) = open(&store)?.get(seq)? else {
+            let (ops, audit_dir) = operations(&store)?;
+            let Some(r) = ops.delivery(seq).await? else {
                 eprintln!("no outbox entry {seq}");
                 return Ok(ExitCode::FAILURE);
             };
             crate::audit::record(
-                &store_dir(&store)?,
+                &audit_dir,
                 wyvern_store::AuditAction::View,
                 Some(&r.message_id),
                 None,
@@ -195,23 +197,18 @@ pub fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Retry(sel) if sel.store.remote.remote.is_some() => sel.remote("retry"),
         DlqCommand::Purge(sel) if sel.store.remote.remote.is_some() => sel.remote("purge"),
         DlqCommand::Retry(sel) => {
+            let which = sel.which()?;
             sel.audit(wyvern_store::AuditAction::Retry)?;
-            let (outbox, seq) = sel.open()?;
-            let n = outbox.requeue(
-                seq,
-                sel.route.as_deref(),
-                sel.destination.as_deref(),
-                now_ms(),
-            )?;
+            let n = operations(&sel.store)?.0.requeue(which, now_ms()).await?;
             println!(
                 "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
             );
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Purge(sel) => {
+            let which = sel.which()?;
             sel.audit(wyvern_store::AuditAction::Purge)?;
-            let (outbox, seq) = sel.open()?;
-            let n = outbox.purge(seq, sel.route.as_deref(), sel.destination.as_deref())?;
+            let n = operations(&sel.store)?.0.purge(which).await?;
             println!("{n} dead letter(s) purged");
             Ok(ExitCode::SUCCESS)
         }

@@ -68,6 +68,35 @@ pub fn store_dir(args: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
     })
 }
 
+/// The operator's side of the store these arguments name — the shared store when the config
+/// has `store.shared`, else the embedded one — and the folder whose audit log records what is
+/// done with it (the node's own).
+pub fn operations(
+    args: &StoreArgs,
+) -> anyhow::Result<(Box<dyn wyvern_store::Operations>, std::path::PathBuf)> {
+    if let (None, Some(c)) = (&args.store, &args.config) {
+        let config = wyvern_config::load(c).map_err(crate::validate::diagnostics)?;
+        if let Some(shared) = &config.engine.shared {
+            let url = crate::run::shared_url(shared)?;
+            return Ok((
+                Box::new(wyvern_store_pg::PgOperations::new(url)),
+                config.engine.store_dir,
+            ));
+        }
+    }
+    let dir = store_dir(args)?;
+    if !dir.join(wyvern_store::DB_FILE).exists() {
+        bail!(
+            "cannot open the store in {}: it does not exist (has the engine run with this config yet?)",
+            dir.display()
+        );
+    }
+    Ok((
+        Box::new(wyvern_store::EmbeddedOperations { dir: dir.clone() }),
+        dir,
+    ))
+}
+
 fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
     let dir = store_dir(args)?;
     InboxReader::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))

@@ -217,9 +217,9 @@ fn main() -> ExitCode {
             Command::Store { command } => store::store(command).await,
             Command::Audit { command } => audit::audit(command),
             Command::Api { command } => api_tokens::api(command),
-            Command::Dlq { command } => dlq::dlq(command),
+            Command::Dlq { command } => dlq::dlq(command).await,
             Command::Cluster { command } => cluster::cluster(command).await,
-            Command::Replay(args) => replay::replay(args),
+            Command::Replay(args) => replay::replay(args).await,
             Command::Dev {
                 command: DevCommand::FhirServer(args),
             } => dev_fhir::serve(args).await,

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use wyvern_core::{Clock, SystemClock};
-use wyvern_store::Outbox;
 
-use crate::inbox::{StoreArgs, store_dir};
+use crate::inbox::{StoreArgs, operations};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -43,7 +42,7 @@ pub fn parse_when(s: &str, now_ms: i64) -> anyhow::Result<i64> {
     Ok(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
-pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now_millis();
     let since = parse_when(&args.since, now)?;
     let until = args
@@ -66,9 +65,9 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = store_dir(&args.store)?;
+    let (ops, audit_dir) = operations(&args.store)?;
     crate::audit::record(
-        &dir,
+        &audit_dir,
         wyvern_store::AuditAction::Replay,
         None,
         None,
@@ -80,9 +79,13 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             wyvern_core::display_timestamp(until)
         )),
     )?;
-    let outbox = Outbox::open(&dir)
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-    let n = outbox.replay(&args.route, args.destination.as_deref(), since, until, now)?;
+    let replay = wyvern_store::Replay {
+        route: args.route.clone(),
+        destination: args.destination.clone(),
+        since_ms: since,
+        until_ms: until,
+    };
+    let n = ops.replay(replay, now).await?;
     println!(
         "{n} deliveries of route {} queued again ({} to {})",
         args.route,

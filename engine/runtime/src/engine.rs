@@ -231,8 +231,15 @@ impl Engine {
                     store_dir: config.engine.store_dir.clone(),
                     pruned: sweeper.pruned.clone(),
                 };
+                let operations: Arc<dyn wyvern_store::Operations> = match &shared {
+                    Some(s) => s.operations(),
+                    None => Arc::new(wyvern_store::EmbeddedOperations {
+                        dir: config.engine.store_dir.clone(),
+                    }),
+                };
                 let api = crate::api::ApiState {
                     store_dir: config.engine.store_dir.clone(),
+                    operations,
                     clock: clock.clone(),
                     routes: Arc::new(
                         config

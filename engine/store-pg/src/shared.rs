@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use wyvern_store::{
-    DeliveryLog, InboxRecord, PendingCommit, Pruned, SharedStore, StoreError, StoreFuture,
+    DeliveryLog, InboxRecord, Operations, PendingCommit, Pruned, SharedStore, StoreError,
+    StoreFuture,
 };
 
 use crate::{
@@ -121,6 +122,10 @@ impl SharedStore for PgShared {
                 .await
                 .map_err(shared)
         })
+    }
+
+    fn operations(&self) -> std::sync::Arc<dyn Operations> {
+        std::sync::Arc::new(crate::PgOperations::new(self.url.clone()))
     }
 
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned> {

@@ -20,6 +20,7 @@ mod indexer;
 mod journal;
 mod moving;
 mod nhs_index;
+mod operations;
 mod outbox;
 mod reader;
 mod recovery;
@@ -37,6 +38,7 @@ pub use audit::{
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use moving::{EmbeddedMove, HeldKey, Imported, MoveBatch, MovingDelivery, MovingMessage};
+pub use operations::{EmbeddedOperations, Operations, Replay, Selection};
 pub use outbox::{
     Ahead, DeliveryLog, Fence, LaneId, Outbox, OutboxItem, OutboxState, Pass, PassBudget, Position,
     Settle, Update,

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use wyvern_store::{AuditAction, Outbox, TokenRole};
+use wyvern_store::{AuditAction, Replay, Selection, TokenRole};
 
 use super::{ApiError, ApiState, Caller, auth, entry};
 
@@ -43,11 +43,7 @@ pub async fn list(
             .ok_or_else(|| ApiError::BadRequest(format!("limit {v:?}: expected 1 to 1000")))?,
     };
     let (route, destination) = (q.get("route").cloned(), q.get("destination").cloned());
-    let rows = s
-        .blocking(move |dir| {
-            Ok(Outbox::open(dir)?.dead_letters(route.as_deref(), destination.as_deref(), limit)?)
-        })
-        .await?;
+    let rows = s.operations.dead_letters(route, destination, limit).await?;
     let body: Vec<Value> = rows
         .iter()
         .map(|d| {
@@ -94,7 +90,8 @@ async fn act(
     .await?;
     let seq = seq_of(&seq)?;
     let item = s
-        .blocking(move |dir| Ok(Outbox::open(dir)?.get(seq)?))
+        .operations
+        .delivery(seq)
         .await?
         .filter(|i| matches!(i.state.as_str(), "dead" | "held"))
         .ok_or_else(|| ApiError::NotFound(format!("no dead letter {seq}")))?;
@@ -108,16 +105,15 @@ async fn act(
     ))
     .await?;
     let now = s.clock.now_millis();
-    let n = s
-        .blocking(move |dir| {
-            let outbox = Outbox::open(dir)?;
-            Ok(if action == AuditAction::Retry {
-                outbox.requeue(Some(seq), None, None, now)?
-            } else {
-                outbox.purge(Some(seq), None, None)?
-            })
-        })
-        .await?;
+    let which = Selection {
+        seq: Some(seq),
+        ..Selection::default()
+    };
+    let n = if action == AuditAction::Retry {
+        s.operations.requeue(which, now).await?
+    } else {
+        s.operations.purge(which).await?
+    };
     Ok(Json(json!({ "seq": seq, "changed": n })))
 }
 
@@ -204,11 +200,12 @@ pub async fn replay(
         )),
     ))
     .await?;
-    let r = route.clone();
-    let n = s
-        .blocking(move |dir| {
-            Ok(Outbox::open(dir)?.replay(&r, destination.as_deref(), since, until, now)?)
-        })
-        .await?;
+    let replay = Replay {
+        route: route.clone(),
+        destination,
+        since_ms: since,
+        until_ms: until,
+    };
+    let n = s.operations.replay(replay, now).await?;
     Ok(Json(json!({ "route": route, "queued": n })))
 }

@@ -42,7 +42,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
+    /// This node's own store: its audit log and API tokens.
     pub store_dir: PathBuf,
+    /// Dead letters and replays: the shared store's on a node of one, else the embedded.
+    pub operations: Arc<dyn wyvern_store::Operations>,
     pub clock: Arc<dyn Clock>,
     pub routes: Arc<Vec<RouteView>>,
 }

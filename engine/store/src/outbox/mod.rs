@@ -108,7 +108,7 @@ impl OutboxState {
     }
 
     /// An exception row's state, or what the cursor says of a row without one.
-    fn parse(s: &str) -> OutboxState {
+    pub fn parse(s: &str) -> OutboxState {
         match s {
             "delivered" => OutboxState::Delivered,
             "dead" => OutboxState::Dead,

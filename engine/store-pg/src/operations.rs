@@ -1,0 +1,181 @@
+//! [`Operations`] on the shared store: the cluster's dead letters, listed, put back, given up,
+//! and replays, for the operator API of any node and the CLI. A retry or a replay writes a
+//! `retry` exception row due now; whichever node holds the partition sends it at its next
+//! pass, in its key's order.
+
+use tokio_postgres::Row;
+use wyvern_core::ContentType;
+use wyvern_store::{
+    Operations, OutboxItem, OutboxState, Position, Replay, Selection, StoreError, StoreFuture,
+};
+
+use crate::{PgStoreError, live_client};
+
+/// The operator's handle: one connection, made on first use and again after it breaks.
+#[derive(Debug)]
+pub struct PgOperations {
+    url: String,
+    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl PgOperations {
+    pub fn new(url: impl Into<String>) -> PgOperations {
+        PgOperations {
+            url: url.into(),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// The columns an [`OutboxItem`] is read from (`d` a delivery, `m` its message, `l` its lane,
+/// `p` its partition, `e` its exception row if any).
+const ITEM: &str = "d.seq, d.xid::text, d.partition, m.id, d.part, l.route, l.destination, \
+    d.order_key, COALESCE(d.payload, m.raw), COALESCE(e.attempts, 0), m.received_at, \
+    COALESCE(e.next_at, 0), COALESCE(e.state, CASE WHEN (d.xid, d.seq) < (p.done_xid, p.done_seq) \
+    THEN 'delivered' ELSE 'pending' END), e.last_error, e.retry_from, \
+    COALESCE(d.content_type, m.content_type)";
+
+const FROM: &str = "deliveries d JOIN messages m ON m.seq = d.message \
+    JOIN lanes l ON l.lane = d.lane \
+    JOIN partitions p ON p.lane = d.lane AND p.partition = d.partition \
+    LEFT JOIN delivery_exceptions e ON e.seq = d.seq";
+
+/// Dead letters of a selection (`$1` seq, `$2` route, `$3` destination, each NULL for any).
+const SELECTED: &str = "state IN ('dead', 'held') AND ($1::int8 IS NULL OR seq = $1) \
+    AND lane IN (SELECT lane FROM lanes WHERE ($2::text IS NULL OR route = $2) \
+    AND ($3::text IS NULL OR destination = $3))";
+
+fn item(r: &Row) -> Result<OutboxItem, PgStoreError> {
+    let seq: i64 = r.get(0);
+    let xid: &str = r.get(1);
+    let content_type: String = r.get(15);
+    Ok(OutboxItem {
+        seq,
+        position: Position {
+            partition: r.get(2),
+            xid: xid.parse().map_err(|_| PgStoreError::Corrupt {
+                what: format!("a transaction id {xid:?}"),
+            })?,
+            seq,
+        },
+        message_id: r.get(3),
+        part: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+        route: r.get(5),
+        destination: r.get(6),
+        order_key: r.get(7),
+        payload: r.get(8),
+        attempts: u32::try_from(r.get::<_, i32>(9)).unwrap_or(0),
+        created_at_ms: r.get(10),
+        next_at_ms: r.get(11),
+        state: OutboxState::parse(r.get(12)),
+        last_error: r.get(13),
+        retry_from_ms: r.get(14),
+        content_type: ContentType::parse(&content_type).unwrap_or(ContentType::Hl7v2),
+    })
+}
+
+fn shared(e: PgStoreError) -> StoreError {
+    StoreError::Shared(Box::new(e))
+}
+
+impl PgOperations {
+    /// Runs `f` on the live connection; a failure is the store's.
+    async fn with<T>(
+        &self,
+        f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, PgStoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client.lock().await;
+        let client = live_client(&mut client, &self.url).await.map_err(shared)?;
+        f(client).await.map_err(shared)
+    }
+}
+
+impl Operations for PgOperations {
+    fn dead_letters(
+        &self,
+        route: Option<String>,
+        destination: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<OutboxItem>> {
+        Box::pin(self.with(async move |c| {
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {ITEM} FROM {FROM} WHERE e.state IN ('dead', 'held') \
+                         AND ($1::text IS NULL OR l.route = $1) \
+                         AND ($2::text IS NULL OR l.destination = $2) \
+                         ORDER BY e.seq DESC LIMIT $3"
+                    ),
+                    &[
+                        &route,
+                        &destination,
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
+            rows.iter().map(item).collect()
+        }))
+    }
+
+    fn delivery(&self, seq: i64) -> StoreFuture<'_, Option<OutboxItem>> {
+        Box::pin(self.with(async move |c| {
+            c.query_opt(
+                &format!("SELECT {ITEM} FROM {FROM} WHERE d.seq = $1"),
+                &[&seq],
+            )
+            .await?
+            .as_ref()
+            .map(item)
+            .transpose()
+        }))
+    }
+
+    fn requeue(&self, which: Selection, now_ms: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.with(async move |c| {
+            let n = c
+                .execute(
+                    &format!(
+                        "UPDATE delivery_exceptions SET state = 'retry', attempts = 0, \
+                         next_at = $4, retry_from = $4, done_at = NULL WHERE {SELECTED}"
+                    ),
+                    &[&which.seq, &which.route, &which.destination, &now_ms],
+                )
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        }))
+    }
+
+    fn purge(&self, which: Selection) -> StoreFuture<'_, usize> {
+        Box::pin(self.with(async move |c| {
+            let n = c
+                .execute(
+                    &format!("UPDATE delivery_exceptions SET state = 'purged' WHERE {SELECTED}"),
+                    &[&which.seq, &which.route, &which.destination],
+                )
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        }))
+    }
+
+    fn replay(&self, r: Replay, now_ms: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.with(async move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO delivery_exceptions (seq, xid, lane, partition, order_key, state, \
+                         attempts, next_at, retry_from) \
+                     SELECT d.seq, d.xid, d.lane, d.partition, d.order_key, 'retry', 0, $5, $5 \
+                     FROM deliveries d JOIN lanes l ON l.lane = d.lane \
+                     JOIN partitions p ON p.lane = d.lane AND p.partition = d.partition \
+                     JOIN messages m ON m.seq = d.message \
+                     WHERE l.route = $1 AND ($2::text IS NULL OR l.destination = $2) \
+                       AND (d.xid, d.seq) < (p.done_xid, p.done_seq) \
+                       AND m.received_at >= $3 AND m.received_at < $4 \
+                     ON CONFLICT (seq) DO UPDATE SET state = 'retry', attempts = 0, \
+                         next_at = $5, retry_from = $5, done_at = NULL",
+                    &[&r.route, &r.destination, &r.since_ms, &r.until_ms, &now_ms],
+                )
+                .await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        }))
+    }
+}
