@@ -491,12 +491,12 @@ fn wyvern_on(config: &std::path::Path, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// On a node of a shared store, `wyvern dlq` and `wyvern replay` act on the cluster's
-/// deliveries, not the node's own folder: a dead letter node-a made is listed from node-b's
-/// config, retried from there and delivered; a replay from node-a sends again what was
-/// delivered.
+/// On a node of a shared store, `wyvern inbox`, `dlq` and `replay` act on the cluster's
+/// messages, not the node's own folder: a message node-a took is found from node-b's config;
+/// a dead letter node-a made is listed from there, retried and delivered; a replay from
+/// node-a sends again what was delivered.
 #[test]
-fn dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
+fn messages_dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
     let pg = PgCluster::start();
     let rx = Receiver::start(Box::new(|id, n| {
         Some(if id == "DLQ-1" && n == 1 { "AR" } else { "AA" })
@@ -508,6 +508,19 @@ fn dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
         assert!(to_a.exchange(&adt(id, patient)).contains("MSA|AA|"));
     }
     rx.wait_for(Duration::from_secs(20), |ids| ids.len() >= 2);
+    let (ok, found) = wyvern_on(b.config_dir(), &["inbox", "list", "--control-id", "OK-1"]);
+    assert!(
+        ok && found.contains("OK-1"),
+        "node-b finds node-a's message: {found}"
+    );
+    let id = found
+        .lines()
+        .find(|l| l.contains("OK-1"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("an id")
+        .to_string();
+    let (ok, shown) = wyvern_on(b.config_dir(), &["inbox", "show", &id]);
+    assert!(ok && shown.contains("MSA|AA|OK-1"), "{shown}");
     // A row of `dlq list`: SEQ, then the state.
     let dead_seq = |listed: &str| {
         listed.lines().find_map(|l| {

@@ -1,11 +1,12 @@
-//! `wyvern inbox list|show`: read the store directly, read-only, even while the engine runs.
+//! `wyvern inbox list|show|stats`: read the store directly, read-only, even while the engine
+//! runs; with a node's config on a shared store, the cluster's messages.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use wyvern_store::{InboxQuery, InboxReader, InboxStatus};
+use wyvern_store::{InboxQuery, InboxStatus};
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
@@ -97,11 +98,6 @@ pub fn operations(
     ))
 }
 
-fn open(args: &StoreArgs) -> anyhow::Result<InboxReader> {
-    let dir = store_dir(args)?;
-    InboxReader::open(&dir).with_context(|| format!("cannot open the store in {}", dir.display()))
-}
-
 /// Segments on their own lines; other control bytes shown as `\xNN` so a binary payload
 /// cannot garble the terminal.
 fn printable(b: &[u8]) -> String {
@@ -182,7 +178,7 @@ fn show_remote(remote: &crate::remote::Remote, id: &str, raw: bool) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
+pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         InboxCommand::List {
             store,
@@ -239,8 +235,9 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             .flatten()
             .collect::<Vec<_>>()
             .join(", ");
+            let (ops, audit_dir) = operations(&store)?;
             crate::audit::record(
-                &store_dir(&store)?,
+                &audit_dir,
                 wyvern_store::AuditAction::Search,
                 None,
                 nhs_number.as_deref(),
@@ -250,15 +247,16 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                     detail
                 }),
             )?;
-            let reader = open(&store)?;
-            let rows = reader.list(&InboxQuery {
-                control_id,
-                nhs_number,
-                status,
-                source: route,
-                before_seq: None,
-                limit,
-            })?;
+            let rows = ops
+                .messages(InboxQuery {
+                    control_id,
+                    nhs_number,
+                    status,
+                    source: route,
+                    before_seq: None,
+                    limit,
+                })
+                .await?;
             print_header();
             for r in &rows {
                 print_row(
@@ -281,13 +279,13 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
                 return show_remote(&remote, &id, raw);
             }
-            let reader = open(&store)?;
-            let Some(r) = reader.get(&id)? else {
+            let (ops, audit_dir) = operations(&store)?;
+            let Some(r) = ops.message(id.clone()).await? else {
                 eprintln!("no message with id or sequence {id}");
                 return Ok(ExitCode::FAILURE);
             };
             crate::audit::record(
-                &store_dir(&store)?,
+                &audit_dir,
                 wyvern_store::AuditAction::View,
                 Some(&r.id),
                 r.nhs_number.as_deref(),
@@ -338,8 +336,7 @@ pub fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InboxCommand::Stats { store } => {
-            let reader = open(&store)?;
-            for c in reader.counts()? {
+            for c in operations(&store)?.0.counts().await? {
                 println!("{:<10} {}", c.status, c.count);
             }
             Ok(ExitCode::SUCCESS)

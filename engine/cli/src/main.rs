@@ -213,7 +213,7 @@ fn main() -> ExitCode {
             Command::Run { config } => run::run(&config).await,
             Command::Validate { config } => validate::validate(&config),
             Command::Send(args) => send::send(args).await,
-            Command::Inbox { command } => inbox::inbox(command),
+            Command::Inbox { command } => inbox::inbox(command).await,
             Command::Store { command } => store::store(command).await,
             Command::Audit { command } => audit::audit(command),
             Command::Api { command } => api_tokens::api(command),

@@ -152,11 +152,10 @@ async fn open_shared(
         .await
         .context("cannot open the shared store (store.shared)")?;
     tracing::info!(node = %settings.node, lease = ?settings.lease, "messages go to the shared PostgreSQL store");
-    tracing::warn!(
-        "on the shared store, message search and display (`wyvern inbox`, the API's messages) \
-         still read this node's local store only (not yet built for the shared one); dead \
-         letters and replays are the cluster's; what the local store still owes its \
-         destinations is moved with `wyvern store migrate --to shared`"
+    tracing::info!(
+        "messages, dead letters and replays are the cluster's; the audit log and API tokens are \
+         this node's own (store.path); what that folder still owes its destinations from before \
+         is moved with `wyvern store migrate --to shared`"
     );
     Ok(Arc::new(store))
 }

@@ -1,17 +1,15 @@
 //! The store on a shared PostgreSQL, so several nodes can be active at once. The design is in
-//! ARCHITECTURE.md ("The store on PostgreSQL"); it is built a seam at a time behind the traits
-//! the runtime already uses, and only the binary links it (tokio-postgres stays out of the
-//! runtime and its tests).
+//! ARCHITECTURE.md ("The store on PostgreSQL"); it sits behind the seams the runtime already
+//! uses (`SharedStore`, `DeliveryLog`, `Operations`), and only the binary links it
+//! (tokio-postgres stays out of the runtime and its tests).
 //!
-//! Built so far: connecting (`connect`, with the password kept out of every message), the
-//! schema (`schema.rs`): migrations that run once however many nodes start together, and a
-//! refusal to start on a schema newer than this build; and the group commit of messages with
-//! their deliveries (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log
-//! read below the snapshot's `xmin` (`log.rs`); and the delivery workers' [`DeliveryLog`]
-//! (`delivery.rs`: passes and settles per leased partition, fenced by the lease's token).
-//! Not yet wired into `wyvern run`.
-//!
-//! [`DeliveryLog`]: wyvern_store::DeliveryLog
+//! Connecting (`connect`, the password kept out of every message); the schema (`schema.rs`:
+//! migrations once however many nodes start together, a newer schema refused); the group
+//! commit (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log read below
+//! the snapshot's `xmin` (`log.rs`); the delivery workers' `DeliveryLog` (`delivery.rs`); the
+//! engine's handle with its heartbeat (`shared.rs`); the operator's side (`operations.rs`),
+//! `wyvern cluster status` (`status.rs`), retention (`retention.rs`) and `wyvern store
+//! migrate` (`moving.rs`).
 
 pub mod commit;
 pub mod delivery;

@@ -1,12 +1,14 @@
-//! [`Operations`] on the shared store: the cluster's dead letters, listed, put back, given up,
-//! and replays, for the operator API of any node and the CLI. A retry or a replay writes a
+//! [`Operations`] on the shared store: the cluster's messages searched and read, its dead
+//! letters listed, put back, given up, and replays, for the operator API of any node and the
+//! CLI. A retry or a replay writes a
 //! `retry` exception row due now; whichever node holds the partition sends it at its next
 //! pass, in its key's order.
 
 use tokio_postgres::Row;
 use wyvern_core::ContentType;
 use wyvern_store::{
-    Operations, OutboxItem, OutboxState, Position, Replay, Selection, StoreError, StoreFuture,
+    InboxQuery, InboxRow, Operations, OutboxItem, OutboxState, Position, Replay, Selection,
+    StatusCount, StoreError, StoreFuture,
 };
 
 use crate::{PgStoreError, live_client};
@@ -74,6 +76,32 @@ fn item(r: &Row) -> Result<OutboxItem, PgStoreError> {
     })
 }
 
+/// The columns an [`InboxRow`] is read from (a message's summary; `raw` and `ack` follow when
+/// it is read whole).
+const MESSAGE: &str = "seq, id, received_at, source, peer, content_type, status, sending_app, \
+    sending_facility, message_type, control_id, nhs_number, error, raw_len";
+
+fn message(r: &Row, whole: bool) -> InboxRow {
+    InboxRow {
+        seq: r.get(0),
+        id: r.get(1),
+        received_at_ms: r.get(2),
+        source: r.get(3),
+        peer: r.get(4),
+        content_type: r.get(5),
+        status: r.get(6),
+        sending_application: r.get(7),
+        sending_facility: r.get(8),
+        message_type: r.get(9),
+        control_id: r.get(10),
+        nhs_number: r.get(11),
+        error: r.get(12),
+        raw_len: r.get(13),
+        raw: whole.then(|| r.get(14)),
+        ack: if whole { r.get(15) } else { None },
+    }
+}
+
 fn shared(e: PgStoreError) -> StoreError {
     StoreError::Shared(Box::new(e))
 }
@@ -91,6 +119,83 @@ impl PgOperations {
 }
 
 impl Operations for PgOperations {
+    fn messages(&self, q: InboxQuery) -> StoreFuture<'_, Vec<InboxRow>> {
+        Box::pin(self.with(async move |c| {
+            let limit = if q.limit == 0 { 50 } else { q.limit };
+            let status = q.status.map(|s| s.as_str());
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {MESSAGE} FROM messages \
+                         WHERE ($1::text IS NULL OR control_id = $1) \
+                           AND ($2::text IS NULL OR nhs_number = $2) \
+                           AND ($3::text IS NULL OR status = $3) \
+                           AND ($4::text IS NULL OR source = $4) \
+                           AND ($5::int8 IS NULL OR seq < $5) \
+                         ORDER BY seq DESC LIMIT $6"
+                    ),
+                    &[
+                        &q.control_id,
+                        &q.nhs_number,
+                        &status,
+                        &q.source,
+                        &q.before_seq,
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| message(r, false)).collect())
+        }))
+    }
+
+    fn message(&self, id_or_seq: String) -> StoreFuture<'_, Option<InboxRow>> {
+        Box::pin(self.with(async move |c| {
+            let sql = format!("SELECT {MESSAGE}, raw, ack FROM messages WHERE ");
+            let row = match id_or_seq.parse::<i64>() {
+                Ok(seq) => c.query_opt(&(sql + "seq = $1"), &[&seq]).await?,
+                Err(_) => {
+                    c.query_opt(&(sql + "id = $1"), &[&id_or_seq.to_ascii_uppercase()])
+                        .await?
+                }
+            };
+            Ok(row.map(|r| message(&r, true)))
+        }))
+    }
+
+    fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>> {
+        Box::pin(self.with(async move |c| {
+            let rows = c
+                .query(
+                    &format!("SELECT {ITEM} FROM {FROM} WHERE m.id = $1 ORDER BY d.xid, d.seq"),
+                    &[&message_id],
+                )
+                .await?;
+            rows.iter().map(item).collect()
+        }))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
+        Box::pin(self.with(async move |c| {
+            let rows = c
+                .query(
+                    "SELECT status, count(*) FROM messages GROUP BY status ORDER BY status",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| StatusCount {
+                    status: r.get(0),
+                    count: r.get(1),
+                })
+                .collect())
+        }))
+    }
+
+    fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)> {
+        Box::pin(self.with(async move |c| crate::lane_depth(c, &route, &destination).await))
+    }
+
     fn dead_letters(
         &self,
         route: Option<String>,

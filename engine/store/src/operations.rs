@@ -1,12 +1,15 @@
-//! What people do with deliveries, on whichever store holds them: list and look at dead
-//! letters, put them back, give them up, replay a time range. The operator API and the CLI
-//! call [`Operations`]; the embedded store ([`EmbeddedOperations`], over `outbox/ops.rs`) and
-//! the shared PostgreSQL store (`wyvern-store-pg`) implement it, so a node of a cluster shows
-//! and changes the cluster's dead letters, not only what its own folder holds.
+//! What people do with messages and deliveries, on whichever store holds them: search and
+//! read messages, see where each went, list and look at dead letters, put them back, give
+//! them up, replay a time range. The operator API and the CLI call [`Operations`]; the
+//! embedded store ([`EmbeddedOperations`], over `reader.rs` and `outbox/ops.rs`) and the
+//! shared PostgreSQL store (`wyvern-store-pg`) implement it, so a node of a cluster shows and
+//! changes the cluster's messages, not only what its own folder holds.
 
 use std::path::PathBuf;
 
-use crate::{Outbox, OutboxItem, StoreError, StoreFuture};
+use crate::{
+    InboxQuery, InboxReader, InboxRow, Outbox, OutboxItem, StatusCount, StoreError, StoreFuture,
+};
 
 /// Which dead letters a retry or purge acts on: one by number, or all of a route and
 /// destination (`None`: any).
@@ -28,6 +31,16 @@ pub struct Replay {
 
 /// The operator's side of a store.
 pub trait Operations: Send + Sync + std::fmt::Debug {
+    /// Messages matching a query, newest first (without their bytes).
+    fn messages(&self, query: InboxQuery) -> StoreFuture<'_, Vec<InboxRow>>;
+    /// One message with its bytes and ACK, by id or sequence number.
+    fn message(&self, id_or_seq: String) -> StoreFuture<'_, Option<InboxRow>>;
+    /// Every delivery of one message, oldest first.
+    fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>>;
+    /// How many messages have each status.
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>>;
+    /// Deliveries waiting for a destination, and when the oldest's message was received.
+    fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)>;
     /// Dead letters (dead and held), newest first; optionally of one route / destination.
     fn dead_letters(
         &self,
@@ -53,6 +66,18 @@ pub struct EmbeddedOperations {
 }
 
 impl EmbeddedOperations {
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(InboxReader) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(InboxReader::open(&dir)?))
+                .await
+                .map_err(|e| StoreError::Commit(format!("a store task failed: {e}")))?
+        })
+    }
+
     fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(Outbox) -> Result<T, StoreError> + Send + 'static,
@@ -67,6 +92,26 @@ impl EmbeddedOperations {
 }
 
 impl Operations for EmbeddedOperations {
+    fn messages(&self, query: InboxQuery) -> StoreFuture<'_, Vec<InboxRow>> {
+        self.read(move |r| r.list(&query))
+    }
+
+    fn message(&self, id_or_seq: String) -> StoreFuture<'_, Option<InboxRow>> {
+        self.read(move |r| r.get(&id_or_seq))
+    }
+
+    fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>> {
+        self.run(move |o| o.of_message(&message_id))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
+        self.read(|r| r.counts())
+    }
+
+    fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)> {
+        self.run(move |o| o.depth(&route, &destination))
+    }
+
     fn dead_letters(
         &self,
         route: Option<String>,

@@ -8,9 +8,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use wyvern_store::{
-    AuditAction, InboxQuery, InboxReader, InboxRow, InboxStatus, Outbox, TokenRole,
-};
+use wyvern_store::{AuditAction, InboxQuery, InboxRow, InboxStatus, TokenRole};
 
 use super::{ApiError, ApiState, Caller, auth, entry};
 
@@ -123,9 +121,7 @@ pub async fn search(
         }),
     ))
     .await?;
-    let rows = s
-        .blocking(move |dir| Ok(InboxReader::open(dir)?.list(&query)?))
-        .await?;
+    let rows = s.operations.messages(query).await?;
     Ok(Json(
         json!({ "messages": rows.iter().map(summary).collect::<Vec<_>>() }),
     ))
@@ -133,8 +129,8 @@ pub async fn search(
 
 /// The message `id` (or sequence number), or a 404.
 async fn find(s: &ApiState, id: String) -> Result<InboxRow, ApiError> {
-    let wanted = id.clone();
-    s.blocking(move |dir| Ok(InboxReader::open(dir)?.get(&wanted)?))
+    s.operations
+        .message(id.clone())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no message with id or sequence {id:?}")))
 }
@@ -164,9 +160,7 @@ pub async fn detail(
     ))
     .await?;
     let message_id = row.id.clone();
-    let deliveries = s
-        .blocking(move |dir| Ok(Outbox::open(dir)?.of_message(&message_id)?))
-        .await?;
+    let deliveries = s.operations.deliveries_of(message_id).await?;
     let mut body = summary(&row);
     body["deliveries"] = deliveries
         .iter()

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use wyvern_store::{Outbox, TokenRole};
+use wyvern_store::TokenRole;
 
 use super::{ApiError, ApiState, Caller, auth};
 use crate::RouteCounters;
@@ -90,21 +90,15 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::authorize(&s, &headers, peer.0, TokenRole::Viewer, "listing routes").await?;
-    let routes = s.routes.clone();
-    let depths = s
-        .blocking(move |dir| {
-            let outbox = Outbox::open(dir)?;
-            let mut out = Vec::new();
-            for r in routes.iter() {
-                let mut ds = Vec::new();
-                for d in &r.destinations {
-                    ds.push((d.clone(), outbox.depth(&r.name, d)?));
-                }
-                out.push(ds);
-            }
-            Ok(out)
-        })
-        .await?;
+    let mut depths = Vec::with_capacity(s.routes.len());
+    for r in s.routes.iter() {
+        let mut ds = Vec::new();
+        for d in &r.destinations {
+            let depth = s.operations.depth(r.name.clone(), d.clone()).await?;
+            ds.push((d.clone(), depth));
+        }
+        depths.push(ds);
+    }
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let body: Vec<Value> = s
         .routes
