@@ -564,4 +564,16 @@ fn messages_dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
         "the replay sent it again: {:?}",
         rx.ids()
     );
+
+    // One audit log for the cluster: both nodes' starts and every act above, in one chain.
+    let (ok, verified) = wyvern_on(a.config_dir(), &["audit", "verify"]);
+    assert!(ok && verified.contains("audit log sound"), "{verified}");
+    assert_eq!(
+        pg.sql(
+            "postgres",
+            "SELECT string_agg(action, ' ' ORDER BY seq) FROM audit"
+        ),
+        "engine engine search view view retry replay",
+        "the cluster's audit log"
+    );
 }

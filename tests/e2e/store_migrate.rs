@@ -99,17 +99,12 @@ fn what_an_embedded_store_owes_moves_to_the_shared_store_and_is_delivered_once_i
             && report.contains("1 dead letter stays"),
         "{report}"
     );
-    let audited: i64 = rusqlite::Connection::open(store.join(wyvern_store::DB_FILE))
-        .and_then(|db| {
-            db.query_row(
-                "SELECT count(*) FROM audit WHERE action = 'export' \
-                 AND detail LIKE '69 deliveries of 69 messages moved to the shared store%'",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .expect("read the audit log");
-    assert_eq!(audited, 1, "the move is in the audit log");
+    let audited = pg.sql(
+        "postgres",
+        "SELECT count(*) FROM audit WHERE action = 'export' \
+         AND detail LIKE '69 deliveries of 69 messages moved to the shared store%'",
+    );
+    assert_eq!(audited, "1", "the move is in the cluster's audit log");
     let again = migrate(node.config_dir(), "shared");
     let report = String::from_utf8_lossy(&again.stdout).to_string();
     assert!(again.status.success(), "{report}");

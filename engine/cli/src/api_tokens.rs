@@ -46,7 +46,7 @@ pub enum TokenCommand {
     },
 }
 
-pub fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
+pub async fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
     let ApiCommand::Token { command } = cmd;
     match command {
         TokenCommand::Create { store, name, role } => {
@@ -56,12 +56,13 @@ pub fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
             let role = TokenRole::parse(&role).context("role")?;
             let dir = store_dir(&store)?;
             crate::audit::record(
-                &dir,
+                &wyvern_store::EmbeddedAudit { dir: dir.clone() },
                 AuditAction::Token,
                 None,
                 None,
                 Some(format!("create {name} ({})", role.as_str())),
-            )?;
+            )
+            .await?;
             let secret = wyvern_runtime::api::new_token_secret();
             let tokens = Tokens::open(&dir)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
@@ -90,12 +91,13 @@ pub fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Revoke { store, name } => {
             let dir = store_dir(&store)?;
             crate::audit::record(
-                &dir,
+                &wyvern_store::EmbeddedAudit { dir: dir.clone() },
                 AuditAction::Token,
                 None,
                 None,
                 Some(format!("revoke {name}")),
-            )?;
+            )
+            .await?;
             if !Tokens::open(&dir)?.revoke(&name)? {
                 eprintln!("no token named {name:?}");
                 return Ok(ExitCode::FAILURE);

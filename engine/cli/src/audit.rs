@@ -3,16 +3,15 @@
 //! NHS number), when. If the record cannot be written, the command does not go on.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 use wyvern_core::{Clock, SystemClock};
-use wyvern_store::{AuditAction, AuditEntry, AuditLog, AuditRecord};
+use wyvern_store::{AuditAction, AuditEntry, AuditRecord, AuditTrail};
 
-use crate::inbox::{StoreArgs, store_dir};
+use crate::inbox::StoreArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -31,11 +30,11 @@ pub enum AuditCommand {
     },
 }
 
-pub fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+pub async fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
         AuditCommand::Verify { store } => {
-            let dir = store_dir(&store)?;
-            match wyvern_store::verify_audit(&dir)? {
+            let trail = trail(&store)?;
+            match wyvern_store::verify_trail(trail.as_ref()).await? {
                 Ok(head) => {
                     println!(
                         "audit log sound: {} records, the newest {} with hash {}",
@@ -52,16 +51,18 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AuditCommand::Export { store } => {
-            let dir = store_dir(&store)?;
+            let trail = trail(&store)?;
             let mut out = std::io::stdout().lock();
             let mut failed = None;
-            wyvern_store::read_audit(&dir, |r| {
+            wyvern_store::walk_audit(trail.as_ref(), |row| {
                 if failed.is_none()
-                    && let Err(e) = writeln!(out, "{}", audit_event(r))
+                    && let Err(e) = writeln!(out, "{}", audit_event(&row.record))
                 {
                     failed = Some(e);
                 }
-            })?;
+                Ok(())
+            })
+            .await?;
             if let Some(e) = failed {
                 return Err(e).context("writing the export");
             }
@@ -71,8 +72,8 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Records that the person at this terminal did `action` — before it is done.
-pub fn record(
-    dir: &Path,
+pub async fn record(
+    trail: &dyn AuditTrail,
     action: AuditAction,
     message_id: Option<&str>,
     nhs_number: Option<&str>,
@@ -87,15 +88,17 @@ pub fn record(
         from: Some("cli".into()),
         detail,
     };
-    AuditLog::open(dir)
-        .and_then(|mut log| log.append(&entry))
-        .with_context(|| {
-            format!(
-                "cannot write the audit record in {}; nothing was shown or changed",
-                dir.display()
-            )
-        })?;
+    trail
+        .append(entry)
+        .await
+        .context("cannot write the audit record; nothing was shown or changed")?;
     Ok(())
+}
+
+/// The audit log of the store `args` name: the cluster's when the config has `store.shared`,
+/// else the store folder's.
+pub fn trail(args: &StoreArgs) -> anyhow::Result<Box<dyn AuditTrail>> {
+    Ok(crate::inbox::operations(args)?.1)
 }
 
 /// `local:NAME(uid N)`: the account running the command.

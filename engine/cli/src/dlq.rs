@@ -56,7 +56,7 @@ pub struct Selection {
 
 impl Selection {
     /// The audit record of acting on this selection (written before it is acted on).
-    fn audit(&self, action: wyvern_store::AuditAction) -> anyhow::Result<()> {
+    async fn audit(&self, action: wyvern_store::AuditAction) -> anyhow::Result<()> {
         let what = match (self.seq, self.all) {
             (Some(seq), _) => format!("dead letter {seq}"),
             (None, _) => format!(
@@ -65,8 +65,8 @@ impl Selection {
                 self.destination.as_deref().unwrap_or("any")
             ),
         };
-        let (_, audit_dir) = operations(&self.store)?;
-        crate::audit::record(&audit_dir, action, None, None, Some(what))
+        let (_, trail) = operations(&self.store)?;
+        crate::audit::record(trail.as_ref(), action, None, None, Some(what)).await
     }
 }
 
@@ -159,13 +159,13 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { store, seq } => {
-            let (ops, audit_dir) = operations(&store)?;
+            let (ops, trail) = operations(&store)?;
             let Some(r) = ops.delivery(seq).await? else {
                 eprintln!("no outbox entry {seq}");
                 return Ok(ExitCode::FAILURE);
             };
             crate::audit::record(
-                &audit_dir,
+                trail.as_ref(),
                 wyvern_store::AuditAction::View,
                 Some(&r.message_id),
                 None,
@@ -173,7 +173,8 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                     "dead letter {seq} ({} → {})",
                     r.route, r.destination
                 )),
-            )?;
+            )
+            .await?;
             println!(
                 "seq:          {}\nstate:        {}\nroute:        {}\ndestination:  {}\nmessage:      {}",
                 r.seq,
@@ -198,7 +199,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Purge(sel) if sel.store.remote.remote.is_some() => sel.remote("purge"),
         DlqCommand::Retry(sel) => {
             let which = sel.which()?;
-            sel.audit(wyvern_store::AuditAction::Retry)?;
+            sel.audit(wyvern_store::AuditAction::Retry).await?;
             let n = operations(&sel.store)?.0.requeue(which, now_ms()).await?;
             println!(
                 "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
@@ -207,7 +208,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         }
         DlqCommand::Purge(sel) => {
             let which = sel.which()?;
-            sel.audit(wyvern_store::AuditAction::Purge)?;
+            sel.audit(wyvern_store::AuditAction::Purge).await?;
             let n = operations(&sel.store)?.0.purge(which).await?;
             println!("{n} dead letter(s) purged");
             Ok(ExitCode::SUCCESS)

@@ -69,19 +69,24 @@ pub fn store_dir(args: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
     })
 }
 
-/// The operator's side of the store these arguments name — the shared store when the config
-/// has `store.shared`, else the embedded one — and the folder whose audit log records what is
-/// done with it (the node's own).
+/// The operator's side of the store these arguments name, and its audit log: the shared
+/// store's when the config has `store.shared`, else the embedded store's.
 pub fn operations(
     args: &StoreArgs,
-) -> anyhow::Result<(Box<dyn wyvern_store::Operations>, std::path::PathBuf)> {
+) -> anyhow::Result<(
+    Box<dyn wyvern_store::Operations>,
+    Box<dyn wyvern_store::AuditTrail>,
+)> {
     if let (None, Some(c)) = (&args.store, &args.config) {
         let config = wyvern_config::load(c).map_err(crate::validate::diagnostics)?;
         if let Some(shared) = &config.engine.shared {
             let url = crate::run::shared_url(shared)?;
             return Ok((
-                Box::new(wyvern_store_pg::PgOperations::new(url)),
-                config.engine.store_dir,
+                Box::new(wyvern_store_pg::PgOperations::new(url.clone())),
+                Box::new(wyvern_store_pg::PgAudit::new(
+                    url,
+                    Some(shared.node.clone()),
+                )),
             ));
         }
     }
@@ -94,7 +99,7 @@ pub fn operations(
     }
     Ok((
         Box::new(wyvern_store::EmbeddedOperations { dir: dir.clone() }),
-        dir,
+        Box::new(wyvern_store::EmbeddedAudit { dir }),
     ))
 }
 
@@ -235,9 +240,9 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             .flatten()
             .collect::<Vec<_>>()
             .join(", ");
-            let (ops, audit_dir) = operations(&store)?;
+            let (ops, trail) = operations(&store)?;
             crate::audit::record(
-                &audit_dir,
+                trail.as_ref(),
                 wyvern_store::AuditAction::Search,
                 None,
                 nhs_number.as_deref(),
@@ -246,7 +251,8 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     detail
                 }),
-            )?;
+            )
+            .await?;
             let rows = ops
                 .messages(InboxQuery {
                     control_id,
@@ -279,18 +285,19 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
                 return show_remote(&remote, &id, raw);
             }
-            let (ops, audit_dir) = operations(&store)?;
+            let (ops, trail) = operations(&store)?;
             let Some(r) = ops.message(id.clone()).await? else {
                 eprintln!("no message with id or sequence {id}");
                 return Ok(ExitCode::FAILURE);
             };
             crate::audit::record(
-                &audit_dir,
+                trail.as_ref(),
                 wyvern_store::AuditAction::View,
                 Some(&r.id),
                 r.nhs_number.as_deref(),
                 None,
-            )?;
+            )
+            .await?;
             if raw {
                 print!("{}", printable(r.raw.as_deref().unwrap_or_default()));
                 return Ok(ExitCode::SUCCESS);

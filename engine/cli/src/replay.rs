@@ -65,9 +65,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (ops, audit_dir) = operations(&args.store)?;
+    let (ops, trail) = operations(&args.store)?;
     crate::audit::record(
-        &audit_dir,
+        trail.as_ref(),
         wyvern_store::AuditAction::Replay,
         None,
         None,
@@ -78,7 +78,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             wyvern_core::display_timestamp(since),
             wyvern_core::display_timestamp(until)
         )),
-    )?;
+    )
+    .await?;
     let replay = wyvern_store::Replay {
         route: args.route.clone(),
         destination: args.destination.clone(),

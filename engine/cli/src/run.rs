@@ -55,12 +55,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         None => None,
         Some(settings) => Some(open_shared(settings).await?),
     };
+    // On a shared store the engine's account goes in the cluster's audit log.
+    let trail: Arc<dyn wyvern_store::AuditTrail> = match &shared {
+        Some(s) => s.audit(),
+        None => Arc::new(wyvern_store::EmbeddedAudit {
+            dir: config.engine.store_dir.clone(),
+        }),
+    };
     let engine = Engine::build_on(&config, Arc::new(SystemClock), &plugins, shared)
         .await
         .context("cannot start the engine")?;
     // Which config ran, and who started it: the audit log's account of what the engine did.
     crate::audit::record(
-        &config.engine.store_dir,
+        trail.as_ref(),
         wyvern_store::AuditAction::Engine,
         None,
         None,
@@ -71,7 +78,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             config.routes.len(),
             config_digest(config_path)
         )),
-    )?;
+    )
+    .await?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), routes = config.routes.len(), store = %config.engine.store_dir.display(), "wyvern running; Ctrl-C to stop");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -80,15 +88,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: no new connections; answering messages in flight");
         signal.cancel();
     });
-    let store_dir = config.engine.store_dir.clone();
     engine.run(shutdown).await;
     crate::audit::record(
-        &store_dir,
+        trail.as_ref(),
         wyvern_store::AuditAction::Engine,
         None,
         None,
         Some("stopped".into()),
-    )?;
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -153,7 +161,7 @@ async fn open_shared(
         .context("cannot open the shared store (store.shared)")?;
     tracing::info!(node = %settings.node, lease = ?settings.lease, "messages go to the shared PostgreSQL store");
     tracing::info!(
-        "messages, dead letters and replays are the cluster's; the audit log and API tokens are \
+        "messages, dead letters, replays and the audit log are the cluster's; API tokens are \
          this node's own (store.path); what that folder still owes its destinations from before \
          is moved with `wyvern store migrate --to shared`"
     );

@@ -64,7 +64,8 @@ pub async fn migrate(config_dir: &Path, to: Target) -> anyhow::Result<ExitCode> 
     // Moving messages out of a store is an export of patient data: it goes in the audit log.
     if let Some(moved) = outcome? {
         println!("{moved}");
-        crate::audit::record(&dir, AuditAction::Export, None, None, Some(moved))?;
+        let trail = wyvern_store_pg::PgAudit::new(url, Some(shared.node.clone()));
+        crate::audit::record(&trail, AuditAction::Export, None, None, Some(moved)).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

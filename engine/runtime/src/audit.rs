@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wyvern_connectors::peers::{Refusal, RefusedPeer};
 use wyvern_core::Clock;
-use wyvern_store::{AuditAction, AuditEntry, AuditLog};
+use wyvern_store::{AuditAction, AuditEntry};
 
 /// How often the tallies are written.
 const EVERY: Duration = Duration::from_secs(60);
@@ -27,7 +26,8 @@ pub const QUEUE: usize = 1_024;
 /// Tallies refused peers and writes them to the store's audit log.
 #[derive(Debug)]
 pub struct RefusalAudit {
-    pub store_dir: PathBuf,
+    /// Where refusals are recorded (the cluster's audit log on a node of one).
+    pub audit: Arc<dyn wyvern_store::AuditTrail>,
     pub clock: Arc<dyn Clock>,
     pub reports: mpsc::Receiver<RefusedPeer>,
 }
@@ -99,21 +99,11 @@ impl RefusalAudit {
                 "{n} more connection(s) to route {route} refused, from addresses beyond the first {MAX_PEERS} this minute"
             )),
         }));
-        let dir = self.store_dir.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let mut log = AuditLog::open(&dir)?;
-            for e in &entries {
-                log.append(e)?;
+        for e in entries {
+            if let Err(e) = self.audit.append(e).await {
+                tracing::error!(error = %e, "cannot write refused connections to the audit log");
+                return;
             }
-            Ok::<_, wyvern_store::StoreError>(entries.len())
-        })
-        .await;
-        match written {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot write refused connections to the audit log")
-            }
-            Err(e) => tracing::error!(error = %e, "the audit writer failed"),
         }
     }
 }

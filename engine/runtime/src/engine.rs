@@ -189,8 +189,14 @@ impl Engine {
                 .report
                 .set((route.as_str().into(), reports.clone()));
         }
+        let audit: Arc<dyn wyvern_store::AuditTrail> = match &shared {
+            Some(s) => s.audit(),
+            None => Arc::new(wyvern_store::EmbeddedAudit {
+                dir: store.dir().to_path_buf(),
+            }),
+        };
         let refusal_audit = RefusalAudit {
-            store_dir: store.dir().to_path_buf(),
+            audit: audit.clone(),
             clock: clock.clone(),
             reports: report_rx,
         };
@@ -240,6 +246,7 @@ impl Engine {
                 let api = crate::api::ApiState {
                     store_dir: config.engine.store_dir.clone(),
                     operations,
+                    audit: audit.clone(),
                     clock: clock.clone(),
                     routes: Arc::new(
                         config

@@ -8,9 +8,11 @@
 //! commit (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log read below
 //! the snapshot's `xmin` (`log.rs`); the delivery workers' `DeliveryLog` (`delivery.rs`); the
 //! engine's handle with its heartbeat (`shared.rs`); the operator's side (`operations.rs`),
+//! the cluster's audit log (`audit.rs`),
 //! `wyvern cluster status` (`status.rs`), retention (`retention.rs`) and `wyvern store
 //! migrate` (`moving.rs`).
 
+mod audit;
 pub mod commit;
 pub mod delivery;
 mod error;
@@ -24,6 +26,7 @@ pub mod schema;
 mod shared;
 pub mod status;
 
+pub use audit::PgAudit;
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
 pub use delivery::PgDeliveryLog;
 pub use error::PgStoreError;

@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 5] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -136,6 +136,26 @@ CREATE INDEX exceptions_dead ON delivery_exceptions (lane, seq) WHERE state IN (
 const V5: &str = "
 ALTER TABLE messages ADD COLUMN resend_key BYTEA;
 CREATE UNIQUE INDEX messages_resend ON messages (resend_key) WHERE resend_key IS NOT NULL;
+";
+
+/// v6: the cluster's audit log (the embedded store's `audit`, `audit.rs` there): one chain
+/// for every node, appended under a transaction-scoped advisory lock so the chain's order is
+/// the sequence's; `node` says which node the actor came through.
+const V6: &str = "
+CREATE TABLE audit (
+    seq         BIGSERIAL PRIMARY KEY,
+    at          BIGINT    NOT NULL,
+    actor       TEXT      NOT NULL,
+    action      TEXT      NOT NULL,
+    message_id  TEXT,
+    nhs_number  TEXT,
+    source      TEXT,
+    detail      TEXT,
+    prev_hash   BYTEA     NOT NULL,
+    hash        BYTEA     NOT NULL,
+    node        TEXT
+);
+CREATE INDEX audit_nhs_number ON audit (nhs_number) WHERE nhs_number IS NOT NULL;
 ";
 
 /// What [`migrate`] found and left.

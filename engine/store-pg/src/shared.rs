@@ -124,6 +124,13 @@ impl SharedStore for PgShared {
         })
     }
 
+    fn audit(&self) -> std::sync::Arc<dyn wyvern_store::AuditTrail> {
+        std::sync::Arc::new(crate::PgAudit::new(
+            self.url.clone(),
+            Some(self.node.clone()),
+        ))
+    }
+
     fn operations(&self) -> std::sync::Arc<dyn Operations> {
         std::sync::Arc::new(crate::PgOperations::new(self.url.clone()))
     }

@@ -127,9 +127,12 @@ pub struct AuditHead {
     pub hash: [u8; 32],
 }
 
-const GENESIS: [u8; 32] = [0; 32];
+/// What the first record follows.
+pub const GENESIS: [u8; 32] = [0; 32];
 
-fn chain(prev: &[u8; 32], e: &AuditEntry) -> [u8; 32] {
+/// A record's hash: SHA-256 over the hash it follows and its fields (the chain's one rule,
+/// whichever store keeps it).
+pub fn chain(prev: &[u8; 32], e: &AuditEntry) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(e.at_ms.to_le_bytes());
@@ -210,15 +213,24 @@ impl AuditLog {
 
 /// Every record, oldest first, with `f` called on each (for export).
 pub fn read_audit(dir: &Path, mut f: impl FnMut(&AuditRecord)) -> Result<(), StoreError> {
-    walk(dir, |(record, _, _)| {
-        f(&record);
-        None::<()>
-    })?;
-    Ok(())
+    let mut after = 0;
+    loop {
+        let page = page(dir, after, PAGE)?;
+        for row in &page {
+            f(&row.record);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.record.seq,
+            _ => return Ok(()),
+        }
+    }
 }
 
-/// Calls `f` on every record, oldest first, until it returns something.
-fn walk<T>(dir: &Path, mut f: impl FnMut(Row) -> Option<T>) -> Result<Option<T>, StoreError> {
+/// Records read at a time (memory stays bounded however long the log).
+const PAGE: usize = 1000;
+
+/// Up to `limit` records after `after_seq`, oldest first.
+pub(crate) fn page(dir: &Path, after_seq: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
     let conn = crate::schema::connect(
         dir,
         OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -227,76 +239,144 @@ fn walk<T>(dir: &Path, mut f: impl FnMut(Row) -> Option<T>) -> Result<Option<T>,
     let mut stmt = conn
         .prepare(
             "SELECT seq, at, actor, action, message_id, nhs_number, source, detail, hash, prev_hash \
-             FROM audit ORDER BY seq",
+             FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .map_err(StoreError::Query)?;
-    let mut rows = stmt.query([]).map_err(StoreError::Query)?;
-    while let Some(r) = rows.next().map_err(StoreError::Query)? {
-        if let Some(done) = f(row(r).map_err(StoreError::Query)?) {
-            return Ok(Some(done));
+    stmt.query_map(params![after_seq, limit as i64], |r| {
+        Ok(AuditRow::new(
+            r.get(0)?,
+            AuditEntryText {
+                at_ms: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                message_id: r.get(4)?,
+                nhs_number: r.get(5)?,
+                from: r.get(6)?,
+                detail: r.get(7)?,
+            },
+            r.get(8)?,
+            r.get(9)?,
+        ))
+    })
+    .and_then(Iterator::collect)
+    .map_err(StoreError::Query)
+}
+
+/// A record's fields as stored (its action still text).
+#[derive(Debug, Clone)]
+pub struct AuditEntryText {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub message_id: Option<String>,
+    pub nhs_number: Option<String>,
+    pub from: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A record as stored, with the hash it names as its predecessor and what makes it
+/// unreadable, if anything (an unknown action, a hash of the wrong length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub record: AuditRecord,
+    pub prev_hash: Vec<u8>,
+    pub problem: Option<String>,
+}
+
+impl AuditRow {
+    pub fn new(seq: i64, e: AuditEntryText, hash: Vec<u8>, prev_hash: Vec<u8>) -> AuditRow {
+        let mut problem = None;
+        let action = AuditAction::parse(&e.action).unwrap_or_else(|| {
+            problem = Some(format!("unknown action {:?}", e.action));
+            AuditAction::View
+        });
+        let hash: [u8; 32] = hash.try_into().unwrap_or_else(|_| {
+            problem = Some("its hash is not 32 bytes".into());
+            [0; 32]
+        });
+        let entry = AuditEntry {
+            at_ms: e.at_ms,
+            actor: e.actor,
+            action,
+            message_id: e.message_id,
+            nhs_number: e.nhs_number,
+            from: e.from,
+            detail: e.detail,
+        };
+        AuditRow {
+            record: AuditRecord { seq, entry, hash },
+            prev_hash,
+            problem,
         }
     }
-    Ok(None)
 }
 
-type Row = (AuditRecord, Vec<u8>, Result<(), String>);
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let seq: i64 = r.get(0)?;
-    let action: String = r.get(3)?;
-    let hash: Vec<u8> = r.get(8)?;
-    let prev: Vec<u8> = r.get(9)?;
-    let mut problem = Ok(());
-    let parsed = AuditAction::parse(&action).unwrap_or_else(|| {
-        problem = Err(format!("unknown action {action:?}"));
-        AuditAction::View
-    });
-    let entry = AuditEntry {
-        at_ms: r.get(1)?,
-        actor: r.get(2)?,
-        action: parsed,
-        message_id: r.get(4)?,
-        nhs_number: r.get(5)?,
-        from: r.get(6)?,
-        detail: r.get(7)?,
-    };
-    let hash: [u8; 32] = hash.try_into().unwrap_or_else(|_| {
-        problem = Err("its hash is not 32 bytes".into());
-        [0; 32]
-    });
-    Ok((AuditRecord { seq, entry, hash }, prev, problem))
+/// Walks a chain a record at a time, oldest first: the first break, or the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainCheck {
+    head: AuditHead,
 }
 
-/// Walks the chain from the first record: the first break, or the head.
-pub fn verify(dir: &Path) -> Result<Result<AuditHead, AuditBreak>, StoreError> {
-    let mut head = AuditHead {
-        records: 0,
-        last_seq: 0,
-        hash: GENESIS,
-    };
-    let broken = walk(dir, |(record, prev, problem)| {
-        if let Err(reason) = problem {
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck {
+            head: AuditHead {
+                records: 0,
+                last_seq: 0,
+                hash: GENESIS,
+            },
+        }
+    }
+}
+
+impl ChainCheck {
+    /// Takes the next record: where the chain breaks, if it does here.
+    pub fn next(&mut self, row: &AuditRow) -> Option<AuditBreak> {
+        let record = &row.record;
+        if let Some(reason) = &row.problem {
             return Some(AuditBreak::Unreadable {
                 seq: record.seq,
-                reason,
+                reason: reason.clone(),
             });
         }
         // Each record names the hash it follows: it must be the one before it.
-        if prev != head.hash {
+        if row.prev_hash != self.head.hash {
             return Some(AuditBreak::Unlinked {
                 seq: record.seq,
-                before: head.last_seq,
+                before: self.head.last_seq,
             });
         }
-        if chain(&head.hash, &record.entry) != record.hash {
+        if chain(&self.head.hash, &record.entry) != record.hash {
             return Some(AuditBreak::Edited { seq: record.seq });
         }
-        head = AuditHead {
-            records: head.records + 1,
+        self.head = AuditHead {
+            records: self.head.records + 1,
             last_seq: record.seq,
             hash: record.hash,
         };
         None
-    })?;
-    Ok(broken.map_or(Ok(head), Err))
+    }
+
+    /// The chain so far.
+    pub fn head(&self) -> &AuditHead {
+        &self.head
+    }
+}
+
+/// Walks the chain from the first record: the first break, or the head.
+pub fn verify(dir: &Path) -> Result<Result<AuditHead, AuditBreak>, StoreError> {
+    let mut check = ChainCheck::default();
+    let mut after = 0;
+    loop {
+        let rows = page(dir, after, PAGE)?;
+        for row in &rows {
+            if let Some(broken) = check.next(row) {
+                return Ok(Err(broken));
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == PAGE => after = last.record.seq,
+            _ => return Ok(Ok(check.head().clone())),
+        }
+    }
 }

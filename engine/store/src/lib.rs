@@ -11,6 +11,7 @@
 //! Why a journal in front of SQLite, with the numbers: see ARCHITECTURE.md ("The store").
 
 mod audit;
+mod audit_trail;
 mod checkpoint;
 mod codec;
 mod error;
@@ -32,9 +33,11 @@ mod tokens;
 mod writer;
 
 pub use audit::{
-    AuditAction, AuditBreak, AuditEntry, AuditHead, AuditLog, AuditRecord, read_audit,
+    AuditAction, AuditBreak, AuditEntry, AuditEntryText, AuditHead, AuditLog, AuditRecord,
+    AuditRow, ChainCheck, GENESIS as AUDIT_GENESIS, chain as audit_hash, read_audit,
     verify as verify_audit,
 };
+pub use audit_trail::{AuditTrail, EmbeddedAudit, verify_trail, walk as walk_audit};
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use moving::{EmbeddedMove, HeldKey, Imported, MoveBatch, MovingDelivery, MovingMessage};

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{DeliveryLog, InboxRecord, Operations, PendingCommit, Pruned, StoreError};
+use crate::{AuditTrail, DeliveryLog, InboxRecord, Operations, PendingCommit, Pruned, StoreError};
 
 /// A boxed future of a store call.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -35,4 +35,6 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
     /// The operator's side of the shared store (dead letters, replay), for the API.
     fn operations(&self) -> std::sync::Arc<dyn Operations>;
+    /// The cluster's audit log (one chain for every node).
+    fn audit(&self) -> std::sync::Arc<dyn AuditTrail>;
 }

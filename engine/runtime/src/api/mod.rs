@@ -29,7 +29,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use wyvern_core::Clock;
-use wyvern_store::{AuditEntry, AuditLog};
+use wyvern_store::AuditEntry;
 
 pub use auth::Principal;
 pub use error::ApiError;
@@ -44,8 +44,11 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiState {
     /// This node's own store: its audit log and API tokens.
     pub store_dir: PathBuf,
-    /// Dead letters and replays: the shared store's on a node of one, else the embedded.
+    /// Messages, dead letters and replays: the shared store's on a node of one, else the
+    /// embedded.
     pub operations: Arc<dyn wyvern_store::Operations>,
+    /// The audit log: the cluster's on a node of one, else the store folder's.
+    pub audit: Arc<dyn wyvern_store::AuditTrail>,
     pub clock: Arc<dyn Clock>,
     pub routes: Arc<Vec<RouteView>>,
 }
@@ -53,18 +56,15 @@ pub struct ApiState {
 impl ApiState {
     /// Writes `entry` to the audit log; the call fails if it cannot be written.
     pub async fn record(&self, entry: AuditEntry) -> Result<(), ApiError> {
-        let dir = self.store_dir.clone();
-        tokio::task::spawn_blocking(move || AuditLog::open(&dir)?.append(&entry).map(|_| ()))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))??;
+        self.audit.append(entry).await?;
         Ok(())
     }
 
     /// Writes `entry` without waiting (refusals: the caller gets its 401/403 regardless).
     pub fn audit(&self, entry: AuditEntry) {
-        let dir = self.store_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = AuditLog::open(&dir).and_then(|mut l| l.append(&entry)) {
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            if let Err(e) = audit.append(entry).await {
                 tracing::error!(error = %e, "cannot write an API refusal to the audit log");
             }
         });
