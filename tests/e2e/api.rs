@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::harness::{EngineProcess, Wire, adt, wait_until, wyvern_on_store};
 
 /// One HTTP/1.1 call: status, the response head, and the body.
-fn call(
+pub(crate) fn call(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -576,4 +576,29 @@ fn messages_dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
         "engine engine search view view retry replay",
         "the cluster's audit log"
     );
+
+    // A token made with one node's config is the cluster's: node-b's API takes it.
+    let (ok, made) = wyvern_on(
+        a.config_dir(),
+        &[
+            "api", "token", "create", "--name", "ops", "--role", "viewer",
+        ],
+    );
+    assert!(ok, "{made}");
+    let secret = made
+        .lines()
+        .find(|l| l.starts_with("wyv_"))
+        .unwrap_or_else(|| panic!("a secret: {made}"))
+        .trim()
+        .to_string();
+    let (code, _, body) = crate::api::call(b.http, "GET", "/api/v1/routes", Some(&secret), None);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = crate::api::call(
+        b.http,
+        "GET",
+        "/api/v1/messages?control_id=OK-1",
+        Some(&secret),
+        None,
+    );
+    assert!(code == 200 && body.contains("OK-1"), "{code} {body}");
 }

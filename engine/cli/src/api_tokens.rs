@@ -1,5 +1,6 @@
 //! `wyvern api token create|list|revoke`: the operator API's tokens, made on the machine that
-//! holds the store (the first admin token has to come from somewhere). The secret is printed
+//! holds the store (the first admin token has to come from somewhere); with a node's config
+//! on a shared store, the cluster's (one token for every node). The secret is printed
 //! once; the store keeps only its SHA-256. Each change is audited as the local account.
 
 use std::process::ExitCode;
@@ -7,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use wyvern_core::{Clock, SystemClock};
-use wyvern_store::{AuditAction, TokenRole, Tokens};
+use wyvern_store::{AuditAction, TokenRole};
 
-use crate::inbox::{StoreArgs, store_dir};
+use crate::inbox::{StoreArgs, open_store};
 
 #[derive(Debug, Subcommand)]
 pub enum ApiCommand {
@@ -54,9 +55,9 @@ pub async fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
                 bail!("name {name:?}: expected 1–64 letters, digits, -, _, . or @");
             }
             let role = TokenRole::parse(&role).context("role")?;
-            let dir = store_dir(&store)?;
+            let store = open_store(&store)?;
             crate::audit::record(
-                &wyvern_store::EmbeddedAudit { dir: dir.clone() },
+                store.audit.as_ref(),
                 AuditAction::Token,
                 None,
                 None,
@@ -64,9 +65,11 @@ pub async fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
             )
             .await?;
             let secret = wyvern_runtime::api::new_token_secret();
-            let tokens = Tokens::open(&dir)
-                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
-            if !tokens.add(&name, role, &secret, SystemClock.now_millis())? {
+            let added = store
+                .tokens
+                .add(name.clone(), role, secret.clone(), SystemClock.now_millis())
+                .await?;
+            if !added {
                 bail!("a token named {name:?} exists: revoke it first");
             }
             eprintln!(
@@ -77,8 +80,7 @@ pub async fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::List { store } => {
-            let dir = store_dir(&store)?;
-            for t in Tokens::open(&dir)?.list()? {
+            for t in open_store(&store)?.tokens.list().await? {
                 println!(
                     "{:<24} {:<9} {}",
                     t.name,
@@ -89,16 +91,16 @@ pub async fn api(cmd: ApiCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { store, name } => {
-            let dir = store_dir(&store)?;
+            let store = open_store(&store)?;
             crate::audit::record(
-                &wyvern_store::EmbeddedAudit { dir: dir.clone() },
+                store.audit.as_ref(),
                 AuditAction::Token,
                 None,
                 None,
                 Some(format!("revoke {name}")),
             )
             .await?;
-            if !Tokens::open(&dir)?.revoke(&name)? {
+            if !store.tokens.revoke(name.clone()).await? {
                 eprintln!("no token named {name:?}");
                 return Ok(ExitCode::FAILURE);
             }

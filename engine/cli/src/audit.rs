@@ -98,7 +98,7 @@ pub async fn record(
 /// The audit log of the store `args` name: the cluster's when the config has `store.shared`,
 /// else the store folder's.
 pub fn trail(args: &StoreArgs) -> anyhow::Result<Box<dyn AuditTrail>> {
-    Ok(crate::inbox::operations(args)?.1)
+    Ok(crate::inbox::open_store(args)?.audit)
 }
 
 /// `local:NAME(uid N)`: the account running the command.

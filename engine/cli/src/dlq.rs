@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::inbox::{StoreArgs, operations};
+use crate::inbox::{OperatorStore, StoreArgs, open_store};
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
@@ -65,7 +65,7 @@ impl Selection {
                 self.destination.as_deref().unwrap_or("any")
             ),
         };
-        let (_, trail) = operations(&self.store)?;
+        let trail = open_store(&self.store)?.audit;
         crate::audit::record(trail.as_ref(), action, None, None, Some(what)).await
     }
 }
@@ -133,8 +133,8 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let rows = operations(&store)?
-                .0
+            let rows = open_store(&store)?
+                .ops
                 .dead_letters(route, destination, limit)
                 .await?;
             println!(
@@ -159,7 +159,9 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { store, seq } => {
-            let (ops, trail) = operations(&store)?;
+            let OperatorStore {
+                ops, audit: trail, ..
+            } = open_store(&store)?;
             let Some(r) = ops.delivery(seq).await? else {
                 eprintln!("no outbox entry {seq}");
                 return Ok(ExitCode::FAILURE);
@@ -200,7 +202,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Retry(sel) => {
             let which = sel.which()?;
             sel.audit(wyvern_store::AuditAction::Retry).await?;
-            let n = operations(&sel.store)?.0.requeue(which, now_ms()).await?;
+            let n = open_store(&sel.store)?.ops.requeue(which, now_ms()).await?;
             println!(
                 "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
             );
@@ -209,7 +211,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Purge(sel) => {
             let which = sel.which()?;
             sel.audit(wyvern_store::AuditAction::Purge).await?;
-            let n = operations(&sel.store)?.0.purge(which).await?;
+            let n = open_store(&sel.store)?.ops.purge(which).await?;
             println!("{n} dead letter(s) purged");
             Ok(ExitCode::SUCCESS)
         }

@@ -69,25 +69,27 @@ pub fn store_dir(args: &StoreArgs) -> anyhow::Result<std::path::PathBuf> {
     })
 }
 
-/// The operator's side of the store these arguments name, and its audit log: the shared
-/// store's when the config has `store.shared`, else the embedded store's.
-pub fn operations(
-    args: &StoreArgs,
-) -> anyhow::Result<(
-    Box<dyn wyvern_store::Operations>,
-    Box<dyn wyvern_store::AuditTrail>,
-)> {
+/// The store these arguments name, as an operator sees it: the shared store's side when the
+/// config has `store.shared`, else the embedded store's.
+pub struct OperatorStore {
+    pub ops: Box<dyn wyvern_store::Operations>,
+    pub audit: Box<dyn wyvern_store::AuditTrail>,
+    pub tokens: Box<dyn wyvern_store::TokenStore>,
+}
+
+pub fn open_store(args: &StoreArgs) -> anyhow::Result<OperatorStore> {
     if let (None, Some(c)) = (&args.store, &args.config) {
         let config = wyvern_config::load(c).map_err(crate::validate::diagnostics)?;
         if let Some(shared) = &config.engine.shared {
             let url = crate::run::shared_url(shared)?;
-            return Ok((
-                Box::new(wyvern_store_pg::PgOperations::new(url.clone())),
-                Box::new(wyvern_store_pg::PgAudit::new(
-                    url,
+            return Ok(OperatorStore {
+                ops: Box::new(wyvern_store_pg::PgOperations::new(url.clone())),
+                audit: Box::new(wyvern_store_pg::PgAudit::new(
+                    url.clone(),
                     Some(shared.node.clone()),
                 )),
-            ));
+                tokens: Box::new(wyvern_store_pg::PgTokens::new(url)),
+            });
         }
     }
     let dir = store_dir(args)?;
@@ -97,10 +99,11 @@ pub fn operations(
             dir.display()
         );
     }
-    Ok((
-        Box::new(wyvern_store::EmbeddedOperations { dir: dir.clone() }),
-        Box::new(wyvern_store::EmbeddedAudit { dir }),
-    ))
+    Ok(OperatorStore {
+        ops: Box::new(wyvern_store::EmbeddedOperations { dir: dir.clone() }),
+        audit: Box::new(wyvern_store::EmbeddedAudit { dir: dir.clone() }),
+        tokens: Box::new(wyvern_store::EmbeddedTokens { dir }),
+    })
 }
 
 /// Segments on their own lines; other control bytes shown as `\xNN` so a binary payload
@@ -240,7 +243,9 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             .flatten()
             .collect::<Vec<_>>()
             .join(", ");
-            let (ops, trail) = operations(&store)?;
+            let OperatorStore {
+                ops, audit: trail, ..
+            } = open_store(&store)?;
             crate::audit::record(
                 trail.as_ref(),
                 wyvern_store::AuditAction::Search,
@@ -285,7 +290,9 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             if let Some(remote) = crate::remote::Remote::from_args(&store.remote)? {
                 return show_remote(&remote, &id, raw);
             }
-            let (ops, trail) = operations(&store)?;
+            let OperatorStore {
+                ops, audit: trail, ..
+            } = open_store(&store)?;
             let Some(r) = ops.message(id.clone()).await? else {
                 eprintln!("no message with id or sequence {id}");
                 return Ok(ExitCode::FAILURE);
@@ -343,7 +350,7 @@ pub async fn inbox(cmd: InboxCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InboxCommand::Stats { store } => {
-            for c in operations(&store)?.0.counts().await? {
+            for c in open_store(&store)?.ops.counts().await? {
                 println!("{:<10} {}", c.status, c.count);
             }
             Ok(ExitCode::SUCCESS)

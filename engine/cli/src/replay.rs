@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use wyvern_core::{Clock, SystemClock};
 
-use crate::inbox::{StoreArgs, operations};
+use crate::inbox::{OperatorStore, StoreArgs, open_store};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -65,7 +65,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let (ops, trail) = operations(&args.store)?;
+    let OperatorStore {
+        ops, audit: trail, ..
+    } = open_store(&args.store)?;
     crate::audit::record(
         trail.as_ref(),
         wyvern_store::AuditAction::Replay,

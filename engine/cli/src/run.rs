@@ -161,9 +161,9 @@ async fn open_shared(
         .context("cannot open the shared store (store.shared)")?;
     tracing::info!(node = %settings.node, lease = ?settings.lease, "messages go to the shared PostgreSQL store");
     tracing::info!(
-        "messages, dead letters, replays and the audit log are the cluster's; API tokens are \
-         this node's own (store.path); what that folder still owes its destinations from before \
-         is moved with `wyvern store migrate --to shared`"
+        "messages, dead letters, replays, the audit log and API tokens are the cluster's; what \
+         this node's own folder (store.path) still owes its destinations from before is moved \
+         with `wyvern store migrate --to shared`"
     );
     Ok(Arc::new(store))
 }

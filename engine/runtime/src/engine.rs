@@ -244,9 +244,14 @@ impl Engine {
                     }),
                 };
                 let api = crate::api::ApiState {
-                    store_dir: config.engine.store_dir.clone(),
                     operations,
                     audit: audit.clone(),
+                    tokens: match &shared {
+                        Some(s) => s.tokens(),
+                        None => Arc::new(wyvern_store::EmbeddedTokens {
+                            dir: config.engine.store_dir.clone(),
+                        }),
+                    },
                     clock: clock.clone(),
                     routes: Arc::new(
                         config

@@ -8,7 +8,7 @@
 //! commit (`commit.rs`); leases with fencing tokens (`lease.rs`); a partition's log read below
 //! the snapshot's `xmin` (`log.rs`); the delivery workers' `DeliveryLog` (`delivery.rs`); the
 //! engine's handle with its heartbeat (`shared.rs`); the operator's side (`operations.rs`),
-//! the cluster's audit log (`audit.rs`),
+//! the cluster's audit log (`audit.rs`) and API tokens (`tokens.rs`),
 //! `wyvern cluster status` (`status.rs`), retention (`retention.rs`) and `wyvern store
 //! migrate` (`moving.rs`).
 
@@ -25,6 +25,7 @@ mod retention;
 pub mod schema;
 mod shared;
 pub mod status;
+mod tokens;
 
 pub use audit::PgAudit;
 pub use commit::{CommitOptions, PARTITIONS, PgCommitter};
@@ -37,6 +38,7 @@ pub use retention::prune;
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 pub use shared::{HEARTBEAT, PgShared};
 pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status, lane_depth};
+pub use tokens::PgTokens;
 
 pub use tokio_postgres::Client;
 use tokio_postgres::NoTls;

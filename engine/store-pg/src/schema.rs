@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 6] = [V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -156,6 +156,17 @@ CREATE TABLE audit (
     node        TEXT
 );
 CREATE INDEX audit_nhs_number ON audit (nhs_number) WHERE nhs_number IS NOT NULL;
+";
+
+/// v7: the operator API's tokens, shared by every node (the embedded store's `api_tokens`):
+/// by the SHA-256 of their secret, which is never kept.
+const V7: &str = "
+CREATE TABLE api_tokens (
+    name        TEXT   PRIMARY KEY,
+    role        TEXT   NOT NULL,
+    hash        BYTEA  NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL
+);
 ";
 
 /// What [`migrate`] found and left.

@@ -124,6 +124,10 @@ impl SharedStore for PgShared {
         })
     }
 
+    fn tokens(&self) -> std::sync::Arc<dyn wyvern_store::TokenStore> {
+        std::sync::Arc::new(crate::PgTokens::new(self.url.clone()))
+    }
+
     fn audit(&self) -> std::sync::Arc<dyn wyvern_store::AuditTrail> {
         std::sync::Arc::new(crate::PgAudit::new(
             self.url.clone(),

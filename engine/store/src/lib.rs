@@ -53,7 +53,7 @@ pub use recovery::{
 pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
 pub use shared::{SharedStore, StoreFuture};
-pub use tokens::{TokenInfo, TokenRole, Tokens};
+pub use tokens::{EmbeddedTokens, TokenInfo, TokenRole, TokenStore, Tokens, token_hash};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions, Stored};
 
 /// The database file inside a store folder.

@@ -37,4 +37,6 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
     fn operations(&self) -> std::sync::Arc<dyn Operations>;
     /// The cluster's audit log (one chain for every node).
     fn audit(&self) -> std::sync::Arc<dyn AuditTrail>;
+    /// The operator API's tokens, the same on every node.
+    fn tokens(&self) -> std::sync::Arc<dyn crate::TokenStore>;
 }

@@ -55,7 +55,8 @@ pub struct Tokens {
     conn: Connection,
 }
 
-fn hash(secret: &str) -> Vec<u8> {
+/// What is kept of a token's secret: its SHA-256 (the same in every store).
+pub fn token_hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
@@ -81,7 +82,7 @@ impl Tokens {
             .conn
             .execute(
                 "INSERT OR IGNORE INTO api_tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, role.as_str(), hash(secret), now_ms],
+                params![name, role.as_str(), token_hash(secret), now_ms],
             )
             .map_err(StoreError::Write)?;
         Ok(n == 1)
@@ -92,7 +93,7 @@ impl Tokens {
         self.conn
             .query_row(
                 "SELECT name, role, created_at FROM api_tokens WHERE hash = ?1",
-                params![hash(secret)],
+                params![token_hash(secret)],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
             )
             .optional()
@@ -139,6 +140,70 @@ impl Tokens {
             .execute("DELETE FROM api_tokens WHERE name = ?1", params![name])
             .map_err(StoreError::Write)?;
         Ok(n == 1)
+    }
+}
+
+/// Where the operator API's tokens live: the store folder's ([`EmbeddedTokens`]), or the
+/// cluster's on the shared store (`wyvern-store-pg`), so one token works on every node.
+pub trait TokenStore: Send + Sync + std::fmt::Debug {
+    /// Adds a token; `false` if the name is taken.
+    fn add(
+        &self,
+        name: String,
+        role: TokenRole,
+        secret: String,
+        now_ms: i64,
+    ) -> crate::StoreFuture<'_, bool>;
+    /// The token whose secret this is.
+    fn find(&self, secret: String) -> crate::StoreFuture<'_, Option<TokenInfo>>;
+    /// Every token, by name.
+    fn list(&self) -> crate::StoreFuture<'_, Vec<TokenInfo>>;
+    /// Removes a token; `false` if there was none.
+    fn revoke(&self, name: String) -> crate::StoreFuture<'_, bool>;
+}
+
+/// The tokens in the embedded store's folder; each call opens its own connection on the
+/// blocking pool.
+#[derive(Debug, Clone)]
+pub struct EmbeddedTokens {
+    pub dir: std::path::PathBuf,
+}
+
+impl EmbeddedTokens {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Tokens) -> Result<T, StoreError> + Send + 'static,
+    ) -> crate::StoreFuture<'_, T> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(Tokens::open(&dir)?))
+                .await
+                .map_err(|e| StoreError::Commit(format!("a token task failed: {e}")))?
+        })
+    }
+}
+
+impl TokenStore for EmbeddedTokens {
+    fn add(
+        &self,
+        name: String,
+        role: TokenRole,
+        secret: String,
+        now_ms: i64,
+    ) -> crate::StoreFuture<'_, bool> {
+        self.run(move |t| t.add(&name, role, &secret, now_ms))
+    }
+
+    fn find(&self, secret: String) -> crate::StoreFuture<'_, Option<TokenInfo>> {
+        self.run(move |t| t.find(&secret))
+    }
+
+    fn list(&self) -> crate::StoreFuture<'_, Vec<TokenInfo>> {
+        self.run(|t| t.list())
+    }
+
+    fn revoke(&self, name: String) -> crate::StoreFuture<'_, bool> {
+        self.run(move |t| t.revoke(&name))
     }
 }
 

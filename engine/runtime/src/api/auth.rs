@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, header};
-use wyvern_store::{AuditAction, AuditEntry, TokenRole, Tokens};
+use wyvern_store::{AuditAction, AuditEntry, TokenRole};
 
 use super::{ApiError, ApiState};
 
@@ -43,10 +43,7 @@ pub async fn authorize(
                 .into(),
         ));
     };
-    let dir = state.store_dir.clone();
-    let found = tokio::task::spawn_blocking(move || Tokens::open(&dir)?.find(&secret))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let found = state.tokens.find(secret).await?;
     let Some(token) = found else {
         state.audit(AuditEntry {
             at_ms: state.clock.now_millis(),

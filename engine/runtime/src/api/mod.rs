@@ -21,7 +21,6 @@ mod routes;
 mod tokens;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -42,13 +41,13 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// This node's own store: its audit log and API tokens.
-    pub store_dir: PathBuf,
     /// Messages, dead letters and replays: the shared store's on a node of one, else the
     /// embedded.
     pub operations: Arc<dyn wyvern_store::Operations>,
     /// The audit log: the cluster's on a node of one, else the store folder's.
     pub audit: Arc<dyn wyvern_store::AuditTrail>,
+    /// The API's tokens: the cluster's on a node of one, else the store folder's.
+    pub tokens: Arc<dyn wyvern_store::TokenStore>,
     pub clock: Arc<dyn Clock>,
     pub routes: Arc<Vec<RouteView>>,
 }
@@ -68,17 +67,6 @@ impl ApiState {
                 tracing::error!(error = %e, "cannot write an API refusal to the audit log");
             }
         });
-    }
-
-    /// Runs `f` on a blocking thread with the store folder.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&std::path::Path) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let dir = self.store_dir.clone();
-        tokio::task::spawn_blocking(move || f(&dir))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use wyvern_store::{AuditAction, TokenRole, Tokens};
+use wyvern_store::{AuditAction, TokenRole};
 
 use super::{ApiError, ApiState, Caller, auth, entry};
 
@@ -36,7 +36,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::authorize(&s, &headers, peer.0, TokenRole::Admin, "listing tokens").await?;
-    let all = s.blocking(|dir| Ok(Tokens::open(dir)?.list()?)).await?;
+    let all = s.tokens.list().await?;
     Ok(Json(json!({ "tokens": all.iter().map(|t| json!({
         "name": t.name, "role": t.role.as_str(), "created_at_ms": t.created_ms,
     })).collect::<Vec<_>>() })))
@@ -82,9 +82,9 @@ pub async fn create(
     ))
     .await?;
     let secret = new_secret();
-    let (n, sec, now) = (name.clone(), secret.clone(), s.clock.now_millis());
     let added = s
-        .blocking(move |dir| Ok(Tokens::open(dir)?.add(&n, role, &sec, now)?))
+        .tokens
+        .add(name.clone(), role, secret.clone(), s.clock.now_millis())
         .await?;
     if !added {
         return Err(ApiError::Conflict(format!(
@@ -120,10 +120,7 @@ pub async fn revoke(
         Some(format!("revoke {name}")),
     ))
     .await?;
-    let n = name.clone();
-    let gone = s
-        .blocking(move |dir| Ok(Tokens::open(dir)?.revoke(&n)?))
-        .await?;
+    let gone = s.tokens.revoke(name.clone()).await?;
     if !gone {
         return Err(ApiError::NotFound(format!("no token named {name:?}")));
     }
