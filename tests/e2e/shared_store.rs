@@ -601,4 +601,12 @@ fn messages_dead_letters_and_replays_on_the_shared_store_are_the_clusters() {
         None,
     );
     assert!(code == 200 && body.contains("OK-1"), "{code} {body}");
+    let (code, _, body) = crate::api::call(b.http, "GET", "/api/v1/cluster", Some(&secret), None);
+    assert!(
+        code == 200
+            && body.contains(r#""store":"shared""#)
+            && body.contains(r#""node":"node-a""#)
+            && body.contains(r#""node":"node-b""#),
+        "{code} {body}"
+    );
 }

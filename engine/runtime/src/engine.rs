@@ -246,6 +246,7 @@ impl Engine {
                 let api = crate::api::ApiState {
                     operations,
                     audit: audit.clone(),
+                    shared: shared.clone(),
                     tokens: match &shared {
                         Some(s) => s.tokens(),
                         None => Arc::new(wyvern_store::EmbeddedTokens {

@@ -37,8 +37,9 @@ pub use operations::PgOperations;
 pub use retention::prune;
 pub use schema::{Migrated, SCHEMA_VERSION, migrate};
 pub use shared::{HEARTBEAT, PgShared};
-pub use status::{ClusterStatus, LaneStatus, NodeStatus, cluster_status, lane_depth};
+pub use status::{cluster_status, lane_depth};
 pub use tokens::PgTokens;
+pub use wyvern_store::{ClusterStatus, LaneStatus, NodeStatus};
 
 pub use tokio_postgres::Client;
 use tokio_postgres::NoTls;

@@ -124,6 +124,14 @@ impl SharedStore for PgShared {
         })
     }
 
+    fn cluster_status(&self) -> StoreFuture<'_, wyvern_store::ClusterStatus> {
+        Box::pin(async move {
+            let mut reads = self.reads.lock().await;
+            let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
+            crate::cluster_status(client).await.map_err(shared)
+        })
+    }
+
     fn tokens(&self) -> std::sync::Arc<dyn wyvern_store::TokenStore> {
         std::sync::Arc::new(crate::PgTokens::new(self.url.clone()))
     }

@@ -13,6 +13,7 @@
 mod audit;
 mod audit_trail;
 mod checkpoint;
+mod cluster;
 mod codec;
 mod error;
 mod frame;
@@ -38,6 +39,7 @@ pub use audit::{
     verify as verify_audit,
 };
 pub use audit_trail::{AuditTrail, EmbeddedAudit, verify_trail, walk as walk_audit};
+pub use cluster::{ClusterStatus, LaneStatus, NodeStatus};
 pub use error::StoreError;
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use moving::{EmbeddedMove, HeldKey, Imported, MoveBatch, MovingDelivery, MovingMessage};

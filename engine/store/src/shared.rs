@@ -39,4 +39,6 @@ pub trait SharedStore: Send + Sync + std::fmt::Debug {
     fn audit(&self) -> std::sync::Arc<dyn AuditTrail>;
     /// The operator API's tokens, the same on every node.
     fn tokens(&self) -> std::sync::Arc<dyn crate::TokenStore>;
+    /// The nodes, who delivers which share of each destination, what waits.
+    fn cluster_status(&self) -> StoreFuture<'_, crate::ClusterStatus>;
 }

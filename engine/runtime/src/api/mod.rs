@@ -14,6 +14,7 @@
 //!   across an await.
 
 mod auth;
+mod cluster;
 mod dead_letters;
 mod error;
 mod messages;
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub audit: Arc<dyn wyvern_store::AuditTrail>,
     /// The API's tokens: the cluster's on a node of one, else the store folder's.
     pub tokens: Arc<dyn wyvern_store::TokenStore>,
+    /// The store this node shares with others, if it does (`/api/v1/cluster`).
+    pub shared: Option<Arc<dyn wyvern_store::SharedStore>>,
     pub clock: Arc<dyn Clock>,
     pub routes: Arc<Vec<RouteView>>,
 }
@@ -100,6 +103,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/routes", get(routes::list))
+        .route("/api/v1/cluster", get(cluster::status))
         .route("/api/v1/routes/{name}/{action}", post(routes::switch))
         .route("/api/v1/messages", get(messages::search))
         .route("/api/v1/messages/{id}", get(messages::detail))
