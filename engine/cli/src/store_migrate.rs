@@ -56,15 +56,36 @@ pub async fn migrate(config_dir: &Path, to: Target) -> anyhow::Result<ExitCode> 
             dir.display()
         )
     })?;
+    // Moving messages out of a store is an export of patient data: recorded before anything
+    // moves (no record, nothing done), and what moved once it has.
+    let trail = wyvern_store_pg::PgAudit::new(url, Some(shared.node.clone()));
+    let (from, into) = match to {
+        Target::Shared => (
+            format!("the embedded store {}", dir.display()),
+            "the shared store".to_string(),
+        ),
+        Target::Embedded => (
+            "the shared store".to_string(),
+            format!("the embedded store {}", dir.display()),
+        ),
+    };
+    crate::audit::record(
+        &trail,
+        AuditAction::Export,
+        None,
+        None,
+        Some(format!(
+            "store migrate: moving what {from} owes its destinations to {into}"
+        )),
+    )
+    .await?;
     let outcome = match to {
         Target::Shared => to_shared(&dir, &mut client).await,
         Target::Embedded => to_embedded(&dir, &mut client).await,
     };
     store.close().await;
-    // Moving messages out of a store is an export of patient data: it goes in the audit log.
     if let Some(moved) = outcome? {
         println!("{moved}");
-        let trail = wyvern_store_pg::PgAudit::new(url, Some(shared.node.clone()));
         crate::audit::record(&trail, AuditAction::Export, None, None, Some(moved)).await?;
     }
     Ok(ExitCode::SUCCESS)
@@ -189,7 +210,7 @@ async fn to_embedded(
     refuse_held(
         &moving::held(client).await?,
         source_name,
-        "a node's `wyvern dlq`, once it reads the shared store; or by hand in delivery_exceptions",
+        "`wyvern dlq list -c DIR`, then `wyvern dlq retry|purge -c DIR SEQ`",
     )?;
     let (mut tally, mut after, mut last) = (Tally::default(), (0, 0), None);
     while let (batch, Some(through)) = moving::batch(client, after, BATCH, BATCH_BYTES).await? {

@@ -13,6 +13,16 @@
 //! migrate` (`moving.rs`).
 
 mod audit;
+/// A delivery `d` its partition `p` has not settled: a partition's cursor `(done_xid,
+/// done_seq)` is the first position *not* settled (`delivery.rs` reads from it, inclusive,
+/// and settles it to just past the last row it recorded). The one place this is written.
+macro_rules! unsettled {
+    () => {
+        "(d.xid, d.seq) >= (p.done_xid, p.done_seq)"
+    };
+}
+pub(crate) use unsettled;
+
 pub mod commit;
 pub mod delivery;
 mod error;
@@ -86,6 +96,49 @@ pub(crate) async fn live_client<'a>(
         *client = Some(connect(url).await?);
     }
     Ok(client.as_ref().expect("just connected"))
+}
+
+/// One connection an operator's handle keeps (`PgOperations`, `PgAudit`, `PgTokens`): made on
+/// first use, again after it breaks, one call at a time.
+#[derive(Debug)]
+pub(crate) struct Session {
+    url: String,
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+impl Session {
+    pub(crate) fn new(url: impl Into<String>) -> Session {
+        Session {
+            url: url.into(),
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` on the live connection; a failure is the store's.
+    pub(crate) async fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&Client) -> Result<T, PgStoreError>,
+    ) -> Result<T, wyvern_store::StoreError> {
+        self.run_mut(async move |c| f(c).await).await
+    }
+
+    /// As [`Session::run`], for a call that opens a transaction.
+    pub(crate) async fn run_mut<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, PgStoreError>,
+    ) -> Result<T, wyvern_store::StoreError> {
+        let mut guard = self.client.lock().await;
+        live_client(&mut guard, &self.url)
+            .await
+            .map_err(store_error)?;
+        let client = guard.as_mut().expect("connected just above");
+        f(client).await.map_err(store_error)
+    }
+}
+
+/// A shared store's failure as the engine's seams carry it.
+pub(crate) fn store_error(e: PgStoreError) -> wyvern_store::StoreError {
+    wyvern_store::StoreError::Shared(Box::new(e))
 }
 
 /// A URL fit for a log line: any password replaced by `***`.

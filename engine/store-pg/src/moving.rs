@@ -40,14 +40,25 @@ INSERT INTO messages (id, received_at, source, peer, content_type, status, sendi
     node, resend_key)
 SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
     message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, 'migrated',
-    resend_key
+    CASE WHEN EXISTS (SELECT 1 FROM messages x WHERE x.resend_key = m.resend_key) THEN NULL
+         ELSE m.resend_key END
 FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[],
     $14::int8[], $15::bytea[], $16::bytea[], $17::bytea[]) WITH ORDINALITY
     AS m(id, received_at, source, peer, content_type, status, sending_app, sending_facility,
     message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, resend_key, n)
 ORDER BY n
-ON CONFLICT DO NOTHING";
+ON CONFLICT (id) DO NOTHING";
+
+/// How many of a batch's deliveries the store now owes (added, or held already and not moved
+/// away): all of them, or the import is rolled back before the source is touched.
+const OWED_NOW: &str = "
+SELECT count(*) FROM unnest($1::text[], $2::int4[], $3::int4[]) AS d(message_id, lane, part)
+WHERE EXISTS (
+    SELECT 1 FROM messages m JOIN deliveries x ON x.message = m.seq
+    LEFT JOIN delivery_exceptions e ON e.seq = x.seq
+    WHERE m.id = d.message_id AND x.lane = d.lane AND x.part = d.part
+      AND e.state IS DISTINCT FROM 'moved')";
 
 const INSERT_DELIVERIES: &str = "
 INSERT INTO deliveries (lane, partition, message, part, order_key, payload, content_type)
@@ -75,6 +86,10 @@ pub async fn import(client: &mut Client, batch: &MoveBatch) -> Result<Imported, 
         }
     }
     let ms = &batch.messages;
+    // A message the store holds as a resend of another (the embedded store keeps two copies
+    // an operator let through, or whose window had passed) goes in without the key: a key is
+    // unique, and the copy must not be dropped. The same within the batch.
+    let mut seen = std::collections::HashSet::new();
     let resend_keys: Vec<Option<Vec<u8>>> = ms
         .iter()
         .map(|m| {
@@ -86,6 +101,7 @@ pub async fn import(client: &mut Client, batch: &MoveBatch) -> Result<Imported, 
                 matches!(m.status.as_str(), "accepted" | "filtered"),
                 &m.digest,
             )
+            .filter(|key| seen.insert(key.clone()))
         })
         .collect();
     let tx = client.transaction().await?;
@@ -133,20 +149,22 @@ pub async fn import(client: &mut Client, batch: &MoveBatch) -> Result<Imported, 
             .map(|&(_, _, lane, partitions)| (lane, partitions))
             .expect("every lane of the batch was made above")
     };
+    let message_ids: Vec<&str> = ds.iter().map(|d| ms[d.message].id.as_str()).collect();
+    let lane_ids: Vec<i32> = ds
+        .iter()
+        .map(|d| lane_of(&d.route, &d.destination).0)
+        .collect();
+    let parts: Vec<i32> = ds.iter().map(|d| d.part).collect();
     let deliveries = tx
         .execute(
             INSERT_DELIVERIES,
             &[
-                &ds.iter()
-                    .map(|d| ms[d.message].id.as_str())
-                    .collect::<Vec<_>>(),
-                &ds.iter()
-                    .map(|d| lane_of(&d.route, &d.destination).0)
-                    .collect::<Vec<_>>(),
+                &message_ids,
+                &lane_ids,
                 &ds.iter()
                     .map(|d| partition_of(&d.order_key, lane_of(&d.route, &d.destination).1))
                     .collect::<Vec<_>>(),
-                &ds.iter().map(|d| d.part).collect::<Vec<_>>(),
+                &parts,
                 &ds.iter().map(|d| d.order_key.as_str()).collect::<Vec<_>>(),
                 &ds.iter().map(|d| d.payload.as_deref()).collect::<Vec<_>>(),
                 &ds.iter()
@@ -155,6 +173,20 @@ pub async fn import(client: &mut Client, batch: &MoveBatch) -> Result<Imported, 
             ],
         )
         .await?;
+    let owed: i64 = tx
+        .query_one(OWED_NOW, &[&message_ids, &lane_ids, &parts])
+        .await?
+        .get(0);
+    if usize::try_from(owed).unwrap_or(0) != ds.len() {
+        // Dropped with the transaction: nothing of the batch is kept, the source is untouched.
+        return Err(PgStoreError::Corrupt {
+            what: format!(
+                "only {owed} of a batch's {} deliveries would be owed by the shared store after \
+                 the import; nothing was moved",
+                ds.len()
+            ),
+        });
+    }
     tx.commit().await?;
     Ok(Imported {
         messages,
@@ -168,8 +200,11 @@ pub type LogPosition = (u64, i64);
 
 /// A delivery is owed (`d` the delivery, `p` its partition, `e` its exception row if any).
 /// A partition's cursor is the first position not yet settled.
-const OWED: &str = "CASE WHEN e.state IS NULL THEN (d.xid, d.seq) >= (p.done_xid, p.done_seq) \
-    ELSE e.state IN ('retry', 'waiting') END";
+const OWED: &str = concat!(
+    "CASE WHEN e.state IS NULL THEN ",
+    crate::unsettled!(),
+    " ELSE e.state IN ('retry', 'waiting') END"
+);
 
 const OWED_FROM: &str = "deliveries d JOIN lanes l ON l.lane = d.lane \
     JOIN partitions p ON p.lane = d.lane AND p.partition = d.partition \

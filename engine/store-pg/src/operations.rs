@@ -2,40 +2,47 @@
 //! letters listed, put back, given up, and replays, for the operator API of any node and the
 //! CLI. A retry or a replay writes a
 //! `retry` exception row due now; whichever node holds the partition sends it at its next
-//! pass, in its key's order.
+//! pass, in its key's order. A replay locks the messages it replays (`FOR KEY SHARE`), so
+//! retention on another node cannot remove one between the replay's read and its write (an
+//! exception row left without its delivery would hold its key for ever); a delivery moved to
+//! another store is that store's to replay.
 
 use tokio_postgres::Row;
 use wyvern_core::ContentType;
 use wyvern_store::{
     InboxQuery, InboxRow, Operations, OutboxItem, OutboxState, Position, Replay, Selection,
-    StatusCount, StoreError, StoreFuture,
+    StatusCount, StoreFuture,
 };
 
-use crate::{PgStoreError, live_client};
+use crate::{PgStoreError, Session};
 
 /// The operator's handle: one connection, made on first use and again after it breaks.
 #[derive(Debug)]
 pub struct PgOperations {
-    url: String,
-    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    session: Session,
 }
 
 impl PgOperations {
     pub fn new(url: impl Into<String>) -> PgOperations {
         PgOperations {
-            url: url.into(),
-            client: tokio::sync::Mutex::new(None),
+            session: Session::new(url),
         }
     }
 }
 
 /// The columns an [`OutboxItem`] is read from (`d` a delivery, `m` its message, `l` its lane,
 /// `p` its partition, `e` its exception row if any).
-const ITEM: &str = "d.seq, d.xid::text, d.partition, m.id, d.part, l.route, l.destination, \
-    d.order_key, COALESCE(d.payload, m.raw), COALESCE(e.attempts, 0), m.received_at, \
-    COALESCE(e.next_at, 0), COALESCE(e.state, CASE WHEN (d.xid, d.seq) < (p.done_xid, p.done_seq) \
-    THEN 'delivered' ELSE 'pending' END), e.last_error, e.retry_from, \
-    COALESCE(d.content_type, m.content_type)";
+const ITEM: &str = concat!(
+    "d.seq, d.xid::text, d.partition, m.id, d.part, l.route, l.destination, ",
+    "d.order_key, COALESCE(d.payload, m.raw), COALESCE(e.attempts, 0), m.received_at, ",
+    "COALESCE(e.next_at, 0), COALESCE(e.state, CASE WHEN ",
+    crate::unsettled!(),
+    " THEN 'pending' ELSE 'delivered' END), e.last_error, e.retry_from, ",
+    "COALESCE(d.content_type, m.content_type)"
+);
+
+/// [`crate::unsettled`], for `format!`.
+const UNSETTLED: &str = crate::unsettled!();
 
 const FROM: &str = "deliveries d JOIN messages m ON m.seq = d.message \
     JOIN lanes l ON l.lane = d.lane \
@@ -102,25 +109,9 @@ fn message(r: &Row, whole: bool) -> InboxRow {
     }
 }
 
-fn shared(e: PgStoreError) -> StoreError {
-    StoreError::Shared(Box::new(e))
-}
-
-impl PgOperations {
-    /// Runs `f` on the live connection; a failure is the store's.
-    async fn with<T>(
-        &self,
-        f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, PgStoreError>,
-    ) -> Result<T, StoreError> {
-        let mut client = self.client.lock().await;
-        let client = live_client(&mut client, &self.url).await.map_err(shared)?;
-        f(client).await.map_err(shared)
-    }
-}
-
 impl Operations for PgOperations {
     fn messages(&self, q: InboxQuery) -> StoreFuture<'_, Vec<InboxRow>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let limit = if q.limit == 0 { 50 } else { q.limit };
             let status = q.status.map(|s| s.as_str());
             let rows = c
@@ -149,7 +140,7 @@ impl Operations for PgOperations {
     }
 
     fn message(&self, id_or_seq: String) -> StoreFuture<'_, Option<InboxRow>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let sql = format!("SELECT {MESSAGE}, raw, ack FROM messages WHERE ");
             let row = match id_or_seq.parse::<i64>() {
                 Ok(seq) => c.query_opt(&(sql + "seq = $1"), &[&seq]).await?,
@@ -163,7 +154,7 @@ impl Operations for PgOperations {
     }
 
     fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
                     &format!("SELECT {ITEM} FROM {FROM} WHERE m.id = $1 ORDER BY d.xid, d.seq"),
@@ -175,7 +166,7 @@ impl Operations for PgOperations {
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
                     "SELECT status, count(*) FROM messages GROUP BY status ORDER BY status",
@@ -193,7 +184,10 @@ impl Operations for PgOperations {
     }
 
     fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)> {
-        Box::pin(self.with(async move |c| crate::lane_depth(c, &route, &destination).await))
+        Box::pin(
+            self.session
+                .run(async move |c| crate::lane_depth(c, &route, &destination).await),
+        )
     }
 
     fn dead_letters(
@@ -202,7 +196,7 @@ impl Operations for PgOperations {
         destination: Option<String>,
         limit: usize,
     ) -> StoreFuture<'_, Vec<OutboxItem>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
                     &format!(
@@ -223,7 +217,7 @@ impl Operations for PgOperations {
     }
 
     fn delivery(&self, seq: i64) -> StoreFuture<'_, Option<OutboxItem>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             c.query_opt(
                 &format!("SELECT {ITEM} FROM {FROM} WHERE d.seq = $1"),
                 &[&seq],
@@ -236,7 +230,7 @@ impl Operations for PgOperations {
     }
 
     fn requeue(&self, which: Selection, now_ms: i64) -> StoreFuture<'_, usize> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let n = c
                 .execute(
                     &format!(
@@ -251,7 +245,7 @@ impl Operations for PgOperations {
     }
 
     fn purge(&self, which: Selection) -> StoreFuture<'_, usize> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let n = c
                 .execute(
                     &format!("UPDATE delivery_exceptions SET state = 'purged' WHERE {SELECTED}"),
@@ -263,20 +257,24 @@ impl Operations for PgOperations {
     }
 
     fn replay(&self, r: Replay, now_ms: i64) -> StoreFuture<'_, usize> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let n = c
                 .execute(
-                    "INSERT INTO delivery_exceptions (seq, xid, lane, partition, order_key, state, \
+                    &format!(
+                        "INSERT INTO delivery_exceptions (seq, xid, lane, partition, order_key, state, \
                          attempts, next_at, retry_from) \
                      SELECT d.seq, d.xid, d.lane, d.partition, d.order_key, 'retry', 0, $5, $5 \
                      FROM deliveries d JOIN lanes l ON l.lane = d.lane \
                      JOIN partitions p ON p.lane = d.lane AND p.partition = d.partition \
                      JOIN messages m ON m.seq = d.message \
                      WHERE l.route = $1 AND ($2::text IS NULL OR l.destination = $2) \
-                       AND (d.xid, d.seq) < (p.done_xid, p.done_seq) \
+                       AND NOT {UNSETTLED} \
                        AND m.received_at >= $3 AND m.received_at < $4 \
+                     FOR KEY SHARE OF m \
                      ON CONFLICT (seq) DO UPDATE SET state = 'retry', attempts = 0, \
-                         next_at = $5, retry_from = $5, done_at = NULL",
+                         next_at = $5, retry_from = $5, done_at = NULL \
+                     WHERE delivery_exceptions.state <> 'moved'"
+                    ),
                     &[&r.route, &r.destination, &r.since_ms, &r.until_ms, &now_ms],
                 )
                 .await?;

@@ -11,7 +11,8 @@ use crate::PgStoreError;
 
 /// One batch: the finished messages received before `$1`, oldest first, at most `$2`, and
 /// everything that hangs off them, in one statement (one transaction).
-const PRUNE: &str = "
+const PRUNE: &str = concat!(
+    "
 WITH doomed AS (
     SELECT m.seq FROM messages m
     WHERE m.received_at < $1 AND NOT EXISTS (
@@ -19,7 +20,9 @@ WITH doomed AS (
         JOIN partitions p ON p.lane = d.lane AND p.partition = d.partition
         LEFT JOIN delivery_exceptions e ON e.seq = d.seq
         WHERE d.message = m.seq
-          AND CASE WHEN e.seq IS NULL THEN (d.xid, d.seq) >= (p.done_xid, p.done_seq)
+          AND CASE WHEN e.seq IS NULL THEN ",
+    crate::unsettled!(),
+    "
                    ELSE e.state NOT IN ('delivered', 'purged', 'moved') END)
     ORDER BY m.seq LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -31,7 +34,8 @@ WITH doomed AS (
 ), gone_messages AS (
     DELETE FROM messages WHERE seq IN (SELECT seq FROM doomed) RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone_messages), (SELECT count(*) FROM gone_deliveries)";
+SELECT (SELECT count(*) FROM gone_messages), (SELECT count(*) FROM gone_deliveries)"
+);
 
 /// Removes up to `limit` finished messages received before `before_ms`; call again while it
 /// returns `limit`.

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use wyvern_store::{
-    DeliveryLog, InboxRecord, Operations, PendingCommit, Pruned, SharedStore, StoreError,
-    StoreFuture,
+    DeliveryLog, InboxRecord, Operations, PendingCommit, Pruned, SharedStore, StoreFuture,
 };
 
 use crate::{
     CommitOptions, PgCommitter, PgDeliveryLog, PgStoreError, connect, live_client, migrate,
+    store_error,
 };
 
 /// How often a node says it is alive (`nodes.seen_at`).
@@ -84,10 +84,6 @@ impl PgShared {
     }
 }
 
-fn shared(e: PgStoreError) -> StoreError {
-    StoreError::Shared(Box::new(e))
-}
-
 impl SharedStore for PgShared {
     fn submit(&self, record: InboxRecord) -> StoreFuture<'_, PendingCommit> {
         Box::pin(self.committer.submit(record))
@@ -97,7 +93,7 @@ impl SharedStore for PgShared {
         Box::pin(async {
             let log = PgDeliveryLog::open(&self.url, &self.node, self.lease)
                 .await
-                .map_err(shared)?;
+                .map_err(store_error)?;
             Ok(Box::new(log) as Box<dyn DeliveryLog>)
         })
     }
@@ -117,18 +113,22 @@ impl SharedStore for PgShared {
     ) -> StoreFuture<'a, (i64, Option<i64>)> {
         Box::pin(async move {
             let mut reads = self.reads.lock().await;
-            let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
+            let client = live_client(&mut reads, &self.url)
+                .await
+                .map_err(store_error)?;
             crate::lane_depth(client, route, destination)
                 .await
-                .map_err(shared)
+                .map_err(store_error)
         })
     }
 
     fn cluster_status(&self) -> StoreFuture<'_, wyvern_store::ClusterStatus> {
         Box::pin(async move {
             let mut reads = self.reads.lock().await;
-            let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
-            crate::cluster_status(client).await.map_err(shared)
+            let client = live_client(&mut reads, &self.url)
+                .await
+                .map_err(store_error)?;
+            crate::cluster_status(client).await.map_err(store_error)
         })
     }
 
@@ -152,10 +152,12 @@ impl SharedStore for PgShared {
             let mut total = Pruned::default();
             loop {
                 let mut reads = self.reads.lock().await;
-                let client = live_client(&mut reads, &self.url).await.map_err(shared)?;
+                let client = live_client(&mut reads, &self.url)
+                    .await
+                    .map_err(store_error)?;
                 let p = crate::prune(client, before_ms, PRUNE_BATCH)
                     .await
-                    .map_err(shared)?;
+                    .map_err(store_error)?;
                 total.messages += p.messages;
                 total.deliveries += p.deliveries;
                 if p.messages < PRUNE_BATCH {

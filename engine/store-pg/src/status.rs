@@ -31,13 +31,16 @@ pub async fn cluster_status(client: &Client) -> Result<ClusterStatus, PgStoreErr
     let mut lanes = Vec::new();
     for r in client
         .query(
-            "SELECT l.lane, l.route, l.destination, l.partitions, \
+            concat!(
+                "SELECT l.lane, l.route, l.destination, l.partitions, \
                  (SELECT count(*) FROM partitions p JOIN deliveries d \
-                      ON d.lane = p.lane AND d.partition = p.partition \
-                      AND (d.xid, d.seq) >= (p.done_xid, p.done_seq) WHERE p.lane = l.lane), \
+                      ON d.lane = p.lane AND d.partition = p.partition AND ",
+                crate::unsettled!(),
+                " WHERE p.lane = l.lane), \
                  (SELECT count(*) FROM delivery_exceptions e WHERE e.lane = l.lane \
                       AND e.state IN ('retry', 'waiting', 'held')) \
-             FROM lanes l ORDER BY l.route, l.destination",
+                 FROM lanes l ORDER BY l.route, l.destination"
+            ),
             &[],
         )
         .await?
@@ -94,17 +97,19 @@ pub async fn lane_depth(
 ) -> Result<(i64, Option<i64>), PgStoreError> {
     let row = client
         .query_one(
-            "WITH l AS (SELECT lane FROM lanes WHERE route = $1 AND destination = $2), \
+            concat!(
+                "WITH l AS (SELECT lane FROM lanes WHERE route = $1 AND destination = $2), \
              ahead AS (SELECT d.message FROM partitions p JOIN l ON p.lane = l.lane \
-                 JOIN deliveries d ON d.lane = p.lane AND d.partition = p.partition \
-                     AND (d.xid, d.seq) >= (p.done_xid, p.done_seq) \
-                 LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE e.seq IS NULL), \
+                 JOIN deliveries d ON d.lane = p.lane AND d.partition = p.partition AND ",
+                crate::unsettled!(),
+                " LEFT JOIN delivery_exceptions e ON e.seq = d.seq WHERE e.seq IS NULL), \
              open AS (SELECT d.message FROM delivery_exceptions e JOIN l ON e.lane = l.lane \
                  JOIN deliveries d ON d.seq = e.seq WHERE e.state IN ('retry', 'waiting')) \
              SELECT (SELECT count(*) FROM ahead) + (SELECT count(*) FROM open), \
                  (SELECT received_at FROM messages WHERE seq = \
                      (SELECT min(m) FROM (SELECT min(message) AS m FROM ahead \
-                                          UNION ALL SELECT min(message) FROM open) x))",
+                                          UNION ALL SELECT min(message) FROM open) x))"
+            ),
             &[&route, &destination],
         )
         .await?;

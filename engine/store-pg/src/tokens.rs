@@ -1,34 +1,21 @@
 //! The operator API's tokens on the shared store ([`TokenStore`]): made once, accepted by every
 //! node. Only the SHA-256 of a secret is kept (`wyvern_store::token_hash`).
 
-use wyvern_store::{StoreError, StoreFuture, TokenInfo, TokenRole, TokenStore, token_hash};
+use wyvern_store::{StoreFuture, TokenInfo, TokenRole, TokenStore, token_hash};
 
-use crate::{PgStoreError, live_client};
+use crate::Session;
 
 /// One connection, made on first use and again after it breaks.
 #[derive(Debug)]
 pub struct PgTokens {
-    url: String,
-    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    session: Session,
 }
 
 impl PgTokens {
     pub fn new(url: impl Into<String>) -> PgTokens {
         PgTokens {
-            url: url.into(),
-            client: tokio::sync::Mutex::new(None),
+            session: Session::new(url),
         }
-    }
-
-    async fn with<T>(
-        &self,
-        f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T, PgStoreError>,
-    ) -> Result<T, StoreError> {
-        let mut client = self.client.lock().await;
-        let client = live_client(&mut client, &self.url)
-            .await
-            .map_err(|e| StoreError::Shared(Box::new(e)))?;
-        f(client).await.map_err(|e| StoreError::Shared(Box::new(e)))
     }
 }
 
@@ -48,7 +35,7 @@ impl TokenStore for PgTokens {
         secret: String,
         now_ms: i64,
     ) -> StoreFuture<'_, bool> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let n = c
                 .execute(
                     "INSERT INTO api_tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4) \
@@ -61,7 +48,7 @@ impl TokenStore for PgTokens {
     }
 
     fn find(&self, secret: String) -> StoreFuture<'_, Option<TokenInfo>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let row = c
                 .query_opt(
                     "SELECT name, role, created_at FROM api_tokens WHERE hash = $1",
@@ -73,7 +60,7 @@ impl TokenStore for PgTokens {
     }
 
     fn list(&self) -> StoreFuture<'_, Vec<TokenInfo>> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
                     "SELECT name, role, created_at FROM api_tokens ORDER BY name",
@@ -85,7 +72,7 @@ impl TokenStore for PgTokens {
     }
 
     fn revoke(&self, name: String) -> StoreFuture<'_, bool> {
-        Box::pin(self.with(async move |c| {
+        Box::pin(self.session.run(async move |c| {
             let n = c
                 .execute("DELETE FROM api_tokens WHERE name = $1", &[&name])
                 .await?;

@@ -213,15 +213,27 @@ impl AuditLog {
 
 /// Every record, oldest first, with `f` called on each (for export).
 pub fn read_audit(dir: &Path, mut f: impl FnMut(&AuditRecord)) -> Result<(), StoreError> {
+    pages(dir, |row| {
+        f(&row.record);
+        None::<()>
+    })?;
+    Ok(())
+}
+
+/// Calls `f` on every record, oldest first, a page at a time, until it returns something.
+fn pages<T>(
+    dir: &Path,
+    mut f: impl FnMut(&AuditRow) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
     let mut after = 0;
     loop {
-        let page = page(dir, after, PAGE)?;
-        for row in &page {
-            f(&row.record);
+        let rows = page(dir, after, PAGE)?;
+        if let Some(done) = rows.iter().find_map(&mut f) {
+            return Ok(Some(done));
         }
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.record.seq,
-            _ => return Ok(()),
+        match rows.last() {
+            Some(last) if rows.len() == PAGE => after = last.record.seq,
+            _ => return Ok(None),
         }
     }
 }
@@ -366,17 +378,8 @@ impl ChainCheck {
 /// Walks the chain from the first record: the first break, or the head.
 pub fn verify(dir: &Path) -> Result<Result<AuditHead, AuditBreak>, StoreError> {
     let mut check = ChainCheck::default();
-    let mut after = 0;
-    loop {
-        let rows = page(dir, after, PAGE)?;
-        for row in &rows {
-            if let Some(broken) = check.next(row) {
-                return Ok(Err(broken));
-            }
-        }
-        match rows.last() {
-            Some(last) if rows.len() == PAGE => after = last.record.seq,
-            _ => return Ok(Ok(check.head().clone())),
-        }
-    }
+    Ok(match pages(dir, |row| check.next(row))? {
+        Some(broken) => Err(broken),
+        None => Ok(check.head().clone()),
+    })
 }

@@ -62,19 +62,11 @@ pub struct EmbeddedAudit {
 impl AuditTrail for EmbeddedAudit {
     fn append(&self, entry: AuditEntry) -> StoreFuture<'_, i64> {
         let dir = self.dir.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || AuditLog::open(&dir)?.append(&entry))
-                .await
-                .map_err(|e| StoreError::Commit(format!("the audit task failed: {e}")))?
-        })
+        crate::shared::blocking(move || AuditLog::open(&dir)?.append(&entry))
     }
 
     fn page(&self, after_seq: i64, limit: usize) -> StoreFuture<'_, Vec<AuditRow>> {
         let dir = self.dir.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || audit::page(&dir, after_seq, limit))
-                .await
-                .map_err(|e| StoreError::Commit(format!("the audit task failed: {e}")))?
-        })
+        crate::shared::blocking(move || audit::page(&dir, after_seq, limit))
     }
 }

@@ -438,6 +438,19 @@ mod tests {
             .unwrap();
         assert_eq!(states, ["dead", "moved", "moved", "moved"]);
 
+        // A replay here leaves what moved to the other store alone: it is that store's.
+        let outbox = crate::Outbox::open(_dir.path()).unwrap();
+        outbox.replay("r", None, 0, i64::MAX, 10).unwrap();
+        let moved: i64 = source
+            .conn
+            .query_row(
+                "SELECT count(*) FROM delivery_exceptions WHERE state = 'moved'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(moved, 3, "a replay does not bring moved deliveries back");
+
         // Moved back, a delivery moved away is owed here again.
         let back = source.import(&batch).unwrap();
         assert_eq!((back.messages, back.deliveries), (0, 2));

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use crate::shared::blocking;
 use crate::{
     InboxQuery, InboxReader, InboxRow, Outbox, OutboxItem, StatusCount, StoreError, StoreFuture,
 };
@@ -71,11 +72,7 @@ impl EmbeddedOperations {
         f: impl FnOnce(InboxReader) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let dir = self.dir.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(InboxReader::open(&dir)?))
-                .await
-                .map_err(|e| StoreError::Commit(format!("a store task failed: {e}")))?
-        })
+        blocking(move || f(InboxReader::open(&dir)?))
     }
 
     fn run<T: Send + 'static>(
@@ -83,11 +80,7 @@ impl EmbeddedOperations {
         f: impl FnOnce(Outbox) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let dir = self.dir.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(Outbox::open(&dir)?))
-                .await
-                .map_err(|e| StoreError::Commit(format!("a store task failed: {e}")))?
-        })
+        blocking(move || f(Outbox::open(&dir)?))
     }
 }
 

@@ -12,6 +12,18 @@ use crate::{AuditTrail, DeliveryLog, InboxRecord, Operations, PendingCommit, Pru
 /// A boxed future of a store call.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// A blocking call on the embedded store (its own SQLite connection) as a [`StoreFuture`], run
+/// on the blocking pool.
+pub(crate) fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> StoreFuture<'static, T> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Commit(format!("a store task failed: {e}")))?
+    })
+}
+
 /// A store shared by several active nodes.
 pub trait SharedStore: Send + Sync + std::fmt::Debug {
     /// Queues a record for this node's next group commit; waits only for the byte budget.

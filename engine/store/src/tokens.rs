@@ -175,11 +175,7 @@ impl EmbeddedTokens {
         f: impl FnOnce(Tokens) -> Result<T, StoreError> + Send + 'static,
     ) -> crate::StoreFuture<'_, T> {
         let dir = self.dir.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(Tokens::open(&dir)?))
-                .await
-                .map_err(|e| StoreError::Commit(format!("a token task failed: {e}")))?
-        })
+        crate::shared::blocking(move || f(Tokens::open(&dir)?))
     }
 }
 

@@ -64,7 +64,8 @@ impl Outbox {
     /// Sends again what a route received between `since_ms` and `until_ms`: every delivery of
     /// those messages that the cursor has passed (delivered, dead or waiting) is due again
     /// with fresh attempts. Receivers get idempotent writes, so a replay upserts rather than
-    /// duplicates.
+    /// duplicates. A delivery moved to another store (`wyvern store migrate`) is that store's
+    /// to replay.
     pub fn replay(
         &self,
         route: &str,
@@ -80,7 +81,7 @@ impl Outbox {
              WHERE l.route = ?1 AND (?2 IS NULL OR l.destination = ?2) AND d.seq < l.done_below \
              AND i.received_at >= ?3 AND i.received_at < ?4 \
              ON CONFLICT (seq) DO UPDATE SET state = 'retry', attempts = 0, next_at = ?5, \
-             retry_from = ?5, done_at = NULL",
+             retry_from = ?5, done_at = NULL WHERE delivery_exceptions.state <> 'moved'",
             params![route, destination, since_ms, until_ms, now_ms],
         )
     }
