@@ -244,6 +244,7 @@ impl Engine {
                     }),
                 };
                 let api = crate::api::ApiState {
+                    refusals: Arc::default(),
                     operations,
                     audit: audit.clone(),
                     shared: shared.clone(),

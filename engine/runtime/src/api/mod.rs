@@ -53,6 +53,30 @@ pub struct ApiState {
     pub shared: Option<Arc<dyn wyvern_store::SharedStore>>,
     pub clock: Arc<dyn Clock>,
     pub routes: Arc<Vec<RouteView>>,
+    /// Refusals being written to the audit log (bounded), and those counted instead.
+    pub refusals: Arc<RefusalWriter>,
+}
+
+/// Refusal records in flight to the audit log: at most [`RefusalWriter::IN_FLIGHT`], so a flood
+/// of bad tokens cannot queue without bound (nor hold the cluster's audit lock for long).
+/// Past that, refusals are counted, and the next one written carries the count.
+#[derive(Debug)]
+pub struct RefusalWriter {
+    in_flight: Arc<tokio::sync::Semaphore>,
+    uncounted: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalWriter {
+    pub const IN_FLIGHT: usize = 64;
+}
+
+impl Default for RefusalWriter {
+    fn default() -> Self {
+        RefusalWriter {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(Self::IN_FLIGHT)),
+            uncounted: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl ApiState {
@@ -62,13 +86,31 @@ impl ApiState {
         Ok(())
     }
 
-    /// Writes `entry` without waiting (refusals: the caller gets its 401/403 regardless).
-    pub fn audit(&self, entry: AuditEntry) {
+    /// Writes `entry` without waiting (refusals: the caller gets its 401/403 regardless); when
+    /// too many are in flight, counts it instead (see [`RefusalWriter`]).
+    pub fn audit(&self, mut entry: AuditEntry) {
+        use std::sync::atomic::Ordering;
+        let w = &self.refusals;
+        let Ok(permit) = w.in_flight.clone().try_acquire_owned() else {
+            w.uncounted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let missed = w.uncounted.swap(0, Ordering::Relaxed);
+        if missed > 0 {
+            let note = format!(
+                "(and {missed} more API refusal(s) before it, not itemised: too many at once)"
+            );
+            entry.detail = Some(match entry.detail.take() {
+                Some(d) => format!("{d} {note}"),
+                None => note,
+            });
+        }
         let audit = self.audit.clone();
         tokio::spawn(async move {
             if let Err(e) = audit.append(entry).await {
                 tracing::error!(error = %e, "cannot write an API refusal to the audit log");
             }
+            drop(permit);
         });
     }
 }
@@ -160,5 +202,64 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
             .get::<axum::extract::ConnectInfo<crate::http_limits::ConnectedPeer>>()
             .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.0.addr.ip());
         Ok(Caller(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An audit log that never answers: every append stays in flight.
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl wyvern_store::AuditTrail for Stuck {
+        fn append(&self, _: AuditEntry) -> wyvern_store::StoreFuture<'_, i64> {
+            Box::pin(std::future::pending())
+        }
+        fn page(
+            &self,
+            _: i64,
+            _: usize,
+        ) -> wyvern_store::StoreFuture<'_, Vec<wyvern_store::AuditRow>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_is_counted_not_queued_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = ApiState {
+            operations: Arc::new(wyvern_store::EmbeddedOperations {
+                dir: dir.path().into(),
+            }),
+            audit: Arc::new(Stuck),
+            tokens: Arc::new(wyvern_store::EmbeddedTokens {
+                dir: dir.path().into(),
+            }),
+            shared: None,
+            clock: Arc::new(wyvern_core::SystemClock),
+            routes: Arc::default(),
+            refusals: Arc::default(),
+        };
+        let refusal = AuditEntry {
+            at_ms: 1,
+            actor: "network:127.0.0.1".into(),
+            action: wyvern_store::AuditAction::Denied,
+            message_id: None,
+            nhs_number: None,
+            from: None,
+            detail: None,
+        };
+        for _ in 0..100 {
+            state.audit(refusal.clone());
+        }
+        let w = &state.refusals;
+        assert_eq!(w.in_flight.available_permits(), 0);
+        assert_eq!(
+            w.uncounted.load(std::sync::atomic::Ordering::Relaxed),
+            100 - RefusalWriter::IN_FLIGHT as u64,
+            "the rest counted, to be written with the next refusal"
+        );
     }
 }
