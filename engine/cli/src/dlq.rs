@@ -56,7 +56,11 @@ pub struct Selection {
 
 impl Selection {
     /// The audit record of acting on this selection (written before it is acted on).
-    async fn audit(&self, action: wyvern_store::AuditAction) -> anyhow::Result<()> {
+    async fn audit(
+        &self,
+        trail: &dyn wyvern_store::AuditTrail,
+        action: wyvern_store::AuditAction,
+    ) -> anyhow::Result<()> {
         let what = match (self.seq, self.all) {
             (Some(seq), _) => format!("dead letter {seq}"),
             (None, _) => format!(
@@ -65,8 +69,7 @@ impl Selection {
                 self.destination.as_deref().unwrap_or("any")
             ),
         };
-        let trail = open_store(&self.store)?.audit;
-        crate::audit::record(trail.as_ref(), action, None, None, Some(what)).await
+        crate::audit::record(trail, action, None, None, Some(what)).await
     }
 }
 
@@ -201,8 +204,10 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Purge(sel) if sel.store.remote.remote.is_some() => sel.remote("purge"),
         DlqCommand::Retry(sel) => {
             let which = sel.which()?;
-            sel.audit(wyvern_store::AuditAction::Retry).await?;
-            let n = open_store(&sel.store)?.ops.requeue(which, now_ms()).await?;
+            let store = open_store(&sel.store)?;
+            sel.audit(store.audit.as_ref(), wyvern_store::AuditAction::Retry)
+                .await?;
+            let n = store.ops.requeue(which, now_ms()).await?;
             println!(
                 "{n} dead letter(s) back in their outbox; a running engine picks them up within a second"
             );
@@ -210,8 +215,10 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         }
         DlqCommand::Purge(sel) => {
             let which = sel.which()?;
-            sel.audit(wyvern_store::AuditAction::Purge).await?;
-            let n = open_store(&sel.store)?.ops.purge(which).await?;
+            let store = open_store(&sel.store)?;
+            sel.audit(store.audit.as_ref(), wyvern_store::AuditAction::Purge)
+                .await?;
+            let n = store.ops.purge(which).await?;
             println!("{n} dead letter(s) purged");
             Ok(ExitCode::SUCCESS)
         }
