@@ -9,7 +9,7 @@ use crate::harness::{
     EngineProcess, Wire, adt, frame, http_get, http_post, normalise_ack, wait_listening, wait_until,
 };
 
-struct StandIn(Child);
+pub(crate) struct StandIn(Child);
 
 impl Drop for StandIn {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for StandIn {
     }
 }
 
-fn stand_in(addr: SocketAddr) -> StandIn {
+pub(crate) fn stand_in(addr: SocketAddr) -> StandIn {
     stand_in_with(addr, &[])
 }
 

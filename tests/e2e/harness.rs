@@ -120,6 +120,12 @@ impl EngineProcess {
     /// An engine whose one route is written in full by the test (`{dir}` becomes the config
     /// folder); for sources other than MLLP.
     pub fn start_with_route_file(route: &str) -> EngineProcess {
+        Self::start_with_files(&[("e2e.yaml", route)])
+    }
+
+    /// An engine whose config files beside `wyvern.yaml` (routes, `bridge.yaml`) are written in
+    /// full by the test (`{dir}` becomes the config folder).
+    pub fn start_with_files(files: &[(&str, &str)]) -> EngineProcess {
         let dir = tempfile::Builder::new()
             .prefix("wyvern-e2e-")
             .tempdir()
@@ -130,11 +136,13 @@ impl EngineProcess {
             format!("version: 1\nstore:\n  path: store\nhttp:\n  listen: {http}\n"),
         )
         .expect("write");
-        std::fs::write(
-            dir.path().join("e2e.yaml"),
-            route.replace("{dir}", &dir.path().display().to_string()),
-        )
-        .expect("write");
+        for (name, text) in files {
+            std::fs::write(
+                dir.path().join(name),
+                text.replace("{dir}", &dir.path().display().to_string()),
+            )
+            .expect("write");
+        }
         let mut e = EngineProcess {
             child: None,
             addr: free_addr(),

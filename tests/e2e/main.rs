@@ -5,6 +5,7 @@ mod amqp;
 mod amqp_publisher;
 mod api;
 mod audit;
+mod bridge;
 mod cli;
 mod crash;
 mod delivery;

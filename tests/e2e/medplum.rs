@@ -10,13 +10,13 @@ use std::time::Duration;
 use crate::harness::{EngineProcess, free_addr, http_raw, wait_listening, wait_until};
 
 /// A running Medplum server; killed when dropped.
-struct Medplum {
+pub(crate) struct Medplum {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Medplum {
-    fn start() -> Medplum {
+    pub(crate) fn start() -> Medplum {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/medplum");
         assert!(
             dir.join("node_modules/@medplum/fhir-router").exists(),
@@ -38,7 +38,7 @@ impl Medplum {
         Medplum { child, addr }
     }
 
-    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+    pub(crate) fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let req = format!(
             "{method} /fhir{path} HTTP/1.1\r\nHost: medplum\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()

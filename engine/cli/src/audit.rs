@@ -120,7 +120,7 @@ fn audit_event(r: &AuditRecord) -> serde_json::Value {
     let e = &r.entry;
     let (code, subtype) = match e.action {
         AuditAction::View => ("R", "read"),
-        AuditAction::Search => ("E", "search-type"),
+        AuditAction::Search | AuditAction::Access => ("E", "search-type"),
         AuditAction::Export => ("R", "read"),
         AuditAction::Retry | AuditAction::Replay => ("U", "update"),
         AuditAction::Purge => ("D", "delete"),

@@ -163,6 +163,8 @@ enum SchemaKind {
     Route,
     /// wyvern.yaml.
     Engine,
+    /// bridge.yaml (the federated read).
+    Bridge,
     /// A code table in the mappings folder.
     CodeTable,
 }
@@ -234,6 +236,7 @@ fn main() -> ExitCode {
                 let schema = match kind {
                     SchemaKind::Route => wyvern_config::route_schema(),
                     SchemaKind::Engine => wyvern_config::engine_schema(),
+                    SchemaKind::Bridge => wyvern_config::bridge_schema(),
                     SchemaKind::CodeTable => wyvern_config::code_table_schema(),
                 };
                 println!("{}", serde_json::to_string_pretty(&schema)?);

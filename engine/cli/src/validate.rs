@@ -71,6 +71,29 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                     println!("    {} step(s), order by {:?}", r.steps.len(), r.order_by);
                 }
             }
+            if let Some(b) = &c.bridge {
+                let scheme = if b.serve.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                println!("  bridge {scheme}://{}/fhir", b.serve.listen);
+                for m in &b.members {
+                    let types = if m.serves.len() == wyvern_config::SearchType::ALL.len() {
+                        "every type".to_string()
+                    } else {
+                        m.serves
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    println!(
+                        "    ← {:<22} fhir {} (ODS {}; {types})",
+                        m.name, m.fhir.base, m.ods
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(diags) => {

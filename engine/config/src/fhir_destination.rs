@@ -113,6 +113,15 @@ pub(crate) fn fhir(
     base: &Path,
     f: &FhirDestinationFile,
 ) -> Option<DestinationKind> {
+    fhir_target(at, base, f).map(DestinationKind::Fhir)
+}
+
+/// A FHIR server to reach, checked: a `fhir` destination, or a bridge's member.
+pub(crate) fn fhir_target(
+    at: &mut At<'_>,
+    base: &Path,
+    f: &FhirDestinationFile,
+) -> Option<FhirDestination> {
     let b = f.base.value.as_str();
     if !url_ok(b) {
         at.err(
@@ -149,12 +158,12 @@ pub(crate) fn fhir(
         );
         return None;
     }
-    Some(DestinationKind::Fhir(FhirDestination {
+    Some(FhirDestination {
         base: url?,
         auth: auth?,
         timeout,
         ca: ca?,
-    }))
+    })
 }
 
 fn oauth2(at: &mut At<'_>, o: &OAuth2File) -> Option<OAuth2Client> {

@@ -2,13 +2,14 @@
 //! runtime builds from.
 //!
 //! A config is a folder (or one route file). In a folder, `wyvern.yaml` holds engine settings
-//! (optional: embedded defaults apply) and every other `*.yaml` is one route; `*.test.yaml`
-//! files are route tests, not routes. Reading files is the only I/O here ([`load`]);
+//! (optional: embedded defaults apply), `bridge.yaml` the federated read (optional), and every
+//! other `*.yaml` is one route; `*.test.yaml` files are route tests, not routes. Reading files is the only I/O here ([`load`]);
 //! [`validate`] is pure: it opens no socket, resolves no host and reads no secret, and it
 //! reports every problem it finds as `file:line:col: what was expected`.
 
 mod amqp_source;
 mod at;
+mod bridge;
 mod code_table;
 mod delivery;
 mod destination;
@@ -30,6 +31,7 @@ mod validate;
 mod wasm_step;
 
 pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
+pub use bridge::{BRIDGE_FILE, Bridge, BridgeFile, Member, MemberFile, SearchType};
 pub use code_table::{
     CodeTable, CodeTableFile, CodeTables, TableRef, parse_code_tables, read_code_table_files,
 };
@@ -47,7 +49,7 @@ pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
 pub use peers::{SenderFile, SenderIdentity, SenderMismatch, SenderRule};
-pub use schema::{code_table_schema, engine_schema, route_schema};
+pub use schema::{bridge_schema, code_table_schema, engine_schema, route_schema};
 pub use secret::SecretValue;
 pub use step::{MapKind, Removal, Step, StepFile};
 pub use tls::{ClientTls, ClientTlsFile, Place, ServerTls, ServerTlsFile};

@@ -16,6 +16,12 @@ impl SourceFile {
     pub fn is_engine_file(&self) -> bool {
         self.path.file_name().is_some_and(|n| n == ENGINE_FILE)
     }
+
+    pub fn is_bridge_file(&self) -> bool {
+        self.path
+            .file_name()
+            .is_some_and(|n| n == crate::BRIDGE_FILE)
+    }
 }
 
 fn is_route_file(p: &Path) -> bool {

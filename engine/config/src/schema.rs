@@ -24,6 +24,15 @@ pub fn engine_schema() -> serde_json::Value {
     )
 }
 
+/// The schema of `bridge.yaml`.
+pub fn bridge_schema() -> serde_json::Value {
+    with_id(
+        schemars::schema_for!(crate::BridgeFile).to_value(),
+        "bridge.schema.json",
+        "The Wyvern bridge (bridge.yaml): a federated FHIR read across member records",
+    )
+}
+
 /// The schema of a code table (`mappings/*.yaml`).
 pub fn code_table_schema() -> serde_json::Value {
     with_id(

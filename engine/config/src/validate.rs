@@ -18,6 +18,8 @@ use crate::{Destination, Diagnostic, OnPermanent, OrderBy, RetryPolicy, SourceFi
 pub struct Config {
     pub engine: EngineSettings,
     pub routes: Vec<Route>,
+    /// The federated read (`bridge.yaml`), if the folder has one.
+    pub bridge: Option<crate::Bridge>,
     /// Findings that do not stop the engine.
     pub warnings: Vec<Diagnostic>,
     /// The code tables of the mappings folder (filled by [`crate::load`]; empty from
@@ -146,13 +148,41 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         shared: None,
     };
     let mut routes: Vec<Route> = Vec::new();
+    let mut bridge = None;
     let mut warnings = Vec::new();
     let mut names: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut listens: HashMap<SocketAddr, (String, PathBuf, u64)> = HashMap::new();
 
     for src in sources {
         let mut at = At::new(&src.path);
-        if src.is_engine_file() {
+        if src.is_bridge_file() {
+            match parse::<crate::BridgeFile>(src) {
+                Ok(f) => {
+                    let b = crate::bridge::bridge(&mut at, base, &f);
+                    if let Some((other, file, line)) = listens.get(&b.serve.listen) {
+                        at.err(
+                            &f.serve.listen,
+                            format!(
+                                "{} is already the listen address of route {other:?} ({}:{line})",
+                                b.serve.listen,
+                                file.display()
+                            ),
+                        );
+                    } else {
+                        listens.insert(
+                            b.serve.listen,
+                            (
+                                "(bridge)".into(),
+                                src.path.clone(),
+                                f.serve.listen.referenced.line(),
+                            ),
+                        );
+                    }
+                    bridge = Some(b);
+                }
+                Err(d) => at.errors.push(d),
+            }
+        } else if src.is_engine_file() {
             match parse::<EngineFile>(src) {
                 Ok(f) => {
                     check_version(&mut at, &f.version);
@@ -369,18 +399,19 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         errors.extend(at.errors);
         warnings.extend(at.warnings);
     }
-    if routes.is_empty() && errors.is_empty() {
+    if routes.is_empty() && bridge.is_none() && errors.is_empty() {
         errors.push(Diagnostic::error(
             base,
             0,
             0,
-            "no route files found: expected at least one ROUTE.yaml beside wyvern.yaml",
+            "no route files found: expected at least one ROUTE.yaml (or a bridge.yaml) beside wyvern.yaml",
         ));
     }
     if errors.is_empty() {
         Ok(Config {
             engine,
             routes,
+            bridge,
             warnings,
             tables: crate::CodeTables::new(),
         })
@@ -400,7 +431,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<
     })
 }
 
-fn check_version(at: &mut At<'_>, v: &Spanned<u32>) {
+pub(crate) fn check_version(at: &mut At<'_>, v: &Spanned<u32>) {
     if v.value != 1 {
         at.err(
             v,

@@ -12,6 +12,7 @@ fn checked_in_schemas_match_the_code() {
     for (file, schema) in [
         ("route.schema.json", wyvern_config::route_schema()),
         ("engine.schema.json", wyvern_config::engine_schema()),
+        ("bridge.schema.json", wyvern_config::bridge_schema()),
         ("code-table.schema.json", wyvern_config::code_table_schema()),
     ] {
         let path = repo().join("schema").join(file);
@@ -32,8 +33,9 @@ fn checked_in_schemas_match_the_code() {
 fn every_config_in_the_repository_passes_the_schemas() {
     let route = jsonschema::validator_for(&wyvern_config::route_schema()).unwrap();
     let engine = jsonschema::validator_for(&wyvern_config::engine_schema()).unwrap();
+    let bridge = jsonschema::validator_for(&wyvern_config::bridge_schema()).unwrap();
     let mut checked = 0;
-    for dir in ["routes", "examples/quickstart"] {
+    for dir in ["routes", "examples/quickstart", "examples/bridge"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -44,6 +46,8 @@ fn every_config_in_the_repository_passes_the_schemas() {
             let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
             let v = if name == wyvern_config::ENGINE_FILE {
                 &engine
+            } else if name == wyvern_config::BRIDGE_FILE {
+                &bridge
             } else {
                 &route
             };

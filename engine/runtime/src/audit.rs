@@ -53,7 +53,12 @@ impl RefusalAudit {
                 _ = tick.tick() => self.write(std::mem::take(&mut tally)).await,
                 report = self.reports.recv() => match report {
                     Some(r) => tally.add(r),
-                    None => break,
+                    // No listener reports (none left, or none at all): nothing more can come,
+                    // but the task lives as long as the engine, which is what `/ready` watches.
+                    None => {
+                        shutdown.cancelled().await;
+                        break;
+                    }
                 },
             }
         }

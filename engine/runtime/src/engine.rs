@@ -97,6 +97,8 @@ pub struct Engine {
     workers: Vec<DeliveryWorker>,
     counters: Vec<(String, Arc<RouteCounters>)>,
     http: Option<OpsServer>,
+    /// The federated read, when the config has a `bridge.yaml`.
+    bridge: Option<crate::bridge::BridgeServer>,
     ready: Arc<AtomicBool>,
 }
 
@@ -195,6 +197,17 @@ impl Engine {
                 dir: store.dir().to_path_buf(),
             }),
         };
+        let bridge = match &config.bridge {
+            None => None,
+            Some(b) => {
+                let refusals = Arc::new(wyvern_connectors::peers::Refusals::default());
+                let _ = refusals.report.set(("(bridge)".into(), reports.clone()));
+                Some(
+                    crate::bridge::BridgeServer::bind(b, audit.clone(), clock.clone(), refusals)
+                        .await?,
+                )
+            }
+        };
         let refusal_audit = RefusalAudit {
             audit: audit.clone(),
             clock: clock.clone(),
@@ -291,6 +304,7 @@ impl Engine {
             workers,
             counters,
             http,
+            bridge,
             ready,
         })
     }
@@ -313,6 +327,11 @@ impl Engine {
     /// Where /metrics is served, if it is.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|h| h.local_addr().ok())
+    }
+
+    /// Where the bridge is served, if the config has one.
+    pub fn bridge_addr(&self) -> Option<SocketAddr> {
+        self.bridge.as_ref().and_then(|b| b.local_addr().ok())
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -342,10 +361,14 @@ impl Engine {
             "audit of refused connections".into(),
             Box::pin(self.refusal_audit.run(shutdown.clone())),
         );
+        let bridge = self
+            .bridge
+            .map(|b| watch("bridge".into(), Box::pin(b.run(shutdown.clone()))));
         let tasks: Vec<_> = self
             .sources
             .into_iter()
             .map(|s| watch(s.name(), s.run(shutdown.clone())))
+            .chain(bridge)
             .collect();
         // Sources first: every message already read is stored and answered. Workers finish
         // the delivery in hand; what is still in the outbox goes out after the next start.

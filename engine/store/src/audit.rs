@@ -43,6 +43,8 @@ pub enum AuditAction {
     Control,
     /// The engine started with a config, or stopped.
     Engine,
+    /// A patient's records were read through the bridge (who, which patient, which members).
+    Access,
 }
 
 impl AuditAction {
@@ -59,6 +61,7 @@ impl AuditAction {
             AuditAction::Denied => "denied",
             AuditAction::Control => "control",
             AuditAction::Engine => "engine",
+            AuditAction::Access => "access",
         }
     }
 
@@ -75,6 +78,7 @@ impl AuditAction {
             AuditAction::Denied,
             AuditAction::Control,
             AuditAction::Engine,
+            AuditAction::Access,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)

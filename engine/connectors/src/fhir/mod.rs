@@ -25,6 +25,24 @@ pub enum FhirOutcome {
     Refused(String),
 }
 
+/// Why a read ([`FhirClient::read`]) got no body. The texts never carry the URL's query (it
+/// names a patient).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadFailure {
+    /// No answer: refused, reset, timed out, no token.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A status other than 2xx, and the start of its body.
+    #[error("HTTP {0}: {1}")]
+    Status(u16, String),
+    /// The body would pass this many bytes.
+    #[error("its answer is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The client's timeout passed first.
+    #[error("no answer in time")]
+    TimedOut,
+}
+
 /// What to do with a body: which FHIR interaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interaction {
@@ -102,24 +120,86 @@ impl FhirClient {
         })
     }
 
+    /// `GET base{path}?{query}`: the body of a 2xx answer, read up to `limit` bytes (a larger
+    /// one is refused as it arrives, so a member cannot fill memory). The bridge's reads.
+    pub async fn read(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        limit: usize,
+    ) -> Result<Vec<u8>, ReadFailure> {
+        let url = format!("{}{path}", self.base);
+        let mut full = reqwest::Url::parse(&url)
+            .map_err(|e| ReadFailure::Unreachable(format!("GET {url}: not a URL: {e}")))?;
+        full.query_pairs_mut().extend_pairs(query);
+        let req = self
+            .http
+            .get(full)
+            .header("Accept", "application/fhir+json");
+        let req = self
+            .authorise(req)
+            .await
+            .map_err(ReadFailure::Unreachable)?;
+        let mut resp = req.send().await.map_err(|e| {
+            ReadFailure::Unreachable(format!("GET {url}: {}", chain(&e.without_url())))
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text: String = resp
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
+            return Err(ReadFailure::Status(status.as_u16(), text));
+        }
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(ReadFailure::TooLarge(limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            ReadFailure::Unreachable(format!("GET {url}: {}", chain(&e.without_url())))
+        })? {
+            if body.len() + chunk.len() > limit {
+                return Err(ReadFailure::TooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The server's base URL, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `req` with this server's credentials.
+    async fn authorise(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        Ok(match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(token) => req.bearer_auth(token),
+            Auth::OAuth2(source) => req.bearer_auth(source.token(&self.http).await?),
+        })
+    }
+
     /// Performs `interaction` with `body` (FHIR JSON).
     pub async fn send(&self, interaction: &Interaction, body: Vec<u8>) -> FhirOutcome {
         let (method, path) = interaction.method_and_path();
         let url = format!("{}{path}", self.base);
-        let mut req = self
+        let req = self
             .http
             .request(method.clone(), &url)
             .header("Content-Type", "application/fhir+json")
             .header("Accept", "application/fhir+json")
             .body(body);
-        match &self.auth {
-            Auth::None => {}
-            Auth::Bearer(token) => req = req.bearer_auth(token),
-            Auth::OAuth2(source) => match source.token(&self.http).await {
-                Ok(token) => req = req.bearer_auth(token),
-                Err(e) => return FhirOutcome::Transient(e),
-            },
-        }
+        let req = match self.authorise(req).await {
+            Ok(req) => req,
+            Err(e) => return FhirOutcome::Transient(e),
+        };
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => return FhirOutcome::Transient(format!("{method} {url}: {}", chain(&e))),

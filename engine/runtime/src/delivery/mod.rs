@@ -36,7 +36,7 @@ use wyvern_core::{Clock, ErrorClass};
 use wyvern_store::{Ahead, DeliveryLog, LaneId, Outbox, OutboxItem, Settle, StoreError, Update};
 
 pub use backoff::{delay, exhausted};
-pub use sink::{Failure, Sending, Sink, fhir_request, judge_ack};
+pub use sink::{Failure, Sending, Sink, fhir_client, fhir_request, judge_ack};
 
 /// Rows read per pass for destinations that send one message at a time or in parallel.
 const BATCH: usize = 512;

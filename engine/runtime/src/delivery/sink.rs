@@ -101,6 +101,30 @@ fn is_fhir_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// The client of a FHIR server (a `fhir` destination, a bridge's member), its secrets
+/// resolved and its extra roots read now.
+pub fn fhir_client(f: &wyvern_config::FhirDestination) -> Result<FhirClient, String> {
+    let auth = match &f.auth {
+        FhirAuth::None => FhirAuthSpec::None,
+        FhirAuth::Bearer(b) => FhirAuthSpec::Bearer(b.resolve()?),
+        FhirAuth::OAuth2(o) => FhirAuthSpec::OAuth2(OAuth2Spec {
+            token_url: o.token_url.clone(),
+            client_id: o.client_id.resolve()?,
+            key_pem: o.key.resolve()?,
+            kid: o.kid.clone(),
+            scope: o.scope.clone(),
+        }),
+    };
+    let ca = match &f.ca {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read tls.ca {}: {e}", path.display()))?,
+        ),
+    };
+    FhirClient::new(&f.base.resolve()?, auth, f.timeout, ca.as_deref())
+}
+
 /// A publisher and the routing key template of one AMQP destination.
 #[derive(Debug)]
 pub struct AmqpSink {
@@ -224,32 +248,7 @@ impl Sink {
             DestinationKind::File(f) => {
                 Sink::Serial(Serial::File(FileSink::new(&f.dir, f.extension.clone())))
             }
-            DestinationKind::Fhir(f) => {
-                let auth = match &f.auth {
-                    FhirAuth::None => FhirAuthSpec::None,
-                    FhirAuth::Bearer(b) => FhirAuthSpec::Bearer(b.resolve()?),
-                    FhirAuth::OAuth2(o) => FhirAuthSpec::OAuth2(OAuth2Spec {
-                        token_url: o.token_url.clone(),
-                        client_id: o.client_id.resolve()?,
-                        key_pem: o.key.resolve()?,
-                        kid: o.kid.clone(),
-                        scope: o.scope.clone(),
-                    }),
-                };
-                let ca = match &f.ca {
-                    None => None,
-                    Some(path) => Some(
-                        std::fs::read(path)
-                            .map_err(|e| format!("cannot read tls.ca {}: {e}", path.display()))?,
-                    ),
-                };
-                Sink::Fhir(FhirClient::new(
-                    &f.base.resolve()?,
-                    auth,
-                    f.timeout,
-                    ca.as_deref(),
-                )?)
-            }
+            DestinationKind::Fhir(f) => Sink::Fhir(fhir_client(f)?),
             DestinationKind::Mllp(m) => {
                 let mut out = MllpOutbound::new(&m.connect, m.ack_timeout, m.max_frame);
                 if let Some(t) = &m.tls {

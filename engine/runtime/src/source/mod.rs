@@ -11,7 +11,7 @@
 mod amqp;
 pub(crate) mod directory;
 pub mod fhir;
-mod fhir_auth;
+pub(crate) mod fhir_auth;
 pub(crate) mod fhir_intake;
 mod mllp;
 

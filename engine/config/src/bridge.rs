@@ -1,0 +1,229 @@
+//! `bridge.yaml`: the exchange function's federated read. One FHIR R4 base answers a search
+//! from every member record at once (CHIE, the Dorset Care Record, later a neighbour region),
+//! each entry tagged with where it came from. This file is its own kind of config beside
+//! `wyvern.yaml` and the routes: a folder may hold a bridge and no route.
+//!
+//! ```yaml
+//! version: 1
+//! serve:                                   # as a fhir source: listen, tls, auth.jwt, allow_from
+//!   listen: 127.0.0.1:8090                 # the facade's base is http://ADDR/fhir
+//! members:
+//!   - name: chie
+//!     ods: X1A2B                           # the data owner entries from here are tagged with
+//!     fhir: { base: "${CHIE_FHIR_BASE}", timeout: 5s }   # as a fhir destination: auth, tls
+//!   - name: dcr
+//!     ods: X3C4D
+//!     fhir: { base: "${DCR_FHIR_BASE}", timeout: 5s }
+//!     serves: [Patient, Condition, AllergyIntolerance]   # default: every type the bridge serves
+//! max_member_answer: 16MiB                 # a larger answer counts as that member failing
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::at::At;
+use crate::{ByteSize, FhirDestination, FhirDestinationFile, FhirSource, FhirSourceFile};
+
+/// The bridge's file inside a config folder.
+pub const BRIDGE_FILE: &str = "bridge.yaml";
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeFile {
+    #[schemars(with = "u32")]
+    pub version: Spanned<u32>,
+    /// Where the facade listens and who may call it, as a `fhir` source says it: `listen`,
+    /// `tls`, `auth.jwt`, `allow_from`, connection caps (`max_body` bounds a search's body).
+    pub serve: FhirSourceFile,
+    /// The records asked: at least one.
+    #[schemars(with = "Vec<MemberFile>")]
+    pub members: Spanned<Vec<MemberFile>>,
+    /// The largest answer read from one member (default 16MiB); a larger one counts as that
+    /// member failing for the query, so one member cannot fill the facade's memory.
+    #[serde(default)]
+    #[schemars(with = "Option<ByteSize>")]
+    pub max_member_answer: Option<Spanned<ByteSize>>,
+}
+
+/// One record the bridge asks.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberFile {
+    /// A name for logs, tags and the audit log: lower-case letters, digits, '-'.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The ODS code of the organisation that holds this record: every entry from this member is
+    /// tagged with it as the data owner.
+    #[schemars(with = "String")]
+    pub ods: Spanned<String>,
+    /// How to reach it, as a `fhir` destination says it: `base`, `auth`, `tls`, `timeout`
+    /// (here, how long a query waits for this member before answering without it; default 30s).
+    pub fhir: FhirDestinationFile,
+    /// The resource types it answers searches for (default: every type the bridge serves).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<SearchType>>")]
+    pub serves: Option<Vec<Spanned<String>>>,
+}
+
+/// The resource types the bridge searches, the UK Core Access set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, schemars::JsonSchema)]
+pub enum SearchType {
+    Patient,
+    AllergyIntolerance,
+    Condition,
+    MedicationStatement,
+    MedicationRequest,
+    Encounter,
+    Observation,
+    DiagnosticReport,
+    Immunization,
+    DocumentReference,
+}
+
+impl SearchType {
+    pub const ALL: [SearchType; 10] = [
+        SearchType::Patient,
+        SearchType::AllergyIntolerance,
+        SearchType::Condition,
+        SearchType::MedicationStatement,
+        SearchType::MedicationRequest,
+        SearchType::Encounter,
+        SearchType::Observation,
+        SearchType::DiagnosticReport,
+        SearchType::Immunization,
+        SearchType::DocumentReference,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchType::Patient => "Patient",
+            SearchType::AllergyIntolerance => "AllergyIntolerance",
+            SearchType::Condition => "Condition",
+            SearchType::MedicationStatement => "MedicationStatement",
+            SearchType::MedicationRequest => "MedicationRequest",
+            SearchType::Encounter => "Encounter",
+            SearchType::Observation => "Observation",
+            SearchType::DiagnosticReport => "DiagnosticReport",
+            SearchType::Immunization => "Immunization",
+            SearchType::DocumentReference => "DocumentReference",
+        }
+    }
+
+    /// The type named exactly `s` (FHIR's names are case-sensitive).
+    pub fn parse(s: &str) -> Option<SearchType> {
+        SearchType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for SearchType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated `bridge.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub serve: FhirSource,
+    pub members: Vec<Member>,
+    pub max_member_answer: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub ods: String,
+    pub fhir: FhirDestination,
+    /// In `SearchType::ALL`'s order.
+    pub serves: Vec<SearchType>,
+}
+
+/// An ODS code as the organisation data service issues them: 3 to 10 capital letters and
+/// digits (trusts `RXX`, sites `RXX01`, practices `A12345`).
+fn ods_ok(s: &str) -> bool {
+    (3..=10).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
+    crate::validate::check_version(at, &f.version);
+    let serve = crate::fhir_source::fhir_source(at, base, &f.serve);
+    if !serve.listen.ip().is_loopback() && serve.tls.is_none() {
+        at.warn(&f.serve.listen, format!("serve.listen {} answers patient records to other hosts in plaintext: add serve.tls", serve.listen));
+    }
+    if f.members.value.is_empty() {
+        at.err(&f.members, "members is empty: expected at least one record to ask, e.g. - { name: chie, ods: X1A2B, fhir: { base: https://… } }");
+    }
+    let mut members = Vec::with_capacity(f.members.value.len());
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for m in &f.members.value {
+        let name = m.name.value.clone();
+        if !crate::validate::valid_name(&name) {
+            at.err(&m.name, format!("member name {name:?} is not valid: expected lower-case letters, digits and '-', such as chie"));
+        } else if let Some((_, line)) = seen.iter().find(|(n, _)| *n == name) {
+            at.err(
+                &m.name,
+                format!("member {name:?} is already defined at line {line}"),
+            );
+        } else {
+            seen.push((name.clone(), m.name.referenced.line() as usize));
+        }
+        if !ods_ok(&m.ods.value) {
+            at.err(&m.ods, format!("ods {:?} is not an ODS code: expected 3 to 10 capital letters and digits, such as RHM or A12345", m.ods.value));
+        }
+        let fhir = crate::fhir_destination::fhir_target(at, base, &m.fhir);
+        let serves = match &m.serves {
+            None => SearchType::ALL.to_vec(),
+            Some(list) => {
+                let mut types = Vec::new();
+                for t in list {
+                    match SearchType::parse(&t.value) {
+                        Some(ty) if types.contains(&ty) => {
+                            at.err(t, format!("{ty} is listed twice"))
+                        }
+                        Some(ty) => types.push(ty),
+                        None => at.err(
+                            t,
+                            format!(
+                                "{:?} is not a type the bridge searches: expected one of {}",
+                                t.value,
+                                SearchType::ALL.map(SearchType::as_str).join(", ")
+                            ),
+                        ),
+                    }
+                }
+                if list.is_empty() {
+                    at.err(
+                        &m.name,
+                        "serves is empty: leave it out to serve every type, or name at least one",
+                    );
+                }
+                types.sort();
+                types
+            }
+        };
+        if let Some(fhir) = fhir {
+            members.push(Member {
+                name,
+                ods: m.ods.value.clone(),
+                fhir,
+                serves,
+            });
+        }
+    }
+    let max_member_answer = crate::validate::size(
+        at,
+        f.max_member_answer.as_ref(),
+        16 << 20,
+        "max_member_answer",
+        64 << 10..=1 << 30,
+    );
+    Bridge {
+        serve,
+        members,
+        max_member_answer,
+    }
+}

@@ -1,0 +1,42 @@
+//! `GET /fhir/metadata`: a CapabilityStatement for what the members together serve — each
+//! type any member serves, searchable by the patient's NHS number.
+
+use serde_json::{Value, json};
+use wyvern_config::SearchType;
+
+use super::member::MemberClient;
+use super::search::NHS_NUMBER_SYSTEM;
+
+pub fn statement(members: &[MemberClient]) -> Value {
+    let resources: Vec<Value> = SearchType::ALL
+        .into_iter()
+        .filter(|t| members.iter().any(|m| m.serves(*t)))
+        .map(|t| {
+            let (name, kind) = match t {
+                SearchType::Patient => ("identifier", "token"),
+                _ => ("patient.identifier", "token"),
+            };
+            let served: Vec<&str> = members.iter().filter(|m| m.serves(t)).map(|m| m.name.as_str()).collect();
+            json!({
+                "type": t.as_str(),
+                "interaction": [{ "code": "search-type" }],
+                "searchParam": [
+                    { "name": name, "type": kind, "documentation": format!("{NHS_NUMBER_SYSTEM}|NHS number (required)") },
+                    { "name": "_count", "type": "number", "documentation": "entries asked of each member (1 to 1000, default 100)" },
+                ],
+                "documentation": format!("from {}", served.join(", ")),
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-04",
+        "kind": "instance",
+        "software": { "name": "Wyvern bridge", "version": env!("CARGO_PKG_VERSION") },
+        "implementation": { "description": "Federated read across the member records: one searchset, each entry tagged with its member and data owner" },
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{ "mode": "server", "resource": resources }],
+    })
+}

@@ -1,0 +1,378 @@
+//! One searchset from every member's answer. Pure: answers in, a Bundle out.
+//!
+//! - Every entry says where it came from: `meta.source` is the member's base, and `meta.tag`
+//!   names the member and the data owner's ODS code (the convention regional records use, so a
+//!   viewer can show "from the Dorset Care Record").
+//! - Patients from different members are **linked, not merged**: each keeps its own entry, and
+//!   `Patient.link` (`seealso`) points at the others. The bridge holds no second copy of the
+//!   citizen's record, and never decides which demographics win.
+//! - Any other resource both members hold — the same type and business identifier — appears
+//!   once, carrying both members' tags.
+//! - A member that failed gives an OperationOutcome entry (`search.mode = outcome`): the caller
+//!   sees a partial answer as partial, never a silent gap.
+
+use serde_json::{Map, Value, json};
+use wyvern_config::SearchType;
+
+/// `meta.tag` system of the member an entry came from (its code: the member's name).
+pub const MEMBER_TAG: &str = "urn:wyvern:bridge:member";
+/// `meta.tag` system of the data owner (its code: the owner's ODS code).
+pub const OWNER_TAG: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+
+/// A member, as its entries are tagged.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub member: &'a str,
+    pub ods: &'a str,
+    /// The member's FHIR base, without a trailing `/`.
+    pub base: &'a str,
+}
+
+/// What one member gave a query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The `entry` array of its searchset.
+    Entries(Vec<Value>),
+    /// Not asked: it does not serve this type, or the patient index says it holds no record.
+    Skipped,
+    /// It failed, timed out or answered something that is not a searchset: why, for the
+    /// caller's OperationOutcome (no patient data in it).
+    Failed(String),
+}
+
+/// The searchset for `ty` from `answers`, in member order.
+pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
+    let mut matches: Vec<Value> = Vec::new();
+    let mut issues: Vec<Value> = Vec::new();
+    for (origin, answer) in answers {
+        let entries = match answer {
+            Answer::Entries(e) => e,
+            Answer::Skipped => continue,
+            Answer::Failed(why) => {
+                issues.push(issue("warning", "incomplete", format!("{} (ODS {}) gave nothing: {why}. Its records are missing from this answer.", origin.member, origin.ods)));
+                continue;
+            }
+        };
+        let mut foreign = 0usize;
+        for entry in entries {
+            let Some(resource) = entry.get("resource").and_then(Value::as_object) else {
+                foreign += 1;
+                continue;
+            };
+            let rtype = resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let mode = entry.pointer("/search/mode").and_then(Value::as_str);
+            if rtype == "OperationOutcome" || mode == Some("outcome") {
+                issues.push(issue(
+                    "information",
+                    "informational",
+                    format!("{} says: {}", origin.member, outcome_text(resource)),
+                ));
+                continue;
+            }
+            if rtype != ty.as_str() {
+                foreign += 1;
+                continue;
+            }
+            add(&mut matches, *origin, entry, resource.clone());
+        }
+        if foreign > 0 {
+            issues.push(issue(
+                "warning",
+                "processing",
+                format!(
+                    "{} answered {foreign} entries that are not {ty} resources; they were left out",
+                    origin.member
+                ),
+            ));
+        }
+    }
+    if ty == SearchType::Patient {
+        link_patients(&mut matches);
+    }
+    let total = matches.len();
+    let mut entry = matches;
+    if !issues.is_empty() {
+        entry.push(json!({
+            "resource": { "resourceType": "OperationOutcome", "issue": issues },
+            "search": { "mode": "outcome" },
+        }));
+    }
+    json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
+}
+
+/// Adds one member's resource: merged into an entry already there with the same business
+/// identifier (not for patients), or as a new entry tagged with its origin.
+fn add(
+    matches: &mut Vec<Value>,
+    origin: Origin<'_>,
+    entry: &Value,
+    mut resource: Map<String, Value>,
+) {
+    let key = business_identifier(&resource);
+    let patient = resource.get("resourceType").and_then(Value::as_str) == Some("Patient");
+    if !patient
+        && let Some(key) = &key
+        && let Some(same) = matches.iter_mut().find(|m| {
+            m.get("resource")
+                .and_then(Value::as_object)
+                .and_then(business_identifier)
+                .as_ref()
+                == Some(key)
+        })
+        && let Some(r) = same.get_mut("resource").and_then(Value::as_object_mut)
+    {
+        tag(r, origin);
+        return;
+    }
+    let full_url = match (
+        resource.get("id").and_then(Value::as_str),
+        entry.get("fullUrl").and_then(Value::as_str),
+    ) {
+        (_, Some(u)) if u.starts_with("http") => u.to_string(),
+        (Some(id), _) => format!(
+            "{}/{}/{id}",
+            origin.base,
+            resource
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
+        (None, Some(u)) => u.to_string(),
+        (None, None) => String::new(),
+    };
+    let meta = resource.entry("meta").or_insert_with(|| json!({}));
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("source".into(), Value::String(origin.base.to_string()));
+    }
+    tag(&mut resource, origin);
+    let mut e = json!({ "resource": resource, "search": { "mode": "match" } });
+    if !full_url.is_empty() {
+        e["fullUrl"] = Value::String(full_url);
+    }
+    matches.push(e);
+}
+
+/// Adds the member's and the data owner's tags to `resource.meta.tag`, once each.
+fn tag(resource: &mut Map<String, Value>, origin: Origin<'_>) {
+    let meta = resource.entry("meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    let tags = meta
+        .as_object_mut()
+        .map(|m| m.entry("tag").or_insert_with(|| json!([])));
+    let Some(tags) = tags else { return };
+    if !tags.is_array() {
+        *tags = json!([]);
+    }
+    if let Some(list) = tags.as_array_mut() {
+        for (system, code) in [(MEMBER_TAG, origin.member), (OWNER_TAG, origin.ods)] {
+            let has = list.iter().any(|t| {
+                t.get("system").and_then(Value::as_str) == Some(system)
+                    && t.get("code").and_then(Value::as_str) == Some(code)
+            });
+            if !has {
+                list.push(json!({ "system": system, "code": code }));
+            }
+        }
+    }
+}
+
+/// `(type, system, value)` of the resource's first identifier that has both.
+fn business_identifier(r: &Map<String, Value>) -> Option<(String, String, String)> {
+    let ty = r.get("resourceType")?.as_str()?;
+    r.get("identifier")?.as_array()?.iter().find_map(|i| {
+        let system = i.get("system")?.as_str()?;
+        let value = i.get("value")?.as_str()?;
+        Some((ty.to_string(), system.to_string(), value.to_string()))
+    })
+}
+
+/// Each patient entry links (`seealso`) to every other: they are one citizen's records in
+/// different members (the query named one NHS number).
+fn link_patients(matches: &mut [Value]) {
+    let urls: Vec<Option<String>> = matches
+        .iter()
+        .map(|m| m.get("fullUrl").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    for (i, m) in matches.iter_mut().enumerate() {
+        let others: Vec<Value> = urls
+            .iter()
+            .enumerate()
+            .filter(|(j, u)| *j != i && u.is_some())
+            .map(|(_, u)| json!({ "other": { "reference": u }, "type": "seealso" }))
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        if let Some(r) = m.get_mut("resource").and_then(Value::as_object_mut) {
+            let link = r.entry("link").or_insert_with(|| json!([]));
+            if !link.is_array() {
+                *link = json!([]);
+            }
+            if let Some(l) = link.as_array_mut() {
+                l.extend(others);
+            }
+        }
+    }
+}
+
+fn issue(severity: &str, code: &str, text: String) -> Value {
+    json!({ "severity": severity, "code": code, "diagnostics": text })
+}
+
+/// An OperationOutcome's words, short (a member's own warnings, passed on).
+fn outcome_text(r: &Map<String, Value>) -> String {
+    let text: Vec<String> = r
+        .get("issue")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            i.get("diagnostics")
+                .or_else(|| i.pointer("/details/text"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_string)
+        .collect();
+    let text = text.join("; ");
+    text.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHIE: Origin<'static> = Origin {
+        member: "chie",
+        ods: "X1A2B",
+        base: "http://chie/fhir",
+    };
+    const DCR: Origin<'static> = Origin {
+        member: "dcr",
+        ods: "X3C4D",
+        base: "http://dcr/fhir",
+    };
+
+    fn entries(resources: &[Value]) -> Answer {
+        Answer::Entries(
+            resources
+                .iter()
+                .map(|r| json!({ "resource": r, "search": { "mode": "match" } }))
+                .collect(),
+        )
+    }
+
+    fn tags(entry: &Value) -> Vec<(String, String)> {
+        entry["resource"]["meta"]["tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["system"].as_str().unwrap().into(),
+                    t["code"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn patients_from_two_members_are_linked_not_merged() {
+        let p = |id: &str| json!({ "resourceType": "Patient", "id": id, "identifier": [{ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018" }] });
+        let b = federate(
+            SearchType::Patient,
+            &[(CHIE, entries(&[p("a")])), (DCR, entries(&[p("b")]))],
+        );
+        assert_eq!(b["total"], 2);
+        let e = b["entry"].as_array().unwrap();
+        assert_eq!(e[0]["fullUrl"], "http://chie/fhir/Patient/a");
+        assert_eq!(e[0]["resource"]["meta"]["source"], "http://chie/fhir");
+        assert_eq!(
+            tags(&e[0]),
+            vec![
+                (MEMBER_TAG.into(), "chie".into()),
+                (OWNER_TAG.into(), "X1A2B".into())
+            ]
+        );
+        assert_eq!(
+            e[0]["resource"]["link"][0]["other"]["reference"],
+            "http://dcr/fhir/Patient/b"
+        );
+        assert_eq!(
+            e[1]["resource"]["link"][0]["other"]["reference"],
+            "http://chie/fhir/Patient/a"
+        );
+        assert_eq!(e[1]["resource"]["link"][0]["type"], "seealso");
+    }
+
+    #[test]
+    fn a_resource_both_hold_appears_once_with_both_provenances() {
+        let allergy = |id: &str| json!({ "resourceType": "AllergyIntolerance", "id": id, "identifier": [{ "system": "https://trust.example/allergy", "value": "AL-1" }] });
+        let other = json!({ "resourceType": "AllergyIntolerance", "id": "z" });
+        let b = federate(
+            SearchType::AllergyIntolerance,
+            &[
+                (CHIE, entries(&[allergy("a")])),
+                (DCR, entries(&[allergy("b"), other])),
+            ],
+        );
+        assert_eq!(b["total"], 2);
+        let e = b["entry"].as_array().unwrap();
+        assert_eq!(e[0]["resource"]["id"], "a");
+        let t = tags(&e[0]);
+        assert!(
+            t.contains(&(MEMBER_TAG.into(), "chie".into()))
+                && t.contains(&(MEMBER_TAG.into(), "dcr".into())),
+            "{t:?}"
+        );
+        assert!(t.contains(&(OWNER_TAG.into(), "X3C4D".into())));
+        assert_eq!(e[1]["fullUrl"], "http://dcr/fhir/AllergyIntolerance/z");
+    }
+
+    #[test]
+    fn a_failed_member_is_an_outcome_entry_not_a_gap() {
+        let c = json!({ "resourceType": "Condition", "id": "c1" });
+        let b = federate(
+            SearchType::Condition,
+            &[
+                (CHIE, entries(&[c])),
+                (DCR, Answer::Failed("no answer within 5s".into())),
+            ],
+        );
+        assert_eq!(b["total"], 1);
+        let last = b["entry"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["search"]["mode"], "outcome");
+        let text = last["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap();
+        assert!(
+            text.contains("dcr (ODS X3C4D)") && text.contains("no answer within 5s"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn entries_of_another_type_are_left_out_and_said() {
+        let b = federate(
+            SearchType::Condition,
+            &[(
+                CHIE,
+                entries(&[
+                    json!({ "resourceType": "Patient", "id": "p" }),
+                    json!("not an object"),
+                ]),
+            )],
+        );
+        assert_eq!(b["total"], 0);
+        let text = b["entry"][0]["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap();
+        assert!(text.contains("2 entries that are not Condition"), "{text}");
+        let skipped = federate(SearchType::Condition, &[(CHIE, Answer::Skipped)]);
+        assert_eq!(skipped["entry"].as_array().unwrap().len(), 0);
+    }
+}

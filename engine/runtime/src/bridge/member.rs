@@ -1,0 +1,215 @@
+//! Asking one member record: find the citizen there by NHS number (its own patient ids), then
+//! search the type for those ids. Two plain FHIR searches any R4 server answers, rather than a
+//! chained `patient.identifier` search not every server supports. The whole ask is bounded in
+//! time (the member's `timeout`) and in bytes (`max_member_answer`, per answer read).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wyvern_config::{Member, SearchType};
+use wyvern_connectors::fhir::{FhirClient, ReadFailure};
+
+use super::federate::{Answer, Origin};
+use super::search::{NHS_NUMBER_SYSTEM, Query};
+
+/// One member, ready to ask.
+#[derive(Debug)]
+pub struct MemberClient {
+    pub name: String,
+    pub ods: String,
+    /// The base, without a trailing `/` (entries' `fullUrl` and `meta.source`).
+    pub base: String,
+    serves: Vec<SearchType>,
+    timeout: Duration,
+    max_answer: usize,
+    client: FhirClient,
+}
+
+impl MemberClient {
+    /// Resolves the member's secrets now (a missing one stops the engine at start).
+    pub fn build(m: &Member, max_answer: u64) -> Result<MemberClient, String> {
+        // The whole ask (two searches) is bounded by `timeout` here; the client's own limit per
+        // request is looser, so the caller reads one plain reason.
+        let mut target = m.fhir.clone();
+        target.timeout += Duration::from_secs(1);
+        let client = crate::delivery::fhir_client(&target)?;
+        let base = client.base().to_string();
+        Ok(MemberClient {
+            name: m.name.clone(),
+            ods: m.ods.clone(),
+            base,
+            serves: m.serves.clone(),
+            timeout: m.fhir.timeout,
+            max_answer: usize::try_from(max_answer).unwrap_or(usize::MAX),
+            client,
+        })
+    }
+
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            member: &self.name,
+            ods: &self.ods,
+            base: &self.base,
+        }
+    }
+
+    pub fn serves(&self, ty: SearchType) -> bool {
+        self.serves.contains(&ty)
+    }
+
+    /// The member's entries for `q`, or why there are none (never an error for the query: the
+    /// caller gets the others' entries and an outcome naming this one).
+    pub async fn ask(&self, q: &Query) -> Answer {
+        if !self.serves(q.ty) {
+            return Answer::Skipped;
+        }
+        match tokio::time::timeout(self.timeout, self.search(q)).await {
+            Ok(Ok(entries)) => Answer::Entries(entries),
+            Ok(Err(why)) => Answer::Failed(why),
+            Err(_) => Answer::Failed(self.too_slow()),
+        }
+    }
+
+    fn too_slow(&self) -> String {
+        format!(
+            "no answer within {}",
+            humantime::format_duration(self.timeout)
+        )
+    }
+
+    async fn search(&self, q: &Query) -> Result<Vec<Value>, String> {
+        let patients = self
+            .searchset(
+                "Patient",
+                &[
+                    (
+                        "identifier",
+                        format!("{NHS_NUMBER_SYSTEM}|{}", q.patient.as_str()),
+                    ),
+                    ("_count", q.count.to_string()),
+                ],
+            )
+            .await?;
+        // Only the member's patients whose NHS number is the one asked for: a server that ignored
+        // the identifier would otherwise hand over everyone's records.
+        let patients: Vec<Value> = patients
+            .into_iter()
+            .filter(|e| holds_nhs_number(e, q.patient.as_str()))
+            .collect();
+        if q.ty == SearchType::Patient {
+            return Ok(patients);
+        }
+        let ids: Vec<&str> = patients
+            .iter()
+            .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = self
+            .searchset(
+                q.ty.as_str(),
+                &[("patient", ids.join(",")), ("_count", q.count.to_string())],
+            )
+            .await?;
+        // The same distrust for the records: only those about the patients found above.
+        let (about, other): (Vec<Value>, Vec<Value>) = entries
+            .into_iter()
+            .partition(|e| about_patient(e, &ids) || is_outcome(e));
+        if !other.is_empty() {
+            tracing::warn!(member = %self.name, r#type = %q.ty, left_out = other.len(), "a member answered records of other patients to a patient search; they were left out");
+        }
+        Ok(about)
+    }
+
+    /// One search's `entry` array; a member answer that is not a searchset Bundle is a failure.
+    async fn searchset(&self, ty: &str, query: &[(&str, String)]) -> Result<Vec<Value>, String> {
+        let body = self
+            .client
+            .read(&format!("/{ty}"), query, self.max_answer)
+            .await
+            .map_err(|e| match e {
+                ReadFailure::TooLarge(n) => {
+                    format!("its answer was larger than {n} bytes (max_member_answer)")
+                }
+                ReadFailure::TimedOut => self.too_slow(),
+                other => other.to_string(),
+            })?;
+        let mut bundle: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("its answer to a {ty} search is not JSON: {e}"))?;
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(format!("its answer to a {ty} search is not a Bundle"));
+        }
+        match bundle.get_mut("entry").map(Value::take) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(entries)) => Ok(entries),
+            Some(_) => Err(format!(
+                "its answer to a {ty} search has an entry that is not a list"
+            )),
+        }
+    }
+}
+
+/// Whether an entry's resource is about one of `ids` (its `subject` or `patient` reference is
+/// `Patient/{id}`, relative or absolute).
+fn about_patient(entry: &Value, ids: &[&str]) -> bool {
+    let resource = entry.get("resource");
+    ["subject", "patient"]
+        .iter()
+        .filter_map(|field| resource?.get(field)?.get("reference")?.as_str())
+        .any(|r| {
+            ids.iter()
+                .any(|id| r == format!("Patient/{id}") || r.ends_with(&format!("/Patient/{id}")))
+        })
+}
+
+/// A member's own OperationOutcome entry (passed on as its words, not as a record).
+fn is_outcome(entry: &Value) -> bool {
+    entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
+        || entry
+            .pointer("/resource/resourceType")
+            .and_then(Value::as_str)
+            == Some("OperationOutcome")
+}
+
+/// Whether a Patient entry carries `nhs` under the NHS number system.
+fn holds_nhs_number(entry: &Value, nhs: &str) -> bool {
+    entry
+        .pointer("/resource/identifier")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| {
+            ids.iter().any(|i| {
+                i.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM)
+                    && i.get("value")
+                        .and_then(Value::as_str)
+                        .map(|v| v.replace(' ', ""))
+                        == Some(nhs.to_string())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_patients_and_records_asked_for_are_kept() {
+        let p = |nhs: &str| json!({ "resource": { "resourceType": "Patient", "identifier": [{ "system": NHS_NUMBER_SYSTEM, "value": nhs }] } });
+        assert!(holds_nhs_number(&p("9990000018"), "9990000018"));
+        assert!(holds_nhs_number(&p("999 000 0018"), "9990000018"));
+        assert!(!holds_nhs_number(&p("9990000026"), "9990000018"));
+        let c = |field: &str, r: &str| json!({ "resource": { "resourceType": "Condition", field: { "reference": r } } });
+        assert!(about_patient(&c("subject", "Patient/a"), &["a", "b"]));
+        assert!(about_patient(
+            &c("patient", "http://x/fhir/Patient/b"),
+            &["a", "b"]
+        ));
+        assert!(!about_patient(&c("subject", "Patient/ab"), &["a", "b"]));
+        assert!(!about_patient(&c("subject", "Group/a"), &["a"]));
+        assert!(!about_patient(
+            &json!({ "resource": { "resourceType": "Condition" } }),
+            &["a"]
+        ));
+    }
+}

@@ -1,0 +1,278 @@
+//! The bridge (`bridge.yaml`): the exchange function's federated read. A clinician's record
+//! system asks one FHIR R4 base — `GET /fhir/{type}?…` for the patient's NHS number — and gets
+//! one searchset holding what every member record holds, each entry tagged with its source and
+//! data owner, a member that failed named in an OperationOutcome entry. Nothing is copied or
+//! stored: the members stay the records; the bridge only asks and merges.
+//!
+//! - `search.rs`: what the caller asked, checked before any member is asked (pure).
+//! - `member.rs`: asking one member, bounded in time and bytes.
+//! - `federate.rs`: the answers merged into one searchset (pure).
+//! - `capability.rs`: `GET /fhir/metadata`, what the members together serve.
+//!
+//! Every query is written to the audit log (who, from where, which patient, which members,
+//! how many entries) **before** the answer goes back: a query that cannot be audited is
+//! refused with 503, so no record leaves without a trace.
+
+mod capability;
+mod federate;
+mod member;
+mod search;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use wyvern_connectors::peers::{Peer, Refusals};
+use wyvern_core::Clock;
+use wyvern_store::{AuditAction, AuditEntry, AuditTrail};
+
+pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, federate};
+pub use search::{BadSearch, NHS_NUMBER_SYSTEM, Query};
+
+use crate::BuildError;
+use crate::http_limits::{ConnectedPeer, HttpLimits, LimitedListener};
+use crate::source::fhir_auth::BearerAuth;
+use crate::source::fhir_intake::outcome;
+use member::MemberClient;
+
+/// The bridge's endpoint, bound and ready to run.
+#[derive(Debug)]
+pub struct BridgeServer {
+    listener: tokio::net::TcpListener,
+    limits: HttpLimits,
+    state: Arc<Federation>,
+}
+
+/// What every request shares.
+#[derive(Debug)]
+struct Federation {
+    members: Vec<MemberClient>,
+    auth: Option<BearerAuth>,
+    audit: Arc<dyn AuditTrail>,
+    clock: Arc<dyn Clock>,
+    refusals: Arc<Refusals>,
+}
+
+impl BridgeServer {
+    /// Binds `serve.listen` and makes each member's client (secrets resolved now).
+    /// `refusals`: where connections refused at the door are counted and reported (the audit
+    /// log of refused connections, as a route's are).
+    pub async fn bind(
+        bridge: &wyvern_config::Bridge,
+        audit: Arc<dyn AuditTrail>,
+        clock: Arc<dyn Clock>,
+        refusals: Arc<Refusals>,
+    ) -> Result<BridgeServer, BuildError> {
+        let fail = |reason: String| BuildError::Source {
+            route: "(bridge)".into(),
+            reason,
+        };
+        let members = bridge
+            .members
+            .iter()
+            .map(|m| {
+                MemberClient::build(m, bridge.max_member_answer)
+                    .map_err(|e| fail(format!("member {}: {e}", m.name)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let serve = &bridge.serve;
+        let tls = match &serve.tls {
+            None => None,
+            Some(t) => Some(
+                crate::tls::server("the bridge's listener".into(), t)
+                    .map_err(|e| fail(e.to_string()))?,
+            ),
+        };
+        let auth = match &serve.auth {
+            None => None,
+            Some(a) => Some(BearerAuth::load("(bridge)", a).map_err(|e| fail(e.to_string()))?),
+        };
+        let listener = tokio::net::TcpListener::bind(serve.listen)
+            .await
+            .map_err(|source| BuildError::Bind {
+                route: "(bridge)".into(),
+                addr: serve.listen,
+                source,
+            })?;
+        Ok(BridgeServer {
+            listener,
+            limits: HttpLimits {
+                max_connections: serve.max_connections as usize,
+                max_connections_per_peer: serve.max_connections_per_peer as usize,
+                idle_timeout: serve.idle_timeout,
+                allow_from: serve.allow_from.clone(),
+                refusals: refusals.clone(),
+                tls,
+                allow_subjects: serve
+                    .tls
+                    .as_ref()
+                    .map(|t| t.allow_subjects.clone())
+                    .unwrap_or_default(),
+            },
+            state: Arc::new(Federation {
+                members,
+                auth,
+                audit,
+                clock,
+                refusals,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let addr = self.local_addr().ok();
+        let names: Vec<&str> = self.state.members.iter().map(|m| m.name.as_str()).collect();
+        tracing::info!(listen = ?addr, members = ?names, "bridge ready: /fhir");
+        let router = Router::new()
+            .route("/fhir/metadata", get(metadata))
+            .route("/fhir/{kind}", get(search))
+            .fallback(not_found)
+            .with_state(self.state);
+        let listener = LimitedListener::new(self.listener, self.limits, "(bridge)");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<ConnectedPeer>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "bridge endpoint stopped");
+        }
+    }
+}
+
+async fn metadata(State(s): State<Arc<Federation>>) -> Response {
+    fhir_json(
+        StatusCode::OK,
+        capability::statement(&s.members).to_string(),
+    )
+}
+
+async fn not_found() -> Response {
+    outcome(
+        StatusCode::NOT_FOUND,
+        "error",
+        "not-supported",
+        "the bridge answers GET /fhir/metadata and GET /fhir/{type}?… searches by NHS number",
+        None,
+    )
+}
+
+async fn search(
+    State(s): State<Arc<Federation>>,
+    ConnectInfo(ConnectedPeer(peer)): ConnectInfo<ConnectedPeer>,
+    Path(kind): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match s.auth.as_ref().map(|a| a.check(&headers)) {
+        None => None,
+        Some(Ok(caller)) => Some(caller),
+        Some(Err(refusal)) => {
+            s.refusals.token_refused(peer.addr.ip());
+            tracing::warn!(%peer, reason = %refusal.text(), "bridge query refused: bearer token");
+            return refusal.response();
+        }
+    };
+    let actor = actor(caller.as_ref(), &peer);
+    let pairs: Vec<(String, String)> = raw
+        .as_deref()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let query = match search::parse(&kind, &pairs) {
+        Ok(q) => q,
+        Err(bad) => {
+            let status = match bad {
+                BadSearch::UnknownType(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return outcome(status, "error", bad.code(), &bad.to_string(), None);
+        }
+    };
+    let asked = futures_util::future::join_all(s.members.iter().map(|m| m.ask(&query))).await;
+    let answers: Vec<(Origin<'_>, Answer)> = s
+        .members
+        .iter()
+        .map(MemberClient::origin)
+        .zip(asked)
+        .collect();
+    let bundle = federate(query.ty, &answers);
+    let entries = bundle["total"].as_u64().unwrap_or(0);
+    let detail = audit_detail(&query, &answers, entries, caller.as_ref());
+    let record = AuditEntry {
+        at_ms: s.clock.now_millis(),
+        actor,
+        action: AuditAction::Access,
+        message_id: None,
+        nhs_number: Some(query.patient.as_str().to_string()),
+        from: Some(peer.addr.to_string()),
+        detail: Some(detail),
+    };
+    if let Err(e) = s.audit.append(record).await {
+        tracing::error!(error = %e, "bridge query refused: the audit log cannot be written");
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            "transient",
+            "this query cannot be audited just now, so it is not answered; try again later",
+            None,
+        );
+    }
+    fhir_json(StatusCode::OK, bundle.to_string())
+}
+
+/// Who asked, as the audit log names callers.
+fn actor(caller: Option<&wyvern_connectors::jwt::Caller>, peer: &Peer) -> String {
+    match (caller, &peer.certificate) {
+        (Some(c), _) => format!("token:{}", c.client.as_deref().unwrap_or("(no client id)")),
+        (None, Some(cert)) => format!("cert:{}", cert.subject),
+        (None, None) => format!("peer:{}", peer.addr.ip()),
+    }
+}
+
+/// The audit record's detail: what was asked, of whom, and what came back (no clinical data).
+fn audit_detail(
+    q: &Query,
+    answers: &[(Origin<'_>, Answer)],
+    entries: u64,
+    caller: Option<&wyvern_connectors::jwt::Caller>,
+) -> String {
+    let members: Vec<String> = answers
+        .iter()
+        .map(|(o, a)| match a {
+            Answer::Entries(e) => format!("{} ({} entries)", o.member, e.len()),
+            Answer::Skipped => format!("{} (not asked)", o.member),
+            Answer::Failed(why) => format!("{} (failed: {why})", o.member),
+        })
+        .collect();
+    let organisation = caller
+        .and_then(|c| c.organisation.as_deref())
+        .unwrap_or("(none)");
+    format!(
+        "bridge GET {}: organisation {organisation}; members {}; {entries} entries returned",
+        q.ty,
+        members.join(", ")
+    )
+}
+
+fn fhir_json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,375 @@
+//! The bridge (issue 14): one FHIR query answered from two records that are not Wyvern's code —
+//! two Medplum servers standing in for CHIE and the Dorset Care Record, loaded with synthetic
+//! patients — through the real `wyvern` process.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{EngineProcess, free_addr, http_get, wait_listening};
+use crate::medplum::Medplum;
+
+const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
+/// Held by both records.
+const BOTH: &str = "9990000018";
+/// Held by the DCR stand-in only.
+const DCR_ONLY: &str = "9990000026";
+
+fn put(m: &Medplum, path: &str, body: Value) {
+    let (code, text) = m.request("PUT", path, &body.to_string());
+    assert!(code == 200 || code == 201, "PUT {path}: {code} {text}");
+}
+
+fn patient(id: &str, nhs: &str, family: &str) -> Value {
+    serde_json::json!({ "resourceType": "Patient", "id": id, "identifier": [{ "system": NHS, "value": nhs }], "name": [{ "family": family, "given": ["ALEX"] }] })
+}
+
+fn clinical(ty: &str, id: &str, patient: &str, business_id: &str) -> Value {
+    let mut r = serde_json::json!({ "resourceType": ty, "id": id, "identifier": [{ "system": "https://records.example/id", "value": business_id }], "patient": { "reference": format!("Patient/{patient}") } });
+    if ty == "Condition" {
+        r["subject"] = r["patient"].take();
+        r.as_object_mut().expect("as expected").remove("patient");
+    }
+    r
+}
+
+/// Two records: the patient in both (an allergy both hold, a condition each), another in DCR.
+fn records() -> (Medplum, Medplum) {
+    let (chie, dcr) = (Medplum::start(), Medplum::start());
+    put(
+        &chie,
+        "/Patient/p-chie",
+        patient("p-chie", BOTH, "CHIE-SURNAME"),
+    );
+    put(
+        &chie,
+        "/AllergyIntolerance/al-chie",
+        clinical("AllergyIntolerance", "al-chie", "p-chie", "ALLERGY-1"),
+    );
+    put(
+        &chie,
+        "/Condition/c-chie",
+        clinical("Condition", "c-chie", "p-chie", "COND-CHIE"),
+    );
+    put(
+        &dcr,
+        "/Patient/p-dcr",
+        patient("p-dcr", BOTH, "DCR-SURNAME"),
+    );
+    put(
+        &dcr,
+        "/AllergyIntolerance/al-dcr",
+        clinical("AllergyIntolerance", "al-dcr", "p-dcr", "ALLERGY-1"),
+    );
+    put(
+        &dcr,
+        "/Condition/c-dcr",
+        clinical("Condition", "c-dcr", "p-dcr", "COND-DCR"),
+    );
+    put(&dcr, "/Patient/q-dcr", patient("q-dcr", DCR_ONLY, "OTHER"));
+    put(
+        &dcr,
+        "/Condition/c-q",
+        clinical("Condition", "c-q", "q-dcr", "COND-Q"),
+    );
+    (chie, dcr)
+}
+
+fn bridge_yaml(listen: SocketAddr, chie: SocketAddr, dcr: SocketAddr) -> String {
+    format!(
+        "version: 1\nserve:\n  listen: \"{listen}\"\nmembers:\n  \
+         - name: chie\n    ods: XCH01\n    fhir: {{ base: \"http://{chie}/fhir\", timeout: 2s }}\n  \
+         - name: dcr\n    ods: XDC01\n    fhir: {{ base: \"http://{dcr}/fhir\", timeout: 2s }}\n"
+    )
+}
+
+fn search(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (code, body) = http_get(addr, path);
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {code} {e}: {body}"));
+    (code, v)
+}
+
+fn matches(b: &Value) -> Vec<&Value> {
+    b["entry"]
+        .as_array()
+        .expect("as expected")
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .collect()
+}
+
+fn members(entry: &Value) -> Vec<&str> {
+    entry["resource"]["meta"]["tag"]
+        .as_array()
+        .expect("as expected")
+        .iter()
+        .filter(|t| t["system"] == "urn:wyvern:bridge:member")
+        .map(|t| t["code"].as_str().expect("as expected"))
+        .collect()
+}
+
+fn outcomes(b: &Value) -> String {
+    b["entry"]
+        .as_array()
+        .expect("as expected")
+        .iter()
+        .filter(|e| e["search"]["mode"] == "outcome")
+        .map(|e| e["resource"].to_string())
+        .collect()
+}
+
+fn access_records(store: &std::path::Path) -> Vec<wyvern_store::AuditEntry> {
+    let mut found = Vec::new();
+    wyvern_store::read_audit(store, |r| {
+        if r.entry.action == wyvern_store::AuditAction::Access {
+            found.push(r.entry.clone());
+        }
+    })
+    .expect("read the audit log");
+    found
+}
+
+#[test]
+fn one_query_answers_from_both_records_tagged_linked_and_audited() {
+    let (chie, dcr) = records();
+    let listen = free_addr();
+    let e = EngineProcess::start_with_files(&[(
+        "bridge.yaml",
+        &bridge_yaml(listen, chie.addr, dcr.addr),
+    )]);
+    wait_listening(listen, Duration::from_secs(20));
+
+    // The patient both hold: two Patient entries, linked to each other, each tagged.
+    let (code, b) = search(listen, &format!("/fhir/Patient?identifier={NHS}|{BOTH}"));
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(
+        (
+            b["resourceType"].as_str(),
+            b["type"].as_str(),
+            b["total"].as_u64()
+        ),
+        (Some("Bundle"), Some("searchset"), Some(2)),
+        "{b}"
+    );
+    let m = matches(&b);
+    assert_eq!(
+        m[0]["fullUrl"],
+        format!("http://{}/fhir/Patient/p-chie", chie.addr)
+    );
+    assert_eq!(
+        m[0]["resource"]["meta"]["source"],
+        format!("http://{}/fhir", chie.addr)
+    );
+    assert_eq!(members(m[0]), ["chie"]);
+    assert_eq!(members(m[1]), ["dcr"]);
+    assert!(
+        m[0]["resource"]["meta"]["tag"]
+            .to_string()
+            .contains("XCH01"),
+        "{}",
+        m[0]
+    );
+    assert_eq!(
+        m[0]["resource"]["link"][0]["other"]["reference"],
+        format!("http://{}/fhir/Patient/p-dcr", dcr.addr)
+    );
+    assert_eq!(
+        m[1]["resource"]["link"][0]["other"]["reference"],
+        format!("http://{}/fhir/Patient/p-chie", chie.addr)
+    );
+
+    // The allergy both hold (one business identifier) appears once, with both provenances.
+    let (code, b) = search(
+        listen,
+        &format!("/fhir/AllergyIntolerance?patient.identifier={NHS}|{BOTH}"),
+    );
+    assert_eq!(code, 200, "{b}");
+    let m = matches(&b);
+    assert_eq!(m.len(), 1, "{b}");
+    assert_eq!(members(m[0]), ["chie", "dcr"]);
+
+    // Each record's own condition, and nothing of the other patient's.
+    let (_, b) = search(
+        listen,
+        &format!("/fhir/Condition?patient.identifier={NHS}|{BOTH}"),
+    );
+    let ids: Vec<&str> = matches(&b)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().expect("as expected"))
+        .collect();
+    assert_eq!(ids, ["c-chie", "c-dcr"], "{b}");
+
+    // The metadata names what the members serve together.
+    let (code, cap) = search(listen, "/fhir/metadata");
+    assert_eq!(
+        (code, cap["resourceType"].as_str()),
+        (200, Some("CapabilityStatement"))
+    );
+
+    // DCR down: a partial answer that says so, never a 5xx for the whole query.
+    drop(dcr);
+    let (code, b) = search(
+        listen,
+        &format!("/fhir/Condition?patient.identifier={NHS}|{BOTH}"),
+    );
+    assert_eq!(code, 200, "{b}");
+    let ids: Vec<&str> = matches(&b)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().expect("as expected"))
+        .collect();
+    assert_eq!(ids, ["c-chie"]);
+    assert!(outcomes(&b).contains("dcr (ODS XDC01) gave nothing"), "{b}");
+
+    // Every query is in the audit log with its patient and members.
+    let audited = access_records(&e.store_dir());
+    assert_eq!(audited.len(), 4, "{audited:?}");
+    assert!(
+        audited
+            .iter()
+            .all(|a| a.nhs_number.as_deref() == Some(BOTH))
+    );
+    let last = audited
+        .last()
+        .expect("as expected")
+        .detail
+        .clone()
+        .expect("as expected");
+    assert!(
+        last.contains("GET Condition")
+            && last.contains("chie (1 entries)")
+            && last.contains("dcr (failed"),
+        "{last}"
+    );
+}
+
+#[test]
+fn a_member_that_does_not_answer_in_time_gives_a_partial_result() {
+    let chie = Medplum::start();
+    put(
+        &chie,
+        "/Patient/p-chie",
+        patient("p-chie", BOTH, "CHIE-SURNAME"),
+    );
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("as expected");
+    let silent_addr = silent.local_addr().expect("as expected");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let listen = free_addr();
+    let _e = EngineProcess::start_with_files(&[(
+        "bridge.yaml",
+        &bridge_yaml(listen, chie.addr, silent_addr),
+    )]);
+    wait_listening(listen, Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let (code, b) = search(listen, &format!("/fhir/Patient?identifier={NHS}|{BOTH}"));
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(b["total"], 1, "{b}");
+    assert!(outcomes(&b).contains("no answer within 2s"), "{b}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the query waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn bad_searches_get_an_operation_outcome_and_ask_no_member() {
+    let listen = free_addr();
+    // Members that do not exist: a search that reached one would come back with an outcome.
+    let nowhere = free_addr();
+    let e =
+        EngineProcess::start_with_files(&[("bridge.yaml", &bridge_yaml(listen, nowhere, nowhere))]);
+    wait_listening(listen, Duration::from_secs(20));
+    for (path, status, expected) in [
+        (
+            format!("/fhir/Patient?identifier={NHS}|9990000019"),
+            400,
+            "not a valid NHS number",
+        ),
+        (
+            "/fhir/Patient?family=SMITH".to_string(),
+            400,
+            "not supported",
+        ),
+        ("/fhir/Patient".to_string(), 400, "identifier is required"),
+        (
+            format!("/fhir/Practitioner?identifier={NHS}|{BOTH}"),
+            404,
+            "not a resource type this bridge searches",
+        ),
+        (
+            format!(
+                "/fhir/Condition?patient.identifier={NHS}|{BOTH}&patient.identifier={NHS}|{BOTH}"
+            ),
+            400,
+            "more than once",
+        ),
+        (
+            format!("/fhir/Patient?identifier={NHS}|{BOTH}&_count=99999"),
+            400,
+            "_count",
+        ),
+        (
+            "/fhir/Patient?identifier=%ZZ%".to_string(),
+            400,
+            "not a valid NHS number",
+        ),
+        (
+            "/fhir/Patient/p-chie".to_string(),
+            404,
+            "the bridge answers",
+        ),
+    ] {
+        let (code, b) = search(listen, &path);
+        assert_eq!(code, status, "{path}: {b}");
+        assert_eq!(b["resourceType"], "OperationOutcome", "{path}: {b}");
+        assert!(b.to_string().contains(expected), "{path}: {b}");
+    }
+    assert!(access_records(&e.store_dir()).is_empty());
+    // An engine with a bridge and no route is whole: every task still running.
+    assert_eq!(
+        crate::harness::http_get(e.http, "/ready").0,
+        200,
+        "{}",
+        e.log()
+    );
+}
+
+/// A member that ignores search parameters (the stand-in answers every resource of the type it
+/// holds) must not leak other patients: the bridge keeps only the patient asked for, and only
+/// records about that patient's ids there.
+#[test]
+fn a_member_that_ignores_the_search_gives_away_no_other_patient() {
+    let (chie, dcr) = (free_addr(), free_addr());
+    let (_a, _b) = (crate::fhir::stand_in(chie), crate::fhir::stand_in(dcr));
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bridge");
+    for (addr, file) in [(chie, "chie.json"), (dcr, "dcr.json")] {
+        let bundle = std::fs::read_to_string(example.join(file)).expect("example data");
+        let (code, body) = crate::harness::http_post(addr, "/fhir", &bundle);
+        assert_eq!(code, 200, "{body}");
+    }
+    let listen = free_addr();
+    let _e = EngineProcess::start_with_files(&[("bridge.yaml", &bridge_yaml(listen, chie, dcr))]);
+    wait_listening(listen, Duration::from_secs(20));
+    let (_, b) = search(listen, &format!("/fhir/Patient?identifier={NHS}|{BOTH}"));
+    let ids: Vec<&str> = matches(&b)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["p-chie", "p-dcr"], "{b}");
+    let (_, b) = search(
+        listen,
+        &format!("/fhir/Condition?patient.identifier={NHS}|{BOTH}"),
+    );
+    let ids: Vec<&str> = matches(&b)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["c-chie", "c-dcr"], "{b}");
+}
