@@ -373,3 +373,127 @@ fn a_member_that_ignores_the_search_gives_away_no_other_patient() {
         .collect();
     assert_eq!(ids, ["c-chie", "c-dcr"], "{b}");
 }
+
+/// The access policy with real tokens: a token must give a purpose the policy allows (direct
+/// care by default) and an organisation it lists; a patient with recorded dissent is not
+/// shared; a restricted record never leaves; each refusal is a 403 that says why, audited.
+#[test]
+fn the_access_policy_decides_who_may_ask_and_what_leaves() {
+    let chie = Medplum::start();
+    put(
+        &chie,
+        "/Patient/p-chie",
+        patient("p-chie", BOTH, "CHIE-SURNAME"),
+    );
+    put(
+        &chie,
+        "/Patient/q-chie",
+        patient("q-chie", DCR_ONLY, "DISSENTING"),
+    );
+    put(
+        &chie,
+        "/Condition/c-open",
+        clinical("Condition", "c-open", "p-chie", "COND-OPEN"),
+    );
+    let mut hidden = clinical("Condition", "c-hidden", "p-chie", "COND-HIDDEN");
+    hidden["meta"] = serde_json::json!({ "security": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R" }] });
+    put(&chie, "/Condition/c-hidden", hidden);
+    let issuer = crate::fhir_auth::Issuer::new("k1");
+    let audience = "https://bridge.example/fhir";
+    let listen = free_addr();
+    let yaml = format!(
+        "version: 1\nserve:\n  listen: \"{listen}\"\n  auth:\n    jwt: {{ keys: jwks.json, audience: \"{audience}\" }}\n\
+         members:\n  - name: chie\n    ods: XCH01\n    fhir: {{ base: \"http://{}/fhir\", timeout: 2s }}\n\
+         policy:\n  organisations: [A12345]\n  dissent: dissent.txt\n",
+        chie.addr
+    );
+    let e = EngineProcess::start_with_files(&[
+        ("bridge.yaml", &yaml),
+        ("jwks.json", &issuer.jwks),
+        ("dissent.txt", &format!("# recorded dissent\n{DCR_ONLY}\n")),
+    ]);
+    wait_listening(listen, Duration::from_secs(20));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let token = |ods: &str, purpose: Option<&str>| {
+        let mut claims = serde_json::json!({ "sub": "gp-system", "aud": audience, "exp": now + 300, "ods": ods });
+        if let Some(p) = purpose {
+            claims["reason_for_request"] = p.into();
+        }
+        issuer.token("k1", &claims)
+    };
+    let ask = |path: &str, token: Option<String>| {
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}Connection: close\r\n\r\n");
+        let (code, body) = crate::harness::http_raw(listen, req.as_bytes());
+        (
+            code,
+            serde_json::from_str::<Value>(&body)
+                .unwrap_or_else(|e| panic!("{path}: {code} {e}: {body}")),
+        )
+    };
+    let conditions = format!("/fhir/Condition?patient.identifier={NHS}|{BOTH}");
+    for (token, status, expected) in [
+        (None, 401, "requires an OAuth2 bearer token"),
+        (
+            Some(token("A12345", None)),
+            403,
+            "reason_for_request is required",
+        ),
+        (
+            Some(token("A12345", Some("research"))),
+            403,
+            "is not one this bridge shares records for",
+        ),
+        (
+            Some(token("X99999", Some("directcare"))),
+            403,
+            "organisation X99999 may not ask",
+        ),
+    ] {
+        let (code, b) = ask(&conditions, token);
+        assert_eq!(code, status, "{b}");
+        assert!(b.to_string().contains(expected), "{b}");
+    }
+    // Allowed: the open record comes back, the restricted one does not.
+    let (code, b) = ask(&conditions, Some(token("A12345", Some("directcare"))));
+    assert_eq!(code, 200, "{b}");
+    let ids: Vec<&str> = matches(&b)
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["c-open"], "{b}");
+    // Dissent: refused before any member is asked.
+    let (code, b) = ask(
+        &format!("/fhir/Patient?identifier={NHS}|{DCR_ONLY}"),
+        Some(token("A12345", Some("directcare"))),
+    );
+    assert_eq!(code, 403, "{b}");
+    assert!(b.to_string().contains("recorded dissent"), "{b}");
+
+    let mut records = Vec::new();
+    wyvern_store::read_audit(&e.store_dir(), |r| records.push(r.entry.clone())).expect("audit");
+    let denied: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == wyvern_store::AuditAction::Denied)
+        .collect();
+    assert_eq!(denied.len(), 4, "{records:?}");
+    assert_eq!(
+        denied.last().and_then(|d| d.nhs_number.as_deref()),
+        Some(DCR_ONLY)
+    );
+    let access: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == wyvern_store::AuditAction::Access)
+        .collect();
+    assert_eq!(access.len(), 1, "{records:?}");
+    let detail = access[0].detail.as_deref().unwrap_or("");
+    assert_eq!(access[0].actor, "token:gp-system");
+    assert!(
+        detail.contains("organisation A12345; purpose directcare")
+            && detail.contains("1 withheld as restricted"),
+        "{detail}"
+    );
+}

@@ -18,13 +18,13 @@ const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"http
 const AUDIENCE: &str = "https://wyvern.example/fhir";
 
 /// An issuer's signing key, with its JWKS.
-struct Issuer {
+pub(crate) struct Issuer {
     key: EcdsaKeyPair,
-    jwks: String,
+    pub(crate) jwks: String,
 }
 
 impl Issuer {
-    fn new(kid: &str) -> Issuer {
+    pub(crate) fn new(kid: &str) -> Issuer {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .expect("test setup");
@@ -39,7 +39,7 @@ impl Issuer {
         }
     }
 
-    fn token(&self, kid: &str, claims: &Value) -> String {
+    pub(crate) fn token(&self, kid: &str, claims: &Value) -> String {
         let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let input = format!(
             "{}.{}",

@@ -16,7 +16,15 @@
 //!     fhir: { base: "${DCR_FHIR_BASE}", timeout: 5s }
 //!     serves: [Patient, Condition, AllergyIntolerance]   # default: every type the bridge serves
 //! max_member_answer: 16MiB                 # a larger answer counts as that member failing
+//! policy:                                  # who may ask, and why (record-to-record sharing)
+//!   purposes: [directcare]                 # the token's reason_for_request (default: direct care)
+//!   organisations: [X1A2B, X3C4D, A12345]  # ODS codes that may ask (default: any the token names)
+//!   dissent: dissent.txt                   # NHS numbers whose records are not shared, one a line
 //! ```
+//!
+//! Callers must authenticate (`serve.auth.jwt`, or client certificates with `serve.tls`) unless
+//! the bridge listens on loopback only. Resources marked restricted or very restricted
+//! (`meta.security` R or V) are never passed on.
 
 use std::path::Path;
 
@@ -45,6 +53,48 @@ pub struct BridgeFile {
     #[serde(default)]
     #[schemars(with = "Option<ByteSize>")]
     pub max_member_answer: Option<Spanned<ByteSize>>,
+    /// Who may ask, and why.
+    #[serde(default)]
+    pub policy: Option<PolicyFile>,
+}
+
+/// The access policy for record-to-record sharing.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The purposes a token's `reason_for_request` may name (default `[directcare]`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub purposes: Option<Vec<Spanned<String>>>,
+    /// The ODS codes of the organisations that may ask (default: any organisation a valid
+    /// token names).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub organisations: Option<Vec<Spanned<String>>>,
+    /// A file (relative to the config folder) of NHS numbers whose records are not shared:
+    /// recorded dissent. One number a line; `#` starts a comment. Read at start.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub dissent: Option<Spanned<String>>,
+}
+
+/// The policy, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub purposes: Vec<String>,
+    /// `None`: any organisation a valid token names.
+    pub organisations: Option<Vec<String>>,
+    pub dissent: Option<std::path::PathBuf>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            purposes: vec!["directcare".into()],
+            organisations: None,
+            dissent: None,
+        }
+    }
 }
 
 /// One record the bridge asks.
@@ -129,6 +179,7 @@ pub struct Bridge {
     pub serve: FhirSource,
     pub members: Vec<Member>,
     pub max_member_answer: u64,
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +202,11 @@ fn ods_ok(s: &str) -> bool {
 pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
     crate::validate::check_version(at, &f.version);
     let serve = crate::fhir_source::fhir_source(at, base, &f.serve);
-    if !serve.listen.ip().is_loopback() && serve.tls.is_none() {
+    let authenticated =
+        serve.auth.is_some() || serve.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    if !serve.listen.ip().is_loopback() && !authenticated {
+        at.err(&f.serve.listen, format!("serve.listen {} answers patient records to other hosts, so callers must authenticate: add serve.auth.jwt or serve.tls with client_ca (or listen on 127.0.0.1)", serve.listen));
+    } else if !serve.listen.ip().is_loopback() && serve.tls.is_none() {
         at.warn(&f.serve.listen, format!("serve.listen {} answers patient records to other hosts in plaintext: add serve.tls", serve.listen));
     }
     if f.members.value.is_empty() {
@@ -225,5 +280,43 @@ pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
         serve,
         members,
         max_member_answer,
+        policy: f
+            .policy
+            .as_ref()
+            .map(|p| policy(at, base, p))
+            .unwrap_or_default(),
     }
+}
+
+fn policy(at: &mut At<'_>, base: &Path, p: &PolicyFile) -> Policy {
+    let mut out = Policy::default();
+    if let Some(purposes) = &p.purposes {
+        out.purposes = purposes
+            .iter()
+            .map(|s| s.value.trim().to_string())
+            .collect();
+        for s in purposes.iter().filter(|s| s.value.trim().is_empty()) {
+            at.err(
+                s,
+                "a purpose is empty: expected a reason_for_request value such as directcare",
+            );
+        }
+    }
+    if let Some(orgs) = &p.organisations {
+        for o in orgs.iter().filter(|o| !ods_ok(&o.value)) {
+            at.err(o, format!("{:?} is not an ODS code: expected 3 to 10 capital letters and digits, such as RHM or A12345", o.value));
+        }
+        out.organisations = Some(orgs.iter().map(|o| o.value.clone()).collect());
+    }
+    if let Some(d) = &p.dissent {
+        if d.value.trim().is_empty() {
+            at.err(
+                d,
+                "dissent is empty: expected a file of NHS numbers such as dissent.txt",
+            );
+        } else {
+            out.dissent = Some(base.join(d.value.trim()));
+        }
+    }
+    out
 }

@@ -31,7 +31,9 @@ mod validate;
 mod wasm_step;
 
 pub use amqp_source::{AmqpSource, AmqpSourceFile, QueueType};
-pub use bridge::{BRIDGE_FILE, Bridge, BridgeFile, Member, MemberFile, SearchType};
+pub use bridge::{
+    BRIDGE_FILE, Bridge, BridgeFile, Member, MemberFile, Policy, PolicyFile, SearchType,
+};
 pub use code_table::{
     CodeTable, CodeTableFile, CodeTables, TableRef, parse_code_tables, read_code_table_files,
 };

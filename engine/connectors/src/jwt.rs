@@ -196,6 +196,8 @@ pub struct Caller {
     /// `client_id`, else `sub`.
     pub client: Option<String>,
     pub organisation: Option<String>,
+    /// Why the caller asks (`reason_for_request`, the GP Connect claim: `directcare`, …).
+    pub purpose: Option<String>,
 }
 
 /// Verifies `token` at `now` (seconds since 1970).
@@ -318,6 +320,7 @@ fn check_claims(
     Ok(Caller {
         client: text("client_id").or(text("sub")).map(str::to_string),
         organisation,
+        purpose: text("reason_for_request").map(str::to_string),
     })
 }
 

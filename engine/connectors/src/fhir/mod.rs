@@ -145,13 +145,14 @@ impl FhirClient {
         })?;
         let status = resp.status();
         if !status.is_success() {
-            let text: String = resp
-                .text()
-                .await
-                .unwrap_or_default()
-                .chars()
-                .take(300)
-                .collect();
+            // The start of the body says why; a huge or endless one is not read to its end.
+            let mut start = Vec::new();
+            while start.len() < 4096
+                && let Ok(Some(chunk)) = resp.chunk().await
+            {
+                start.extend_from_slice(&chunk);
+            }
+            let text: String = String::from_utf8_lossy(&start).chars().take(300).collect();
             return Err(ReadFailure::Status(status.as_u16(), text));
         }
         if resp.content_length().is_some_and(|n| n > limit as u64) {

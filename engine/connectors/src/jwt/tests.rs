@@ -66,6 +66,7 @@ fn a_good_es256_token_names_the_caller_and_its_organisation() {
         Ok(Caller {
             client: Some("social-care-platform".into()),
             organisation: Some("X26".into()),
+            purpose: None,
         })
     );
 }

@@ -11,6 +11,8 @@
 //! - A member that failed gives an OperationOutcome entry (`search.mode = outcome`): the caller
 //!   sees a partial answer as partial, never a silent gap.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use wyvern_config::SearchType;
 
@@ -31,8 +33,14 @@ pub struct Origin<'a> {
 /// What one member gave a query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
-    /// The `entry` array of its searchset.
-    Entries(Vec<Value>),
+    /// The `entry` array of its searchset; how many entries the bridge withheld from it
+    /// (restricted by `meta.security`: counted for the audit log, never shown); and whether it
+    /// holds more than it gave (a next page, or a `total` past what came).
+    Entries {
+        entries: Vec<Value>,
+        withheld: usize,
+        more: bool,
+    },
     /// Not asked: it does not serve this type, or the patient index says it holds no record.
     Skipped,
     /// It failed, timed out or answered something that is not a searchset: why, for the
@@ -40,13 +48,22 @@ pub enum Answer {
     Failed(String),
 }
 
+/// `Patient.link`s one patient entry gets at most (one per other member's record, in practice).
+const MAX_LINKS: usize = 16;
+
 /// The searchset for `ty` from `answers`, in member order.
 pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
     let mut matches: Vec<Value> = Vec::new();
+    let mut held: HashMap<Identifier, (usize, usize)> = HashMap::new();
     let mut issues: Vec<Value> = Vec::new();
-    for (origin, answer) in answers {
+    for (m, (origin, answer)) in answers.iter().enumerate() {
         let entries = match answer {
-            Answer::Entries(e) => e,
+            Answer::Entries { entries, more, .. } => {
+                if *more {
+                    issues.push(issue("warning", "incomplete", format!("{} holds more {ty} entries than the {} it gave: this answer is not all of its record (ask with a larger _count, up to 1000)", origin.member, entries.len())));
+                }
+                entries
+            }
             Answer::Skipped => continue,
             Answer::Failed(why) => {
                 issues.push(issue("warning", "incomplete", format!("{} (ODS {}) gave nothing: {why}. Its records are missing from this answer.", origin.member, origin.ods)));
@@ -65,18 +82,14 @@ pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
                 .unwrap_or("");
             let mode = entry.pointer("/search/mode").and_then(Value::as_str);
             if rtype == "OperationOutcome" || mode == Some("outcome") {
-                issues.push(issue(
-                    "information",
-                    "informational",
-                    format!("{} says: {}", origin.member, outcome_text(resource)),
-                ));
+                issues.extend(member_issues(origin.member, resource));
                 continue;
             }
             if rtype != ty.as_str() {
                 foreign += 1;
                 continue;
             }
-            add(&mut matches, *origin, entry, resource.clone());
+            add(&mut matches, &mut held, m, *origin, entry, resource.clone());
         }
         if foreign > 0 {
             issues.push(issue(
@@ -103,10 +116,17 @@ pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
     json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
 }
 
-/// Adds one member's resource: merged into an entry already there with the same business
-/// identifier (not for patients), or as a new entry tagged with its origin.
+/// A resource's business identity: type, identifier system, identifier value.
+type Identifier = (String, String, String);
+
+/// Adds member `m`'s resource: merged into an entry another member gave with the same business
+/// identifier and the same content (not for patients, which are linked instead), or as a new
+/// entry tagged with its origin. Two records that share an identifier but say different things
+/// (a status changed in one) are both kept: merging would hide one member's version.
 fn add(
     matches: &mut Vec<Value>,
+    held: &mut HashMap<Identifier, (usize, usize)>,
+    m: usize,
     origin: Origin<'_>,
     entry: &Value,
     mut resource: Map<String, Value>,
@@ -115,14 +135,12 @@ fn add(
     let patient = resource.get("resourceType").and_then(Value::as_str) == Some("Patient");
     if !patient
         && let Some(key) = &key
-        && let Some(same) = matches.iter_mut().find(|m| {
-            m.get("resource")
-                .and_then(Value::as_object)
-                .and_then(business_identifier)
-                .as_ref()
-                == Some(key)
-        })
-        && let Some(r) = same.get_mut("resource").and_then(Value::as_object_mut)
+        && let Some(&(at, by)) = held.get(key)
+        && by != m
+        && let Some(r) = matches[at]
+            .get_mut("resource")
+            .and_then(Value::as_object_mut)
+        && same_content(r, &resource)
     {
         tag(r, origin);
         return;
@@ -143,11 +161,11 @@ fn add(
         (None, Some(u)) => u.to_string(),
         (None, None) => String::new(),
     };
-    let meta = resource.entry("meta").or_insert_with(|| json!({}));
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert("source".into(), Value::String(origin.base.to_string()));
-    }
+    meta(&mut resource).insert("source".into(), Value::String(origin.base.to_string()));
     tag(&mut resource, origin);
+    if let Some(key) = key {
+        held.entry(key).or_insert((matches.len(), m));
+    }
     let mut e = json!({ "resource": resource, "search": { "mode": "match" } });
     if !full_url.is_empty() {
         e["fullUrl"] = Value::String(full_url);
@@ -155,16 +173,38 @@ fn add(
     matches.push(e);
 }
 
-/// Adds the member's and the data owner's tags to `resource.meta.tag`, once each.
-fn tag(resource: &mut Map<String, Value>, origin: Origin<'_>) {
+/// Fields two members' copies of one record may differ in and still be the same record: their
+/// own ids, their metadata, and the reference to the patient (each member's own patient id).
+const LOCAL_FIELDS: [&str; 4] = ["id", "meta", "patient", "subject"];
+
+/// Whether two members' copies say the same (everything but [`LOCAL_FIELDS`]).
+fn same_content(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let shared = |r: &Map<String, Value>| {
+        r.iter()
+            .filter(|(k, _)| !LOCAL_FIELDS.contains(&k.as_str()))
+            .count()
+    };
+    shared(a) == shared(b)
+        && a.iter()
+            .filter(|(k, _)| !LOCAL_FIELDS.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
+}
+
+/// `resource.meta` as an object (whatever the member sent there is replaced if it was not one).
+fn meta(resource: &mut Map<String, Value>) -> &mut Map<String, Value> {
     let meta = resource.entry("meta").or_insert_with(|| json!({}));
     if !meta.is_object() {
         *meta = json!({});
     }
-    let tags = meta
-        .as_object_mut()
-        .map(|m| m.entry("tag").or_insert_with(|| json!([])));
-    let Some(tags) = tags else { return };
+    match meta {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
+}
+
+/// Adds the member's and the data owner's tags to `resource.meta.tag`, once each.
+fn tag(resource: &mut Map<String, Value>, origin: Origin<'_>) {
+    let tags = meta(resource).entry("tag").or_insert_with(|| json!([]));
     if !tags.is_array() {
         *tags = json!([]);
     }
@@ -182,7 +222,7 @@ fn tag(resource: &mut Map<String, Value>, origin: Origin<'_>) {
 }
 
 /// `(type, system, value)` of the resource's first identifier that has both.
-fn business_identifier(r: &Map<String, Value>) -> Option<(String, String, String)> {
+fn business_identifier(r: &Map<String, Value>) -> Option<Identifier> {
     let ty = r.get("resourceType")?.as_str()?;
     r.get("identifier")?.as_array()?.iter().find_map(|i| {
         let system = i.get("system")?.as_str()?;
@@ -191,8 +231,8 @@ fn business_identifier(r: &Map<String, Value>) -> Option<(String, String, String
     })
 }
 
-/// Each patient entry links (`seealso`) to every other: they are one citizen's records in
-/// different members (the query named one NHS number).
+/// Each patient entry links (`seealso`) to the others, up to [`MAX_LINKS`]: they are one
+/// citizen's records in different members (the query named one NHS number).
 fn link_patients(matches: &mut [Value]) {
     let urls: Vec<Option<String>> = matches
         .iter()
@@ -203,6 +243,7 @@ fn link_patients(matches: &mut [Value]) {
             .iter()
             .enumerate()
             .filter(|(j, u)| *j != i && u.is_some())
+            .take(MAX_LINKS)
             .map(|(_, u)| json!({ "other": { "reference": u }, "type": "seealso" }))
             .collect();
         if others.is_empty() {
@@ -224,22 +265,37 @@ fn issue(severity: &str, code: &str, text: String) -> Value {
     json!({ "severity": severity, "code": code, "diagnostics": text })
 }
 
-/// An OperationOutcome's words, short (a member's own warnings, passed on).
-fn outcome_text(r: &Map<String, Value>) -> String {
-    let text: Vec<String> = r
-        .get("issue")
+/// A member's own OperationOutcome, passed on issue by issue with its severity and code (at
+/// most 10, each text short), the member named.
+fn member_issues(member: &str, r: &Map<String, Value>) -> Vec<Value> {
+    const SEVERITIES: [&str; 4] = ["fatal", "error", "warning", "information"];
+    r.get("issue")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| {
-            i.get("diagnostics")
+        .take(10)
+        .map(|i| {
+            let severity = i
+                .get("severity")
+                .and_then(Value::as_str)
+                .filter(|s| SEVERITIES.contains(s))
+                .unwrap_or("information");
+            let code = i
+                .get("code")
+                .and_then(Value::as_str)
+                .filter(|c| c.len() <= 32 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+                .unwrap_or("informational");
+            let text: String = i
+                .get("diagnostics")
                 .or_else(|| i.pointer("/details/text"))
                 .and_then(Value::as_str)
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect();
+            issue(severity, code, format!("{member} says: {text}"))
         })
-        .map(str::to_string)
-        .collect();
-    let text = text.join("; ");
-    text.chars().take(300).collect()
+        .collect()
 }
 
 #[cfg(test)]
@@ -258,12 +314,14 @@ mod tests {
     };
 
     fn entries(resources: &[Value]) -> Answer {
-        Answer::Entries(
-            resources
+        Answer::Entries {
+            entries: resources
                 .iter()
                 .map(|r| json!({ "resource": r, "search": { "mode": "match" } }))
                 .collect(),
-        )
+            withheld: 0,
+            more: false,
+        }
     }
 
     fn tags(entry: &Value) -> Vec<(String, String)> {
@@ -374,5 +432,70 @@ mod tests {
         assert!(text.contains("2 entries that are not Condition"), "{text}");
         let skipped = federate(SearchType::Condition, &[(CHIE, Answer::Skipped)]);
         assert_eq!(skipped["entry"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn only_the_same_record_from_another_member_is_merged() {
+        let obs = |id: &str, status: &str| json!({ "resourceType": "Observation", "id": id, "status": status, "identifier": [{ "system": "https://lab.example/accession", "value": "ACC-1" }] });
+        // Two results of one accession in one member: both kept. The same accession elsewhere
+        // with another status: kept too (merging would hide that member's version).
+        let b = federate(
+            SearchType::Observation,
+            &[
+                (CHIE, entries(&[obs("a", "final"), obs("b", "final")])),
+                (DCR, entries(&[obs("c", "amended")])),
+            ],
+        );
+        assert_eq!(b["total"], 3, "{b}");
+        // The same content from another member: once, both tags.
+        let b = federate(
+            SearchType::Observation,
+            &[
+                (CHIE, entries(&[obs("a", "final")])),
+                (DCR, entries(&[obs("c", "final")])),
+            ],
+        );
+        assert_eq!(b["total"], 1, "{b}");
+    }
+
+    #[test]
+    fn odd_shapes_and_member_outcomes_are_handled() {
+        let odd = json!({ "resourceType": "Condition", "id": "c", "meta": "not an object" });
+        let said = json!({ "resourceType": "OperationOutcome", "issue": [{ "severity": "error", "code": "too-costly", "diagnostics": "search too broad" }] });
+        let b = federate(
+            SearchType::Condition,
+            &[
+                (CHIE, entries(&[odd, said])),
+                (
+                    DCR,
+                    Answer::Entries {
+                        entries: Vec::new(),
+                        withheld: 0,
+                        more: true,
+                    },
+                ),
+            ],
+        );
+        let e = b["entry"].as_array().unwrap();
+        assert_eq!(e[0]["resource"]["meta"]["source"], "http://chie/fhir");
+        let issues = e[1]["resource"]["issue"].as_array().unwrap();
+        assert_eq!(
+            (issues[0]["severity"].as_str(), issues[0]["code"].as_str()),
+            (Some("error"), Some("too-costly")),
+            "{b}"
+        );
+        assert_eq!(issues[0]["diagnostics"], "chie says: search too broad");
+        assert_eq!(
+            (issues[1]["severity"].as_str(), issues[1]["code"].as_str()),
+            (Some("warning"), Some("incomplete")),
+            "{b}"
+        );
+        assert!(
+            issues[1]["diagnostics"]
+                .as_str()
+                .unwrap()
+                .starts_with("dcr holds more"),
+            "{b}"
+        );
     }
 }

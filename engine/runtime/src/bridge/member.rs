@@ -10,6 +10,7 @@ use wyvern_config::{Member, SearchType};
 use wyvern_connectors::fhir::{FhirClient, ReadFailure};
 
 use super::federate::{Answer, Origin};
+use super::policy::restricted;
 use super::search::{NHS_NUMBER_SYSTEM, Query};
 
 /// One member, ready to ask.
@@ -64,7 +65,11 @@ impl MemberClient {
             return Answer::Skipped;
         }
         match tokio::time::timeout(self.timeout, self.search(q)).await {
-            Ok(Ok(entries)) => Answer::Entries(entries),
+            Ok(Ok(found)) => Answer::Entries {
+                entries: found.entries,
+                withheld: found.withheld,
+                more: found.more,
+            },
             Ok(Err(why)) => Answer::Failed(why),
             Err(_) => Answer::Failed(self.too_slow()),
         }
@@ -77,8 +82,9 @@ impl MemberClient {
         )
     }
 
-    async fn search(&self, q: &Query) -> Result<Vec<Value>, String> {
-        let patients = self
+    /// The entries for `q`, at most `q.count` of them.
+    async fn search(&self, q: &Query) -> Result<Found, String> {
+        let (patients, more_patients) = self
             .searchset(
                 "Patient",
                 &[
@@ -94,19 +100,24 @@ impl MemberClient {
         // the identifier would otherwise hand over everyone's records.
         let patients: Vec<Value> = patients
             .into_iter()
-            .filter(|e| holds_nhs_number(e, q.patient.as_str()))
+            .filter(|e| holds_nhs_number(e, q.patient.as_str()) || is_outcome(e))
             .collect();
+        // A restricted patient record is withheld, and so is everything the member holds under it.
+        let (withheld_patients, patients): (Vec<Value>, Vec<Value>) =
+            patients.into_iter().partition(restricted);
+        let withheld = withheld_patients.len();
         if q.ty == SearchType::Patient {
-            return Ok(patients);
+            return Ok(Found::new(patients, withheld, more_patients, q.count));
         }
         let ids: Vec<&str> = patients
             .iter()
+            .filter(|e| !is_outcome(e))
             .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
             .collect();
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Found::new(Vec::new(), withheld, false, q.count));
         }
-        let entries = self
+        let (entries, more) = self
             .searchset(
                 q.ty.as_str(),
                 &[("patient", ids.join(",")), ("_count", q.count.to_string())],
@@ -115,15 +126,27 @@ impl MemberClient {
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
-            .partition(|e| about_patient(e, &ids) || is_outcome(e));
+            .partition(|e| about_patient(e, &self.base, &ids) || is_outcome(e));
         if !other.is_empty() {
             tracing::warn!(member = %self.name, r#type = %q.ty, left_out = other.len(), "a member answered records of other patients to a patient search; they were left out");
         }
-        Ok(about)
+        let (restricted_entries, about): (Vec<Value>, Vec<Value>) =
+            about.into_iter().partition(restricted);
+        Ok(Found::new(
+            about,
+            withheld + restricted_entries.len(),
+            more,
+            q.count,
+        ))
     }
 
-    /// One search's `entry` array; a member answer that is not a searchset Bundle is a failure.
-    async fn searchset(&self, ty: &str, query: &[(&str, String)]) -> Result<Vec<Value>, String> {
+    /// One search's `entry` array, and whether the member holds more than it gave (a next
+    /// page, or a `total` past the entries); an answer that is not a Bundle is a failure.
+    async fn searchset(
+        &self,
+        ty: &str,
+        query: &[(&str, String)],
+    ) -> Result<(Vec<Value>, bool), String> {
         let body = self
             .client
             .read(&format!("/{ty}"), query, self.max_answer)
@@ -140,26 +163,63 @@ impl MemberClient {
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
             return Err(format!("its answer to a {ty} search is not a Bundle"));
         }
-        match bundle.get_mut("entry").map(Value::take) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(entries)) => Ok(entries),
-            Some(_) => Err(format!(
-                "its answer to a {ty} search has an entry that is not a list"
-            )),
+        let next = bundle
+            .get("link")
+            .and_then(Value::as_array)
+            .is_some_and(|l| {
+                l.iter()
+                    .any(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+            });
+        let total = bundle.get("total").and_then(Value::as_u64);
+        let entries = match bundle.get_mut("entry").map(Value::take) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => {
+                return Err(format!(
+                    "its answer to a {ty} search has an entry that is not a list"
+                ));
+            }
+        };
+        let more = next || total.is_some_and(|t| t > entries.len() as u64);
+        Ok((entries, more))
+    }
+}
+
+/// What a member gave, bounded.
+struct Found {
+    entries: Vec<Value>,
+    withheld: usize,
+    more: bool,
+}
+
+impl Found {
+    /// At most `count` entries: a member that ignores `_count` cannot make the answer (or the
+    /// merging) as large as it likes; it is told as holding more.
+    fn new(mut entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Found {
+        let cut = entries.len() > count;
+        entries.truncate(count);
+        Found {
+            entries,
+            withheld,
+            more: more || cut,
         }
     }
 }
 
-/// Whether an entry's resource is about one of `ids` (its `subject` or `patient` reference is
-/// `Patient/{id}`, relative or absolute).
-fn about_patient(entry: &Value, ids: &[&str]) -> bool {
+/// Whether an entry's resource is about one of `ids` at this member (its `subject` or
+/// `patient` reference is `Patient/{id}`, or the same under the member's own base).
+fn about_patient(entry: &Value, base: &str, ids: &[&str]) -> bool {
     let resource = entry.get("resource");
     ["subject", "patient"]
         .iter()
         .filter_map(|field| resource?.get(field)?.get("reference")?.as_str())
         .any(|r| {
+            let local = r
+                .strip_prefix(base)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(r);
             ids.iter()
-                .any(|id| r == format!("Patient/{id}") || r.ends_with(&format!("/Patient/{id}")))
+                .any(|id| local.strip_prefix("Patient/") == Some(id))
         })
 }
 
@@ -182,7 +242,7 @@ fn holds_nhs_number(entry: &Value, nhs: &str) -> bool {
                 i.get("system").and_then(Value::as_str) == Some(NHS_NUMBER_SYSTEM)
                     && i.get("value")
                         .and_then(Value::as_str)
-                        .map(|v| v.replace(' ', ""))
+                        .map(|v| v.replace([' ', '-'], ""))
                         == Some(nhs.to_string())
             })
         })
@@ -198,18 +258,31 @@ mod tests {
         let p = |nhs: &str| json!({ "resource": { "resourceType": "Patient", "identifier": [{ "system": NHS_NUMBER_SYSTEM, "value": nhs }] } });
         assert!(holds_nhs_number(&p("9990000018"), "9990000018"));
         assert!(holds_nhs_number(&p("999 000 0018"), "9990000018"));
+        assert!(holds_nhs_number(&p("999-000-0018"), "9990000018"));
         assert!(!holds_nhs_number(&p("9990000026"), "9990000018"));
         let c = |field: &str, r: &str| json!({ "resource": { "resourceType": "Condition", field: { "reference": r } } });
-        assert!(about_patient(&c("subject", "Patient/a"), &["a", "b"]));
+        let base = "http://x/fhir";
+        assert!(about_patient(&c("subject", "Patient/a"), base, &["a", "b"]));
         assert!(about_patient(
             &c("patient", "http://x/fhir/Patient/b"),
+            base,
             &["a", "b"]
         ));
-        assert!(!about_patient(&c("subject", "Patient/ab"), &["a", "b"]));
-        assert!(!about_patient(&c("subject", "Group/a"), &["a"]));
         assert!(!about_patient(
-            &json!({ "resource": { "resourceType": "Condition" } }),
-            &["a"]
+            &c("patient", "http://elsewhere/fhir/Patient/b"),
+            base,
+            &["b"]
         ));
+        assert!(!about_patient(
+            &c("subject", "Patient/ab"),
+            base,
+            &["a", "b"]
+        ));
+        assert!(!about_patient(&c("subject", "Group/a"), base, &["a"]));
+        let none = json!({ "resource": { "resourceType": "Condition" } });
+        assert!(!about_patient(&none, base, &["a"]));
+        let many: Vec<Value> = (0..5).map(|i| json!({ "i": i })).collect();
+        let found = Found::new(many, 0, false, 3);
+        assert_eq!((found.entries.len(), found.more), (3, true));
     }
 }

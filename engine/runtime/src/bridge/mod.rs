@@ -7,6 +7,7 @@
 //! - `search.rs`: what the caller asked, checked before any member is asked (pure).
 //! - `member.rs`: asking one member, bounded in time and bytes.
 //! - `federate.rs`: the answers merged into one searchset (pure).
+//! - `policy.rs`: who may ask and why, the dissent list, what is never passed on.
 //! - `capability.rs`: `GET /fhir/metadata`, what the members together serve.
 //!
 //! Every query is written to the audit log (who, from where, which patient, which members,
@@ -16,6 +17,7 @@
 mod capability;
 mod federate;
 mod member;
+mod policy;
 mod search;
 
 use std::net::SocketAddr;
@@ -39,6 +41,7 @@ use crate::http_limits::{ConnectedPeer, HttpLimits, LimitedListener};
 use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
 use member::MemberClient;
+use policy::{Access, Refusal};
 
 /// The bridge's endpoint, bound and ready to run.
 #[derive(Debug)]
@@ -56,7 +59,14 @@ struct Federation {
     audit: Arc<dyn AuditTrail>,
     clock: Arc<dyn Clock>,
     refusals: Arc<Refusals>,
+    access: Access,
+    /// Queries asking members at once: each may hold `max_member_answer` per member while it
+    /// is merged, so their number is bounded, not only the connections'.
+    fan_outs: tokio::sync::Semaphore,
 }
+
+/// Queries that ask the members at once; the rest wait their turn.
+const FAN_OUTS: usize = 32;
 
 impl BridgeServer {
     /// Binds `serve.listen` and makes each member's client (secrets resolved now).
@@ -80,6 +90,7 @@ impl BridgeServer {
                     .map_err(|e| fail(format!("member {}: {e}", m.name)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let access = Access::load(&bridge.policy).map_err(fail)?;
         let serve = &bridge.serve;
         let tls = match &serve.tls {
             None => None,
@@ -120,6 +131,8 @@ impl BridgeServer {
                 audit,
                 clock,
                 refusals,
+                access,
+                fan_outs: tokio::sync::Semaphore::new(FAN_OUTS),
             }),
         })
     }
@@ -184,6 +197,9 @@ async fn search(
         }
     };
     let actor = actor(caller.as_ref(), &peer);
+    if let Err(refusal) = s.access.admit(caller.as_ref()) {
+        return refuse(&s, actor, &peer, None, &kind, &refusal).await;
+    }
     let pairs: Vec<(String, String)> = raw
         .as_deref()
         .map(|q| {
@@ -201,6 +217,18 @@ async fn search(
             };
             return outcome(status, "error", bad.code(), &bad.to_string(), None);
         }
+    };
+    if let Err(refusal) = s.access.shares(&query.patient) {
+        return refuse(&s, actor, &peer, Some(&query), &kind, &refusal).await;
+    }
+    let Ok(_turn) = s.fan_outs.acquire().await else {
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error",
+            "transient",
+            "the bridge is stopping",
+            None,
+        );
     };
     let asked = futures_util::future::join_all(s.members.iter().map(|m| m.ask(&query))).await;
     let answers: Vec<(Origin<'_>, Answer)> = s
@@ -234,6 +262,41 @@ async fn search(
     fhir_json(StatusCode::OK, bundle.to_string())
 }
 
+/// A policy refusal: audited (who, which rule; the patient when the search named one), then
+/// 403 with the rule's words.
+async fn refuse(
+    s: &Federation,
+    actor: String,
+    peer: &Peer,
+    query: Option<&Query>,
+    kind: &str,
+    refusal: &Refusal,
+) -> Response {
+    tracing::warn!(%peer, %actor, reason = %refusal, "bridge query refused by the access policy");
+    let record = AuditEntry {
+        at_ms: s.clock.now_millis(),
+        actor,
+        action: AuditAction::Denied,
+        message_id: None,
+        nhs_number: query.map(|q| q.patient.as_str().to_string()),
+        from: Some(peer.addr.to_string()),
+        detail: Some(format!(
+            "bridge GET {}: refused: {refusal}",
+            kind.chars().take(40).collect::<String>()
+        )),
+    };
+    if let Err(e) = s.audit.append(record).await {
+        tracing::error!(error = %e, "the audit log cannot be written (a refused bridge query)");
+    }
+    outcome(
+        StatusCode::FORBIDDEN,
+        "error",
+        "forbidden",
+        &refusal.to_string(),
+        None,
+    )
+}
+
 /// Who asked, as the audit log names callers.
 fn actor(caller: Option<&wyvern_connectors::jwt::Caller>, peer: &Peer) -> String {
     match (caller, &peer.certificate) {
@@ -253,7 +316,18 @@ fn audit_detail(
     let members: Vec<String> = answers
         .iter()
         .map(|(o, a)| match a {
-            Answer::Entries(e) => format!("{} ({} entries)", o.member, e.len()),
+            Answer::Entries {
+                entries,
+                withheld: 0,
+                ..
+            } => format!("{} ({} entries)", o.member, entries.len()),
+            Answer::Entries {
+                entries, withheld, ..
+            } => format!(
+                "{} ({} entries, {withheld} withheld as restricted)",
+                o.member,
+                entries.len()
+            ),
             Answer::Skipped => format!("{} (not asked)", o.member),
             Answer::Failed(why) => format!("{} (failed: {why})", o.member),
         })
@@ -261,8 +335,11 @@ fn audit_detail(
     let organisation = caller
         .and_then(|c| c.organisation.as_deref())
         .unwrap_or("(none)");
+    let purpose = caller
+        .and_then(|c| c.purpose.as_deref())
+        .unwrap_or("(none)");
     format!(
-        "bridge GET {}: organisation {organisation}; members {}; {entries} entries returned",
+        "bridge GET {}: organisation {organisation}; purpose {purpose}; members {}; {entries} entries returned",
         q.ty,
         members.join(", ")
     )
