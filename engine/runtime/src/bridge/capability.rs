@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use wyvern_config::SearchType;
 
 use super::member::MemberClient;
-use super::search::NHS_NUMBER_SYSTEM;
+use wyvern_federation::NHS_NUMBER_SYSTEM;
 
 pub fn statement(members: &[MemberClient]) -> Value {
     let resources: Vec<Value> = SearchType::ALL

@@ -9,9 +9,9 @@ use serde_json::Value;
 use wyvern_config::{Member, SearchType};
 use wyvern_connectors::fhir::{FhirClient, ReadFailure};
 
-use super::federate::{Answer, Origin};
 use super::policy::restricted;
-use super::search::{NHS_NUMBER_SYSTEM, Query};
+use wyvern_federation::{Answer, Origin};
+use wyvern_federation::{NHS_NUMBER_SYSTEM, Query};
 
 /// One member, ready to ask.
 #[derive(Debug)]

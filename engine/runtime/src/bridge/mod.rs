@@ -4,9 +4,9 @@
 //! data owner, a member that failed named in an OperationOutcome entry. Nothing is copied or
 //! stored: the members stay the records; the bridge only asks and merges.
 //!
-//! - `search.rs`: what the caller asked, checked before any member is asked (pure).
+//! - `wyvern_federation` (its own crate, pure): the caller's search checked, and the answers
+//!   merged into one searchset.
 //! - `member.rs`: asking one member, bounded in time and bytes.
-//! - `federate.rs`: the answers merged into one searchset (pure).
 //! - `policy.rs`: who may ask and why, the dissent list, what is never passed on.
 //! - `capability.rs`: `GET /fhir/metadata`, what the members together serve.
 //!
@@ -15,10 +15,8 @@
 //! refused with 503, so no record leaves without a trace.
 
 mod capability;
-mod federate;
 mod member;
 mod policy;
-mod search;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,8 +31,8 @@ use wyvern_connectors::peers::{Peer, Refusals};
 use wyvern_core::Clock;
 use wyvern_store::{AuditAction, AuditEntry, AuditTrail};
 
-pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, federate};
-pub use search::{BadSearch, NHS_NUMBER_SYSTEM, Query};
+use wyvern_federation::search;
+use wyvern_federation::{Answer, BadSearch, Origin, Query, federate};
 
 use crate::BuildError;
 use crate::http_limits::{ConnectedPeer, HttpLimits, LimitedListener};
