@@ -21,6 +21,18 @@ fn put(m: &Medplum, path: &str, body: Value) {
     assert!(code == 200 || code == 201, "PUT {path}: {code} {text}");
 }
 
+/// Each resource PUT at its own type and id.
+fn load(m: &Medplum, resources: &[Value]) {
+    for r in resources {
+        let path = format!(
+            "/{}/{}",
+            r["resourceType"].as_str().expect("type"),
+            r["id"].as_str().expect("id")
+        );
+        put(m, &path, r.clone());
+    }
+}
+
 fn patient(id: &str, nhs: &str, family: &str) -> Value {
     serde_json::json!({ "resourceType": "Patient", "id": id, "identifier": [{ "system": NHS, "value": nhs }], "name": [{ "family": family, "given": ["ALEX"] }] })
 }
@@ -37,41 +49,23 @@ fn clinical(ty: &str, id: &str, patient: &str, business_id: &str) -> Value {
 /// Two records: the patient in both (an allergy both hold, a condition each), another in DCR.
 fn records() -> (Medplum, Medplum) {
     let (chie, dcr) = (Medplum::start(), Medplum::start());
-    put(
+    load(
         &chie,
-        "/Patient/p-chie",
-        patient("p-chie", BOTH, "CHIE-SURNAME"),
+        &[
+            patient("p-chie", BOTH, "CHIE-SURNAME"),
+            clinical("AllergyIntolerance", "al-chie", "p-chie", "ALLERGY-1"),
+            clinical("Condition", "c-chie", "p-chie", "COND-CHIE"),
+        ],
     );
-    put(
-        &chie,
-        "/AllergyIntolerance/al-chie",
-        clinical("AllergyIntolerance", "al-chie", "p-chie", "ALLERGY-1"),
-    );
-    put(
-        &chie,
-        "/Condition/c-chie",
-        clinical("Condition", "c-chie", "p-chie", "COND-CHIE"),
-    );
-    put(
+    load(
         &dcr,
-        "/Patient/p-dcr",
-        patient("p-dcr", BOTH, "DCR-SURNAME"),
-    );
-    put(
-        &dcr,
-        "/AllergyIntolerance/al-dcr",
-        clinical("AllergyIntolerance", "al-dcr", "p-dcr", "ALLERGY-1"),
-    );
-    put(
-        &dcr,
-        "/Condition/c-dcr",
-        clinical("Condition", "c-dcr", "p-dcr", "COND-DCR"),
-    );
-    put(&dcr, "/Patient/q-dcr", patient("q-dcr", DCR_ONLY, "OTHER"));
-    put(
-        &dcr,
-        "/Condition/c-q",
-        clinical("Condition", "c-q", "q-dcr", "COND-Q"),
+        &[
+            patient("p-dcr", BOTH, "DCR-SURNAME"),
+            clinical("AllergyIntolerance", "al-dcr", "p-dcr", "ALLERGY-1"),
+            clinical("Condition", "c-dcr", "p-dcr", "COND-DCR"),
+            patient("q-dcr", DCR_ONLY, "OTHER"),
+            clinical("Condition", "c-q", "q-dcr", "COND-Q"),
+        ],
     );
     (chie, dcr)
 }
@@ -246,11 +240,7 @@ fn one_query_answers_from_both_records_tagged_linked_and_audited() {
 #[test]
 fn a_member_that_does_not_answer_in_time_gives_a_partial_result() {
     let chie = Medplum::start();
-    put(
-        &chie,
-        "/Patient/p-chie",
-        patient("p-chie", BOTH, "CHIE-SURNAME"),
-    );
+    load(&chie, &[patient("p-chie", BOTH, "CHIE-SURNAME")]);
     // Accepts connections and never answers.
     let silent = TcpListener::bind("127.0.0.1:0").expect("as expected");
     let silent_addr = silent.local_addr().expect("as expected");
@@ -380,24 +370,17 @@ fn a_member_that_ignores_the_search_gives_away_no_other_patient() {
 #[test]
 fn the_access_policy_decides_who_may_ask_and_what_leaves() {
     let chie = Medplum::start();
-    put(
-        &chie,
-        "/Patient/p-chie",
-        patient("p-chie", BOTH, "CHIE-SURNAME"),
-    );
-    put(
-        &chie,
-        "/Patient/q-chie",
-        patient("q-chie", DCR_ONLY, "DISSENTING"),
-    );
-    put(
-        &chie,
-        "/Condition/c-open",
-        clinical("Condition", "c-open", "p-chie", "COND-OPEN"),
-    );
     let mut hidden = clinical("Condition", "c-hidden", "p-chie", "COND-HIDDEN");
     hidden["meta"] = serde_json::json!({ "security": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R" }] });
-    put(&chie, "/Condition/c-hidden", hidden);
+    load(
+        &chie,
+        &[
+            patient("p-chie", BOTH, "CHIE-SURNAME"),
+            patient("q-chie", DCR_ONLY, "DISSENTING"),
+            clinical("Condition", "c-open", "p-chie", "COND-OPEN"),
+            hidden,
+        ],
+    );
     let issuer = crate::fhir_auth::Issuer::new("k1");
     let audience = "https://bridge.example/fhir";
     let listen = free_addr();

@@ -63,6 +63,25 @@ impl HttpLimits {
     }
 }
 
+/// Serves `router` on `listener` within `limits` until `shutdown` (requests in flight are
+/// finished), the peer of each connection available as [`ConnectedPeer`]. `name` says whose
+/// listener it is in logs. The FHIR source's and the bridge's endpoints.
+pub async fn serve(
+    listener: TcpListener,
+    limits: HttpLimits,
+    name: &str,
+    router: axum::Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let listener = LimitedListener::new(listener, limits, name);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<ConnectedPeer>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
 /// A TCP listener for `axum::serve` that enforces [`HttpLimits`].
 #[derive(Debug)]
 pub struct LimitedListener {

@@ -35,7 +35,7 @@ use wyvern_federation::search;
 use wyvern_federation::{Answer, BadSearch, Origin, Query, federate};
 
 use crate::BuildError;
-use crate::http_limits::{ConnectedPeer, HttpLimits, LimitedListener};
+use crate::http_limits::{ConnectedPeer, HttpLimits};
 use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
 use member::MemberClient;
@@ -148,13 +148,9 @@ impl BridgeServer {
             .route("/fhir/{kind}", get(search))
             .fallback(not_found)
             .with_state(self.state);
-        let listener = LimitedListener::new(self.listener, self.limits, "(bridge)");
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<ConnectedPeer>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+        let served =
+            crate::http_limits::serve(self.listener, self.limits, "(bridge)", router, shutdown)
+                .await;
         if let Err(e) = served {
             tracing::warn!(error = %e, "bridge endpoint stopped");
         }

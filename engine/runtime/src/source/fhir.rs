@@ -98,13 +98,8 @@ impl FhirSource {
             "http"
         };
         tracing::info!(route = %route, listen = ?addr, scheme, "FHIR endpoint ready: /fhir");
-        let listener = crate::http_limits::LimitedListener::new(self.listener, self.limits, &route);
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<ConnectedPeer>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+        let served =
+            crate::http_limits::serve(self.listener, self.limits, &route, router, shutdown).await;
         if let Err(e) = served {
             tracing::warn!(route = %route, error = %e, "FHIR endpoint stopped");
         }
