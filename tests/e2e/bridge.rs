@@ -337,7 +337,11 @@ fn bad_searches_get_an_operation_outcome_and_ask_no_member() {
 #[test]
 fn a_member_that_ignores_the_search_gives_away_no_other_patient() {
     let (chie, dcr) = (free_addr(), free_addr());
-    let (_a, _b) = (crate::fhir::stand_in(chie), crate::fhir::stand_in(dcr));
+    let ignoring = ["--ignore-search"];
+    let (_a, _b) = (
+        crate::fhir::stand_in_with(chie, &ignoring),
+        crate::fhir::stand_in_with(dcr, &ignoring),
+    );
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bridge");
     for (addr, file) in [(chie, "chie.json"), (dcr, "dcr.json")] {
         let bundle = std::fs::read_to_string(example.join(file)).expect("example data");

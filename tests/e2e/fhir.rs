@@ -22,7 +22,7 @@ pub(crate) fn stand_in(addr: SocketAddr) -> StandIn {
     stand_in_with(addr, &[])
 }
 
-fn stand_in_with(addr: SocketAddr, extra: &[&str]) -> StandIn {
+pub(crate) fn stand_in_with(addr: SocketAddr, extra: &[&str]) -> StandIn {
     let child = Command::new(env!("CARGO_BIN_EXE_wyvern"))
         .args([
             "--log",

@@ -71,6 +71,15 @@ pub struct BenchArgs {
     /// destination is down, then the time each tenth takes to arrive once it is up.
     #[arg(long, value_name = "N", conflicts_with_all = ["to", "amqp", "fhir"])]
     pub backlog: Option<usize>,
+    /// Measure the bridge instead: a federated query through it against asking one member
+    /// directly (two FHIR stand-ins), one caller and 50 at once. --messages is the number of
+    /// queries.
+    #[arg(long, conflicts_with_all = ["to", "amqp", "fhir", "backlog", "nodes"])]
+    pub bridge: bool,
+    /// With --bridge: each member answers a search only after this long (a record across a
+    /// network).
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration, requires = "bridge")]
+    pub member_latency: std::time::Duration,
     /// Measure the whole path to the FHIR stand-in instead (`wyvern dev fhir-server`).
     #[arg(long, conflicts_with_all = ["to", "amqp"])]
     pub fhir: bool,
@@ -522,6 +531,10 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(n) = args.backlog {
         return crate::bench_backlog::bench_backlog(n, work.path()).await;
+    }
+    if args.bridge {
+        return crate::bench_bridge::bench_bridge(work.path(), args.messages, args.member_latency)
+            .await;
     }
     if args.fhir {
         let many: Vec<Scenario> = scenarios

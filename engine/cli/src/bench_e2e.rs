@@ -402,7 +402,12 @@ where
 }
 
 /// Starts the FHIR stand-in (`wyvern dev fhir-server`) on a free port.
-async fn fhir_stand_in() -> anyhow::Result<(SocketAddr, Child)> {
+pub(crate) async fn fhir_stand_in() -> anyhow::Result<(SocketAddr, Child)> {
+    fhir_stand_in_with(&[]).await
+}
+
+/// As [`fhir_stand_in`], with more of `wyvern dev fhir-server`'s options.
+pub(crate) async fn fhir_stand_in_with(extra: &[&str]) -> anyhow::Result<(SocketAddr, Child)> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let stand_in = std::process::Command::new(std::env::current_exe()?)
         .args([
@@ -413,6 +418,7 @@ async fn fhir_stand_in() -> anyhow::Result<(SocketAddr, Child)> {
             "--listen",
             &addr.to_string(),
         ])
+        .args(extra)
         .spawn()
         .context("starting the FHIR stand-in")?;
     while std::net::TcpStream::connect(addr).is_err() {

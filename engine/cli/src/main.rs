@@ -10,6 +10,7 @@ mod api_tokens;
 mod audit;
 mod bench;
 mod bench_backlog;
+mod bench_bridge;
 mod bench_e2e;
 mod bench_nodes;
 mod bench_server;

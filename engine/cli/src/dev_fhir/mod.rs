@@ -4,7 +4,7 @@
 //!
 //! - `POST /fhir` (Bundle), `POST /fhir/{type}` (resource) → 201/200, stored.
 //! - `GET /fhir/metadata` → a CapabilityStatement; `GET /fhir/{type}` → a searchset of what it
-//!   holds. Transaction entries written with `PUT` are upserts: the same URL again replaces.
+//!   holds, filtered by `identifier`, `patient` and `_count` ([`search`]). Transaction entries written with `PUT` are upserts: the same URL again replaces.
 //! - `POST /_control` with `{"mode": "ok" | "fail" | "refuse" | "stall", "status": 503, "ms": 5000}`.
 //! - `GET /_stats` → `{"stored": N, "by_type": {...}, "requests": N, "tokens_issued": N}`.
 //! - With `--tls-cert`/`--tls-key`: HTTPS. With `--oauth2-public-key`: `POST /oauth2/token`
@@ -12,6 +12,7 @@
 //!   needs one of its bearer tokens (401 otherwise).
 
 mod oauth;
+mod search;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -47,6 +48,13 @@ pub struct FhirServerArgs {
     /// With --oauth2-public-key: the only client id accepted (any, when absent).
     #[arg(long)]
     pub oauth2_client_id: Option<String>,
+    /// Answer every search with everything of the type, ignoring its parameters (for testing
+    /// that a client does not trust what a server gives it).
+    #[arg(long)]
+    pub ignore_search: bool,
+    /// Answer each search only after this long (a record across a network, for benchmarks).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub search_delay: Duration,
     /// With --oauth2-public-key: how long a token lives.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub oauth2_token_lifetime: Duration,
@@ -69,6 +77,8 @@ struct Inner {
     upserts: HashMap<String, usize>,
     requests: u64,
     oauth: Option<oauth::OAuthServer>,
+    ignore_search: bool,
+    search_delay: Duration,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -231,13 +241,29 @@ async fn post_resource(
     (StatusCode::CREATED, headers, "").into_response()
 }
 
-async fn search(State(state): State<Shared>, Path(kind): Path<String>) -> Response {
+async fn search(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let delay = state.lock().map(|s| s.search_delay).unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let found: Vec<Value> = state
         .lock()
         .map(|s| {
+            let all = s.ignore_search;
+            let limit = search::count(&params)
+                .filter(|_| !all)
+                .unwrap_or(usize::MAX);
             s.stored
                 .iter()
-                .filter(|(t, _)| *t == kind)
+                .filter(|(t, r)| *t == kind && (all || search::matches(r, &params)))
+                .take(limit)
                 .map(|(_, r)| json!({ "resource": r }))
                 .collect()
         })
@@ -383,6 +409,8 @@ pub async fn serve(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
         upserts: HashMap::new(),
         requests: 0,
         oauth,
+        ignore_search: args.ignore_search,
+        search_delay: args.search_delay,
     }));
     let app = Router::new()
         .route("/fhir", post(post_bundle))
