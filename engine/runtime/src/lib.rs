@@ -7,6 +7,7 @@
 
 pub mod api;
 mod audit;
+pub mod audit_group;
 pub mod bridge;
 mod condition;
 pub mod control;

@@ -178,11 +178,18 @@ impl AuditLog {
 
     /// Appends `entry` after the newest record; returns its sequence number.
     pub fn append(&mut self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let seqs = self.append_all(std::slice::from_ref(entry))?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    }
+
+    /// Appends `entries` in order, each chained to the one before, in one transaction (one
+    /// sync for the lot); their sequence numbers.
+    pub fn append_all(&mut self, entries: &[AuditEntry]) -> Result<Vec<i64>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::Write)?;
-        let prev: [u8; 32] = tx
+        let mut prev: [u8; 32] = tx
             .query_row(
                 "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
                 [],
@@ -192,26 +199,30 @@ impl AuditLog {
             .map_err(StoreError::Query)?
             .and_then(|h| h.try_into().ok())
             .unwrap_or(GENESIS);
-        let hash = chain(&prev, entry);
-        tx.execute(
-            "INSERT INTO audit (at, actor, action, message_id, nhs_number, source, detail, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                entry.at_ms,
-                entry.actor,
-                entry.action.as_str(),
-                entry.message_id,
-                entry.nhs_number,
-                entry.from,
-                entry.detail,
-                &prev[..],
-                &hash[..],
-            ],
-        )
-        .map_err(StoreError::Write)?;
-        let seq = tx.last_insert_rowid();
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let hash = chain(&prev, entry);
+            tx.execute(
+                "INSERT INTO audit (at, actor, action, message_id, nhs_number, source, detail, prev_hash, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    entry.at_ms,
+                    entry.actor,
+                    entry.action.as_str(),
+                    entry.message_id,
+                    entry.nhs_number,
+                    entry.from,
+                    entry.detail,
+                    &prev[..],
+                    &hash[..],
+                ],
+            )
+            .map_err(StoreError::Write)?;
+            seqs.push(tx.last_insert_rowid());
+            prev = hash;
+        }
         tx.commit().map_err(StoreError::Write)?;
-        Ok(seq)
+        Ok(seqs)
     }
 }
 

@@ -12,6 +12,17 @@ use crate::{AuditBreak, AuditEntry, AuditHead, AuditLog, ChainCheck, StoreError,
 pub trait AuditTrail: Send + Sync + std::fmt::Debug {
     /// Appends `entry` after the newest record (durably); its sequence number.
     fn append(&self, entry: AuditEntry) -> StoreFuture<'_, i64>;
+    /// Appends `entries` in order (durably); their sequence numbers. A store that can makes
+    /// them one transaction, so many callers' records cost one sync.
+    fn append_all(&self, entries: Vec<AuditEntry>) -> StoreFuture<'_, Vec<i64>> {
+        Box::pin(async move {
+            let mut seqs = Vec::with_capacity(entries.len());
+            for e in entries {
+                seqs.push(self.append(e).await?);
+            }
+            Ok(seqs)
+        })
+    }
     /// Up to `limit` records after `after_seq`, oldest first.
     fn page(&self, after_seq: i64, limit: usize) -> StoreFuture<'_, Vec<AuditRow>>;
 }
@@ -63,6 +74,11 @@ impl AuditTrail for EmbeddedAudit {
     fn append(&self, entry: AuditEntry) -> StoreFuture<'_, i64> {
         let dir = self.dir.clone();
         crate::shared::blocking(move || AuditLog::open(&dir)?.append(&entry))
+    }
+
+    fn append_all(&self, entries: Vec<AuditEntry>) -> StoreFuture<'_, Vec<i64>> {
+        let dir = self.dir.clone();
+        crate::shared::blocking(move || AuditLog::open(&dir)?.append_all(&entries))
     }
 
     fn page(&self, after_seq: i64, limit: usize) -> StoreFuture<'_, Vec<AuditRow>> {

@@ -54,7 +54,8 @@ pub struct BridgeServer {
 struct Federation {
     members: Vec<MemberClient>,
     auth: Option<BearerAuth>,
-    audit: Arc<dyn AuditTrail>,
+    /// Records appended together with other queries' (each still awaited before answering).
+    audit: crate::audit_group::GroupAudit,
     clock: Arc<dyn Clock>,
     refusals: Arc<Refusals>,
     access: Access,
@@ -126,7 +127,7 @@ impl BridgeServer {
             state: Arc::new(Federation {
                 members,
                 auth,
-                audit,
+                audit: crate::audit_group::GroupAudit::start(audit),
                 clock,
                 refusals,
                 access,
