@@ -467,6 +467,8 @@ fn the_access_policy_decides_who_may_ask_and_what_leaves() {
         .filter(|r| r.action == wyvern_store::AuditAction::Denied)
         .collect();
     assert_eq!(denied.len(), 4, "{records:?}");
+    // Each refusal names whose record was sought.
+    assert!(denied.iter().all(|d| d.nhs_number.is_some()), "{denied:?}");
     assert_eq!(
         denied.last().and_then(|d| d.nhs_number.as_deref()),
         Some(DCR_ONLY)

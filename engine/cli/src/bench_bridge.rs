@@ -43,6 +43,10 @@ pub async fn bench_bridge(
     queries: usize,
     member_latency: Duration,
 ) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        queries > 0,
+        "--messages (the number of queries) must be at least 1"
+    );
     let delay = format!("{}ms", member_latency.as_millis());
     let mut stops = Vec::new();
     let mut members = Vec::new();

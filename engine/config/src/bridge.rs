@@ -23,7 +23,9 @@
 //! ```
 //!
 //! Callers must authenticate (`serve.auth.jwt`, or client certificates with `serve.tls`) unless
-//! the bridge listens on loopback only. Resources marked restricted or very restricted
+//! the bridge listens on loopback only. Purposes and organisations are read from tokens, so they
+//! apply only with `serve.auth.jwt` (and a policy naming them needs it); the dissent list and the
+//! restricted labels apply to every caller. Resources marked restricted or very restricted
 //! (`meta.security` R or V) are never passed on.
 
 use std::path::Path;
@@ -276,20 +278,31 @@ pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
         "max_member_answer",
         64 << 10..=1 << 30,
     );
+    let policy = f
+        .policy
+        .as_ref()
+        .map(|p| policy(at, base, p, serve.auth.is_some()))
+        .unwrap_or_default();
     Bridge {
         serve,
         members,
         max_member_answer,
-        policy: f
-            .policy
-            .as_ref()
-            .map(|p| policy(at, base, p))
-            .unwrap_or_default(),
+        policy,
     }
 }
 
-fn policy(at: &mut At<'_>, base: &Path, p: &PolicyFile) -> Policy {
+/// `tokens`: whether callers carry tokens (`serve.auth.jwt`): only a token names a purpose and
+/// an organisation, so rules on them without tokens would never be applied.
+fn policy(at: &mut At<'_>, base: &Path, p: &PolicyFile, tokens: bool) -> Policy {
     let mut out = Policy::default();
+    for rule in [p.purposes.as_ref(), p.organisations.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        if let (false, Some(first)) = (tokens, rule.first()) {
+            at.err(first, "purposes and organisations are read from the caller's token: add serve.auth.jwt, or leave them out (client certificates name no purpose)");
+        }
+    }
     if let Some(purposes) = &p.purposes {
         out.purposes = purposes
             .iter()

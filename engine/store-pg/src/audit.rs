@@ -35,6 +35,12 @@ const COLUMNS: &str =
 
 impl AuditTrail for PgAudit {
     fn append(&self, e: AuditEntry) -> StoreFuture<'_, i64> {
+        let all = self.append_all(vec![e]);
+        Box::pin(async move { Ok(all.await?.first().copied().unwrap_or_default()) })
+    }
+
+    /// One transaction under the cluster's audit lock: each record chained to the one before.
+    fn append_all(&self, entries: Vec<AuditEntry>) -> StoreFuture<'_, Vec<i64>> {
         Box::pin(self.session.run_mut(async move |client| {
             // Read committed, whatever the database's default: the newest hash must be read
             // after the lock is taken, not from a snapshot taken before it.
@@ -45,34 +51,39 @@ impl AuditTrail for PgAudit {
                 .await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&AUDIT_LOCK])
                 .await?;
-            let prev: [u8; 32] = tx
+            let mut prev: [u8; 32] = tx
                 .query_opt("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
                 .await?
                 .and_then(|r| r.get::<_, Vec<u8>>(0).try_into().ok())
                 .unwrap_or(wyvern_store::AUDIT_GENESIS);
-            let hash = audit_hash(&prev, &e);
-            let seq: i64 = tx
-                .query_one(
-                    "INSERT INTO audit (at, actor, action, message_id, nhs_number, source, \
-                     detail, prev_hash, hash, node) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
-                    &[
-                        &e.at_ms,
-                        &e.actor,
-                        &e.action.as_str(),
-                        &e.message_id,
-                        &e.nhs_number,
-                        &e.from,
-                        &e.detail,
-                        &&prev[..],
-                        &&hash[..],
-                        &self.node,
-                    ],
-                )
-                .await?
-                .get(0);
+            let mut seqs = Vec::with_capacity(entries.len());
+            for e in &entries {
+                let hash = audit_hash(&prev, e);
+                let seq: i64 = tx
+                    .query_one(
+                        "INSERT INTO audit (at, actor, action, message_id, nhs_number, source, \
+                         detail, prev_hash, hash, node) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                        &[
+                            &e.at_ms,
+                            &e.actor,
+                            &e.action.as_str(),
+                            &e.message_id,
+                            &e.nhs_number,
+                            &e.from,
+                            &e.detail,
+                            &&prev[..],
+                            &&hash[..],
+                            &self.node,
+                        ],
+                    )
+                    .await?
+                    .get(0);
+                seqs.push(seq);
+                prev = hash;
+            }
             tx.commit().await?;
-            Ok(seq)
+            Ok(seqs)
         }))
     }
 

@@ -195,11 +195,15 @@ struct Found {
 impl Found {
     /// At most `count` entries: a member that ignores `_count` cannot make the answer (or the
     /// merging) as large as it likes; it is told as holding more.
-    fn new(mut entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Found {
-        let cut = entries.len() > count;
-        entries.truncate(count);
+    fn new(entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Found {
+        let (outcomes, mut matches): (Vec<Value>, Vec<Value>) =
+            entries.into_iter().partition(is_outcome);
+        let cut = matches.len() > count;
+        matches.truncate(count);
+        // A member's own outcomes (at most a few) do not take matches' places.
+        matches.extend(outcomes.into_iter().take(4));
         Found {
-            entries,
+            entries: matches,
             withheld,
             more: more || cut,
         }

@@ -192,9 +192,8 @@ async fn search(
         }
     };
     let actor = actor(caller.as_ref(), &peer);
-    if let Err(refusal) = s.access.admit(caller.as_ref()) {
-        return refuse(&s, actor, &peer, None, &kind, &refusal).await;
-    }
+    // The search is read first (pure; a bad one is a 400 that names no record), so a refusal's
+    // audit record says whose record was sought.
     let pairs: Vec<(String, String)> = raw
         .as_deref()
         .map(|q| {
@@ -213,28 +212,37 @@ async fn search(
             return outcome(status, "error", bad.code(), &bad.to_string(), None);
         }
     };
-    if let Err(refusal) = s.access.shares(&query.patient) {
+    if let Err(refusal) = s
+        .access
+        .admit(caller.as_ref())
+        .and_then(|()| s.access.shares(&query.patient))
+    {
         return refuse(&s, actor, &peer, Some(&query), &kind, &refusal).await;
     }
-    let Ok(_turn) = s.fan_outs.acquire().await else {
-        return outcome(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error",
-            "transient",
-            "the bridge is stopping",
-            None,
-        );
+    let (bundle, detail) = {
+        // The members' answers are held only while they are asked and merged: the turn is
+        // given back before the audit record is awaited.
+        let Ok(_turn) = s.fan_outs.acquire().await else {
+            return outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error",
+                "transient",
+                "the bridge is stopping",
+                None,
+            );
+        };
+        let asked = futures_util::future::join_all(s.members.iter().map(|m| m.ask(&query))).await;
+        let answers: Vec<(Origin<'_>, Answer)> = s
+            .members
+            .iter()
+            .map(MemberClient::origin)
+            .zip(asked)
+            .collect();
+        let bundle = federate(query.ty, &answers);
+        let entries = bundle["total"].as_u64().unwrap_or(0);
+        let detail = audit_detail(&query, &answers, entries, caller.as_ref());
+        (bundle, detail)
     };
-    let asked = futures_util::future::join_all(s.members.iter().map(|m| m.ask(&query))).await;
-    let answers: Vec<(Origin<'_>, Answer)> = s
-        .members
-        .iter()
-        .map(MemberClient::origin)
-        .zip(asked)
-        .collect();
-    let bundle = federate(query.ty, &answers);
-    let entries = bundle["total"].as_u64().unwrap_or(0);
-    let detail = audit_detail(&query, &answers, entries, caller.as_ref());
     let record = AuditEntry {
         at_ms: s.clock.now_millis(),
         actor,

@@ -16,8 +16,11 @@ use wyvern_config::Policy;
 use wyvern_connectors::jwt::Caller;
 use wyvern_hl7::NhsNumber;
 
-/// The confidentiality code system of `meta.security`.
-const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+/// The confidentiality code system of `meta.security`, by its URI and by its OID.
+const CONFIDENTIALITY: [&str; 2] = [
+    "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+    "urn:oid:2.16.840.1.113883.5.25",
+];
 
 /// The policy, its dissent list read.
 #[derive(Debug)]
@@ -105,14 +108,28 @@ impl Access {
     }
 }
 
-/// Whether an entry's resource is marked restricted (R) or very restricted (V).
+/// Whether an entry's resource, or a resource contained in it, is marked restricted (R) or
+/// very restricted (V).
 pub fn restricted(entry: &Value) -> bool {
-    entry
-        .pointer("/resource/meta/security")
+    let Some(resource) = entry.get("resource") else {
+        return false;
+    };
+    labelled(resource)
+        || resource
+            .get("contained")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(labelled))
+}
+
+fn labelled(resource: &Value) -> bool {
+    resource
+        .pointer("/meta/security")
         .and_then(Value::as_array)
         .is_some_and(|labels| {
             labels.iter().any(|l| {
-                l.get("system").and_then(Value::as_str) == Some(CONFIDENTIALITY)
+                l.get("system")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| CONFIDENTIALITY.contains(&s))
                     && matches!(l.get("code").and_then(Value::as_str), Some("R" | "V"))
             })
         })
@@ -196,9 +213,13 @@ mod tests {
 
     #[test]
     fn restricted_and_very_restricted_resources_are_known() {
-        let labelled = |code: &str| json!({ "resource": { "meta": { "security": [{ "system": CONFIDENTIALITY, "code": code }] } } });
+        let labelled = |code: &str| json!({ "resource": { "meta": { "security": [{ "system": CONFIDENTIALITY[0], "code": code }] } } });
         assert!(restricted(&labelled("R")) && restricted(&labelled("V")));
         assert!(!restricted(&labelled("N")));
+        let by_oid = json!({ "resource": { "meta": { "security": [{ "system": CONFIDENTIALITY[1], "code": "V" }] } } });
+        assert!(restricted(&by_oid));
+        let inside = json!({ "resource": { "contained": [{ "meta": { "security": [{ "system": CONFIDENTIALITY[0], "code": "R" }] } }] } });
+        assert!(restricted(&inside));
         assert!(!restricted(
             &json!({ "resource": { "meta": { "security": "R" } } })
         ));
