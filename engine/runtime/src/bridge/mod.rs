@@ -356,3 +356,69 @@ fn fhir_json(status: StatusCode, body: String) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wyvern_store::{AuditRow, StoreError, StoreFuture};
+
+    /// An audit log that cannot be written (a full disk, a lost database).
+    #[derive(Debug)]
+    struct Unwritable;
+
+    impl AuditTrail for Unwritable {
+        fn append(&self, _: AuditEntry) -> StoreFuture<'_, i64> {
+            Box::pin(async { Err(StoreError::Closed) })
+        }
+        fn page(&self, _: i64, _: usize) -> StoreFuture<'_, Vec<AuditRow>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    fn bridge(member: SocketAddr) -> wyvern_config::Bridge {
+        let text = format!(
+            "version: 1\nserve:\n  listen: 127.0.0.1:0\nmembers:\n  - name: chie\n    ods: XCH01\n    fhir: {{ base: \"http://{member}/fhir\", timeout: 1s }}\n"
+        );
+        let dir = std::path::Path::new("/nonexistent");
+        let files = [wyvern_config::SourceFile {
+            path: dir.join(wyvern_config::BRIDGE_FILE),
+            text,
+        }];
+        wyvern_config::validate(dir, &files)
+            .expect("a valid bridge.yaml")
+            .bridge
+            .expect("a bridge")
+    }
+
+    #[tokio::test]
+    async fn a_query_that_cannot_be_audited_is_not_answered() {
+        // The member is down, so the answer would be a 200 with an outcome entry: the audit
+        // failure must still win.
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port");
+        let server = BridgeServer::bind(
+            &bridge(down),
+            Arc::new(Unwritable),
+            Arc::new(wyvern_core::SystemClock),
+            Arc::default(),
+        )
+        .await
+        .expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(server.run(stop.clone()));
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /fhir/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.expect("read");
+        stop.cancel();
+        let _ = running.await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("cannot be audited"), "{answer}");
+        assert!(!answer.contains("searchset"), "{answer}");
+    }
+}
