@@ -321,6 +321,13 @@ fn bad_searches_get_an_operation_outcome_and_ask_no_member() {
         assert_eq!(b["resourceType"], "OperationOutcome", "{path}: {b}");
         assert!(b.to_string().contains(expected), "{path}: {b}");
     }
+    // The bridge only reads.
+    let (code, body) = crate::harness::http_post(listen, "/fhir/Patient", "{}");
+    assert_eq!(code, 405, "{body}");
+    assert!(
+        body.contains("OperationOutcome") && body.contains("only reads"),
+        "{body}"
+    );
     assert!(access_records(&e.store_dir()).is_empty());
     // An engine with a bridge and no route is whole: every task still running.
     assert_eq!(

@@ -145,8 +145,8 @@ impl BridgeServer {
         let names: Vec<&str> = self.state.members.iter().map(|m| m.name.as_str()).collect();
         tracing::info!(listen = ?addr, members = ?names, "bridge ready: /fhir");
         let router = Router::new()
-            .route("/fhir/metadata", get(metadata))
-            .route("/fhir/{kind}", get(search))
+            .route("/fhir/metadata", get(metadata).fallback(read_only))
+            .route("/fhir/{kind}", get(search).fallback(read_only))
             .fallback(not_found)
             .with_state(self.state);
         let served =
@@ -171,6 +171,17 @@ async fn not_found() -> Response {
         "error",
         "not-supported",
         "the bridge answers GET /fhir/metadata and GET /fhir/{type}?… searches by NHS number",
+        None,
+    )
+}
+
+/// Anything but GET: the bridge reads; writes go to the records themselves.
+async fn read_only() -> Response {
+    outcome(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "error",
+        "not-supported",
+        "the bridge only reads (GET); write to the member records themselves",
         None,
     )
 }
@@ -238,6 +249,11 @@ async fn search(
             .map(MemberClient::origin)
             .zip(asked)
             .collect();
+        for (o, a) in &answers {
+            if let Answer::Failed(why) = a {
+                tracing::warn!(member = %o.member, r#type = %query.ty, reason = %why, "a bridge member gave nothing; the answer went without it");
+            }
+        }
         let bundle = federate(query.ty, &answers);
         let entries = bundle["total"].as_u64().unwrap_or(0);
         let detail = audit_detail(&query, &answers, entries, caller.as_ref());
@@ -254,13 +270,18 @@ async fn search(
     };
     if let Err(e) = s.audit.append(record).await {
         tracing::error!(error = %e, "bridge query refused: the audit log cannot be written");
-        return outcome(
+        let mut r = outcome(
             StatusCode::SERVICE_UNAVAILABLE,
             "error",
             "transient",
             "this query cannot be audited just now, so it is not answered; try again later",
             None,
         );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return r;
     }
     fhir_json(StatusCode::OK, bundle.to_string())
 }
@@ -418,6 +439,7 @@ mod tests {
         stop.cancel();
         let _ = running.await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.to_lowercase().contains("retry-after: 5"), "{answer}");
         assert!(answer.contains("cannot be audited"), "{answer}");
         assert!(!answer.contains("searchset"), "{answer}");
     }
