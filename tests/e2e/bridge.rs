@@ -215,6 +215,17 @@ fn one_query_answers_from_both_records_tagged_linked_and_audited() {
     assert_eq!(ids, ["c-chie"]);
     assert!(outcomes(&b).contains("dcr (ODS XDC01) gave nothing"), "{b}");
 
+    // And in the metrics.
+    let (_, metrics) = http_get(e.http, "/metrics");
+    assert!(
+        metrics.contains("wyvern_bridge_queries_total{outcome=\"answered\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wyvern_bridge_member_failures_total{member=\"dcr\"} 1"),
+        "{metrics}"
+    );
+
     // Every query is in the audit log with its patient and members.
     let audited = access_records(&e.store_dir());
     assert_eq!(audited.len(), 4, "{audited:?}");

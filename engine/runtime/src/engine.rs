@@ -249,6 +249,7 @@ impl Engine {
                     shared_depth,
                     store_dir: config.engine.store_dir.clone(),
                     pruned: sweeper.pruned.clone(),
+                    bridge: bridge.as_ref().map(crate::bridge::BridgeServer::counters),
                 };
                 let operations: Arc<dyn wyvern_store::Operations> = match &shared {
                     Some(s) => s.operations(),

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub store_dir: std::path::PathBuf,
     /// Messages removed by retention.
     pub pruned: Arc<AtomicU64>,
+    /// The bridge's queries and member failures, when the config has a bridge.
+    pub bridge: Option<Arc<crate::bridge::BridgeCounters>>,
 }
 
 fn help(out: &mut String, name: &str, kind: &str, text: &str) {
@@ -382,6 +384,39 @@ impl Metrics {
             "Finished messages removed from the store by retention.",
         );
         let _ = writeln!(out, "wyvern_retention_pruned_total {}", get(&self.pruned));
+        if let Some(b) = &self.bridge {
+            help(
+                &mut out,
+                "wyvern_bridge_queries_total",
+                "counter",
+                "Bridge queries, by outcome: answered (200, partial ones too), refused by the access policy (403), bad (400/404), unaudited (503: the audit log could not be written).",
+            );
+            for (outcome, n) in [
+                ("answered", &b.answered),
+                ("refused", &b.refused),
+                ("bad", &b.bad),
+                ("unaudited", &b.unaudited),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "wyvern_bridge_queries_total{{outcome=\"{outcome}\"}} {}",
+                    get(n)
+                );
+            }
+            help(
+                &mut out,
+                "wyvern_bridge_member_failures_total",
+                "counter",
+                "Bridge asks that got nothing from a member (failed, timed out, too large): the answer went without it.",
+            );
+            for (member, n) in &b.member_failures {
+                let _ = writeln!(
+                    out,
+                    "wyvern_bridge_member_failures_total{{member=\"{member}\"}} {}",
+                    get(n)
+                );
+            }
+        }
         out
     }
 }

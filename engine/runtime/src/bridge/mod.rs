@@ -20,6 +20,7 @@ mod policy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -40,6 +41,21 @@ use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
 use member::MemberClient;
 use policy::{Access, Refusal};
+
+/// What the bridge has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct BridgeCounters {
+    /// Queries answered (200), partial answers included.
+    pub answered: AtomicU64,
+    /// Queries the access policy refused (403).
+    pub refused: AtomicU64,
+    /// Searches that were not valid (400, 404).
+    pub bad: AtomicU64,
+    /// Queries not answered because their audit record could not be written (503).
+    pub unaudited: AtomicU64,
+    /// Per member (in config order): asks that gave nothing (failed, timed out, too large).
+    pub member_failures: Vec<(String, AtomicU64)>,
+}
 
 /// The bridge's endpoint, bound and ready to run.
 #[derive(Debug)]
@@ -62,6 +78,7 @@ struct Federation {
     /// Queries asking members at once: each may hold `max_member_answer` per member while it
     /// is merged, so their number is bounded, not only the connections'.
     fan_outs: tokio::sync::Semaphore,
+    counters: Arc<BridgeCounters>,
 }
 
 /// Queries that ask the members at once; the rest wait their turn.
@@ -132,12 +149,24 @@ impl BridgeServer {
                 refusals,
                 access,
                 fan_outs: tokio::sync::Semaphore::new(FAN_OUTS),
+                counters: Arc::new(BridgeCounters {
+                    member_failures: bridge
+                        .members
+                        .iter()
+                        .map(|m| (m.name.clone(), AtomicU64::new(0)))
+                        .collect(),
+                    ..BridgeCounters::default()
+                }),
             }),
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    pub fn counters(&self) -> Arc<BridgeCounters> {
+        self.state.counters.clone()
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
@@ -216,6 +245,7 @@ async fn search(
     let query = match search::parse(&kind, &pairs) {
         Ok(q) => q,
         Err(bad) => {
+            s.counters.bad.fetch_add(1, Ordering::Relaxed);
             let status = match bad {
                 BadSearch::UnknownType(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
@@ -249,8 +279,9 @@ async fn search(
             .map(MemberClient::origin)
             .zip(asked)
             .collect();
-        for (o, a) in &answers {
+        for ((o, a), (_, failures)) in answers.iter().zip(&s.counters.member_failures) {
             if let Answer::Failed(why) = a {
+                failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(member = %o.member, r#type = %query.ty, reason = %why, "a bridge member gave nothing; the answer went without it");
             }
         }
@@ -269,6 +300,7 @@ async fn search(
         detail: Some(detail),
     };
     if let Err(e) = s.audit.append(record).await {
+        s.counters.unaudited.fetch_add(1, Ordering::Relaxed);
         tracing::error!(error = %e, "bridge query refused: the audit log cannot be written");
         let mut r = outcome(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -283,6 +315,7 @@ async fn search(
         );
         return r;
     }
+    s.counters.answered.fetch_add(1, Ordering::Relaxed);
     fhir_json(StatusCode::OK, bundle.to_string())
 }
 
@@ -296,6 +329,7 @@ async fn refuse(
     kind: &str,
     refusal: &Refusal,
 ) -> Response {
+    s.counters.refused.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(%peer, %actor, reason = %refusal, "bridge query refused by the access policy");
     let record = AuditEntry {
         at_ms: s.clock.now_millis(),
