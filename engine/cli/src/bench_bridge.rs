@@ -128,46 +128,24 @@ pub async fn bench_bridge(
     let mut slowest = Duration::ZERO;
     for (name, addr) in &members {
         let addr = *addr;
-        let one = run(&client, &patients, queries, 1, move |c, nhs| async move {
-            direct(&c, addr, &nhs).await
-        })
-        .await?;
-        let many = run(
+        let (one, _) = row(
+            &format!("{name} directly (its Patient, then its Conditions)"),
             &client,
             &patients,
             queries,
-            CALLERS,
             move |c, nhs| async move { direct(&c, addr, &nhs).await },
         )
         .await?;
         slowest = slowest.max(one.p50);
-        println!(
-            "| {name} directly (its Patient, then its Conditions) | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
-            ms(one.p50),
-            ms(one.p99),
-            one.rate,
-            many.rate
-        );
     }
-    let one = run(&client, &patients, queries, 1, move |c, nhs| async move {
-        bridged(&c, listen, &nhs).await
-    })
-    .await?;
-    let many = run(
+    let (one, _) = row(
+        "the bridge (both members, merged, audited)",
         &client,
         &patients,
         queries,
-        CALLERS,
         move |c, nhs| async move { bridged(&c, listen, &nhs).await },
     )
     .await?;
-    println!(
-        "| the bridge (both members, merged, audited) | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
-        ms(one.p50),
-        ms(one.p99),
-        one.rate,
-        many.rate
-    );
     let overhead = one.p50.as_secs_f64() / slowest.as_secs_f64().max(1e-9) - 1.0;
     println!(
         "\nThe bridge's p50 ÷ the slower member's p50, same run: {:.2} (overhead {:+.0} %; target < 10 %)",
@@ -243,6 +221,31 @@ async fn bridged(client: &reqwest::Client, addr: SocketAddr, nhs: &str) -> anyho
         .iter()
         .filter(|e| e["search"]["mode"] == "match")
         .count())
+}
+
+/// One table row: `queries` asked by one caller, then by [`CALLERS`] at once; printed, and
+/// returned.
+async fn row<F, Fut>(
+    label: &str,
+    client: &reqwest::Client,
+    patients: &[String],
+    queries: usize,
+    ask: F,
+) -> anyhow::Result<(Measured, Measured)>
+where
+    F: Fn(reqwest::Client, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<usize>> + Send,
+{
+    let one = run(client, patients, queries, 1, ask.clone()).await?;
+    let many = run(client, patients, queries, CALLERS, ask).await?;
+    println!(
+        "| {label} | {:.2} ms | {:.2} ms | {:.0} | {:.0} |",
+        ms(one.p50),
+        ms(one.p99),
+        one.rate,
+        many.rate
+    );
+    Ok((one, many))
 }
 
 struct Measured {

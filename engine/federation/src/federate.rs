@@ -80,8 +80,7 @@ pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
                 .get("resourceType")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let mode = entry.pointer("/search/mode").and_then(Value::as_str);
-            if rtype == "OperationOutcome" || mode == Some("outcome") {
+            if is_outcome(entry) {
                 issues.extend(member_issues(origin.member, resource));
                 continue;
             }
@@ -114,6 +113,16 @@ pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
         }));
     }
     json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
+}
+
+/// Whether a member's entry is its own OperationOutcome (its words about the answer, not a
+/// record): `search.mode = outcome`, or an OperationOutcome resource.
+pub fn is_outcome(entry: &Value) -> bool {
+    entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
+        || entry
+            .pointer("/resource/resourceType")
+            .and_then(Value::as_str)
+            == Some("OperationOutcome")
 }
 
 /// A resource's business identity: type, identifier system, identifier value.

@@ -8,6 +8,6 @@
 pub mod federate;
 pub mod search;
 
-pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, federate};
+pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, federate, is_outcome};
 pub use search::{BadSearch, MAX_COUNT, NHS_NUMBER_SYSTEM, Query, parse};
 pub use wyvern_config::SearchType;

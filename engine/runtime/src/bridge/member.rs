@@ -10,16 +10,13 @@ use wyvern_config::{Member, SearchType};
 use wyvern_connectors::fhir::{FhirClient, ReadFailure};
 
 use super::policy::restricted;
-use wyvern_federation::{Answer, Origin};
-use wyvern_federation::{NHS_NUMBER_SYSTEM, Query};
+use wyvern_federation::{Answer, NHS_NUMBER_SYSTEM, Origin, Query, is_outcome};
 
 /// One member, ready to ask.
 #[derive(Debug)]
 pub struct MemberClient {
     pub name: String,
     pub ods: String,
-    /// The base, without a trailing `/` (entries' `fullUrl` and `meta.source`).
-    pub base: String,
     serves: Vec<SearchType>,
     timeout: Duration,
     max_answer: usize,
@@ -34,11 +31,9 @@ impl MemberClient {
         let mut target = m.fhir.clone();
         target.timeout += Duration::from_secs(1);
         let client = crate::delivery::fhir_client(&target)?;
-        let base = client.base().to_string();
         Ok(MemberClient {
             name: m.name.clone(),
             ods: m.ods.clone(),
-            base,
             serves: m.serves.clone(),
             timeout: m.fhir.timeout,
             max_answer: usize::try_from(max_answer).unwrap_or(usize::MAX),
@@ -50,7 +45,7 @@ impl MemberClient {
         Origin {
             member: &self.name,
             ods: &self.ods,
-            base: &self.base,
+            base: self.client.base(),
         }
     }
 
@@ -65,11 +60,7 @@ impl MemberClient {
             return Answer::Skipped;
         }
         match tokio::time::timeout(self.timeout, self.search(q)).await {
-            Ok(Ok(found)) => Answer::Entries {
-                entries: found.entries,
-                withheld: found.withheld,
-                more: found.more,
-            },
+            Ok(Ok(found)) => found,
             Ok(Err(why)) => Answer::Failed(why),
             Err(_) => Answer::Failed(self.too_slow()),
         }
@@ -82,8 +73,8 @@ impl MemberClient {
         )
     }
 
-    /// The entries for `q`, at most `q.count` of them.
-    async fn search(&self, q: &Query) -> Result<Found, String> {
+    /// The entries for `q`, at most `q.count` of them (always `Answer::Entries`).
+    async fn search(&self, q: &Query) -> Result<Answer, String> {
         let (patients, more_patients) = self
             .searchset(
                 "Patient",
@@ -107,7 +98,7 @@ impl MemberClient {
             patients.into_iter().partition(restricted);
         let withheld = withheld_patients.len();
         if q.ty == SearchType::Patient {
-            return Ok(Found::new(patients, withheld, more_patients, q.count));
+            return Ok(bounded(patients, withheld, more_patients, q.count));
         }
         let ids: Vec<&str> = patients
             .iter()
@@ -115,7 +106,7 @@ impl MemberClient {
             .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
             .collect();
         if ids.is_empty() {
-            return Ok(Found::new(Vec::new(), withheld, false, q.count));
+            return Ok(bounded(Vec::new(), withheld, false, q.count));
         }
         let (entries, more) = self
             .searchset(
@@ -126,13 +117,13 @@ impl MemberClient {
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
-            .partition(|e| about_patient(e, &self.base, &ids) || is_outcome(e));
+            .partition(|e| about_patient(e, self.client.base(), &ids) || is_outcome(e));
         if !other.is_empty() {
             tracing::warn!(member = %self.name, r#type = %q.ty, left_out = other.len(), "a member answered records of other patients to a patient search; they were left out");
         }
         let (restricted_entries, about): (Vec<Value>, Vec<Value>) =
             about.into_iter().partition(restricted);
-        Ok(Found::new(
+        Ok(bounded(
             about,
             withheld + restricted_entries.len(),
             more,
@@ -185,28 +176,19 @@ impl MemberClient {
     }
 }
 
-/// What a member gave, bounded.
-struct Found {
-    entries: Vec<Value>,
-    withheld: usize,
-    more: bool,
-}
-
-impl Found {
-    /// At most `count` entries: a member that ignores `_count` cannot make the answer (or the
-    /// merging) as large as it likes; it is told as holding more.
-    fn new(entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Found {
-        let (outcomes, mut matches): (Vec<Value>, Vec<Value>) =
-            entries.into_iter().partition(is_outcome);
-        let cut = matches.len() > count;
-        matches.truncate(count);
-        // A member's own outcomes (at most a few) do not take matches' places.
-        matches.extend(outcomes.into_iter().take(4));
-        Found {
-            entries: matches,
-            withheld,
-            more: more || cut,
-        }
+/// What a member gave, at most `count` entries: a member that ignores `_count` cannot make the
+/// answer (or the merging) as large as it likes; it is told as holding more.
+fn bounded(entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Answer {
+    let (outcomes, mut matches): (Vec<Value>, Vec<Value>) =
+        entries.into_iter().partition(is_outcome);
+    let cut = matches.len() > count;
+    matches.truncate(count);
+    // A member's own outcomes (at most a few) do not take matches' places.
+    matches.extend(outcomes.into_iter().take(4));
+    Answer::Entries {
+        entries: matches,
+        withheld,
+        more: more || cut,
     }
 }
 
@@ -225,15 +207,6 @@ fn about_patient(entry: &Value, base: &str, ids: &[&str]) -> bool {
             ids.iter()
                 .any(|id| local.strip_prefix("Patient/") == Some(id))
         })
-}
-
-/// A member's own OperationOutcome entry (passed on as its words, not as a record).
-fn is_outcome(entry: &Value) -> bool {
-    entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
-        || entry
-            .pointer("/resource/resourceType")
-            .and_then(Value::as_str)
-            == Some("OperationOutcome")
 }
 
 /// Whether a Patient entry carries `nhs` under the NHS number system.
@@ -286,7 +259,9 @@ mod tests {
         let none = json!({ "resource": { "resourceType": "Condition" } });
         assert!(!about_patient(&none, base, &["a"]));
         let many: Vec<Value> = (0..5).map(|i| json!({ "i": i })).collect();
-        let found = Found::new(many, 0, false, 3);
-        assert_eq!((found.entries.len(), found.more), (3, true));
+        let Answer::Entries { entries, more, .. } = bounded(many, 0, false, 3) else {
+            panic!("entries")
+        };
+        assert_eq!((entries.len(), more), (3, true));
     }
 }

@@ -222,14 +222,15 @@ async fn search(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match s.auth.as_ref().map(|a| a.check(&headers)) {
-        None => None,
-        Some(Ok(caller)) => Some(caller),
-        Some(Err(refusal)) => {
-            s.refusals.token_refused(peer.addr.ip());
-            tracing::warn!(%peer, reason = %refusal.text(), "bridge query refused: bearer token");
-            return refusal.response();
-        }
+    let caller = match crate::source::fhir_auth::caller(
+        s.auth.as_ref(),
+        &headers,
+        &peer,
+        &s.refusals,
+        "(bridge)",
+    ) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(),
     };
     let actor = actor(caller.as_ref(), &peer);
     // The search is read first (pure; a bad one is a 400 that names no record), so a refusal's
@@ -258,7 +259,7 @@ async fn search(
         .admit(caller.as_ref())
         .and_then(|()| s.access.shares(&query.patient))
     {
-        return refuse(&s, actor, &peer, Some(&query), &kind, &refusal).await;
+        return refuse(&s, actor, &peer, &query, &refusal).await;
     }
     let (bundle, detail) = {
         // The members' answers are held only while they are asked and merged: the turn is
@@ -319,14 +320,13 @@ async fn search(
     fhir_json(StatusCode::OK, bundle.to_string())
 }
 
-/// A policy refusal: audited (who, which rule; the patient when the search named one), then
-/// 403 with the rule's words.
+/// A policy refusal: audited (who, which rule, whose record was sought), then 403 with the
+/// rule's words.
 async fn refuse(
     s: &Federation,
     actor: String,
     peer: &Peer,
-    query: Option<&Query>,
-    kind: &str,
+    query: &Query,
     refusal: &Refusal,
 ) -> Response {
     s.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -336,12 +336,9 @@ async fn refuse(
         actor,
         action: AuditAction::Denied,
         message_id: None,
-        nhs_number: query.map(|q| q.patient.as_str().to_string()),
+        nhs_number: Some(query.patient.as_str().to_string()),
         from: Some(peer.addr.to_string()),
-        detail: Some(format!(
-            "bridge GET {}: refused: {refusal}",
-            kind.chars().take(40).collect::<String>()
-        )),
+        detail: Some(format!("bridge GET {}: refused: {refusal}", query.ty)),
     };
     if let Err(e) = s.audit.append(record).await {
         tracing::error!(error = %e, "the audit log cannot be written (a refused bridge query)");

@@ -170,14 +170,15 @@ async fn put_resource(
 
 async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> Response {
     // Who is calling, before anything else: an unauthenticated body is never read or stored.
-    let caller = match s.auth.as_ref().map(|a| a.check(req.headers())) {
-        None => None,
-        Some(Ok(caller)) => Some(caller),
-        Some(Err(refusal)) => {
-            s.counters.refusals.token_refused(peer.addr.ip());
-            tracing::warn!(route = %s.route, %peer, reason = %refusal.text(), "FHIR request refused: bearer token");
-            return refusal.response();
-        }
+    let caller = match super::fhir_auth::caller(
+        s.auth.as_ref(),
+        req.headers(),
+        &peer,
+        &s.counters.refusals,
+        &s.route,
+    ) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(),
     };
     if s.counters.control.intake_stopped() {
         // Not stored: the caller keeps the resource and sends it again later.

@@ -59,6 +59,27 @@ impl BearerAuth {
     }
 }
 
+/// The caller of a request to an endpoint that may require tokens (`auth`: `None` lets every
+/// request in, anonymous). A refusal is counted against the peer's address (the audit of
+/// refused connections picks it up) and logged for `endpoint`; its `response()` is the 401/403.
+pub(crate) fn caller(
+    auth: Option<&BearerAuth>,
+    headers: &HeaderMap,
+    peer: &wyvern_connectors::peers::Peer,
+    refusals: &wyvern_connectors::peers::Refusals,
+    endpoint: &str,
+) -> Result<Option<Caller>, AuthRefusal> {
+    match auth.map(|a| a.check(headers)) {
+        None => Ok(None),
+        Some(Ok(caller)) => Ok(Some(caller)),
+        Some(Err(refusal)) => {
+            refusals.token_refused(peer.addr.ip());
+            tracing::warn!(endpoint, %peer, reason = %refusal.text(), "request refused: bearer token");
+            Err(refusal)
+        }
+    }
+}
+
 impl AuthRefusal {
     pub(crate) fn text(&self) -> String {
         match self {
