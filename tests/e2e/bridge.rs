@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{EngineProcess, free_addr, http_get, wait_listening};
+use crate::harness::{EngineProcess, Wire, free_addr, http_get, wait_listening, wait_until};
 use crate::medplum::Medplum;
 
 const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
@@ -501,6 +501,105 @@ fn the_access_policy_decides_who_may_ask_and_what_leaves() {
     assert!(
         detail.contains("organisation A12345; purpose directcare")
             && detail.contains("1 withheld as restricted"),
+        "{detail}"
+    );
+}
+
+/// A route that takes a trust's ADT over MLLP and files it for one record (the feed the
+/// patient index learns from).
+fn feed(route: &str, listen: SocketAddr, dest: &str) -> String {
+    format!(
+        "version: 1\nroute: {route}\nsource:\n  mllp: {{ listen: \"{listen}\" }}\n\
+         destinations:\n  - name: {dest}\n    file: {{ dir: \"{{dir}}/out-{dest}\" }}\n"
+    )
+}
+
+fn adt_for(trigger: &str, control_id: &str, nhs: &str, merged: Option<&str>) -> Vec<u8> {
+    let mut m = format!(
+        "MSH|^~\\&|PAS|RX1|WYVERN|REGION|20261204120000||ADT^{trigger}|{control_id}|P|2.4\r\
+         EVN|{trigger}|20261204120000\r\
+         PID|1||{nhs}^^^NHS^NH||TESTPATIENT^ALEX||19700101|U\r"
+    );
+    if let Some(old) = merged {
+        m.push_str(&format!("MRG|{old}^^^NHS^NH\r"));
+    }
+    m.into_bytes()
+}
+
+/// The detail of the newest access record.
+fn last_access(store: &std::path::Path) -> String {
+    access_records(store)
+        .last()
+        .and_then(|a| a.detail.clone())
+        .unwrap_or_default()
+}
+
+/// The regional patient index: once a feed has carried a patient to one record, a query asks
+/// only that record; a patient no feed has carried asks every record; a merge (A40) gives the
+/// surviving NHS number the records of the one merged away.
+#[test]
+fn the_patient_index_asks_only_the_records_whose_feeds_carried_the_patient() {
+    let (chie, dcr) = records();
+    let (listen, to_chie, to_dcr) = (free_addr(), free_addr(), free_addr());
+    let bridge = format!(
+        "version: 1\nserve:\n  listen: \"{listen}\"\nmembers:\n  \
+         - name: chie\n    ods: XCH01\n    fhir: {{ base: \"http://{}/fhir\", timeout: 2s }}\n    fed_by: [adt-chie/chie]\n  \
+         - name: dcr\n    ods: XDC01\n    fhir: {{ base: \"http://{}/fhir\", timeout: 2s }}\n    fed_by: [adt-dcr/dcr]\n",
+        chie.addr, dcr.addr
+    );
+    let e = EngineProcess::start_with_files(&[
+        ("bridge.yaml", &bridge),
+        ("adt-chie.yaml", &feed("adt-chie", to_chie, "chie")),
+        ("adt-dcr.yaml", &feed("adt-dcr", to_dcr, "dcr")),
+    ]);
+    wait_listening(listen, Duration::from_secs(20));
+    let conditions = |nhs: &str| {
+        search(
+            listen,
+            &format!("/fhir/Condition?patient.identifier={NHS}|{nhs}"),
+        )
+    };
+
+    // No feed has carried this patient: both records are asked.
+    let (code, b) = conditions(DCR_ONLY);
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(b["total"], 1, "{b}");
+    let detail = last_access(&e.store_dir());
+    assert!(
+        detail.contains("chie (0 entries)") && detail.contains("dcr (1 entries)"),
+        "{detail}"
+    );
+
+    // DCR's feed carries the patient: from then on only DCR is asked.
+    wait_listening(to_dcr, Duration::from_secs(20));
+    let ack = Wire::connect(to_dcr).exchange(&adt_for("A01", "IDX1", DCR_ONLY, None));
+    assert!(ack.contains("MSA|AA|IDX1"), "{ack}");
+    wait_until(Duration::from_secs(10), || {
+        conditions(DCR_ONLY);
+        last_access(&e.store_dir()).contains("chie (not asked: the patient index")
+    });
+    let (code, b) = conditions(DCR_ONLY);
+    assert_eq!((code, b["total"].as_u64()), (200, Some(1)), "{b}");
+    assert_eq!(members(matches(&b)[0]), ["dcr"]);
+    let detail = last_access(&e.store_dir());
+    assert!(
+        detail.contains("chie (not asked: the patient index") && detail.contains("dcr (1 entries)"),
+        "{detail}"
+    );
+
+    // A40 through CHIE's feed: MERGED survives, DCR_ONLY is merged into it. Both records
+    // are asked for the survivor: CHIE carried the merge, DCR the patient merged away.
+    const MERGED: &str = "9990000034";
+    let ack = Wire::connect(to_chie).exchange(&adt_for("A40", "IDX2", MERGED, Some(DCR_ONLY)));
+    assert!(ack.contains("MSA|AA|IDX2"), "{ack}");
+    wait_until(Duration::from_secs(10), || {
+        conditions(MERGED);
+        let d = last_access(&e.store_dir());
+        d.contains("chie (0 entries)") && d.contains("dcr (0 entries)")
+    });
+    let detail = last_access(&e.store_dir());
+    assert!(
+        detail.contains("chie (0 entries)") && detail.contains("dcr (0 entries)"),
         "{detail}"
     );
 }

@@ -117,6 +117,13 @@ pub struct MemberFile {
     #[serde(default)]
     #[schemars(with = "Option<Vec<SearchType>>")]
     pub serves: Option<Vec<Spanned<String>>>,
+    /// The destinations that send this record its feeds, as `ROUTE/DESTINATION` (e.g.
+    /// `adt-to-chie/chie`). With it, the bridge asks this member for a patient only when one of
+    /// them has carried a message about that NHS number — unless no member's feeds have, when
+    /// every member is asked. Without it, this member is always asked.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub fed_by: Option<Vec<Spanned<String>>>,
 }
 
 /// The resource types the bridge searches, the UK Core Access set.
@@ -191,6 +198,19 @@ pub struct Member {
     pub fhir: FhirDestination,
     /// In `SearchType::ALL`'s order.
     pub serves: Vec<SearchType>,
+    /// `(route, destination)` of the feeds that reach this member (`fed_by`); empty: always
+    /// asked.
+    pub fed_by: Vec<(String, String)>,
+}
+
+/// A `fed_by` entry, kept with where it was written so it can be checked against the routes
+/// once every file is read.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedRef {
+    pub route: String,
+    pub destination: String,
+    pub line: u64,
+    pub column: u64,
 }
 
 /// An ODS code as the organisation data service issues them: 3 to 10 capital letters and
@@ -201,7 +221,10 @@ fn ods_ok(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
+/// Checks `bridge.yaml`; also returns its `fed_by` entries, for [`check_feeds`] once every
+/// route is known.
+pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> (Bridge, Vec<FeedRef>) {
+    let mut feeds = Vec::new();
     crate::validate::check_version(at, &f.version);
     let serve = crate::fhir_source::fhir_source(at, base, &f.serve);
     let authenticated =
@@ -262,12 +285,36 @@ pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
                 types
             }
         };
+        let mut fed_by = Vec::new();
+        for entry in m.fed_by.iter().flatten() {
+            match entry.value.trim().split_once('/') {
+                Some((route, dest))
+                    if crate::validate::valid_name(route) && crate::validate::valid_name(dest) =>
+                {
+                    feeds.push(FeedRef {
+                        route: route.into(),
+                        destination: dest.into(),
+                        line: entry.referenced.line(),
+                        column: entry.referenced.column(),
+                    });
+                    fed_by.push((route.to_string(), dest.to_string()));
+                }
+                _ => at.err(entry, format!("fed_by {:?} is not ROUTE/DESTINATION: expected a route's name and one of its destinations, such as adt-to-chie/chie", entry.value)),
+            }
+        }
+        if m.fed_by.as_ref().is_some_and(Vec::is_empty) {
+            at.err(
+                &m.name,
+                "fed_by is empty: leave it out to ask this member for every patient, or name the ROUTE/DESTINATION that feeds it",
+            );
+        }
         if let Some(fhir) = fhir {
             members.push(Member {
                 name,
                 ods: m.ods.value.clone(),
                 fhir,
                 serves,
+                fed_by,
             });
         }
     }
@@ -283,12 +330,50 @@ pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> Bridge {
         .as_ref()
         .map(|p| policy(at, base, p, serve.auth.is_some()))
         .unwrap_or_default();
-    Bridge {
-        serve,
-        members,
-        max_member_answer,
-        policy,
+    (
+        Bridge {
+            serve,
+            members,
+            max_member_answer,
+            policy,
+        },
+        feeds,
+    )
+}
+
+/// Each `fed_by` names a route of this config and one of its destinations.
+pub(crate) fn check_feeds(
+    file: &Path,
+    feeds: &[FeedRef],
+    routes: &[crate::Route],
+) -> Vec<crate::Diagnostic> {
+    let mut errors = Vec::new();
+    for f in feeds {
+        let problem = match routes.iter().find(|r| r.name == f.route) {
+            None => format!(
+                "fed_by names route {:?}, which no route file defines (routes: {})",
+                f.route,
+                routes
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(r) if !r.destinations.iter().any(|d| d.name == f.destination) => format!(
+                "fed_by names destination {:?} of route {:?}, which has no such destination (its destinations: {})",
+                f.destination,
+                f.route,
+                r.destinations
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(_) => continue,
+        };
+        errors.push(crate::Diagnostic::error(file, f.line, f.column, problem));
     }
+    errors
 }
 
 /// `tokens`: whether callers carry tokens (`serve.auth.jwt`): only a token names a purpose and

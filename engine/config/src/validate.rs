@@ -149,6 +149,7 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
     };
     let mut routes: Vec<Route> = Vec::new();
     let mut bridge = None;
+    let mut bridge_feeds = None;
     let mut warnings = Vec::new();
     let mut names: HashMap<String, (PathBuf, u64)> = HashMap::new();
     let mut listens: HashMap<SocketAddr, (String, PathBuf, u64)> = HashMap::new();
@@ -158,7 +159,8 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         if src.is_bridge_file() {
             match parse::<crate::BridgeFile>(src) {
                 Ok(f) => {
-                    let b = crate::bridge::bridge(&mut at, base, &f);
+                    let (b, feeds) = crate::bridge::bridge(&mut at, base, &f);
+                    bridge_feeds = Some((src.path.clone(), feeds));
                     if let Some((other, file, line)) = listens.get(&b.serve.listen) {
                         at.err(
                             &f.serve.listen,
@@ -398,6 +400,9 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
         }
         errors.extend(at.errors);
         warnings.extend(at.warnings);
+    }
+    if let Some((file, feeds)) = &bridge_feeds {
+        errors.extend(crate::bridge::check_feeds(file, feeds, &routes));
     }
     if routes.is_empty() && bridge.is_none() && errors.is_empty() {
         errors.push(Diagnostic::error(

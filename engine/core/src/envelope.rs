@@ -102,6 +102,9 @@ pub struct Metadata {
     pub control_id: Option<String>,
     /// A modulus-11-valid NHS number from PID-3.
     pub nhs_number: Option<String>,
+    /// A modulus-11-valid NHS number from MRG-1: the patient a merge (A34, A36, A40 …) folded
+    /// into `nhs_number`. The patient index gives the survivor the merged patient's records.
+    pub merged_nhs_number: Option<String>,
 }
 
 /// A received message.

@@ -212,15 +212,26 @@ impl<'a> Message<'a> {
     /// The NHS number from PID-3: the first repetition whose assigning authority (CX-4) is `NHS`
     /// or whose identifier type (CX-5) is `NH`, checked with modulus 11.
     pub fn nhs_number(&self) -> Option<Result<NhsNumber, NhsNumberError>> {
-        let pid3 = self.segment("PID", 1)?.field(3)?;
-        let rep = pid3.repetitions().find(|r| {
-            let authority = r.component(4).and_then(|c| c.subcomponent(1));
-            let kind = r.component(5);
-            authority.is_some_and(|a| a.raw().eq_ignore_ascii_case(b"NHS"))
-                || kind.is_some_and(|k| k.raw() == b"NH")
-        })?;
-        Some(NhsNumber::parse(&rep.component(1)?.as_str()))
+        nhs_number_in(self.segment("PID", 1)?.field(3)?)
     }
+
+    /// The NHS number of the patient merged away (A34, A36, A40 …): MRG-1 read as PID-3 is,
+    /// by [`Message::nhs_number`]'s rule.
+    pub fn merged_nhs_number(&self) -> Option<Result<NhsNumber, NhsNumberError>> {
+        nhs_number_in(self.segment("MRG", 1)?.field(1)?)
+    }
+}
+
+/// The first repetition of a CX list whose assigning authority (CX-4) is `NHS` or whose
+/// identifier type (CX-5) is `NH`, checked with modulus 11.
+fn nhs_number_in(list: Value<'_>) -> Option<Result<NhsNumber, NhsNumberError>> {
+    let rep = list.repetitions().find(|r| {
+        let authority = r.component(4).and_then(|c| c.subcomponent(1));
+        let kind = r.component(5);
+        authority.is_some_and(|a| a.raw().eq_ignore_ascii_case(b"NHS"))
+            || kind.is_some_and(|k| k.raw() == b"NH")
+    })?;
+    Some(NhsNumber::parse(&rep.component(1)?.as_str()))
 }
 
 impl<'a> Segment<'a> {
@@ -354,6 +365,25 @@ OBX|3|NM|WBC||7.1\r";
         assert_eq!(m.get("PID-3[2].1").unwrap(), "X1");
         assert_eq!(m.get("PID-5").unwrap(), "A#B");
         assert_eq!(m.nhs_number().unwrap().unwrap().as_str(), "9990000018");
+    }
+
+    #[test]
+    fn a_merge_names_the_nhs_number_merged_away() {
+        let raw = b"MSH|^~\\&|PAS|RX1|||20261125||ADT^A40|C1|P|2.5.1\rEVN|A40\r\
+PID|1||9990000026^^^NHS^NH||SMITH^JOHN\rMRG|K9^^^RX1^MR~9990000018^^^NHS^NH";
+        let m = Message::parse(raw).unwrap();
+        assert_eq!(m.nhs_number().unwrap().unwrap().as_str(), "9990000026");
+        assert_eq!(
+            m.merged_nhs_number().unwrap().unwrap().as_str(),
+            "9990000018"
+        );
+        let no_mrg = Message::parse(b"MSH|^~\\&|PAS|RX1|||20261125||ADT^A01|C1|P|2.5.1").unwrap();
+        assert!(no_mrg.merged_nhs_number().is_none());
+        let bad = Message::parse(
+            b"MSH|^~\\&|PAS|RX1|||20261125||ADT^A40|C1|P|2.5.1\rMRG|9990000019^^^NHS",
+        )
+        .unwrap();
+        assert!(bad.merged_nhs_number().unwrap().is_err());
     }
 
     #[test]

@@ -197,14 +197,26 @@ impl Engine {
                 dir: store.dir().to_path_buf(),
             }),
         };
+        let operations: Arc<dyn wyvern_store::Operations> = match &shared {
+            Some(s) => s.operations(),
+            None => Arc::new(wyvern_store::EmbeddedOperations {
+                dir: config.engine.store_dir.clone(),
+            }),
+        };
         let bridge = match &config.bridge {
             None => None,
             Some(b) => {
                 let refusals = Arc::new(wyvern_connectors::peers::Refusals::default());
                 let _ = refusals.report.set(("(bridge)".into(), reports.clone()));
                 Some(
-                    crate::bridge::BridgeServer::bind(b, audit.clone(), clock.clone(), refusals)
-                        .await?,
+                    crate::bridge::BridgeServer::bind(
+                        b,
+                        operations.clone(),
+                        audit.clone(),
+                        clock.clone(),
+                        refusals,
+                    )
+                    .await?,
                 )
             }
         };
@@ -251,15 +263,9 @@ impl Engine {
                     pruned: sweeper.pruned.clone(),
                     bridge: bridge.as_ref().map(crate::bridge::BridgeServer::counters),
                 };
-                let operations: Arc<dyn wyvern_store::Operations> = match &shared {
-                    Some(s) => s.operations(),
-                    None => Arc::new(wyvern_store::EmbeddedOperations {
-                        dir: config.engine.store_dir.clone(),
-                    }),
-                };
                 let api = crate::api::ApiState {
                     refusals: Arc::default(),
-                    operations,
+                    operations: operations.clone(),
                     audit: audit.clone(),
                     shared: shared.clone(),
                     tokens: match &shared {

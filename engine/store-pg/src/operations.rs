@@ -183,6 +183,20 @@ impl Operations for PgOperations {
         }))
     }
 
+    fn lanes_of(&self, nhs_number: String) -> StoreFuture<'_, Vec<(String, String)>> {
+        Box::pin(self.session.run(async move |c| {
+            let rows = c
+                .query(
+                    "SELECT route, destination FROM lanes WHERE lane IN ( \
+                     SELECT d.lane FROM messages m JOIN deliveries d ON d.message = m.seq \
+                     WHERE m.nhs_number = $1) ORDER BY route, destination",
+                    &[&nhs_number],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        }))
+    }
+
     fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)> {
         Box::pin(
             self.session

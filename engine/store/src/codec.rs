@@ -4,7 +4,8 @@
 //! Payload versions: version 1 ends after the deliveries. Version 2 appends a trailer — the
 //! version byte `2`, then each delivery's content type (absent: the message's own) — so a
 //! version-1 payload (a journal written before the upgrade) still replays, and a reader finds
-//! the version by what follows the deliveries. A payload that is intact (its frame's CRC holds)
+//! the version by what follows the deliveries. Version 3 is version 2's trailer under the
+//! byte `3`, followed by the NHS number a merge folded away (MRG-1). A payload that is intact (its frame's CRC holds)
 //! but does not decode — a later version, or a bug — is an error at replay, never a torn tail.
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use crate::{Delivery, InboxRecord, InboxStatus};
 
 const NONE: u32 = u32::MAX;
 /// The payload version written now (see the module doc).
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Appends one framed record to `out` (to be stamped by the journal when it is written).
 pub(crate) fn encode(r: &InboxRecord, out: &mut Vec<u8>) -> Result<(), TooLarge> {
@@ -59,6 +60,7 @@ fn encode_payload(r: &InboxRecord, out: &mut Vec<u8>) {
     for d in &r.deliveries {
         put(out, d.content_type.map(|c| c.as_str().as_bytes()));
     }
+    put(out, m.merged_nhs_number.as_deref().map(str::as_bytes));
 }
 
 fn put(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -106,15 +108,19 @@ pub(crate) fn decode(payload: &[u8]) -> Option<InboxRecord> {
             content_type: None,
         });
     }
-    // Version 1 ends here; version 2 goes on with its trailer.
+    // Version 1 ends here; versions 2 and 3 go on with their trailers.
+    let mut merged_nhs_number = None;
     match r.take(1) {
         None => {}
-        Some([2]) => {
+        Some([version @ (2 | 3)]) => {
             for d in &mut deliveries {
                 d.content_type = match r.text()? {
                     Some(t) => Some(ContentType::parse(&t)?),
                     None => None,
                 };
+            }
+            if *version == 3 {
+                merged_nhs_number = r.text()?;
             }
         }
         Some(_) => return None,
@@ -127,6 +133,7 @@ pub(crate) fn decode(payload: &[u8]) -> Option<InboxRecord> {
         message_type: message_type?,
         control_id: control_id?,
         nhs_number: nhs_number?,
+        merged_nhs_number,
     };
     let envelope = Envelope {
         id,
@@ -193,6 +200,8 @@ pub(crate) mod tests {
                     source: "r".into(),
                     peer: Some("127.0.0.1:9".into()),
                     control_id: Some(format!("C{n}")),
+                    nhs_number: n.is_multiple_of(7).then(|| "9990000026".into()),
+                    merged_nhs_number: (n == 7).then(|| "9990000018".into()),
                     ..Default::default()
                 },
                 parent: n
@@ -263,13 +272,19 @@ pub(crate) mod tests {
         p
     }
 
-    /// A journal written before the version-2 trailer still replays after an upgrade.
+    /// Journals written before the version-2 and version-3 trailers still replay after an
+    /// upgrade.
     #[test]
-    fn a_version_1_payload_still_decodes() {
-        let r = sample(4); // one delivery, no payload of its own
-        let v2 = payload(&r);
+    fn version_1_and_2_payloads_still_decode() {
+        let r = sample(4); // one delivery, no payload of its own, no merge
+        let v3 = payload(&r);
+        // Version 2 is version 3 with its byte and without the merged NHS number (absent).
+        let mut v2 = v3[..v3.len() - 4].to_vec();
+        let at = v2.len() - (1 + 4);
+        v2[at] = 2;
+        assert!(same(&decode(&v2).unwrap(), &r));
         // Version 1 is version 2 without its trailer: the version byte and one absent type.
-        let v1 = &v2[..v2.len() - (1 + 4)];
+        let v1 = &v2[..at];
         assert!(same(&decode(v1).unwrap(), &r));
         let with_type = sample(2);
         assert_eq!(
@@ -277,6 +292,16 @@ pub(crate) mod tests {
             Some(ContentType::FhirJson)
         );
         assert!(same(&decode(&payload(&with_type)).unwrap(), &with_type));
+        let merged = sample(7);
+        assert_eq!(
+            decode(&payload(&merged))
+                .unwrap()
+                .envelope
+                .meta
+                .merged_nhs_number
+                .as_deref(),
+            Some("9990000018")
+        );
     }
 
     /// What a later version writes (another trailer, or more after this one's) is not read
@@ -284,8 +309,8 @@ pub(crate) mod tests {
     #[test]
     fn a_later_versions_payload_does_not_decode() {
         let mut p = payload(&sample(4));
-        let at = p.len() - (1 + 4);
-        p[at] = 3;
+        let at = p.len() - (1 + 4 + 4);
+        p[at] = 4;
         assert!(decode(&p).is_none());
         let mut longer = payload(&sample(4));
         longer.push(0);

@@ -254,6 +254,9 @@ pub(crate) fn insert(conn: &mut Connection, records: &[InboxRecord]) -> Result<u
             let message = tx.last_insert_rowid();
             if let Some(nhs) = &m.nhs_number {
                 crate::nhs_index::add(&tx, message, nhs)?;
+                if let Some(old) = m.merged_nhs_number.as_ref().filter(|o| *o != nhs) {
+                    crate::patient_index::fold(&tx, old, nhs)?;
+                }
             }
             // A split message has several deliveries per destination: they are numbered in
             // the order the record lists them, so a journal replay numbers them the same.

@@ -24,6 +24,7 @@ mod moving;
 mod nhs_index;
 mod operations;
 mod outbox;
+mod patient_index;
 mod reader;
 mod recovery;
 mod retention;

@@ -38,7 +38,8 @@ pub(crate) fn pending(conn: &Connection) -> Result<u64, StoreError> {
     .map_err(StoreError::Query)
 }
 
-/// Moves every pending entry into the index, sorted, in one transaction; returns how many.
+/// Moves every pending entry into the index, sorted, in one transaction (with the patient
+/// index's rows for them, `patient_index.rs`); returns how many.
 pub(crate) fn merge(conn: &mut Connection) -> Result<usize, StoreError> {
     let tx = conn.transaction().map_err(StoreError::Write)?;
     let merged = tx
@@ -48,6 +49,7 @@ pub(crate) fn merge(conn: &mut Connection) -> Result<usize, StoreError> {
             [],
         )
         .map_err(StoreError::Write)?;
+    crate::patient_index::add_pending(&tx)?;
     tx.execute("DELETE FROM nhs_pending", [])
         .map_err(StoreError::Write)?;
     tx.commit().map_err(StoreError::Write)?;

@@ -40,6 +40,9 @@ pub trait Operations: Send + Sync + std::fmt::Debug {
     fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>>;
     /// How many messages have each status.
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>>;
+    /// The (route, destination) of every lane that has carried a message about this NHS
+    /// number (the regional patient index), in order.
+    fn lanes_of(&self, nhs_number: String) -> StoreFuture<'_, Vec<(String, String)>>;
     /// Deliveries waiting for a destination, and when the oldest's message was received.
     fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)>;
     /// Dead letters (dead and held), newest first; optionally of one route / destination.
@@ -99,6 +102,10 @@ impl Operations for EmbeddedOperations {
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
         self.read(|r| r.counts())
+    }
+
+    fn lanes_of(&self, nhs_number: String) -> StoreFuture<'_, Vec<(String, String)>> {
+        self.read(move |r| r.lanes_of(&nhs_number))
     }
 
     fn depth(&self, route: String, destination: String) -> StoreFuture<'_, (i64, Option<i64>)> {

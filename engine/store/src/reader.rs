@@ -116,6 +116,12 @@ impl InboxReader {
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }
 
+    /// The (route, destination) of every lane that has carried a message about `nhs_number`:
+    /// the regional patient index (`patient_index.rs`).
+    pub fn lanes_of(&self, nhs_number: &str) -> Result<Vec<(String, String)>, StoreError> {
+        crate::patient_index::lanes_of(&self.conn, nhs_number)
+    }
+
     /// One row with its raw bytes and ACK, by ULID or sequence number.
     pub fn get(&self, id_or_seq: &str) -> Result<Option<InboxRow>, StoreError> {
         let (clause, arg) = match id_or_seq.parse::<i64>() {

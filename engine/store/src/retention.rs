@@ -53,6 +53,10 @@ impl Outbox {
             .map_err(StoreError::Query)?
         };
         let mut pruned = Pruned::default();
+        if !messages.is_empty() {
+            // The patient index outlives the messages: what is still pending goes in first.
+            crate::patient_index::add_pending(&tx)?;
+        }
         {
             let mut exceptions = tx
                 .prepare_cached(

@@ -28,7 +28,19 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`
 /// to the newest in order, in one transaction. Never edit an entry once released: add one.
-const MIGRATIONS: [&str; 10] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+const MIGRATIONS: [&str; 11] = [
+    V1,
+    V2,
+    V3,
+    V4,
+    V5,
+    V6,
+    V7,
+    V8,
+    V9,
+    V10,
+    crate::patient_index::V11,
+];
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS inbox (
@@ -380,5 +392,33 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old_index, 0, "the per-message index is gone");
+    }
+
+    #[test]
+    fn v11_fills_the_patient_index_from_the_messages_held() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "{V1}{V2}{V3}{V4}{V5}{V6}{V7}{V8}{V9}{V10} PRAGMA user_version = 10;"
+        ))
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO lanes (lane, route, destination) VALUES (1, 'r', 'chie'), (2, 'r', 'dcr');
+             INSERT INTO nhs_index (nhs_number, seq) VALUES ('9990000018', 1);
+             INSERT INTO nhs_pending (seq, nhs_number) VALUES (2, '9990000026');
+             INSERT INTO deliveries (lane, message, part, order_key) VALUES
+                 (1, 1, 0, 'k'), (2, 1, 0, 'k'), (2, 2, 0, 'k'), (2, 3, 0, 'k');",
+        )
+        .unwrap();
+        prepare_writer(&conn).unwrap();
+        let rows: Vec<(String, i64)> = conn
+            .prepare("SELECT nhs_number, lane FROM patient_lanes")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [("9990000018", 1), ("9990000018", 2), ("9990000026", 2)]
+            .map(|(n, l)| (n.to_string(), l));
+        assert_eq!(rows, expected);
     }
 }

@@ -7,6 +7,7 @@
 //! - `wyvern_federation` (its own crate, pure): the caller's search checked, and the answers
 //!   merged into one searchset.
 //! - `member.rs`: asking one member, bounded in time and bytes.
+//! - `index.rs`: which members to ask, from the regional patient index.
 //! - `policy.rs`: who may ask and why, the dissent list, what is never passed on.
 //! - `capability.rs`: `GET /fhir/metadata`, what the members together serve.
 //!
@@ -15,6 +16,7 @@
 //! refused with 503, so no record leaves without a trace.
 
 mod capability;
+mod index;
 mod member;
 mod policy;
 
@@ -39,6 +41,7 @@ use crate::BuildError;
 use crate::http_limits::{ConnectedPeer, HttpLimits};
 use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
+use index::{PatientIndex, Reach};
 use member::MemberClient;
 use policy::{Access, Refusal};
 
@@ -69,6 +72,7 @@ pub struct BridgeServer {
 #[derive(Debug)]
 struct Federation {
     members: Vec<MemberClient>,
+    index: PatientIndex,
     auth: Option<BearerAuth>,
     /// Records appended together with other queries' (each still awaited before answering).
     audit: crate::audit_group::GroupAudit,
@@ -87,9 +91,11 @@ const FAN_OUTS: usize = 32;
 impl BridgeServer {
     /// Binds `serve.listen` and makes each member's client (secrets resolved now).
     /// `refusals`: where connections refused at the door are counted and reported (the audit
-    /// log of refused connections, as a route's are).
+    /// log of refused connections, as a route's are). `operations`: the store's side that
+    /// reads the patient index.
     pub async fn bind(
         bridge: &wyvern_config::Bridge,
+        operations: Arc<dyn wyvern_store::Operations>,
         audit: Arc<dyn AuditTrail>,
         clock: Arc<dyn Clock>,
         refusals: Arc<Refusals>,
@@ -143,6 +149,10 @@ impl BridgeServer {
             },
             state: Arc::new(Federation {
                 members,
+                index: PatientIndex::new(
+                    operations,
+                    bridge.members.iter().map(|m| m.fed_by.clone()).collect(),
+                ),
                 auth,
                 audit: crate::audit_group::GroupAudit::start(audit),
                 clock,
@@ -273,7 +283,15 @@ async fn search(
                 None,
             );
         };
-        let asked = futures_util::future::join_all(s.members.iter().map(|m| m.ask(&query))).await;
+        let reach = s.index.reach(query.patient.as_str()).await;
+        let asked =
+            futures_util::future::join_all(s.members.iter().zip(&reach).map(|(m, r)| async {
+                match r {
+                    Reach::Ask => m.ask(&query).await,
+                    Reach::NotInIndex => Answer::Skipped,
+                }
+            }))
+            .await;
         let answers: Vec<(Origin<'_>, Answer)> = s
             .members
             .iter()
@@ -288,7 +306,7 @@ async fn search(
         }
         let bundle = federate(query.ty, &answers);
         let entries = bundle["total"].as_u64().unwrap_or(0);
-        let detail = audit_detail(&query, &answers, entries, caller.as_ref());
+        let detail = audit_detail(&query, &answers, &reach, entries, caller.as_ref());
         (bundle, detail)
     };
     let record = AuditEntry {
@@ -365,12 +383,14 @@ fn actor(caller: Option<&wyvern_connectors::jwt::Caller>, peer: &Peer) -> String
 fn audit_detail(
     q: &Query,
     answers: &[(Origin<'_>, Answer)],
+    reach: &[Reach],
     entries: u64,
     caller: Option<&wyvern_connectors::jwt::Caller>,
 ) -> String {
     let members: Vec<String> = answers
         .iter()
-        .map(|(o, a)| match a {
+        .zip(reach)
+        .map(|((o, a), r)| match a {
             Answer::Entries {
                 entries,
                 withheld: 0,
@@ -383,7 +403,11 @@ fn audit_detail(
                 o.member,
                 entries.len()
             ),
-            Answer::Skipped => format!("{} (not asked)", o.member),
+            Answer::Skipped if *r == Reach::NotInIndex => format!(
+                "{} (not asked: the patient index shows other members' feeds carried this patient, none of its own)",
+                o.member
+            ),
+            Answer::Skipped => format!("{} (not asked: it does not serve {})", o.member, q.ty),
             Answer::Failed(why) => format!("{} (failed: {why})", o.member),
         })
         .collect();
@@ -452,6 +476,10 @@ mod tests {
             .expect("port");
         let server = BridgeServer::bind(
             &bridge(down),
+            // No member names its feeds, so the index is never read.
+            Arc::new(wyvern_store::EmbeddedOperations {
+                dir: "/nonexistent".into(),
+            }),
             Arc::new(Unwritable),
             Arc::new(wyvern_core::SystemClock),
             Arc::default(),

@@ -248,6 +248,10 @@ pub(crate) fn metadata(msg: &Message<'_>) -> Metadata {
             .nhs_number()
             .and_then(Result::ok)
             .map(|n| n.as_str().to_string()),
+        merged_nhs_number: msg
+            .merged_nhs_number()
+            .and_then(Result::ok)
+            .map(|n| n.as_str().to_string()),
     }
 }
 
