@@ -194,16 +194,17 @@ const INSERT_GROUP: &str = "
 WITH m AS (
     INSERT INTO messages (id, received_at, source, peer, content_type, status, sending_app,
         sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
-        digest, node, resend_key)
+        digest, node, resend_key, merged_nhs_number)
     SELECT id, received_at, source, peer, content_type, status, sending_app, sending_facility,
         message_type, control_id, nhs_number, error, ack, raw_len, raw, digest, $17::text,
-        resend_key
+        resend_key, merged_nhs_number
     FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-        $13::bytea[], $14::int8[], $15::bytea[], $16::bytea[], $25::bytea[]) WITH ORDINALITY
+        $13::bytea[], $14::int8[], $15::bytea[], $16::bytea[], $25::bytea[], $26::text[])
+        WITH ORDINALITY
         AS m(id, received_at, source, peer, content_type, status, sending_app,
         sending_facility, message_type, control_id, nhs_number, error, ack, raw_len, raw,
-        digest, resend_key, n)
+        digest, resend_key, merged_nhs_number, n)
     ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING id, seq
@@ -270,6 +271,7 @@ impl Committer {
                     &d.payload,
                     &d.content_type,
                     &m.resend_key,
+                    &m.merged_nhs_number,
                 ],
             )
             .await?;
@@ -394,6 +396,7 @@ struct MessageColumns<'a> {
     message_type: Vec<Option<&'a str>>,
     control_id: Vec<Option<&'a str>>,
     nhs_number: Vec<Option<&'a str>>,
+    merged_nhs_number: Vec<Option<&'a str>>,
     error: Vec<Option<&'a str>>,
     ack: Vec<Option<&'a [u8]>>,
     raw_len: Vec<i64>,
@@ -420,6 +423,7 @@ impl<'a> MessageColumns<'a> {
             m.message_type.push(meta.message_type.as_deref());
             m.control_id.push(meta.control_id.as_deref());
             m.nhs_number.push(meta.nhs_number.as_deref());
+            m.merged_nhs_number.push(meta.merged_nhs_number.as_deref());
             m.error.push(r.error.as_deref());
             m.ack.push(r.ack.as_deref());
             m.raw_len.push(i64::try_from(r.raw_len).unwrap_or(i64::MAX));

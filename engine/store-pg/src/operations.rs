@@ -187,9 +187,18 @@ impl Operations for PgOperations {
         Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
-                    "SELECT route, destination FROM lanes WHERE lane IN ( \
-                     SELECT d.lane FROM messages m JOIN deliveries d ON d.message = m.seq \
-                     WHERE m.nhs_number = $1) ORDER BY route, destination",
+                    // The patient, and any patient a kept merge folded into it: the lanes
+                    // of the messages still kept, and those retention noted (schema v8).
+                    "WITH n AS ( \
+                         SELECT $1::text AS nhs \
+                         UNION SELECT merged_nhs_number FROM messages \
+                         WHERE nhs_number = $1 AND merged_nhs_number IS NOT NULL) \
+                     SELECT route, destination FROM lanes WHERE lane IN ( \
+                         SELECT d.lane FROM messages m JOIN deliveries d ON d.message = m.seq \
+                         WHERE m.nhs_number IN (SELECT nhs FROM n) \
+                         UNION SELECT lane FROM patient_lanes \
+                         WHERE nhs_number IN (SELECT nhs FROM n)) \
+                     ORDER BY route, destination",
                     &[&nhs_number],
                 )
                 .await?;

@@ -1,6 +1,7 @@
 //! Retention on the shared store: messages older than `store.retention` that every destination
 //! is finished with — each delivery behind its partition's cursor and delivered, purged or
-//! moved to another store — go with their deliveries and exception rows. Dead letters and
+//! moved to another store — go with their deliveries and exception rows (the patient index
+//! keeps which lanes carried each patient, `patient_lanes`). Dead letters and
 //! held keys keep their message (a person may still retry them). Every node's sweeper runs
 //! it; `SKIP LOCKED` lets two nodes prune at once without waiting on each other.
 
@@ -26,6 +27,21 @@ WITH doomed AS (
                    ELSE e.state NOT IN ('delivered', 'purged', 'moved') END)
     ORDER BY m.seq LIMIT $2
     FOR UPDATE SKIP LOCKED
+), kept AS (
+    -- The patient index outlives the messages (schema v8): the lanes that carried each
+    -- patient, and for a merge the lanes of the patient merged away, given to the survivor.
+    INSERT INTO patient_lanes (nhs_number, lane)
+    SELECT m.nhs_number, d.lane FROM messages m JOIN doomed ON doomed.seq = m.seq
+    JOIN deliveries d ON d.message = m.seq WHERE m.nhs_number IS NOT NULL
+    UNION
+    SELECT m.nhs_number, l.lane FROM messages m JOIN doomed ON doomed.seq = m.seq
+    JOIN LATERAL (
+        SELECT d.lane FROM messages o JOIN deliveries d ON d.message = o.seq
+        WHERE o.nhs_number = m.merged_nhs_number
+        UNION SELECT p.lane FROM patient_lanes p WHERE p.nhs_number = m.merged_nhs_number
+    ) l ON true
+    WHERE m.nhs_number IS NOT NULL AND m.merged_nhs_number IS NOT NULL
+    ON CONFLICT DO NOTHING
 ), exceptions AS (
     DELETE FROM delivery_exceptions WHERE seq IN (
         SELECT d.seq FROM deliveries d JOIN doomed ON d.message = doomed.seq)

@@ -17,7 +17,7 @@ use crate::PgStoreError;
 const MIGRATION_LOCK: i64 = 0x7779_7665_726e;
 
 /// Each entry moves the schema one version up.
-const MIGRATIONS: [&str; 7] = [V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: [&str; 8] = [V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The newest schema this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -166,6 +166,20 @@ CREATE TABLE api_tokens (
     role        TEXT   NOT NULL,
     hash        BYTEA  NOT NULL UNIQUE,
     created_at  BIGINT NOT NULL
+);
+";
+
+/// v8: the regional patient index (the embedded store's `patient_index.rs`). While messages
+/// are kept, the lanes that carried a patient are read from `messages` and `deliveries`
+/// (`operations.rs`), so commits pay nothing for it; retention copies them into
+/// `patient_lanes` before the messages go, so the index outlives them. `merged_nhs_number` is
+/// MRG-1 of a merge: the survivor is also found under the number merged away.
+const V8: &str = "
+ALTER TABLE messages ADD COLUMN merged_nhs_number TEXT;
+CREATE TABLE patient_lanes (
+    nhs_number  TEXT    NOT NULL,
+    lane        INTEGER NOT NULL,
+    PRIMARY KEY (nhs_number, lane)
 );
 ";
 
