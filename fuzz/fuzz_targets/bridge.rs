@@ -1,12 +1,13 @@
 #![no_main]
 //! The bridge's parsers on any bytes: a caller's search (the first byte picks the type, the
 //! rest is the query string, read as the endpoint reads it) and a member's answer, merged with
-//! a second member's copy of it. Nothing may panic; what comes out is a searchset whose
+//! a second member's copy of it, and `$everything`'s id and parameters and its Bundle made of
+//! searchsets. Nothing may panic; what comes out is a searchset whose
 //! matches are all of the type asked for.
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use wyvern_federation::{Answer, Origin, SearchType, federate, parse};
+use wyvern_federation::{Answer, Origin, SearchType, combine, federate, parse, parse_everything};
 
 const CHIE: Origin<'static> = Origin { member: "chie", ods: "XCH01", base: "http://chie/fhir" };
 const DCR: Origin<'static> = Origin { member: "dcr", ods: "XDC01", base: "http://dcr/fhir" };
@@ -24,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let _ = parse(ty.as_str(), &pairs);
     let _ = parse(&text, &[]);
+    let _ = parse_everything(&text, &pairs);
     if let Ok(v) = serde_json::from_slice::<Value>(rest) {
         let entries = match v.get("entry").and_then(Value::as_array) {
             Some(e) => e.clone(),
@@ -38,5 +40,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         serde_json::to_vec(&bundle).expect("a Bundle serialises");
+        let whole = combine(vec![bundle.clone(), bundle]);
+        assert_eq!(whole["type"], "searchset");
     }
 });

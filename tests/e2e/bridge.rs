@@ -592,14 +592,93 @@ fn the_patient_index_asks_only_the_records_whose_feeds_carried_the_patient() {
     const MERGED: &str = "9990000034";
     let ack = Wire::connect(to_chie).exchange(&adt_for("A40", "IDX2", MERGED, Some(DCR_ONLY)));
     assert!(ack.contains("MSA|AA|IDX2"), "{ack}");
-    wait_until(Duration::from_secs(10), || {
-        conditions(MERGED);
-        let d = last_access(&e.store_dir());
-        d.contains("chie (0 entries)") && d.contains("dcr (0 entries)")
-    });
+    // Once the merge is indexed (read from the store, so the check below cannot pass merely
+    // because the index does not know the survivor yet).
+    let indexed = || {
+        wyvern_store::InboxReader::open(&e.store_dir())
+            .and_then(|r| r.lanes_of(MERGED))
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(10), || indexed().len() == 2);
+    assert_eq!(
+        indexed(),
+        [
+            ("adt-chie".to_string(), "chie".to_string()),
+            ("adt-dcr".into(), "dcr".into())
+        ]
+    );
+    conditions(MERGED);
     let detail = last_access(&e.store_dir());
     assert!(
         detail.contains("chie (0 entries)") && detail.contains("dcr (0 entries)"),
         "{detail}"
     );
+}
+
+/// `Patient/{NHS number}/$everything` gives every type for the patient from both records in one
+/// searchset (the allergy both hold once, the patients linked), `_type` narrows it, and
+/// `patient=` names the patient by the same id; a member's own patient id is refused.
+#[test]
+fn everything_and_the_patient_parameter_name_the_patient_by_nhs_number() {
+    let (chie, dcr) = records();
+    let listen = free_addr();
+    let e = EngineProcess::start_with_files(&[(
+        "bridge.yaml",
+        &bridge_yaml(listen, chie.addr, dcr.addr),
+    )]);
+    wait_listening(listen, Duration::from_secs(20));
+
+    let (code, b) = search(listen, &format!("/fhir/Patient/{BOTH}/$everything"));
+    assert_eq!(code, 200, "{b}");
+    let kinds: Vec<(&str, &str)> = matches(&b)
+        .iter()
+        .map(|e| {
+            (
+                e["resource"]["resourceType"].as_str().expect("type"),
+                e["resource"]["id"].as_str().expect("id"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Patient", "p-chie"),
+            ("Patient", "p-dcr"),
+            ("AllergyIntolerance", "al-chie"),
+            ("Condition", "c-chie"),
+            ("Condition", "c-dcr"),
+        ],
+        "{b}"
+    );
+    assert_eq!(b["total"], 5, "{b}");
+    assert_eq!(members(matches(&b)[2]), ["chie", "dcr"]);
+    assert!(outcomes(&b).is_empty(), "{b}");
+    let detail = last_access(&e.store_dir());
+    assert!(
+        detail.contains("GET Patient/$everything (Patient, AllergyIntolerance")
+            && detail.contains("chie (3 entries)")
+            && detail.contains("dcr (3 entries)"),
+        "{detail}"
+    );
+
+    let (code, b) = search(
+        listen,
+        &format!("/fhir/Patient/{BOTH}/$everything?_type=Condition&_count=10"),
+    );
+    assert_eq!((code, b["total"].as_u64()), (200, Some(2)), "{b}");
+
+    for id in [BOTH.to_string(), format!("Patient/{BOTH}")] {
+        let (code, b) = search(listen, &format!("/fhir/Condition?patient={id}"));
+        assert_eq!((code, b["total"].as_u64()), (200, Some(2)), "{id}: {b}");
+    }
+
+    // A member's own id names one record, not the citizen: refused, saying how to ask.
+    let (code, b) = search(listen, "/fhir/Patient/p-chie/$everything");
+    assert_eq!(code, 400, "{b}");
+    assert!(
+        b.to_string().contains("names a patient by NHS number"),
+        "{b}"
+    );
+    let (code, b) = search(listen, "/fhir/Condition?patient=p-chie");
+    assert_eq!(code, 400, "{b}");
 }

@@ -120,7 +120,9 @@ pub struct MemberFile {
     /// The destinations that send this record its feeds, as `ROUTE/DESTINATION` (e.g.
     /// `adt-to-chie/chie`). With it, the bridge asks this member for a patient only when one of
     /// them has carried a message about that NHS number — unless no member's feeds have, when
-    /// every member is asked. Without it, this member is always asked.
+    /// every member is asked. Without it, this member is always asked. Name them only for a
+    /// record whose patients all arrive through these feeds: a patient it holds from before
+    /// (or from elsewhere) is not in the index.
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub fed_by: Option<Vec<Spanned<String>>>,
@@ -358,6 +360,12 @@ pub(crate) fn check_feeds(
                     .map(|r| r.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            // A batch's record carries no NHS number (each message inside has its own), so
+            // the index never sees the patients a split route delivers.
+            Some(r) if r.steps.iter().any(|s| matches!(s, crate::Step::Split)) => format!(
+                "fed_by names route {:?}, which splits batches: the patient index does not see the patients inside a batch, so this member cannot be indexed by it; leave fed_by out for this member (it is then asked for every patient)",
+                f.route
             ),
             Some(r) if !r.destinations.iter().any(|d| d.name == f.destination) => format!(
                 "fed_by names destination {:?} of route {:?}, which has no such destination (its destinations: {})",

@@ -115,6 +115,39 @@ pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
     json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
 }
 
+/// `$everything`'s Bundle from one searchset per type (each made by [`federate`]): their
+/// matches in the order given, and every issue of their outcome entries once, in one outcome
+/// entry (a member that failed is named once, not once per type).
+pub fn combine(parts: Vec<Value>) -> Value {
+    let mut entry = Vec::new();
+    let mut issues: Vec<Value> = Vec::new();
+    for mut part in parts {
+        let Some(Value::Array(entries)) = part.get_mut("entry").map(Value::take) else {
+            continue;
+        };
+        for e in entries {
+            if e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome") {
+                let found = e.pointer("/resource/issue").and_then(Value::as_array);
+                for i in found.into_iter().flatten() {
+                    if !issues.contains(i) {
+                        issues.push(i.clone());
+                    }
+                }
+            } else {
+                entry.push(e);
+            }
+        }
+    }
+    let total = entry.len();
+    if !issues.is_empty() {
+        entry.push(json!({
+            "resource": { "resourceType": "OperationOutcome", "issue": issues },
+            "search": { "mode": "outcome" },
+        }));
+    }
+    json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
+}
+
 /// Whether a member's entry is its own OperationOutcome (its words about the answer, not a
 /// record): `search.mode = outcome`, or an OperationOutcome resource.
 pub fn is_outcome(entry: &Value) -> bool {
@@ -417,6 +450,28 @@ mod tests {
             text.contains("dcr (ODS X3C4D)") && text.contains("no answer within 5s"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn everything_is_each_types_matches_and_a_failed_member_named_once() {
+        let failed = || (DCR, Answer::Failed("no answer within 5s".into()));
+        let p = json!({ "resourceType": "Patient", "id": "p1" });
+        let c = json!({ "resourceType": "Condition", "id": "c1", "subject": { "reference": "Patient/p1" } });
+        let whole = combine(vec![
+            federate(SearchType::Patient, &[(CHIE, entries(&[p])), failed()]),
+            federate(SearchType::Condition, &[(CHIE, entries(&[c])), failed()]),
+        ]);
+        assert_eq!(
+            (whole["type"].as_str(), whole["total"].as_u64()),
+            (Some("searchset"), Some(2))
+        );
+        let e = whole["entry"].as_array().unwrap();
+        let kinds: Vec<&str> = e
+            .iter()
+            .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Patient", "Condition", "OperationOutcome"]);
+        assert_eq!(e[2]["resource"]["issue"].as_array().unwrap().len(), 1);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 pub mod federate;
 pub mod search;
 
-pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, federate, is_outcome};
-pub use search::{BadSearch, MAX_COUNT, NHS_NUMBER_SYSTEM, Query, parse};
+pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, combine, federate, is_outcome};
+pub use search::{
+    BadSearch, Everything, MAX_COUNT, NHS_NUMBER_SYSTEM, Query, parse, parse_everything,
+};
 pub use wyvern_config::SearchType;

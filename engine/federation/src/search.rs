@@ -1,6 +1,8 @@
 //! What a caller asked, read from the URL and checked before any member is asked: the type,
 //! the patient (always by NHS number: the one identifier every member shares), and nothing
-//! the bridge would have to guess at. A search parameter the bridge does not know is refused
+//! the bridge would have to guess at. The bridge's own id for a patient *is* the NHS number:
+//! `patient=9990000018`, `patient=Patient/9990000018` and `Patient/9990000018/$everything`
+//! name the same citizen in every member, where a member's own ids name one record. A search parameter the bridge does not know is refused
 //! (400), not ignored: silently widening a search for patient records returns records the
 //! caller did not ask for.
 
@@ -40,6 +42,16 @@ pub enum BadSearch {
     Repeated(String),
     #[error("_count {0:?} is not a number from 1 to {max}", max = MAX_COUNT)]
     BadCount(String),
+    #[error("the patient is named twice (patient and patient.identifier): name them once")]
+    TwoPatients,
+    #[error(
+        "{0:?} is not a patient this bridge knows: it names a patient by NHS number, as patient=9990000018 or Patient/9990000018/$everything (a member's own patient ids name only its record)"
+    )]
+    NotAnNhsNumber(String),
+    #[error(
+        "parameter {0:?} is not supported by $everything: it takes _type (types to include, comma-separated) and _count (entries per type from each member)"
+    )]
+    UnknownEverythingParameter(String),
 }
 
 impl BadSearch {
@@ -47,7 +59,9 @@ impl BadSearch {
     pub fn code(&self) -> &'static str {
         match self {
             BadSearch::UnknownType(_) => "not-supported",
-            BadSearch::UnknownParameter(..) => "not-supported",
+            BadSearch::UnknownParameter(..) | BadSearch::UnknownEverythingParameter(_) => {
+                "not-supported"
+            }
             _ => "invalid",
         }
     }
@@ -72,20 +86,19 @@ pub fn parse(type_name: &str, pairs: &[(String, String)]) -> Result<Query, BadSe
         if pairs[..i].iter().any(|(n, _)| n == name) {
             return Err(BadSearch::Repeated(name.clone()));
         }
-        match name.as_str() {
-            n if n == wanted => patient = Some(nhs_number(wanted, value)?),
+        let named = match name.as_str() {
+            n if n == wanted => nhs_number(wanted, value)?,
+            "patient" if ty != SearchType::Patient => patient_id(value)?,
             "_count" => {
-                count = Some(
-                    value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|c| (1..=MAX_COUNT).contains(c))
-                        .ok_or_else(|| BadSearch::BadCount(value.clone()))?,
-                )
+                count = Some(count_of(value)?);
+                continue;
             }
             // The caller asks for JSON; the bridge answers nothing else.
-            "_format" if value.contains("json") => {}
+            "_format" if value.contains("json") => continue,
             _ => return Err(BadSearch::UnknownParameter(name.clone(), ty, wanted)),
+        };
+        if patient.replace(named).is_some() {
+            return Err(BadSearch::TwoPatients);
         }
     }
     Ok(Query {
@@ -93,6 +106,75 @@ pub fn parse(type_name: &str, pairs: &[(String, String)]) -> Result<Query, BadSe
         patient: patient.ok_or(BadSearch::MissingPatient(wanted, ty))?,
         count: count.unwrap_or(DEFAULT_COUNT),
     })
+}
+
+/// `GET /Patient/{id}/$everything`, checked: the patient's whole record across members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Everything {
+    pub patient: NhsNumber,
+    /// The types to include (`_type`), in `SearchType::ALL`'s order; all by default.
+    pub types: Vec<SearchType>,
+    /// Entries of each type asked of each member.
+    pub count: usize,
+}
+
+impl Everything {
+    /// The search for one of its types.
+    pub fn query(&self, ty: SearchType) -> Query {
+        Query {
+            ty,
+            patient: self.patient,
+            count: self.count,
+        }
+    }
+}
+
+/// Reads `GET /Patient/{id}/$everything?{query}`.
+pub fn parse_everything(id: &str, pairs: &[(String, String)]) -> Result<Everything, BadSearch> {
+    let patient = patient_id(id)?;
+    let mut types = None;
+    let mut count = None;
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(BadSearch::Repeated(name.clone()));
+        }
+        match name.as_str() {
+            "_count" => count = Some(count_of(value)?),
+            "_type" => {
+                let mut list = Vec::new();
+                for t in value.split(',').map(str::trim) {
+                    let ty =
+                        SearchType::parse(t).ok_or_else(|| BadSearch::UnknownType(t.into()))?;
+                    if !list.contains(&ty) {
+                        list.push(ty);
+                    }
+                }
+                list.sort();
+                types = Some(list);
+            }
+            "_format" if value.contains("json") => {}
+            _ => return Err(BadSearch::UnknownEverythingParameter(name.clone())),
+        }
+    }
+    Ok(Everything {
+        patient,
+        types: types.unwrap_or_else(|| SearchType::ALL.to_vec()),
+        count: count.unwrap_or(DEFAULT_COUNT),
+    })
+}
+
+fn count_of(value: &str) -> Result<usize, BadSearch> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|c| (1..=MAX_COUNT).contains(c))
+        .ok_or_else(|| BadSearch::BadCount(value.to_string()))
+}
+
+/// The bridge's id of a patient, `9990000018` or `Patient/9990000018`: the NHS number.
+fn patient_id(value: &str) -> Result<NhsNumber, BadSearch> {
+    let id = value.strip_prefix("Patient/").unwrap_or(value);
+    NhsNumber::parse(id).map_err(|_| BadSearch::NotAnNhsNumber(value.chars().take(64).collect()))
 }
 
 /// `https://fhir.nhs.uk/Id/nhs-number|9990000018`, the number checked (modulus 11).
@@ -134,6 +216,53 @@ mod tests {
         .unwrap();
         assert_eq!((c.ty, c.count), (SearchType::Condition, 20));
         assert!(q("Condition", &[("patient.identifier", "9990000018")]).is_ok());
+        // The bridge's id of a patient is the NHS number.
+        for id in ["9990000018", "Patient/9990000018"] {
+            let c = q("Condition", &[("patient", id)]).unwrap();
+            assert_eq!(c.patient.as_str(), "9990000018");
+        }
+    }
+
+    #[test]
+    fn everything_takes_the_patient_by_nhs_number_types_and_a_count() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let all = parse_everything("9990000018", &[]).unwrap();
+        assert_eq!((all.types.len(), all.count), (SearchType::ALL.len(), 100));
+        let some = parse_everything(
+            "Patient/9990000018",
+            &pairs(&[
+                ("_type", "Observation,Patient,Observation"),
+                ("_count", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (some.types, some.count),
+            (vec![SearchType::Patient, SearchType::Observation], 5)
+        );
+        let refused = [
+            ("p-chie", pairs(&[]), "not a patient this bridge knows"),
+            ("9990000019", pairs(&[]), "not a patient this bridge knows"),
+            (
+                "9990000018",
+                pairs(&[("_type", "Practitioner")]),
+                "not a resource type",
+            ),
+            (
+                "9990000018",
+                pairs(&[("_since", "2026")]),
+                "not supported by $everything",
+            ),
+            ("9990000018", pairs(&[("_count", "0")]), "_count \"0\""),
+        ];
+        for (id, p, expected) in refused {
+            let e = parse_everything(id, &p).unwrap_err().to_string();
+            assert!(e.contains(expected), "{id} {p:?}: {e}");
+        }
     }
 
     /// A type, its parameters, and words the refusal must hold.
@@ -187,6 +316,26 @@ mod tests {
                 "Patient",
                 &[("identifier", NHS), ("_count", "1001")],
                 "_count \"1001\"",
+            ),
+            (
+                "Condition",
+                &[("patient", "9990000018"), ("patient.identifier", NHS)],
+                "named twice",
+            ),
+            (
+                "Condition",
+                &[("patient", "p-chie")],
+                "names a patient by NHS number",
+            ),
+            (
+                "Condition",
+                &[("patient", "http://elsewhere/Patient/9990000018")],
+                "names a patient by NHS number",
+            ),
+            (
+                "Patient",
+                &[("patient", "9990000018")],
+                "\"patient\" is not supported",
             ),
         ];
         for (ty, pairs, expected) in cases {

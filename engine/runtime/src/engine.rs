@@ -197,11 +197,15 @@ impl Engine {
                 dir: store.dir().to_path_buf(),
             }),
         };
-        let operations: Arc<dyn wyvern_store::Operations> = match &shared {
-            Some(s) => s.operations(),
-            None => Arc::new(wyvern_store::EmbeddedOperations {
-                dir: config.engine.store_dir.clone(),
-            }),
+        // The operator API and the bridge each get their own (on PostgreSQL, their own
+        // connection: an operator's long purge never holds up a clinician's query).
+        let operations = || -> Arc<dyn wyvern_store::Operations> {
+            match &shared {
+                Some(s) => s.operations(),
+                None => Arc::new(wyvern_store::EmbeddedOperations {
+                    dir: config.engine.store_dir.clone(),
+                }),
+            }
         };
         let bridge = match &config.bridge {
             None => None,
@@ -211,7 +215,7 @@ impl Engine {
                 Some(
                     crate::bridge::BridgeServer::bind(
                         b,
-                        operations.clone(),
+                        operations(),
                         audit.clone(),
                         clock.clone(),
                         refusals,
@@ -265,7 +269,7 @@ impl Engine {
                 };
                 let api = crate::api::ApiState {
                     refusals: Arc::default(),
-                    operations: operations.clone(),
+                    operations: operations(),
                     audit: audit.clone(),
                     shared: shared.clone(),
                     tokens: match &shared {

@@ -187,12 +187,16 @@ impl Operations for PgOperations {
         Box::pin(self.session.run(async move |c| {
             let rows = c
                 .query(
-                    // The patient, and any patient a kept merge folded into it: the lanes
-                    // of the messages still kept, and those retention noted (schema v8).
-                    "WITH n AS ( \
-                         SELECT $1::text AS nhs \
-                         UNION SELECT merged_nhs_number FROM messages \
-                         WHERE nhs_number = $1 AND merged_nhs_number IS NOT NULL) \
+                    // The patient, and every patient merges folded into it, however many
+                    // merges back (UNION ends a cycle), from the merges kept and those
+                    // retention noted; then their lanes, likewise (schema v8).
+                    "WITH RECURSIVE n(nhs) AS ( \
+                         SELECT $1::text \
+                         UNION SELECT x.merged_away FROM n JOIN ( \
+                             SELECT nhs_number AS survivor, merged_nhs_number AS merged_away \
+                             FROM messages WHERE merged_nhs_number IS NOT NULL \
+                             UNION ALL SELECT survivor, merged_away FROM patient_merges) x \
+                         ON x.survivor = n.nhs) \
                      SELECT route, destination FROM lanes WHERE lane IN ( \
                          SELECT d.lane FROM messages m JOIN deliveries d ON d.message = m.seq \
                          WHERE m.nhs_number IN (SELECT nhs FROM n) \

@@ -29,18 +29,19 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ), kept AS (
     -- The patient index outlives the messages (schema v8): the lanes that carried each
-    -- patient, and for a merge the lanes of the patient merged away, given to the survivor.
+    -- patient. Sorted, so two nodes pruning at once take the same keys in the same order.
     INSERT INTO patient_lanes (nhs_number, lane)
-    SELECT m.nhs_number, d.lane FROM messages m JOIN doomed ON doomed.seq = m.seq
+    SELECT DISTINCT m.nhs_number, d.lane FROM messages m JOIN doomed ON doomed.seq = m.seq
     JOIN deliveries d ON d.message = m.seq WHERE m.nhs_number IS NOT NULL
-    UNION
-    SELECT m.nhs_number, l.lane FROM messages m JOIN doomed ON doomed.seq = m.seq
-    JOIN LATERAL (
-        SELECT d.lane FROM messages o JOIN deliveries d ON d.message = o.seq
-        WHERE o.nhs_number = m.merged_nhs_number
-        UNION SELECT p.lane FROM patient_lanes p WHERE p.nhs_number = m.merged_nhs_number
-    ) l ON true
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+), merges AS (
+    -- And each merge, so the survivor is still found under the number merged away.
+    INSERT INTO patient_merges (survivor, merged_away)
+    SELECT DISTINCT m.nhs_number, m.merged_nhs_number FROM messages m
+    JOIN doomed ON doomed.seq = m.seq
     WHERE m.nhs_number IS NOT NULL AND m.merged_nhs_number IS NOT NULL
+    ORDER BY 1, 2
     ON CONFLICT DO NOTHING
 ), exceptions AS (
     DELETE FROM delivery_exceptions WHERE seq IN (

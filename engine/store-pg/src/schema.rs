@@ -173,13 +173,19 @@ CREATE TABLE api_tokens (
 /// are kept, the lanes that carried a patient are read from `messages` and `deliveries`
 /// (`operations.rs`), so commits pay nothing for it; retention copies them into
 /// `patient_lanes` before the messages go, so the index outlives them. `merged_nhs_number` is
-/// MRG-1 of a merge: the survivor is also found under the number merged away.
+/// MRG-1 of a merge: the survivor is also found under the number merged away, through the
+/// merges kept (`messages`) and those retention noted (`patient_merges`).
 const V8: &str = "
 ALTER TABLE messages ADD COLUMN merged_nhs_number TEXT;
 CREATE TABLE patient_lanes (
     nhs_number  TEXT    NOT NULL,
     lane        INTEGER NOT NULL,
     PRIMARY KEY (nhs_number, lane)
+);
+CREATE TABLE patient_merges (
+    survivor     TEXT NOT NULL,
+    merged_away  TEXT NOT NULL,
+    PRIMARY KEY (survivor, merged_away)
 );
 ";
 

@@ -1,6 +1,6 @@
 //! The regional patient index on the shared store: found from the messages while they are
-//! kept, kept past retention, and a merge (MRG-1) giving the survivor the lanes of the patient
-//! merged away — before and after the merge message itself is pruned.
+//! kept, kept past retention, and merges (MRG-1) giving the survivor the lanes of the patients
+//! merged away, however many merges back — before and after the merge messages are pruned.
 
 mod support;
 
@@ -10,6 +10,7 @@ use wyvern_testpg::PgCluster;
 
 const A: &str = "9990000018";
 const B: &str = "9990000026";
+const C: &str = "9990000034";
 
 fn about(n: usize, nhs: &str, dest: &str, merged: Option<&str>) -> wyvern_store::InboxRecord {
     let mut r = support::record(1, n, nhs.into());
@@ -50,9 +51,15 @@ async fn lanes_are_found_kept_past_retention_and_follow_a_merge() {
         .commit(about(2, A, "chie", Some(B)))
         .await
         .expect("commit");
+    // And A into C, through a third feed: C is found with all three, however many merges back.
+    committer
+        .commit(about(3, C, "gp", Some(A)))
+        .await
+        .expect("commit");
     let ops = PgOperations::new(&url);
     assert_eq!(lanes(&ops, A).await, ["adt/chie", "adt/dcr"]);
     assert_eq!(lanes(&ops, B).await, ["adt/dcr"]);
+    assert_eq!(lanes(&ops, C).await, ["adt/chie", "adt/dcr", "adt/gp"]);
 
     // Everything delivered and past retention: the messages go, the index stays.
     client
@@ -65,11 +72,12 @@ async fn lanes_are_found_kept_past_retention_and_follow_a_merge() {
     let pruned = wyvern_store_pg::prune(&client, i64::MAX, 100)
         .await
         .expect("prune");
-    assert_eq!(pruned.messages, 2);
+    assert_eq!(pruned.messages, 3);
     assert_eq!(
         lanes(&ops, A).await,
         ["adt/chie", "adt/dcr"],
         "past retention"
     );
     assert_eq!(lanes(&ops, B).await, ["adt/dcr"]);
+    assert_eq!(lanes(&ops, C).await, ["adt/chie", "adt/dcr", "adt/gp"]);
 }

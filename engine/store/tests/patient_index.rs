@@ -131,7 +131,12 @@ async fn a_merge_gives_the_survivor_the_lanes_of_the_patient_merged_away() {
     let mut merge = record(2, A, &["chie"]);
     merge.envelope.meta.merged_nhs_number = Some(B.into());
     store.commit(merge).await.expect("commit");
-    indexed(&store, 2).await;
+    // And A into C, through a third feed: C gets all three, however many merges back.
+    let mut again = record(3, C, &["gp"]);
+    again.envelope.meta.merged_nhs_number = Some(A.into());
+    store.commit(again).await.expect("commit");
+    indexed(&store, 3).await;
+    assert_eq!(lanes(dir.path(), C), ["r/chie", "r/dcr", "r/gp"]);
     assert_eq!(lanes(dir.path(), A), ["r/chie", "r/dcr"]);
     assert_eq!(
         lanes(dir.path(), B),

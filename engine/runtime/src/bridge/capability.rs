@@ -1,5 +1,5 @@
 //! `GET /fhir/metadata`: a CapabilityStatement for what the members together serve — each
-//! type any member serves, searchable by the patient's NHS number.
+//! type any member serves, searchable by the patient's NHS number, and `Patient/$everything`.
 
 use serde_json::{Value, json};
 use wyvern_config::SearchType;
@@ -17,15 +17,27 @@ pub fn statement(members: &[MemberClient]) -> Value {
                 _ => ("patient.identifier", "token"),
             };
             let served: Vec<&str> = members.iter().filter(|m| m.serves(t)).map(|m| m.name.as_str()).collect();
-            json!({
+            let mut params = vec![
+                json!({ "name": name, "type": kind, "documentation": format!("{NHS_NUMBER_SYSTEM}|NHS number (required, or patient)") }),
+                json!({ "name": "_count", "type": "number", "documentation": "entries asked of each member (1 to 1000, default 100)" }),
+            ];
+            if t != SearchType::Patient {
+                params.insert(1, json!({ "name": "patient", "type": "reference", "documentation": "the patient by the bridge's id for them, their NHS number: patient=9990000018" }));
+            }
+            let mut resource = json!({
                 "type": t.as_str(),
                 "interaction": [{ "code": "search-type" }],
-                "searchParam": [
-                    { "name": name, "type": kind, "documentation": format!("{NHS_NUMBER_SYSTEM}|NHS number (required)") },
-                    { "name": "_count", "type": "number", "documentation": "entries asked of each member (1 to 1000, default 100)" },
-                ],
+                "searchParam": params,
                 "documentation": format!("from {}", served.join(", ")),
-            })
+            });
+            if t == SearchType::Patient {
+                resource["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "GET Patient/{NHS number}/$everything[?_type=…&_count=…]: every type above for the patient, from every member, in one searchset",
+                }]);
+            }
+            resource
         })
         .collect();
     json!({

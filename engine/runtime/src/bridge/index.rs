@@ -36,28 +36,43 @@ impl PatientIndex {
         PatientIndex { operations, feeds }
     }
 
-    /// For each member, whether this patient's query asks it.
-    pub async fn reach(&self, nhs_number: &str) -> Vec<Reach> {
+    /// For each member, whether this patient's query asks it. `serves`: per member, whether
+    /// it serves what is asked (one that does not is no reason to skip the others).
+    pub async fn reach(&self, nhs_number: &str, serves: &[bool]) -> Vec<Reach> {
         let all = vec![Reach::Ask; self.feeds.len()];
         if self.feeds.iter().all(Vec::is_empty) {
             return all;
         }
-        let lanes = match self.operations.lanes_of(nhs_number.to_string()).await {
-            Ok(lanes) => lanes,
-            Err(e) => {
+        let read = self.operations.lanes_of(nhs_number.to_string());
+        let lanes = match tokio::time::timeout(INDEX_WAIT, read).await {
+            Ok(Ok(lanes)) => lanes,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "the patient index cannot be read; asking every bridge member");
                 return all;
             }
+            Err(_) => {
+                tracing::warn!(wait = ?INDEX_WAIT, "the patient index did not answer in time; asking every bridge member");
+                return all;
+            }
         };
-        reach(&self.feeds, &lanes)
+        reach(&self.feeds, serves, &lanes)
     }
 }
 
-/// The rule, pure: indexed members holding the patient, the rest if none does.
-fn reach(feeds: &[Vec<(String, String)>], lanes: &[(String, String)]) -> Vec<Reach> {
+/// How long a query waits for the index before asking every member instead.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The rule, pure: indexed members holding the patient (among those serving what is asked),
+/// the rest if none does.
+fn reach(
+    feeds: &[Vec<(String, String)>],
+    serves: &[bool],
+    lanes: &[(String, String)],
+) -> Vec<Reach> {
     let holds: Vec<bool> = feeds
         .iter()
-        .map(|f| f.iter().any(|lane| lanes.contains(lane)))
+        .zip(serves)
+        .map(|(f, serves)| *serves && f.iter().any(|lane| lanes.contains(lane)))
         .collect();
     if !holds.contains(&true) {
         return vec![Reach::Ask; feeds.len()];
@@ -91,19 +106,34 @@ mod tests {
             vec![],
         ];
         use Reach::{Ask, NotInIndex};
+        let all = [true; 3];
         assert_eq!(
-            reach(&feeds, &[lane("oru-dcr", "dcr")]),
+            reach(&feeds, &all, &[lane("oru-dcr", "dcr")]),
             [NotInIndex, Ask, Ask]
         );
         assert_eq!(
-            reach(&feeds, &[lane("adt-chie", "chie"), lane("adt-dcr", "dcr")]),
+            reach(
+                &feeds,
+                &all,
+                &[lane("adt-chie", "chie"), lane("adt-dcr", "dcr")]
+            ),
             [Ask, Ask, Ask]
         );
-        assert_eq!(reach(&feeds, &[]), [Ask, Ask, Ask], "unknown: ask all");
         assert_eq!(
-            reach(&feeds, &[lane("other", "archive")]),
+            reach(&feeds, &all, &[]),
+            [Ask, Ask, Ask],
+            "unknown: ask all"
+        );
+        assert_eq!(
+            reach(&feeds, &all, &[lane("other", "archive")]),
             [Ask, Ask, Ask],
             "carried only elsewhere: ask all"
+        );
+        // The only holder does not serve what is asked: it cannot answer, so it is no
+        // reason to skip the others.
+        assert_eq!(
+            reach(&feeds, &[true, false, true], &[lane("adt-dcr", "dcr")]),
+            [Ask, Ask, Ask]
         );
     }
 }

@@ -10,7 +10,8 @@ use wyvern_config::{Member, SearchType};
 use wyvern_connectors::fhir::{FhirClient, ReadFailure};
 
 use super::policy::restricted;
-use wyvern_federation::{Answer, NHS_NUMBER_SYSTEM, Origin, Query, is_outcome};
+use wyvern_federation::{Answer, Everything, NHS_NUMBER_SYSTEM, Origin, Query, is_outcome};
+use wyvern_hl7::NhsNumber;
 
 /// One member, ready to ask.
 #[derive(Debug)]
@@ -73,17 +74,60 @@ impl MemberClient {
         )
     }
 
+    /// Every type of `e` for its patient, in `e.types`' order: the patient found once, then
+    /// the types searched at once, the whole within the member's `timeout`.
+    pub async fn everything(&self, e: &Everything) -> Vec<Answer> {
+        let work = async {
+            let found = self.patients(e.patient, e.count).await?;
+            let ids = found.ids();
+            let answers =
+                futures_util::future::join_all(e.types.iter().enumerate().map(|(i, &ty)| {
+                    let (found, ids) = (&found, &ids);
+                    async move {
+                        // Withheld patients are counted once, with the first type.
+                        let withheld = if i == 0 { found.withheld } else { 0 };
+                        if !self.serves(ty) {
+                            Answer::Skipped
+                        } else if ty == SearchType::Patient {
+                            bounded(found.patients.clone(), withheld, found.more, e.count)
+                        } else {
+                            self.records(ty, ids, e.count, withheld)
+                                .await
+                                .unwrap_or_else(Answer::Failed)
+                        }
+                    }
+                }))
+                .await;
+            Ok::<_, String>(answers)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(why)) => vec![Answer::Failed(why); e.types.len()],
+            Err(_) => vec![Answer::Failed(self.too_slow()); e.types.len()],
+        }
+    }
+
     /// The entries for `q`, at most `q.count` of them (always `Answer::Entries`).
     async fn search(&self, q: &Query) -> Result<Answer, String> {
-        let (patients, more_patients) = self
+        let found = self.patients(q.patient, q.count).await?;
+        if q.ty == SearchType::Patient {
+            return Ok(bounded(found.patients, found.withheld, found.more, q.count));
+        }
+        self.records(q.ty, &found.ids(), q.count, found.withheld)
+            .await
+    }
+
+    /// The member's patients carrying `nhs`, restricted ones withheld.
+    async fn patients(&self, nhs: NhsNumber, count: usize) -> Result<Patients, String> {
+        let (patients, more) = self
             .searchset(
                 "Patient",
                 &[
                     (
                         "identifier",
-                        format!("{NHS_NUMBER_SYSTEM}|{}", q.patient.as_str()),
+                        format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str()),
                     ),
-                    ("_count", q.count.to_string()),
+                    ("_count", count.to_string()),
                 ],
             )
             .await?;
@@ -91,35 +135,42 @@ impl MemberClient {
         // the identifier would otherwise hand over everyone's records.
         let patients: Vec<Value> = patients
             .into_iter()
-            .filter(|e| holds_nhs_number(e, q.patient.as_str()) || is_outcome(e))
+            .filter(|e| holds_nhs_number(e, nhs.as_str()) || is_outcome(e))
             .collect();
         // A restricted patient record is withheld, and so is everything the member holds under it.
         let (withheld_patients, patients): (Vec<Value>, Vec<Value>) =
             patients.into_iter().partition(restricted);
-        let withheld = withheld_patients.len();
-        if q.ty == SearchType::Patient {
-            return Ok(bounded(patients, withheld, more_patients, q.count));
-        }
-        let ids: Vec<&str> = patients
-            .iter()
-            .filter(|e| !is_outcome(e))
-            .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
-            .collect();
+        Ok(Patients {
+            patients,
+            withheld: withheld_patients.len(),
+            more,
+        })
+    }
+
+    /// The member's `ty` entries about its patients `ids`, at most `count`; `withheld` (the
+    /// patients withheld) is added to the count of what was withheld.
+    async fn records(
+        &self,
+        ty: SearchType,
+        ids: &[String],
+        count: usize,
+        withheld: usize,
+    ) -> Result<Answer, String> {
         if ids.is_empty() {
-            return Ok(bounded(Vec::new(), withheld, false, q.count));
+            return Ok(bounded(Vec::new(), withheld, false, count));
         }
         let (entries, more) = self
             .searchset(
-                q.ty.as_str(),
-                &[("patient", ids.join(",")), ("_count", q.count.to_string())],
+                ty.as_str(),
+                &[("patient", ids.join(",")), ("_count", count.to_string())],
             )
             .await?;
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
-            .partition(|e| about_patient(e, self.client.base(), &ids) || is_outcome(e));
+            .partition(|e| about_patient(e, self.client.base(), ids) || is_outcome(e));
         if !other.is_empty() {
-            tracing::warn!(member = %self.name, r#type = %q.ty, left_out = other.len(), "a member answered records of other patients to a patient search; they were left out");
+            tracing::warn!(member = %self.name, r#type = %ty, left_out = other.len(), "a member answered records of other patients to a patient search; they were left out");
         }
         let (restricted_entries, about): (Vec<Value>, Vec<Value>) =
             about.into_iter().partition(restricted);
@@ -127,7 +178,7 @@ impl MemberClient {
             about,
             withheld + restricted_entries.len(),
             more,
-            q.count,
+            count,
         ))
     }
 
@@ -176,6 +227,28 @@ impl MemberClient {
     }
 }
 
+/// A member's patients found by NHS number.
+struct Patients {
+    /// Their entries (and the member's own outcomes), restricted ones left out.
+    patients: Vec<Value>,
+    /// Restricted patients left out.
+    withheld: usize,
+    /// Whether the member holds more than it gave.
+    more: bool,
+}
+
+impl Patients {
+    /// The member's own ids of the patients.
+    fn ids(&self) -> Vec<String> {
+        self.patients
+            .iter()
+            .filter(|e| !is_outcome(e))
+            .filter_map(|e| e.pointer("/resource/id").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 /// What a member gave, at most `count` entries: a member that ignores `_count` cannot make the
 /// answer (or the merging) as large as it likes; it is told as holding more.
 fn bounded(entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> Answer {
@@ -194,7 +267,7 @@ fn bounded(entries: Vec<Value>, withheld: usize, more: bool, count: usize) -> An
 
 /// Whether an entry's resource is about one of `ids` at this member (its `subject` or
 /// `patient` reference is `Patient/{id}`, or the same under the member's own base).
-fn about_patient(entry: &Value, base: &str, ids: &[&str]) -> bool {
+fn about_patient(entry: &Value, base: &str, ids: &[impl AsRef<str>]) -> bool {
     let resource = entry.get("resource");
     ["subject", "patient"]
         .iter()
@@ -205,7 +278,7 @@ fn about_patient(entry: &Value, base: &str, ids: &[&str]) -> bool {
                 .and_then(|r| r.strip_prefix('/'))
                 .unwrap_or(r);
             ids.iter()
-                .any(|id| local.strip_prefix("Patient/") == Some(id))
+                .any(|id| local.strip_prefix("Patient/") == Some(id.as_ref()))
         })
 }
 

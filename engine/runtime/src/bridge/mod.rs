@@ -8,6 +8,8 @@
 //!   merged into one searchset.
 //! - `member.rs`: asking one member, bounded in time and bytes.
 //! - `index.rs`: which members to ask, from the regional patient index.
+//! - `answer.rs`: a search or `$everything` asked of those members, merged, and told in the
+//!   audit record.
 //! - `policy.rs`: who may ask and why, the dissent list, what is never passed on.
 //! - `capability.rs`: `GET /fhir/metadata`, what the members together serve.
 //!
@@ -15,6 +17,7 @@
 //! how many entries) **before** the answer goes back: a query that cannot be audited is
 //! refused with 503, so no record leaves without a trace.
 
+mod answer;
 mod capability;
 mod index;
 mod member;
@@ -35,13 +38,14 @@ use wyvern_core::Clock;
 use wyvern_store::{AuditAction, AuditEntry, AuditTrail};
 
 use wyvern_federation::search;
-use wyvern_federation::{Answer, BadSearch, Origin, Query, federate};
+use wyvern_federation::{BadSearch, Origin};
 
 use crate::BuildError;
 use crate::http_limits::{ConnectedPeer, HttpLimits};
 use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
-use index::{PatientIndex, Reach};
+use answer::{Asked, Tally};
+use index::PatientIndex;
 use member::MemberClient;
 use policy::{Access, Refusal};
 
@@ -186,6 +190,10 @@ impl BridgeServer {
         let router = Router::new()
             .route("/fhir/metadata", get(metadata).fallback(read_only))
             .route("/fhir/{kind}", get(search).fallback(read_only))
+            .route(
+                "/fhir/Patient/{id}/$everything",
+                get(everything).fallback(read_only),
+            )
             .fallback(not_found)
             .with_state(self.state);
         let served =
@@ -209,7 +217,7 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "error",
         "not-supported",
-        "the bridge answers GET /fhir/metadata and GET /fhir/{type}?… searches by NHS number",
+        "the bridge answers GET /fhir/metadata, GET /fhir/{type}?… searches by NHS number and GET /fhir/Patient/{nhs-number}/$everything",
         None,
     )
 }
@@ -232,29 +240,55 @@ async fn search(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let parsed = search::parse(&kind, &query_pairs(raw.as_deref())).map(Asked::Search);
+    answer(&s, &peer, &headers, parsed).await
+}
+
+/// `GET /fhir/Patient/{nhs-number}/$everything`: every type for one patient, from every
+/// member that holds them, in one searchset.
+async fn everything(
+    State(s): State<Arc<Federation>>,
+    ConnectInfo(ConnectedPeer(peer)): ConnectInfo<ConnectedPeer>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let parsed = search::parse_everything(&id, &query_pairs(raw.as_deref())).map(Asked::Everything);
+    answer(&s, &peer, &headers, parsed).await
+}
+
+/// A query string's decoded name/value pairs.
+fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The caller checked, the request (already read: a bad one is a 4xx that names no record, and
+/// a refusal's audit record says whose record was sought) admitted by the policy, the members
+/// asked and merged, the audit record written, then the answer.
+async fn answer(
+    s: &Federation,
+    peer: &Peer,
+    headers: &HeaderMap,
+    parsed: Result<Asked, BadSearch>,
+) -> Response {
     let caller = match crate::source::fhir_auth::caller(
         s.auth.as_ref(),
-        &headers,
-        &peer,
+        headers,
+        peer,
         &s.refusals,
         "(bridge)",
     ) {
         Ok(caller) => caller,
         Err(refused) => return refused.response(),
     };
-    let actor = actor(caller.as_ref(), &peer);
-    // The search is read first (pure; a bad one is a 400 that names no record), so a refusal's
-    // audit record says whose record was sought.
-    let pairs: Vec<(String, String)> = raw
-        .as_deref()
-        .map(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let query = match search::parse(&kind, &pairs) {
-        Ok(q) => q,
+    let actor = actor(caller.as_ref(), peer);
+    let asked = match parsed {
+        Ok(asked) => asked,
         Err(bad) => {
             s.counters.bad.fetch_add(1, Ordering::Relaxed);
             let status = match bad {
@@ -264,17 +298,18 @@ async fn search(
             return outcome(status, "error", bad.code(), &bad.to_string(), None);
         }
     };
+    let patient = asked.patient();
     if let Err(refusal) = s
         .access
         .admit(caller.as_ref())
-        .and_then(|()| s.access.shares(&query.patient))
+        .and_then(|()| s.access.shares(&patient))
     {
-        return refuse(&s, actor, &peer, &query, &refusal).await;
+        return refuse(s, actor, peer, &asked, &refusal).await;
     }
     let (bundle, detail) = {
-        // The members' answers are held only while they are asked and merged: the turn is
+        // The members' answers are held only while they are asked and merged: the turns are
         // given back before the audit record is awaited.
-        let Ok(_turn) = s.fan_outs.acquire().await else {
+        let Ok(_turns) = s.fan_outs.acquire_many(asked.searches()).await else {
             return outcome(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "error",
@@ -283,30 +318,28 @@ async fn search(
                 None,
             );
         };
-        let reach = s.index.reach(query.patient.as_str()).await;
-        let asked =
-            futures_util::future::join_all(s.members.iter().zip(&reach).map(|(m, r)| async {
-                match r {
-                    Reach::Ask => m.ask(&query).await,
-                    Reach::NotInIndex => Answer::Skipped,
-                }
-            }))
-            .await;
-        let answers: Vec<(Origin<'_>, Answer)> = s
-            .members
+        let serves: Vec<bool> = s.members.iter().map(|m| asked.served_by(m)).collect();
+        let reach = s.index.reach(patient.as_str(), &serves).await;
+        let answers = asked.ask(&s.members, &reach).await;
+        let origins: Vec<Origin<'_>> = s.members.iter().map(MemberClient::origin).collect();
+        let what = asked.what();
+        let mut parts = Vec::with_capacity(answers.len());
+        for (((o, a), r), (_, failures)) in origins
             .iter()
-            .map(MemberClient::origin)
-            .zip(asked)
-            .collect();
-        for ((o, a), (_, failures)) in answers.iter().zip(&s.counters.member_failures) {
-            if let Answer::Failed(why) = a {
+            .zip(&answers)
+            .zip(&reach)
+            .zip(&s.counters.member_failures)
+        {
+            let tally = Tally::of(a);
+            if let Some(why) = &tally.failed {
                 failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(member = %o.member, r#type = %query.ty, reason = %why, "a bridge member gave nothing; the answer went without it");
+                tracing::warn!(member = %o.member, request = %what, reason = %why, "a bridge member gave nothing for part or all of a request; the answer went without it");
             }
+            parts.push(tally.describe(o.member, *r, &what));
         }
-        let bundle = federate(query.ty, &answers);
+        let bundle = asked.bundle(&origins, &answers);
         let entries = bundle["total"].as_u64().unwrap_or(0);
-        let detail = audit_detail(&query, &answers, &reach, entries, caller.as_ref());
+        let detail = audit_detail(&what, &parts, entries, caller.as_ref());
         (bundle, detail)
     };
     let record = AuditEntry {
@@ -314,7 +347,7 @@ async fn search(
         actor,
         action: AuditAction::Access,
         message_id: None,
-        nhs_number: Some(query.patient.as_str().to_string()),
+        nhs_number: Some(patient.as_str().to_string()),
         from: Some(peer.addr.to_string()),
         detail: Some(detail),
     };
@@ -344,7 +377,7 @@ async fn refuse(
     s: &Federation,
     actor: String,
     peer: &Peer,
-    query: &Query,
+    asked: &Asked,
     refusal: &Refusal,
 ) -> Response {
     s.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -354,9 +387,9 @@ async fn refuse(
         actor,
         action: AuditAction::Denied,
         message_id: None,
-        nhs_number: Some(query.patient.as_str().to_string()),
+        nhs_number: Some(asked.patient().as_str().to_string()),
         from: Some(peer.addr.to_string()),
-        detail: Some(format!("bridge GET {}: refused: {refusal}", query.ty)),
+        detail: Some(format!("bridge GET {}: refused: {refusal}", asked.what())),
     };
     if let Err(e) = s.audit.append(record).await {
         tracing::error!(error = %e, "the audit log cannot be written (a refused bridge query)");
@@ -381,36 +414,11 @@ fn actor(caller: Option<&wyvern_connectors::jwt::Caller>, peer: &Peer) -> String
 
 /// The audit record's detail: what was asked, of whom, and what came back (no clinical data).
 fn audit_detail(
-    q: &Query,
-    answers: &[(Origin<'_>, Answer)],
-    reach: &[Reach],
+    what: &str,
+    members: &[String],
     entries: u64,
     caller: Option<&wyvern_connectors::jwt::Caller>,
 ) -> String {
-    let members: Vec<String> = answers
-        .iter()
-        .zip(reach)
-        .map(|((o, a), r)| match a {
-            Answer::Entries {
-                entries,
-                withheld: 0,
-                ..
-            } => format!("{} ({} entries)", o.member, entries.len()),
-            Answer::Entries {
-                entries, withheld, ..
-            } => format!(
-                "{} ({} entries, {withheld} withheld as restricted)",
-                o.member,
-                entries.len()
-            ),
-            Answer::Skipped if *r == Reach::NotInIndex => format!(
-                "{} (not asked: the patient index shows other members' feeds carried this patient, none of its own)",
-                o.member
-            ),
-            Answer::Skipped => format!("{} (not asked: it does not serve {})", o.member, q.ty),
-            Answer::Failed(why) => format!("{} (failed: {why})", o.member),
-        })
-        .collect();
     let organisation = caller
         .and_then(|c| c.organisation.as_deref())
         .unwrap_or("(none)");
@@ -418,8 +426,7 @@ fn audit_detail(
         .and_then(|c| c.purpose.as_deref())
         .unwrap_or("(none)");
     format!(
-        "bridge GET {}: organisation {organisation}; purpose {purpose}; members {}; {entries} entries returned",
-        q.ty,
+        "bridge GET {what}: organisation {organisation}; purpose {purpose}; members {}; {entries} entries returned",
         members.join(", ")
     )
 }

@@ -55,7 +55,9 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
     let header_bytes = batch_header_msh(&raw, &version).or_else(|| owned.first().cloned());
     let header = header_bytes.as_deref().and_then(|h| Message::parse(h).ok());
     let mut meta = header.as_ref().map(metadata).unwrap_or_default();
+    // A batch is many patients: its record names none (nor a merge).
     meta.nhs_number = None;
+    meta.merged_nhs_number = None;
     let ack = |intent: AckIntent, problem: Option<&AckError>| -> Option<Bytes> {
         match &header {
             Some(h) => build_ack(h, intent, problem, cx.ack_id, cx.now),

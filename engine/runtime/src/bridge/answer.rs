@@ -1,0 +1,195 @@
+//! Answering a checked request: the members asked (those the patient index names), their
+//! answers merged, and what the audit record says of each member. One path for a search and
+//! for `$everything`, so both are asked, bounded and audited alike.
+
+use wyvern_federation::{Answer, Everything, Origin, Query, combine, federate};
+use wyvern_hl7::NhsNumber;
+
+use super::index::Reach;
+use super::member::MemberClient;
+
+/// What a caller asked: one search, or a patient's whole record.
+#[derive(Debug)]
+pub(crate) enum Asked {
+    Search(Query),
+    Everything(Everything),
+}
+
+impl Asked {
+    pub fn patient(&self) -> NhsNumber {
+        match self {
+            Asked::Search(q) => q.patient,
+            Asked::Everything(e) => e.patient,
+        }
+    }
+
+    /// The request as the audit log names it.
+    pub fn what(&self) -> String {
+        match self {
+            Asked::Search(q) => q.ty.to_string(),
+            Asked::Everything(e) => format!(
+                "Patient/$everything ({})",
+                e.types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// Whether `m` serves any of what is asked.
+    pub fn served_by(&self, m: &MemberClient) -> bool {
+        match self {
+            Asked::Search(q) => m.serves(q.ty),
+            Asked::Everything(e) => e.types.iter().any(|t| m.serves(*t)),
+        }
+    }
+
+    /// The searches it makes of each member: the turns it takes of the bridge's fan-out
+    /// budget, so `$everything` holds no more member answers at once than as many searches.
+    pub fn searches(&self) -> u32 {
+        match self {
+            Asked::Search(_) => 1,
+            Asked::Everything(e) => u32::try_from(e.types.len()).unwrap_or(u32::MAX).max(1),
+        }
+    }
+
+    /// Each member's answers (one per type asked), in member order; members `reach` leaves out
+    /// are not asked.
+    pub async fn ask(&self, members: &[MemberClient], reach: &[Reach]) -> Vec<Vec<Answer>> {
+        let types = match self {
+            Asked::Search(_) => 1,
+            Asked::Everything(e) => e.types.len(),
+        };
+        futures_util::future::join_all(members.iter().zip(reach).map(|(m, r)| async move {
+            match (r, self) {
+                (Reach::NotInIndex, _) => vec![Answer::Skipped; types],
+                (Reach::Ask, Asked::Search(q)) => vec![m.ask(q).await],
+                (Reach::Ask, Asked::Everything(e)) => m.everything(e).await,
+            }
+        }))
+        .await
+    }
+
+    /// The searchset: one type merged, or every type merged and put together.
+    pub fn bundle(&self, origins: &[Origin<'_>], answers: &[Vec<Answer>]) -> serde_json::Value {
+        let of_type = |i: usize| -> Vec<(Origin<'_>, Answer)> {
+            origins
+                .iter()
+                .zip(answers)
+                .map(|(o, a)| (*o, a.get(i).cloned().unwrap_or(Answer::Skipped)))
+                .collect()
+        };
+        match self {
+            Asked::Search(q) => federate(q.ty, &of_type(0)),
+            Asked::Everything(e) => combine(
+                e.types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &ty)| federate(ty, &of_type(i)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// What one member gave a request, for the audit record and the failure count.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub entries: usize,
+    pub withheld: usize,
+    /// Why its first failed answer failed.
+    pub failed: Option<String>,
+    /// Not asked for any type.
+    pub skipped: bool,
+}
+
+impl Tally {
+    pub fn of(answers: &[Answer]) -> Tally {
+        let mut t = Tally {
+            skipped: !answers.is_empty(),
+            ..Tally::default()
+        };
+        for a in answers {
+            match a {
+                Answer::Entries {
+                    entries, withheld, ..
+                } => {
+                    t.skipped = false;
+                    t.entries += entries.len();
+                    t.withheld += withheld;
+                }
+                Answer::Skipped => {}
+                Answer::Failed(why) => {
+                    t.skipped = false;
+                    t.failed.get_or_insert_with(|| why.clone());
+                }
+            }
+        }
+        t
+    }
+
+    /// How the audit record names this member's part, e.g. `chie (3 entries)`.
+    pub fn describe(&self, member: &str, reach: Reach, what: &str) -> String {
+        match (self, reach) {
+            (_, Reach::NotInIndex) => format!(
+                "{member} (not asked: the patient index shows other members' feeds carried this patient, none of its own)"
+            ),
+            (Tally { skipped: true, .. }, _) => {
+                format!("{member} (not asked: it does not serve {what})")
+            }
+            (
+                Tally {
+                    failed: Some(why), ..
+                },
+                _,
+            ) if self.entries == 0 => format!("{member} (failed: {why})"),
+            (
+                Tally {
+                    failed: Some(why), ..
+                },
+                _,
+            ) => format!("{member} ({} entries; part failed: {why})", self.entries),
+            (Tally { withheld: 0, .. }, _) => format!("{member} ({} entries)", self.entries),
+            _ => format!(
+                "{member} ({} entries, {} withheld as restricted)",
+                self.entries, self.withheld
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_part_is_told_in_the_audit_record() {
+        let entries = |n: usize, withheld: usize| Answer::Entries {
+            entries: vec![serde_json::Value::Null; n],
+            withheld,
+            more: false,
+        };
+        let says =
+            |answers: &[Answer], reach| Tally::of(answers).describe("dcr", reach, "Condition");
+        assert_eq!(says(&[entries(1, 0)], Reach::Ask), "dcr (1 entries)");
+        assert_eq!(
+            says(&[entries(2, 0), entries(1, 1)], Reach::Ask),
+            "dcr (3 entries, 1 withheld as restricted)"
+        );
+        assert_eq!(
+            says(&[Answer::Failed("no answer within 2s".into())], Reach::Ask),
+            "dcr (failed: no answer within 2s)"
+        );
+        assert_eq!(
+            says(&[entries(2, 0), Answer::Failed("x".into())], Reach::Ask),
+            "dcr (2 entries; part failed: x)"
+        );
+        assert_eq!(
+            says(&[Answer::Skipped], Reach::Ask),
+            "dcr (not asked: it does not serve Condition)"
+        );
+        assert!(says(&[Answer::Skipped], Reach::NotInIndex).contains("patient index"));
+    }
+}
