@@ -682,3 +682,54 @@ fn everything_and_the_patient_parameter_name_the_patient_by_nhs_number() {
     let (code, b) = search(listen, "/fhir/Condition?patient=p-chie");
     assert_eq!(code, 400, "{b}");
 }
+
+/// A search larger than `_count` pages across members: the first page holds each member's
+/// first `_count`, a `next` link (the bridge's own) goes on only with the members that held
+/// more, and the pages together hold every entry once.
+#[test]
+fn a_search_pages_across_members() {
+    let (chie, dcr) = records();
+    load(
+        &chie,
+        &[
+            clinical("Condition", "c-chie-2", "p-chie", "COND-CHIE-2"),
+            clinical("Condition", "c-chie-3", "p-chie", "COND-CHIE-3"),
+        ],
+    );
+    let listen = free_addr();
+    let _e = EngineProcess::start_with_files(&[(
+        "bridge.yaml",
+        &bridge_yaml(listen, chie.addr, dcr.addr),
+    )]);
+    wait_listening(listen, Duration::from_secs(20));
+
+    let mut path = format!("/fhir/Condition?patient={BOTH}&_count=2");
+    let mut seen: Vec<String> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (code, b) = search(listen, &path);
+        assert_eq!(code, 200, "{path}: {b}");
+        assert!(outcomes(&b).is_empty(), "{b}");
+        pages += 1;
+        seen.extend(
+            matches(&b)
+                .iter()
+                .map(|e| e["resource"]["id"].as_str().expect("id").to_string()),
+        );
+        let next = b["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_string);
+        let Some(url) = next else { break };
+        // Under the base the caller reached (the test client says `Host: test`).
+        assert!(url.starts_with("http://test/fhir/Condition?"), "{url}");
+        path = url["http://test".len()..].to_string();
+        assert!(pages < 5, "too many pages: {seen:?}");
+    }
+    assert_eq!(pages, 2, "{seen:?}");
+    seen.sort();
+    assert_eq!(seen, ["c-chie", "c-chie-2", "c-chie-3", "c-dcr"]);
+}

@@ -51,15 +51,26 @@ pub enum Answer {
 /// `Patient.link`s one patient entry gets at most (one per other member's record, in practice).
 const MAX_LINKS: usize = 16;
 
-/// The searchset for `ty` from `answers`, in member order.
+/// The searchset for `ty` from `answers`, in member order. A member that holds more than it
+/// gave is named in an `incomplete` issue.
 pub fn federate(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
+    merge(ty, answers, true)
+}
+
+/// As [`federate`], for a page of a search: what members hold beyond it is the next page's
+/// (the caller gets a `next` link), not an issue.
+pub fn federate_page(ty: SearchType, answers: &[(Origin<'_>, Answer)]) -> Value {
+    merge(ty, answers, false)
+}
+
+fn merge(ty: SearchType, answers: &[(Origin<'_>, Answer)], tell_more: bool) -> Value {
     let mut matches: Vec<Value> = Vec::new();
     let mut held: HashMap<Identifier, (usize, usize)> = HashMap::new();
     let mut issues: Vec<Value> = Vec::new();
     for (m, (origin, answer)) in answers.iter().enumerate() {
         let entries = match answer {
             Answer::Entries { entries, more, .. } => {
-                if *more {
+                if *more && tell_more {
                     issues.push(issue("warning", "incomplete", format!("{} holds more {ty} entries than the {} it gave: this answer is not all of its record (ask with a larger _count, up to 1000)", origin.member, entries.len())));
                 }
                 entries
@@ -472,6 +483,23 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["Patient", "Condition", "OperationOutcome"]);
         assert_eq!(e[2]["resource"]["issue"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_page_leaves_what_members_hold_beyond_it_to_the_next_page() {
+        let c = json!({ "resourceType": "Condition", "id": "c1" });
+        let more = Answer::Entries {
+            entries: vec![json!({ "resource": c })],
+            withheld: 0,
+            more: true,
+        };
+        let told = federate(SearchType::Condition, &[(CHIE, more.clone())]);
+        assert!(
+            told.to_string().contains("holds more Condition entries"),
+            "{told}"
+        );
+        let paged = federate_page(SearchType::Condition, &[(CHIE, more)]);
+        assert_eq!(paged["entry"].as_array().unwrap().len(), 1, "{paged}");
     }
 
     #[test]

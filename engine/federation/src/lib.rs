@@ -8,8 +8,11 @@
 pub mod federate;
 pub mod search;
 
-pub use federate::{Answer, MEMBER_TAG, OWNER_TAG, Origin, combine, federate, is_outcome};
+pub use federate::{
+    Answer, MEMBER_TAG, OWNER_TAG, Origin, combine, federate, federate_page, is_outcome,
+};
 pub use search::{
-    BadSearch, Everything, MAX_COUNT, NHS_NUMBER_SYSTEM, Query, parse, parse_everything,
+    BadSearch, Everything, MAX_COUNT, MAX_OFFSET, NHS_NUMBER_SYSTEM, Page, Query, parse,
+    parse_everything,
 };
 pub use wyvern_config::SearchType;

@@ -23,6 +23,54 @@ pub struct Query {
     pub patient: NhsNumber,
     /// Entries asked of each member (FHIR's `_count`).
     pub count: usize,
+    /// A later page (`_page`, from the bridge's own `next` link): the members that held more,
+    /// each with how many of its entries earlier pages gave. `None`: the first page.
+    pub page: Option<Page>,
+}
+
+/// Where a later page starts in each member that held more: `chie:100,dcr:200`. Plain
+/// offsets, not the members' own paging links: a caller who edits one only moves within the
+/// same patient's records (every page is checked against the patient again), and never makes
+/// the bridge fetch a URL it chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page(pub Vec<(String, usize)>);
+
+/// The furthest a page may start in one member.
+pub const MAX_OFFSET: usize = 1_000_000;
+
+impl Page {
+    fn parse(value: &str) -> Result<Page, BadSearch> {
+        let bad = || BadSearch::BadPage(value.chars().take(64).collect());
+        let mut members: Vec<(String, usize)> = Vec::new();
+        for part in value.split(',') {
+            let (name, offset) = part.split_once(':').ok_or_else(bad)?;
+            let offset: usize = offset.parse().map_err(|_| bad())?;
+            let named = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !named || offset > MAX_OFFSET || members.iter().any(|(n, _)| n == name) {
+                return Err(bad());
+            }
+            members.push((name.to_string(), offset));
+        }
+        Ok(Page(members))
+    }
+
+    /// Where `member` starts on this page; `None` when it gave all it held earlier.
+    pub fn offset(&self, member: &str) -> Option<usize> {
+        self.0.iter().find(|(n, _)| n == member).map(|(_, o)| *o)
+    }
+
+    /// The `_page` value.
+    pub fn to_param(&self) -> String {
+        self.0
+            .iter()
+            .map(|(n, o)| format!("{n}:{o}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Why a search is refused: the text of the OperationOutcome's issue, and its FHIR code.
@@ -52,6 +100,8 @@ pub enum BadSearch {
         "parameter {0:?} is not supported by $everything: it takes _type (types to include, comma-separated) and _count (entries per type from each member)"
     )]
     UnknownEverythingParameter(String),
+    #[error("_page {0:?} is not a page this bridge gave: follow the Bundle's next link as it is")]
+    BadPage(String),
 }
 
 impl BadSearch {
@@ -82,11 +132,16 @@ pub fn parse(type_name: &str, pairs: &[(String, String)]) -> Result<Query, BadSe
     let wanted = patient_parameter(ty);
     let mut patient = None;
     let mut count = None;
+    let mut page = None;
     for (i, (name, value)) in pairs.iter().enumerate() {
         if pairs[..i].iter().any(|(n, _)| n == name) {
             return Err(BadSearch::Repeated(name.clone()));
         }
         let named = match name.as_str() {
+            "_page" => {
+                page = Some(Page::parse(value)?);
+                continue;
+            }
             n if n == wanted => nhs_number(wanted, value)?,
             "patient" if ty != SearchType::Patient => patient_id(value)?,
             "_count" => {
@@ -105,6 +160,7 @@ pub fn parse(type_name: &str, pairs: &[(String, String)]) -> Result<Query, BadSe
         ty,
         patient: patient.ok_or(BadSearch::MissingPatient(wanted, ty))?,
         count: count.unwrap_or(DEFAULT_COUNT),
+        page,
     })
 }
 
@@ -125,6 +181,7 @@ impl Everything {
             ty,
             patient: self.patient,
             count: self.count,
+            page: None,
         }
     }
 }
@@ -216,6 +273,22 @@ mod tests {
         .unwrap();
         assert_eq!((c.ty, c.count), (SearchType::Condition, 20));
         assert!(q("Condition", &[("patient.identifier", "9990000018")]).is_ok());
+        let paged = q(
+            "Condition",
+            &[("patient", "9990000018"), ("_page", "chie:100,dcr-2:3")],
+        )
+        .unwrap()
+        .page
+        .unwrap();
+        assert_eq!(
+            (
+                paged.offset("chie"),
+                paged.offset("dcr-2"),
+                paged.offset("dcr")
+            ),
+            (Some(100), Some(3), None)
+        );
+        assert_eq!(paged.to_param(), "chie:100,dcr-2:3");
         // The bridge's id of a patient is the NHS number.
         for id in ["9990000018", "Patient/9990000018"] {
             let c = q("Condition", &[("patient", id)]).unwrap();
@@ -336,6 +409,26 @@ mod tests {
                 "Patient",
                 &[("patient", "9990000018")],
                 "\"patient\" is not supported",
+            ),
+            (
+                "Condition",
+                &[("patient", "9990000018"), ("_page", "chie")],
+                "not a page this bridge gave",
+            ),
+            (
+                "Condition",
+                &[("patient", "9990000018"), ("_page", "chie:1,chie:2")],
+                "not a page",
+            ),
+            (
+                "Condition",
+                &[("patient", "9990000018"), ("_page", "Chie:1")],
+                "not a page",
+            ),
+            (
+                "Condition",
+                &[("patient", "9990000018"), ("_page", "chie:99999999")],
+                "not a page",
             ),
         ];
         for (ty, pairs, expected) in cases {

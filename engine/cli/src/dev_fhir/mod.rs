@@ -253,22 +253,31 @@ async fn search(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let found: Vec<Value> = state
+    let (total, found): (usize, Vec<Value>) = state
         .lock()
         .map(|s| {
             let all = s.ignore_search;
             let limit = search::count(&params)
                 .filter(|_| !all)
                 .unwrap_or(usize::MAX);
-            s.stored
+            let skip = search::offset(&params).filter(|_| !all).unwrap_or(0);
+            let matching: Vec<&Value> = s
+                .stored
                 .iter()
                 .filter(|(t, r)| *t == kind && (all || search::matches(r, &params)))
+                .map(|(_, r)| r)
+                .collect();
+            let page: Vec<Value> = matching
+                .iter()
+                .skip(skip)
                 .take(limit)
-                .map(|(_, r)| json!({ "resource": r }))
-                .collect()
+                .map(|r| json!({ "resource": r }))
+                .collect();
+            (matching.len(), page)
         })
         .unwrap_or_default();
-    let reply = json!({"resourceType": "Bundle", "type": "searchset", "total": found.len(), "entry": found});
+    let reply =
+        json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": found});
     (
         [(header::CONTENT_TYPE, "application/fhir+json")],
         reply.to_string(),

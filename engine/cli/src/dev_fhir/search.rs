@@ -1,5 +1,5 @@
 //! The stand-in's searches: `identifier=system|value`, `patient=id[,id…]` (a `subject` or
-//! `patient` reference to `Patient/id`) and `_count`; other parameters are ignored, as FHIR
+//! `patient` reference to `Patient/id`), `_count` and `_offset` (`total` is every match); other parameters are ignored, as FHIR
 //! lets a server do. With `--ignore-search` it answers every search with everything of the
 //! type, as a careless server might: for testing that a client (the bridge) does not trust
 //! what it is given.
@@ -17,9 +17,18 @@ pub fn matches(resource: &Value, params: &[(String, String)]) -> bool {
 
 /// `_count`, if given and a number.
 pub fn count(params: &[(String, String)]) -> Option<usize> {
+    number(params, "_count")
+}
+
+/// `_offset` (how many matches to pass over), if given and a number.
+pub fn offset(params: &[(String, String)]) -> Option<usize> {
+    number(params, "_offset")
+}
+
+fn number(params: &[(String, String)], name: &str) -> Option<usize> {
     params
         .iter()
-        .find(|(n, _)| n == "_count")
+        .find(|(n, _)| n == name)
         .and_then(|(_, v)| v.parse().ok())
 }
 

@@ -2,7 +2,10 @@
 //! answers merged, and what the audit record says of each member. One path for a search and
 //! for `$everything`, so both are asked, bounded and audited alike.
 
-use wyvern_federation::{Answer, Everything, Origin, Query, combine, federate};
+use wyvern_federation::{
+    Answer, Everything, MAX_OFFSET, Origin, Page, Query, SearchType, combine, federate,
+    federate_page,
+};
 use wyvern_hl7::NhsNumber;
 
 use super::index::Reach;
@@ -55,6 +58,16 @@ impl Asked {
         }
     }
 
+    /// Where `member` starts on this page: `None` when earlier pages gave all it holds.
+    pub fn offset(&self, member: &str) -> Option<usize> {
+        match self {
+            Asked::Search(Query {
+                page: Some(page), ..
+            }) => page.offset(member),
+            _ => Some(0),
+        }
+    }
+
     /// Each member's answers (one per type asked), in member order; members `reach` leaves out
     /// are not asked.
     pub async fn ask(&self, members: &[MemberClient], reach: &[Reach]) -> Vec<Vec<Answer>> {
@@ -64,12 +77,34 @@ impl Asked {
         };
         futures_util::future::join_all(members.iter().zip(reach).map(|(m, r)| async move {
             match (r, self) {
-                (Reach::NotInIndex, _) => vec![Answer::Skipped; types],
-                (Reach::Ask, Asked::Search(q)) => vec![m.ask(q).await],
+                (Reach::NotInIndex | Reach::PagedPast, _) => vec![Answer::Skipped; types],
+                (Reach::Ask, Asked::Search(q)) => {
+                    vec![m.ask(q, self.offset(&m.name).unwrap_or(0)).await]
+                }
                 (Reach::Ask, Asked::Everything(e)) => m.everything(e).await,
             }
         }))
         .await
+    }
+
+    /// The next page of a search: each member that holds more than this page gave, and where
+    /// it goes on. `None`: this page ends the search (and always for `$everything`).
+    pub fn next_page(&self, members: &[MemberClient], answers: &[Vec<Answer>]) -> Option<Page> {
+        let Asked::Search(q) = self else {
+            return None;
+        };
+        let next: Vec<(String, usize)> = members
+            .iter()
+            .zip(answers)
+            .filter_map(|(m, a)| match a.first() {
+                Some(Answer::Entries { more: true, .. }) => {
+                    let at = self.offset(&m.name)? + q.count;
+                    (at <= MAX_OFFSET).then(|| (m.name.clone(), at))
+                }
+                _ => None,
+            })
+            .collect();
+        (!next.is_empty()).then_some(Page(next))
     }
 
     /// The searchset: one type merged, or every type merged and put together.
@@ -82,7 +117,7 @@ impl Asked {
                 .collect()
         };
         match self {
-            Asked::Search(q) => federate(q.ty, &of_type(0)),
+            Asked::Search(q) => federate_page(q.ty, &of_type(0)),
             Asked::Everything(e) => combine(
                 e.types
                     .iter()
@@ -92,6 +127,26 @@ impl Asked {
             ),
         }
     }
+}
+
+/// The URL of a search's next page, under the bridge's base as the caller reached it.
+pub(crate) fn next_link(base: &str, q: &Query, page: &Page) -> String {
+    let patient = format!(
+        "{}|{}",
+        wyvern_federation::NHS_NUMBER_SYSTEM,
+        q.patient.as_str()
+    );
+    let name = if q.ty == SearchType::Patient {
+        "identifier"
+    } else {
+        "patient.identifier"
+    };
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair(name, &patient)
+        .append_pair("_count", &q.count.to_string())
+        .append_pair("_page", &page.to_param())
+        .finish();
+    format!("{base}/{}?{query}", q.ty)
 }
 
 /// What one member gave a request, for the audit record and the failure count.
@@ -136,6 +191,9 @@ impl Tally {
             (_, Reach::NotInIndex) => format!(
                 "{member} (not asked: the patient index shows other members' feeds carried this patient, none of its own)"
             ),
+            (_, Reach::PagedPast) => {
+                format!("{member} (not asked: earlier pages gave all it holds)")
+            }
             (Tally { skipped: true, .. }, _) => {
                 format!("{member} (not asked: it does not serve {what})")
             }
@@ -191,5 +249,6 @@ mod tests {
             "dcr (not asked: it does not serve Condition)"
         );
         assert!(says(&[Answer::Skipped], Reach::NotInIndex).contains("patient index"));
+        assert!(says(&[Answer::Skipped], Reach::PagedPast).contains("earlier pages"));
     }
 }

@@ -21,6 +21,8 @@ pub(crate) enum Reach {
     Ask,
     /// The index shows other members' feeds carrying this patient, and none of this one's.
     NotInIndex,
+    /// A later page, and earlier pages gave all this member holds.
+    PagedPast,
 }
 
 /// The index, and each member's feeds (in the members' order).

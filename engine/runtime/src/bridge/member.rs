@@ -56,11 +56,12 @@ impl MemberClient {
 
     /// The member's entries for `q`, or why there are none (never an error for the query: the
     /// caller gets the others' entries and an outcome naming this one).
-    pub async fn ask(&self, q: &Query) -> Answer {
+    /// `offset`: how many of its entries earlier pages gave (FHIR's `_offset`).
+    pub async fn ask(&self, q: &Query, offset: usize) -> Answer {
         if !self.serves(q.ty) {
             return Answer::Skipped;
         }
-        match tokio::time::timeout(self.timeout, self.search(q)).await {
+        match tokio::time::timeout(self.timeout, self.search(q, offset)).await {
             Ok(Ok(found)) => found,
             Ok(Err(why)) => Answer::Failed(why),
             Err(_) => Answer::Failed(self.too_slow()),
@@ -78,7 +79,7 @@ impl MemberClient {
     /// the types searched at once, the whole within the member's `timeout`.
     pub async fn everything(&self, e: &Everything) -> Vec<Answer> {
         let work = async {
-            let found = self.patients(e.patient, e.count).await?;
+            let found = self.patients(e.patient, e.count, 0).await?;
             let ids = found.ids();
             let answers =
                 futures_util::future::join_all(e.types.iter().enumerate().map(|(i, &ty)| {
@@ -91,7 +92,7 @@ impl MemberClient {
                         } else if ty == SearchType::Patient {
                             bounded(found.patients.clone(), withheld, found.more, e.count)
                         } else {
-                            self.records(ty, ids, e.count, withheld)
+                            self.records(ty, ids, e.count, 0, withheld)
                                 .await
                                 .unwrap_or_else(Answer::Failed)
                         }
@@ -108,29 +109,35 @@ impl MemberClient {
     }
 
     /// The entries for `q`, at most `q.count` of them (always `Answer::Entries`).
-    async fn search(&self, q: &Query) -> Result<Answer, String> {
-        let found = self.patients(q.patient, q.count).await?;
+    async fn search(&self, q: &Query, offset: usize) -> Result<Answer, String> {
         if q.ty == SearchType::Patient {
+            let found = self.patients(q.patient, q.count, offset).await?;
             return Ok(bounded(found.patients, found.withheld, found.more, q.count));
         }
-        self.records(q.ty, &found.ids(), q.count, found.withheld)
+        let found = self.patients(q.patient, q.count, 0).await?;
+        self.records(q.ty, &found.ids(), q.count, offset, found.withheld)
             .await
     }
 
-    /// The member's patients carrying `nhs`, restricted ones withheld.
-    async fn patients(&self, nhs: NhsNumber, count: usize) -> Result<Patients, String> {
-        let (patients, more) = self
-            .searchset(
-                "Patient",
-                &[
-                    (
-                        "identifier",
-                        format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str()),
-                    ),
-                    ("_count", count.to_string()),
-                ],
-            )
-            .await?;
+    /// The member's patients carrying `nhs` (at most `count`, after `offset`), restricted ones
+    /// withheld.
+    async fn patients(
+        &self,
+        nhs: NhsNumber,
+        count: usize,
+        offset: usize,
+    ) -> Result<Patients, String> {
+        let mut query = vec![
+            (
+                "identifier",
+                format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str()),
+            ),
+            ("_count", count.to_string()),
+        ];
+        if offset > 0 {
+            query.push(("_offset", offset.to_string()));
+        }
+        let (patients, more) = self.searchset("Patient", &query, offset).await?;
         // Only the member's patients whose NHS number is the one asked for: a server that ignored
         // the identifier would otherwise hand over everyone's records.
         let patients: Vec<Value> = patients
@@ -154,17 +161,17 @@ impl MemberClient {
         ty: SearchType,
         ids: &[String],
         count: usize,
+        offset: usize,
         withheld: usize,
     ) -> Result<Answer, String> {
         if ids.is_empty() {
             return Ok(bounded(Vec::new(), withheld, false, count));
         }
-        let (entries, more) = self
-            .searchset(
-                ty.as_str(),
-                &[("patient", ids.join(",")), ("_count", count.to_string())],
-            )
-            .await?;
+        let mut query = vec![("patient", ids.join(",")), ("_count", count.to_string())];
+        if offset > 0 {
+            query.push(("_offset", offset.to_string()));
+        }
+        let (entries, more) = self.searchset(ty.as_str(), &query, offset).await?;
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
@@ -183,11 +190,13 @@ impl MemberClient {
     }
 
     /// One search's `entry` array, and whether the member holds more than it gave (a next
-    /// page, or a `total` past the entries); an answer that is not a Bundle is a failure.
+    /// page, or a `total` past the entries after `offset`); an answer that is not a Bundle is
+    /// a failure.
     async fn searchset(
         &self,
         ty: &str,
         query: &[(&str, String)],
+        offset: usize,
     ) -> Result<(Vec<Value>, bool), String> {
         let body = self
             .client
@@ -222,7 +231,7 @@ impl MemberClient {
                 ));
             }
         };
-        let more = next || total.is_some_and(|t| t > entries.len() as u64);
+        let more = next || total.is_some_and(|t| t > (offset + entries.len()) as u64);
         Ok((entries, more))
     }
 }

@@ -45,7 +45,7 @@ use crate::http_limits::{ConnectedPeer, HttpLimits};
 use crate::source::fhir_auth::BearerAuth;
 use crate::source::fhir_intake::outcome;
 use answer::{Asked, Tally};
-use index::PatientIndex;
+use index::{PatientIndex, Reach};
 use member::MemberClient;
 use policy::{Access, Refusal};
 
@@ -77,6 +77,9 @@ pub struct BridgeServer {
 struct Federation {
     members: Vec<MemberClient>,
     index: PatientIndex,
+    /// Where it listens and whether on TLS: its base in the links it gives.
+    listen: SocketAddr,
+    tls: bool,
     auth: Option<BearerAuth>,
     /// Records appended together with other queries' (each still awaited before answering).
     audit: crate::audit_group::GroupAudit,
@@ -87,6 +90,23 @@ struct Federation {
     /// is merged, so their number is bounded, not only the connections'.
     fan_outs: tokio::sync::Semaphore,
     counters: Arc<BridgeCounters>,
+}
+
+impl Federation {
+    /// The bridge's FHIR base as this caller reached it (its `Host`), for links it gives.
+    fn base(&self, headers: &HeaderMap) -> String {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+            })
+            .map_or_else(|| self.listen.to_string(), str::to_string);
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}/fhir")
+    }
 }
 
 /// Queries that ask the members at once; the rest wait their turn.
@@ -153,6 +173,8 @@ impl BridgeServer {
             },
             state: Arc::new(Federation {
                 members,
+                listen: serve.listen,
+                tls: serve.tls.is_some(),
                 index: PatientIndex::new(
                     operations,
                     bridge.members.iter().map(|m| m.fed_by.clone()).collect(),
@@ -319,7 +341,12 @@ async fn answer(
             );
         };
         let serves: Vec<bool> = s.members.iter().map(|m| asked.served_by(m)).collect();
-        let reach = s.index.reach(patient.as_str(), &serves).await;
+        let mut reach = s.index.reach(patient.as_str(), &serves).await;
+        for (r, m) in reach.iter_mut().zip(&s.members) {
+            if asked.offset(&m.name).is_none() {
+                *r = Reach::PagedPast;
+            }
+        }
         let answers = asked.ask(&s.members, &reach).await;
         let origins: Vec<Origin<'_>> = s.members.iter().map(MemberClient::origin).collect();
         let what = asked.what();
@@ -337,7 +364,11 @@ async fn answer(
             }
             parts.push(tally.describe(o.member, *r, &what));
         }
-        let bundle = asked.bundle(&origins, &answers);
+        let mut bundle = asked.bundle(&origins, &answers);
+        if let (Asked::Search(q), Some(page)) = (&asked, asked.next_page(&s.members, &answers)) {
+            let url = answer::next_link(&s.base(headers), q, &page);
+            bundle["link"] = serde_json::json!([{ "relation": "next", "url": url }]);
+        }
         let entries = bundle["total"].as_u64().unwrap_or(0);
         let detail = audit_detail(&what, &parts, entries, caller.as_ref());
         (bundle, detail)
