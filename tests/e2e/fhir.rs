@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    EngineProcess, Wire, adt, frame, http_get, http_post, normalise_ack, wait_listening, wait_until,
+    EngineProcess, Wire, adt, frame, http_get, http_post, metric, normalise_ack, wait_listening,
+    wait_until,
 };
 
 pub(crate) struct StandIn(Child);
@@ -133,15 +134,6 @@ fn fixture(path: &str) -> String {
         .expect("fixture")
         .display()
         .to_string()
-}
-
-fn metric(e: &EngineProcess, line_start: &str) -> u64 {
-    let (_, m) = http_get(e.http, "/metrics");
-    m.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The stand-in over HTTPS (the fixture certificate) with OAuth2 on; `extra` adds options.

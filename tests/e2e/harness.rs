@@ -334,6 +334,16 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
 
 /// Polls `done` every 50 ms until it holds or `limit` passes (the caller asserts afterwards,
 /// with what it found).
+/// The value of the first `/metrics` line starting with `line_start` (0 when absent).
+pub fn metric(e: &EngineProcess, line_start: &str) -> u64 {
+    let (_, m) = http_get(e.http, "/metrics");
+    m.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() && Instant::now() < deadline {

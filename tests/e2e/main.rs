@@ -17,6 +17,7 @@ mod harness;
 mod medplum;
 mod metrics;
 mod mllp_wire;
+mod nrl;
 mod peers;
 mod plugins;
 mod receiver;

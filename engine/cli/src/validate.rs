@@ -64,6 +64,9 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                         DestinationKind::Mllp(m) => format!("mllp {}", m.connect),
                         DestinationKind::Amqp(a) => format!("amqp exchange {:?}", a.exchange),
                         DestinationKind::Fhir(f) => format!("fhir {}", f.base),
+                        DestinationKind::Nrl(n) => {
+                            format!("nrl {} (custodian {})", n.api.base, n.ods)
+                        }
                     };
                     println!("    → {:<22} {what}", d.name);
                 }

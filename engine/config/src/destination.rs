@@ -12,7 +12,7 @@ use crate::at::At;
 use crate::fhir_destination::{FhirDestination, FhirDestinationFile};
 use crate::{ByteSize, HumanDuration};
 
-const KINDS: &str = "file, mllp, amqp or fhir";
+const KINDS: &str = "file, mllp, amqp, fhir or nrl";
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +27,8 @@ pub struct DestinationFile {
     pub amqp: Option<AmqpDestinationFile>,
     #[serde(default)]
     pub fhir: Option<FhirDestinationFile>,
+    #[serde(default)]
+    pub nrl: Option<crate::nrl_destination::NrlDestinationFile>,
 }
 
 /// `amqp: { url: "${AMQP_URL}", exchange: hl7.adt, routing_key: "adt.{MSH-9.2}" }`: publish
@@ -107,6 +109,8 @@ pub enum DestinationKind {
     Mllp(MllpDestination),
     Amqp(AmqpDestination),
     Fhir(FhirDestination),
+    /// The National Record Locator's producer API (`nrl_destination.rs`).
+    Nrl(crate::nrl_destination::NrlDestination),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,12 +172,13 @@ pub(crate) fn destinations(
             );
         }
         seen.push(&d.name.value);
-        let kind = match (&d.file, &d.mllp, &d.amqp, &d.fhir) {
-            (Some(f), None, None, None) => file(at, base, f),
-            (None, Some(m), None, None) => mllp(at, base, m),
-            (None, None, Some(a), None) => amqp(at, a),
-            (None, None, None, Some(f)) => crate::fhir_destination::fhir(at, base, f),
-            (None, None, None, None) => {
+        let kind = match (&d.file, &d.mllp, &d.amqp, &d.fhir, &d.nrl) {
+            (Some(f), None, None, None, None) => file(at, base, f),
+            (None, Some(m), None, None, None) => mllp(at, base, m),
+            (None, None, Some(a), None, None) => amqp(at, a),
+            (None, None, None, Some(f), None) => crate::fhir_destination::fhir(at, base, f),
+            (None, None, None, None, Some(n)) => crate::nrl_destination::nrl(at, base, n),
+            (None, None, None, None, None) => {
                 at.err(
                     &d.name,
                     format!("destination {name:?} has no kind: expected {KINDS}"),

@@ -21,6 +21,7 @@ mod fhir_source;
 mod filter;
 mod load;
 mod model;
+mod nrl_destination;
 mod peers;
 mod schema;
 mod secret;
@@ -50,6 +51,7 @@ pub use fhir_source::{FhirInboundAuthFile, FhirSource, FhirSourceFile, JwtAuth, 
 pub use filter::{Condition, ConditionFile, FieldTest};
 pub use load::{SourceFile, load, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
+pub use nrl_destination::{NrlDestination, NrlDestinationFile};
 pub use peers::{SenderFile, SenderIdentity, SenderMismatch, SenderRule};
 pub use schema::{bridge_schema, code_table_schema, engine_schema, route_schema};
 pub use secret::SecretValue;

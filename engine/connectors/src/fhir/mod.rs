@@ -75,6 +75,16 @@ enum Auth {
     OAuth2(Arc<TokenSource>),
 }
 
+/// What [`FhirClient::exchange`] got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchanged {
+    pub status: u16,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    /// The body, up to the limit asked for.
+    pub body: Vec<u8>,
+}
+
 #[derive(Debug, Clone)]
 pub struct FhirClient {
     base: String,
@@ -173,6 +183,66 @@ impl FhirClient {
     /// The server's base URL, without a trailing `/`.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// `method base{path}?{query}` with extra `headers` and a `body` (its content type, its
+    /// bytes), for APIs that need more than [`FhirClient::send`] says (the NRL's headers and
+    /// media type). Every status comes back for the caller to judge, with `Location` and the
+    /// body read up to `limit` bytes; an error means no answer at all (worth retrying). A 401
+    /// drops a cached OAuth2 token, so the next request fetches a new one.
+    pub async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+        body: Option<(&str, Vec<u8>)>,
+        limit: usize,
+    ) -> Result<Exchanged, String> {
+        let url = format!("{}{path}", self.base);
+        let mut full =
+            reqwest::Url::parse(&url).map_err(|e| format!("{method} {url}: not a URL: {e}"))?;
+        if !query.is_empty() {
+            full.query_pairs_mut().extend_pairs(query);
+        }
+        let verb = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("{method} is not an HTTP method"))?;
+        let mut req = self.http.request(verb, full);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header("Content-Type", content_type).body(bytes);
+        }
+        let req = self.authorise(req).await?;
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {}", chain(&e.without_url())))?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut bytes = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let room = limit.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= limit {
+                break;
+            }
+        }
+        if status == 401
+            && let Auth::OAuth2(source) = &self.auth
+        {
+            source.forget().await;
+        }
+        Ok(Exchanged {
+            status,
+            location,
+            body: bytes,
+        })
     }
 
     /// `req` with this server's credentials.

@@ -21,6 +21,7 @@
 mod backoff;
 mod guard;
 mod lapse;
+mod nrl;
 mod sink;
 
 use std::collections::HashSet;

@@ -23,13 +23,13 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn transient(reason: impl Into<String>) -> Self {
+    pub(crate) fn transient(reason: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Transient,
             reason: reason.into(),
         }
     }
-    fn permanent(reason: impl Into<String>) -> Self {
+    pub(crate) fn permanent(reason: impl Into<String>) -> Self {
         Failure {
             class: ErrorClass::Permanent,
             reason: reason.into(),
@@ -51,6 +51,9 @@ pub enum Sink {
 pub enum Serial {
     File(FileSink),
     Mllp(Box<MllpOutbound>, usize),
+    /// The NRL: each message's pointer made right before the next (a patient's messages in
+    /// order).
+    Nrl(Box<super::nrl::NrlSink>),
 }
 
 /// Requests in flight at once to one FHIR destination.
@@ -249,6 +252,9 @@ impl Sink {
                 Sink::Serial(Serial::File(FileSink::new(&f.dir, f.extension.clone())))
             }
             DestinationKind::Fhir(f) => Sink::Fhir(fhir_client(f)?),
+            DestinationKind::Nrl(n) => {
+                Sink::Serial(Serial::Nrl(Box::new(super::nrl::NrlSink::build(n)?)))
+            }
             DestinationKind::Mllp(m) => {
                 let mut out = MllpOutbound::new(&m.connect, m.ack_timeout, m.max_frame);
                 if let Some(t) = &m.tls {
@@ -266,7 +272,7 @@ impl Sink {
         match self {
             Sink::Amqp(a) => a.publisher.reset(),
             Sink::Serial(Serial::Mllp(m, _)) => m.reset(),
-            Sink::Serial(Serial::File(_)) | Sink::Fhir(_) => {}
+            Sink::Serial(Serial::File(_) | Serial::Nrl(_)) | Sink::Fhir(_) => {}
         }
     }
 
@@ -392,6 +398,7 @@ impl Serial {
                 }
                 verdict
             }
+            Serial::Nrl(n) => n.deliver(item).await,
         }
     }
 }
