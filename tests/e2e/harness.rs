@@ -332,8 +332,6 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     (code, body)
 }
 
-/// Polls `done` every 50 ms until it holds or `limit` passes (the caller asserts afterwards,
-/// with what it found).
 /// The value of the first `/metrics` line starting with `line_start` (0 when absent).
 pub fn metric(e: &EngineProcess, line_start: &str) -> u64 {
     let (_, m) = http_get(e.http, "/metrics");
@@ -344,6 +342,8 @@ pub fn metric(e: &EngineProcess, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Polls `done` every 50 ms until it holds or `limit` passes (the caller asserts afterwards,
+/// with what it found).
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() && Instant::now() < deadline {

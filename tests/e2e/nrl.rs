@@ -130,7 +130,9 @@ fn pointers_are_created_kept_replaced_and_deleted_and_a_lost_answer_makes_no_dup
 
     // A later message for the same patient keeps it.
     send(listen, &adt("N2", N1, ""));
-    std::thread::sleep(Duration::from_secs(2));
+    let delivered =
+        "wyvern_deliveries_total{route=\"adt-nrl\",destination=\"nrl\",outcome=\"delivered\"}";
+    wait_until(Duration::from_secs(20), || metric(&e, delivered) == 2);
     let kept = nrl.of(N1);
     assert_eq!(
         (kept.len(), kept[0]["id"].as_str()),
@@ -146,8 +148,6 @@ fn pointers_are_created_kept_replaced_and_deleted_and_a_lost_answer_makes_no_dup
     );
     assert_eq!(code, 200);
     send(listen, &adt("N3", N2, ""));
-    let delivered =
-        "wyvern_deliveries_total{route=\"adt-nrl\",destination=\"nrl\",outcome=\"delivered\"}";
     let retried =
         "wyvern_deliveries_total{route=\"adt-nrl\",destination=\"nrl\",outcome=\"retried\"}";
     wait_until(Duration::from_secs(20), || metric(&e, delivered) == 3);

@@ -16,7 +16,8 @@
 //   relatesTo replaces), GET ?subject:identifier=…&type=…, DELETE /{id}. Checked in the
 //   proxy's order: the token (401), X-Request-ID (400 MISSING_OR_INVALID_HEADER),
 //   NHSD-End-User-Organisation-ODS (400 PRECONDITION_FAILED), the ODS code's grant (403).
-//   X-Correlation-ID de-duplicates a repeated create.
+//   X-Correlation-ID is echoed, not used to de-duplicate: no such behaviour is documented, so
+//   a client must not lean on it (a repeated create makes a second pointer here).
 // - Test controls, outside the API: POST /_control {"lose_next_create": true} stores the next
 //   create and then answers 503 (an answer lost on the way back); GET /_pointers lists every
 //   pointer; GET /_requests counts requests by method.
@@ -35,7 +36,6 @@ const tokens = new Map(); // token -> expiry (ms)
 if (fixedToken) tokens.set(fixedToken, Number.MAX_SAFE_INTEGER);
 const seenJti = new Set();
 const pointers = new Map(); // id -> DocumentReference
-const byCorrelation = new Map(); // X-Correlation-ID -> id created
 const requests = {};
 let loseNextCreate = false;
 
@@ -135,11 +135,6 @@ function api(req, res, url, text) {
   if (!allowed) return outcome(res, 403, 'forbidden', 'ACCESS_DENIED', 'Provided ODS code has no pointers within requesting app', echo);
   const rest = url.pathname.slice(API.length);
   if (req.method === 'POST' && rest === '') {
-    const correlation = req.headers['x-correlation-id'];
-    if (correlation && byCorrelation.has(correlation)) {
-      const id = byCorrelation.get(correlation);
-      return outcome(res, 201, 'informational', 'RESOURCE_CREATED', 'Created', { ...echo, Location: `${API}/${id}` });
-    }
     let d;
     try { d = JSON.parse(text); } catch { return outcome(res, 400, 'invalid', 'MESSAGE_NOT_WELL_FORMED', 'not JSON', echo); }
     const why = invalid(d);
@@ -161,7 +156,6 @@ function api(req, res, url, text) {
     for (const id of replaced) pointers.delete(id);
     const id = `${ods}-${crypto.randomUUID()}`;
     pointers.set(id, { ...d, id });
-    if (correlation) byCorrelation.set(correlation, id);
     if (loseNextCreate) {
       loseNextCreate = false;
       return reply(res, 503, { 'Content-Type': 'application/fhir+json;version=1' }, '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}');

@@ -365,6 +365,9 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                             if matches!(d.kind, crate::DestinationKind::Mllp(_)) {
                                 at.err(&f.route, format!("destination {:?} is MLLP, which carries HL7v2, but the route's messages are FHIR (a map step or a fhir source): send FHIR to a fhir, amqp or file destination", d.name));
                             }
+                            if matches!(d.kind, crate::DestinationKind::Nrl(_)) {
+                                at.err(&f.route, format!("destination {:?} is nrl, which reads the patient from HL7v2 ADT, but the route's messages are FHIR (a map step or a fhir source): feed it from a route that keeps HL7v2", d.name));
+                            }
                         }
                         // A routing key that reads HL7 fields would render them empty. (One that
                         // does not parse has its own error already.)
@@ -379,6 +382,15 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                 )
                             {
                                 at.err(&a.routing_key, format!("routing_key {:?} reads HL7v2 fields, but the route's messages are FHIR (a map step or a fhir source), so they would be empty: use fixed text", a.routing_key.value));
+                            }
+                        }
+                    }
+                    // A patient's messages must reach the NRL in order (a retried create must
+                    // not land after the death that followed it).
+                    if f.order_by == Some(crate::OrderBy::None) {
+                        for d in &f.destinations {
+                            if d.nrl.is_some() {
+                                at.err(&d.name, format!("destination {:?} is nrl, which needs each patient's messages in order: use order_by: patient (or sender), not none", d.name.value));
                             }
                         }
                     }

@@ -37,19 +37,25 @@ pub struct Page(pub Vec<(String, usize)>);
 
 /// The furthest a page may start in one member.
 pub const MAX_OFFSET: usize = 1_000_000;
+/// The most members one page names (far more than any bridge has).
+const MAX_PAGE_MEMBERS: usize = 64;
 
 impl Page {
     fn parse(value: &str) -> Result<Page, BadSearch> {
         let bad = || BadSearch::BadPage(value.chars().take(64).collect());
         let mut members: Vec<(String, usize)> = Vec::new();
-        for part in value.split(',') {
+        for (i, part) in value.split(',').enumerate() {
+            if i >= MAX_PAGE_MEMBERS {
+                return Err(bad());
+            }
             let (name, offset) = part.split_once(':').ok_or_else(bad)?;
             let offset: usize = offset.parse().map_err(|_| bad())?;
+            // A member's name as config allows it.
             let named = !name.is_empty()
                 && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !named || offset > MAX_OFFSET || members.iter().any(|(n, _)| n == name) {
                 return Err(bad());
             }
@@ -275,7 +281,7 @@ mod tests {
         assert!(q("Condition", &[("patient.identifier", "9990000018")]).is_ok());
         let paged = q(
             "Condition",
-            &[("patient", "9990000018"), ("_page", "chie:100,dcr-2:3")],
+            &[("patient", "9990000018"), ("_page", "chie:100,dcr_2:3")],
         )
         .unwrap()
         .page
@@ -283,12 +289,12 @@ mod tests {
         assert_eq!(
             (
                 paged.offset("chie"),
-                paged.offset("dcr-2"),
+                paged.offset("dcr_2"),
                 paged.offset("dcr")
             ),
             (Some(100), Some(3), None)
         );
-        assert_eq!(paged.to_param(), "chie:100,dcr-2:3");
+        assert_eq!(paged.to_param(), "chie:100,dcr_2:3");
         // The bridge's id of a patient is the NHS number.
         for id in ["9990000018", "Patient/9990000018"] {
             let c = q("Condition", &[("patient", id)]).unwrap();

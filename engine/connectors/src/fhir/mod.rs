@@ -188,8 +188,9 @@ impl FhirClient {
     /// `method base{path}?{query}` with extra `headers` and a `body` (its content type, its
     /// bytes), for APIs that need more than [`FhirClient::send`] says (the NRL's headers and
     /// media type). Every status comes back for the caller to judge, with `Location` and the
-    /// body read up to `limit` bytes; an error means no answer at all (worth retrying). A 401
-    /// drops a cached OAuth2 token, so the next request fetches a new one.
+    /// whole body; an error means no whole answer (none, one that broke off, or one larger
+    /// than `limit` bytes: worth retrying). A 401 drops a cached OAuth2 token, so the next
+    /// request fetches a new one.
     pub async fn exchange(
         &self,
         method: &str,
@@ -226,12 +227,17 @@ impl FhirClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let mut bytes = Vec::new();
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            let room = limit.saturating_sub(bytes.len());
-            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if bytes.len() >= limit {
-                break;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("{method} {url}: the answer broke off: {}", chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(format!(
+                    "{method} {url}: the answer is larger than {limit} bytes"
+                ));
             }
+            bytes.extend_from_slice(&chunk);
         }
         if status == 401
             && let Auth::OAuth2(source) = &self.auth

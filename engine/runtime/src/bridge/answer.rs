@@ -68,37 +68,53 @@ impl Asked {
         }
     }
 
-    /// Each member's answers (one per type asked), in member order; members `reach` leaves out
-    /// are not asked.
-    pub async fn ask(&self, members: &[MemberClient], reach: &[Reach]) -> Vec<Vec<Answer>> {
+    /// Each member's answers (one per type asked), in member order, and how many of its
+    /// matches a search's answer took (where its next page starts); members `reach` leaves
+    /// out are not asked.
+    pub async fn ask(
+        &self,
+        members: &[MemberClient],
+        reach: &[Reach],
+    ) -> (Vec<Vec<Answer>>, Vec<usize>) {
         let types = match self {
             Asked::Search(_) => 1,
             Asked::Everything(e) => e.types.len(),
         };
         futures_util::future::join_all(members.iter().zip(reach).map(|(m, r)| async move {
             match (r, self) {
-                (Reach::NotInIndex | Reach::PagedPast, _) => vec![Answer::Skipped; types],
+                (Reach::NotInIndex | Reach::PagedPast, _) => (vec![Answer::Skipped; types], 0),
                 (Reach::Ask, Asked::Search(q)) => {
-                    vec![m.ask(q, self.offset(&m.name).unwrap_or(0)).await]
+                    let (answer, took) = m.ask(q, self.offset(&m.name).unwrap_or(0)).await;
+                    (vec![answer], took)
                 }
-                (Reach::Ask, Asked::Everything(e)) => m.everything(e).await,
+                (Reach::Ask, Asked::Everything(e)) => (m.everything(e).await, 0),
             }
         }))
         .await
+        .into_iter()
+        .unzip()
     }
 
     /// The next page of a search: each member that holds more than this page gave, and where
     /// it goes on. `None`: this page ends the search (and always for `$everything`).
-    pub fn next_page(&self, members: &[MemberClient], answers: &[Vec<Answer>]) -> Option<Page> {
-        let Asked::Search(q) = self else {
+    /// `took`: how many of each member's matches this page took ([`Asked::ask`]).
+    pub fn next_page(
+        &self,
+        members: &[MemberClient],
+        answers: &[Vec<Answer>],
+        took: &[usize],
+    ) -> Option<Page> {
+        if !matches!(self, Asked::Search(_)) {
             return None;
-        };
+        }
         let next: Vec<(String, usize)> = members
             .iter()
             .zip(answers)
-            .filter_map(|(m, a)| match a.first() {
-                Some(Answer::Entries { more: true, .. }) => {
-                    let at = self.offset(&m.name)? + q.count;
+            .zip(took)
+            .filter_map(|((m, a), &took)| match a.first() {
+                // A member that says it holds more but gave nothing would page for ever.
+                Some(Answer::Entries { more: true, .. }) if took > 0 => {
+                    let at = self.offset(&m.name)? + took;
                     (at <= MAX_OFFSET).then(|| (m.name.clone(), at))
                 }
                 _ => None,
@@ -191,9 +207,9 @@ impl Tally {
             (_, Reach::NotInIndex) => format!(
                 "{member} (not asked: the patient index shows other members' feeds carried this patient, none of its own)"
             ),
-            (_, Reach::PagedPast) => {
-                format!("{member} (not asked: earlier pages gave all it holds)")
-            }
+            (_, Reach::PagedPast) => format!(
+                "{member} (not asked: a later page asks only the members that held more on the page before)"
+            ),
             (Tally { skipped: true, .. }, _) => {
                 format!("{member} (not asked: it does not serve {what})")
             }
@@ -249,6 +265,6 @@ mod tests {
             "dcr (not asked: it does not serve Condition)"
         );
         assert!(says(&[Answer::Skipped], Reach::NotInIndex).contains("patient index"));
-        assert!(says(&[Answer::Skipped], Reach::PagedPast).contains("earlier pages"));
+        assert!(says(&[Answer::Skipped], Reach::PagedPast).contains("held more"));
     }
 }

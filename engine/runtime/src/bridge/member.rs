@@ -13,6 +13,10 @@ use super::policy::restricted;
 use wyvern_federation::{Answer, Everything, NHS_NUMBER_SYSTEM, Origin, Query, is_outcome};
 use wyvern_hl7::NhsNumber;
 
+/// The most patient records one member is asked for under one NHS number: in practice one,
+/// now and then a few (a duplicate registration); never the caller's page size.
+const PATIENTS_PER_NHS_NUMBER: usize = 50;
+
 /// One member, ready to ask.
 #[derive(Debug)]
 pub struct MemberClient {
@@ -55,16 +59,17 @@ impl MemberClient {
     }
 
     /// The member's entries for `q`, or why there are none (never an error for the query: the
-    /// caller gets the others' entries and an outcome naming this one).
-    /// `offset`: how many of its entries earlier pages gave (FHIR's `_offset`).
-    pub async fn ask(&self, q: &Query, offset: usize) -> Answer {
+    /// caller gets the others' entries and an outcome naming this one). `offset`: how many of
+    /// its matches earlier pages took (FHIR's `_offset`). Also how many of its own matches
+    /// this answer took (its next page starts that much further on).
+    pub async fn ask(&self, q: &Query, offset: usize) -> (Answer, usize) {
         if !self.serves(q.ty) {
-            return Answer::Skipped;
+            return (Answer::Skipped, 0);
         }
         match tokio::time::timeout(self.timeout, self.search(q, offset)).await {
             Ok(Ok(found)) => found,
-            Ok(Err(why)) => Answer::Failed(why),
-            Err(_) => Answer::Failed(self.too_slow()),
+            Ok(Err(why)) => (Answer::Failed(why), 0),
+            Err(_) => (Answer::Failed(self.too_slow()), 0),
         }
     }
 
@@ -79,14 +84,15 @@ impl MemberClient {
     /// the types searched at once, the whole within the member's `timeout`.
     pub async fn everything(&self, e: &Everything) -> Vec<Answer> {
         let work = async {
-            let found = self.patients(e.patient, e.count, 0).await?;
+            let found = self.patients(e.patient, PATIENTS_PER_NHS_NUMBER, 0).await?;
             let ids = found.ids();
+            // Withheld patients are counted once, with the first type this member serves.
+            let first = e.types.iter().position(|t| self.serves(*t));
             let answers =
                 futures_util::future::join_all(e.types.iter().enumerate().map(|(i, &ty)| {
                     let (found, ids) = (&found, &ids);
                     async move {
-                        // Withheld patients are counted once, with the first type.
-                        let withheld = if i == 0 { found.withheld } else { 0 };
+                        let withheld = if Some(i) == first { found.withheld } else { 0 };
                         if !self.serves(ty) {
                             Answer::Skipped
                         } else if ty == SearchType::Patient {
@@ -94,7 +100,7 @@ impl MemberClient {
                         } else {
                             self.records(ty, ids, e.count, 0, withheld)
                                 .await
-                                .unwrap_or_else(Answer::Failed)
+                                .map_or_else(Answer::Failed, |(a, _)| a)
                         }
                     }
                 }))
@@ -108,13 +114,19 @@ impl MemberClient {
         }
     }
 
-    /// The entries for `q`, at most `q.count` of them (always `Answer::Entries`).
-    async fn search(&self, q: &Query, offset: usize) -> Result<Answer, String> {
+    /// The entries for `q`, at most `q.count` of them (always `Answer::Entries`), and how many
+    /// of the member's matches they took.
+    async fn search(&self, q: &Query, offset: usize) -> Result<(Answer, usize), String> {
         if q.ty == SearchType::Patient {
             let found = self.patients(q.patient, q.count, offset).await?;
-            return Ok(bounded(found.patients, found.withheld, found.more, q.count));
+            let took = found.took.min(q.count);
+            return Ok((
+                bounded(found.patients, found.withheld, found.more, q.count),
+                took,
+            ));
         }
-        let found = self.patients(q.patient, q.count, 0).await?;
+        // The patients are looked up whole on every page (a page is about the same ids).
+        let found = self.patients(q.patient, PATIENTS_PER_NHS_NUMBER, 0).await?;
         self.records(q.ty, &found.ids(), q.count, offset, found.withheld)
             .await
     }
@@ -138,6 +150,10 @@ impl MemberClient {
             query.push(("_offset", offset.to_string()));
         }
         let (patients, more) = self.searchset("Patient", &query, offset).await?;
+        let took = patients.iter().filter(|e| !is_outcome(e)).count();
+        if more && count == PATIENTS_PER_NHS_NUMBER {
+            tracing::warn!(member = %self.name, "a member holds more than {PATIENTS_PER_NHS_NUMBER} patients with one NHS number; the rest were not asked about");
+        }
         // Only the member's patients whose NHS number is the one asked for: a server that ignored
         // the identifier would otherwise hand over everyone's records.
         let patients: Vec<Value> = patients
@@ -151,6 +167,7 @@ impl MemberClient {
             patients,
             withheld: withheld_patients.len(),
             more,
+            took,
         })
     }
 
@@ -163,15 +180,16 @@ impl MemberClient {
         count: usize,
         offset: usize,
         withheld: usize,
-    ) -> Result<Answer, String> {
+    ) -> Result<(Answer, usize), String> {
         if ids.is_empty() {
-            return Ok(bounded(Vec::new(), withheld, false, count));
+            return Ok((bounded(Vec::new(), withheld, false, count), 0));
         }
         let mut query = vec![("patient", ids.join(",")), ("_count", count.to_string())];
         if offset > 0 {
             query.push(("_offset", offset.to_string()));
         }
         let (entries, more) = self.searchset(ty.as_str(), &query, offset).await?;
+        let took = entries.iter().filter(|e| !is_outcome(e)).count().min(count);
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
@@ -181,11 +199,9 @@ impl MemberClient {
         }
         let (restricted_entries, about): (Vec<Value>, Vec<Value>) =
             about.into_iter().partition(restricted);
-        Ok(bounded(
-            about,
-            withheld + restricted_entries.len(),
-            more,
-            count,
+        Ok((
+            bounded(about, withheld + restricted_entries.len(), more, count),
+            took,
         ))
     }
 
@@ -231,7 +247,8 @@ impl MemberClient {
                 ));
             }
         };
-        let more = next || total.is_some_and(|t| t > (offset + entries.len()) as u64);
+        let matches = entries.iter().filter(|e| !is_outcome(e)).count();
+        let more = next || total.is_some_and(|t| t > (offset + matches) as u64);
         Ok((entries, more))
     }
 }
@@ -244,6 +261,8 @@ struct Patients {
     withheld: usize,
     /// Whether the member holds more than it gave.
     more: bool,
+    /// How many matches the member gave (before any was left out).
+    took: usize,
 }
 
 impl Patients {

@@ -347,7 +347,7 @@ async fn answer(
                 *r = Reach::PagedPast;
             }
         }
-        let answers = asked.ask(&s.members, &reach).await;
+        let (answers, took) = asked.ask(&s.members, &reach).await;
         let origins: Vec<Origin<'_>> = s.members.iter().map(MemberClient::origin).collect();
         let what = asked.what();
         let mut parts = Vec::with_capacity(answers.len());
@@ -365,7 +365,9 @@ async fn answer(
             parts.push(tally.describe(o.member, *r, &what));
         }
         let mut bundle = asked.bundle(&origins, &answers);
-        if let (Asked::Search(q), Some(page)) = (&asked, asked.next_page(&s.members, &answers)) {
+        if let (Asked::Search(q), Some(page)) =
+            (&asked, asked.next_page(&s.members, &answers, &took))
+        {
             let url = answer::next_link(&s.base(headers), q, &page);
             bundle["link"] = serde_json::json!([{ "relation": "next", "url": url }]);
         }

@@ -8,9 +8,10 @@
 //! - dead (PID-30 `Y`, or a date of death in PID-29): every pointer of ours for it deleted.
 //! - a merge (MRG-1): the merged-away number's pointers deleted, then as alive.
 //!
-//! A retry never makes a second pointer: every step first reads what the NRL holds, and a
-//! create carries `X-Correlation-ID` (the delivery's id), which the NRL uses to de-duplicate a
-//! create whose answer was lost.
+//! A retry never makes a second pointer: every step first reads what the NRL holds, so a
+//! create whose answer was lost is found, not made again. Every request also carries the
+//! delivery's id as `X-Correlation-ID` (the spec says the NRL uses it to de-duplicate; nothing
+//! here relies on that) and a fresh `X-Request-ID`.
 
 use serde_json::{Value, json};
 use wyvern_config::NrlDestination;
@@ -60,10 +61,21 @@ pub(crate) fn intent(payload: &[u8]) -> Result<Intent, Failure> {
             ));
         }
     };
-    let died = msg.get("PID-30").is_some_and(|v| v.as_str() == "Y")
-        || msg
-            .get("PID-29")
-            .is_some_and(|v| !v.as_str().trim().is_empty());
+    // PID-30 says it outright; otherwise a date of death in PID-29 (`""`, HL7's null, clears
+    // one: not a death).
+    let died = match msg
+        .get("PID-30")
+        .map(|v| v.as_str().into_owned())
+        .as_deref()
+    {
+        Some("Y") => true,
+        Some("N") => false,
+        _ => msg.get("PID-29").is_some_and(|v| {
+            let d = v.as_str();
+            let d = d.trim();
+            !d.is_empty() && d != "\"\""
+        }),
+    };
     if died {
         return Ok(Intent::Remove { nhs });
     }
@@ -148,7 +160,7 @@ impl NrlSink {
         let correlation = item.delivery_id();
         match intent(&item.payload)? {
             Intent::Remove { nhs } => {
-                let held = self.pointers(&nhs).await?;
+                let held = self.pointers(&nhs, &correlation).await?;
                 for (id, _) in &held {
                     self.delete(id, &correlation).await?;
                 }
@@ -160,7 +172,7 @@ impl NrlSink {
             Intent::Point { nhs, merged_away } => {
                 let mut said = Vec::new();
                 if let Some(old) = merged_away {
-                    let held = self.pointers(&old).await?;
+                    let held = self.pointers(&old, &correlation).await?;
                     for (id, _) in &held {
                         self.delete(id, &correlation).await?;
                     }
@@ -169,7 +181,7 @@ impl NrlSink {
                         held.len()
                     ));
                 }
-                let held = self.pointers(&nhs).await?;
+                let held = self.pointers(&nhs, &correlation).await?;
                 let wanted = pointer(&self.config, &nhs, &[]);
                 if let [(id, p)] = held.as_slice()
                     && says_the_same(p, &wanted)
@@ -193,17 +205,39 @@ impl NrlSink {
         }
     }
 
-    /// Our pointers for `nhs` of this destination's type: their ids and resources.
-    async fn pointers(&self, nhs: &str) -> Result<Vec<(String, Value)>, Failure> {
+    /// Our pointers for `nhs` of this destination's type: their ids and resources. The answer
+    /// is not trusted to have searched: only pointers whose subject, type and custodian are
+    /// these are taken (a search that ignored the subject must not make a death delete every
+    /// pointer the organisation has).
+    async fn pointers(
+        &self,
+        nhs: &str,
+        correlation: &str,
+    ) -> Result<Vec<(String, Value)>, Failure> {
         let query = [
             ("subject:identifier", format!("{NHS_NUMBER}|{nhs}")),
             ("type", format!("{SNOMED}|{}", CLINICAL_SUMMARY.0)),
         ];
         let answer = self
-            .call("GET", "/DocumentReference", &query, None, "")
+            .call("GET", "/DocumentReference", &query, None, correlation)
             .await?;
         let bundle: Value = serde_json::from_slice(&answer.body)
             .map_err(|e| Failure::transient(format!("the NRL's search answer is not JSON: {e}")))?;
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return Err(Failure::transient(
+                "the NRL's search answer is not a Bundle: what it holds is unknown, so nothing is changed",
+            ));
+        }
+        let ours = |r: &Value| {
+            r.pointer("/subject/identifier/value")
+                .and_then(Value::as_str)
+                == Some(nhs)
+                && r.pointer("/type/coding/0/code").and_then(Value::as_str)
+                    == Some(CLINICAL_SUMMARY.0)
+                && r.pointer("/custodian/identifier/value")
+                    .and_then(Value::as_str)
+                    == Some(self.config.ods.as_str())
+        };
         Ok(bundle["entry"]
             .as_array()
             .into_iter()
@@ -211,10 +245,12 @@ impl NrlSink {
             .filter_map(|e| {
                 let r = e.get("resource")?;
                 let id = r.get("id")?.as_str()?;
-                (r.pointer("/custodian/identifier/value")
-                    .and_then(Value::as_str)
-                    == Some(self.config.ods.as_str()))
-                .then(|| (id.to_string(), r.clone()))
+                // An id goes into a URL path: only what an id may be.
+                let id_ok = (1..=128).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+                (id_ok && ours(r)).then(|| (id.to_string(), r.clone()))
             })
             .collect())
     }
@@ -272,6 +308,10 @@ impl NrlSink {
             // key, an ODS code not yet granted): retried until fixed, as for `fhir`.
             401 | 403 => {
                 Failure::transient(format!("{why} (are the destination's auth and ods right?)"))
+            }
+            // So is a path the API does not know (a wrong base).
+            404 | 405 => {
+                Failure::transient(format!("{why} (is the destination's api base right?)"))
             }
             408 | 429 | 500..=599 => Failure::transient(why),
             _ => Failure::permanent(why),
@@ -335,7 +375,13 @@ mod tests {
             intent(&adt(&flagged, "")).unwrap(),
             Intent::Remove { .. }
         ));
-        let alive = format!("{}N", "|".repeat(30 - 5));
+        // HL7's null in PID-29 clears a date of death: not a death.
+        let cleared = format!("{}\"\"", "|".repeat(29 - 5));
+        assert!(matches!(
+            intent(&adt(&cleared, "")).unwrap(),
+            Intent::Point { .. }
+        ));
+        let alive = format!("{}20261201|N", "|".repeat(29 - 5));
         assert!(matches!(
             intent(&adt(&alive, "")).unwrap(),
             Intent::Point { .. }
