@@ -78,6 +78,17 @@ fn bridge_yaml(listen: SocketAddr, chie: SocketAddr, dcr: SocketAddr) -> String 
     )
 }
 
+/// An engine whose bridge has the two records as members, ready; and where it listens.
+fn bridge_over(chie: &Medplum, dcr: &Medplum) -> (EngineProcess, SocketAddr) {
+    let listen = free_addr();
+    let e = EngineProcess::start_with_files(&[(
+        "bridge.yaml",
+        &bridge_yaml(listen, chie.addr, dcr.addr),
+    )]);
+    wait_listening(listen, Duration::from_secs(20));
+    (e, listen)
+}
+
 fn search(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (code, body) = http_get(addr, path);
     let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {code} {e}: {body}"));
@@ -127,12 +138,7 @@ fn access_records(store: &std::path::Path) -> Vec<wyvern_store::AuditEntry> {
 #[test]
 fn one_query_answers_from_both_records_tagged_linked_and_audited() {
     let (chie, dcr) = records();
-    let listen = free_addr();
-    let e = EngineProcess::start_with_files(&[(
-        "bridge.yaml",
-        &bridge_yaml(listen, chie.addr, dcr.addr),
-    )]);
-    wait_listening(listen, Duration::from_secs(20));
+    let (e, listen) = bridge_over(&chie, &dcr);
 
     // The patient both hold: two Patient entries, linked to each other, each tagged.
     let (code, b) = search(listen, &format!("/fhir/Patient?identifier={NHS}|{BOTH}"));
@@ -621,12 +627,7 @@ fn the_patient_index_asks_only_the_records_whose_feeds_carried_the_patient() {
 #[test]
 fn everything_and_the_patient_parameter_name_the_patient_by_nhs_number() {
     let (chie, dcr) = records();
-    let listen = free_addr();
-    let e = EngineProcess::start_with_files(&[(
-        "bridge.yaml",
-        &bridge_yaml(listen, chie.addr, dcr.addr),
-    )]);
-    wait_listening(listen, Duration::from_secs(20));
+    let (e, listen) = bridge_over(&chie, &dcr);
 
     let (code, b) = search(listen, &format!("/fhir/Patient/{BOTH}/$everything"));
     assert_eq!(code, 200, "{b}");
@@ -696,12 +697,7 @@ fn a_search_pages_across_members() {
             clinical("Condition", "c-chie-3", "p-chie", "COND-CHIE-3"),
         ],
     );
-    let listen = free_addr();
-    let _e = EngineProcess::start_with_files(&[(
-        "bridge.yaml",
-        &bridge_yaml(listen, chie.addr, dcr.addr),
-    )]);
-    wait_listening(listen, Duration::from_secs(20));
+    let (_e, listen) = bridge_over(&chie, &dcr);
 
     let mut path = format!("/fhir/Condition?patient={BOTH}&_count=2");
     let mut seen: Vec<String> = Vec::new();

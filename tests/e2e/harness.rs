@@ -332,6 +332,24 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     (code, body)
 }
 
+/// Starts a test server that is not Wyvern's code (`cmd`) and waits for its first line,
+/// `listening …`; `what` names it in a failure.
+pub fn start_listening(mut cmd: std::process::Command, what: &str) -> std::process::Child {
+    use std::io::BufRead as _;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e} (scripts/test-all installs Node.js)"));
+    let mut line = String::new();
+    let out = child.stdout.take().expect("stdout");
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read");
+    assert!(line.starts_with("listening"), "{what} said {line:?}");
+    child
+}
+
 /// The value of the first `/metrics` line starting with `line_start` (0 when absent).
 pub fn metric(e: &EngineProcess, line_start: &str) -> u64 {
     let (_, m) = http_get(e.http, "/metrics");

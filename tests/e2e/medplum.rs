@@ -2,12 +2,13 @@
 //! `@medplum/fhir-router`, in memory) behind `tests/medplum/server.mjs`. scripts/test-all
 //! installs it (`npm ci` in tests/medplum).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::harness::{EngineProcess, free_addr, http_raw, wait_listening, wait_until};
+use crate::harness::{
+    EngineProcess, free_addr, http_raw, start_listening, wait_listening, wait_until,
+};
 
 /// A running Medplum server; killed when dropped.
 pub(crate) struct Medplum {
@@ -23,18 +24,11 @@ impl Medplum {
             "Medplum is not installed: scripts/test-all installs it (or run `npm ci` in tests/medplum)"
         );
         let addr = free_addr();
-        let mut child = Command::new("node")
-            .args(["--experimental-websocket", "server.mjs"])
+        let mut cmd = Command::new("node");
+        cmd.args(["--experimental-websocket", "server.mjs"])
             .arg(addr.port().to_string())
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node (scripts/test-all installs Node.js)");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out).read_line(&mut line).expect("read");
-        assert!(line.starts_with("listening"), "Medplum said {line:?}");
+            .current_dir(&dir);
+        let child = start_listening(cmd, "Medplum");
         Medplum { child, addr }
     }
 

@@ -4,15 +4,15 @@
 //! duplicated) by later messages and by a retry whose answer was lost, replaced when what it
 //! says changes, deleted when the patient dies.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{
-    EngineProcess, Wire, free_addr, http_get, http_raw, metric, wait_listening, wait_until,
+    EngineProcess, Wire, free_addr, http_get, http_raw, metric, start_listening, wait_listening,
+    wait_until,
 };
 
 const API: &str = "/record-locator/producer/FHIR/R4";
@@ -30,8 +30,8 @@ impl Nrl {
     fn start() -> Nrl {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests");
         let addr = free_addr();
-        let mut child = Command::new("node")
-            .arg(root.join("nrl/stand-in.mjs"))
+        let mut cmd = Command::new("node");
+        cmd.arg(root.join("nrl/stand-in.mjs"))
             .arg(addr.port().to_string())
             .arg(root.join("fixtures/oauth2/client.pub.pem"))
             .args([
@@ -39,18 +39,8 @@ impl Nrl {
                 "k1",
                 r#"{"XCH01":["887181000000106"]}"#,
                 PROBE_TOKEN,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node (scripts/test-all installs Node.js)");
-        let mut line = String::new();
-        let out = child.stdout.take().expect("stdout");
-        BufReader::new(out).read_line(&mut line).expect("read");
-        assert!(
-            line.starts_with("listening"),
-            "the NRL stand-in said {line:?}"
-        );
+            ]);
+        let child = start_listening(cmd, "the NRL stand-in");
         Nrl { child, addr }
     }
 
@@ -89,6 +79,14 @@ fn route(listen: SocketAddr, nrl: &Nrl, ods: &str, record_url: &str) -> String {
     )
 }
 
+/// An engine feeding the stand-in as organisation `ods`, ready; where it listens, and it.
+fn engine(nrl: &Nrl, ods: &str, record_url: &str) -> (SocketAddr, EngineProcess) {
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&route(listen, nrl, ods, record_url));
+    wait_listening(listen, Duration::from_secs(20));
+    (listen, e)
+}
+
 /// An ADT^A08 for `nhs`; `pid_tail` continues PID after PID-5.
 fn adt(control_id: &str, nhs: &str, pid_tail: &str) -> Vec<u8> {
     format!(
@@ -107,14 +105,7 @@ fn send(listen: SocketAddr, msg: &[u8]) {
 #[test]
 fn pointers_are_created_kept_replaced_and_deleted_and_a_lost_answer_makes_no_duplicate() {
     let nrl = Nrl::start();
-    let listen = free_addr();
-    let mut e = EngineProcess::start_with_route_file(&route(
-        listen,
-        &nrl,
-        "XCH01",
-        "https://chie.example/record",
-    ));
-    wait_listening(listen, Duration::from_secs(20));
+    let (listen, mut e) = engine(&nrl, "XCH01", "https://chie.example/record");
 
     // Created, once.
     send(listen, &adt("N1", N1, ""));
@@ -216,14 +207,7 @@ fn the_apis_rules_are_enforced_and_an_ungranted_organisation_is_retried_with_its
     );
     assert_eq!(code, 401);
 
-    let listen = free_addr();
-    let e = EngineProcess::start_with_route_file(&route(
-        listen,
-        &nrl,
-        "XDC01",
-        "https://dcr.example/record",
-    ));
-    wait_listening(listen, Duration::from_secs(20));
+    let (listen, e) = engine(&nrl, "XDC01", "https://dcr.example/record");
     send(listen, &adt("U1", N1, ""));
     wait_until(Duration::from_secs(20), || {
         e.log().contains("ACCESS_DENIED")

@@ -41,13 +41,6 @@ fn count(dir: &std::path::Path, table: &str) -> i64 {
         .expect("count")
 }
 
-async fn indexed(store: &Store, n: u64) {
-    let mut indexed = store.indexed();
-    while *indexed.borrow() < n {
-        indexed.changed().await.expect("indexed");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_finds_entries_pending_and_merged_and_retention_removes_them() {
     let dir = tempfile::tempdir().expect("dir");
@@ -55,7 +48,7 @@ async fn a_search_finds_entries_pending_and_merged_and_retention_removes_them() 
     for (n, nhs) in [(1, A), (2, B), (3, A)] {
         store.commit(record(n, nhs)).await.expect("commit");
     }
-    indexed(&store, 3).await;
+    support::indexed(&store, 3).await;
     assert_eq!(count(dir.path(), "nhs_pending"), 3, "not merged yet");
     assert_eq!(found(dir.path(), A), ["C1", "C3"]);
     assert_eq!(found(dir.path(), B), ["C2"]);
@@ -68,7 +61,7 @@ async fn a_search_finds_entries_pending_and_merged_and_retention_removes_them() 
     }
     assert_eq!(count(dir.path(), "nhs_index"), 3);
     store.commit(record(4, A)).await.expect("commit");
-    indexed(&store, 4).await;
+    support::indexed(&store, 4).await;
     assert_eq!(
         found(dir.path(), A),
         ["C1", "C3", "C4"],

@@ -54,13 +54,6 @@ fn pending(dir: &std::path::Path) -> i64 {
         .expect("count")
 }
 
-async fn indexed(store: &Store, n: u64) {
-    let mut indexed = store.indexed();
-    while *indexed.borrow() < n {
-        indexed.changed().await.expect("indexed");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_index_names_the_lanes_that_carried_each_patient_and_outlives_retention() {
     let dir = tempfile::tempdir().expect("dir");
@@ -72,7 +65,7 @@ async fn the_index_names_the_lanes_that_carried_each_patient_and_outlives_retent
         .expect("commit");
     store.commit(record(3, B, &["dcr"])).await.expect("commit");
     store.commit(record(4, C, &[])).await.expect("commit");
-    indexed(&store, 4).await;
+    support::indexed(&store, 4).await;
     assert_eq!(lanes(dir.path(), A), ["r/chie", "r/dcr"], "while pending");
     assert_eq!(lanes(dir.path(), B), ["r/dcr"]);
     assert_eq!(lanes(dir.path(), C), Vec::<String>::new(), "went nowhere");
@@ -85,7 +78,7 @@ async fn the_index_names_the_lanes_that_carried_each_patient_and_outlives_retent
     assert_eq!(lanes(dir.path(), A), ["r/chie", "r/dcr"], "once merged");
     // Pruned before its entry is merged.
     store.commit(record(5, D, &["chie"])).await.expect("commit");
-    indexed(&store, 5).await;
+    support::indexed(&store, 5).await;
 
     // Every delivery made, every message past retention: pruned, and the index remains.
     store.close().await;
@@ -135,7 +128,7 @@ async fn a_merge_gives_the_survivor_the_lanes_of_the_patient_merged_away() {
     let mut again = record(3, C, &["gp"]);
     again.envelope.meta.merged_nhs_number = Some(A.into());
     store.commit(again).await.expect("commit");
-    indexed(&store, 3).await;
+    support::indexed(&store, 3).await;
     assert_eq!(lanes(dir.path(), C), ["r/chie", "r/dcr", "r/gp"]);
     assert_eq!(lanes(dir.path(), A), ["r/chie", "r/dcr"]);
     assert_eq!(

@@ -45,3 +45,12 @@ pub fn snapshot(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Waits until `store` has indexed `n` records.
+#[allow(dead_code)] // not every test binary that includes this module waits for the index
+pub async fn indexed(store: &wyvern_store::Store, n: u64) {
+    let mut indexed = store.indexed();
+    while *indexed.borrow() < n {
+        indexed.changed().await.expect("indexed");
+    }
+}
