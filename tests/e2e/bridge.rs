@@ -729,3 +729,40 @@ fn a_search_pages_across_members() {
     seen.sort();
     assert_eq!(seen, ["c-chie", "c-chie-2", "c-chie-3", "c-dcr"]);
 }
+
+/// A member over HTTPS with OAuth2 client credentials (a signed JWT, as NHS APIs take): its
+/// CA trusted by `tls.ca`, its token fetched and used for the searches; a member whose key the
+/// token endpoint does not know gives an outcome naming why, not a 5xx.
+#[test]
+fn a_member_is_asked_over_tls_with_oauth2_client_credentials() {
+    use crate::fhir::{fixture, free, tls_oauth_stand_in};
+    let member = free();
+    let _server = tls_oauth_stand_in(member, &["--oauth2-client-id", "wyvern-test-client"]);
+    let listen = free_addr();
+    let member_yaml = |name: &str, key: &str| {
+        format!(
+            "  - name: {name}\n    ods: XCH01\n    fhir:\n      base: \"https://localhost:{port}/fhir\"\n      timeout: 5s\n      tls: {{ ca: \"{ca}\" }}\n      auth:\n        oauth2: {{ token_url: \"https://localhost:{port}/oauth2/token\", client_id: wyvern-test-client, key: \"file:{key}\", kid: test-1 }}\n",
+            port = member.port(),
+            ca = fixture("tls/ca.pem"),
+            key = fixture(key),
+        )
+    };
+    let yaml = format!(
+        "version: 1\nserve:\n  listen: \"{listen}\"\nmembers:\n{}{}",
+        member_yaml("chie", "oauth2/client.key"),
+        member_yaml("wrongkey", "tls/server.key"),
+    );
+    let _e = EngineProcess::start_with_files(&[("bridge.yaml", &yaml)]);
+    wait_listening(listen, Duration::from_secs(20));
+    let (code, b) = search(listen, &format!("/fhir/Patient?identifier={NHS}|{BOTH}"));
+    assert_eq!(code, 200, "{b}");
+    let said = outcomes(&b);
+    assert!(
+        !said.contains("chie"),
+        "the member with the right key answered: {b}"
+    );
+    assert!(
+        said.contains("wrongkey") && said.contains("token endpoint"),
+        "{b}"
+    );
+}

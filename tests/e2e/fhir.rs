@@ -49,7 +49,7 @@ fn stored(addr: SocketAddr) -> u64 {
         .unwrap_or(0)
 }
 
-fn free() -> SocketAddr {
+pub(crate) fn free() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -126,7 +126,7 @@ fn content_the_server_refuses_is_dead_lettered_with_its_reason() {
 }
 
 /// The synthetic test certificates and keys in tests/fixtures (see its README).
-fn fixture(path: &str) -> String {
+pub(crate) fn fixture(path: &str) -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(path)
@@ -137,7 +137,7 @@ fn fixture(path: &str) -> String {
 }
 
 /// The stand-in over HTTPS (the fixture certificate) with OAuth2 on; `extra` adds options.
-fn tls_oauth_stand_in(addr: SocketAddr, extra: &[&str]) -> StandIn {
+pub(crate) fn tls_oauth_stand_in(addr: SocketAddr, extra: &[&str]) -> StandIn {
     let (cert, key, public) = (
         fixture("tls/server.pem"),
         fixture("tls/server.key"),

@@ -245,7 +245,23 @@ async fn search(
     State(state): State<Shared>,
     Path(kind): Path<String>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
 ) -> Response {
+    // Reads need a token too when OAuth2 is on (a record's search is no less private).
+    let refused = state.lock().ok().and_then(|s| {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        s.oauth.as_ref().filter(|o| !o.allows(auth)).map(|_| ())
+    });
+    if refused.is_some() {
+        return outcome(
+            StatusCode::UNAUTHORIZED,
+            "error",
+            "login",
+            "a bearer token from /oauth2/token is required",
+        );
+    }
     let params: Vec<(String, String)> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
