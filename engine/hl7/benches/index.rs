@@ -52,6 +52,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("hl7_parser/parse", |b| {
         b.iter(|| hl7_parser::Message::parse(black_box(&text)).map(|m| m.segments.len()))
     });
+    g.bench_function("wyvern_hl7/acceptance_problems", |b| {
+        b.iter(|| wyvern_hl7::check::acceptance_problems(black_box(&ours)).len())
+    });
     g.bench_function("wyvern_hl7/parse+6_reads+nhs", |b| {
         b.iter(|| {
             let m = Message::parse(black_box(raw)).expect("parses");

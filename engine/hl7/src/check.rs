@@ -9,11 +9,7 @@ use crate::{AckError, ErrorCode, ErrorLocation, Message, ParseError};
 /// Every reason `msg` should be rejected (empty when it is acceptable).
 pub fn acceptance_problems(msg: &Message<'_>) -> Vec<AckError> {
     let mut problems = Vec::new();
-    if let Some(pos) = msg
-        .raw()
-        .iter()
-        .position(|&b| (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7F)
-    {
+    if let Some(pos) = first_binary(msg.raw()) {
         problems.push(AckError {
             code: ErrorCode::DataTypeError,
             location: None,
@@ -51,6 +47,32 @@ pub fn acceptance_problems(msg: &Message<'_>) -> Vec<AckError> {
         }
     }
     problems
+}
+
+/// Whether a byte is binary in an HL7 message: a control byte other than CR, LF and tab, or
+/// DEL. Written without short-circuits, so the scan below compiles to vector compares.
+fn is_binary(b: u8) -> bool {
+    ((b < 0x20) & (b != b'\r') & (b != b'\n') & (b != b'\t')) | (b == 0x7F)
+}
+
+/// The offset of the first binary byte. Every message is scanned whole, so it is done 32
+/// bytes at a time with no early exit inside a block (measured: `cargo bench -p wyvern-hl7
+/// --bench index -- acceptance`), and only a block that holds one is searched byte by byte.
+fn first_binary(raw: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut blocks = raw.chunks_exact(BLOCK);
+    let mut at = 0;
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | is_binary(b)) {
+            return block.iter().position(|&b| is_binary(b)).map(|p| at + p);
+        }
+        at += BLOCK;
+    }
+    blocks
+        .remainder()
+        .iter()
+        .position(|&b| is_binary(b))
+        .map(|p| at + p)
 }
 
 fn missing(field: usize, text: &str) -> AckError {
@@ -110,5 +132,24 @@ mod tests {
                 .contains("segment 2 starts with \"pid|1\"")
         );
         assert!(!problems(b"MSH|^~\\&|A|B|C|D|2026||ADT^A01|1\rPI").is_empty());
+    }
+
+    #[test]
+    fn the_block_scan_finds_what_a_byte_scan_finds() {
+        let plain = |raw: &[u8]| raw.iter().position(|&b| is_binary(b));
+        for len in [0, 1, 31, 32, 33, 64, 100] {
+            let clean: Vec<u8> = (0..len).map(|i| b"AB|\r\n\t^~"[i % 8]).collect();
+            assert_eq!(first_binary(&clean), None);
+            for at in 0..len {
+                for bad in [0x00, 0x0B, 0x1C, 0x7F] {
+                    let mut raw = clean.clone();
+                    raw[at] = bad;
+                    if at + 1 < len {
+                        raw[len - 1] = 0x01;
+                    }
+                    assert_eq!(first_binary(&raw), plain(&raw), "len {len} at {at}");
+                }
+            }
+        }
     }
 }
