@@ -697,7 +697,13 @@ fn a_search_pages_across_members() {
             clinical("Condition", "c-chie-3", "p-chie", "COND-CHIE-3"),
         ],
     );
-    let (_e, listen) = bridge_over(&chie, &dcr);
+    let listen = free_addr();
+    let yaml = format!(
+        "{}public_base: \"https://bridge.example/fhir/\"\n",
+        bridge_yaml(listen, chie.addr, dcr.addr)
+    );
+    let _e = EngineProcess::start_with_files(&[("bridge.yaml", &yaml)]);
+    wait_listening(listen, Duration::from_secs(20));
 
     let mut path = format!("/fhir/Condition?patient={BOTH}&_count=2");
     let mut seen: Vec<String> = Vec::new();
@@ -720,9 +726,12 @@ fn a_search_pages_across_members() {
             .and_then(|l| l["url"].as_str())
             .map(str::to_string);
         let Some(url) = next else { break };
-        // Under the base the caller reached (the test client says `Host: test`).
-        assert!(url.starts_with("http://test/fhir/Condition?"), "{url}");
-        path = url["http://test".len()..].to_string();
+        // Under the base callers reach (`public_base`: a proxy ends TLS in front).
+        assert!(
+            url.starts_with("https://bridge.example/fhir/Condition?"),
+            "{url}"
+        );
+        path = url["https://bridge.example".len()..].to_string();
         assert!(pages < 5, "too many pages: {seen:?}");
     }
     assert_eq!(pages, 2, "{seen:?}");

@@ -58,6 +58,12 @@ pub struct BridgeFile {
     /// Who may ask, and why.
     #[serde(default)]
     pub policy: Option<PolicyFile>,
+    /// The bridge's FHIR base as callers reach it, for the links it gives (a search's `next`
+    /// page), e.g. `https://bridge.example.nhs.uk/fhir` behind a proxy that ends TLS. Default:
+    /// the caller's `Host`, with `https` when `serve.tls` is set.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub public_base: Option<Spanned<String>>,
 }
 
 /// The access policy for record-to-record sharing.
@@ -191,6 +197,8 @@ pub struct Bridge {
     pub members: Vec<Member>,
     pub max_member_answer: u64,
     pub policy: Policy,
+    /// `public_base`, without a trailing `/`.
+    pub public_base: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,12 +340,24 @@ pub(crate) fn bridge(at: &mut At<'_>, base: &Path, f: &BridgeFile) -> (Bridge, V
         .as_ref()
         .map(|p| policy(at, base, p, serve.auth.is_some()))
         .unwrap_or_default();
+    let public_base = f.public_base.as_ref().and_then(|b| {
+        let base = b.value.trim().trim_end_matches('/');
+        let ok = ["https://", "http://"]
+            .iter()
+            .any(|s| base.len() > s.len() && base.starts_with(s))
+            && !base.contains(['?', '#', ' ']);
+        if !ok {
+            at.err(b, format!("public_base {:?} is not a base URL: expected where callers reach the bridge, such as https://bridge.example.nhs.uk/fhir", b.value));
+        }
+        ok.then(|| base.to_string())
+    });
     (
         Bridge {
             serve,
             members,
             max_member_answer,
             policy,
+            public_base,
         },
         feeds,
     )

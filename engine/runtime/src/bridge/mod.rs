@@ -80,6 +80,7 @@ struct Federation {
     /// Where it listens and whether on TLS: its base in the links it gives.
     listen: SocketAddr,
     tls: bool,
+    public_base: Option<String>,
     auth: Option<BearerAuth>,
     /// Records appended together with other queries' (each still awaited before answering).
     audit: crate::audit_group::GroupAudit,
@@ -93,8 +94,12 @@ struct Federation {
 }
 
 impl Federation {
-    /// The bridge's FHIR base as this caller reached it (its `Host`), for links it gives.
+    /// The bridge's FHIR base for the links it gives: `public_base`, else as this caller
+    /// reached it (its `Host`).
     fn base(&self, headers: &HeaderMap) -> String {
+        if let Some(base) = &self.public_base {
+            return base.clone();
+        }
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -175,6 +180,7 @@ impl BridgeServer {
                 members,
                 listen: serve.listen,
                 tls: serve.tls.is_some(),
+                public_base: bridge.public_base.clone(),
                 index: PatientIndex::new(
                     operations,
                     bridge.members.iter().map(|m| m.fed_by.clone()).collect(),
