@@ -225,7 +225,7 @@ pub(crate) struct FeedRef {
 
 /// An ODS code as the organisation data service issues them: 3 to 10 capital letters and
 /// digits (trusts `RXX`, sites `RXX01`, practices `A12345`).
-fn ods_ok(s: &str) -> bool {
+pub(crate) fn ods_ok(s: &str) -> bool {
     (3..=10).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())

@@ -60,7 +60,7 @@ pub use tls::{ClientTls, ClientTlsFile, Place, ServerTls, ServerTlsFile};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::{
     Config, DEFAULT_LEASE, Durability, EngineSettings, MllpSource, Route, SharedStore, Source,
-    validate,
+    valid_name, validate,
 };
 pub use wasm_step::{WasmLimitsFile, WasmStep, WasmStepFile};
 

@@ -49,10 +49,7 @@ const GENERAL_PRACTICE: &str = "1060971000000108";
 pub(crate) fn nrl(at: &mut At<'_>, base: &Path, f: &NrlDestinationFile) -> Option<DestinationKind> {
     let api = crate::fhir_destination::fhir_target(at, base, &f.api);
     let ods = f.ods.value.trim();
-    let ods_ok = (3..=10).contains(&ods.len())
-        && ods
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let ods_ok = crate::bridge::ods_ok(ods);
     if !ods_ok {
         at.err(&f.ods, format!("ods {:?} is not an ODS code: expected 3 to 10 capital letters and digits, such as RHM or A12345", f.ods.value));
     }

@@ -457,7 +457,9 @@ pub(crate) fn check_version(at: &mut At<'_>, v: &Spanned<u32>) {
     }
 }
 
-pub(crate) fn valid_name(n: &str) -> bool {
+/// A name of a route, destination or bridge member: 1 to 64 lower-case letters, digits, '-'
+/// and '_'.
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.bytes()

@@ -115,15 +115,19 @@ fn merge(ty: SearchType, answers: &[(Origin<'_>, Answer)], tell_more: bool) -> V
     if ty == SearchType::Patient {
         link_patients(&mut matches);
     }
+    searchset(matches, issues)
+}
+
+/// A searchset of `matches`, and one outcome entry holding `issues` if there are any.
+fn searchset(mut matches: Vec<Value>, issues: Vec<Value>) -> Value {
     let total = matches.len();
-    let mut entry = matches;
     if !issues.is_empty() {
-        entry.push(json!({
+        matches.push(json!({
             "resource": { "resourceType": "OperationOutcome", "issue": issues },
             "search": { "mode": "outcome" },
         }));
     }
-    json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
+    json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": matches })
 }
 
 /// `$everything`'s Bundle from one searchset per type (each made by [`federate`]): their
@@ -149,14 +153,7 @@ pub fn combine(parts: Vec<Value>) -> Value {
             }
         }
     }
-    let total = entry.len();
-    if !issues.is_empty() {
-        entry.push(json!({
-            "resource": { "resourceType": "OperationOutcome", "issue": issues },
-            "search": { "mode": "outcome" },
-        }));
-    }
-    json!({ "resourceType": "Bundle", "type": "searchset", "total": total, "entry": entry })
+    searchset(entry, issues)
 }
 
 /// Whether a member's entry is its own OperationOutcome (its words about the answer, not a

@@ -51,12 +51,10 @@ impl Page {
             let (name, offset) = part.split_once(':').ok_or_else(bad)?;
             let offset: usize = offset.parse().map_err(|_| bad())?;
             // A member's name as config allows it.
-            let named = !name.is_empty()
-                && name.len() <= 64
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !named || offset > MAX_OFFSET || members.iter().any(|(n, _)| n == name) {
+            if !wyvern_config::valid_name(name)
+                || offset > MAX_OFFSET
+                || members.iter().any(|(n, _)| n == name)
+            {
                 return Err(bad());
             }
             members.push((name.to_string(), offset));

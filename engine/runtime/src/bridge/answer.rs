@@ -49,13 +49,18 @@ impl Asked {
         }
     }
 
+    /// The types it asks each member for: one answer each.
+    fn types(&self) -> usize {
+        match self {
+            Asked::Search(_) => 1,
+            Asked::Everything(e) => e.types.len(),
+        }
+    }
+
     /// The searches it makes of each member: the turns it takes of the bridge's fan-out
     /// budget, so `$everything` holds no more member answers at once than as many searches.
     pub fn searches(&self) -> u32 {
-        match self {
-            Asked::Search(_) => 1,
-            Asked::Everything(e) => u32::try_from(e.types.len()).unwrap_or(u32::MAX).max(1),
-        }
+        u32::try_from(self.types()).unwrap_or(u32::MAX).max(1)
     }
 
     /// Where `member` starts on this page: `None` when earlier pages gave all it holds.
@@ -76,10 +81,7 @@ impl Asked {
         members: &[MemberClient],
         reach: &[Reach],
     ) -> (Vec<Vec<Answer>>, Vec<usize>) {
-        let types = match self {
-            Asked::Search(_) => 1,
-            Asked::Everything(e) => e.types.len(),
-        };
+        let types = self.types();
         futures_util::future::join_all(members.iter().zip(reach).map(|(m, r)| async move {
             match (r, self) {
                 (Reach::NotInIndex | Reach::PagedPast, _) => (vec![Answer::Skipped; types], 0),
@@ -95,18 +97,20 @@ impl Asked {
         .unzip()
     }
 
-    /// The next page of a search: each member that holds more than this page gave, and where
-    /// it goes on. `None`: this page ends the search (and always for `$everything`).
-    /// `took`: how many of each member's matches this page took ([`Asked::ask`]).
-    pub fn next_page(
+    /// The URL of a search's next page under `base`: the members that hold more than this
+    /// page gave, each where it goes on. `None`: this page ends the search (and always for
+    /// `$everything`). `took`: how many of each member's matches this page took
+    /// ([`Asked::ask`]).
+    pub fn next_link(
         &self,
+        base: impl FnOnce() -> String,
         members: &[MemberClient],
         answers: &[Vec<Answer>],
         took: &[usize],
-    ) -> Option<Page> {
-        if !matches!(self, Asked::Search(_)) {
+    ) -> Option<String> {
+        let Asked::Search(q) = self else {
             return None;
-        }
+        };
         let next: Vec<(String, usize)> = members
             .iter()
             .zip(answers)
@@ -120,33 +124,38 @@ impl Asked {
                 _ => None,
             })
             .collect();
-        (!next.is_empty()).then_some(Page(next))
+        (!next.is_empty()).then(|| page_url(&base(), q, &Page(next)))
     }
 
-    /// The searchset: one type merged, or every type merged and put together.
-    pub fn bundle(&self, origins: &[Origin<'_>], answers: &[Vec<Answer>]) -> serde_json::Value {
-        let of_type = |i: usize| -> Vec<(Origin<'_>, Answer)> {
-            origins
-                .iter()
-                .zip(answers)
-                .map(|(o, a)| (*o, a.get(i).cloned().unwrap_or(Answer::Skipped)))
-                .collect()
-        };
+    /// The searchset: one type merged, or every type merged and put together. Takes the
+    /// answers: they are moved into the merge, not copied.
+    pub fn bundle(&self, origins: &[Origin<'_>], answers: Vec<Vec<Answer>>) -> serde_json::Value {
+        let types = self.types();
+        // Member × type, turned into type × member.
+        let mut by_type: Vec<Vec<(Origin<'_>, Answer)>> = (0..types)
+            .map(|_| Vec::with_capacity(origins.len()))
+            .collect();
+        for (o, list) in origins.iter().zip(answers) {
+            let mut list = list.into_iter();
+            for of_type in &mut by_type {
+                of_type.push((*o, list.next().unwrap_or(Answer::Skipped)));
+            }
+        }
         match self {
-            Asked::Search(q) => federate_page(q.ty, &of_type(0)),
+            Asked::Search(q) => federate_page(q.ty, &by_type[0]),
             Asked::Everything(e) => combine(
                 e.types
                     .iter()
-                    .enumerate()
-                    .map(|(i, &ty)| federate(ty, &of_type(i)))
+                    .zip(&by_type)
+                    .map(|(&ty, answers)| federate(ty, answers))
                     .collect(),
             ),
         }
     }
 }
 
-/// The URL of a search's next page, under the bridge's base as the caller reached it.
-pub(crate) fn next_link(base: &str, q: &Query, page: &Page) -> String {
+/// The URL of a search's page `page`, under the bridge's base.
+fn page_url(base: &str, q: &Query, page: &Page) -> String {
     let patient = format!(
         "{}|{}",
         wyvern_federation::NHS_NUMBER_SYSTEM,

@@ -139,18 +139,11 @@ impl MemberClient {
         count: usize,
         offset: usize,
     ) -> Result<Patients, String> {
-        let mut query = vec![
-            (
-                "identifier",
-                format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str()),
-            ),
-            ("_count", count.to_string()),
-        ];
-        if offset > 0 {
-            query.push(("_offset", offset.to_string()));
-        }
-        let (patients, more) = self.searchset("Patient", &query, offset).await?;
-        let took = patients.iter().filter(|e| !is_outcome(e)).count();
+        let query = [(
+            "identifier",
+            format!("{NHS_NUMBER_SYSTEM}|{}", nhs.as_str()),
+        )];
+        let (patients, more, took) = self.searchset("Patient", &query, count, offset).await?;
         if more && count == PATIENTS_PER_NHS_NUMBER {
             tracing::warn!(member = %self.name, "a member holds more than {PATIENTS_PER_NHS_NUMBER} patients with one NHS number; the rest were not asked about");
         }
@@ -184,12 +177,9 @@ impl MemberClient {
         if ids.is_empty() {
             return Ok((bounded(Vec::new(), withheld, false, count), 0));
         }
-        let mut query = vec![("patient", ids.join(",")), ("_count", count.to_string())];
-        if offset > 0 {
-            query.push(("_offset", offset.to_string()));
-        }
-        let (entries, more) = self.searchset(ty.as_str(), &query, offset).await?;
-        let took = entries.iter().filter(|e| !is_outcome(e)).count().min(count);
+        let query = [("patient", ids.join(","))];
+        let (entries, more, took) = self.searchset(ty.as_str(), &query, count, offset).await?;
+        let took = took.min(count);
         // The same distrust for the records: only those about the patients found above.
         let (about, other): (Vec<Value>, Vec<Value>) = entries
             .into_iter()
@@ -205,18 +195,25 @@ impl MemberClient {
         ))
     }
 
-    /// One search's `entry` array, and whether the member holds more than it gave (a next
-    /// page, or a `total` past the entries after `offset`); an answer that is not a Bundle is
-    /// a failure.
+    /// One search (`query`, at most `count` entries, from `offset` on): its `entry` array,
+    /// whether the member holds more than it gave (a next page, or a `total` past the entries
+    /// after `offset`), and how many of the entries are matches (not the member's own
+    /// outcomes). An answer that is not a Bundle is a failure.
     async fn searchset(
         &self,
         ty: &str,
         query: &[(&str, String)],
+        count: usize,
         offset: usize,
-    ) -> Result<(Vec<Value>, bool), String> {
+    ) -> Result<(Vec<Value>, bool, usize), String> {
+        let mut query = query.to_vec();
+        query.push(("_count", count.to_string()));
+        if offset > 0 {
+            query.push(("_offset", offset.to_string()));
+        }
         let body = self
             .client
-            .read(&format!("/{ty}"), query, self.max_answer)
+            .read(&format!("/{ty}"), &query, self.max_answer)
             .await
             .map_err(|e| match e {
                 ReadFailure::TooLarge(n) => {
@@ -249,7 +246,7 @@ impl MemberClient {
         };
         let matches = entries.iter().filter(|e| !is_outcome(e)).count();
         let more = next || total.is_some_and(|t| t > (offset + matches) as u64);
-        Ok((entries, more))
+        Ok((entries, more, matches))
     }
 }
 

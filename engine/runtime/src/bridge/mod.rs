@@ -370,11 +370,9 @@ async fn answer(
             }
             parts.push(tally.describe(o.member, *r, &what));
         }
-        let mut bundle = asked.bundle(&origins, &answers);
-        if let (Asked::Search(q), Some(page)) =
-            (&asked, asked.next_page(&s.members, &answers, &took))
-        {
-            let url = answer::next_link(&s.base(headers), q, &page);
+        let next = asked.next_link(|| s.base(headers), &s.members, &answers, &took);
+        let mut bundle = asked.bundle(&origins, answers);
+        if let Some(url) = next {
             bundle["link"] = serde_json::json!([{ "relation": "next", "url": url }]);
         }
         let entries = bundle["total"].as_u64().unwrap_or(0);

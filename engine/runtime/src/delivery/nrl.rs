@@ -19,7 +19,7 @@ use wyvern_connectors::fhir::{Exchanged, FhirClient};
 use wyvern_hl7::Message;
 use wyvern_store::OutboxItem;
 
-use super::sink::Failure;
+use super::sink::{Failure, is_fhir_id};
 
 const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
 const ODS_CODE: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
@@ -160,25 +160,15 @@ impl NrlSink {
         let correlation = item.delivery_id();
         match intent(&item.payload)? {
             Intent::Remove { nhs } => {
-                let held = self.pointers(&nhs, &correlation).await?;
-                for (id, _) in &held {
-                    self.delete(id, &correlation).await?;
-                }
-                Ok(format!(
-                    "the patient died: {} pointer(s) deleted",
-                    held.len()
-                ))
+                let deleted = self.remove_all(&nhs, &correlation).await?;
+                Ok(format!("the patient died: {deleted} pointer(s) deleted"))
             }
             Intent::Point { nhs, merged_away } => {
                 let mut said = Vec::new();
                 if let Some(old) = merged_away {
-                    let held = self.pointers(&old, &correlation).await?;
-                    for (id, _) in &held {
-                        self.delete(id, &correlation).await?;
-                    }
+                    let deleted = self.remove_all(&old, &correlation).await?;
                     said.push(format!(
-                        "{} pointer(s) of the patient merged away deleted",
-                        held.len()
+                        "{deleted} pointer(s) of the patient merged away deleted"
                     ));
                 }
                 let held = self.pointers(&nhs, &correlation).await?;
@@ -245,34 +235,27 @@ impl NrlSink {
             .filter_map(|e| {
                 let r = e.get("resource")?;
                 let id = r.get("id")?.as_str()?;
-                // An id goes into a URL path: only what an id may be.
-                let id_ok = (1..=128).contains(&id.len())
-                    && id
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-                (id_ok && ours(r)).then(|| (id.to_string(), r.clone()))
+                // An id goes into a URL path: only what a FHIR id may be.
+                (is_fhir_id(id) && ours(r)).then(|| (id.to_string(), r.clone()))
             })
             .collect())
     }
 
-    async fn delete(&self, id: &str, correlation: &str) -> Result<(), Failure> {
-        match self
-            .call(
-                "DELETE",
-                &format!("/DocumentReference/{id}"),
-                &[],
-                None,
-                correlation,
-            )
-            .await
-        {
-            // Already gone (a retry after a lost answer): what was asked holds.
-            Err(f) if f.reason.starts_with("HTTP 404") => Ok(()),
-            other => other.map(|_| ()),
+    /// Deletes every pointer of ours for `nhs`; how many there were.
+    async fn remove_all(&self, nhs: &str, correlation: &str) -> Result<usize, Failure> {
+        let held = self.pointers(nhs, correlation).await?;
+        for (id, _) in &held {
+            let path = format!("/DocumentReference/{id}");
+            let answer = self.send("DELETE", &path, &[], None, correlation).await?;
+            // 404: already gone (a retry after a lost answer): what was asked holds.
+            if answer.status != 404 {
+                judge("DELETE", &path, answer)?;
+            }
         }
+        Ok(held.len())
     }
 
-    /// One request with the API's headers; a status that is not 2xx is a failure, classed.
+    /// One request with the API's headers, judged: a status that is not 2xx is a failure.
     async fn call(
         &self,
         method: &str,
@@ -281,41 +264,30 @@ impl NrlSink {
         body: Option<Value>,
         correlation: &str,
     ) -> Result<Exchanged, Failure> {
-        let mut headers = vec![
+        let answer = self.send(method, path, query, body, correlation).await?;
+        judge(method, path, answer)
+    }
+
+    /// One request with the API's headers; any status comes back.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        correlation: &str,
+    ) -> Result<Exchanged, Failure> {
+        let headers = [
             ("Accept", MEDIA.to_string()),
             ("NHSD-End-User-Organisation-ODS", self.config.ods.clone()),
             ("X-Request-ID", self.request_id()),
+            ("X-Correlation-ID", correlation.to_string()),
         ];
-        if !correlation.is_empty() {
-            headers.push(("X-Correlation-ID", correlation.to_string()));
-        }
         let body = body.map(|b| (MEDIA, b.to_string().into_bytes()));
-        let answer = self
-            .client
+        self.client
             .exchange(method, path, query, &headers, body, ANSWER_LIMIT)
             .await
-            .map_err(Failure::transient)?;
-        if (200..300).contains(&answer.status) {
-            return Ok(answer);
-        }
-        let text: String = String::from_utf8_lossy(&answer.body)
-            .chars()
-            .take(400)
-            .collect();
-        let why = format!("HTTP {} from {method} {path}: {text}", answer.status);
-        Err(match answer.status {
-            // Authentication and grants are this destination's configuration (an expired
-            // key, an ODS code not yet granted): retried until fixed, as for `fhir`.
-            401 | 403 => {
-                Failure::transient(format!("{why} (are the destination's auth and ods right?)"))
-            }
-            // So is a path the API does not know (a wrong base).
-            404 | 405 => {
-                Failure::transient(format!("{why} (is the destination's api base right?)"))
-            }
-            408 | 429 | 500..=599 => Failure::transient(why),
-            _ => Failure::permanent(why),
-        })
+            .map_err(Failure::transient)
     }
 
     /// A random (version 4) UUID for `X-Request-ID`.
@@ -340,6 +312,29 @@ impl NrlSink {
             &h[20..]
         )
     }
+}
+
+/// What an answer means: 2xx is the answer; any other status a failure, classed.
+fn judge(method: &str, path: &str, answer: Exchanged) -> Result<Exchanged, Failure> {
+    if (200..300).contains(&answer.status) {
+        return Ok(answer);
+    }
+    let text: String = String::from_utf8_lossy(&answer.body)
+        .chars()
+        .take(400)
+        .collect();
+    let why = format!("HTTP {} from {method} {path}: {text}", answer.status);
+    Err(match answer.status {
+        // Authentication and grants are this destination's configuration (an expired
+        // key, an ODS code not yet granted): retried until fixed, as for `fhir`.
+        401 | 403 => {
+            Failure::transient(format!("{why} (are the destination's auth and ods right?)"))
+        }
+        // So is a path the API does not know (a wrong base).
+        404 | 405 => Failure::transient(format!("{why} (is the destination's api base right?)")),
+        408 | 429 | 500..=599 => Failure::transient(why),
+        _ => Failure::permanent(why),
+    })
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub fn fhir_request(payload: &[u8]) -> Result<(Interaction, Vec<u8>), Failure> {
 }
 
 /// FHIR's `id` type: 1 to 64 of `A-Z a-z 0-9 - .`.
-fn is_fhir_id(s: &str) -> bool {
+pub(crate) fn is_fhir_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
