@@ -21,6 +21,7 @@ mod nrl;
 mod peers;
 mod plugins;
 mod receiver;
+mod route_tests;
 mod shared_partition;
 mod shared_store;
 mod store_faults;

@@ -25,6 +25,7 @@ mod map;
 mod plugin;
 mod remote;
 mod replay;
+mod route_tests;
 mod run;
 mod send;
 mod store;
@@ -127,6 +128,16 @@ enum Command {
     /// invalid NHS number kept as a local identifier, a missing PV1 …). With --config, that
     /// config's mappings folder is used. Exits 1 when the message cannot be mapped.
     Map(map::MapArgs),
+    /// Run the route tests (NAME.test.yaml beside each route) offline and print a diff for each
+    /// failure; exits 1 if any fails, 2 if a test file has problems.
+    ///
+    /// Each case's message goes through its route as the engine would take it (filters, edits,
+    /// plugins in test mode, the FHIR mapping); what each destination would be sent is compared
+    /// with the case's expectations. Nothing is stored or sent. Example:
+    ///   wyvern test routes/                       # every test file in the folder
+    ///   wyvern test routes/acute-adt.test.yaml --case admission
+    ///   wyvern test routes/ --update              # write body_file files after a deliberate change
+    Test(route_tests::TestArgs),
     /// Deliver again what a route received in a time range (`--since 2h`, `--since "2026-11-25 09:00"`).
     Replay(replay::ReplayArgs),
     /// Tools for development and tests.
@@ -168,6 +179,8 @@ enum SchemaKind {
     Bridge,
     /// A code table in the mappings folder.
     CodeTable,
+    /// A route test (NAME.test.yaml).
+    RouteTest,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,7 +219,13 @@ fn main() -> ExitCode {
     // patient data or derives from it: readable by this user only (files 0600, folders 0700).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log);
+    // A test run's output is its report: the engine's info lines (plugins loaded …) would
+    // bury it, so only warnings show unless a filter was asked for.
+    let log = match (&cli.command, cli.log.as_str()) {
+        (Command::Test(_), "info") => "warn",
+        (_, log) => log,
+    };
+    init_logging(cli.log_format, log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -239,12 +258,14 @@ fn main() -> ExitCode {
             Command::BenchServer(args) => bench_server::serve(args).await,
             Command::Plugin { command } => plugin::plugin(command),
             Command::Map(args) => map::map(args),
+            Command::Test(args) => route_tests::test(args),
             Command::Schema { kind } => {
                 let schema = match kind {
                     SchemaKind::Route => wyvern_config::route_schema(),
                     SchemaKind::Engine => wyvern_config::engine_schema(),
                     SchemaKind::Bridge => wyvern_config::bridge_schema(),
                     SchemaKind::CodeTable => wyvern_config::code_table_schema(),
+                    SchemaKind::RouteTest => wyvern_config::route_test_schema(),
                 };
                 println!("{}", serde_json::to_string_pretty(&schema)?);
                 Ok(ExitCode::SUCCESS)

@@ -16,6 +16,7 @@ mod destination;
 mod diagnostic;
 mod directory;
 mod duplicates;
+mod element_path;
 mod fhir_destination;
 mod fhir_source;
 mod filter;
@@ -23,6 +24,7 @@ mod load;
 mod model;
 mod nrl_destination;
 mod peers;
+mod route_test;
 mod schema;
 mod secret;
 mod step;
@@ -46,14 +48,21 @@ pub use destination::{
 pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
 pub use duplicates::ControlIdReuse;
+pub use element_path::ElementPath;
 pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
 pub use fhir_source::{FhirInboundAuthFile, FhirSource, FhirSourceFile, JwtAuth, JwtAuthFile};
 pub use filter::{Condition, ConditionFile, FieldTest};
-pub use load::{SourceFile, load, read_sources};
+pub use load::{SourceFile, is_route_test_file, load, load_route_tests, read_sources};
 pub use model::{EngineFile, MllpSourceFile, RouteFile, SourceFileKind, StoreFile};
 pub use nrl_destination::{NrlDestination, NrlDestinationFile};
 pub use peers::{SenderFile, SenderIdentity, SenderMismatch, SenderRule};
-pub use schema::{bridge_schema, code_table_schema, engine_schema, route_schema};
+pub use route_test::{
+    AckCode, DeliveryCheck, Expectation, ExpectedBody, Input, Line, Outcome, RouteTestFile,
+    RouteTests, TestCase, validate_route_tests,
+};
+pub use schema::{
+    bridge_schema, code_table_schema, engine_schema, route_schema, route_test_schema,
+};
 pub use secret::SecretValue;
 pub use step::{MapKind, Removal, Step, StepFile};
 pub use tls::{ClientTls, ClientTlsFile, Place, ServerTls, ServerTlsFile};

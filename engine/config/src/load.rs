@@ -26,9 +26,7 @@ impl SourceFile {
 
 fn is_route_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    (name.ends_with(".yaml") || name.ends_with(".yml"))
-        && !name.ends_with(".test.yaml")
-        && !name.ends_with(".test.yml")
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_route_test_file(p)
 }
 
 /// Reads a config folder (`wyvern.yaml` plus route files) or a single route file. Returns the
@@ -81,5 +79,100 @@ pub fn load(path: &Path) -> Result<Config, Vec<Diagnostic>> {
         Ok(config)
     } else {
         Err(missing)
+    }
+}
+
+/// Whether a file is a route test (`NAME.test.yaml`).
+pub fn is_route_test_file(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// Reads the route tests at `path` — a config folder (its `*.test.yaml`) or one test file (its
+/// folder is the config) — with the config they test, and the files their cases name. An
+/// expected body's file that does not exist yet is left empty (`wyvern test --update` writes
+/// it); an input that cannot be read is an error at the line that names it.
+pub fn load_route_tests(path: &Path) -> Result<(Config, Vec<crate::RouteTests>), Vec<Diagnostic>> {
+    let io_err =
+        |p: &Path, e: std::io::Error| vec![Diagnostic::error(p, 0, 0, format!("cannot read: {e}"))];
+    let (dir, tests) = if std::fs::metadata(path)
+        .map_err(|e| io_err(path, e))?
+        .is_dir()
+    {
+        let mut tests: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| io_err(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_route_test_file(p))
+            .collect();
+        tests.sort();
+        (path.to_path_buf(), tests)
+    } else if is_route_test_file(path) {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        (dir, vec![path.to_path_buf()])
+    } else {
+        return Err(vec![Diagnostic::error(
+            path,
+            0,
+            0,
+            "not a route test: expected a config folder or a NAME.test.yaml file",
+        )]);
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let config = load(&dir)?;
+    let mut all = Vec::new();
+    let mut errors = Vec::new();
+    for t in tests {
+        let text = match std::fs::read_to_string(&t) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.extend(io_err(&t, e));
+                continue;
+            }
+        };
+        match crate::route_test::validate_route_tests(
+            &SourceFile {
+                path: t.clone(),
+                text,
+            },
+            &config,
+        ) {
+            Ok(mut tests) => {
+                read_case_files(&mut tests, &mut errors);
+                all.push(tests);
+            }
+            Err(d) => errors.extend(d),
+        }
+    }
+    if errors.is_empty() {
+        Ok((config, all))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads what a test's cases name: inputs (an error if missing) and expected bodies (absent
+/// until written).
+fn read_case_files(tests: &mut crate::RouteTests, errors: &mut Vec<Diagnostic>) {
+    for case in &mut tests.cases {
+        if let crate::Input::File { path, at, text } = &mut case.input {
+            match std::fs::read(&*path) {
+                Ok(bytes) => *text = Some(bytes),
+                Err(e) => errors.push(Diagnostic::error(
+                    &tests.file,
+                    at.line,
+                    at.column,
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            }
+        }
+        for check in &mut case.expect.at {
+            if let Some(crate::ExpectedBody::File { path, text }) = &mut check.body {
+                *text = std::fs::read_to_string(&*path).ok();
+            }
+        }
     }
 }

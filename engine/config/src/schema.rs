@@ -15,6 +15,15 @@ pub fn route_schema() -> serde_json::Value {
     )
 }
 
+/// The schema of a route test (`NAME.test.yaml`).
+pub fn route_test_schema() -> serde_json::Value {
+    with_id(
+        schemars::schema_for!(crate::RouteTestFile).to_value(),
+        "route-test.schema.json",
+        "Wyvern route tests: messages in, and what the route must make of them",
+    )
+}
+
 /// The schema of `wyvern.yaml`.
 pub fn engine_schema() -> serde_json::Value {
     with_id(

@@ -5,20 +5,33 @@
 use std::path::Path;
 
 fn render(dir: &Path) -> String {
+    let root = dir.parent().expect("a case folder has a parent");
+    let lines = |diags: Vec<wyvern_config::Diagnostic>| -> String {
+        diags
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}\n",
+                    d.to_string().replace(&format!("{}/", root.display()), "")
+                )
+            })
+            .collect()
+    };
+    let has_tests = std::fs::read_dir(dir)
+        .expect("a case folder reads")
+        .filter_map(|e| e.ok())
+        .any(|e| wyvern_config::is_route_test_file(&e.path()));
     match wyvern_config::load(dir) {
+        Ok(_) if has_tests => match wyvern_config::load_route_tests(dir) {
+            Ok((c, tests)) => format!(
+                "ok: {} route(s), {} route test file(s)\n",
+                c.routes.len(),
+                tests.len()
+            ),
+            Err(diags) => lines(diags),
+        },
         Ok(c) => format!("ok: {} route(s)\n", c.routes.len()),
-        Err(diags) => {
-            let root = dir.parent().expect("a case folder has a parent");
-            diags
-                .iter()
-                .map(|d| {
-                    format!(
-                        "{}\n",
-                        d.to_string().replace(&format!("{}/", root.display()), "")
-                    )
-                })
-                .collect()
-        }
+        Err(diags) => lines(diags),
     }
 }
 

@@ -14,6 +14,7 @@ fn checked_in_schemas_match_the_code() {
         ("engine.schema.json", wyvern_config::engine_schema()),
         ("bridge.schema.json", wyvern_config::bridge_schema()),
         ("code-table.schema.json", wyvern_config::code_table_schema()),
+        ("route-test.schema.json", wyvern_config::route_test_schema()),
     ] {
         let path = repo().join("schema").join(file);
         let expected = serde_json::to_string_pretty(&schema).unwrap() + "\n";
@@ -34,17 +35,22 @@ fn every_config_in_the_repository_passes_the_schemas() {
     let route = jsonschema::validator_for(&wyvern_config::route_schema()).unwrap();
     let engine = jsonschema::validator_for(&wyvern_config::engine_schema()).unwrap();
     let bridge = jsonschema::validator_for(&wyvern_config::bridge_schema()).unwrap();
+    let route_test = jsonschema::validator_for(&wyvern_config::route_test_schema()).unwrap();
     let mut checked = 0;
+    let mut tests_checked = 0;
     for dir in ["routes", "examples/quickstart", "examples/bridge"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.ends_with(".yaml") || name.ends_with(".test.yaml") {
+            if !name.ends_with(".yaml") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
             let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-            let v = if name == wyvern_config::ENGINE_FILE {
+            let v = if name.ends_with(".test.yaml") {
+                tests_checked += 1;
+                &route_test
+            } else if name == wyvern_config::ENGINE_FILE {
                 &engine
             } else if name == wyvern_config::BRIDGE_FILE {
                 &bridge
@@ -57,6 +63,10 @@ fn every_config_in_the_repository_passes_the_schemas() {
         }
     }
     assert!(checked >= 5, "only {checked} files checked");
+    assert!(
+        tests_checked >= 7,
+        "only {tests_checked} route test files checked"
+    );
     let table = jsonschema::validator_for(&wyvern_config::code_table_schema()).unwrap();
     for entry in std::fs::read_dir(repo().join("mappings")).unwrap() {
         let path = entry.unwrap().path();

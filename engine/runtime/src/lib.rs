@@ -20,6 +20,7 @@ pub mod metrics;
 mod plan;
 mod poison;
 mod retention;
+pub mod route_test;
 pub mod source;
 pub mod tls;
 pub mod transform;

@@ -28,6 +28,8 @@ pub struct Assessment {
     /// The peer is bound to a facility (`senders`) and MSH-4.1 is not it (rejected or
     /// flagged, as the route says; counted either way).
     pub sender_mismatch: bool,
+    /// The step (1-based) that filtered the message out or refused it, when one did.
+    pub step: Option<usize>,
 }
 
 /// Assesses one frame. `ack_id` becomes the ACK's MSH-10 and `now` its MSH-7.
@@ -69,6 +71,7 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
         ..
     } = *cx;
     let mut deliveries = Vec::new();
+    let mut decided_by = None;
     match frame {
         MllpFrame::Message(raw) if cx.plan.splits() && wyvern_hl7::is_batch(&raw) => {
             super::batch::assess_batch(raw, cx)
@@ -106,15 +109,18 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                     } else {
                         let ack = build_ack(&msg, AckIntent::Accept, None, ack_id, now);
                         match cx.plan.decide(&msg, cx.message_id) {
-                            Decision::Filtered { step } => (
-                                InboxStatus::Filtered,
-                                meta,
-                                Some(format!(
-                                    "filtered out by step {step} of route {}",
-                                    cx.plan.route
-                                )),
-                                ack,
-                            ),
+                            Decision::Filtered { step } => {
+                                decided_by = Some(step);
+                                (
+                                    InboxStatus::Filtered,
+                                    meta,
+                                    Some(format!(
+                                        "filtered out by step {step} of route {}",
+                                        cx.plan.route
+                                    )),
+                                    ack,
+                                )
+                            }
                             Decision::Deliver(d) => {
                                 deliveries = d;
                                 // sender_mismatch: flag — accepted, the reason kept with it.
@@ -126,6 +132,7 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                                 reject,
                                 reason,
                             } => {
+                                decided_by = Some(step);
                                 let (status, answer, ack) =
                                     refused(&msg, cx, step, reject, &reason);
                                 (status, meta, Some(answer), ack)
@@ -143,6 +150,7 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                 raw_len,
                 deliveries,
                 sender_mismatch: false,
+                step: decided_by,
             }
         }
         MllpFrame::Oversized { head, len } => {
@@ -177,6 +185,7 @@ fn assess_frame(frame: MllpFrame, cx: &Context<'_>) -> Assessment {
                 raw_len: len,
                 deliveries,
                 sender_mismatch: false,
+                step: None,
             }
         }
     }

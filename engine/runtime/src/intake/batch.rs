@@ -67,6 +67,7 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
         }
         .map(Bytes::from)
     };
+    let mut decided_by = None;
     let (status, error, ack, deliveries) = if let Some(first) = problems.first() {
         let text = join(&problems);
         (
@@ -86,15 +87,18 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
     } else {
         let a = ack(AckIntent::Accept, None);
         match cx.plan.decide_split(&messages, cx.message_id) {
-            Decision::Filtered { step } => (
-                InboxStatus::Filtered,
-                Some(format!(
-                    "every message of the batch was filtered out (step {step} of route {})",
-                    cx.plan.route
-                )),
-                a,
-                Vec::new(),
-            ),
+            Decision::Filtered { step } => {
+                decided_by = Some(step);
+                (
+                    InboxStatus::Filtered,
+                    Some(format!(
+                        "every message of the batch was filtered out (step {step} of route {})",
+                        cx.plan.route
+                    )),
+                    a,
+                    Vec::new(),
+                )
+            }
             // A trailer count that does not match is kept with the message for people to see.
             Decision::Deliver(d) => {
                 let note = (!warnings.is_empty()).then(|| warnings.join("; "));
@@ -104,23 +108,27 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
                 step,
                 reject,
                 reason,
-            } => match &header {
-                Some(h) => {
-                    let (status, text, ack) = super::assess::refused(h, cx, step, reject, &reason);
-                    (status, Some(text), ack.map(Bytes::from), Vec::new())
+            } => {
+                decided_by = Some(step);
+                match &header {
+                    Some(h) => {
+                        let (status, text, ack) =
+                            super::assess::refused(h, cx, step, reject, &reason);
+                        (status, Some(text), ack.map(Bytes::from), Vec::new())
+                    }
+                    None => (
+                        InboxStatus::Failed,
+                        Some(reason),
+                        Some(Bytes::from(build_ack_without_message(
+                            AckIntent::Error,
+                            None,
+                            cx.ack_id,
+                            cx.now,
+                        ))),
+                        Vec::new(),
+                    ),
                 }
-                None => (
-                    InboxStatus::Failed,
-                    Some(reason),
-                    Some(Bytes::from(build_ack_without_message(
-                        AckIntent::Error,
-                        None,
-                        cx.ack_id,
-                        cx.now,
-                    ))),
-                    Vec::new(),
-                ),
-            },
+            }
         }
     };
     Assessment {
@@ -132,6 +140,7 @@ pub(crate) fn assess_batch(raw: Bytes, cx: &Context<'_>) -> Assessment {
         raw_len,
         deliveries,
         sender_mismatch: false,
+        step: decided_by,
     }
 }
 

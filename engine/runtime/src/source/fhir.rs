@@ -246,7 +246,7 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
             );
         }
     };
-    match check(&s, &body, xml, &expect).await {
+    match check(&s, &body, xml, expect).await {
         Ok((parsed, created)) => {
             commit(
                 &s,

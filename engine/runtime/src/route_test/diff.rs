@@ -1,0 +1,306 @@
+//! A failed body check, told so a person sees what changed: HL7v2 segment by segment (the
+//! segments both sides share matched up first, then a changed segment named field by field,
+//! `PV1-3.4: "RX1" → "RHM"`), FHIR JSON by element path (`entry[1].resource.status`).
+
+use serde_json::Value;
+
+/// Segment pairs compared in full before falling back to comparing by position (the matching
+/// is quadratic; a real message has tens of segments).
+const MAX_CELLS: usize = 250_000;
+/// Differences listed for one JSON body.
+const MAX_JSON: usize = 30;
+
+/// The messages of an expected body: a blank line between two; line ends normalised.
+pub fn messages(text: &str) -> Vec<String> {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            if !current.trim().is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The segments of an HL7v2 text, whatever its line ends, blank ones dropped.
+pub fn segments(text: &str) -> Vec<String> {
+    text.split(['\r', '\n'])
+        .map(|s| s.trim_end().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The lines telling how `got` differs from `want`; none when they are the same.
+pub fn body(want: &str, got: &[u8]) -> Vec<String> {
+    let got_text = String::from_utf8_lossy(got);
+    match (
+        serde_json::from_str::<Value>(want),
+        serde_json::from_slice::<Value>(got),
+    ) {
+        (Ok(w), Ok(g)) => {
+            let mut out = Vec::new();
+            json("", &w, &g, &mut out);
+            out
+        }
+        (Ok(_), Err(_)) => vec!["  expected JSON, received something that is not".into()],
+        _ => hl7(&segments(want), &segments(&got_text)),
+    }
+}
+
+/// Segment by segment: a longest common subsequence pairs equal segments; between two pairs,
+/// removed and added segments with the same id are shown as one changed segment.
+fn hl7(want: &[String], got: &[String]) -> Vec<String> {
+    if want == got {
+        return Vec::new();
+    }
+    let pairs = if want.len() * got.len() <= MAX_CELLS {
+        common(want, got)
+    } else {
+        (0..want.len().min(got.len()))
+            .filter(|&i| want[i] == got[i])
+            .map(|i| (i, i))
+            .collect()
+    };
+    // MSH-2's first character separates components (`^` almost always).
+    let component = want
+        .first()
+        .filter(|m| m.starts_with("MSH"))
+        .and_then(|m| m.chars().nth(4))
+        .unwrap_or('^');
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    for (pi, pj) in pairs.into_iter().chain([(want.len(), got.len())]) {
+        hunk(&want[i..pi], &got[j..pj], component, &mut out);
+        (i, j) = (pi + 1, pj + 1);
+    }
+    out
+}
+
+/// Index pairs of a longest common subsequence of equal segments.
+fn common(a: &[String], b: &[String]) -> Vec<(usize, usize)> {
+    let (n, m) = (a.len(), b.len());
+    let mut len = vec![0u32; (n + 1) * (m + 1)];
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            len[at(i, j)] = if a[i] == b[j] {
+                len[at(i + 1, j + 1)] + 1
+            } else {
+                len[at(i + 1, j)].max(len[at(i, j + 1)])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n && j < m {
+        if a[i] == b[j] {
+            out.push((i, j));
+            (i, j) = (i + 1, j + 1);
+        } else if len[at(i + 1, j)] >= len[at(i, j + 1)] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+fn id(seg: &str) -> &str {
+    seg.get(..3).unwrap_or(seg)
+}
+
+/// Removed segments (`want`) and added ones (`got`) between two that match.
+fn hunk(want: &[String], got: &[String], component: char, out: &mut Vec<String>) {
+    let mut used = vec![false; got.len()];
+    for w in want {
+        let partner = (0..got.len()).find(|&k| !used[k] && id(&got[k]) == id(w));
+        match partner {
+            Some(k) => {
+                used[k] = true;
+                out.extend(fields(w, &got[k], component));
+                out.push(format!("  - {w}"));
+                out.push(format!("  + {}", got[k]));
+            }
+            None => out.push(format!("  - {w}    (missing)")),
+        }
+    }
+    for (k, g) in got.iter().enumerate() {
+        if !used[k] {
+            out.push(format!("  + {g}    (not expected)"));
+        }
+    }
+}
+
+/// The fields (down to the component) where two segments with the same id differ, named as
+/// HL7 paths. MSH-1 is the field separator itself, so MSH's fields are counted one on.
+fn fields(want: &str, got: &str, component: char) -> Vec<String> {
+    let sep = want.as_bytes().get(3).copied().unwrap_or(b'|') as char;
+    let w: Vec<&str> = want.split(sep).collect();
+    let g: Vec<&str> = got.split(sep).collect();
+    let seg = id(want);
+    let shift = usize::from(seg == "MSH");
+    let mut out = Vec::new();
+    for n in 1..w.len().max(g.len()) {
+        let (a, b) = (
+            w.get(n).copied().unwrap_or(""),
+            g.get(n).copied().unwrap_or(""),
+        );
+        if a == b {
+            continue;
+        }
+        let field = n + shift;
+        let ac: Vec<&str> = a.split(component).collect();
+        let bc: Vec<&str> = b.split(component).collect();
+        let changed: Vec<usize> = (0..ac.len().max(bc.len()))
+            .filter(|&c| ac.get(c) != bc.get(c))
+            .collect();
+        let (path, a, b) = match changed.as_slice() {
+            [c] if ac.len() > 1 || bc.len() > 1 => (
+                format!("{seg}-{field}.{}", c + 1),
+                ac.get(*c).copied().unwrap_or(""),
+                bc.get(*c).copied().unwrap_or(""),
+            ),
+            _ => (format!("{seg}-{field}"), a, b),
+        };
+        out.push(format!("  {path}: expected {a:?}, received {b:?}"));
+    }
+    out
+}
+
+/// Where two JSON values differ, by path.
+fn json(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
+    if out.len() >= MAX_JSON || want == got {
+        return;
+    }
+    let here = |p: &str| {
+        if p.is_empty() {
+            "(the body)".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match g.get(k) {
+                    Some(gv) => json(&p, wv, gv, out),
+                    None => out.push(format!("  {p}: missing (expected {})", compact(wv))),
+                }
+            }
+            for (k, gv) in g {
+                if !w.contains_key(k) && out.len() < MAX_JSON {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    out.push(format!("  {p}: not expected ({})", compact(gv)));
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(g)) => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                json(&format!("{path}[{i}]"), wv, gv, out);
+            }
+            if w.len() != g.len() {
+                out.push(format!(
+                    "  {}: {} item(s) expected, {} received",
+                    here(path),
+                    w.len(),
+                    g.len()
+                ));
+            }
+        }
+        _ => out.push(format!(
+            "  {}: expected {}, received {}",
+            here(path),
+            compact(want),
+            compact(got)
+        )),
+    }
+}
+
+/// A value in one line, cut short when long.
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 120 {
+        let cut = (0..=117)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
+        format!("{}...", &s[..cut])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_component_is_named_by_its_path() {
+        let want = "MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C1|P|2.4\nPID|1||9990000018^^^NHS^NH\nPV1|1|I|W7^^^RX1\n";
+        let got = b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C1|P|2.4\rPID|1||9990000018^^^NHS^NH\rPV1|1|I|W7^^^RHM\r";
+        let d = body(want, got);
+        assert_eq!(
+            d[0], "  PV1-3.4: expected \"RX1\", received \"RHM\"",
+            "{d:#?}"
+        );
+        assert_eq!(d.len(), 3);
+        assert!(body(want, &want.replace('\n', "\r").into_bytes()).is_empty());
+    }
+
+    #[test]
+    fn msh_fields_are_counted_from_the_separator_and_segments_missing_or_extra_are_said() {
+        let d = body(
+            "MSH|^~\\&|PAS|RX1\nNK1|1|X\nPV1|1\n",
+            b"MSH|^~\\&|PAS|RX2\rPV1|1\rZPI|1\r",
+        );
+        assert!(
+            d.contains(&"  MSH-4: expected \"RX1\", received \"RX2\"".to_string()),
+            "{d:#?}"
+        );
+        assert!(
+            d.contains(&"  - NK1|1|X    (missing)".to_string()),
+            "{d:#?}"
+        );
+        assert!(
+            d.contains(&"  + ZPI|1    (not expected)".to_string()),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn json_differences_are_named_by_element_path() {
+        let d = body(
+            r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"female"}}]}"#,
+            br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"male","active":true}}]}"#,
+        );
+        assert_eq!(
+            d,
+            [
+                "  entry[0].resource.gender: expected \"female\", received \"male\"",
+                "  entry[0].resource.active: not expected (true)"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expected_body_splits_into_messages_at_blank_lines() {
+        assert_eq!(messages("MSH|1\nPID|1\n\n\nMSH|2\r\n").len(), 2);
+    }
+}
