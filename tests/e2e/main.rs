@@ -22,6 +22,7 @@ mod peers;
 mod plugins;
 mod receiver;
 mod route_tests;
+mod shadow;
 mod shared_partition;
 mod shared_store;
 mod store_faults;

@@ -28,6 +28,7 @@ mod replay;
 mod route_tests;
 mod run;
 mod send;
+mod shadow;
 mod store;
 mod store_migrate;
 mod tls_args;

@@ -13,9 +13,9 @@ use crate::inbox::{OperatorStore, StoreArgs, open_store};
 pub struct ReplayArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// The route whose messages to send again.
-    #[arg(long)]
-    route: String,
+    /// The route whose messages to send again (with --shadow: default, the candidate's name).
+    #[arg(long, required_unless_present = "shadow")]
+    route: Option<String>,
     /// Only to this destination (default: all of the route's).
     #[arg(long)]
     destination: Option<String>,
@@ -25,6 +25,14 @@ pub struct ReplayArgs {
     /// Until (exclusive), same forms; default now.
     #[arg(long)]
     until: Option<String>,
+    /// Send nothing: run the stored messages through this candidate version of the route (a
+    /// route file) and report each whose ACK, destinations or bodies would differ from what
+    /// the live route did. Exit 0 when nothing differs, 1 when something does.
+    #[arg(long, value_name = "CANDIDATE.yaml", conflicts_with = "destination")]
+    shadow: Option<std::path::PathBuf>,
+    /// With --shadow: one JSON object per message compared, then a summary object.
+    #[arg(long, requires = "shadow")]
+    json: bool,
 }
 
 /// Milliseconds since the epoch for a time or an age before `now_ms`.
@@ -52,17 +60,24 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if since >= until {
         anyhow::bail!("--since must be before --until");
     }
+    if let Some(candidate) = &args.shadow {
+        let shadow = crate::shadow::Shadow {
+            candidate,
+            route: args.route.as_deref(),
+            since_ms: since,
+            until_ms: until,
+            json: args.json,
+        };
+        return crate::shadow::shadow(&args.store, shadow).await;
+    }
+    let route = args.route.clone().unwrap_or_default();
     if let Some(remote) = crate::remote::Remote::from_args(&args.store.remote)? {
-        let mut body =
-            serde_json::json!({"route": args.route, "since_ms": since, "until_ms": until});
+        let mut body = serde_json::json!({"route": route, "since_ms": since, "until_ms": until});
         if let Some(d) = &args.destination {
             body["destination"] = serde_json::json!(d);
         }
         let v = remote.post("/api/v1/replay", Some(body))?;
-        println!(
-            "{} deliveries of route {} queued again",
-            v["queued"], args.route
-        );
+        println!("{} deliveries of route {route} queued again", v["queued"]);
         return Ok(ExitCode::SUCCESS);
     }
     let OperatorStore {
@@ -74,8 +89,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         None,
         None,
         Some(format!(
-            "route {} destination {} from {} to {}",
-            args.route,
+            "route {route} destination {} from {} to {}",
             args.destination.as_deref().unwrap_or("all"),
             wyvern_core::display_timestamp(since),
             wyvern_core::display_timestamp(until)
@@ -83,15 +97,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let replay = wyvern_store::Replay {
-        route: args.route.clone(),
+        route: route.clone(),
         destination: args.destination.clone(),
         since_ms: since,
         until_ms: until,
     };
     let n = ops.replay(replay, now).await?;
     println!(
-        "{n} deliveries of route {} queued again ({} to {})",
-        args.route,
+        "{n} deliveries of route {route} queued again ({} to {})",
         wyvern_core::display_timestamp(since),
         wyvern_core::display_timestamp(until)
     );

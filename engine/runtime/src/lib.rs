@@ -21,6 +21,7 @@ mod plan;
 mod poison;
 mod retention;
 pub mod route_test;
+pub mod shadow;
 pub mod source;
 pub mod tls;
 pub mod transform;

@@ -153,6 +153,42 @@ impl Operations for PgOperations {
         }))
     }
 
+    fn traffic(
+        &self,
+        q: wyvern_store::TrafficQuery,
+    ) -> StoreFuture<'_, Vec<wyvern_store::StoredTraffic>> {
+        Box::pin(self.session.run(async move |c| {
+            let limit = i64::try_from(q.limit.max(1)).unwrap_or(i64::MAX);
+            let rows = c
+                .query(
+                    &format!(
+                        "SELECT {MESSAGE}, raw, ack FROM messages \
+                         WHERE source = $1 AND received_at >= $2 AND received_at < $3 \
+                         AND seq > $4 ORDER BY seq LIMIT $5"
+                    ),
+                    &[&q.route, &q.since_ms, &q.until_ms, &q.after_seq, &limit],
+                )
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let message = message(r, true);
+                let queued = c
+                    .query(
+                        "SELECT l.destination, d.payload FROM deliveries d \
+                         JOIN lanes l ON l.lane = d.lane WHERE d.message = $1 \
+                         ORDER BY d.xid, d.seq",
+                        &[&message.seq],
+                    )
+                    .await?
+                    .iter()
+                    .map(|d| (d.get(0), d.get(1)))
+                    .collect();
+                out.push(wyvern_store::StoredTraffic { message, queued });
+            }
+            Ok(out)
+        }))
+    }
+
     fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>> {
         Box::pin(self.session.run(async move |c| {
             let rows = c

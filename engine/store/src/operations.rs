@@ -60,6 +60,9 @@ pub trait Operations: Send + Sync + std::fmt::Debug {
     fn purge(&self, which: Selection) -> StoreFuture<'_, usize>;
     /// Makes every delivery of the range that was settled due again; how many.
     fn replay(&self, replay: Replay, now_ms: i64) -> StoreFuture<'_, usize>;
+    /// A page of a route's messages in a time range, oldest first, with their bytes, ACKs and
+    /// what was queued for each destination (shadow replay reads; it changes nothing).
+    fn traffic(&self, query: crate::TrafficQuery) -> StoreFuture<'_, Vec<crate::StoredTraffic>>;
 }
 
 /// [`Operations`] on the embedded store in `dir`: each call opens its own connection on the
@@ -94,6 +97,10 @@ impl Operations for EmbeddedOperations {
 
     fn message(&self, id_or_seq: String) -> StoreFuture<'_, Option<InboxRow>> {
         self.read(move |r| r.get(&id_or_seq))
+    }
+
+    fn traffic(&self, query: crate::TrafficQuery) -> StoreFuture<'_, Vec<crate::StoredTraffic>> {
+        self.read(move |r| r.traffic(&query))
     }
 
     fn deliveries_of(&self, message_id: String) -> StoreFuture<'_, Vec<OutboxItem>> {

@@ -64,7 +64,7 @@ pub struct InboxReader {
     conn: Connection,
 }
 
-const COLUMNS: &str = "seq, id, received_at, source, peer, content_type, status, sending_app, sending_facility, \
+pub(crate) const COLUMNS: &str = "seq, id, received_at, source, peer, content_type, status, sending_app, sending_facility, \
     message_type, control_id, nhs_number, error, raw_len";
 
 impl InboxReader {
@@ -130,14 +130,18 @@ impl InboxReader {
         };
         let sql = format!("SELECT {COLUMNS}, raw, ack FROM inbox WHERE {clause}");
         self.conn
-            .query_row(&sql, [arg], |r| {
-                let mut row = summary(r)?;
-                row.raw = r.get(14)?;
-                row.ack = r.get(15)?;
-                Ok(row)
-            })
+            .query_row(&sql, [arg], whole)
             .optional()
             .map_err(StoreError::Query)
+    }
+
+    /// A page of a route's messages in a time range, oldest first, each with what was queued
+    /// for each destination (shadow replay).
+    pub fn traffic(
+        &self,
+        q: &crate::TrafficQuery,
+    ) -> Result<Vec<crate::StoredTraffic>, StoreError> {
+        crate::traffic::page(&self.conn, q)
     }
 
     /// The most recent accepted or filtered messages of one source, newest first, as
@@ -200,6 +204,14 @@ impl InboxReader {
             .map_err(StoreError::Query)?;
         rows.collect::<Result<_, _>>().map_err(StoreError::Query)
     }
+}
+
+/// A row of `COLUMNS, raw, ack`.
+pub(crate) fn whole(r: &Row<'_>) -> rusqlite::Result<InboxRow> {
+    let mut row = summary(r)?;
+    row.raw = r.get(14)?;
+    row.ack = r.get(15)?;
+    Ok(row)
 }
 
 fn summary(r: &Row<'_>) -> rusqlite::Result<InboxRow> {

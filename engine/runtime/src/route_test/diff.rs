@@ -10,6 +10,33 @@ const MAX_CELLS: usize = 250_000;
 /// Differences listed for one JSON body.
 const MAX_JSON: usize = 30;
 
+/// What the two sides of a diff are called.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides {
+    pub was: &'static str,
+    pub now: &'static str,
+    /// A line only the first side has.
+    pub missing: &'static str,
+    /// A line only the second side has.
+    pub extra: &'static str,
+}
+
+/// A route test: what the test expects against what the route sent.
+pub const TEST: Sides = Sides {
+    was: "expected",
+    now: "received",
+    missing: "missing",
+    extra: "not expected",
+};
+
+/// Shadow replay: what the live route sent against what the candidate would.
+pub const SHADOW: Sides = Sides {
+    was: "live",
+    now: "candidate",
+    missing: "live only",
+    extra: "candidate only",
+};
+
 /// The messages of an expected body: a blank line between two; line ends normalised.
 pub fn messages(text: &str) -> Vec<String> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -40,7 +67,7 @@ pub fn segments(text: &str) -> Vec<String> {
 }
 
 /// The lines telling how `got` differs from `want`; none when they are the same.
-pub fn body(want: &str, got: &[u8]) -> Vec<String> {
+pub fn body(want: &str, got: &[u8], sides: Sides) -> Vec<String> {
     let got_text = String::from_utf8_lossy(got);
     match (
         serde_json::from_str::<Value>(want),
@@ -48,17 +75,17 @@ pub fn body(want: &str, got: &[u8]) -> Vec<String> {
     ) {
         (Ok(w), Ok(g)) => {
             let mut out = Vec::new();
-            json("", &w, &g, &mut out);
+            json("", &w, &g, sides, &mut out);
             out
         }
-        (Ok(_), Err(_)) => vec!["  expected JSON, received something that is not".into()],
-        _ => hl7(&segments(want), &segments(&got_text)),
+        (Ok(_), Err(_)) => vec![format!("  {} is JSON, {} is not", sides.was, sides.now)],
+        _ => hl7(&segments(want), &segments(&got_text), sides),
     }
 }
 
 /// Segment by segment: a longest common subsequence pairs equal segments; between two pairs,
 /// removed and added segments with the same id are shown as one changed segment.
-fn hl7(want: &[String], got: &[String]) -> Vec<String> {
+fn hl7(want: &[String], got: &[String], sides: Sides) -> Vec<String> {
     if want == got {
         return Vec::new();
     }
@@ -79,7 +106,7 @@ fn hl7(want: &[String], got: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     for (pi, pj) in pairs.into_iter().chain([(want.len(), got.len())]) {
-        hunk(&want[i..pi], &got[j..pj], component, &mut out);
+        hunk(&want[i..pi], &got[j..pj], component, sides, &mut out);
         (i, j) = (pi + 1, pj + 1);
     }
     out
@@ -118,30 +145,30 @@ fn id(seg: &str) -> &str {
 }
 
 /// Removed segments (`want`) and added ones (`got`) between two that match.
-fn hunk(want: &[String], got: &[String], component: char, out: &mut Vec<String>) {
+fn hunk(want: &[String], got: &[String], component: char, sides: Sides, out: &mut Vec<String>) {
     let mut used = vec![false; got.len()];
     for w in want {
         let partner = (0..got.len()).find(|&k| !used[k] && id(&got[k]) == id(w));
         match partner {
             Some(k) => {
                 used[k] = true;
-                out.extend(fields(w, &got[k], component));
+                out.extend(fields(w, &got[k], component, sides));
                 out.push(format!("  - {w}"));
                 out.push(format!("  + {}", got[k]));
             }
-            None => out.push(format!("  - {w}    (missing)")),
+            None => out.push(format!("  - {w}    ({})", sides.missing)),
         }
     }
     for (k, g) in got.iter().enumerate() {
         if !used[k] {
-            out.push(format!("  + {g}    (not expected)"));
+            out.push(format!("  + {g}    ({})", sides.extra));
         }
     }
 }
 
 /// The fields (down to the component) where two segments with the same id differ, named as
 /// HL7 paths. MSH-1 is the field separator itself, so MSH's fields are counted one on.
-fn fields(want: &str, got: &str, component: char) -> Vec<String> {
+fn fields(want: &str, got: &str, component: char, sides: Sides) -> Vec<String> {
     let sep = want.as_bytes().get(3).copied().unwrap_or(b'|') as char;
     let w: Vec<&str> = want.split(sep).collect();
     let g: Vec<&str> = got.split(sep).collect();
@@ -170,13 +197,16 @@ fn fields(want: &str, got: &str, component: char) -> Vec<String> {
             ),
             _ => (format!("{seg}-{field}"), a, b),
         };
-        out.push(format!("  {path}: expected {a:?}, received {b:?}"));
+        out.push(format!(
+            "  {path}: {} {a:?}, {} {b:?}",
+            sides.was, sides.now
+        ));
     }
     out
 }
 
 /// Where two JSON values differ, by path.
-fn json(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
+fn json(path: &str, want: &Value, got: &Value, sides: Sides, out: &mut Vec<String>) {
     if out.len() >= MAX_JSON || want == got {
         return;
     }
@@ -196,8 +226,13 @@ fn json(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
                     format!("{path}.{k}")
                 };
                 match g.get(k) {
-                    Some(gv) => json(&p, wv, gv, out),
-                    None => out.push(format!("  {p}: missing (expected {})", compact(wv))),
+                    Some(gv) => json(&p, wv, gv, sides, out),
+                    None => out.push(format!(
+                        "  {p}: {} ({} {})",
+                        sides.missing,
+                        sides.was,
+                        compact(wv)
+                    )),
                 }
             }
             for (k, gv) in g {
@@ -207,27 +242,31 @@ fn json(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
                     } else {
                         format!("{path}.{k}")
                     };
-                    out.push(format!("  {p}: not expected ({})", compact(gv)));
+                    out.push(format!("  {p}: {} ({})", sides.extra, compact(gv)));
                 }
             }
         }
         (Value::Array(w), Value::Array(g)) => {
             for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
-                json(&format!("{path}[{i}]"), wv, gv, out);
+                json(&format!("{path}[{i}]"), wv, gv, sides, out);
             }
             if w.len() != g.len() {
                 out.push(format!(
-                    "  {}: {} item(s) expected, {} received",
+                    "  {}: {} {} item(s), {} {}",
                     here(path),
+                    sides.was,
                     w.len(),
+                    sides.now,
                     g.len()
                 ));
             }
         }
         _ => out.push(format!(
-            "  {}: expected {}, received {}",
+            "  {}: {} {}, {} {}",
             here(path),
+            sides.was,
             compact(want),
+            sides.now,
             compact(got)
         )),
     }
@@ -255,13 +294,13 @@ mod tests {
     fn a_changed_component_is_named_by_its_path() {
         let want = "MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C1|P|2.4\nPID|1||9990000018^^^NHS^NH\nPV1|1|I|W7^^^RX1\n";
         let got = b"MSH|^~\\&|PAS|RX1|||2026||ADT^A01|C1|P|2.4\rPID|1||9990000018^^^NHS^NH\rPV1|1|I|W7^^^RHM\r";
-        let d = body(want, got);
+        let d = body(want, got, TEST);
         assert_eq!(
             d[0], "  PV1-3.4: expected \"RX1\", received \"RHM\"",
             "{d:#?}"
         );
         assert_eq!(d.len(), 3);
-        assert!(body(want, &want.replace('\n', "\r").into_bytes()).is_empty());
+        assert!(body(want, &want.replace('\n', "\r").into_bytes(), TEST).is_empty());
     }
 
     #[test]
@@ -269,6 +308,7 @@ mod tests {
         let d = body(
             "MSH|^~\\&|PAS|RX1\nNK1|1|X\nPV1|1\n",
             b"MSH|^~\\&|PAS|RX2\rPV1|1\rZPI|1\r",
+            TEST,
         );
         assert!(
             d.contains(&"  MSH-4: expected \"RX1\", received \"RX2\"".to_string()),
@@ -289,6 +329,7 @@ mod tests {
         let d = body(
             r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"female"}}]}"#,
             br#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","gender":"male","active":true}}]}"#,
+            TEST,
         );
         assert_eq!(
             d,

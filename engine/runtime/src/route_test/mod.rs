@@ -5,7 +5,7 @@
 //! and nothing is sent: what a destination "receives" is the delivery the commit would have
 //! written for it. Pure apart from the plugins the plan holds.
 
-mod diff;
+pub(crate) mod diff;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -125,7 +125,7 @@ pub fn run_case(
 
 /// A FHIR source's judgement of a body POSTed to it: a Bundle to the base, any other resource
 /// to its type (a create), as the HTTP side would (`source/fhir_intake.rs`).
-fn assess_fhir(codec: &dyn FhirCodec, plan: &RoutePlan, body: Bytes) -> Assessment {
+pub(crate) fn assess_fhir(codec: &dyn FhirCodec, plan: &RoutePlan, body: Bytes) -> Assessment {
     let xml = body.first() == Some(&b'<');
     let resource = serde_json::from_slice::<Value>(&body)
         .ok()
@@ -337,7 +337,7 @@ fn check_body(d: &str, body: &ExpectedBody, bodies: &[Bytes]) -> Option<Failure>
         ));
     }
     for (i, (want, got)) in expected.iter().zip(bodies).enumerate() {
-        let lines = diff::body(want, got);
+        let lines = diff::body(want, got, diff::TEST);
         if !lines.is_empty() && bodies.len() > 1 {
             detail.push(format!("  message {}:", i + 1));
         }
