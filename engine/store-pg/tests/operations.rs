@@ -1,5 +1,6 @@
 //! The operator's side of the shared store: dead letters listed newest first with their lane,
-//! put back due now, given up by selection; a replay makes settled deliveries due again.
+//! put back due now, given up by selection; a replay makes settled deliveries due again; a
+//! route's stored traffic is read back in pages for shadow replay.
 
 mod support;
 
@@ -84,4 +85,35 @@ async fn dead_letters_are_listed_retried_purged_and_a_range_replayed() {
     assert_eq!(ops.replay(replay, 9).await.expect("replay"), 4);
     let delivered = ops.dead_letters(None, None, 10).await.expect("list").len();
     assert_eq!(delivered, 0, "a replay is not a dead letter");
+
+    // Shadow replay's read: the route's messages in pages, oldest first, each with its bytes,
+    // its ACK and what was queued for each destination.
+    let query = |after_seq| wyvern_store::TrafficQuery {
+        route: "adt".into(),
+        since_ms: 0,
+        until_ms: i64::MAX,
+        after_seq,
+        limit: 3,
+    };
+    let first = ops.traffic(query(0)).await.expect("traffic");
+    let ids: Vec<&str> = first
+        .iter()
+        .map(|t| t.message.control_id.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["S1-1", "S1-2", "S1-3"]);
+    assert!(
+        first[0]
+            .message
+            .raw
+            .as_deref()
+            .is_some_and(|r| r.starts_with(b"MSH|"))
+    );
+    assert_eq!(first[0].message.ack.as_deref(), Some(&b"MSA|AA"[..]));
+    assert_eq!(first[0].queued, [("chie".to_string(), None)]);
+    let rest = ops
+        .traffic(query(first[2].message.seq))
+        .await
+        .expect("traffic");
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].message.control_id.as_deref(), Some("S1-4"));
 }
