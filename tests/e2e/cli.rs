@@ -134,13 +134,16 @@ fn validate_reports_file_line_and_column() {
 }
 
 #[test]
-fn plugin_new_gives_plugins_that_build_check_and_run_in_rust_and_javascript() {
+fn plugin_new_gives_plugins_that_build_check_run_and_pass_their_route_test_outside_the_source_tree()
+{
     let dir = tempfile::tempdir().expect("temp");
     let input = repo("examples/quickstart/messages/01-adt-a01-admit.hl7");
     for (name, lang) in [("hello-rust", "rust"), ("hello-js", "js")] {
         let run = |args: &[&str]| {
             let out = wyvern()
-                .current_dir(repo(""))
+                // As a trust's developer would: in a folder of their own, outside Wyvern's
+                // source tree (the SDK and the WIT come from the binary).
+                .current_dir(dir.path())
                 // Shares the plugins workspace's target: std for wasm32 is built once.
                 .env("CARGO_TARGET_DIR", repo("plugins/target"))
                 .args(args)
@@ -157,7 +160,7 @@ fn plugin_new_gives_plugins_that_build_check_and_run_in_rust_and_javascript() {
         let at = dir.path().display().to_string();
         run(&["plugin", "new", name, "--lang", lang, "--dir", &at]);
         let src = dir.path().join(name).display().to_string();
-        let dist = dir.path().join("dist").display().to_string();
+        let dist = dir.path().join(name).join("dist").display().to_string();
         run(&["plugin", "build", &src, "--out", &dist]);
         let wasm = format!("{dist}/{name}.wasm");
         assert!(run(&["plugin", "check", &wasm]).contains("ok"));
@@ -172,6 +175,9 @@ fn plugin_new_gives_plugins_that_build_check_and_run_in_rust_and_javascript() {
             out.contains("output 1 of 1") && out.contains("ADT^A01"),
             "{out}"
         );
+        // The route and its test that come with the plugin pass as created.
+        let tested = run(&["test", &format!("{src}/route")]);
+        assert!(tested.contains("1 passed, 0 failed"), "{tested}");
     }
 }
 

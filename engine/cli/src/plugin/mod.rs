@@ -3,6 +3,7 @@
 
 pub mod loader;
 mod scaffold;
+mod vendored;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,5 +1,8 @@
 //! `wyvern plugin new`: a plugin that builds and passes `plugin check` as created, in Rust
-//! (the SDK) or JavaScript (componentize-qjs), with the next commands printed.
+//! (the SDK) or JavaScript (componentize-qjs), with a route that runs it and that route's test
+//! (`wyvern test NAME/route`), and the next commands printed. Outside the Wyvern source tree
+//! a Rust project carries the SDK, the HL7v2 core and the WIT this engine was built with
+//! (`vendored.rs`), so it builds anywhere.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,13 +39,13 @@ pub fn new(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<ExitCode> {
              [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nwyvern-plugin-sdk.workspace = true\n"
         )
     } else {
-        let sdk =
-            std::fs::canonicalize("plugins/sdk").unwrap_or_else(|_| PathBuf::from("plugins/sdk"));
+        super::vendored::write(&root.join("wyvern"))?;
         format!(
             "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
-             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nwyvern-plugin-sdk = {{ path = \"{}\" }}\n\n\
-             [workspace]\n\n[profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n",
-            sdk.display()
+             [lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\n\
+             # The SDK of the engine this plugin runs on (`wyvern/`, written by `wyvern plugin new`).\n\
+             wyvern-plugin-sdk = {{ path = \"wyvern/sdk\" }}\n\n\
+             [workspace]\n\n[profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n"
         )
     };
     std::fs::write(root.join("Cargo.toml"), cargo)?;
@@ -70,18 +73,82 @@ pub fn new(name: &str, dir: &Path, lang: Lang) -> anyhow::Result<ExitCode> {
              export_plugin!({type_name});\n"
         ),
     )?;
+    route_and_test(name, &root, in_workspace)?;
     println!("{}: created. Next:", root.display());
-    let build_dir = if in_workspace {
-        Path::new("plugins")
-    } else {
-        root.as_path()
-    };
-    println!("  wyvern plugin build {}", build_dir.display());
-    println!("  wyvern plugin check plugins/dist/{name}.wasm");
-    println!(
-        "  wyvern plugin run plugins/dist/{name}.wasm --input examples/quickstart/messages/01-adt-a01-admit.hl7"
-    );
+    next_steps(name, &root, in_workspace, "");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the built component goes: the plugins workspace's `dist/`, or the project's own.
+fn dist(root: &Path, in_workspace: bool) -> PathBuf {
+    if in_workspace {
+        PathBuf::from("plugins/dist")
+    } else {
+        root.join("dist")
+    }
+}
+
+fn next_steps(name: &str, root: &Path, in_workspace: bool, build_note: &str) {
+    let dist = dist(root, in_workspace);
+    if in_workspace {
+        println!("  wyvern plugin build plugins{build_note}");
+    } else {
+        println!(
+            "  wyvern plugin build {} --out {}{build_note}",
+            root.display(),
+            dist.display()
+        );
+    }
+    println!("  wyvern plugin check {}/{name}.wasm", dist.display());
+    println!(
+        "  wyvern plugin run {}/{name}.wasm --input {}/route/messages/adt-a01.hl7",
+        dist.display(),
+        root.display()
+    );
+    println!(
+        "  wyvern test {}/route                # the route's test: edit it as the plugin grows",
+        root.display()
+    );
+}
+
+/// A route that runs the plugin on an MLLP feed, a sample message, and the route's test.
+fn route_and_test(name: &str, root: &Path, in_workspace: bool) -> anyhow::Result<()> {
+    let route = root.join("route");
+    std::fs::create_dir_all(route.join("messages"))?;
+    // From route/ to where `plugin build` puts the component.
+    let plugin = if in_workspace {
+        format!("../../../dist/{name}.wasm")
+    } else {
+        format!("../dist/{name}.wasm")
+    };
+    std::fs::write(
+        route.join(format!("{name}.yaml")),
+        format!(
+            "# A route to try {name} on. `wyvern test` runs {name}.test.yaml through it; `wyvern run\n\
+             # --config` runs it for real (MLLP on 127.0.0.1:2575, each message written to out/).\n\
+             version: 1\nroute: {name}\nsource:\n  mllp: {{ listen: 127.0.0.1:2575 }}\nsteps:\n  - wasm:\n      \
+             plugin: {plugin}\n      config: {{}}\ndestinations:\n  - name: out\n    file: {{ dir: out }}\n"
+        ),
+    )?;
+    std::fs::write(
+        route.join(format!("{name}.test.yaml")),
+        format!(
+            "# The route's tests (`wyvern test route`): a message in, what must come out. Add a case\n\
+             # for each thing {name} does, and one for each message it must refuse. The file's JSON\n\
+             # Schema, for editors: `wyvern schema route-test`.\n\
+             version: 1\ncases:\n  - name: an admission passes through {name}\n    \
+             file: messages/adt-a01.hl7\n    expect:\n      ack: AA\n      to: [out]\n      at:\n        \
+             out:\n          hl7: {{ MSH-9.2: A01, PID-3.1: \"9990000018\" }}\n"
+        ),
+    )?;
+    std::fs::write(
+        route.join("messages/adt-a01.hl7"),
+        "MSH|^~\\&|PAS|RXX|WYVERN|CHIE|20261125090000||ADT^A01^ADT_A01|PLUGIN0001|P|2.4\n\
+         EVN|A01|20261125090000\n\
+         PID|1||9990000018^^^NHS^NH||TESTPATIENT^ALEX||19700101|U\n\
+         PV1|1|I|W12^BAY2^BED1\n",
+    )?;
+    Ok(())
 }
 
 /// The componentize-qjs version the examples are built and tested with.
@@ -115,19 +182,13 @@ fn new_js(name: &str, root: &Path, in_workspace: bool) -> anyhow::Result<ExitCod
     if in_workspace {
         exclude_from_workspace(root)?;
     }
+    route_and_test(name, root, in_workspace)?;
     println!("{}: created (JavaScript). Next:", root.display());
-    let build_dir = if in_workspace {
-        Path::new("plugins")
-    } else {
-        root
-    };
-    println!(
-        "  wyvern plugin build {}       # npm ci, then componentize-qjs",
-        build_dir.display()
-    );
-    println!("  wyvern plugin check plugins/dist/{name}.wasm");
-    println!(
-        "  wyvern plugin run plugins/dist/{name}.wasm --input examples/quickstart/messages/01-adt-a01-admit.hl7"
+    next_steps(
+        name,
+        root,
+        in_workspace,
+        "       # npm ci, then componentize-qjs",
     );
     Ok(ExitCode::SUCCESS)
 }
