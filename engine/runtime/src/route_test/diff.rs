@@ -344,4 +344,23 @@ mod tests {
     fn an_expected_body_splits_into_messages_at_blank_lines() {
         assert_eq!(messages("MSH|1\nPID|1\n\n\nMSH|2\r\n").len(), 2);
     }
+
+    /// Whatever a stored message holds (shadow replay reads real traffic): bytes that are not
+    /// UTF-8, a multibyte character where a segment id would be, thousands of segments (past
+    /// the quadratic matching's budget), an empty side. No panic, and a difference is found.
+    #[test]
+    fn hostile_bodies_are_told_apart_without_a_panic() {
+        let big: String = (0..3000).map(|i| format!("OBX|{i}|ST|X||v{i}\n")).collect();
+        let bigger = big.replace("v1500", "w1500");
+        let cases: [(&str, &[u8]); 5] = [
+            ("MSH|^~\\&|A\nPID|1\n", b"MSH|^~\\&|A\r\xff\xfe\x00PID|1\r"),
+            ("\u{e9}\u{e9}\u{e9}|1\n", "\u{e9}\u{e9}X|1\n".as_bytes()),
+            ("", b"MSH|^~\\&|A\r"),
+            ("MSH|^~\\&|A\r", b""),
+            (&big, bigger.as_bytes()),
+        ];
+        for (want, got) in cases {
+            assert!(!body(want, got, SHADOW).is_empty(), "{want:.40?}");
+        }
+    }
 }
