@@ -131,6 +131,29 @@ fn a_route_broken_on_purpose_fails_with_a_diff_naming_the_case_and_the_field() {
     );
     assert!(said.contains("16 passed, 2 failed"), "{said}");
 
+    // --update rewrites only bodies that differ: the admission sent nothing, so its expected
+    // body is kept (an empty file would make the next --update accept anything).
+    let expected = routes.join("tests/acute-a01.expected.hl7");
+    let before = std::fs::read_to_string(&expected).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .arg("test")
+        .arg(&routes)
+        .args(["--update", "--plugin-cache"])
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&expected).unwrap(), before);
+    // A --case that names no case runs nothing, and says so (not a silent pass).
+    let none = Command::new(env!("CARGO_BIN_EXE_wyvern"))
+        .arg("test")
+        .arg(&routes)
+        .args(["--case", "no such case", "--plugin-cache"])
+        .arg(cache.path())
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none));
+
     // The filter mended; a field map (the code-map plugin's `maps`) writes the ward's site to
     // PV1-3.5, and a plugin's config (pid3-normalise) no longer knows the PAS's NHSNBR marker.
     edit(

@@ -108,7 +108,8 @@ pub fn open_store(args: &StoreArgs) -> anyhow::Result<OperatorStore> {
 
 /// Segments on their own lines; other control bytes shown as `\xNN` so a binary payload
 /// cannot garble the terminal.
-fn printable(b: &[u8]) -> String {
+pub(crate) fn printable(b: impl AsRef<[u8]>) -> String {
+    let b = b.as_ref();
     let text = String::from_utf8_lossy(b);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

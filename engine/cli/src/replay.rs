@@ -27,7 +27,7 @@ pub struct ReplayArgs {
     until: Option<String>,
     /// Send nothing: run the stored messages through this candidate version of the route (a
     /// route file) and report each whose ACK, destinations or bodies would differ from what
-    /// the live route did. Exit 0 when nothing differs, 1 when something does.
+    /// the live route did. Exit 0 when nothing differs, 1 when something does, 2 when no message was found.
     #[arg(long, value_name = "CANDIDATE.yaml", conflicts_with = "destination")]
     shadow: Option<std::path::PathBuf>,
     /// With --shadow: one JSON object per message compared, then a summary object.

@@ -4,6 +4,7 @@
 //! each destination would be sent is compared with what the case expects. Nothing is stored
 //! or sent. `--update` writes what the routes send into the cases' `body_file`s.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use std::time::Instant;
 use clap::Args;
 use wyvern_config::{Config, ExpectedBody, RouteTests, Source};
 use wyvern_runtime::RoutePlan;
-use wyvern_runtime::route_test::{CaseReport, render, run_case};
+use wyvern_runtime::route_test::{CaseReport, Failure, render, run_case};
 use wyvern_runtime::source::fhir::FhirCodec;
 use wyvern_runtime::transform::TransformLoader;
+
+use crate::inbox::printable;
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -47,12 +50,14 @@ fn plugin_cache(asked: Option<&Path>) -> Option<PathBuf> {
     Some(base.join("wyvern").join("plugins"))
 }
 
-/// Counts for the closing line.
+/// Counts for the closing line, and what `--update` wrote.
 #[derive(Default)]
 struct Tally {
     passed: usize,
     failed: usize,
-    updated: usize,
+    /// Each body file written in this run, with its text: two cases that expect different
+    /// bodies in one file cannot both be made to pass.
+    written: HashMap<PathBuf, String>,
 }
 
 pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
@@ -81,8 +86,15 @@ pub fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     for suite in &suites {
         run_suite(&config, &loader, suite, &args, &mut tally)?;
     }
+    if tally.passed + tally.failed == 0 {
+        eprintln!(
+            "no case's name contains {:?}: nothing was run",
+            args.case.as_deref().unwrap_or_default()
+        );
+        return Ok(ExitCode::from(2));
+    }
     let updated = if args.update {
-        format!(", {} file(s) written", tally.updated)
+        format!(", {} file(s) written", tally.written.len())
     } else {
         String::new()
     };
@@ -135,13 +147,12 @@ fn run_suite(
         }
         let mut report = run_case(&plan, codec.as_deref(), n, case);
         if args.update && !report.passed() {
-            let written = update_bodies(case, &report)?;
-            if written > 0 {
-                tally.updated += written;
-                let mut case = case.clone();
-                refresh(&mut case);
+            let conflicts = update_bodies(case, &report, &mut tally.written)?;
+            let mut case = case.clone();
+            if refresh(&mut case, &tally.written) {
                 report = run_case(&plan, codec.as_deref(), n, &case);
             }
+            report.failures.extend(conflicts);
         }
         print_report(&suite.file, case, &report);
         if report.passed() {
@@ -165,24 +176,29 @@ fn print_report(file: &Path, case: &wyvern_config::TestCase, report: &CaseReport
         case.at.line,
         case.at.column
     );
+    // Bodies are a sender's bytes: control characters are shown, never sent to the terminal.
     for f in &report.failures {
-        println!("        {}", f.headline);
+        println!("        {}", printable(&f.headline));
         for line in &f.detail {
-            println!("        {line}");
+            println!("        {}", printable(line));
         }
     }
 }
 
-/// Writes each `body_file` of the case whose destination was sent something else. Returns
-/// how many files were written.
-fn update_bodies(case: &wyvern_config::TestCase, report: &CaseReport) -> anyhow::Result<usize> {
-    let mut written = Vec::new();
+/// Writes the `body_file` of each destination whose body differs and that received something
+/// (a case failing for another reason keeps its expected bodies). A file another case of this
+/// run wrote differently is not overwritten: that is a failure of its own.
+fn update_bodies(
+    case: &wyvern_config::TestCase,
+    report: &CaseReport,
+    written: &mut HashMap<PathBuf, String>,
+) -> anyhow::Result<Vec<Failure>> {
+    let mut conflicts = Vec::new();
     for check in &case.expect.at {
-        let Some(ExpectedBody::File { path, text }) = &check.body else {
+        let Some(ExpectedBody::File { path, .. }) = &check.body else {
             continue;
         };
-        // Two destinations may share one expected file.
-        if written.contains(path) {
+        if !report.body_differs.contains(&check.destination) {
             continue;
         }
         let Some((_, bodies)) = report
@@ -193,8 +209,20 @@ fn update_bodies(case: &wyvern_config::TestCase, report: &CaseReport) -> anyhow:
             continue;
         };
         let new = render(bodies);
-        if text.as_deref() == Some(new.as_str()) {
-            continue;
+        match written.get(path) {
+            Some(text) if *text == new => continue,
+            Some(_) => {
+                conflicts.push(Failure {
+                    headline: format!(
+                        "{}: another case of this run wrote {} with another body: give each its own file",
+                        check.destination,
+                        path.display()
+                    ),
+                    detail: Vec::new(),
+                });
+                continue;
+            }
+            None => {}
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -202,16 +230,21 @@ fn update_bodies(case: &wyvern_config::TestCase, report: &CaseReport) -> anyhow:
         std::fs::write(path, &new)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         println!("  wrote {}", path.display());
-        written.push(path.clone());
+        written.insert(path.clone(), new);
     }
-    Ok(written.len())
+    Ok(conflicts)
 }
 
-/// Reads the case's expected body files again (after `--update` wrote them).
-fn refresh(case: &mut wyvern_config::TestCase) {
+/// Gives the case the texts `--update` wrote this run; whether any of its files was one.
+fn refresh(case: &mut wyvern_config::TestCase, written: &HashMap<PathBuf, String>) -> bool {
+    let mut changed = false;
     for check in &mut case.expect.at {
-        if let Some(ExpectedBody::File { path, text }) = &mut check.body {
-            *text = std::fs::read_to_string(&*path).ok();
+        if let Some(ExpectedBody::File { path, text }) = &mut check.body
+            && let Some(new) = written.get(path)
+        {
+            *text = Some(new.clone());
+            changed = true;
         }
     }
+    changed
 }

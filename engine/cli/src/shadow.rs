@@ -19,8 +19,10 @@ use wyvern_store::{StoredTraffic, TrafficQuery};
 
 use crate::inbox::{OperatorStore, StoreArgs, open_store};
 
-/// Messages read per page: a page of 1 MB messages is the most held at once.
+/// Messages read per page, and the bytes of their bodies a page stops at (one message larger
+/// than that is a page of its own): what is held at once, besides what was queued for them.
 const PAGE: usize = 200;
+const PAGE_BYTES: usize = 32 << 20;
 
 pub struct Shadow<'a> {
     pub candidate: &'a Path,
@@ -34,6 +36,7 @@ pub struct Shadow<'a> {
 #[derive(Default)]
 struct Tally(std::collections::BTreeMap<Verdict, usize>);
 
+/// Exit 0 when nothing differs, 1 when something does, 2 when nothing could be compared.
 pub async fn shadow(store: &StoreArgs, s: Shadow<'_>) -> anyhow::Result<ExitCode> {
     if store.remote.remote.is_some() {
         bail!("--shadow reads the store itself: give --config or --store, not --remote");
@@ -84,6 +87,7 @@ pub async fn shadow(store: &StoreArgs, s: Shadow<'_>) -> anyhow::Result<ExitCode
                 until_ms: s.until_ms,
                 after_seq,
                 limit: PAGE,
+                max_bytes: PAGE_BYTES,
             })
             .await
             .context("reading the stored traffic")?;
@@ -107,6 +111,15 @@ pub async fn shadow(store: &StoreArgs, s: Shadow<'_>) -> anyhow::Result<ExitCode
         }
     }
     let total: usize = tally.0.values().sum();
+    if total == 0 {
+        eprintln!(
+            "route {live} holds no messages from {} to {}: nothing was compared (is --route right? the candidate is named {})",
+            wyvern_core::display_timestamp(s.since_ms),
+            wyvern_core::display_timestamp(s.until_ms),
+            route.name
+        );
+        return Ok(ExitCode::from(2));
+    }
     let differ: usize = tally
         .0
         .iter()
@@ -177,7 +190,8 @@ fn print_one(t: &StoredTraffic, c: &Comparison, json: bool) {
         m.control_id.as_deref().unwrap_or("-"),
         c.verdict.as_str()
     );
+    // The lines hold a sender's bytes: control characters are shown, never obeyed.
     for line in &c.differences {
-        println!("    {line}");
+        println!("    {}", crate::inbox::printable(line));
     }
 }

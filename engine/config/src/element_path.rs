@@ -7,6 +7,21 @@
 
 use serde_json::Value;
 
+/// Why an element path does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ElementPathError {
+    #[error("JSON pointer {0:?} has an empty step: expected such as /entry/0/resource/id")]
+    EmptyStep(String),
+    #[error(
+        "{0:?} does not start with a resource type: expected such as Patient.name[0].family or a JSON pointer such as /entry/0/resource/id"
+    )]
+    NoResourceType(String),
+    #[error(
+        "{0:?} is not an element path: expected names with optional 0-based indexes, such as Patient.name[0].family"
+    )]
+    Malformed(String),
+}
+
 /// A parsed element path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementPath {
@@ -22,12 +37,10 @@ pub enum ElementPath {
 
 impl ElementPath {
     /// Parses `text`, or says what was expected.
-    pub fn parse(text: &str) -> Result<ElementPath, String> {
+    pub fn parse(text: &str) -> Result<ElementPath, ElementPathError> {
         if let Some(rest) = text.strip_prefix('/') {
             if rest.split('/').any(|t| t.is_empty()) && !rest.is_empty() {
-                return Err(format!(
-                    "JSON pointer {text:?} has an empty step: expected such as /entry/0/resource/id"
-                ));
+                return Err(ElementPathError::EmptyStep(text.to_string()));
             }
             return Ok(ElementPath::Pointer(text.to_string()));
         }
@@ -38,9 +51,7 @@ impl ElementPath {
             .next()
             .is_some_and(|c| c.is_ascii_uppercase());
         if !starts_upper {
-            return Err(format!(
-                "{text:?} does not start with a resource type: expected such as Patient.name[0].family or a JSON pointer such as /entry/0/resource/id"
-            ));
+            return Err(ElementPathError::NoResourceType(text.to_string()));
         }
         let mut elements = Vec::new();
         for p in parts {
@@ -89,12 +100,8 @@ impl ElementPath {
 }
 
 /// One `name` or `name[n]`.
-fn step(s: &str, whole: &str) -> Result<(String, Option<usize>), String> {
-    let bad = || {
-        format!(
-            "{whole:?} is not an element path: expected names with optional 0-based indexes, such as Patient.name[0].family"
-        )
-    };
+fn step(s: &str, whole: &str) -> Result<(String, Option<usize>), ElementPathError> {
+    let bad = || ElementPathError::Malformed(whole.to_string());
     let (name, index) = match s.split_once('[') {
         Some((name, rest)) => {
             let n = rest.strip_suffix(']').ok_or_else(bad)?;

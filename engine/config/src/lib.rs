@@ -48,7 +48,7 @@ pub use destination::{
 pub use diagnostic::{Diagnostic, Severity};
 pub use directory::{DirectorySource, DirectorySourceFile};
 pub use duplicates::ControlIdReuse;
-pub use element_path::ElementPath;
+pub use element_path::{ElementPath, ElementPathError};
 pub use fhir_destination::{FhirAuth, FhirDestination, FhirDestinationFile, OAuth2Client};
 pub use fhir_source::{FhirInboundAuthFile, FhirSource, FhirSourceFile, JwtAuth, JwtAuthFile};
 pub use filter::{Condition, ConditionFile, FieldTest};

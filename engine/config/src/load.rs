@@ -171,7 +171,20 @@ fn read_case_files(tests: &mut crate::RouteTests, errors: &mut Vec<Diagnostic>) 
         }
         for check in &mut case.expect.at {
             if let Some(crate::ExpectedBody::File { path, text }) = &mut check.body {
-                *text = std::fs::read_to_string(&*path).ok();
+                match std::fs::read_to_string(&*path) {
+                    Ok(t) => *text = Some(t),
+                    // Not written yet: the case fails saying so, and --update writes it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => errors.push(Diagnostic::error(
+                        &tests.file,
+                        check.at.line,
+                        check.at.column,
+                        format!(
+                            "cannot read {} (an expected body is UTF-8 text): {e}",
+                            path.display()
+                        ),
+                    )),
+                }
             }
         }
     }

@@ -8,6 +8,7 @@
 pub mod api;
 mod audit;
 pub mod audit_group;
+pub(crate) mod body_diff;
 pub mod bridge;
 mod condition;
 pub mod control;

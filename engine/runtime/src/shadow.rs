@@ -9,13 +9,13 @@ use wyvern_connectors::mllp::MllpFrame;
 use wyvern_hl7::Message;
 use wyvern_store::{InboxStatus, StoredTraffic};
 
+use crate::body_diff::{self, SHADOW};
 use crate::intake::assess::{Context, assess};
 use crate::plan::RoutePlan;
-use crate::route_test::diff::{self, SHADOW};
 use crate::source::fhir::FhirCodec;
 
 /// Lines of difference kept for one message.
-const MAX_LINES: usize = 40;
+const MAX_LINES: usize = body_diff::MAX_LINES;
 
 /// What the candidate would have done differently with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,7 +24,7 @@ pub enum Verdict {
     Same,
     /// Still accepted, but sent elsewhere or with other bytes.
     Changed,
-    /// The live route passed it on; the candidate filters it out.
+    /// The live route passed it on (or refused it); the candidate filters it out.
     NewlyFiltered,
     /// The live route accepted or filtered it; the candidate refuses it (AR) or fails (AE).
     NewlyFailing,
@@ -32,7 +32,9 @@ pub enum Verdict {
     NewlyAccepted,
     /// Refused or failed both times, for another reason.
     OtherwiseRefused,
-    /// Not compared: the live engine answered it from its duplicate window.
+    /// Not compared: the live engine answered it from its duplicate window, it was larger
+    /// than the listener took (only its head is kept), or refused for the connection it came
+    /// on (`senders`), which a replay cannot know.
     NotCompared,
 }
 
@@ -67,18 +69,34 @@ pub fn compare(
 ) -> Comparison {
     let live = &stored.message;
     let live_status = InboxStatus::parse(&live.status);
+    let raw = Bytes::from(live.raw.clone().unwrap_or_default());
+    let sender_bound = live
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("the sending facility this connection is bound to"));
     if matches!(
         live_status,
         None | Some(InboxStatus::Duplicate | InboxStatus::Conflict)
-    ) {
+    ) || (raw.len() as i64) < live.raw_len
+        || sender_bound
+    {
         return Comparison {
             verdict: Verdict::NotCompared,
             differences: Vec::new(),
         };
     }
-    let raw = Bytes::from(live.raw.clone().unwrap_or_default());
     let candidate = match fhir {
-        Some(codec) => crate::route_test::assess_fhir(codec, plan, raw.clone()),
+        Some(codec) => {
+            let xml = live.content_type == wyvern_core::ContentType::FhirXml.as_str();
+            crate::source::fhir_intake::assess_body(
+                codec,
+                &plan.route,
+                &plan.destinations,
+                raw.clone(),
+                xml,
+                kept_id(stored),
+            )
+        }
         None => {
             let cx = Context {
                 max_frame: usize::MAX,
@@ -117,9 +135,44 @@ pub fn compare(
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         ));
+    } else if candidate.status != InboxStatus::Accepted {
+        // Refused or filtered both times: for the same reason? (The candidate may be named
+        // otherwise; its reasons name the route.)
+        let theirs = candidate.error.as_deref().unwrap_or_default().replace(
+            &format!("route {}", plan.route),
+            &format!("route {}", live.source),
+        );
+        let ours = live.error.as_deref().unwrap_or_default();
+        if theirs != ours {
+            out.push(format!("why: live {ours:?}, candidate {theirs:?}"));
+        }
     }
-    let live_to = destinations(stored.queued.iter().map(|(d, _)| d.as_str()));
-    let candidate_to = destinations(candidate.deliveries.iter().map(|d| d.destination.as_str()));
+    compare_deliveries(
+        stored,
+        &candidate.deliveries,
+        &raw,
+        fhir.is_none(),
+        &mut out,
+    );
+    out.truncate(MAX_LINES);
+    let verdict = verdict(live_status, candidate.status, out.is_empty());
+    Comparison {
+        verdict,
+        differences: out,
+    }
+}
+
+/// Destinations, ordering keys (HL7v2 routes: a FHIR source's key is made at commit) and
+/// bodies, destination by destination.
+fn compare_deliveries(
+    stored: &StoredTraffic,
+    candidate: &[wyvern_store::Delivery],
+    raw: &Bytes,
+    keys: bool,
+    out: &mut Vec<String>,
+) {
+    let live_to = destinations(stored.queued.iter().map(|q| q.destination.as_str()));
+    let candidate_to = destinations(candidate.iter().map(|d| d.destination.as_str()));
     if live_to != candidate_to {
         out.push(format!(
             "destinations: live [{}], candidate [{}]",
@@ -128,21 +181,23 @@ pub fn compare(
         ));
     }
     for d in live_to.iter().filter(|d| candidate_to.contains(d)) {
-        let sent: Vec<Bytes> = stored
+        let sent: Vec<(&str, Bytes)> = stored
             .queued
             .iter()
-            .filter(|(name, _)| name == d)
-            .map(|(_, p)| p.clone().map_or_else(|| raw.clone(), Bytes::from))
+            .filter(|q| q.destination == *d)
+            .map(|q| {
+                let body = q.payload.clone().map_or_else(|| raw.clone(), Bytes::from);
+                (q.order_key.as_str(), body)
+            })
             .collect();
-        let would: Vec<Bytes> = candidate
-            .deliveries
+        let would: Vec<(&str, Bytes)> = candidate
             .iter()
             .filter(|x| x.destination == *d)
-            .map(|x| x.payload.clone().unwrap_or_else(|| raw.clone()))
+            .map(|x| {
+                let body = x.payload.clone().unwrap_or_else(|| raw.clone());
+                (x.order_key.as_str(), body)
+            })
             .collect();
-        if sent == would {
-            continue;
-        }
         if sent.len() != would.len() {
             out.push(format!(
                 "{d}: live {} message(s), candidate {}",
@@ -151,25 +206,39 @@ pub fn compare(
             ));
             continue;
         }
-        for (i, (a, b)) in sent.iter().zip(&would).enumerate() {
-            if a == b {
-                continue;
-            }
+        for (i, ((key_a, a), (key_b, b))) in sent.iter().zip(&would).enumerate() {
             let which = if sent.len() > 1 {
                 format!("{d}, message {}", i + 1)
             } else {
                 d.to_string()
             };
+            if keys && key_a != key_b {
+                out.push(format!(
+                    "{which}: ordering key: live {key_a:?}, candidate {key_b:?}"
+                ));
+            }
+            if a == b {
+                continue;
+            }
             out.push(format!("{which}:"));
-            out.extend(diff::body(&String::from_utf8_lossy(a), b, SHADOW));
+            let lines = body_diff::body(&String::from_utf8_lossy(a), b, SHADOW);
+            if lines.is_empty() {
+                out.push(body_diff::unseen(SHADOW));
+            }
+            out.extend(lines);
         }
     }
-    out.truncate(MAX_LINES);
-    let verdict = verdict(live_status, candidate.status, out.is_empty());
-    Comparison {
-        verdict,
-        differences: out,
+}
+
+/// The id a stored FHIR update kept (the body's own id, still in what was queued): the
+/// candidate judges the body as that update, not as a create.
+fn kept_id(stored: &StoredTraffic) -> Option<String> {
+    let payload = stored.queued.first()?.payload.as_deref()?;
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    if v.get("resourceType")?.as_str()? == "Bundle" {
+        return None;
     }
+    v.get("id")?.as_str().map(str::to_string)
 }
 
 fn verdict(live: Option<InboxStatus>, candidate: InboxStatus, same: bool) -> Verdict {

@@ -159,14 +159,21 @@ impl Operations for PgOperations {
     ) -> StoreFuture<'_, Vec<wyvern_store::StoredTraffic>> {
         Box::pin(self.session.run(async move |c| {
             let limit = i64::try_from(q.limit.max(1)).unwrap_or(i64::MAX);
+            let budget = i64::try_from(q.max_bytes).unwrap_or(i64::MAX);
+            // Sequence numbers are taken at insert, and transactions commit in any order: a
+            // message of the last seconds may still be committing below a number already
+            // read. Those seconds are left to a later run (the database's clock).
             let rows = c
                 .query(
                     &format!(
-                        "SELECT {MESSAGE}, raw, ack FROM messages \
-                         WHERE source = $1 AND received_at >= $2 AND received_at < $3 \
-                         AND seq > $4 ORDER BY seq LIMIT $5"
+                        "SELECT {MESSAGE}, raw, ack FROM (SELECT {MESSAGE}, raw, ack, \
+                            (SUM(raw_len) OVER (ORDER BY seq))::bigint AS running FROM messages \
+                            WHERE source = $1 AND received_at >= $2 \
+                            AND received_at < LEAST($3, (EXTRACT(EPOCH FROM now()) * 1000)::bigint - 5000) \
+                            AND seq > $4 ORDER BY seq LIMIT $5) t \
+                         WHERE running - raw_len < $6 ORDER BY seq"
                     ),
-                    &[&q.route, &q.since_ms, &q.until_ms, &q.after_seq, &limit],
+                    &[&q.route, &q.since_ms, &q.until_ms, &q.after_seq, &limit, &budget],
                 )
                 .await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -174,14 +181,18 @@ impl Operations for PgOperations {
                 let message = message(r, true);
                 let queued = c
                     .query(
-                        "SELECT l.destination, d.payload FROM deliveries d \
+                        "SELECT l.destination, d.order_key, d.payload FROM deliveries d \
                          JOIN lanes l ON l.lane = d.lane WHERE d.message = $1 \
-                         ORDER BY d.xid, d.seq",
+                         ORDER BY d.part, d.xid, d.seq",
                         &[&message.seq],
                     )
                     .await?
                     .iter()
-                    .map(|d| (d.get(0), d.get(1)))
+                    .map(|d| wyvern_store::Queued {
+                        destination: d.get(0),
+                        order_key: d.get(1),
+                        payload: d.get(2),
+                    })
                     .collect();
                 out.push(wyvern_store::StoredTraffic { message, queued });
             }

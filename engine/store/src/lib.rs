@@ -58,7 +58,7 @@ pub use retention::{MIN_RETENTION, Pruned};
 pub use segment::{Problem, Torn, Unsynced};
 pub use shared::{SharedStore, StoreFuture};
 pub use tokens::{EmbeddedTokens, TokenInfo, TokenRole, TokenStore, Tokens, token_hash};
-pub use traffic::{StoredTraffic, TrafficQuery};
+pub use traffic::{Queued, StoredTraffic, TrafficQuery};
 pub use writer::{CommitStats, Durability, PendingCommit, Store, StoreOptions, Stored};
 
 /// The database file inside a store folder.

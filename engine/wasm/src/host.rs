@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::StoreLimits;
 
@@ -22,7 +21,9 @@ pub struct HostState {
     pub(crate) message_id: String,
     /// Test mode: a fixed clock and sequential ids, so outputs are reproducible.
     pub(crate) deterministic: bool,
-    pub(crate) ids: Arc<AtomicU64>,
+    /// Test mode: ids given during the current message (numbered from 1 for each message, so
+    /// a message's output does not depend on which messages came before it).
+    pub(crate) ids: u64,
 }
 
 /// The clock plugins see in test mode: 2026-01-01T00:00:00Z.
@@ -57,8 +58,8 @@ impl Host for HostState {
 
     fn new_id(&mut self) -> String {
         if self.deterministic {
-            let n = self.ids.fetch_add(1, Ordering::Relaxed) + 1;
-            return format!("{n:026}");
+            self.ids += 1;
+            return format!("{:026}", self.ids);
         }
         ulid::Ulid::new().to_string()
     }

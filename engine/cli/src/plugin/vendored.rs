@@ -42,6 +42,7 @@ name = "wyvern-plugin-sdk"
 description = "Write Wyvern transform plugins in Rust (vendored by `wyvern plugin new`; do not edit)."
 version = "VERSION"
 edition = "2024"
+rust-version = "1.95"
 publish = false
 
 [dependencies]
@@ -57,6 +58,7 @@ name = "wyvern-hl7"
 description = "Wyvern's HL7v2 core (vendored by `wyvern plugin new`; do not edit)."
 version = "VERSION"
 edition = "2024"
+rust-version = "1.95"
 publish = false
 
 [dependencies]
@@ -121,6 +123,33 @@ mod tests {
                 .collect();
             carried.sort();
             assert_eq!(carried, on_disk);
+        }
+    }
+
+    /// The names under `[dependencies]` in a manifest's text.
+    fn dependencies(manifest: &str) -> Vec<String> {
+        let mut names: Vec<String> = manifest
+            .lines()
+            .skip_while(|l| l.trim() != "[dependencies]")
+            .skip(1)
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.split(['=', '.']).next())
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty() && !n.starts_with('#'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The vendored crates depend on what the real ones do, no more and no less.
+    #[test]
+    fn the_manifests_carry_the_same_dependencies() {
+        for (real, vendored) in [
+            ("engine/hl7/Cargo.toml", HL7_MANIFEST),
+            ("plugins/sdk/Cargo.toml", SDK_MANIFEST),
+        ] {
+            let text = std::fs::read_to_string(repo(real)).unwrap();
+            assert_eq!(dependencies(&text), dependencies(vendored), "{real}");
         }
     }
 

@@ -181,6 +181,64 @@ pub(crate) fn judge(
     Ok((parsed, created))
 }
 
+/// How a FHIR source judges a body, as an assessment (what a route test and shadow replay
+/// compare): a Bundle POSTed to the base, a resource without `update` POSTed to its type (a
+/// create), or PUT to `{type}/{update}`. Nothing is stored.
+pub(crate) fn assess_body(
+    codec: &dyn FhirCodec,
+    route: &str,
+    destinations: &[String],
+    body: Bytes,
+    xml: bool,
+    update: Option<String>,
+) -> crate::intake::assess::Assessment {
+    let resource = if xml {
+        None
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("resourceType")?.as_str().map(str::to_string))
+    };
+    let expect = match resource {
+        Some(t) if t != "Bundle" => Expect::Type(t, update),
+        Some(_) => Expect::Bundle,
+        // XML, or not JSON: the parser says what it is; a Bundle unless it says otherwise.
+        None => match codec.parse(&body, xml) {
+            Ok(p) if p.resource_type != "Bundle" => Expect::Type(p.resource_type, update),
+            _ => Expect::Bundle,
+        },
+    };
+    let (status, error, deliveries) = match judge(codec, &body, xml, &expect) {
+        Ok((mut parsed, created)) => {
+            delivered(&mut parsed, created);
+            let payload = Bytes::from(parsed.json);
+            let deliveries = destinations
+                .iter()
+                .map(|d| Delivery {
+                    route: route.to_string(),
+                    destination: d.clone(),
+                    order_key: String::new(),
+                    payload: Some(payload.clone()),
+                    content_type: Some(ContentType::FhirJson),
+                })
+                .collect();
+            (InboxStatus::Accepted, None, deliveries)
+        }
+        Err(r) => (InboxStatus::Rejected, Some(r.text), Vec::new()),
+    };
+    crate::intake::assess::Assessment {
+        status,
+        meta: Metadata::default(),
+        error,
+        ack: None,
+        raw_len: body.len(),
+        raw: body,
+        deliveries,
+        sender_mismatch: false,
+        step: None,
+    }
+}
+
 /// What the destinations are sent. The interaction travels with the payload: a resource with
 /// an id is delivered as an update of that id, one without as a create. A create's id is
 /// ignored (FHIR: "if an id is provided, the server SHALL ignore it"), so it is dropped here.

@@ -1,8 +1,16 @@
-//! A failed body check, told so a person sees what changed: HL7v2 segment by segment (the
+//! Two bodies told apart so a person sees what changed: HL7v2 segment by segment (the
 //! segments both sides share matched up first, then a changed segment named field by field,
-//! `PV1-3.4: "RX1" → "RHM"`), FHIR JSON by element path (`entry[1].resource.status`).
+//! `PV1-3.4: "RX1" → "RHM"`), FHIR JSON by element path (`entry[1].resource.status`). A route
+//! test's failed body check and shadow replay's changed message both print this. It reads
+//! whatever a stored message holds, so it is bounded: a limit of lines, and linear work once
+//! two messages are too long to match up in full.
+
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
+
+/// Lines told for one body; the rest are left out.
+pub const MAX_LINES: usize = 60;
 
 /// Segment pairs compared in full before falling back to comparing by position (the matching
 /// is quadratic; a real message has tens of segments).
@@ -67,6 +75,40 @@ pub fn segments(text: &str) -> Vec<String> {
 }
 
 /// The lines telling how `got` differs from `want`; none when they are the same.
+/// Whether `got` is exactly the body `want` writes: JSON equal as JSON (numbers as values:
+/// `1.50` is `1.5`), HL7v2 segment for segment with CR segment ends (`want` is text a person
+/// wrote, with any line ends; `got`'s bytes must be UTF-8, end each segment with CR, and hold
+/// no LF).
+pub fn same(want: &str, got: &[u8]) -> bool {
+    if let (Ok(w), Ok(g)) = (
+        serde_json::from_str::<Value>(want),
+        serde_json::from_slice::<Value>(got),
+    ) {
+        return w == g;
+    }
+    let Ok(got) = std::str::from_utf8(got) else {
+        return false;
+    };
+    let want = want.replace("\r\n", "\n").replace('\r', "\n");
+    let mut w: Vec<&str> = want.split('\n').collect();
+    while w.last().is_some_and(|l| l.is_empty()) {
+        w.pop();
+    }
+    let mut g: Vec<&str> = got.split('\r').collect();
+    if g.last().is_some_and(|l| l.is_empty()) {
+        g.pop();
+    }
+    w == g
+}
+
+/// The line for two bodies that differ where their text does not.
+pub fn unseen(sides: Sides) -> String {
+    format!(
+        "  the bytes differ where the text does not: segment ends (CR, not LF), spaces at a line's end, or bytes that are not UTF-8 ({} and {})",
+        sides.was, sides.now
+    )
+}
+
 pub fn body(want: &str, got: &[u8], sides: Sides) -> Vec<String> {
     let got_text = String::from_utf8_lossy(got);
     match (
@@ -106,9 +148,13 @@ fn hl7(want: &[String], got: &[String], sides: Sides) -> Vec<String> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     for (pi, pj) in pairs.into_iter().chain([(want.len(), got.len())]) {
+        if out.len() >= MAX_LINES {
+            break;
+        }
         hunk(&want[i..pi], &got[j..pj], component, sides, &mut out);
         (i, j) = (pi + 1, pj + 1);
     }
+    out.truncate(MAX_LINES);
     out
 }
 
@@ -144,12 +190,20 @@ fn id(seg: &str) -> &str {
     seg.get(..3).unwrap_or(seg)
 }
 
-/// Removed segments (`want`) and added ones (`got`) between two that match.
+/// Removed segments (`want`) and added ones (`got`) between two that match: each removed
+/// segment paired with the next added one of the same id (found through an index, so a long
+/// hunk stays linear), until the line budget is spent.
 fn hunk(want: &[String], got: &[String], component: char, sides: Sides, out: &mut Vec<String>) {
+    let mut by_id: HashMap<&str, VecDeque<usize>> = HashMap::new();
+    for (k, g) in got.iter().enumerate() {
+        by_id.entry(id(g)).or_default().push_back(k);
+    }
     let mut used = vec![false; got.len()];
     for w in want {
-        let partner = (0..got.len()).find(|&k| !used[k] && id(&got[k]) == id(w));
-        match partner {
+        if out.len() >= MAX_LINES {
+            return;
+        }
+        match by_id.get_mut(id(w)).and_then(VecDeque::pop_front) {
             Some(k) => {
                 used[k] = true;
                 out.extend(fields(w, &got[k], component, sides));
@@ -160,6 +214,9 @@ fn hunk(want: &[String], got: &[String], component: char, sides: Sides, out: &mu
         }
     }
     for (k, g) in got.iter().enumerate() {
+        if out.len() >= MAX_LINES {
+            return;
+        }
         if !used[k] {
             out.push(format!("  + {g}    ({})", sides.extra));
         }
@@ -362,5 +419,27 @@ mod tests {
         for (want, got) in cases {
             assert!(!body(want, got, SHADOW).is_empty(), "{want:.40?}");
         }
+    }
+
+    #[test]
+    fn exact_means_cr_segment_ends_and_no_stray_bytes() {
+        let want = "MSH|^~\\&|A\nPID|1\n";
+        assert!(same(want, b"MSH|^~\\&|A\rPID|1\r"));
+        assert!(same(want, b"MSH|^~\\&|A\rPID|1"));
+        assert!(!same(want, b"MSH|^~\\&|A\nPID|1\n"), "LF segment ends");
+        assert!(!same(want, b"MSH|^~\\&|A\rPID|1 \r"), "a trailing space");
+        assert!(!same(want, b"MSH|^~\\&|A\rPID|1\xff\r"), "not UTF-8");
+        assert!(same("{\"a\": [1, 2]}\n", br#"{"a":[1,2]}"#));
+        // Text alike, bytes not: the diff says so rather than nothing.
+        assert!(body(want, b"MSH|^~\\&|A\nPID|1\n", TEST).is_empty());
+        assert!(unseen(TEST).contains("segment ends"));
+    }
+
+    #[test]
+    fn a_long_message_that_differs_everywhere_is_told_within_the_budget() {
+        let a: String = (0..100_000).map(|i| format!("OBX|{i}|A\n")).collect();
+        let b: String = (0..100_000).map(|i| format!("OBX|{i}|B\r")).collect();
+        let d = body(&a, b.as_bytes(), SHADOW);
+        assert!(!d.is_empty() && d.len() <= MAX_LINES, "{}", d.len());
     }
 }

@@ -1,219 +1,18 @@
-//! Route tests as data: `NAME.test.yaml` beside a route holds cases — a message in, and what
-//! must come out: the ACK, how the message is stored, which destinations receive it and what
-//! each receives. `wyvern test` runs them offline. This module is the file's shape and its
-//! validation against the config it tests (a route, destination or step the test names must
-//! exist; every path must parse), pure like [`crate::validate`]; the files a case names (its
-//! input, an expected body) are read by [`crate::load_route_tests`].
+//! A route test file checked against the config it tests: every route, destination and step
+//! it names exists, every path parses, every case checks something — each problem at the
+//! file:line:col where it is written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use indexmap::IndexMap;
-use serde::Deserialize;
-use serde_saphyr::Spanned;
-
+use super::{
+    DeliveryCheck, DeliveryCheckFile, ExpectFile, Expectation, ExpectedBody, Input, Line,
+    RouteTestFile, RouteTests, TestCase,
+};
 use crate::at::At;
 use crate::element_path::ElementPath;
 use crate::{Config, Diagnostic, Route, SourceFile};
 
-/// One `NAME.test.yaml`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RouteTestFile {
-    #[schemars(with = "u32")]
-    pub version: Spanned<u32>,
-    /// The route under test. Default: the route defined in NAME.yaml beside this file.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub route: Option<Spanned<String>>,
-    #[schemars(with = "Vec<CaseFile>")]
-    pub cases: Spanned<Vec<CaseFile>>,
-}
-
-/// One case: a message in, what must come out.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CaseFile {
-    /// What the case shows, in words (printed when it passes or fails).
-    #[schemars(with = "String")]
-    pub name: Spanned<String>,
-    /// The message itself: HL7v2 segments one per line (LF, CRLF or CR), or FHIR JSON/XML.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub message: Option<Spanned<String>>,
-    /// A file holding the message, relative to this test file.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub file: Option<Spanned<String>>,
-    pub expect: ExpectFile,
-}
-
-/// What must come out. Only what is written is checked, except `to`, which is the exact set.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectFile {
-    /// The ACK's MSA-1 (AA, AE, AR; CA, CE, CR in enhanced mode).
-    #[serde(default)]
-    #[schemars(with = "Option<AckCode>")]
-    pub ack: Option<Spanned<AckCode>>,
-    /// Text the answer must contain (the ACK's MSA-3 and ERR, or the reason it was stored so).
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub error: Option<Spanned<String>>,
-    /// How the message is kept: accepted, filtered, rejected or failed.
-    #[serde(default)]
-    #[schemars(with = "Option<Outcome>")]
-    pub outcome: Option<Spanned<Outcome>>,
-    /// The step (1-based, in the route's order) whose filter leaves the message out.
-    #[serde(default)]
-    #[schemars(with = "Option<u32>")]
-    pub filtered_by_step: Option<Spanned<u32>>,
-    /// Exactly the destinations that receive the message (`[]`: none does).
-    #[serde(default)]
-    #[schemars(with = "Option<Vec<String>>")]
-    pub to: Option<Spanned<Vec<Spanned<String>>>>,
-    /// What a destination receives, by its name.
-    #[serde(default)]
-    #[schemars(with = "indexmap::IndexMap<String, DeliveryCheckFile>")]
-    pub at: IndexMap<Spanned<String>, DeliveryCheckFile>,
-}
-
-/// What one destination receives. A split batch may send it several messages: `count` says how
-/// many, `body`/`body_file` is all of them in order (a blank line between two), and each
-/// `hl7`/`fhir` check must hold for every one.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryCheckFile {
-    #[serde(default)]
-    #[schemars(with = "Option<u32>")]
-    pub count: Option<Spanned<u32>>,
-    /// The exact body (HL7v2 segments one per line; FHIR JSON compared as JSON).
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub body: Option<Spanned<String>>,
-    /// A file holding the exact body, relative to this test file; `wyvern test --update`
-    /// writes it.
-    #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub body_file: Option<Spanned<String>>,
-    /// HL7 path → the value it must select (`~`: nothing there), such as `PV1-3.4: RX1`.
-    #[serde(default)]
-    #[schemars(with = "indexmap::IndexMap<String, Option<String>>")]
-    pub hl7: IndexMap<Spanned<String>, Option<String>>,
-    /// FHIR element (`Patient.name[0].family`) or JSON pointer (`/entry/0/request/method`) →
-    /// the value there (`~`: nothing there).
-    #[serde(default)]
-    #[schemars(with = "indexmap::IndexMap<String, Option<String>>")]
-    pub fhir: IndexMap<Spanned<String>, Option<String>>,
-}
-
-/// An ACK code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-pub enum AckCode {
-    AA,
-    AE,
-    AR,
-    CA,
-    CE,
-    CR,
-}
-
-impl AckCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckCode::AA => "AA",
-            AckCode::AE => "AE",
-            AckCode::AR => "AR",
-            AckCode::CA => "CA",
-            AckCode::CE => "CE",
-            AckCode::CR => "CR",
-        }
-    }
-}
-
-/// How the inbox keeps a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Accepted,
-    Filtered,
-    Rejected,
-    Failed,
-}
-
-/// A test file, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteTests {
-    pub file: PathBuf,
-    pub route: String,
-    pub cases: Vec<TestCase>,
-}
-
-/// Where in a test file something was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Line {
-    pub line: u64,
-    pub column: u64,
-}
-
-impl<T> From<&Spanned<T>> for Line {
-    fn from(s: &Spanned<T>) -> Line {
-        Line {
-            line: s.referenced.line(),
-            column: s.referenced.column(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TestCase {
-    pub name: String,
-    pub at: Line,
-    pub input: Input,
-    pub expect: Expectation,
-}
-
-/// A case's message: written in the test, or in a file (read by [`crate::load_route_tests`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    Inline(String),
-    File {
-        path: PathBuf,
-        at: Line,
-        text: Option<Vec<u8>>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Expectation {
-    pub ack: Option<AckCode>,
-    pub error: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub filtered_by_step: Option<usize>,
-    /// The exact set of destinations, in the route's order.
-    pub to: Option<Vec<String>>,
-    pub at: Vec<DeliveryCheck>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryCheck {
-    pub destination: String,
-    pub at: Line,
-    pub count: Option<usize>,
-    pub body: Option<ExpectedBody>,
-    /// (the path as written, parsed, the value it must select)
-    pub hl7: Vec<(String, wyvern_hl7::Path, Option<String>)>,
-    /// (the path as written, parsed, the value there)
-    pub fhir: Vec<(String, ElementPath, Option<String>)>,
-}
-
-/// An exact body: written in the test, or in a file (`None` until one is written).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExpectedBody {
-    Inline(String),
-    File { path: PathBuf, text: Option<String> },
-}
-
-/// Validates one test file against `config`. `base`: the folder its relative paths are under.
+/// Validates one test file against `config`; its relative paths are under its own folder.
 pub fn validate_route_tests(
     src: &SourceFile,
     config: &Config,
@@ -396,6 +195,11 @@ fn expectation(
         }
         checks.push(delivery_check(at, base, &name.value, name.into(), c));
     }
+    if let Some(text) = &e.error
+        && text.value.trim().is_empty()
+    {
+        at.err(text, "error is empty, which any answer contains: expected text the refusal must say, such as MSH-9");
+    }
     (at.errors.len() == errors).then(|| Expectation {
         ack: e.ack.as_ref().map(|a| a.value),
         error: e.error.as_ref().map(|s| s.value.clone()),
@@ -413,6 +217,12 @@ fn delivery_check(
     line: Line,
     c: &DeliveryCheckFile,
 ) -> DeliveryCheck {
+    if let Some(n) = &c.count
+        && n.value == 0
+        && (c.body.is_some() || c.body_file.is_some() || !c.hl7.is_empty() || !c.fhir.is_empty())
+    {
+        at.err(n, "count: 0 says nothing arrives, so there is no body or field to check: drop count, or the checks (or leave the destination out of to)");
+    }
     let mut hl7 = Vec::new();
     for (p, v) in &c.hl7 {
         match p.value.parse::<wyvern_hl7::Path>() {
@@ -424,7 +234,7 @@ fn delivery_check(
     for (p, v) in &c.fhir {
         match ElementPath::parse(&p.value) {
             Ok(path) => fhir.push((p.value.clone(), path, v.clone())),
-            Err(e) => at.err(p, e),
+            Err(e) => at.err(p, e.to_string()),
         }
     }
     let body = match (&c.body, &c.body_file) {
