@@ -10,13 +10,14 @@ use crate::datatypes::{
     Ref, coding, comp, concept, fixed_concept, identifier, joined, looks_like_ods, organization,
     practitioner, text,
 };
+use crate::events::VisitStatus;
 use crate::json::{Item, JsonWriter};
 use crate::localtime::fhir_datetime;
 use crate::patient::PatientRef;
 
 const PARTICIPATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
 
-pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
+pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, state: VisitStatus) {
     let Some(pv1) = cx.segment("PV1", 45) else {
         cx.warn("no PV1 segment: no Encounter made");
         return;
@@ -40,13 +41,7 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
         let system = cx.system(&map.map.systems.visit_number, &authority, "");
         (format!("{system}|{visit_number}"), Some(system))
     };
-    let status = match event {
-        "A03" => "finished",
-        "A05" => "planned",
-        "A11" => "cancelled",
-        "A08" if end.is_some() => "finished",
-        _ => "in-progress",
-    };
+    let status = state.fhir(end.is_some());
     let mut e = cx.writer();
     if let Some(system) = &upsert_system {
         identifier(&mut e, system, &visit_number);
@@ -115,10 +110,10 @@ pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef, event: &str) {
         );
     });
     if let Some(loc) = location(cx, &pv1) {
-        let state = if status == "finished" {
-            "completed"
-        } else {
-            "active"
+        let state = match status {
+            "planned" => "planned",
+            "in-progress" => "active",
+            _ => "completed",
         };
         e.array("location", |w| {
             w.object(Item, |w| {

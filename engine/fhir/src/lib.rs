@@ -1,6 +1,6 @@
-//! HL7v2 → FHIR R4 UK Core, built in: ADT (A01–A05, A08, A11, A13, A28, A31, A40) to Patient, Encounter,
-//! Location, Practitioner, Organization, RelatedPerson, AllergyIntolerance and Condition;
-//! ORU^R01 to DiagnosticReport and Observations. The output is a transaction Bundle whose
+//! HL7v2 → FHIR R4 UK Core, built in: ADT events (the list is [`events`]' table) to Patient,
+//! Encounter, Location, Practitioner, Organization, RelatedPerson, AllergyIntolerance and
+//! Condition; ORU^R01 to DiagnosticReport and Observations. The output is a transaction Bundle whose
 //! resources have stable ids derived from their identifiers, written as upserts (PUT), so a
 //! replayed or duplicated message updates instead of creating twice.
 //!
@@ -12,6 +12,7 @@ mod bundle;
 mod clinical;
 mod datatypes;
 mod encounter;
+mod events;
 mod ids;
 mod json;
 mod localtime;
@@ -24,6 +25,7 @@ mod spec;
 use wyvern_hl7::Message;
 
 pub use bundle::Bundle;
+pub use events::mapped_events;
 pub use outcome::operation_outcome;
 pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
 
@@ -33,9 +35,7 @@ pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
 pub enum MapError {
     #[error("not HL7v2: {0}")]
     NotHl7(String),
-    #[error(
-        "{0} is not mapped to FHIR (ADT A01–A05, A08, A11, A13, A28, A31, A40 and ORU^R01 are)"
-    )]
+    #[error("{0} is not mapped to FHIR ({list} are)", list = events::mapped_events())]
     Unsupported(String),
     #[error("{0}")]
     Missing(String),
@@ -81,20 +81,20 @@ impl Mapper {
         let mt = msg.message_type();
         let (code, event) = (mt.code, mt.trigger);
         let mut cx = Context::new(&self.mappings, &msg);
-        match (&*code, &*event) {
-            (
-                "ADT",
-                "A01" | "A02" | "A03" | "A04" | "A05" | "A08" | "A11" | "A13" | "A28" | "A31",
-            ) => {
+        match events::effect(&code, &event) {
+            Some(events::Effect::Visit(status)) => {
                 let patient = patient::map(&mut cx)?;
-                if !matches!(&*event, "A28" | "A31") {
-                    encounter::map(&mut cx, &patient, &event);
-                }
+                encounter::map(&mut cx, &patient, status);
                 clinical::map(&mut cx, &patient);
             }
-            ("ADT", "A40") => patient::merge(&mut cx)?,
-            ("ORU", "R01") => results::map(&mut cx)?,
-            _ => {
+            Some(events::Effect::Person) => {
+                let patient = patient::map(&mut cx)?;
+                clinical::map(&mut cx, &patient);
+            }
+            Some(events::Effect::PersonDeleted) => patient::withdraw(&mut cx)?,
+            Some(events::Effect::Merge) => patient::merge(&mut cx)?,
+            Some(events::Effect::Results) => results::map(&mut cx)?,
+            None => {
                 let name = if event.is_empty() {
                     code.into_owned()
                 } else {

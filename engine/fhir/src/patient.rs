@@ -232,6 +232,19 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<PatientRef, MapError> {
     Ok(add(cx, p, &key, display))
 }
 
+/// A29 (delete person information): the record withdraws the person, so the Patient is
+/// written inactive — never deleted, since a shared record may hold what others wrote.
+pub fn withdraw(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
+    let pid = cx
+        .segment("PID", 32)
+        .ok_or_else(|| MapError::Missing("no PID segment: there is no patient to map".into()))?;
+    let (mut p, key, display) = build(cx, &pid)?;
+    p.bool("active", false);
+    add(cx, p, &key, display);
+    cx.warn("A29 deletes the person's information: the Patient is written inactive, not deleted");
+    Ok(())
+}
+
 /// `[{ "other": { "reference": … }, "type": … }]`
 fn link(w: &mut JsonWriter, other: &Identity, kind: &str) {
     let id = stable_uuid("Patient", &[&other.0, "|", &other.1]);

@@ -90,3 +90,16 @@ fn mappings_match_golden_bundles_and_round_trip_through_fhirbolt() {
     assert!(bundles >= 20, "only {bundles} messages mapped");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The README lists the mapped events as the mapper's own table has them.
+#[test]
+fn the_readme_lists_the_events_the_mapper_takes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
+    let list = wyvern_fhir::mapped_events();
+    assert!(
+        readme.contains(&format!("**{list}**")),
+        "README.md should list the mapped events as **{list}**"
+    );
+}

@@ -1,0 +1,150 @@
+//! Which HL7v2 events the mapping takes, and what each does in FHIR. This table is the one
+//! place that says so: the mapper dispatches on it, a refusal lists it, and the README's list
+//! is checked against [`mapped_events`].
+
+/// What an event does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// The patient, the visit (PV1) as an Encounter in this state, and the clinical segments.
+    Visit(VisitStatus),
+    /// The patient (and the clinical segments), no visit: person-level events.
+    Person,
+    /// The patient's record withdrawn: the Patient written `active: false`.
+    PersonDeleted,
+    /// MRG: the merged-away patient replaced by the survivor.
+    Merge,
+    /// ORU^R01: DiagnosticReports and Observations.
+    Results,
+}
+
+/// The Encounter's status an event leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VisitStatus {
+    InProgress,
+    Planned,
+    Finished,
+    /// `finished` when PV1-45 (discharge time) is there, else `in-progress` (an update).
+    ByDischargeTime,
+    /// A pending or planned visit that will not happen (it never began).
+    Cancelled,
+    /// A visit recorded in error (an admission cancelled after the fact).
+    EnteredInError,
+}
+
+impl VisitStatus {
+    pub(crate) fn fhir(self, discharged: bool) -> &'static str {
+        match self {
+            VisitStatus::InProgress => "in-progress",
+            VisitStatus::Planned => "planned",
+            VisitStatus::Finished => "finished",
+            VisitStatus::ByDischargeTime if discharged => "finished",
+            VisitStatus::ByDischargeTime => "in-progress",
+            VisitStatus::Cancelled => "cancelled",
+            VisitStatus::EnteredInError => "entered-in-error",
+        }
+    }
+}
+
+/// One event the mapping takes.
+pub(crate) struct Event {
+    pub code: &'static str,
+    pub trigger: &'static str,
+    pub effect: Effect,
+}
+
+const fn adt(trigger: &'static str, effect: Effect) -> Event {
+    Event {
+        code: "ADT",
+        trigger,
+        effect,
+    }
+}
+
+use Effect::{Merge, Person, PersonDeleted, Results, Visit};
+use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
+
+/// Every event mapped, in the order the README lists them.
+pub(crate) const EVENTS: &[Event] = &[
+    adt("A01", Visit(InProgress)),      // admit
+    adt("A02", Visit(InProgress)),      // transfer
+    adt("A03", Visit(Finished)),        // discharge
+    adt("A04", Visit(InProgress)),      // register an outpatient
+    adt("A05", Visit(Planned)),         // pre-admit
+    adt("A06", Visit(InProgress)),      // outpatient becomes inpatient (PV1-2)
+    adt("A07", Visit(InProgress)),      // inpatient becomes outpatient (PV1-2)
+    adt("A08", Visit(ByDischargeTime)), // update
+    adt("A09", Visit(InProgress)),      // patient departing (tracking)
+    adt("A10", Visit(InProgress)),      // patient arriving (tracking)
+    adt("A11", Visit(EnteredInError)),  // cancel admit
+    adt("A12", Visit(InProgress)),      // cancel transfer: PV1-3 is where the patient stays
+    adt("A13", Visit(InProgress)),      // cancel discharge
+    adt("A14", Visit(Planned)),         // pending admit
+    adt("A15", Visit(InProgress)),      // pending transfer
+    adt("A16", Visit(InProgress)),      // pending discharge
+    adt("A25", Visit(InProgress)),      // cancel pending discharge
+    adt("A26", Visit(InProgress)),      // cancel pending transfer
+    adt("A27", Visit(Cancelled)),       // cancel pending admit
+    adt("A28", Person),                 // add person
+    adt("A29", PersonDeleted),          // delete person information
+    adt("A31", Person),                 // update person
+    adt("A38", Visit(Cancelled)),       // cancel pre-admit
+    adt("A40", Merge),                  // merge patient
+    Event {
+        code: "ORU",
+        trigger: "R01",
+        effect: Results,
+    },
+];
+
+/// What `code^trigger` does, if it is mapped.
+pub(crate) fn effect(code: &str, trigger: &str) -> Option<Effect> {
+    EVENTS
+        .iter()
+        .find(|e| e.code == code && e.trigger == trigger)
+        .map(|e| e.effect)
+}
+
+/// The mapped events in words, runs of ADT events joined (`ADT A01–A16, A25–A29, …; ORU^R01`):
+/// what a refusal and the README say.
+pub fn mapped_events() -> String {
+    let adt: Vec<u32> = EVENTS
+        .iter()
+        .filter(|e| e.code == "ADT")
+        .filter_map(|e| e.trigger.strip_prefix('A')?.parse().ok())
+        .collect();
+    let mut runs: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < adt.len() {
+        let mut j = i;
+        while j + 1 < adt.len() && adt[j + 1] == adt[j] + 1 {
+            j += 1;
+        }
+        runs.push(match j - i {
+            0 => format!("A{:02}", adt[i]),
+            1 => format!("A{:02}, A{:02}", adt[i], adt[j]),
+            _ => format!("A{:02}–A{:02}", adt[i], adt[j]),
+        });
+        i = j + 1;
+    }
+    let others: Vec<String> = EVENTS
+        .iter()
+        .filter(|e| e.code != "ADT")
+        .map(|e| format!("{}^{}", e.code, e.trigger))
+        .collect();
+    format!("ADT {}; {}", runs.join(", "), others.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_in_words_is_made_from_the_table() {
+        assert_eq!(
+            mapped_events(),
+            "ADT A01–A16, A25–A29, A31, A38, A40; ORU^R01"
+        );
+        assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
+        assert_eq!(effect("ADT", "A17"), None);
+    }
+}
