@@ -1,5 +1,5 @@
 //! The clinical segments of an ADT message, each a resource about its patient: NK1 →
-//! RelatedPerson, AL1 → AllergyIntolerance, DG1 → Condition.
+//! RelatedPerson, AL1 and IAM (A60's adverse reactions) → AllergyIntolerance, DG1 → Condition.
 
 use wyvern_hl7::IndexedSegment;
 
@@ -12,13 +12,24 @@ use crate::json::Item;
 use crate::localtime::fhir_datetime;
 use crate::patient::PatientRef;
 
-/// NK1, AL1 and DG1 of an ADT message, each a resource about `patient`.
+/// Where an allergy segment keeps what AL1 and IAM do not share (type, code, severity and
+/// reaction are fields 2–5 of both).
+#[derive(Clone, Copy)]
+enum AllergySegment {
+    /// AL1-6: identification date.
+    Al1,
+    /// IAM-6: action code (A add, U update, X no change, D delete); IAM-11: onset date.
+    Iam,
+}
+
+/// NK1, AL1, IAM and DG1 of an ADT message, each a resource about `patient`.
 pub fn map(cx: &mut Context<'_, '_>, patient: &PatientRef) {
     let msg = cx.msg;
     for seg in msg.segments() {
         match seg.id_bytes() {
             b"NK1" => related_person(cx, patient, &seg.indexed_to(6)),
-            b"AL1" => allergy(cx, patient, &seg.indexed_to(6)),
+            b"AL1" => allergy(cx, patient, &seg.indexed_to(6), AllergySegment::Al1),
+            b"IAM" => allergy(cx, patient, &seg.indexed_to(11), AllergySegment::Iam),
             b"DG1" => condition(cx, patient, &seg.indexed_to(5)),
             _ => {}
         }
@@ -47,20 +58,45 @@ fn related_person(cx: &mut Context<'_, '_>, patient: &PatientRef, nk1: &IndexedS
     cx.add("RelatedPerson", &key, r, Upsert::ById);
 }
 
-fn allergy(cx: &mut Context<'_, '_>, patient: &PatientRef, al1: &IndexedSegment<'_>) {
+/// An allergy as an AllergyIntolerance, keyed by patient and allergen, so an IAM update (A60)
+/// and an earlier AL1 about the same allergen are one resource. IAM's action D (delete) marks
+/// it entered-in-error (FHIR then forbids a clinical status).
+fn allergy(
+    cx: &mut Context<'_, '_>,
+    patient: &PatientRef,
+    al1: &IndexedSegment<'_>,
+    kind: AllergySegment,
+) {
     let map = cx.map;
     let code = codeable(cx, al1.field(3).and_then(|f| f.repetition(1)));
     if code.is_empty() {
         return;
     }
+    let (onset_field, deleted) = match kind {
+        AllergySegment::Al1 => (6, false),
+        AllergySegment::Iam => (
+            11,
+            comp(al1.field(6).and_then(|f| f.repetition(1)), 1) == "D",
+        ),
+    };
     let mut a = cx.writer();
-    fixed_concept(
-        &mut a,
-        "clinicalStatus",
-        "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
-        "active",
-        "",
-    );
+    if deleted {
+        fixed_concept(
+            &mut a,
+            "verificationStatus",
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification",
+            "entered-in-error",
+            "Entered in Error",
+        );
+    } else {
+        fixed_concept(
+            &mut a,
+            "clinicalStatus",
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+            "active",
+            "",
+        );
+    }
     let first = |n: usize| comp(al1.field(n).and_then(|f| f.repetition(1)), 1);
     if let Some(c) = map.coding(&map.map.coded.allergy_category, &first(2)) {
         a.array("category", |w| w.str(Item, c.code));
@@ -71,7 +107,7 @@ fn allergy(cx: &mut Context<'_, '_>, patient: &PatientRef, al1: &IndexedSegment<
     let code_key = code.key();
     code.write(&mut a, "code");
     patient.write(&mut a, "patient");
-    if let Some(d) = fhir_datetime(&text(al1, 6), map.map.local_time) {
+    if let Some(d) = fhir_datetime(&text(al1, onset_field), map.map.local_time) {
         a.str("onsetDateTime", &d);
     }
     a.array("reaction", |w| {

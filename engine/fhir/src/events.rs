@@ -13,6 +13,10 @@ pub(crate) enum Effect {
     PersonDeleted,
     /// MRG: the merged-away patient replaced by the survivor.
     Merge,
+    /// A47: the patient found by MRG-1's identifier given PID-3's identifiers.
+    IdentifierMove,
+    /// A41: accounts merged (MRG-3 into PID-18): the patient updated; accounts are not mapped.
+    AccountMerge,
     /// ORU^R01: DiagnosticReports and Observations.
     Results,
 }
@@ -60,7 +64,7 @@ const fn adt(trigger: &'static str, effect: Effect) -> Event {
     }
 }
 
-use Effect::{Merge, Person, PersonDeleted, Results, Visit};
+use Effect::{AccountMerge, IdentifierMove, Merge, Person, PersonDeleted, Results, Visit};
 use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
 
 /// Every event mapped, in the order the README lists them.
@@ -89,6 +93,10 @@ pub(crate) const EVENTS: &[Event] = &[
     adt("A31", Person),                 // update person
     adt("A38", Visit(Cancelled)),       // cancel pre-admit
     adt("A40", Merge),                  // merge patient
+    adt("A41", AccountMerge),           // merge account
+    adt("A45", Visit(ByDischargeTime)), // move visit: PV1-19's visit to PID's patient
+    adt("A47", IdentifierMove),         // change patient identifier list
+    adt("A60", Person),                 // update adverse reactions (IAM)
     Event {
         code: "ORU",
         trigger: "R01",
@@ -142,7 +150,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40; ORU^R01"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

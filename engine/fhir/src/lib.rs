@@ -93,6 +93,12 @@ impl Mapper {
             }
             Some(events::Effect::PersonDeleted) => patient::withdraw(&mut cx)?,
             Some(events::Effect::Merge) => patient::merge(&mut cx)?,
+            Some(events::Effect::IdentifierMove) => patient::move_identifiers(&mut cx)?,
+            Some(events::Effect::AccountMerge) => {
+                let patient = patient::map(&mut cx)?;
+                clinical::map(&mut cx, &patient);
+                cx.warn("A41 merges accounts (MRG-3 into PID-18): accounts are not mapped; the patient is updated");
+            }
             Some(events::Effect::Results) => results::map(&mut cx)?,
             None => {
                 let name = if event.is_empty() {

@@ -232,6 +232,27 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<PatientRef, MapError> {
     Ok(add(cx, p, &key, display))
 }
 
+/// A47: the identifier in MRG-1 was wrong; PID-3 holds the right ones. The Patient found by
+/// the old identifier (the same stable id) is written with the new identifiers, so the record
+/// moves the person's number rather than making a second person.
+pub fn move_identifiers(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
+    let pid = cx.segment("PID", 32).ok_or_else(|| {
+        MapError::Missing("no PID segment: A47 needs the patient's identifiers".into())
+    })?;
+    let mrg = cx.segment("MRG", 1).ok_or_else(|| {
+        MapError::Missing("no MRG segment: A47 needs the identifier being replaced".into())
+    })?;
+    let (p, _, display) = build(cx, &pid)?;
+    let prior: Vec<(V2<'_>, bool)> = reps(&mrg, 1).map(|r| (r, false)).collect();
+    let mut scratch = cx.writer();
+    let (old_key, _) = identifiers(cx, &mut scratch, "MRG-1", &prior, "");
+    let old_key = old_key.ok_or_else(|| {
+        MapError::Missing("MRG-1 has no identifier: the patient to change cannot be found".into())
+    })?;
+    add(cx, p, &old_key, display);
+    Ok(())
+}
+
 /// A29 (delete person information): the record withdraws the person, so the Patient is
 /// written inactive — never deleted, since a shared record may hold what others wrote.
 pub fn withdraw(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
