@@ -19,6 +19,8 @@ pub(crate) enum Effect {
     AccountMerge,
     /// ORU^R01: DiagnosticReports and Observations.
     Results,
+    /// ORM^O01, OML^O21, OMG^O19: ServiceRequests (and Specimens).
+    Orders,
 }
 
 /// The Encounter's status an event leaves.
@@ -64,7 +66,7 @@ const fn adt(trigger: &'static str, effect: Effect) -> Event {
     }
 }
 
-use Effect::{AccountMerge, IdentifierMove, Merge, Person, PersonDeleted, Results, Visit};
+use Effect::{AccountMerge, IdentifierMove, Merge, Orders, Person, PersonDeleted, Results, Visit};
 use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
 
 /// Every event mapped, in the order the README lists them.
@@ -97,12 +99,19 @@ pub(crate) const EVENTS: &[Event] = &[
     adt("A45", Visit(ByDischargeTime)), // move visit: PV1-19's visit to PID's patient
     adt("A47", IdentifierMove),         // change patient identifier list
     adt("A60", Person),                 // update adverse reactions (IAM)
-    Event {
-        code: "ORU",
-        trigger: "R01",
-        effect: Results,
-    },
+    other("ORU", "R01", Results),
+    other("ORM", "O01", Orders),
+    other("OML", "O21", Orders),
+    other("OMG", "O19", Orders),
 ];
+
+const fn other(code: &'static str, trigger: &'static str, effect: Effect) -> Event {
+    Event {
+        code,
+        trigger,
+        effect,
+    }
+}
 
 /// What `code^trigger` does, if it is mapped.
 pub(crate) fn effect(code: &str, trigger: &str) -> Option<Effect> {
@@ -150,7 +159,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

@@ -1,6 +1,7 @@
 //! HL7v2 → FHIR R4 UK Core, built in: ADT events (the list is [`events`]' table) to Patient,
 //! Encounter, Location, Practitioner, Organization, RelatedPerson, AllergyIntolerance and
-//! Condition; ORU^R01 to DiagnosticReport and Observations. The output is a transaction Bundle whose
+//! Condition; ORU^R01 to DiagnosticReport and Observations; orders (ORM, OML, OMG) to
+//! ServiceRequest and Specimen. The output is a transaction Bundle whose
 //! resources have stable ids derived from their identifiers, written as upserts (PUT), so a
 //! replayed or duplicated message updates instead of creating twice.
 //!
@@ -17,6 +18,7 @@ mod ids;
 mod json;
 mod localtime;
 pub mod model;
+mod orders;
 mod outcome;
 mod patient;
 mod results;
@@ -100,6 +102,7 @@ impl Mapper {
                 cx.warn("A41 merges accounts (MRG-3 into PID-18): accounts are not mapped; the patient is updated");
             }
             Some(events::Effect::Results) => results::map(&mut cx)?,
+            Some(events::Effect::Orders) => orders::map(&mut cx)?,
             None => {
                 let name = if event.is_empty() {
                     code.into_owned()

@@ -37,6 +37,14 @@ const DEFAULT_TABLES: &[(&str, &str)] = &[
         include_str!("../../../mappings/v2-0007-admission-type.yaml"),
     ),
     (
+        "v2-0027-priority.yaml",
+        include_str!("../../../mappings/v2-0027-priority.yaml"),
+    ),
+    (
+        "v2-0038-order-status.yaml",
+        include_str!("../../../mappings/v2-0038-order-status.yaml"),
+    ),
+    (
         "v2-0063-relationship.yaml",
         include_str!("../../../mappings/v2-0063-relationship.yaml"),
     ),
@@ -47,6 +55,10 @@ const DEFAULT_TABLES: &[(&str, &str)] = &[
     (
         "v2-0085-observation-result-status.yaml",
         include_str!("../../../mappings/v2-0085-observation-result-status.yaml"),
+    ),
+    (
+        "v2-0119-order-control.yaml",
+        include_str!("../../../mappings/v2-0119-order-control.yaml"),
     ),
     (
         "v2-0123-result-status.yaml",
@@ -102,6 +114,11 @@ pub struct Systems {
     pub local_patient: String,
     pub visit_number: String,
     pub filler_order: String,
+    /// Added with orders: a field map written before them takes the default.
+    #[serde(default = "default_placer_order")]
+    pub placer_order: String,
+    #[serde(default = "default_specimen")]
+    pub specimen: String,
     pub local_practitioner: String,
     pub local_location: String,
 }
@@ -134,6 +151,44 @@ pub struct Coded {
     pub observation_status: CodedField,
     #[serde(rename = "Observation.interpretation")]
     pub interpretation: CodedField,
+    // Added with orders: a field map written before them takes these defaults.
+    #[serde(rename = "ServiceRequest.status", default = "default_order_control")]
+    pub order_control: CodedField,
+    #[serde(
+        rename = "ServiceRequest.statusFromOrderStatus",
+        default = "default_order_status"
+    )]
+    pub order_status: CodedField,
+    #[serde(rename = "ServiceRequest.priority", default = "default_order_priority")]
+    pub order_priority: CodedField,
+}
+
+fn default_placer_order() -> String {
+    "https://wyvern.invalid/Id/{facility}/placer-order-number".into()
+}
+
+fn default_specimen() -> String {
+    "https://wyvern.invalid/Id/{facility}/specimen".into()
+}
+
+fn coded(field: &str, table: &str) -> CodedField {
+    CodedField {
+        field: field.into(),
+        table: table.into(),
+        default: None,
+    }
+}
+
+fn default_order_control() -> CodedField {
+    coded("ORC-1", "v2-0119")
+}
+
+fn default_order_status() -> CodedField {
+    coded("ORC-5", "v2-0038")
+}
+
+fn default_order_priority() -> CodedField {
+    coded("ORC-7.6", "v2-0027")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -250,6 +305,9 @@ impl Mappings {
             &c.report_status,
             &c.observation_status,
             &c.interpretation,
+            &c.order_control,
+            &c.order_status,
+            &c.order_priority,
         ]
         .map(|f| f.table.as_str());
         for t in named
