@@ -152,11 +152,15 @@ fn code_as_is(w: &mut JsonWriter, k: &'static str, system: &str, code: &str) {
     });
 }
 
-/// PV1-3 (point of care^room^bed^facility^…^description) → the ward's Location, part of the
-/// site's when the facility is an ODS site code.
+/// PV1-3 → the ward's Location ([`place`]).
 fn location(cx: &mut Context<'_, '_>, pv1: &IndexedSegment<'_>) -> Option<Ref> {
+    place(cx, pv1.field(3).and_then(|f| f.repetition(1))?)
+}
+
+/// A PL (point of care^room^bed^facility^…^description) → the ward's Location, part of the
+/// site's when the facility is an ODS site code.
+pub(crate) fn place(cx: &mut Context<'_, '_>, pl: wyvern_hl7::Value<'_>) -> Option<Ref> {
     let map = cx.map;
-    let pl = pv1.field(3).and_then(|f| f.repetition(1))?;
     let ward = comp(Some(pl), 1);
     if ward.is_empty() {
         return None;

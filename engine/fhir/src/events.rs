@@ -21,6 +21,8 @@ pub(crate) enum Effect {
     Results,
     /// ORM^O01, OML^O21, OMG^O19: ServiceRequests (and Specimens).
     Orders,
+    /// SIU: an Appointment left as this.
+    Appointment(crate::scheduling::AppointmentStatus),
 }
 
 /// The Encounter's status an event leaves.
@@ -66,7 +68,12 @@ const fn adt(trigger: &'static str, effect: Effect) -> Event {
     }
 }
 
-use Effect::{AccountMerge, IdentifierMove, Merge, Orders, Person, PersonDeleted, Results, Visit};
+use crate::scheduling::AppointmentStatus::{
+    Booked, Cancelled as Unbooked, EnteredInError as Deleted, Noshow,
+};
+use Effect::{
+    AccountMerge, Appointment, IdentifierMove, Merge, Orders, Person, PersonDeleted, Results, Visit,
+};
 use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
 
 /// Every event mapped, in the order the README lists them.
@@ -103,6 +110,13 @@ pub(crate) const EVENTS: &[Event] = &[
     other("ORM", "O01", Orders),
     other("OML", "O21", Orders),
     other("OMG", "O19", Orders),
+    other("SIU", "S12", Appointment(Booked)), // new booking
+    other("SIU", "S13", Appointment(Booked)), // rescheduled
+    other("SIU", "S14", Appointment(Booked)), // modified
+    other("SIU", "S15", Appointment(Unbooked)), // cancelled
+    other("SIU", "S16", Appointment(Unbooked)), // discontinued
+    other("SIU", "S17", Appointment(Deleted)), // deleted
+    other("SIU", "S26", Appointment(Noshow)), // not attended
 ];
 
 const fn other(code: &'static str, trigger: &'static str, effect: Effect) -> Event {
@@ -143,11 +157,16 @@ pub fn mapped_events() -> String {
         });
         i = j + 1;
     }
-    let others: Vec<String> = EVENTS
-        .iter()
-        .filter(|e| e.code != "ADT")
-        .map(|e| format!("{}^{}", e.code, e.trigger))
-        .collect();
+    let mut others: Vec<String> = Vec::new();
+    for e in EVENTS.iter().filter(|e| e.code != "ADT") {
+        match others.last_mut() {
+            Some(last) if last.starts_with(e.code) => {
+                last.push('/');
+                last.push_str(e.trigger);
+            }
+            _ => others.push(format!("{}^{}", e.code, e.trigger)),
+        }
+    }
     format!("ADT {}; {}", runs.join(", "), others.join(", "))
 }
 
@@ -159,7 +178,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

@@ -22,6 +22,7 @@ mod orders;
 mod outcome;
 mod patient;
 mod results;
+mod scheduling;
 mod spec;
 
 use wyvern_hl7::Message;
@@ -103,6 +104,7 @@ impl Mapper {
             }
             Some(events::Effect::Results) => results::map(&mut cx)?,
             Some(events::Effect::Orders) => orders::map(&mut cx)?,
+            Some(events::Effect::Appointment(status)) => scheduling::map(&mut cx, status)?,
             None => {
                 let name = if event.is_empty() {
                     code.into_owned()

@@ -24,6 +24,35 @@ pub fn fhir_datetime(raw: &str, zone: LocalTime) -> Option<String> {
     Some(ts.to_iso8601())
 }
 
+/// The FHIR form of a v2 timestamp `minutes` later (an appointment's end from its start and
+/// length), its offset worked out again for the later time (a clock change may fall between).
+pub fn fhir_datetime_plus(raw: &str, minutes: i64, zone: LocalTime) -> Option<String> {
+    let ts = Timestamp::parse(raw.trim()).ok()?;
+    if ts.precision < Precision::Minute {
+        return None;
+    }
+    let date =
+        Date::from_calendar_date(i32::from(ts.year), Month::try_from(ts.month).ok()?, ts.day)
+            .ok()?;
+    let later = PrimitiveDateTime::new(date, Time::from_hms(ts.hour, ts.minute, ts.second).ok()?)
+        .checked_add(time::Duration::minutes(minutes))?;
+    let mut v2 = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        later.year(),
+        u8::from(later.month()),
+        later.day(),
+        later.hour(),
+        later.minute(),
+        later.second()
+    );
+    if let Some(off) = ts.offset_minutes {
+        let sign = if off < 0 { '-' } else { '+' };
+        let off = off.unsigned_abs();
+        v2.push_str(&format!("{sign}{:02}{:02}", off / 60, off % 60));
+    }
+    fhir_datetime(&v2, zone)
+}
+
 /// A v2 date (the day at most): `1980-01-02`.
 pub fn fhir_date(raw: &str) -> Option<String> {
     let ts = Timestamp::parse(raw.trim()).ok()?;

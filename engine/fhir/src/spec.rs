@@ -119,6 +119,8 @@ pub struct Systems {
     pub placer_order: String,
     #[serde(default = "default_specimen")]
     pub specimen: String,
+    #[serde(default = "default_appointment")]
+    pub appointment: String,
     pub local_practitioner: String,
     pub local_location: String,
 }
@@ -169,6 +171,10 @@ fn default_placer_order() -> String {
 
 fn default_specimen() -> String {
     "https://wyvern.invalid/Id/{facility}/specimen".into()
+}
+
+fn default_appointment() -> String {
+    "https://wyvern.invalid/Id/{facility}/appointment".into()
 }
 
 fn coded(field: &str, table: &str) -> CodedField {
