@@ -21,6 +21,8 @@ pub(crate) enum Effect {
     Results,
     /// ORM^O01, OML^O21, OMG^O19: ServiceRequests (and Specimens).
     Orders,
+    /// VXU^V04: Immunizations.
+    Immunisation,
     /// SIU: an Appointment left as this.
     Appointment(crate::scheduling::AppointmentStatus),
 }
@@ -72,7 +74,8 @@ use crate::scheduling::AppointmentStatus::{
     Booked, Cancelled as Unbooked, EnteredInError as Deleted, Noshow,
 };
 use Effect::{
-    AccountMerge, Appointment, IdentifierMove, Merge, Orders, Person, PersonDeleted, Results, Visit,
+    AccountMerge, Appointment, IdentifierMove, Immunisation, Merge, Orders, Person, PersonDeleted,
+    Results, Visit,
 };
 use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
 
@@ -117,6 +120,7 @@ pub(crate) const EVENTS: &[Event] = &[
     other("SIU", "S16", Appointment(Unbooked)), // discontinued
     other("SIU", "S17", Appointment(Deleted)), // deleted
     other("SIU", "S26", Appointment(Noshow)), // not attended
+    other("VXU", "V04", Immunisation),
 ];
 
 const fn other(code: &'static str, trigger: &'static str, effect: Effect) -> Event {
@@ -178,7 +182,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

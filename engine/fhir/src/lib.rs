@@ -15,6 +15,7 @@ mod datatypes;
 mod encounter;
 mod events;
 mod ids;
+mod immunisation;
 mod json;
 mod localtime;
 pub mod model;
@@ -105,6 +106,7 @@ impl Mapper {
             Some(events::Effect::Results) => results::map(&mut cx)?,
             Some(events::Effect::Orders) => orders::map(&mut cx)?,
             Some(events::Effect::Appointment(status)) => scheduling::map(&mut cx, status)?,
+            Some(events::Effect::Immunisation) => immunisation::map(&mut cx)?,
             None => {
                 let name = if event.is_empty() {
                     code.into_owned()

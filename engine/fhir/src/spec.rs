@@ -61,6 +61,10 @@ const DEFAULT_TABLES: &[(&str, &str)] = &[
         include_str!("../../../mappings/v2-0119-order-control.yaml"),
     ),
     (
+        "v2-0322-completion-status.yaml",
+        include_str!("../../../mappings/v2-0322-completion-status.yaml"),
+    ),
+    (
         "v2-0123-result-status.yaml",
         include_str!("../../../mappings/v2-0123-result-status.yaml"),
     ),
@@ -163,6 +167,8 @@ pub struct Coded {
     pub order_status: CodedField,
     #[serde(rename = "ServiceRequest.priority", default = "default_order_priority")]
     pub order_priority: CodedField,
+    #[serde(rename = "Immunization.status", default = "default_completion_status")]
+    pub completion_status: CodedField,
 }
 
 fn default_placer_order() -> String {
@@ -191,6 +197,10 @@ fn default_order_control() -> CodedField {
 
 fn default_order_status() -> CodedField {
     coded("ORC-5", "v2-0038")
+}
+
+fn default_completion_status() -> CodedField {
+    coded("RXA-20", "v2-0322")
 }
 
 fn default_order_priority() -> CodedField {
@@ -314,6 +324,7 @@ impl Mappings {
             &c.order_control,
             &c.order_status,
             &c.order_priority,
+            &c.completion_status,
         ]
         .map(|f| f.table.as_str());
         for t in named
