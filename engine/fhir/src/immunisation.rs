@@ -97,9 +97,9 @@ fn immunization(
         }
     }
     // RXA-6: the amount; 999 means "not recorded" (CDC's convention, which UK feeds follow).
-    if let Some(amount) = crate::results::decimal(&text(rxa, 6))
-        .filter(|a| a != "999" && !a.starts_with('-') && a.trim_start_matches(['0', '.']) != "")
-    {
+    if let Some(amount) = crate::results::decimal(&text(rxa, 6)).filter(|a| {
+        a != "999" && !a.starts_with('-') && !a.trim_start_matches(['0', '.']).is_empty()
+    }) {
         let unit = comp(first(7), 1);
         w.object("doseQuantity", |w| {
             w.raw("value", &amount);
