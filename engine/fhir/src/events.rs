@@ -23,6 +23,8 @@ pub(crate) enum Effect {
     Orders,
     /// VXU^V04: Immunizations.
     Immunisation,
+    /// MDM: a DocumentReference (and a Binary with the document).
+    Document(crate::documents::DocumentEvent),
     /// SIU: an Appointment left as this.
     Appointment(crate::scheduling::AppointmentStatus),
 }
@@ -70,9 +72,13 @@ const fn adt(trigger: &'static str, effect: Effect) -> Event {
     }
 }
 
+use crate::documents::DocumentEvent::{
+    Addendum, Cancel, Edit, Original, Replacement, StatusChange,
+};
 use crate::scheduling::AppointmentStatus::{
     Booked, Cancelled as Unbooked, EnteredInError as Deleted, Noshow,
 };
+use Effect::Document;
 use Effect::{
     AccountMerge, Appointment, IdentifierMove, Immunisation, Merge, Orders, Person, PersonDeleted,
     Results, Visit,
@@ -121,6 +127,17 @@ pub(crate) const EVENTS: &[Event] = &[
     other("SIU", "S17", Appointment(Deleted)), // deleted
     other("SIU", "S26", Appointment(Noshow)), // not attended
     other("VXU", "V04", Immunisation),
+    other("MDM", "T01", Document(Original)),
+    other("MDM", "T02", Document(Original)),
+    other("MDM", "T03", Document(StatusChange)),
+    other("MDM", "T04", Document(StatusChange)),
+    other("MDM", "T05", Document(Addendum)),
+    other("MDM", "T06", Document(Addendum)),
+    other("MDM", "T07", Document(Edit)),
+    other("MDM", "T08", Document(Edit)),
+    other("MDM", "T09", Document(Replacement)),
+    other("MDM", "T10", Document(Replacement)),
+    other("MDM", "T11", Document(Cancel)),
 ];
 
 const fn other(code: &'static str, trigger: &'static str, effect: Effect) -> Event {
@@ -182,7 +199,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04, MDM^T01/T02/T03/T04/T05/T06/T07/T08/T09/T10/T11"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

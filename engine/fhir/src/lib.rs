@@ -12,6 +12,7 @@
 mod bundle;
 mod clinical;
 mod datatypes;
+mod documents;
 mod encounter;
 mod events;
 mod ids;
@@ -107,6 +108,7 @@ impl Mapper {
             Some(events::Effect::Orders) => orders::map(&mut cx)?,
             Some(events::Effect::Appointment(status)) => scheduling::map(&mut cx, status)?,
             Some(events::Effect::Immunisation) => immunisation::map(&mut cx)?,
+            Some(events::Effect::Document(event)) => documents::map(&mut cx, event)?,
             None => {
                 let name = if event.is_empty() {
                     code.into_owned()

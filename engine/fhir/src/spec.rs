@@ -125,6 +125,8 @@ pub struct Systems {
     pub specimen: String,
     #[serde(default = "default_appointment")]
     pub appointment: String,
+    #[serde(default = "default_document")]
+    pub document: String,
     pub local_practitioner: String,
     pub local_location: String,
 }
@@ -181,6 +183,10 @@ fn default_specimen() -> String {
 
 fn default_appointment() -> String {
     "https://wyvern.invalid/Id/{facility}/appointment".into()
+}
+
+fn default_document() -> String {
+    "https://wyvern.invalid/Id/{facility}/document".into()
 }
 
 fn coded(field: &str, table: &str) -> CodedField {

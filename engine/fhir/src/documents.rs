@@ -1,0 +1,241 @@
+//! Documents (MDM^T01–T11) → a DocumentReference, and a Binary with the document when the
+//! message carries it (T02, T04, T06, T08, T10: OBX text, or an ED's Base64 data). Kept under
+//! the unique document number (TXA-12), so a status change, an edit or a cancel lands on the
+//! same resource; an addendum (T05/T06) `appends` and a replacement (T09/T10) `replaces` the
+//! document TXA-13 names. Document content is bounded: past [`MAX_CONTENT`] bytes it is left
+//! out, with a warning.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
+
+use crate::bundle::{StableId, Upsert};
+use crate::datatypes::{codeable, comp, practitioner, text};
+use crate::json::Item;
+use crate::localtime::fhir_datetime;
+use crate::patient;
+use crate::{Context, MapError};
+
+/// The most document bytes put into a Binary.
+pub const MAX_CONTENT: usize = 16 << 20;
+
+/// What an MDM event does to the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DocumentEvent {
+    /// T01/T02: a new document.
+    Original,
+    /// T03/T04: its status changed.
+    StatusChange,
+    /// T05/T06: an addendum to TXA-13's document.
+    Addendum,
+    /// T07/T08: edited.
+    Edit,
+    /// T09/T10: it replaces TXA-13's document.
+    Replacement,
+    /// T11: cancelled.
+    Cancel,
+}
+
+pub fn map(cx: &mut Context<'_, '_>, event: DocumentEvent) -> Result<(), MapError> {
+    let txa = cx
+        .segment("TXA", 22)
+        .ok_or_else(|| MapError::Missing("no TXA segment: there is no document to map".into()))?;
+    let patient = patient::map(cx)?;
+    let map = cx.map;
+    let zone = map.map.local_time;
+    let first = |n: usize| -> Option<V2<'_>> { txa.field(n).and_then(|f| f.repetition(1)) };
+    let number = comp(first(12), 1).into_owned();
+    let system = cx.system(&map.map.systems.document, &comp(first(12), 2), "");
+    let kind = codeable(cx, first(2));
+    let date = fhir_datetime(&text(&txa, 4), zone).or_else(|| fhir_datetime(&text(&txa, 6), zone));
+    let key = if number.is_empty() {
+        cx.warn("TXA-12 has no unique document number: the document is kept under its patient, type and time");
+        [
+            &*patient.key,
+            "|TXA|",
+            &kind.key(),
+            "|",
+            date.as_deref().unwrap_or_default(),
+        ]
+        .concat()
+    } else {
+        [&*system, "|", &number].concat()
+    };
+    let segments: Vec<Segment<'_>> = cx.msg.segments().collect();
+    let binary = content(cx, &key, &segments);
+    let availability = comp(first(19), 1);
+    let status = match (event, &*availability) {
+        (DocumentEvent::Cancel, _) | (_, "CA") => "entered-in-error",
+        (_, "OB") => "superseded",
+        _ => "current",
+    };
+    let completion = comp(first(17), 1);
+    let doc_status = match (event, &*completion) {
+        (DocumentEvent::Cancel, _) => Some("entered-in-error"),
+        (DocumentEvent::Edit, "AU" | "LA") => Some("amended"),
+        (_, "AU" | "LA") => Some("final"),
+        (_, "DI" | "DO" | "IP" | "IN" | "PA") => Some("preliminary"),
+        _ => None,
+    };
+    let mut d = cx.writer();
+    if !number.is_empty() {
+        d.object("masterIdentifier", |w| {
+            w.str("system", &system);
+            w.str("value", &number);
+        });
+    }
+    d.str("status", status);
+    d.opt_str("docStatus", doc_status);
+    if !kind.is_empty() {
+        kind.write(&mut d, "type");
+    }
+    patient.write(&mut d, "subject");
+    // DocumentReference.date is an instant: a time with seconds and an offset, or nothing.
+    if let Some(t) = date.as_deref().filter(|t| t.len() >= 25) {
+        d.str("date", t);
+    }
+    let authors: Vec<_> = [first(5), first(9)]
+        .into_iter()
+        .flatten()
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| practitioner(cx, v))
+        .collect();
+    d.array("author", |w| authors.iter().for_each(|a| a.write(w, Item)));
+    if let Some(who) = first(22)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| practitioner(cx, v))
+    {
+        who.write(&mut d, "authenticator");
+    }
+    let relation = match event {
+        DocumentEvent::Addendum => Some("appends"),
+        DocumentEvent::Replacement => Some("replaces"),
+        _ => None,
+    };
+    let parent = comp(first(13), 1);
+    if let Some(code) = relation {
+        if parent.is_empty() {
+            cx.warn("TXA-13 names no parent document: the relation to it is left out");
+        } else {
+            let parent_system = cx.system(&map.map.systems.document, &comp(first(13), 2), "");
+            let target =
+                crate::ids::stable_uuid("DocumentReference", &[&parent_system, "|", &parent]);
+            d.array("relatesTo", |w| {
+                w.object(Item, |w| {
+                    w.str("code", code);
+                    // The parent is not in this Bundle: a literal reference to the id it was
+                    // written under (every document is PUT by its stable id).
+                    w.object("target", |w| {
+                        w.str(
+                            "reference",
+                            &format!("DocumentReference/{}", target.as_str()),
+                        );
+                        w.object("identifier", |w| {
+                            w.str("system", &parent_system);
+                            w.str("value", &parent);
+                        });
+                    });
+                });
+            });
+        }
+    }
+    let title = [text(&txa, 16), kind.text.clone()]
+        .into_iter()
+        .find(|t| !t.is_empty())
+        .unwrap_or_default();
+    d.array("content", |w| {
+        w.object(Item, |w| {
+            w.object("attachment", |w| {
+                if let Some((reference, content_type)) = &binary {
+                    w.str("contentType", content_type);
+                    w.str("url", reference.url());
+                }
+                w.str("title", &title);
+            });
+        });
+    });
+    cx.add("DocumentReference", &[&key], d, Upsert::ById);
+    Ok(())
+}
+
+/// The document in the message's OBX segments, as a Binary: an ED's data (Base64, with its
+/// type and subtype as the content type), else the text of TX/FT/ST values, one line each.
+fn content(
+    cx: &mut Context<'_, '_>,
+    key: &str,
+    segments: &[Segment<'_>],
+) -> Option<(StableId, String)> {
+    let obx: Vec<IndexedSegment<'_>> = segments
+        .iter()
+        .filter(|s| s.id_bytes() == b"OBX")
+        .map(|s| s.indexed_to(5))
+        .collect();
+    if obx.is_empty() {
+        return None;
+    }
+    let ed = obx.iter().find(|o| text(o, 2) == "ED");
+    let (content_type, data) = match ed {
+        Some(o) => {
+            let v = o.field(5).and_then(|f| f.repetition(1));
+            let (kind, subtype, encoding) = (comp(v, 2), comp(v, 3), comp(v, 4));
+            if !encoding.eq_ignore_ascii_case("Base64") {
+                cx.warn(format!(
+                    "OBX-5 ED encoding {encoding:?} is not Base64: the document is left out"
+                ));
+                return None;
+            }
+            // The data as sent, without the line breaks some senders wrap it in.
+            let data: String = v
+                .and_then(|v| v.component(5))
+                .map(|d| {
+                    d.raw()
+                        .iter()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .map(|&b| b as char)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if BASE64.decode(&data).is_err() {
+                cx.warn("OBX-5 ED data is not Base64: the document is left out");
+                return None;
+            }
+            let content_type = match (
+                kind.to_ascii_lowercase().as_str(),
+                subtype.to_ascii_lowercase(),
+            ) {
+                ("application" | "image" | "text" | "audio" | "video", s) if !s.is_empty() => {
+                    format!("{}/{s}", kind.to_ascii_lowercase())
+                }
+                _ => "application/octet-stream".to_string(),
+            };
+            (content_type, data)
+        }
+        None => {
+            let lines: Vec<String> = obx
+                .iter()
+                .filter(|o| matches!(&*text(o, 2), "TX" | "FT" | "ST"))
+                .flat_map(|o| {
+                    crate::datatypes::reps(o, 5)
+                        .map(|v| v.as_str().into_owned())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if lines.is_empty() {
+                return None;
+            }
+            ("text/plain".to_string(), BASE64.encode(lines.join("\n")))
+        }
+    };
+    if data.len() / 4 * 3 > MAX_CONTENT {
+        cx.warn(format!(
+            "the document is over {} MiB: it is left out of the Bundle",
+            MAX_CONTENT >> 20
+        ));
+        return None;
+    }
+    let mut b = cx.writer();
+    b.str("contentType", &content_type);
+    b.str("data", &data);
+    let reference = cx.add("Binary", &[key, "|content"], b, Upsert::ById);
+    Some((reference, content_type))
+}
