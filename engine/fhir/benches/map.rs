@@ -1,4 +1,6 @@
-//! HL7v2 → FHIR mapping costs: ADT^A01 (1 KB) → Bundle JSON, and ORU^R01 with 20 OBX.
+//! HL7v2 → FHIR mapping costs: ADT^A01 (1 KB) → Bundle JSON, ORU^R01 with 20 OBX, and one
+//! golden message of each other family (orders, scheduling, immunisation, documents), each
+//! beside its own baseline.
 //!
 //! The baseline, measured in the same run: serde_json writing the very same Bundle from a
 //! `serde_json::Value` already in memory, i.e. the cost of only serialising the output with
@@ -42,6 +44,27 @@ fn bench(c: &mut Criterion) {
     c.bench_function("ORU^R01 with 20 OBX → Bundle JSON", |b| {
         b.iter(|| mapper.map(black_box(oru.as_bytes())).unwrap().json)
     });
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (family, file) in [
+        ("orders", "oml-o21-specimen-2.5.1.hl7"),
+        ("scheduling", "siu-s12-new-booking-2.4.hl7"),
+        ("immunisation", "vxu-v04-given-snomed-2.5.1.hl7"),
+        ("documents", "mdm-t02-discharge-letter-text-2.5.1.hl7"),
+    ] {
+        let raw = wyvern_hl7::with_cr_segments(&std::fs::read(golden.join(file)).unwrap());
+        let mapped = mapper.map(&raw).unwrap();
+        let tree = mapped.value();
+        c.bench_function(&format!("{family}: {file} → Bundle JSON"), |b| {
+            b.iter(|| mapper.map(black_box(&raw)).unwrap().json)
+        });
+        c.bench_function(
+            &format!(
+                "{family}: baseline, serde_json writes the same Bundle ({} B)",
+                mapped.json.len()
+            ),
+            |b| b.iter(|| serde_json::to_vec(black_box(&tree)).unwrap()),
+        );
+    }
 }
 
 criterion_group!(benches, bench);
