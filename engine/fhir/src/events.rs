@@ -25,6 +25,12 @@ pub(crate) enum Effect {
     Immunisation,
     /// MDM: a DocumentReference (and a Binary with the document).
     Document(crate::documents::DocumentEvent),
+    /// PPR: Conditions on the problem list (`true`: deleted).
+    Problems(bool),
+    /// REF: a referral ServiceRequest (`true`: cancelled).
+    Referral(bool),
+    /// RDE, RDS: MedicationRequests or MedicationDispenses.
+    Medication(crate::pharmacy::Pharmacy),
     /// SIU: an Appointment left as this.
     Appointment(crate::scheduling::AppointmentStatus),
 }
@@ -75,14 +81,15 @@ const fn adt(trigger: &'static str, effect: Effect) -> Event {
 use crate::documents::DocumentEvent::{
     Addendum, Cancel, Edit, Original, Replacement, StatusChange,
 };
+use crate::pharmacy::Pharmacy::{Dispense, Order};
 use crate::scheduling::AppointmentStatus::{
     Booked, Cancelled as Unbooked, EnteredInError as Deleted, Noshow,
 };
-use Effect::Document;
 use Effect::{
     AccountMerge, Appointment, IdentifierMove, Immunisation, Merge, Orders, Person, PersonDeleted,
     Results, Visit,
 };
+use Effect::{Document, Medication, Problems, Referral};
 use VisitStatus::{ByDischargeTime, Cancelled, EnteredInError, Finished, InProgress, Planned};
 
 /// Every event mapped, in the order the README lists them.
@@ -138,6 +145,15 @@ pub(crate) const EVENTS: &[Event] = &[
     other("MDM", "T09", Document(Replacement)),
     other("MDM", "T10", Document(Replacement)),
     other("MDM", "T11", Document(Cancel)),
+    other("PPR", "PC1", Problems(false)), // add
+    other("PPR", "PC2", Problems(false)), // update
+    other("PPR", "PC3", Problems(true)),  // delete
+    other("REF", "I12", Referral(false)), // new
+    other("REF", "I13", Referral(false)), // modified
+    other("REF", "I14", Referral(true)),  // cancelled
+    other("RDE", "O11", Medication(Order)),
+    other("RDE", "O25", Medication(Order)),
+    other("RDS", "O13", Medication(Dispense)),
 ];
 
 const fn other(code: &'static str, trigger: &'static str, effect: Effect) -> Event {
@@ -199,7 +215,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04, MDM^T01/T02/T03/T04/T05/T06/T07/T08/T09/T10/T11"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04, MDM^T01/T02/T03/T04/T05/T06/T07/T08/T09/T10/T11, PPR^PC1/PC2/PC3, REF^I12/I13/I14, RDE^O11/O25, RDS^O13"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

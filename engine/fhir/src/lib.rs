@@ -23,6 +23,9 @@ pub mod model;
 mod orders;
 mod outcome;
 mod patient;
+mod pharmacy;
+mod problems;
+mod referrals;
 mod results;
 mod scheduling;
 mod spec;
@@ -109,6 +112,9 @@ impl Mapper {
             Some(events::Effect::Appointment(status)) => scheduling::map(&mut cx, status)?,
             Some(events::Effect::Immunisation) => immunisation::map(&mut cx)?,
             Some(events::Effect::Document(event)) => documents::map(&mut cx, event)?,
+            Some(events::Effect::Problems(deleted)) => problems::map(&mut cx, deleted)?,
+            Some(events::Effect::Referral(cancelled)) => referrals::map(&mut cx, cancelled)?,
+            Some(events::Effect::Medication(kind)) => pharmacy::map(&mut cx, kind)?,
             None => {
                 let name = if event.is_empty() {
                     code.into_owned()

@@ -232,24 +232,49 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<PatientRef, MapError> {
     Ok(add(cx, p, &key, display))
 }
 
+/// What A40 and A47 both read: the patient in PID (built, with its key and name), and the one
+/// MRG-1 names (a writer holding its identifiers, and its key). `event` names them in errors.
+struct PriorAndCurrent {
+    current: JsonWriter,
+    key: Identity,
+    display: String,
+    prior: JsonWriter,
+    prior_key: Identity,
+}
+
+fn prior_and_current(cx: &mut Context<'_, '_>, event: &str) -> Result<PriorAndCurrent, MapError> {
+    let pid = cx.segment("PID", 32).ok_or_else(|| {
+        MapError::Missing(format!(
+            "no PID segment: {event} needs the patient's identifiers"
+        ))
+    })?;
+    let mrg = cx.segment("MRG", 1).ok_or_else(|| {
+        MapError::Missing(format!(
+            "no MRG segment: {event} needs the patient's prior identifier"
+        ))
+    })?;
+    let (current, key, display) = build(cx, &pid)?;
+    let listed: Vec<(V2<'_>, bool)> = reps(&mrg, 1).map(|r| (r, false)).collect();
+    let mut prior = cx.writer();
+    let (prior_key, _) = identifiers(cx, &mut prior, "MRG-1", &listed, "");
+    let prior_key = prior_key.ok_or_else(|| {
+        MapError::Missing("MRG-1 has no identifier: the patient it names cannot be found".into())
+    })?;
+    Ok(PriorAndCurrent {
+        current,
+        key,
+        display,
+        prior,
+        prior_key,
+    })
+}
+
 /// A47: the identifier in MRG-1 was wrong; PID-3 holds the right ones. The Patient found by
 /// the old identifier (the same stable id) is written with the new identifiers, so the record
 /// moves the person's number rather than making a second person.
 pub fn move_identifiers(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
-    let pid = cx.segment("PID", 32).ok_or_else(|| {
-        MapError::Missing("no PID segment: A47 needs the patient's identifiers".into())
-    })?;
-    let mrg = cx.segment("MRG", 1).ok_or_else(|| {
-        MapError::Missing("no MRG segment: A47 needs the identifier being replaced".into())
-    })?;
-    let (p, _, display) = build(cx, &pid)?;
-    let prior: Vec<(V2<'_>, bool)> = reps(&mrg, 1).map(|r| (r, false)).collect();
-    let mut scratch = cx.writer();
-    let (old_key, _) = identifiers(cx, &mut scratch, "MRG-1", &prior, "");
-    let old_key = old_key.ok_or_else(|| {
-        MapError::Missing("MRG-1 has no identifier: the patient to change cannot be found".into())
-    })?;
-    add(cx, p, &old_key, display);
+    let p = prior_and_current(cx, "A47")?;
+    add(cx, p.current, &p.prior_key, p.display);
     Ok(())
 }
 
@@ -280,19 +305,13 @@ fn link(w: &mut JsonWriter, other: &Identity, kind: &str) {
 /// A40: the surviving patient (PID) `replaces` the one named in MRG-1, which becomes
 /// inactive and `replaced-by` the survivor.
 pub fn merge(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
-    let pid = cx.segment("PID", 32).ok_or_else(|| {
-        MapError::Missing("no PID segment: A40 needs the surviving patient".into())
-    })?;
-    let mrg = cx.segment("MRG", 1).ok_or_else(|| {
-        MapError::Missing("no MRG segment: A40 needs the patient merged away".into())
-    })?;
-    let (mut survivor, key, display) = build(cx, &pid)?;
-    let prior: Vec<(V2<'_>, bool)> = reps(&mrg, 1).map(|r| (r, false)).collect();
-    let mut old = cx.writer();
-    let (old_key, _) = identifiers(cx, &mut old, "MRG-1", &prior, "");
-    let old_key = old_key.ok_or_else(|| {
-        MapError::Missing("MRG-1 has no identifier: the patient merged away cannot be found".into())
-    })?;
+    let PriorAndCurrent {
+        current: mut survivor,
+        key,
+        display,
+        prior: mut old,
+        prior_key: old_key,
+    } = prior_and_current(cx, "A40")?;
     link(&mut survivor, &old_key, "replaces");
     add(cx, survivor, &key, display);
     old.bool("active", false);

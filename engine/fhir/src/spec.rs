@@ -127,6 +127,10 @@ pub struct Systems {
     pub appointment: String,
     #[serde(default = "default_document")]
     pub document: String,
+    #[serde(default = "default_problem")]
+    pub problem: String,
+    #[serde(default = "default_referral")]
+    pub referral: String,
     pub local_practitioner: String,
     pub local_location: String,
 }
@@ -187,6 +191,14 @@ fn default_appointment() -> String {
 
 fn default_document() -> String {
     "https://wyvern.invalid/Id/{facility}/document".into()
+}
+
+fn default_problem() -> String {
+    "https://wyvern.invalid/Id/{facility}/problem".into()
+}
+
+fn default_referral() -> String {
+    "https://wyvern.invalid/Id/{facility}/referral".into()
 }
 
 fn coded(field: &str, table: &str) -> CodedField {

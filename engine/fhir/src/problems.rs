@@ -1,0 +1,111 @@
+//! Problems (PPR^PC1/PC2/PC3: add, update, delete) → a Condition on the patient's problem list
+//! per PRB: the problem (PRB-3), when it began (PRB-16) and was recorded (PRB-2, else PRB-7),
+//! its life cycle (PRB-14: active, inactive, resolved …) and confirmation (PRB-13), kept under
+//! the problem's instance id (PRB-4) so an update or a delete lands on the same resource. A
+//! delete (PC3, or PRB-1 DE) is entered-in-error, which FHIR allows only without a clinical
+//! status.
+
+use wyvern_hl7::{IndexedSegment, Segment};
+
+use crate::bundle::Upsert;
+use crate::datatypes::{codeable, comp, fixed_concept, identifier, text};
+use crate::json::Item;
+use crate::localtime::fhir_datetime;
+use crate::patient::{self, PatientRef};
+use crate::{Context, MapError};
+
+const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+const VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/condition-ver-status";
+const CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/condition-category";
+
+pub fn map(cx: &mut Context<'_, '_>, deleted: bool) -> Result<(), MapError> {
+    let patient = patient::map(cx)?;
+    let prbs: Vec<Segment<'_>> = cx
+        .msg
+        .segments()
+        .filter(|s| s.id_bytes() == b"PRB")
+        .collect();
+    if prbs.is_empty() {
+        return Err(MapError::Missing(
+            "no PRB segment: there is no problem to map".into(),
+        ));
+    }
+    for prb in &prbs {
+        condition(cx, &patient, &prb.indexed_to(16), deleted);
+    }
+    Ok(())
+}
+
+fn condition(
+    cx: &mut Context<'_, '_>,
+    patient: &PatientRef,
+    prb: &IndexedSegment<'_>,
+    deleted: bool,
+) {
+    let map = cx.map;
+    let zone = map.map.local_time;
+    let first = |n: usize| prb.field(n).and_then(|f| f.repetition(1));
+    let code = codeable(cx, first(3));
+    let instance = comp(first(4), 1).into_owned();
+    let system = cx.system(&map.map.systems.problem, &comp(first(4), 2), "");
+    let deleted = deleted || comp(first(1), 1) == "DE";
+    let mut c = cx.writer();
+    if !instance.is_empty() {
+        identifier(&mut c, &system, &instance);
+    }
+    if deleted {
+        fixed_concept(
+            &mut c,
+            "verificationStatus",
+            VERIFICATION,
+            "entered-in-error",
+            "Entered in Error",
+        );
+    } else {
+        // PRB-14 life cycle and PRB-13 confirmation, by their codes or texts.
+        let words = |n: usize| {
+            let v = first(n);
+            format!("{} {}", comp(v, 1), comp(v, 2)).to_ascii_lowercase()
+        };
+        let life = words(14);
+        let clinical = ["resolved", "inactive", "remission", "recurrence", "relapse"]
+            .into_iter()
+            .find(|w| life.contains(w))
+            .unwrap_or("active");
+        fixed_concept(&mut c, "clinicalStatus", CLINICAL, clinical, "");
+        let confirmation = words(13);
+        let verification = [
+            "unconfirmed",
+            "provisional",
+            "differential",
+            "refuted",
+            "confirmed",
+        ]
+        .into_iter()
+        .find(|w| confirmation.contains(w));
+        if let Some(v) = verification {
+            fixed_concept(&mut c, "verificationStatus", VERIFICATION, v, "");
+        }
+    }
+    c.array("category", |w| {
+        fixed_concept(w, Item, CATEGORY, "problem-list-item", "Problem List Item");
+    });
+    if code.is_empty() {
+        cx.warn("PRB-3 has no problem code: Condition.code is empty");
+    }
+    code.write(&mut c, "code");
+    patient.write(&mut c, "subject");
+    c.opt_str(
+        "onsetDateTime",
+        fhir_datetime(&text(prb, 16), zone).as_deref(),
+    );
+    let recorded =
+        fhir_datetime(&text(prb, 2), zone).or_else(|| fhir_datetime(&text(prb, 7), zone));
+    c.opt_str("recordedDate", recorded.as_deref());
+    let key = if instance.is_empty() {
+        [&*patient.key, "|PRB|", &code.key()].concat()
+    } else {
+        [&*system, "|", &instance].concat()
+    };
+    cx.add("Condition", &[&key], c, Upsert::ById);
+}
