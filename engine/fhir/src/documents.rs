@@ -2,22 +2,17 @@
 //! message carries it (T02, T04, T06, T08, T10: OBX text, or an ED's Base64 data). Kept under
 //! the unique document number (TXA-12), so a status change, an edit or a cancel lands on the
 //! same resource; an addendum (T05/T06) `appends` and a replacement (T09/T10) `replaces` the
-//! document TXA-13 names. Document content is bounded: past [`MAX_CONTENT`] bytes it is left
-//! out, with a warning.
+//! document TXA-13 names. Document content is bounded (`attachment.rs`).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
 
+use crate::attachment;
 use crate::bundle::{StableId, Upsert};
 use crate::datatypes::{codeable, comp, practitioner, text};
 use crate::json::Item;
 use crate::localtime::fhir_datetime;
 use crate::patient;
 use crate::{Context, MapError};
-
-/// The most document bytes put into a Binary.
-pub const MAX_CONTENT: usize = 16 << 20;
 
 /// What an MDM event does to the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,46 +165,8 @@ fn content(
         .filter(|s| s.id_bytes() == b"OBX")
         .map(|s| s.indexed_to(5))
         .collect();
-    if obx.is_empty() {
-        return None;
-    }
-    let ed = obx.iter().find(|o| text(o, 2) == "ED");
-    let (content_type, data) = match ed {
-        Some(o) => {
-            let v = o.field(5).and_then(|f| f.repetition(1));
-            let (kind, subtype, encoding) = (comp(v, 2), comp(v, 3), comp(v, 4));
-            if !encoding.eq_ignore_ascii_case("Base64") {
-                cx.warn(format!(
-                    "OBX-5 ED encoding {encoding:?} is not Base64: the document is left out"
-                ));
-                return None;
-            }
-            // The data as sent, without the line breaks some senders wrap it in.
-            let data: String = v
-                .and_then(|v| v.component(5))
-                .map(|d| {
-                    d.raw()
-                        .iter()
-                        .filter(|b| !b.is_ascii_whitespace())
-                        .map(|&b| b as char)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if BASE64.decode(&data).is_err() {
-                cx.warn("OBX-5 ED data is not Base64: the document is left out");
-                return None;
-            }
-            let content_type = match (
-                kind.to_ascii_lowercase().as_str(),
-                subtype.to_ascii_lowercase(),
-            ) {
-                ("application" | "image" | "text" | "audio" | "video", s) if !s.is_empty() => {
-                    format!("{}/{s}", kind.to_ascii_lowercase())
-                }
-                _ => "application/octet-stream".to_string(),
-            };
-            (content_type, data)
-        }
+    let found = match obx.iter().find(|o| text(o, 2) == "ED") {
+        Some(o) => attachment::ed(cx, o.field(5).and_then(|f| f.repetition(1))?)?,
         None => {
             let lines: Vec<String> = obx
                 .iter()
@@ -223,19 +180,12 @@ fn content(
             if lines.is_empty() {
                 return None;
             }
-            ("text/plain".to_string(), BASE64.encode(lines.join("\n")))
+            attachment::text(cx, &lines)?
         }
     };
-    if data.len() / 4 * 3 > MAX_CONTENT {
-        cx.warn(format!(
-            "the document is over {} MiB: it is left out of the Bundle",
-            MAX_CONTENT >> 20
-        ));
-        return None;
-    }
     let mut b = cx.writer();
-    b.str("contentType", &content_type);
-    b.str("data", &data);
+    b.str("contentType", &found.content_type);
+    b.opt_str("data", found.data.as_deref());
     let reference = cx.add("Binary", &[key, "|content"], b, Upsert::ById);
-    Some((reference, content_type))
+    Some((reference, found.content_type))
 }

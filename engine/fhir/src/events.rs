@@ -123,6 +123,9 @@ pub(crate) const EVENTS: &[Event] = &[
     adt("A47", IdentifierMove),         // change patient identifier list
     adt("A60", Person),                 // update adverse reactions (IAM)
     other("ORU", "R01", Results),
+    other("OUL", "R22", Results), // specimen oriented
+    other("OUL", "R23", Results), // specimen container oriented
+    other("OUL", "R24", Results), // order oriented
     other("ORM", "O01", Orders),
     other("OML", "O21", Orders),
     other("OMG", "O19", Orders),
@@ -215,7 +218,7 @@ mod tests {
     fn the_list_in_words_is_made_from_the_table() {
         assert_eq!(
             mapped_events(),
-            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04, MDM^T01/T02/T03/T04/T05/T06/T07/T08/T09/T10/T11, PPR^PC1/PC2/PC3, REF^I12/I13/I14, RDE^O11/O25, RDS^O13"
+            "ADT A01–A16, A25–A29, A31, A38, A40, A41, A45, A47, A60; ORU^R01, OUL^R22/R23/R24, ORM^O01, OML^O21, OMG^O19, SIU^S12/S13/S14/S15/S16/S17/S26, VXU^V04, MDM^T01/T02/T03/T04/T05/T06/T07/T08/T09/T10/T11, PPR^PC1/PC2/PC3, REF^I12/I13/I14, RDE^O11/O25, RDS^O13"
         );
         assert_eq!(effect("ADT", "A11"), Some(Visit(EnteredInError)));
         assert_eq!(effect("ADT", "A17"), None);

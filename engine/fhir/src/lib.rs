@@ -9,6 +9,7 @@
 //! `mappings/` ([`Mappings`]); the structure is here. [`model`] is the crate's one door to
 //! fhirbolt (parsing and JSON ↔ XML for inbound FHIR and the tests).
 
+mod attachment;
 mod bundle;
 mod clinical;
 mod datatypes;

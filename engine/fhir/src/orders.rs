@@ -194,8 +194,9 @@ fn notes(r: &mut JsonWriter, group: &[Segment<'_>]) {
 }
 
 /// SPM → a Specimen of the patient: its id (SPM-2, the placer's part), type (SPM-4) and when
-/// it was collected (SPM-17, the range's start).
-fn specimen(
+/// it was collected (SPM-17, the range's start). Kept under the patient and the specimen's id
+/// (else the order's key and SPM-1), and made once however many reports name it.
+pub(crate) fn specimen(
     cx: &mut Context<'_, '_>,
     patient: &PatientRef,
     order_key: &str,
@@ -218,6 +219,15 @@ fn specimen(
         map.map.local_time,
     );
     let system = cx.system(&map.map.systems.specimen, "", "");
+    let key = if number.is_empty() {
+        [order_key, "|SPM|", "", "|", &text(spm, 1)]
+    } else {
+        [&*patient.key, "|SPM|", &system, "|", &number]
+    };
+    let (id, held) = cx.identify("Specimen", &key);
+    if held {
+        return Some(id);
+    }
     let mut s = cx.writer();
     if !number.is_empty() {
         crate::datatypes::identifier(&mut s, &system, &number);
@@ -227,6 +237,5 @@ fn specimen(
     s.object("collection", |w| {
         w.opt_str("collectedDateTime", collected.as_deref());
     });
-    let key = [order_key, "|SPM|", &number, "|", &text(spm, 1)];
-    Some(cx.add("Specimen", &key, s, Upsert::ById))
+    Some(cx.add_identified("Specimen", id, s, Upsert::ById))
 }

@@ -1,10 +1,14 @@
-//! ORU^R01 → a DiagnosticReport per OBR and an Observation per OBX under it: values by OBX-2
-//! (NM → Quantity with UCUM where the unit maps, ST/FT/TX → string, CE/CWE → concept, SN →
-//! Quantity with comparator, Range or Ratio, DT/TS → dateTime), reference ranges, abnormal
-//! flags and result status through the mapping tables.
+//! ORU^R01 and OUL^R22/R23/R24 → a DiagnosticReport per OBR and an Observation per OBX under
+//! it: values by OBX-2 (NM → Quantity with UCUM where the unit maps, ST/FT/TX → string, CE/CWE
+//! → concept, SN → Quantity with comparator, Range or Ratio, DT/TS → dateTime), reference
+//! ranges, abnormal flags and result status through the mapping tables. An embedded report
+//! (OBX-2 ED, or RP pointing at one) is the report's `presentedForm`, bounded in size
+//! (`attachment.rs`); the specimen (SPM, in the report's group or the last before it) a
+//! Specimen it refers to.
 
 use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
 
+use crate::attachment;
 use crate::bundle::{StableId, Upsert};
 use crate::datatypes::{codeable, comp, concept, fixed_concept, identifier, reps, text};
 use crate::json::{Item, JsonWriter, Key};
@@ -20,7 +24,11 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
     let patient = patient::map(cx)?;
     let segments: Vec<Segment<'_>> = cx.msg.segments().collect();
     let mut reports = 0;
+    let mut last_spm = None;
     for (i, obr) in segments.iter().enumerate() {
+        if obr.id_bytes() == b"SPM" {
+            last_spm = Some(i);
+        }
         if obr.id_bytes() != b"OBR" {
             continue;
         }
@@ -29,12 +37,26 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
             .iter()
             .position(|s| s.id_bytes() == b"OBR")
             .unwrap_or(rest.len());
-        report(cx, &patient, &obr.indexed_to(25), &rest[..end]);
+        let group = &rest[..end];
+        // The report's specimens: the SPMs in its group, else the last one before it.
+        let spms: Vec<Segment<'_>> = match group.iter().filter(|s| s.id_bytes() == b"SPM").count() {
+            0 => last_spm.map(|j| segments[j]).into_iter().collect(),
+            _ => group
+                .iter()
+                .filter(|s| s.id_bytes() == b"SPM")
+                .copied()
+                .collect(),
+        };
+        let specimens: Vec<StableId> = spms
+            .iter()
+            .filter_map(|s| crate::orders::specimen(cx, &patient, &patient.key, &s.indexed_to(17)))
+            .collect();
+        report(cx, &patient, &obr.indexed_to(25), group, &specimens);
         reports += 1;
     }
     if reports == 0 {
         return Err(MapError::Missing(
-            "ORU^R01 without an OBR segment: there is no report to map".into(),
+            "no OBR segment: there is no report to map".into(),
         ));
     }
     Ok(())
@@ -46,6 +68,7 @@ fn report(
     patient: &PatientRef,
     obr: &IndexedSegment<'_>,
     after: &[Segment<'_>],
+    specimens: &[StableId],
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
@@ -70,11 +93,24 @@ fn report(
     } else {
         [&*system, "|", &number].concat()
     };
-    let results: Vec<StableId> = after
-        .iter()
-        .filter(|s| s.id_bytes() == b"OBX")
-        .map(|o| observation(cx, patient, &key, effective.as_deref(), &o.indexed_to(14)))
-        .collect();
+    let mut results: Vec<StableId> = Vec::new();
+    let mut forms = Vec::new();
+    for o in after.iter().filter(|s| s.id_bytes() == b"OBX") {
+        let o = o.indexed_to(14);
+        let value = o.field(5).and_then(|f| f.repetition(1));
+        let form = match &*text(&o, 2) {
+            "ED" => Some(value.and_then(|v| attachment::ed(cx, v))),
+            "RP" => Some(value.and_then(|v| attachment::rp(cx, v))),
+            _ => None,
+        };
+        match form {
+            Some(found) => {
+                let title = codeable(cx, o.field(3).and_then(|f| f.repetition(1))).text;
+                forms.extend(found.map(|a| (a, title.into_owned())));
+            }
+            None => results.push(observation(cx, patient, &key, effective.as_deref(), &o)),
+        }
+    }
     let mut r = cx.writer();
     if !number.is_empty() {
         identifier(&mut r, &system, &number);
@@ -97,9 +133,19 @@ fn report(
     if let Some(issued) = fhir_datetime(&text(obr, 22), zone).filter(|t| t.len() >= 25) {
         r.str("issued", &issued);
     }
+    r.array("specimen", |w| {
+        for reference in specimens {
+            w.object(Item, |w| w.str("reference", reference.url()));
+        }
+    });
     r.array("result", |w| {
         for reference in &results {
             w.object(Item, |w| w.str("reference", reference.url()));
+        }
+    });
+    r.array("presentedForm", |w| {
+        for (a, title) in &forms {
+            a.write(w, Item, title);
         }
     });
     cx.add("DiagnosticReport", &[&key], r, Upsert::ById);
