@@ -18,12 +18,34 @@ pub struct MapArgs {
     /// Print the Bundle as XML instead of JSON.
     #[arg(long)]
     pub xml: bool,
+    /// The other way: the input is FHIR JSON (a Bundle or one resource); print the HL7v2
+    /// message it maps back to (ADT^A08/A31 for a Patient, ORU^R01 for DiagnosticReports),
+    /// one segment per line.
+    #[arg(long, conflicts_with = "xml")]
+    pub to_hl7v2: bool,
 }
 
 pub fn map(args: MapArgs) -> anyhow::Result<ExitCode> {
     let mapper = mapper(args.config.as_deref())?;
     let raw =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    if args.to_hl7v2 {
+        let now =
+            wyvern_core::hl7_timestamp(wyvern_core::Clock::now_millis(&wyvern_core::SystemClock));
+        return match mapper.to_hl7v2(&raw, &now, "WYVERNMAP") {
+            Ok(back) => {
+                for w in &back.warnings {
+                    eprintln!("warning: {w}");
+                }
+                print!("{}", back.message.replace('\r', "\n"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("not mapped: {e}");
+                Ok(ExitCode::from(1))
+            }
+        };
+    }
     let raw = wyvern_hl7::with_cr_segments(&raw);
     match mapper.map(&raw) {
         Ok(mapped) => {

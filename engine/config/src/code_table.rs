@@ -41,6 +41,10 @@ pub struct CodeTableFile {
     /// Mapped code → its display text (FHIR `Coding.display`).
     #[serde(default)]
     pub display: BTreeMap<String, String>,
+    /// Mapped code → the local code to write when mapping back (FHIR → HL7v2), where several
+    /// local codes map to it (`other: O` when both O and A map to `other`).
+    #[serde(default)]
+    pub reverse: BTreeMap<String, String>,
 }
 
 /// One loaded table.
@@ -51,6 +55,9 @@ pub struct CodeTable {
     pub system: Option<String>,
     pub codes: FxHashMap<String, String>,
     pub display: FxHashMap<String, String>,
+    /// Mapped code → local code, for mapping back: the file's `reverse`, and every mapped code
+    /// only one local code maps to.
+    pub reverse: FxHashMap<String, String>,
 }
 
 /// Every table of a config, by name.
@@ -127,6 +134,26 @@ pub fn parse_code_tables(files: &[SourceFile]) -> Result<CodeTables, Vec<Diagnos
         {
             at.err(&f.table, format!("table {name:?} maps {k:?} to an empty code, or an empty code to something: leave the row out instead"));
         }
+        for (mapped, local) in &f.reverse {
+            if f.codes.get(local) != Some(mapped) {
+                at.err(&f.table, format!("table {name:?}: reverse says {mapped:?} maps back to {local:?}, but codes does not map {local:?} to {mapped:?}"));
+            }
+        }
+        // Mapping back: the file's choice, else the one local code that maps to each code.
+        let mut reverse: FxHashMap<String, String> = FxHashMap::default();
+        let mut ambiguous = Vec::new();
+        for (local, mapped) in &f.codes {
+            if f.reverse.contains_key(mapped) {
+                continue;
+            }
+            if reverse.insert(mapped.clone(), local.clone()).is_some() {
+                ambiguous.push(mapped.clone());
+            }
+        }
+        for mapped in ambiguous {
+            reverse.remove(&mapped);
+        }
+        reverse.extend(f.reverse.clone());
         if at.errors.is_empty() {
             tables.insert(
                 name.clone(),
@@ -136,6 +163,7 @@ pub fn parse_code_tables(files: &[SourceFile]) -> Result<CodeTables, Vec<Diagnos
                     system: f.system,
                     codes: f.codes.into_iter().collect(),
                     display: f.display.into_iter().collect(),
+                    reverse,
                 },
             );
         }

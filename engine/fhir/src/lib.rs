@@ -28,6 +28,7 @@ mod pharmacy;
 mod problems;
 mod referrals;
 mod results;
+mod reverse;
 mod scheduling;
 mod spec;
 
@@ -36,6 +37,7 @@ use wyvern_hl7::Message;
 pub use bundle::Bundle;
 pub use events::mapped_events;
 pub use outcome::operation_outcome;
+pub use reverse::Reversed;
 pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
 
 /// Why a message cannot be mapped. Every one is the sender's problem (AR): the message is
@@ -83,6 +85,13 @@ impl Mapper {
     /// The compiled-in mappings.
     pub fn with_defaults() -> Result<Mapper, MapError> {
         Ok(Mapper::new(Mappings::defaults()?))
+    }
+
+    /// FHIR JSON (a Bundle or one resource) back to HL7v2 (`reverse.rs`): ADT^A08/A31 for a
+    /// Patient (and its Encounter), ORU^R01 for DiagnosticReports. `now` is MSH-7, `control_id`
+    /// MSH-10.
+    pub fn to_hl7v2(&self, json: &[u8], now: &str, control_id: &str) -> Result<Reversed, MapError> {
+        reverse::to_hl7v2(&self.mappings, json, now, control_id)
     }
 
     pub fn map(&self, raw: &[u8]) -> Result<Mapped, MapError> {

@@ -258,7 +258,7 @@ pub struct Coding<'m> {
 #[derive(Debug, Clone)]
 pub struct Mappings {
     pub map: FieldMap,
-    tables: FxHashMap<String, CodeTable>,
+    pub(crate) tables: FxHashMap<String, CodeTable>,
 }
 
 impl Mappings {
