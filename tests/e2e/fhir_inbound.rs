@@ -361,3 +361,73 @@ fn a_flooding_or_silent_fhir_client_cannot_hold_the_endpoint() {
         e.log()
     );
 }
+
+/// `map: fhir-to-hl7v2`: a FHIR source feeding a receiver that takes only HL7v2. A Bundle with
+/// a Patient and an Encounter reaches the MLLP destination as ADT^A08 (and the file copy shows
+/// its PID and PV1); a body the way back cannot map (no Patient) is refused with 422 and
+/// nothing is sent.
+#[test]
+fn a_fhir_source_with_map_fhir_to_hl7v2_feeds_an_mllp_receiver() {
+    let rx = crate::receiver::Receiver::start(Box::new(|_, _| Some("AA")));
+    let listen = free_addr();
+    let e = EngineProcess::start_with_route_file(&format!(
+        "version: 1\nroute: fhir-in\nsource:\n  fhir: {{ listen: \"{listen}\" }}\n\
+         steps:\n  - map: fhir-to-hl7v2\n\
+         destinations:\n  - name: v2-only\n    mllp: {{ connect: \"{}\" }}\n\
+         \x20 - name: copy\n    file: {{ dir: \"{{dir}}/out\" }}\norder_by: patient\n",
+        rx.addr
+    ));
+    wait_listening(listen, Duration::from_secs(20));
+    let bundle = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+        {"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","resource":{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}],"name":[{"family":"TESTPATIENT","given":["ALEX"]}],"gender":"female","birthDate":"1980-01-02"},"request":{"method":"PUT","url":"Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9990000018"}},
+        {"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222222","resource":{"resourceType":"Encounter","status":"in-progress","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},"identifier":[{"system":"https://example.invalid/visit","value":"V0001"}],"subject":{"reference":"urn:uuid:11111111-1111-4111-8111-111111111111"},"period":{"start":"2026-11-25T08:55:00+00:00"}},"request":{"method":"PUT","url":"Encounter?identifier=https://example.invalid/visit|V0001"}}]}"#;
+    let (code, body) = request(
+        listen,
+        "POST",
+        "/fhir",
+        "application/fhir+json",
+        bundle.as_bytes(),
+        None,
+    );
+    assert!(code == 200 || code == 201, "{code} {body}");
+    rx.wait_for(Duration::from_secs(20), |ids| ids.len() == 1);
+    let out = e.config_dir().join("out");
+    wait_until(Duration::from_secs(20), || {
+        std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) == 1
+    });
+    let file = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let sent = std::fs::read_to_string(file).unwrap();
+    let msg = wyvern_hl7::Message::parse(sent.as_bytes()).expect("HL7v2 was delivered");
+    assert_eq!(msg.get("MSH-9.1").unwrap().as_str(), "ADT");
+    assert_eq!(msg.get("MSH-9.2").unwrap().as_str(), "A08");
+    assert_eq!(msg.get("PID-3.1").unwrap().as_str(), "9990000018");
+    assert_eq!(msg.get("PID-8").unwrap().as_str(), "F");
+    assert_eq!(msg.get("PV1-2").unwrap().as_str(), "I");
+    assert_eq!(msg.get("PV1-19").unwrap().as_str(), "V0001");
+
+    // No Patient: the way back cannot make a PID, so the body is refused and nothing is sent.
+    let obs = r#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#;
+    let (code, body) = request(
+        listen,
+        "POST",
+        "/fhir/Observation",
+        "application/fhir+json",
+        obs.as_bytes(),
+        None,
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        outcome(&body)["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("no Patient"),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rx.ids().len(), 1);
+}

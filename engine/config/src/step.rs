@@ -14,6 +14,8 @@
 //! - `map: hl7v2-to-fhir` — the built-in HL7v2 → FHIR R4 UK Core mapping (tables and field
 //!   maps from the mappings folder); the message becomes a transaction Bundle. It must be the
 //!   last step: every other step reads HL7v2.
+//! - `map: fhir-to-hl7v2` — the way back, the only step a fhir source takes: its resources
+//!   become an HL7v2 message for MLLP (or other v2) destinations.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -53,6 +55,10 @@ pub enum MapKind {
     /// HL7v2 ADT/ORU → a FHIR R4 UK Core transaction Bundle.
     #[serde(rename = "hl7v2-to-fhir")]
     Hl7v2ToFhir,
+    /// FHIR (a fhir source's Patient/Encounter or DiagnosticReport/Observations) → HL7v2
+    /// ADT^A08/A31 or ORU^R01, for receivers that take only v2. The only step of a fhir source.
+    #[serde(rename = "fhir-to-hl7v2")]
+    FhirToHl7v2,
 }
 
 /// What `split:` splits. Only batches for now; the enum leaves room (e.g. per-OBR results).

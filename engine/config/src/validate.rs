@@ -348,8 +348,14 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                                     (name.clone(), src.path.clone(), h.listen.referenced.line()),
                                 );
                             }
-                            if !f.steps.is_empty() {
-                                at.err(&h.listen, "a fhir source takes no steps: its messages are FHIR, and the steps read HL7v2");
+                            let only_back =
+                                f.steps.is_empty()
+                                    || (f.steps.len() == 1
+                                        && f.steps[0].value.map.as_ref().is_some_and(|m| {
+                                            m.value == crate::MapKind::FhirToHl7v2
+                                        }));
+                            if !only_back {
+                                at.err(&h.listen, "a fhir source takes no steps but map: fhir-to-hl7v2: its messages are FHIR, and the other steps read HL7v2");
                             }
                             Source::Fhir(s)
                         }
@@ -358,8 +364,16 @@ pub fn validate(base: &Path, sources: &[SourceFile]) -> Result<Config, Vec<Diagn
                     let destinations =
                         crate::destination::destinations(&mut at, base, &f.destinations);
                     let retry = crate::delivery::retry(&mut at, f.retry.as_ref());
-                    if steps.iter().any(|s| matches!(s, Step::Map(_)))
-                        || matches!(source, Source::Fhir(_))
+                    let back_to_v2 = steps
+                        .iter()
+                        .any(|s| matches!(s, Step::Map(crate::MapKind::FhirToHl7v2)));
+                    if back_to_v2 && !matches!(source, Source::Fhir(_)) {
+                        at.err(&f.route, "map: fhir-to-hl7v2 reads FHIR: it is the step of a fhir source, not of a route whose messages are HL7v2");
+                    }
+                    if steps
+                        .iter()
+                        .any(|s| matches!(s, Step::Map(crate::MapKind::Hl7v2ToFhir)))
+                        || (matches!(source, Source::Fhir(_)) && !back_to_v2)
                     {
                         for d in &destinations {
                             if matches!(d.kind, crate::DestinationKind::Mllp(_)) {

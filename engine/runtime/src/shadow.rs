@@ -88,14 +88,7 @@ pub fn compare(
     let candidate = match fhir {
         Some(codec) => {
             let xml = live.content_type == wyvern_core::ContentType::FhirXml.as_str();
-            crate::source::fhir_intake::assess_body(
-                codec,
-                &plan.route,
-                &plan.destinations,
-                raw.clone(),
-                xml,
-                kept_id(stored),
-            )
+            crate::source::fhir_intake::assess_body(codec, plan, raw.clone(), xml, kept_id(stored))
         }
         None => {
             let cx = Context {

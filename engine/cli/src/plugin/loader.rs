@@ -73,15 +73,16 @@ impl TransformLoader for WasmLoader {
     }
 
     fn mapper(&self, kind: MapKind) -> Result<Arc<dyn Transform>, String> {
-        let MapKind::Hl7v2ToFhir = kind;
         let mappings = match &self.mappings_dir {
             Some(dir) => wyvern_fhir::Mappings::load(dir, &self.tables),
             None => wyvern_fhir::Mappings::with(None, &self.tables),
         }
         .map_err(|e| e.to_string())?;
-        Ok(Arc::new(FhirMapTransform(wyvern_fhir::Mapper::new(
-            mappings,
-        ))))
+        let mapper = wyvern_fhir::Mapper::new(mappings);
+        Ok(match kind {
+            MapKind::Hl7v2ToFhir => Arc::new(FhirMapTransform(mapper)),
+            MapKind::FhirToHl7v2 => Arc::new(Hl7v2MapTransform(mapper)),
+        })
     }
 
     fn load(&self, step: &WasmStep) -> Result<Arc<dyn Transform>, String> {
@@ -119,6 +120,39 @@ pub fn host_tables<'a>(
         .filter_map(|n| tables.get(n))
         .map(|t| (t.name.clone(), t.codes.clone().into_iter().collect()))
         .collect()
+}
+
+/// `map: fhir-to-hl7v2`: a fhir source's resources as an HL7v2 message. MSH-10 is the last 20
+/// characters of the message id (HL7's limit), so a resend is told from a new message.
+#[derive(Debug)]
+pub struct Hl7v2MapTransform(pub wyvern_fhir::Mapper);
+
+impl Transform for Hl7v2MapTransform {
+    fn process(
+        &self,
+        id: &str,
+        msg: TransformMessage,
+    ) -> Result<Vec<TransformMessage>, TransformError> {
+        let now =
+            wyvern_core::hl7_timestamp(wyvern_core::Clock::now_millis(&wyvern_core::SystemClock));
+        let from = id.char_indices().rev().nth(19).map_or(0, |(i, _)| i);
+        let control_id = &id[from..];
+        match self.0.to_hl7v2(&msg.body, &now, control_id) {
+            Ok(back) => {
+                for w in &back.warnings {
+                    tracing::warn!(id, "mapping back to HL7v2: {w}");
+                }
+                Ok(vec![TransformMessage {
+                    content_type: "hl7v2".into(),
+                    body: back.message.into_bytes(),
+                    metadata: msg.metadata,
+                }])
+            }
+            Err(e) => Err(TransformError::Reject(format!(
+                "mapping back to HL7v2: {e}"
+            ))),
+        }
+    }
 }
 
 /// A loaded plugin as a route step.

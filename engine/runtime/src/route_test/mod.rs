@@ -95,14 +95,7 @@ pub fn run_case(
         None => assess(MllpFrame::Message(body), &cx),
         Some(codec) => {
             let xml = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-            crate::source::fhir_intake::assess_body(
-                codec,
-                &plan.route,
-                &plan.destinations,
-                body,
-                xml,
-                None,
-            )
+            crate::source::fhir_intake::assess_body(codec, plan, body, xml, None)
         }
     };
     let received: Vec<(String, Vec<Bytes>)> = plan

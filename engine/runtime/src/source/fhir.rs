@@ -46,6 +46,8 @@ pub struct FhirSourceSpec {
     pub order_by: OrderBy,
     /// Bearer tokens every request must carry (`auth.jwt`).
     pub(crate) auth: Option<super::fhir_auth::BearerAuth>,
+    /// `map: fhir-to-hl7v2`: the destinations are sent HL7v2 made from the resources.
+    pub(crate) to_hl7v2: Option<Arc<dyn crate::transform::Transform>>,
 }
 
 impl FhirSource {
@@ -70,6 +72,7 @@ impl FhirSource {
                 max_body: usize::try_from(spec.max_body).unwrap_or(usize::MAX),
                 counters,
                 auth: spec.auth,
+                to_hl7v2: spec.to_hl7v2,
             }),
         })
     }
@@ -246,15 +249,21 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
             );
         }
     };
-    match check(&s, &body, xml, expect).await {
-        Ok((parsed, created)) => {
+    let judged = check(&s, &body, xml, expect)
+        .await
+        .and_then(|(mut parsed, created)| {
+            let payload = super::fhir_intake::payload(&mut parsed, created, s.to_hl7v2.as_deref())?;
+            Ok((parsed, payload))
+        });
+    match judged {
+        Ok((parsed, payload)) => {
             commit(
                 &s,
                 &peer,
                 caller.as_ref(),
                 body,
                 xml,
-                Stored::Accepted(parsed, created),
+                Stored::Accepted(parsed, payload),
             )
             .await
         }
@@ -354,6 +363,23 @@ pub(super) async fn build(
             },
             destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
             order_by: route.order_by,
+            to_hl7v2: if route.steps.iter().any(|s| {
+                matches!(
+                    s,
+                    wyvern_config::Step::Map(wyvern_config::MapKind::FhirToHl7v2)
+                )
+            }) {
+                Some(
+                    ctx.plugins
+                        .mapper(wyvern_config::MapKind::FhirToHl7v2)
+                        .map_err(|reason| BuildError::Source {
+                            route: route.name.clone(),
+                            reason,
+                        })?,
+                )
+            } else {
+                None
+            },
             auth: match &f.auth {
                 None => None,
                 Some(a) => Some(super::fhir_auth::BearerAuth::load(&route.name, a).map_err(

@@ -54,6 +54,8 @@ pub(crate) struct Inbound {
     pub(crate) counters: Arc<RouteCounters>,
     /// Bearer tokens required (`auth.jwt`), when they are.
     pub(crate) auth: Option<super::fhir_auth::BearerAuth>,
+    /// `map: fhir-to-hl7v2`, when the route has it: the destinations are sent HL7v2.
+    pub(crate) to_hl7v2: Option<Arc<dyn crate::transform::Transform>>,
 }
 
 /// An OperationOutcome response.
@@ -186,12 +188,14 @@ pub(crate) fn judge(
 /// create), or PUT to `{type}/{update}`. Nothing is stored.
 pub(crate) fn assess_body(
     codec: &dyn FhirCodec,
-    route: &str,
-    destinations: &[String],
+    plan: &crate::plan::RoutePlan,
     body: Bytes,
     xml: bool,
     update: Option<String>,
 ) -> crate::intake::assess::Assessment {
+    let (route, destinations) = (&plan.route, &plan.destinations);
+    // A fhir source's one step, when it has it: map: fhir-to-hl7v2.
+    let to_hl7v2 = plan.transforms.first().and_then(Option::as_deref);
     let resource = if xml {
         None
     } else {
@@ -208,18 +212,18 @@ pub(crate) fn assess_body(
             _ => Expect::Bundle,
         },
     };
-    let (status, error, deliveries) = match judge(codec, &body, xml, &expect) {
-        Ok((mut parsed, created)) => {
-            delivered(&mut parsed, created);
-            let payload = Bytes::from(parsed.json);
+    let judged = judge(codec, &body, xml, &expect)
+        .and_then(|(mut parsed, created)| payload(&mut parsed, created, to_hl7v2));
+    let (status, error, deliveries) = match judged {
+        Ok(payload) => {
             let deliveries = destinations
                 .iter()
                 .map(|d| Delivery {
                     route: route.to_string(),
                     destination: d.clone(),
                     order_key: String::new(),
-                    payload: Some(payload.clone()),
-                    content_type: Some(ContentType::FhirJson),
+                    payload: Some(payload.body.clone()),
+                    content_type: Some(payload.content_type),
                 })
                 .collect();
             (InboxStatus::Accepted, None, deliveries)
@@ -259,9 +263,63 @@ fn without_id(json: &[u8]) -> Vec<u8> {
     }
 }
 
-/// What is stored: an accepted resource (and whether it was a create) or a refusal's reason.
+/// What the destinations of an accepted body are sent.
+pub(crate) struct Payload {
+    pub body: Bytes,
+    pub content_type: ContentType,
+    /// Whether the body was a create (201) rather than an update (200).
+    pub created: bool,
+}
+
+/// The payload of an accepted body: its JSON as [`delivered`] leaves it, or, on a route with
+/// `map: fhir-to-hl7v2`, the HL7v2 message made from it (a body that cannot be made into one
+/// is refused with 422, saying why).
+pub(crate) fn payload(
+    parsed: &mut ParsedFhir,
+    created: bool,
+    to_hl7v2: Option<&dyn crate::transform::Transform>,
+) -> Result<Payload, Refused> {
+    delivered(parsed, created);
+    let Some(t) = to_hl7v2 else {
+        return Ok(Payload {
+            body: Bytes::from(std::mem::take(&mut parsed.json)),
+            content_type: ContentType::FhirJson,
+            created,
+        });
+    };
+    let input = crate::transform::TransformMessage {
+        content_type: "fhir+json".into(),
+        body: parsed.json.clone(),
+        metadata: Vec::new(),
+    };
+    let id = MessageId::new(wyvern_core::Clock::now_millis(&wyvern_core::SystemClock));
+    match t.process(&id.to_string(), input) {
+        Ok(mut out) if !out.is_empty() => Ok(Payload {
+            body: Bytes::from(out.swap_remove(0).body),
+            content_type: ContentType::Hl7v2,
+            created,
+        }),
+        Ok(_) => Err(Refused {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "processing",
+            text: "the route's map: fhir-to-hl7v2 made no message from this body".into(),
+            location: None,
+        }),
+        Err(
+            crate::transform::TransformError::Reject(why)
+            | crate::transform::TransformError::Error(why),
+        ) => Err(Refused {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "processing",
+            text: why,
+            location: None,
+        }),
+    }
+}
+
+/// What is stored: an accepted resource with its payload, or a refusal's reason.
 pub(crate) enum Stored {
-    Accepted(ParsedFhir, bool),
+    Accepted(ParsedFhir, Payload),
     Rejected(String),
 }
 
@@ -276,14 +334,12 @@ pub(crate) async fn commit(
     let now = s.clock.now_millis();
     let id = MessageId::new(now);
     let (status, error, deliveries, resource, nhs_number, created) = match what {
-        Stored::Accepted(mut parsed, created) => {
-            delivered(&mut parsed, created);
+        Stored::Accepted(parsed, payload) => {
             let order_key = match (s.order_by, &parsed.nhs_number) {
                 (OrderBy::Patient, Some(n)) => format!("nhs:{n}"),
                 (OrderBy::Sender, _) => format!("sender:{}", peer.addr.ip()),
                 _ => format!("id:{id}"),
             };
-            let payload = Bytes::from(parsed.json);
             let deliveries = s
                 .destinations
                 .iter()
@@ -291,9 +347,9 @@ pub(crate) async fn commit(
                     route: s.route.clone(),
                     destination: d.clone(),
                     order_key: order_key.clone(),
-                    payload: Some(payload.clone()),
-                    // Received as JSON or XML, delivered as JSON.
-                    content_type: Some(ContentType::FhirJson),
+                    payload: Some(payload.body.clone()),
+                    // Received as JSON or XML: delivered as JSON, or as HL7v2 made from it.
+                    content_type: Some(payload.content_type),
                 })
                 .collect();
             (
@@ -302,7 +358,7 @@ pub(crate) async fn commit(
                 deliveries,
                 Some(parsed.resource_type),
                 parsed.nhs_number,
-                created,
+                payload.created,
             )
         }
         Stored::Rejected(reason) => (
