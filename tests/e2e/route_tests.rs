@@ -101,11 +101,10 @@ fn a_route_broken_on_purpose_fails_with_a_diff_naming_the_case_and_the_field() {
         "in: [A02,",
     );
     // A code table of the FHIR mapping: administrative sex U mapped to "other".
-    edit(
-        &copy.path().join("mappings/v2-0001-administrative-sex.yaml"),
-        "U: unknown",
-        "U: other",
-    );
+    let sex = copy.path().join("mappings/v2-0001-administrative-sex.yaml");
+    edit(&sex, "U: unknown", "U: other");
+    // (and what maps back to unknown, which the table must keep consistent)
+    edit(&sex, "unknown: U }", "unknown: N }");
     let out = wyvern_test(&routes, cache.path());
     let said = text(&out);
     assert_eq!(out.status.code(), Some(1), "{said}");
