@@ -52,6 +52,12 @@ pub fn map(args: MapArgs) -> anyhow::Result<ExitCode> {
             for w in &mapped.warnings {
                 eprintln!("warning: {w}");
             }
+            // What the record will not get: each field that, blanked, leaves the Bundle the same.
+            if let Some(unused) = wyvern_fhir::unused(&mapper, &raw)
+                && !unused.is_empty()
+            {
+                eprintln!("not used by the mapping: {}", unused.join(", "));
+            }
             let json = serde_json::to_string_pretty(&mapped.value())?;
             if args.xml {
                 let r = wyvern_fhir::model::from_json(&json).map_err(|e| anyhow::anyhow!("{e}"))?;

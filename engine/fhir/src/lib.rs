@@ -31,6 +31,7 @@ mod results;
 mod reverse;
 mod scheduling;
 mod spec;
+mod unused;
 
 use wyvern_hl7::Message;
 
@@ -39,6 +40,7 @@ pub use events::mapped_events;
 pub use outcome::operation_outcome;
 pub use reverse::Reversed;
 pub use spec::{Coding, FIELD_MAP_FILE, FieldMap, Mappings};
+pub use unused::unused;
 
 /// Why a message cannot be mapped. Every one is the sender's problem (AR): the message is
 /// wrong for this mapping and a resend of the same bytes would fail the same way.
