@@ -1,6 +1,6 @@
 //! HL7v2 → FHIR mapping costs: ADT^A01 (1 KB) → Bundle JSON, ORU^R01 with 20 OBX, and one
-//! golden message of each other family (orders, scheduling, immunisation, documents), each
-//! beside its own baseline.
+//! golden message of each other family (orders, scheduling, immunisation, documents,
+//! pharmacy, referrals, problems), each beside its own baseline.
 //!
 //! The baseline, measured in the same run: serde_json writing the very same Bundle from a
 //! `serde_json::Value` already in memory, i.e. the cost of only serialising the output with
@@ -50,6 +50,9 @@ fn bench(c: &mut Criterion) {
         ("scheduling", "siu-s12-new-booking-2.4.hl7"),
         ("immunisation", "vxu-v04-given-snomed-2.5.1.hl7"),
         ("documents", "mdm-t02-discharge-letter-text-2.5.1.hl7"),
+        ("pharmacy", "rde-o11-new-prescription-2.5.1.hl7"),
+        ("referrals", "ref-i12-new-referral-ubrn-2.5.hl7"),
+        ("problems", "ppr-pc2-problem-resolved-two-problems-2.4.hl7"),
     ] {
         let raw = wyvern_hl7::with_cr_segments(&std::fs::read(golden.join(file)).unwrap());
         let mapped = mapper.map(&raw).unwrap();
