@@ -36,6 +36,14 @@ impl Attachment {
 fn mime(kind: &str, subtype: &str) -> String {
     let kind = kind.to_ascii_lowercase();
     let subtype = subtype.to_ascii_lowercase();
+    // HL7 table 0191's type codes, as v2.5 senders write them.
+    let kind = match kind.as_str() {
+        "ap" => "application".to_string(),
+        "im" => "image".to_string(),
+        "au" => "audio".to_string(),
+        "tx" | "text" => "text".to_string(),
+        _ => kind,
+    };
     match kind.as_str() {
         "application" | "image" | "text" | "audio" | "video" if !subtype.is_empty() => {
             format!("{kind}/{subtype}")

@@ -110,11 +110,22 @@ fn allergy(
     if let Some(d) = fhir_datetime(&text(al1, onset_field), map.map.local_time) {
         a.str("onsetDateTime", &d);
     }
+    // AL1-5 is free text (ST); IAM-5 a coded reaction (CWE).
+    let reactions: Vec<_> = reps(al1, 5)
+        .map(|r| match kind {
+            AllergySegment::Al1 => (None, r.as_str().trim().to_string()),
+            AllergySegment::Iam => (Some(codeable(cx, Some(r))), String::new()),
+        })
+        .collect();
     a.array("reaction", |w| {
         w.object(Item, |w| {
             w.array("manifestation", |w| {
-                for r in reps(al1, 5) {
-                    w.object(Item, |w| w.str("text", r.as_str().trim()));
+                for (coded, text) in &reactions {
+                    match coded {
+                        Some(c) if !c.is_empty() => c.write(w, Item),
+                        Some(_) => {}
+                        None => w.object(Item, |w| w.str("text", text)),
+                    }
                 }
             })
         })

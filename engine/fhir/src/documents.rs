@@ -134,16 +134,25 @@ pub fn map(cx: &mut Context<'_, '_>, event: DocumentEvent) -> Result<(), MapErro
             });
         }
     }
-    let title = [text(&txa, 16), kind.text.clone()]
+    let title = [text(&txa, 16), kind.text.clone(), comp(first(2), 1)]
         .into_iter()
         .find(|t| !t.is_empty())
-        .unwrap_or_default();
+        .unwrap_or_else(|| "document".into());
+    // The document's Binary, written by whichever message carried the document: a status
+    // change, an edit or a cancel keeps pointing at it.
+    let binary_url = format!(
+        "Binary/{}",
+        crate::ids::stable_uuid("Binary", &[&key, "|content"]).as_str()
+    );
     d.array("content", |w| {
         w.object(Item, |w| {
             w.object("attachment", |w| {
-                if let Some((reference, content_type)) = &binary {
-                    w.str("contentType", content_type);
-                    w.str("url", reference.url());
+                match &binary {
+                    Some((reference, content_type)) => {
+                        w.str("contentType", content_type);
+                        w.str("url", reference.url());
+                    }
+                    None => w.str("url", &binary_url),
                 }
                 w.str("title", &title);
             });

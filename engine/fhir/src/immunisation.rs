@@ -29,7 +29,21 @@ pub fn map(cx: &mut Context<'_, '_>) -> Result<(), MapError> {
             .take_while(|s| s.id_bytes() != b"RXA")
             .find(|s| s.id_bytes() == b"RXR")
             .map(|s| s.indexed_to(2));
-        immunization(cx, &patient, &rxa.indexed_to(21), rxr.as_ref());
+        // The ORC before it: ORC-3, the giver's id for this immunisation.
+        let orc_id = segments[..i]
+            .iter()
+            .rev()
+            .take_while(|s| s.id_bytes() != b"RXA")
+            .find(|s| s.id_bytes() == b"ORC")
+            .map(|s| comp(s.indexed_to(3).field(3).and_then(|f| f.repetition(1)), 1).into_owned())
+            .filter(|id| !id.is_empty());
+        immunization(
+            cx,
+            &patient,
+            &rxa.indexed_to(21),
+            rxr.as_ref(),
+            orc_id.as_deref(),
+        );
         given += 1;
     }
     if given == 0 {
@@ -45,6 +59,7 @@ fn immunization(
     patient: &PatientRef,
     rxa: &IndexedSegment<'_>,
     rxr: Option<&IndexedSegment<'_>>,
+    orc_id: Option<&str>,
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
@@ -114,12 +129,18 @@ fn immunization(
             w.object(Item, |w| who.write(w, "actor"));
         });
     }
-    let key = [
-        &*patient.key,
-        "|RXA|",
-        &vaccine.key(),
-        "|",
-        when.as_deref().unwrap_or_default(),
-    ];
+    // Kept under the giver's immunisation id (ORC-3) when the message has one, else the
+    // patient, the vaccine's code (not its words, which senders vary) and the time.
+    let code = [comp(first(5), 3), comp(first(5), 1)].join("|");
+    let key = match orc_id {
+        Some(id) => [&*patient.key, "|IMM|", id, "", ""],
+        None => [
+            &*patient.key,
+            "|RXA|",
+            &code,
+            "|",
+            when.as_deref().unwrap_or_default(),
+        ],
+    };
     cx.add("Immunization", &key, w, Upsert::ById);
 }

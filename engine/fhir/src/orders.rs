@@ -108,7 +108,10 @@ fn order(cx: &mut Context<'_, '_>, patient: &PatientRef, group: &[Segment<'_>]) 
     let control = orc.as_ref().map(|o| text(o, 1)).unwrap_or_default();
     let status = map
         .coding(&map.map.coded.order_control, &control)
-        .or_else(|| map.coding(&map.map.coded.order_status, &field(5, 25)))
+        .or_else(|| {
+            let order_status = orc.as_ref().map(|o| text(o, 5)).unwrap_or_default();
+            map.coding(&map.map.coded.order_status, &order_status)
+        })
         .map_or("unknown", |c| c.code);
     let mut r = cx.writer();
     let open = r.open_array("identifier");
@@ -204,11 +207,15 @@ pub(crate) fn specimen(
 ) -> Option<StableId> {
     let map = cx.map;
     let id = spm.field(2).and_then(|f| f.repetition(1));
-    // EIP: the placer's EI, its parts as subcomponents (`SP0003&ICE`).
-    let number = id
-        .and_then(|v| v.component(1))
-        .and_then(|c| c.subcomponent(1))
+    // EIP: the placer's EI, then the filler's, their parts as subcomponents (`SP0003&ICE`).
+    let number = [1, 2]
+        .into_iter()
+        .filter_map(|n| {
+            id.and_then(|v| v.component(n))
+                .and_then(|c| c.subcomponent(1))
+        })
         .map(|v| v.as_str().trim().to_string())
+        .find(|n| !n.is_empty())
         .unwrap_or_default();
     let kind = codeable(cx, spm.field(4).and_then(|f| f.repetition(1)));
     if number.is_empty() && kind.is_empty() {

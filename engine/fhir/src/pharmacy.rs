@@ -29,16 +29,16 @@ pub fn map(cx: &mut Context<'_, '_>, kind: Pharmacy) -> Result<(), MapError> {
         Pharmacy::Dispense => (b"RXD", "RXD"),
     };
     let mut found = 0;
+    let mut last_orc = None;
     for (i, seg) in segments.iter().enumerate() {
+        if seg.id_bytes() == b"ORC" {
+            last_orc = Some(i);
+        }
         if seg.id_bytes() != wanted {
             continue;
         }
         // The ORC before it, and the RXR after it (before the next of its kind).
-        let orc = segments[..i]
-            .iter()
-            .rev()
-            .find(|s| s.id_bytes() == b"ORC")
-            .map(|s| s.indexed_to(12));
+        let orc = last_orc.map(|j| segments[j].indexed_to(12));
         let rxr = segments[i + 1..]
             .iter()
             .take_while(|s| s.id_bytes() != wanted)
@@ -96,15 +96,26 @@ fn request(
     let zone = map.map.local_time;
     let medicine = codeable(cx, first(Some(rxe), 2));
     let ids = placer(cx, orc);
+    // In the request's own words: a discontinued medicine is stopped, a withdrawn order
+    // cancelled; a status change (SC) is read from ORC-5.
     let control = orc.map(|o| text(o, 1)).unwrap_or_default();
-    let status = match map
-        .coding(&map.map.coded.order_control, &control)
-        .map(|c| c.code)
-    {
-        Some("revoked") => "cancelled",
-        Some("on-hold") => "on-hold",
-        Some("completed") => "completed",
-        Some(_) | None => "active",
+    let status = match &*control {
+        "DC" | "OD" | "DR" => "stopped",
+        "CA" | "OC" | "CR" | "UA" => "cancelled",
+        _ => {
+            let order_status = orc.map(|o| text(o, 5)).unwrap_or_default();
+            let coded = match &*control {
+                "SC" | "" => map.coding(&map.map.coded.order_status, &order_status),
+                _ => map.coding(&map.map.coded.order_control, &control),
+            };
+            match coded.map(|c| c.code) {
+                Some("revoked") => "cancelled",
+                Some("on-hold") => "on-hold",
+                Some("completed") => "completed",
+                Some("entered-in-error") => "entered-in-error",
+                Some(_) | None => "active",
+            }
+        }
     };
     let authored = orc.and_then(|o| fhir_datetime(&text(o, 9), zone));
     let mut m = cx.writer();
@@ -181,7 +192,7 @@ fn dispense(
     let ids = placer(cx, orc);
     let mut d = cx.writer();
     if !prescription.is_empty() {
-        let system = cx.system(&map.map.systems.placer_order, "", "prescription");
+        let system = cx.system(&map.map.systems.prescription, "", "");
         crate::datatypes::identifier(&mut d, &system, &prescription);
     }
     d.str("status", "completed");

@@ -62,27 +62,33 @@ fn condition(
             "Entered in Error",
         );
     } else {
-        // PRB-14 life cycle and PRB-13 confirmation, by their codes or texts.
-        let words = |n: usize| {
+        // PRB-14 life cycle and PRB-13 confirmation: a code or a text that is exactly one of
+        // FHIR's words ("not resolved" is none of them, and is left as active).
+        let exact = |n: usize, codes: &[&'static str]| -> Option<&'static str> {
             let v = first(n);
-            format!("{} {}", comp(v, 1), comp(v, 2)).to_ascii_lowercase()
+            [comp(v, 1), comp(v, 2)].into_iter().find_map(|t| {
+                let t = t.trim().to_ascii_lowercase();
+                codes.iter().copied().find(|c| *c == t)
+            })
         };
-        let life = words(14);
-        let clinical = ["resolved", "inactive", "remission", "recurrence", "relapse"]
-            .into_iter()
-            .find(|w| life.contains(w))
-            .unwrap_or("active");
+        let life = [
+            "active",
+            "recurrence",
+            "relapse",
+            "inactive",
+            "remission",
+            "resolved",
+        ];
+        let clinical = exact(14, &life).unwrap_or("active");
         fixed_concept(&mut c, "clinicalStatus", CLINICAL, clinical, "");
-        let confirmation = words(13);
-        let verification = [
+        let confirmation = [
             "unconfirmed",
             "provisional",
             "differential",
-            "refuted",
             "confirmed",
-        ]
-        .into_iter()
-        .find(|w| confirmation.contains(w));
+            "refuted",
+        ];
+        let verification = exact(13, &confirmation);
         if let Some(v) = verification {
             fixed_concept(&mut c, "verificationStatus", VERIFICATION, v, "");
         }
@@ -99,8 +105,9 @@ fn condition(
         "onsetDateTime",
         fhir_datetime(&text(prb, 16), zone).as_deref(),
     );
+    // When the problem was established (PRB-7), else this action's time (PRB-2).
     let recorded =
-        fhir_datetime(&text(prb, 2), zone).or_else(|| fhir_datetime(&text(prb, 7), zone));
+        fhir_datetime(&text(prb, 7), zone).or_else(|| fhir_datetime(&text(prb, 2), zone));
     c.opt_str("recordedDate", recorded.as_deref());
     let key = if instance.is_empty() {
         [&*patient.key, "|PRB|", &code.key()].concat()

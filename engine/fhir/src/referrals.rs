@@ -68,7 +68,7 @@ pub fn map(cx: &mut Context<'_, '_>, cancelled: bool) -> Result<(), MapError> {
         let ext_system = if ubrn {
             UBRN.to_string()
         } else {
-            cx.system(&map.map.systems.referral, &comp(first(11), 2), "external")
+            cx.system(&map.map.systems.external_referral, &comp(first(11), 2), "")
         };
         r.object(Item, |w| {
             w.str("system", &ext_system);

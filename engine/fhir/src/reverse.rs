@@ -2,13 +2,20 @@
 //! its Encounter) becomes ADT^A08 (ADT^A31 without one), a DiagnosticReport with its
 //! Observations ORU^R01. The code tables are read backwards (each table's `reverse`, or the one
 //! v2 code that maps to a FHIR code), the identifier systems are the field map's, so what the
-//! forward mapping wrote comes back as it was sent: `tests/round_trip.rs` lists the fields.
+//! forward mapping wrote comes back as it was sent: `tests/round_trip.rs` lists the fields. One
+//! patient per message: a Bundle with two Patients, or a report about another patient, is
+//! refused rather than filed under the wrong one.
 
 use serde_json::Value;
 use wyvern_hl7::Delimiters;
 
 use crate::MapError;
 use crate::spec::{CodedField, Mappings};
+
+/// The most results one message carries back, and its largest size: a Bundle that names one
+/// Observation a million times cannot make a message of any size.
+const MAX_RESULTS: usize = 10_000;
+const MAX_MESSAGE: usize = 16 << 20;
 
 /// A message made from FHIR, and what could not be carried.
 #[derive(Debug, Clone)]
@@ -122,35 +129,73 @@ pub fn to_hl7v2(
 ) -> Result<Reversed, MapError> {
     let body: Value = serde_json::from_slice(json)
         .map_err(|e| MapError::Missing(format!("not FHIR JSON: {e}")))?;
-    let resources: Vec<&Value> = match s(&body, "resourceType") {
+    // Each resource with the names it can be referred to by: its fullUrl and `Type/id`.
+    let resources: Vec<(&Value, Vec<String>)> = match s(&body, "resourceType") {
         "Bundle" => body
             .get("entry")
             .and_then(Value::as_array)
-            .map(|es| es.iter().filter_map(|e| e.get("resource")).collect())
+            .map(|es| {
+                es.iter()
+                    .filter_map(|e| {
+                        let r = e.get("resource")?;
+                        Some((r, names(r, Some(s(e, "fullUrl")))))
+                    })
+                    .collect()
+            })
             .unwrap_or_default(),
         "" => {
             return Err(MapError::Missing(
                 "no resourceType: not a FHIR resource".into(),
             ));
         }
-        _ => vec![&body],
+        _ => vec![(&body, names(&body, None))],
     };
+    let index: std::collections::HashMap<&str, &Value> = resources
+        .iter()
+        .flat_map(|(r, ns)| ns.iter().map(move |n| (n.as_str(), *r)))
+        .collect();
     let of = |t: &str| -> Vec<&Value> {
         resources
             .iter()
-            .copied()
+            .map(|(r, _)| *r)
             .filter(|r| s(r, "resourceType") == t)
             .collect()
     };
-    let patient = of("Patient").into_iter().next().ok_or_else(|| {
-        MapError::Missing("no Patient: an HL7v2 message needs the patient for its PID".into())
-    })?;
+    let patients = of("Patient");
+    let patient = match patients.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(MapError::Missing(
+                "no Patient: an HL7v2 message needs the patient for its PID".into(),
+            ));
+        }
+        _ => {
+            return Err(MapError::Missing(format!(
+                "{} Patients: an HL7v2 message is about one patient; send one per request",
+                patients.len()
+            )));
+        }
+    };
+    let patient_names = names(patient, None);
+    let about_patient = |r: &Value| {
+        let subject = r.pointer("/subject/reference").and_then(Value::as_str);
+        subject.is_none_or(|sub| {
+            index.get(sub).is_some_and(|p| std::ptr::eq(*p, patient))
+                || patient_names.iter().any(|n| n == sub)
+        })
+    };
     let mut out = Out {
         map,
         warnings: Vec::new(),
     };
     let reports = of("DiagnosticReport");
-    let encounter = of("Encounter").into_iter().next();
+    if let Some(other) = reports.iter().find(|r| !about_patient(r)) {
+        return Err(MapError::Missing(format!(
+            "DiagnosticReport {:?} is about another patient than the Bundle's Patient",
+            s(other, "id")
+        )));
+    }
+    let encounter = of("Encounter").into_iter().find(|e| about_patient(e));
     let (kind, structure) = match (reports.is_empty(), encounter.is_some()) {
         (false, _) => ("ORU^R01", "ORU_R01"),
         (true, true) => ("ADT^A08", "ADT_A01"),
@@ -174,39 +219,72 @@ pub fn to_hl7v2(
         segments.push(evn.finish());
     }
     segments.push(pid(&mut out, patient));
-    if let Some(e) = encounter {
-        segments.push(pv1(&mut out, e));
+    match encounter {
+        Some(e) => segments.push(pv1(&mut out, e)),
+        // ADT_A05 requires PV1: "not applicable".
+        None if kind == "ADT^A31" => segments.push("PV1|1|N".into()),
+        None => {}
     }
+    let mut results = 0;
     for (n, report) in reports.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
         let observations: Vec<&Value> = report
             .get("result")
             .and_then(Value::as_array)
             .map(|refs| {
                 refs.iter()
-                    .filter_map(|r| find(&resources, s(r, "reference")))
+                    .filter_map(|r| index.get(s(r, "reference")).copied())
+                    .filter(|o| seen.insert(*o as *const Value))
                     .collect()
             })
             .unwrap_or_default();
+        let named = report
+            .get("result")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if observations.len() < named {
+            out.warnings.push(format!(
+                "DiagnosticReport {:?} names {named} result(s); {} are in the Bundle and go as OBX",
+                s(report, "id"),
+                observations.len()
+            ));
+        }
         segments.push(obr(&mut out, n + 1, report));
         for (i, o) in observations.iter().enumerate() {
+            results += 1;
+            if results > MAX_RESULTS {
+                return Err(MapError::Missing(format!(
+                    "more than {MAX_RESULTS} results: too many for one message"
+                )));
+            }
             segments.push(obx(&mut out, i + 1, o));
         }
     }
     let mut message = segments.join("\r");
     message.push('\r');
+    if message.len() > MAX_MESSAGE {
+        return Err(MapError::Missing(format!(
+            "the message would be over {} MiB",
+            MAX_MESSAGE >> 20
+        )));
+    }
     Ok(Reversed {
         message,
         warnings: out.warnings,
     })
 }
 
-/// The resource a reference names: by `fullUrl` (urn:uuid) or `Type/id`.
-fn find<'v>(resources: &[&'v Value], reference: &str) -> Option<&'v Value> {
-    let (kind, id) = reference.split_once('/').unwrap_or(("", reference));
-    resources.iter().copied().find(|r| {
-        (s(r, "resourceType") == kind && s(r, "id") == id)
-            || reference.ends_with(s(r, "id")) && !s(r, "id").is_empty()
-    })
+/// What a resource can be referred to by: its `fullUrl` in a Bundle and `Type/id`.
+fn names(r: &Value, full_url: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(u) = full_url.filter(|u| !u.is_empty()) {
+        out.push(u.to_string());
+    }
+    let (kind, id) = (s(r, "resourceType"), s(r, "id"));
+    if !id.is_empty() {
+        out.push(format!("{kind}/{id}"));
+    }
+    out
 }
 
 fn pid(out: &mut Out<'_>, p: &Value) -> String {

@@ -55,13 +55,25 @@ pub fn map(cx: &mut Context<'_, '_>, status: AppointmentStatus) -> Result<(), Ma
             "SCH-1 and SCH-2 are empty: the appointment has no id to be kept under".into(),
         ));
     };
-    let system = cx.system(&map.map.systems.appointment, &namespace, "");
+    // The placer's and the filler's numbers are two numbering schemes: each its own system,
+    // and the appointment kept under the filler's when it has one.
+    let role = if filler.0.is_empty() {
+        "placer"
+    } else {
+        "filler"
+    };
+    let system_of = |cx: &Context<'_, '_>, ns: &str, role: &str| {
+        format!("{}/{role}", cx.system(&map.map.systems.appointment, ns, ""))
+    };
+    let system = system_of(cx, &namespace, role);
     let segments: Vec<Segment<'_>> = cx.msg.segments().collect();
     let tq = sch.field(11).and_then(|f| f.repetition(1));
     let start_v2 = Some(comp(tq.and_then(|q| q.component(4)), 1).into_owned())
         .filter(|t| !t.is_empty())
         .or_else(|| resource_start(&segments));
-    let start = start_v2.as_deref().and_then(|t| fhir_datetime(t, zone));
+    // Appointment.start and end are instants: a time to the second with its offset.
+    let instant = |t: Option<String>| t.filter(|t| t.len() >= 25);
+    let start = instant(start_v2.as_deref().and_then(|t| fhir_datetime(t, zone)));
     // The length in minutes: SCH-9 (units SCH-10), else the service's AIS-7 (units AIS-8).
     let length = |seg: &IndexedSegment<'_>, n: usize| -> Option<u32> {
         let unit = comp(seg.field(n + 1).and_then(|f| f.repetition(1)), 1);
@@ -73,8 +85,11 @@ pub fn map(cx: &mut Context<'_, '_>, status: AppointmentStatus) -> Result<(), Ma
         length(&ais.indexed_to(8), 7)
     });
     // The end as sent, else the start and the length.
-    let end = fhir_datetime(&comp(tq.and_then(|q| q.component(5)), 1), zone)
-        .or_else(|| fhir_datetime_plus(start_v2.as_deref()?, i64::from(minutes?), zone));
+    let end = instant(
+        fhir_datetime(&comp(tq.and_then(|q| q.component(5)), 1), zone)
+            .or_else(|| fhir_datetime_plus(start_v2.as_deref()?, i64::from(minutes?), zone)),
+    );
+    let minutes = minutes.filter(|m| *m > 0);
     if (start.is_none() || end.is_none()) && status != AppointmentStatus::Cancelled {
         cx.warn(format!(
             "the appointment has no {}: FHIR wants a start and an end on an Appointment that is {} (invariant app-3)",
@@ -110,8 +125,9 @@ pub fn map(cx: &mut Context<'_, '_>, status: AppointmentStatus) -> Result<(), Ma
     }
     let mut a = cx.writer();
     let open = a.open_array("identifier");
-    for (n, _) in [&filler, &placer] {
+    for ((n, ns), role) in [(&filler, "filler"), (&placer, "placer")] {
         if !n.is_empty() {
+            let system = system_of(cx, ns, role);
             a.object(Item, |w| {
                 w.str("system", &system);
                 w.str("value", n);

@@ -131,6 +131,10 @@ pub struct Systems {
     pub problem: String,
     #[serde(default = "default_referral")]
     pub referral: String,
+    #[serde(default = "default_external_referral")]
+    pub external_referral: String,
+    #[serde(default = "default_prescription")]
+    pub prescription: String,
     pub local_practitioner: String,
     pub local_location: String,
 }
@@ -178,27 +182,35 @@ pub struct Coded {
 }
 
 fn default_placer_order() -> String {
-    "https://wyvern.invalid/Id/{facility}/placer-order-number".into()
+    "https://wyvern.invalid/Id/{authority}/placer-order-number".into()
 }
 
 fn default_specimen() -> String {
-    "https://wyvern.invalid/Id/{facility}/specimen".into()
+    "https://wyvern.invalid/Id/{authority}/specimen".into()
 }
 
 fn default_appointment() -> String {
-    "https://wyvern.invalid/Id/{facility}/appointment".into()
+    "https://wyvern.invalid/Id/{authority}/appointment".into()
 }
 
 fn default_document() -> String {
-    "https://wyvern.invalid/Id/{facility}/document".into()
+    "https://wyvern.invalid/Id/{authority}/document".into()
 }
 
 fn default_problem() -> String {
-    "https://wyvern.invalid/Id/{facility}/problem".into()
+    "https://wyvern.invalid/Id/{authority}/problem".into()
 }
 
 fn default_referral() -> String {
-    "https://wyvern.invalid/Id/{facility}/referral".into()
+    "https://wyvern.invalid/Id/{authority}/referral".into()
+}
+
+fn default_external_referral() -> String {
+    "https://wyvern.invalid/Id/{authority}/external-referral".into()
+}
+
+fn default_prescription() -> String {
+    "https://wyvern.invalid/Id/{facility}/prescription".into()
 }
 
 fn coded(field: &str, table: &str) -> CodedField {

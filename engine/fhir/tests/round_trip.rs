@@ -77,7 +77,12 @@ fn the_fields_both_sides_carry_come_back_as_they_were_sent() {
             .expect("maps back");
         let sent = Message::parse(&raw).expect("parses");
         let returned = Message::parse(back.message.as_bytes()).expect("the way back parses");
+        let sent_pv1 = sent.segment("PV1", 1).is_some();
         for path in CARRIED {
+            // ADT_A05 wants PV1: the way back writes `PV1|1|N` for a message that had none.
+            if path.starts_with("PV1") && !sent_pv1 {
+                continue;
+            }
             let (mut a, mut b) = (values(&sent, path), values(&returned, path));
             if path.starts_with("PID-3") {
                 a.sort();

@@ -73,11 +73,19 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
     u8::from_str_radix(s, 16).ok()
 }
 
-/// Escapes text so it can stand as one value: delimiters become `\F\` etc., line breaks `\.br\`.
+/// Escapes text so it can stand as one value: delimiters become `\F\` etc., line breaks `\.br\`,
+/// and every other control character `\Xhh\` — MLLP's VT and FS among them, so no value can end
+/// or start a frame on the wire.
 pub fn encode(text: &str, d: &Delimiters) -> String {
     let esc = d.escape.unwrap_or(b'\\') as char;
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
+        if c.is_ascii_control() && c != '\n' && c != '\r' {
+            out.push(esc);
+            out.push_str(&format!("X{:02X}", c as u32));
+            out.push(esc);
+            continue;
+        }
         let code = match c {
             _ if c == d.field as char => Some("F"),
             _ if c == d.component as char => Some("S"),
@@ -103,6 +111,14 @@ pub fn encode(text: &str, d: &Delimiters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_so_no_value_can_end_a_frame() {
+        let d = Delimiters::default();
+        let e = encode("GB\u{1c}\u{0b}\u{0}x\tz", &d);
+        assert_eq!(e, "GB\\X1C\\\\X0B\\\\X00\\x\\X09\\z");
+        assert!(!e.bytes().any(|b| b.is_ascii_control()));
+    }
 
     fn dec(s: &str) -> String {
         String::from_utf8(decode(s.as_bytes(), &Delimiters::default()).into_owned()).unwrap()

@@ -88,7 +88,19 @@ pub fn compare(
     let candidate = match fhir {
         Some(codec) => {
             let xml = live.content_type == wyvern_core::ContentType::FhirXml.as_str();
-            crate::source::fhir_intake::assess_body(codec, plan, raw.clone(), xml, kept_id(stored))
+            // The live message's id and time: MSH-10 and MSH-7 of an HL7v2 payload.
+            let at = crate::source::fhir_intake::Stamp {
+                id: &live.id,
+                now_ms: live.received_at_ms,
+            };
+            crate::source::fhir_intake::assess_body(
+                codec,
+                plan,
+                raw.clone(),
+                xml,
+                kept_id(stored),
+                &at,
+            )
         }
         None => {
             let cx = Context {

@@ -123,7 +123,8 @@ pub fn host_tables<'a>(
 }
 
 /// `map: fhir-to-hl7v2`: a fhir source's resources as an HL7v2 message. MSH-10 is the last 20
-/// characters of the message id (HL7's limit), so a resend is told from a new message.
+/// characters of the message id (HL7's limit), MSH-7 when it was received: the same message
+/// makes the same bytes (route tests, shadow replay).
 #[derive(Debug)]
 pub struct Hl7v2MapTransform(pub wyvern_fhir::Mapper);
 

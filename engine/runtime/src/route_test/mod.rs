@@ -95,7 +95,11 @@ pub fn run_case(
         None => assess(MllpFrame::Message(body), &cx),
         Some(codec) => {
             let xml = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-            crate::source::fhir_intake::assess_body(codec, plan, body, xml, None)
+            let at = crate::source::fhir_intake::Stamp {
+                id: &message_id,
+                now_ms: NOW_MS as i64,
+            };
+            crate::source::fhir_intake::assess_body(codec, plan, body, xml, None, &at)
         }
     };
     let received: Vec<(String, Vec<Bytes>)> = plan

@@ -249,16 +249,26 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
             );
         }
     };
+    // The message's id and time, made once: the record, and MSH-10/MSH-7 of what
+    // map: fhir-to-hl7v2 makes of it, say the same.
+    let now = s.clock.now_millis();
+    let id = wyvern_core::MessageId::new(now);
     let judged = check(&s, &body, xml, expect)
         .await
         .and_then(|(mut parsed, created)| {
-            let payload = super::fhir_intake::payload(&mut parsed, created, s.to_hl7v2.as_deref())?;
+            let at = super::fhir_intake::Stamp {
+                id: &id.to_string(),
+                now_ms: now,
+            };
+            let payload =
+                super::fhir_intake::payload(&mut parsed, created, s.to_hl7v2.as_deref(), &at)?;
             Ok((parsed, payload))
         });
     match judged {
         Ok((parsed, payload)) => {
             commit(
                 &s,
+                (id, now),
                 &peer,
                 caller.as_ref(),
                 body,
@@ -272,6 +282,7 @@ async fn receive(s: Arc<Inbound>, peer: Peer, req: Request, expect: Expect) -> R
             let text = r.text.clone();
             let _ = commit(
                 &s,
+                (id, now),
                 &peer,
                 caller.as_ref(),
                 body,

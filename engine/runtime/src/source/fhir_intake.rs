@@ -192,6 +192,7 @@ pub(crate) fn assess_body(
     body: Bytes,
     xml: bool,
     update: Option<String>,
+    at: &Stamp<'_>,
 ) -> crate::intake::assess::Assessment {
     let (route, destinations) = (&plan.route, &plan.destinations);
     // A fhir source's one step, when it has it: map: fhir-to-hl7v2.
@@ -213,7 +214,7 @@ pub(crate) fn assess_body(
         },
     };
     let judged = judge(codec, &body, xml, &expect)
-        .and_then(|(mut parsed, created)| payload(&mut parsed, created, to_hl7v2));
+        .and_then(|(mut parsed, created)| payload(&mut parsed, created, to_hl7v2, at));
     let (status, error, deliveries) = match judged {
         Ok(payload) => {
             let deliveries = destinations
@@ -271,6 +272,12 @@ pub(crate) struct Payload {
     pub created: bool,
 }
 
+/// The message a payload is made for: MSH-10 and MSH-7 of an HL7v2 payload.
+pub(crate) struct Stamp<'a> {
+    pub id: &'a str,
+    pub now_ms: i64,
+}
+
 /// The payload of an accepted body: its JSON as [`delivered`] leaves it, or, on a route with
 /// `map: fhir-to-hl7v2`, the HL7v2 message made from it (a body that cannot be made into one
 /// is refused with 422, saying why).
@@ -278,6 +285,7 @@ pub(crate) fn payload(
     parsed: &mut ParsedFhir,
     created: bool,
     to_hl7v2: Option<&dyn crate::transform::Transform>,
+    at: &Stamp<'_>,
 ) -> Result<Payload, Refused> {
     delivered(parsed, created);
     let Some(t) = to_hl7v2 else {
@@ -290,10 +298,9 @@ pub(crate) fn payload(
     let input = crate::transform::TransformMessage {
         content_type: "fhir+json".into(),
         body: parsed.json.clone(),
-        metadata: Vec::new(),
+        metadata: vec![("received-at-ms".into(), at.now_ms.to_string())],
     };
-    let id = MessageId::new(wyvern_core::Clock::now_millis(&wyvern_core::SystemClock));
-    match t.process(&id.to_string(), input) {
+    match t.process(at.id, input) {
         Ok(mut out) if !out.is_empty() => Ok(Payload {
             body: Bytes::from(out.swap_remove(0).body),
             content_type: ContentType::Hl7v2,
@@ -325,14 +332,13 @@ pub(crate) enum Stored {
 
 pub(crate) async fn commit(
     s: &Inbound,
+    (id, now): (MessageId, i64),
     peer: &wyvern_connectors::peers::Peer,
     caller: Option<&wyvern_connectors::jwt::Caller>,
     raw: AxumBytes,
     xml: bool,
     what: Stored,
 ) -> Response {
-    let now = s.clock.now_millis();
-    let id = MessageId::new(now);
     let (status, error, deliveries, resource, nhs_number, created) = match what {
         Stored::Accepted(parsed, payload) => {
             let order_key = match (s.order_by, &parsed.nhs_number) {
