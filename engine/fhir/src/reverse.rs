@@ -39,18 +39,7 @@ impl Segment {
 
     /// Field `n` (1-based) from its components, each escaped.
     fn set(&mut self, n: usize, components: &[&str]) {
-        if self.fields.len() <= n {
-            self.fields.resize(n + 1, String::new());
-        }
-        let d = Delimiters::default();
-        let mut parts: Vec<String> = components
-            .iter()
-            .map(|c| wyvern_hl7::escape::encode(c, &d))
-            .collect();
-        while parts.last().is_some_and(String::is_empty) {
-            parts.pop();
-        }
-        self.fields[n] = parts.join("^");
+        self.set_raw(n, repetition(components));
     }
 
     /// Field `n` as repetitions, each already joined.
