@@ -113,18 +113,14 @@ pub fn map(cx: &mut Context<'_, '_>, event: DocumentEvent) -> Result<(), MapErro
             cx.warn("TXA-13 names no parent document: the relation to it is left out");
         } else {
             let parent_system = cx.system(&map.map.systems.document, &comp(first(13), 2), "");
-            let target =
-                crate::ids::stable_uuid("DocumentReference", &[&parent_system, "|", &parent]);
             d.array("relatesTo", |w| {
                 w.object(Item, |w| {
                     w.str("code", code);
-                    // The parent is not in this Bundle: a literal reference to the id it was
-                    // written under (every document is PUT by its stable id).
+                    // The parent by its document number (a logical reference): it may never
+                    // have reached this record, and a server that checks references on write
+                    // would refuse a literal one to a resource it does not hold.
                     w.object("target", |w| {
-                        w.str(
-                            "reference",
-                            &format!("DocumentReference/{}", target.as_str()),
-                        );
+                        w.str("type", "DocumentReference");
                         w.object("identifier", |w| {
                             w.str("system", &parent_system);
                             w.str("value", &parent);

@@ -198,14 +198,17 @@ fn dispense(
     d.str("status", "completed");
     medicine.write(&mut d, "medicationCodeableConcept");
     patient.write(&mut d, "subject");
-    if let Some(p) = &ids {
-        let target = crate::ids::stable_uuid("MedicationRequest", &[&request_key(p)]);
+    // The prescription by its placer number (a logical reference): the request may never
+    // have reached this record, and a server that checks references on write would refuse a
+    // literal one to a resource it does not hold.
+    if let Some((system, value)) = &ids {
         d.array("authorizingPrescription", |w| {
             w.object(Item, |w| {
-                w.str(
-                    "reference",
-                    &format!("MedicationRequest/{}", target.as_str()),
-                );
+                w.str("type", "MedicationRequest");
+                w.object("identifier", |w| {
+                    w.str("system", system);
+                    w.str("value", value);
+                });
             });
         });
     }
