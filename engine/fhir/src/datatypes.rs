@@ -66,6 +66,11 @@ pub fn text<'a>(seg: &IndexedSegment<'a>, n: usize) -> Cow<'a, str> {
     comp(seg.field(n).and_then(|f| f.repetition(1)), 1)
 }
 
+/// The first repetition of field `n` of a segment the message may lack.
+pub fn first_rep<'a>(seg: Option<&IndexedSegment<'a>>, n: usize) -> Option<V2<'a>> {
+    seg?.field(n).and_then(|f| f.repetition(1))
+}
+
 /// A field's repetitions that carry anything.
 pub fn reps<'a>(seg: &IndexedSegment<'a>, n: usize) -> impl Iterator<Item = V2<'a>> + use<'a> {
     seg.field(n)

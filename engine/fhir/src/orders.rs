@@ -5,10 +5,10 @@
 //! the status changed (SC) or is missing; the placer's order number (ORC-2, else OBR-2) is
 //! what the ServiceRequest is kept under, since the filler's is often given later.
 
-use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
+use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::bundle::{StableId, Upsert};
-use crate::datatypes::{codeable, comp, practitioner, text};
+use crate::datatypes::{codeable, comp, first_rep, practitioner, text};
 use crate::json::{Item, JsonWriter};
 use crate::localtime::fhir_datetime;
 use crate::patient::{self, PatientRef};
@@ -67,15 +67,15 @@ fn order(cx: &mut Context<'_, '_>, patient: &PatientRef, group: &[Segment<'_>]) 
             from_orc.into_owned()
         }
     };
-    let placer = [first(&orc, 2), first(&obr, 2)]
+    let placer = [first_rep(orc.as_ref(), 2), first_rep(obr.as_ref(), 2)]
         .into_iter()
         .map(|v| (comp(v, 1), comp(v, 2)))
         .find(|(n, _)| !n.is_empty());
-    let filler = [first(&orc, 3), first(&obr, 3)]
+    let filler = [first_rep(orc.as_ref(), 3), first_rep(obr.as_ref(), 3)]
         .into_iter()
         .map(|v| (comp(v, 1), comp(v, 2)))
         .find(|(n, _)| !n.is_empty());
-    let code = codeable(cx, first(&obr, 4));
+    let code = codeable(cx, first_rep(obr.as_ref(), 4));
     let placer_ids = placer.as_ref().map(|(n, ns)| {
         (
             cx.system(&map.map.systems.placer_order, ns, ""),
@@ -130,7 +130,7 @@ fn order(cx: &mut Context<'_, '_>, patient: &PatientRef, group: &[Segment<'_>]) 
     r.close(open);
     r.str("status", status);
     r.str("intent", "order");
-    let priority = [first(&orc, 7), first(&obr, 27)]
+    let priority = [first_rep(orc.as_ref(), 7), first_rep(obr.as_ref(), 27)]
         .into_iter()
         .map(|tq| comp(tq, 6))
         .find(|p| !p.is_empty())
@@ -144,7 +144,7 @@ fn order(cx: &mut Context<'_, '_>, patient: &PatientRef, group: &[Segment<'_>]) 
     code.write(&mut r, "code");
     patient.write(&mut r, "subject");
     r.opt_str("authoredOn", authored.as_deref());
-    let requester = [first(&orc, 12), first(&obr, 16)]
+    let requester = [first_rep(orc.as_ref(), 12), first_rep(obr.as_ref(), 16)]
         .into_iter()
         .flatten()
         .find(|v| !v.is_empty());
@@ -167,12 +167,6 @@ fn order(cx: &mut Context<'_, '_>, patient: &PatientRef, group: &[Segment<'_>]) 
     });
     notes(&mut r, group);
     cx.add("ServiceRequest", &[&key], r, Upsert::ById);
-}
-
-/// The first repetition of field `n` of a segment the order may lack.
-fn first<'a>(seg: &Option<IndexedSegment<'a>>, n: usize) -> Option<V2<'a>> {
-    seg.as_ref()
-        .and_then(|s| s.field(n).and_then(|f| f.repetition(1)))
 }
 
 /// NTE-3 of the order's group, one note each.

@@ -4,10 +4,10 @@
 //! (dm+d, SNOMED). A request's status comes from ORC-1 through table 0119, in the request's own
 //! words (a revoked order is `cancelled`, one on hold `on-hold`).
 
-use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
+use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::bundle::Upsert;
-use crate::datatypes::{codeable, comp, practitioner, text};
+use crate::datatypes::{codeable, comp, first_rep, practitioner, text};
 use crate::json::{Item, JsonWriter};
 use crate::localtime::fhir_datetime;
 use crate::patient::{self, PatientRef};
@@ -66,13 +66,9 @@ pub fn map(cx: &mut Context<'_, '_>, kind: Pharmacy) -> Result<(), MapError> {
     Ok(())
 }
 
-fn first<'a>(seg: Option<&IndexedSegment<'a>>, n: usize) -> Option<V2<'a>> {
-    seg?.field(n).and_then(|f| f.repetition(1))
-}
-
 /// The placer's order number (ORC-2) as `(system, number)`, when there is one.
 fn placer(cx: &Context<'_, '_>, orc: Option<&IndexedSegment<'_>>) -> Option<(String, String)> {
-    let v = first(orc, 2);
+    let v = first_rep(orc, 2);
     let number = comp(v, 1);
     (!number.is_empty()).then(|| {
         let system = cx.system(&cx.map.map.systems.placer_order, &comp(v, 2), "");
@@ -94,7 +90,7 @@ fn request(
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
-    let medicine = codeable(cx, first(Some(rxe), 2));
+    let medicine = codeable(cx, first_rep(Some(rxe), 2));
     let ids = placer(cx, orc);
     // In the request's own words: a discontinued medicine is stopped, a withdrawn order
     // cancelled; a status change (SC) is read from ORC-5.
@@ -130,16 +126,16 @@ fn request(
     medicine.write(&mut m, "medicationCodeableConcept");
     patient.write(&mut m, "subject");
     m.opt_str("authoredOn", authored.as_deref());
-    if let Some(who) = first(orc, 12)
+    if let Some(who) = first_rep(orc, 12)
         .filter(|v| !v.is_empty())
         .and_then(|v| practitioner(cx, v))
     {
         who.write(&mut m, "requester");
     }
-    let instructions = codeable(cx, first(Some(rxe), 7));
-    let route = codeable(cx, first(rxr, 1));
+    let instructions = codeable(cx, first_rep(Some(rxe), 7));
+    let route = codeable(cx, first_rep(rxr, 1));
     let dose = decimal(&text(rxe, 3));
-    let unit = comp(first(Some(rxe), 5), 1);
+    let unit = comp(first_rep(Some(rxe), 5), 1);
     m.array("dosageInstruction", |w| {
         w.object(Item, |w| {
             w.str("text", &instructions.text);
@@ -160,7 +156,7 @@ fn request(
             w.raw("numberOfRepeatsAllowed", &n.to_string());
         }
         if let Some(a) = &amount {
-            quantity(w, "quantity", a, &comp(first(Some(rxe), 11), 1));
+            quantity(w, "quantity", a, &comp(first_rep(Some(rxe), 11), 1));
         }
     });
     let key = match &ids {
@@ -186,7 +182,7 @@ fn dispense(
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
-    let medicine = codeable(cx, first(Some(rxd), 2));
+    let medicine = codeable(cx, first_rep(Some(rxd), 2));
     let handed = fhir_datetime(&text(rxd, 3), zone);
     let prescription = text(rxd, 7).trim().to_string();
     let ids = placer(cx, orc);
@@ -213,10 +209,10 @@ fn dispense(
         });
     }
     if let Some(a) = decimal(&text(rxd, 4)) {
-        quantity(&mut d, "quantity", &a, &comp(first(Some(rxd), 5), 1));
+        quantity(&mut d, "quantity", &a, &comp(first_rep(Some(rxd), 5), 1));
     }
     d.opt_str("whenHandedOver", handed.as_deref());
-    let route = codeable(cx, first(rxr, 1));
+    let route = codeable(cx, first_rep(rxr, 1));
     if !route.is_empty() {
         d.array("dosageInstruction", |w| {
             w.object(Item, |w| route.write(w, "route"))

@@ -122,7 +122,7 @@ pub(crate) async fn check(
     }
 }
 
-/// [`check`] without the thread hop: what a route test calls.
+/// Parses a body and checks it against the URL ([`check`] runs it off the async workers).
 pub(crate) fn judge(
     codec: &dyn FhirCodec,
     body: &[u8],
@@ -132,7 +132,13 @@ pub(crate) fn judge(
     let parsed = codec
         .parse(body, xml)
         .map_err(|r| invalid(r.diagnostics, r.location))?;
-    let created = match expect {
+    let created = fits(&parsed, expect)?;
+    Ok((parsed, created))
+}
+
+/// Whether a parsed body is what the URL says (`expect`); whether it creates.
+fn fits(parsed: &ParsedFhir, expect: &Expect) -> Result<bool, Refused> {
+    Ok(match expect {
         Expect::Bundle => {
             if parsed.resource_type != "Bundle" {
                 return Err(invalid(
@@ -179,8 +185,7 @@ pub(crate) fn judge(
             }
             id.is_none()
         }
-    };
-    Ok((parsed, created))
+    })
 }
 
 /// How a FHIR source judges a body, as an assessment (what a route test and shadow replay
@@ -197,24 +202,19 @@ pub(crate) fn assess_body(
     let (route, destinations) = (&plan.route, &plan.destinations);
     // A fhir source's one step, when it has it: map: fhir-to-hl7v2.
     let to_hl7v2 = plan.transforms.first().and_then(Option::as_deref);
-    let resource = if xml {
-        None
-    } else {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("resourceType")?.as_str().map(str::to_string))
-    };
-    let expect = match resource {
-        Some(t) if t != "Bundle" => Expect::Type(t, update),
-        Some(_) => Expect::Bundle,
-        // XML, or not JSON: the parser says what it is; a Bundle unless it says otherwise.
-        None => match codec.parse(&body, xml) {
-            Ok(p) if p.resource_type != "Bundle" => Expect::Type(p.resource_type, update),
-            _ => Expect::Bundle,
-        },
-    };
-    let judged = judge(codec, &body, xml, &expect)
-        .and_then(|(mut parsed, created)| payload(&mut parsed, created, to_hl7v2, at));
+    // Parsed once: what it is says where it was sent.
+    let judged = codec
+        .parse(&body, xml)
+        .map_err(|r| invalid(r.diagnostics, r.location))
+        .and_then(|mut parsed| {
+            let expect = if parsed.resource_type == "Bundle" {
+                Expect::Bundle
+            } else {
+                Expect::Type(parsed.resource_type.clone(), update)
+            };
+            let created = fits(&parsed, &expect)?;
+            payload(&mut parsed, created, to_hl7v2, at)
+        });
     let (status, error, deliveries) = match judged {
         Ok(payload) => {
             let deliveries = destinations
