@@ -32,6 +32,15 @@ impl Far {
         }
     }
 
+    /// The process that receives at the far end, for its CPU time: RabbitMQ's `beam.smp` when
+    /// it runs on this machine, or the stand-in.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Far::Amqp { .. } => broker_pid(),
+            Far::Fhir { stand_in, .. } => Some(stand_in.id()),
+        }
+    }
+
     async fn clean_up(self) {
         match self {
             Far::Amqp { conn, queue } => {
@@ -49,6 +58,48 @@ impl Far {
                 let _ = stand_in.wait();
             }
         }
+    }
+}
+
+/// RabbitMQ's Erlang VM, when the broker runs on this machine (its CPU shares the cores).
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim_end() == "beam.smp").then_some(pid)
+    })
+}
+
+/// CPU seconds of the engine, the far end and this process (the load tool), read together so
+/// that one run's cost per message can be split between them.
+#[derive(Clone, Copy)]
+struct CpuSplit {
+    engine: Option<f64>,
+    far: Option<f64>,
+    load: Option<f64>,
+}
+
+impl CpuSplit {
+    fn now(engine: Option<u32>, far: Option<u32>) -> CpuSplit {
+        CpuSplit {
+            engine: engine.and_then(cpu_secs),
+            far: far.and_then(cpu_secs),
+            load: cpu_secs(std::process::id()),
+        }
+    }
+
+    /// Each part's CPU per message since `before`, as `engine / far end / load tool`.
+    fn per_message(self, before: CpuSplit, messages: u64) -> String {
+        let each = |b: Option<f64>, a: Option<f64>| match (b, a) {
+            (Some(b), Some(a)) if messages > 0 => format!("{:.0}", (a - b) * 1e6 / messages as f64),
+            _ => "-".into(),
+        };
+        format!(
+            "{} / {} / {} µs",
+            each(before.engine, self.engine),
+            each(before.far, self.far),
+            each(before.load, self.load)
+        )
     }
 }
 
@@ -120,7 +171,7 @@ async fn measure(
     } else {
         None
     };
-    let cpu_before = cpu_secs(server.child.id());
+    let cpu_before = CpuSplit::now(Some(server.child.id()), far.pid());
     let started = Instant::now();
     let (ok, wrong, secs, hist) = load(
         &[server.addr.to_string()],
@@ -139,13 +190,9 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let e2e = started.elapsed().as_secs_f64();
-    // The engine's CPU for the whole path (ingest, store, delivery), per message arrived.
-    let cpu = cpu_before
-        .zip(cpu_secs(server.child.id()))
-        .filter(|_| arrived > 0)
-        .map_or("-".into(), |(a, b)| {
-            format!("{:.0} µs", (b - a) * 1e6 / arrived as f64)
-        });
+    // The engine's CPU for the whole path (ingest, store, delivery), the far end's and the
+    // load tool's, per message arrived: what the shared cores were spent on.
+    let cpu = CpuSplit::now(Some(server.child.id()), far.pid()).per_message(cpu_before, arrived);
     let rss = peak_rss_kib(server.child.id())
         .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
     // PostgreSQL's side: its commits per second over the run (the group commits and every
@@ -171,7 +218,7 @@ async fn measure(
 
 fn header(to: &str) {
     println!(
-        "| scenario (to {to}) | ACKs/s | p50 ACK | p99 ACK | end to end msgs/s (until the last arrived) | engine CPU/msg | peak RSS | arrived |"
+        "| scenario (to {to}) | ACKs/s | p50 ACK | p99 ACK | end to end msgs/s (until the last arrived) | CPU/msg: engine / {to} / load tool | peak RSS | arrived |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
 }
@@ -180,7 +227,7 @@ fn header(to: &str) {
 /// published straight to a quorum queue with the engine's own publisher (two connections of
 /// eight confirm-mode channels, batches of 2,048, the next batch on the wire while the last
 /// one's confirms come in: what a delivery worker does). No MLLP, no store.
-async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
+async fn broker_floor(url: &str, n: usize) -> anyhow::Result<(f64, String)> {
     use wyvern_connectors::amqp::{AmqpPublisher, AmqpTarget, Outgoing};
     const PUBLISHERS: usize = 2;
     const BATCH: usize = 2048;
@@ -204,6 +251,7 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
     let body = messages("FLOOR", 1)[0].to_vec();
     let ids: Vec<String> = (0..BATCH).map(|i| format!("floor-{i}")).collect();
     let per = n / PUBLISHERS;
+    let cpu_before = CpuSplit::now(None, broker_pid());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
@@ -245,10 +293,11 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<f64> {
         t.await??;
     }
     let rate = (per * PUBLISHERS) as f64 / started.elapsed().as_secs_f64();
+    let cpu = CpuSplit::now(None, broker_pid()).per_message(cpu_before, (per * PUBLISHERS) as u64);
     let _ = ch
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 pub async fn bench_amqp(
@@ -301,7 +350,7 @@ async fn over_rounds<F, FF, R, RF>(
 ) -> anyhow::Result<ExitCode>
 where
     F: FnMut(usize) -> FF,
-    FF: std::future::Future<Output = anyhow::Result<f64>>,
+    FF: std::future::Future<Output = anyhow::Result<(f64, String)>>,
     R: FnMut(usize) -> RF,
     RF: std::future::Future<Output = anyhow::Result<Option<Vec<(String, f64)>>>>,
 {
@@ -309,9 +358,9 @@ where
     let mut summary = Summary::default();
     for round in 1..=rounds.max(1) {
         eprintln!("  round {round}: {}, {n} messages …", floor.name);
-        let rate = measure_floor(round).await?;
+        let (rate, cpu) = measure_floor(round).await?;
         println!(
-            "Round {round}. {} (same run): {rate:.0} msgs/s — {}.\n",
+            "Round {round}. {} (same run): {rate:.0} msgs/s, CPU/msg engine / far end / client {cpu} — {}.\n",
             floor.name, floor.how
         );
         let rates = run_round(round).await?;
@@ -430,7 +479,7 @@ pub(crate) async fn fhir_stand_in_with(extra: &[&str]) -> anyhow::Result<(Socket
 /// The FHIR server's own ceiling in the same run: `n` messages POSTed straight to the stand-in
 /// as `Binary` by the engine's own client, 16 at a time (what the worker does), no MLLP, no
 /// store.
-async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
+async fn fhir_floor(n: usize) -> anyhow::Result<(f64, String)> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use wyvern_connectors::fhir::{FhirAuthSpec, FhirClient, FhirOutcome};
@@ -444,6 +493,7 @@ async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
     .map_err(anyhow::Error::msg)?;
     let msgs = messages("FLOOR", n);
     let (next, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let cpu_before = CpuSplit::now(None, Some(stand_in.id()));
     let started = Instant::now();
     let mut posters = Vec::new();
     for _ in 0..16 {
@@ -466,10 +516,11 @@ async fn fhir_floor(n: usize) -> anyhow::Result<f64> {
     }
     let stored = done.load(Ordering::Relaxed);
     let rate = stored as f64 / started.elapsed().as_secs_f64();
+    let cpu = CpuSplit::now(None, Some(stand_in.id())).per_message(cpu_before, stored as u64);
     let _ = stand_in.kill();
     let _ = stand_in.wait();
     anyhow::ensure!(stored == n, "the stand-in stored {stored} of {n}");
-    Ok(rate)
+    Ok((rate, cpu))
 }
 
 pub async fn bench_fhir(

@@ -108,12 +108,12 @@ pub async fn exchange(
     tls: Option<&wyvern_connectors::tls::ClientTls>,
     mut on: impl FnMut(Answer),
 ) -> anyhow::Result<()> {
-    let asked: Vec<AckAsked> = msgs.iter().map(|m| ack_asked(m)).collect();
     let client = MllpClient::connect_with(addr, 64 << 20, tls).await?;
     let (mut tx, mut rx) = client.split();
     let permits = Arc::new(Semaphore::new(window.max(1)));
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(usize, Instant)>();
     let sender_permits = permits.clone();
+    let to_send = msgs.clone();
     let sender = tokio::spawn(async move {
         for i in range {
             let Ok(p) = sender_permits.acquire().await else {
@@ -121,7 +121,7 @@ pub async fn exchange(
             };
             p.forget();
             let _ = sent_tx.send((i, Instant::now()));
-            if tx.send(&msgs[i]).await.is_err() {
+            if tx.send(&to_send[i]).await.is_err() {
                 break;
             }
         }
@@ -131,7 +131,11 @@ pub async fn exchange(
     while let Some((index, sent_at)) = sent_rx.recv().await {
         // A sender must not wait for an ACK its message did not ask for: NE gets none, and ER
         // or SU get one only for the outcome they asked about.
-        let wait = match asked[index] {
+        // Read as each answer is awaited, for this connection's messages only (reading every
+        // message of the run up front, on every connection, cost the load tool more CPU than
+        // the sending and held each connection back before its first message).
+        let asked = ack_asked(&msgs[index]);
+        let wait = match asked {
             AckAsked::Never => None,
             AckAsked::Sometimes => Some(timeout.min(SOMETIMES_WAIT)),
             AckAsked::Always => Some(timeout),
@@ -140,7 +144,7 @@ pub async fn exchange(
             None => Ok(Ok(None)),
             Some(w) => match tokio::time::timeout(w, rx.recv()).await {
                 Ok(r) => Ok(r.map(Some)),
-                Err(_) if asked[index] == AckAsked::Sometimes => Ok(Ok(None)),
+                Err(_) if asked == AckAsked::Sometimes => Ok(Ok(None)),
                 Err(e) => Err(e),
             },
         };
