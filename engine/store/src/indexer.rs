@@ -150,6 +150,7 @@ fn run(
         }
         let mut backoff = Duration::from_millis(100);
         let mut attempts = 0;
+        let started = std::time::Instant::now();
         while let Err(e) = insert(&mut conn, &records) {
             attempts += 1;
             if e.is_io_failure() && !health.at_risk.swap(true, Ordering::AcqRel) {
@@ -170,6 +171,7 @@ fn run(
         }
         health.failing.store(false, Ordering::Release);
         let n = records.len() as u64;
+        tracing::debug!(records = n, took = ?started.elapsed(), "indexed");
         nhs_pending += records
             .iter()
             .filter(|r| r.envelope.meta.nhs_number.is_some())
