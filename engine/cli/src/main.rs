@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod api_tokens;
 mod audit;
 mod bench;
@@ -209,13 +210,8 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
-/// mimalloc rather than glibc's malloc: a message's life is dozens of small allocations on
-/// several threads, and glibc spent about a seventh of the engine's CPU in them (measured,
-/// ARCHITECTURE.md "Allocation").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::tune();
     // Everything the engine writes — the store, delivered files, compiled plugins — holds
     // patient data or derives from it: readable by this user only (files 0600, folders 0700).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
