@@ -42,8 +42,8 @@ pub fn tune() {
 
 /// The purge delay in force, in milliseconds.
 #[cfg(test)]
-fn purge_delay_ms() -> i64 {
-    i64::from(ffi::mi_option_get(PURGE_DELAY))
+fn purge_delay_ms() -> std::ffi::c_long {
+    ffi::mi_option_get(PURGE_DELAY)
 }
 
 #[cfg(test)]
