@@ -4,9 +4,10 @@
 //! several threads, and glibc spent about a seventh of the engine's CPU in them (measured,
 //! ARCHITECTURE.md "Allocation"). Its v3 keeps freed pages for a second before it returns them
 //! (`purge_delay` 1,000 ms), and every thread that allocates — the blocking pool's too — holds
-//! its own: 16 connections × 8 in flight to RabbitMQ peaked at 101–112 MiB over 200,000
-//! messages, past the 100 MiB the engine is held to. After 5 ms it peaked at 69–81 MiB with
-//! the same CPU per message (`wyvern bench --amqp`, alternated runs; ARCHITECTURE.md).
+//! its own: 16 connections × 8 in flight to RabbitMQ peaked at 100–114 MiB over 200,000
+//! messages, past the 100 MiB the engine is held to. After 100 ms it peaked at 87–91 MiB, for
+//! about 7 % of the end-to-end rate (pages given back are faulted in again); 250 ms peaked at
+//! 97 MiB, too near the limit (`wyvern bench --amqp`, alternated runs; ARCHITECTURE.md).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
