@@ -34,9 +34,16 @@ mod ffi {
 }
 
 /// Applies the process's allocator settings; call first in `main`, before any thread starts.
-/// `MIMALLOC_PURGE_DELAY` in the environment, read by mimalloc itself, still wins.
+/// A purge delay set in the environment, read by mimalloc itself, still wins: mimalloc reads
+/// `MIMALLOC_PURGE_DELAY` (or its old name `MIMALLOC_RESET_DELAY`) in any case.
 pub fn tune() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    let set_by_operator = std::env::vars_os().any(|(name, _)| {
+        name.to_str().is_some_and(|n| {
+            n.eq_ignore_ascii_case("MIMALLOC_PURGE_DELAY")
+                || n.eq_ignore_ascii_case("MIMALLOC_RESET_DELAY")
+        })
+    });
+    if !set_by_operator {
         ffi::set(PURGE_DELAY, PURGE_AFTER_MS);
     }
 }

@@ -171,7 +171,9 @@ async fn measure(
     } else {
         None
     };
-    let cpu_before = CpuSplit::now(Some(server.child.id()), far.pid());
+    // The far end's process is found once: both readings must be of the same one.
+    let far_pid = far.pid();
+    let cpu_before = CpuSplit::now(Some(server.child.id()), far_pid);
     let started = Instant::now();
     let (ok, wrong, secs, hist) = load(
         &[server.addr.to_string()],
@@ -192,7 +194,7 @@ async fn measure(
     let e2e = started.elapsed().as_secs_f64();
     // The engine's CPU for the whole path (ingest, store, delivery), the far end's and the
     // load tool's, per message arrived: what the shared cores were spent on.
-    let cpu = CpuSplit::now(Some(server.child.id()), far.pid()).per_message(cpu_before, arrived);
+    let cpu = CpuSplit::now(Some(server.child.id()), far_pid).per_message(cpu_before, arrived);
     let rss = peak_rss_kib(server.child.id())
         .map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
     // PostgreSQL's side: its commits per second over the run (the group commits and every
@@ -272,7 +274,8 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<(f64, String)> {
     let body = messages("FLOOR", 1)[0].to_vec();
     let ids: Vec<String> = (0..BATCH).map(|i| format!("floor-{i}")).collect();
     let per = n / PUBLISHERS;
-    let cpu_before = CpuSplit::now(None, broker_pid());
+    let broker = broker_pid();
+    let cpu_before = CpuSplit::now(None, broker);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..PUBLISHERS {
@@ -314,7 +317,7 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<(f64, String)> {
         t.await??;
     }
     let rate = (per * PUBLISHERS) as f64 / started.elapsed().as_secs_f64();
-    let cpu = CpuSplit::now(None, broker_pid()).per_message(cpu_before, (per * PUBLISHERS) as u64);
+    let cpu = CpuSplit::now(None, broker).per_message(cpu_before, (per * PUBLISHERS) as u64);
     let _ = ch
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
@@ -384,7 +387,7 @@ where
         eprintln!("  round {round}: {}, {n} messages …", floor.name);
         let (rate, cpu) = measure_floor(round).await?;
         println!(
-            "Round {round}. {} (same run): {rate:.0} msgs/s, CPU/msg engine / far end / client {cpu} — {}.\n",
+            "Round {round}. {} (same run): {rate:.0} msgs/s, CPU/msg engine (none) / far end / load tool (the floor's client) {cpu} — {}.\n",
             floor.name, floor.how
         );
         let rates = run_round(round).await?;

@@ -171,6 +171,7 @@ fn run(
         }
         health.failing.store(false, Ordering::Release);
         let n = records.len() as u64;
+        // `took` includes any retries' pauses.
         tracing::debug!(records = n, took = ?started.elapsed(), "indexed");
         nhs_pending += records
             .iter()
