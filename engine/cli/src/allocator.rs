@@ -1,13 +1,14 @@
-//! The process's allocator: mimalloc, with freed memory given back to the system after 100 ms.
+//! The process's allocator: mimalloc, with freed memory given back to the system at once.
 //!
 //! mimalloc rather than glibc's malloc: a message's life is dozens of small allocations on
 //! several threads, and glibc spent about a seventh of the engine's CPU in them (measured,
 //! ARCHITECTURE.md "Allocation"). Its v3 keeps freed pages for a second before it returns them
 //! (`purge_delay` 1,000 ms), and every thread that allocates — the blocking pool's too — holds
 //! its own: 16 connections × 8 in flight to RabbitMQ peaked at 100–114 MiB over 200,000
-//! messages, past the 100 MiB the engine is held to. After 100 ms it peaked at 87–91 MiB, for
-//! about 7 % of the end-to-end rate (pages given back are faulted in again); 250 ms peaked at
-//! 97 MiB, too near the limit (`wyvern bench --amqp`, alternated runs; ARCHITECTURE.md).
+//! messages, and 1 MiB documents at 104–123 MiB, past the 100 MiB the engine is held to.
+//! Given back at once, they peaked at 74–76 and 41–83 MiB, with no cost to CPU per message or
+//! throughput beyond this machine's noise (alternated runs; the table is in ARCHITECTURE.md
+//! "Allocation").
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -15,8 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay`: its place in mimalloc v3's `mi_option_t` (include/mimalloc.h).
 /// The test below checks it still names the option whose default is 1,000 ms.
 const PURGE_DELAY: std::ffi::c_int = 15;
-/// How long freed memory stays with its thread before it goes back to the system.
-const PURGE_AFTER_MS: std::ffi::c_long = 100;
+/// How long freed memory stays with its thread before it goes back to the system: not at all.
+const PURGE_AFTER_MS: std::ffi::c_long = 0;
 
 #[allow(unsafe_code)]
 mod ffi {
