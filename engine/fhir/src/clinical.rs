@@ -97,11 +97,10 @@ fn allergy(
             "",
         );
     }
-    let first = |n: usize| comp(al1.field(n).and_then(|f| f.repetition(1)), 1);
-    if let Some(c) = map.coding(&map.map.coded.allergy_category, &first(2)) {
+    if let Some(c) = map.coding(&map.map.coded.allergy_category, &text(al1, 2)) {
         a.array("category", |w| w.str(Item, c.code));
     }
-    if let Some(c) = map.coding(&map.map.coded.allergy_criticality, &first(4)) {
+    if let Some(c) = map.coding(&map.map.coded.allergy_criticality, &text(al1, 4)) {
         a.str("criticality", c.code);
     }
     let code_key = code.key();

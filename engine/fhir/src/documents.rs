@@ -4,11 +4,11 @@
 //! same resource; an addendum (T05/T06) `appends` and a replacement (T09/T10) `replaces` the
 //! document TXA-13 names. Document content is bounded (`attachment.rs`).
 
-use wyvern_hl7::{IndexedSegment, Segment, Value as V2};
+use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::attachment;
 use crate::bundle::{StableId, Upsert};
-use crate::datatypes::{codeable, comp, practitioner, text};
+use crate::datatypes::{codeable, comp, first_rep, practitioner, text};
 use crate::json::Item;
 use crate::localtime::fhir_datetime;
 use crate::patient;
@@ -38,7 +38,7 @@ pub fn map(cx: &mut Context<'_, '_>, event: DocumentEvent) -> Result<(), MapErro
     let patient = patient::map(cx)?;
     let map = cx.map;
     let zone = map.map.local_time;
-    let first = |n: usize| -> Option<V2<'_>> { txa.field(n).and_then(|f| f.repetition(1)) };
+    let first = |n: usize| first_rep(Some(&txa), n);
     let number = comp(first(12), 1).into_owned();
     let system = cx.system(&map.map.systems.document, &comp(first(12), 2), "");
     let kind = codeable(cx, first(2));

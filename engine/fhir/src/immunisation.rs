@@ -9,7 +9,7 @@
 use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::bundle::Upsert;
-use crate::datatypes::{codeable, comp, practitioner, text};
+use crate::datatypes::{codeable, comp, first_rep, practitioner, text};
 use crate::json::Item;
 use crate::localtime::{fhir_date, fhir_datetime};
 use crate::patient::{self, PatientRef};
@@ -63,7 +63,7 @@ fn immunization(
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
-    let first = |n: usize| rxa.field(n).and_then(|f| f.repetition(1));
+    let first = |n: usize| first_rep(Some(rxa), n);
     let vaccine = codeable(cx, first(5));
     let when = fhir_datetime(&text(rxa, 3), zone);
     let status = if comp(first(21), 1) == "D" {

@@ -8,7 +8,7 @@
 use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::bundle::Upsert;
-use crate::datatypes::{codeable, comp, fixed_concept, identifier, text};
+use crate::datatypes::{codeable, comp, first_rep, fixed_concept, identifier, text};
 use crate::json::Item;
 use crate::localtime::fhir_datetime;
 use crate::patient::{self, PatientRef};
@@ -44,7 +44,7 @@ fn condition(
 ) {
     let map = cx.map;
     let zone = map.map.local_time;
-    let first = |n: usize| prb.field(n).and_then(|f| f.repetition(1));
+    let first = |n: usize| first_rep(Some(prb), n);
     let code = codeable(cx, first(3));
     let instance = comp(first(4), 1).into_owned();
     let system = cx.system(&map.map.systems.problem, &comp(first(4), 2), "");

@@ -8,7 +8,9 @@
 use wyvern_hl7::{IndexedSegment, Segment};
 
 use crate::bundle::Upsert;
-use crate::datatypes::{Ref, codeable, comp, fixed_concept, looks_like_ods, organization, text};
+use crate::datatypes::{
+    Ref, codeable, comp, first_rep, fixed_concept, looks_like_ods, organization, text,
+};
 use crate::json::{Item, JsonWriter};
 use crate::localtime::fhir_datetime;
 use crate::patient;
@@ -25,7 +27,7 @@ pub fn map(cx: &mut Context<'_, '_>, cancelled: bool) -> Result<(), MapError> {
     let patient = patient::map(cx)?;
     let map = cx.map;
     let zone = map.map.local_time;
-    let first = |n: usize| rf1.field(n).and_then(|f| f.repetition(1));
+    let first = |n: usize| first_rep(Some(&rf1), n);
     let origin = comp(first(6), 1).into_owned();
     let system = cx.system(&map.map.systems.referral, &comp(first(6), 2), "");
     let external = comp(first(11), 1).into_owned();
