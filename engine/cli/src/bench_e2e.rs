@@ -225,6 +225,10 @@ fn header(to: &str) {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
 }
 
+/// The binding of the benchmark's queue to its topic exchange: the floor's and the route's, so
+/// both ask the broker for the same routing.
+const BIND: &str = "adt.#";
+
 /// The broker's own ceiling on this machine, measured in the same run: `n` 1 KB messages
 /// published with the engine's own publisher (two connections of eight confirm-mode channels,
 /// batches of 2,048, the next batch on the wire while the last one's confirms come in: what a
@@ -261,7 +265,7 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<(f64, String)> {
     ch.queue_bind(
         queue.as_str().into(),
         queue.as_str().into(),
-        "adt.#".into(),
+        BIND.into(),
         lapin::options::QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -292,6 +296,7 @@ async fn broker_floor(url: &str, n: usize) -> anyhow::Result<(f64, String)> {
                         .iter()
                         .enumerate()
                         .map(|(i, id)| Outgoing {
+                            // What the route's `adt.{MSH-9.2}` makes of the bench's A01s.
                             routing_key: "adt.A01".into(),
                             body: &body,
                             message_id: id,
@@ -350,7 +355,7 @@ pub async fn bench_amqp(
                     .with_context(|| format!("cannot reach RabbitMQ at {url}"))?;
                 let queue = format!("wyvern-bench-{}-{round}-{i}", std::process::id());
                 let extra = format!(
-                    "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"adt.#\", type: quorum }}\norder_by: patient\n"
+                    "destinations:\n  - name: broker\n    amqp:\n      url: \"{url}\"\n      exchange: {queue}\n      routing_key: \"adt.{{MSH-9.2}}\"\n      queue: {{ name: {queue}, bind: \"{BIND}\", type: quorum }}\norder_by: patient\n"
                 );
                 Ok((Far::Amqp { conn, queue }, extra))
             })
