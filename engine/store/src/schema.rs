@@ -24,6 +24,30 @@ pub(crate) fn connect(
     Ok(conn)
 }
 
+/// How a writer waits while another holds the write lock: it tries again every 250 µs, for up
+/// to `limit`. SQLite's own handler sleeps 1, 2, 5, 10, 15, 20, 25 … ms between tries, so a
+/// lock held 3 ms (an index commit under load) kept a delivery worker's settle waiting 8 ms,
+/// and the next pass unread meanwhile. The index thread waits the same way, so neither side
+/// wins the lock by polling faster than the other.
+pub(crate) fn wait_in_short_steps(
+    conn: &mut Connection,
+    limit: Duration,
+) -> Result<(), StoreError> {
+    const STEP: Duration = Duration::from_micros(250);
+    let mut since = std::time::Instant::now();
+    conn.busy_handler(Some(move |tries: i32| {
+        if tries == 0 {
+            since = std::time::Instant::now();
+        }
+        if since.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(STEP);
+        true
+    }))
+    .map_err(StoreError::Query)
+}
+
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Each entry moves the schema one version up; a store is brought from its `user_version`

@@ -189,6 +189,7 @@ impl Store {
             source,
         })?;
         schema::prepare_writer(&conn)?;
+        schema::wait_in_short_steps(&mut conn, std::time::Duration::from_secs(5))?;
         let journal_dir = opts.dir.join(JOURNAL_DIR);
         let (recovered, next_segment) = recover(&mut conn, &db, &opts.dir, opts.on_damage)?;
         let buffered = opts.durability == Durability::Buffered;

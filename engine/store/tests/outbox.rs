@@ -449,3 +449,28 @@ async fn a_pass_read_ahead_of_one_in_flight_takes_up_where_it_ends() {
     o.settle(lane, &all_delivered(&last, NOW)).unwrap();
     assert_eq!(o.depth("adt", "chie").unwrap(), (0, None));
 }
+
+/// A settle meets the write lock held by another writer (the index thread's commit): it waits
+/// for it and then records, instead of failing as busy. This guards the busy handler the
+/// worker's connection is given (one that gave up at once fails here); that it waits in short
+/// steps rather than SQLite's growing sleeps is a matter of time, measured, never asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_waits_for_a_writer_holding_the_lock_and_then_records() {
+    let (dir, o) = stored((0..10).map(|n| with_delivery(n, &format!("K{n}")))).await;
+    let lane = o.lane("adt", "dcr").unwrap();
+    let pass = o.next_pass(lane, NOW, 10, usize::MAX, false, None).unwrap();
+    let (held, release) = std::sync::mpsc::channel();
+    let db = dir.path().join(wyvern_store::DB_FILE);
+    let writer = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        held.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    release.recv().unwrap();
+    o.settle(lane, &all_delivered(&pass, NOW))
+        .expect("recorded once the other writer committed");
+    writer.join().unwrap();
+    assert_eq!(o.depth("adt", "dcr").unwrap(), (0, None));
+}

@@ -200,12 +200,16 @@ impl OutboxItem {
 impl Outbox {
     /// Opens the store's database (it must exist: the engine creates it).
     pub fn open(dir: &Path) -> Result<Outbox, StoreError> {
-        let conn = crate::schema::connect(dir, OpenFlags::default(), Duration::from_secs(10))?;
+        // How long a worker waits for the write lock before its call fails as busy.
+        const LOCK_WAIT: Duration = Duration::from_secs(10);
+        let mut conn = crate::schema::connect(dir, OpenFlags::default(), LOCK_WAIT)?;
         // Checkpoints belong to the store's checkpoint thread: left automatic here, every
         // worker's commit past 1,000 WAL pages checkpointed (and fsync'd) the whole index on
         // the delivery path.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
             .map_err(StoreError::Query)?;
+        // The same bound, waited in short steps rather than SQLite's growing sleeps.
+        crate::schema::wait_in_short_steps(&mut conn, LOCK_WAIT)?;
         Ok(Outbox { conn })
     }
 }
