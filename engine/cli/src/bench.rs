@@ -612,8 +612,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let (ok, wrong, secs, hist) = match loaded {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("  {} could not finish {name}: {e:#}", t.label());
-                        failed.push(format!("{name}: {} could not finish ({e:#})", t.label()));
+                        let why = crate::report::chain(&e);
+                        eprintln!("  {} could not finish {name}: {why}", t.label());
+                        failed.push(format!("{name}: {} could not finish ({why})", t.label()));
                         rounds.clear();
                         break;
                     }

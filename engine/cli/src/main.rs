@@ -26,6 +26,7 @@ mod map;
 mod plugin;
 mod remote;
 mod replay;
+mod report;
 mod route_tests;
 mod run;
 mod send;
@@ -276,7 +277,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -33,7 +33,7 @@ pub fn validate(config: &Path) -> anyhow::Result<ExitCode> {
                 .flat_map(|r| &r.steps)
                 .any(|s| matches!(s, wyvern_config::Step::Map(_)));
             if maps && let Err(e) = crate::map::mapper(Some(config)) {
-                eprintln!("{e:#}");
+                eprintln!("{}", crate::report::chain(&e));
                 return Ok(ExitCode::from(2));
             }
             println!(
