@@ -114,14 +114,28 @@ pub async fn exchange(
     let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(usize, Instant)>();
     let sender_permits = permits.clone();
     let to_send = msgs.clone();
+    // Writes what the window allows in one go: the frames that may go now are fed together
+    // and flushed once, as a pipelining sender with a buffered socket does (a write per frame
+    // cost the load tool a system call per message).
     let sender = tokio::spawn(async move {
-        for i in range {
+        let mut next = range.start;
+        'window: while next < range.end {
             let Ok(p) = sender_permits.acquire().await else {
                 break;
             };
             p.forget();
-            let _ = sent_tx.send((i, Instant::now()));
-            if tx.send(&to_send[i]).await.is_err() {
+            loop {
+                let _ = sent_tx.send((next, Instant::now()));
+                if tx.feed(&to_send[next]).await.is_err() {
+                    break 'window;
+                }
+                next += 1;
+                match sender_permits.try_acquire() {
+                    Ok(p) if next < range.end => p.forget(),
+                    _ => break,
+                }
+            }
+            if tx.flush().await.is_err() {
                 break;
             }
         }
