@@ -187,13 +187,87 @@ impl EngineProcess {
             .expect("start wyvern")
     }
 
+    /// Starts the engine and waits until it listens. Ports are picked free before the engine
+    /// binds them, so another process may take one meanwhile: an engine that exits saying so
+    /// is started again on fresh ports (its config rewritten), and one that exits for another
+    /// reason fails the test with its log, not a timeout. A port taken by someone else also
+    /// answers a connect, so the engine counts as listening only when every port answers on
+    /// two polls 50 ms apart with the engine still running (it binds its MLLP sources, then
+    /// HTTP, and exits within milliseconds if a bind fails).
     fn spawn(&mut self) {
-        self.child = Some(self.launch());
-        // Every test engine serves HTTP; MLLP routes also listen on `addr`.
-        wait_listening(self.http, Duration::from_secs(20));
-        if self.mllp {
-            wait_listening(self.addr, Duration::from_secs(20));
+        const LIMIT: Duration = Duration::from_secs(20);
+        const POLL: Duration = Duration::from_millis(50);
+        for attempt in 1.. {
+            let log_before = self.log().len();
+            let mut child = self.launch();
+            // Every test engine serves HTTP; MLLP routes also listen on `addr`.
+            let mut listening = vec![self.http];
+            if self.mllp {
+                listening.push(self.addr);
+            }
+            let deadline = Instant::now() + LIMIT;
+            let mut answered = 0;
+            let exited = loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    break Some(status);
+                }
+                if listening.iter().all(|a| TcpStream::connect(a).is_ok()) {
+                    answered += 1;
+                    if answered == 2 {
+                        break None;
+                    }
+                } else {
+                    answered = 0;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!(
+                        "nothing listening on {listening:?} after {LIMIT:?}: {}",
+                        self.log()
+                    );
+                }
+                std::thread::sleep(POLL);
+            };
+            let Some(status) = exited else {
+                self.child = Some(child);
+                return;
+            };
+            let said = self.log().get(log_before..).unwrap_or_default().to_string();
+            let ours_taken = said.contains("Address already in use")
+                && listening.iter().any(|a| said.contains(&a.to_string()));
+            assert!(
+                attempt < 4 && ours_taken,
+                "the engine exited ({status}) before it listened: {said}"
+            );
+            self.move_ports();
         }
+    }
+
+    /// Gives the engine fresh ports, each new one differing from both old ones and from the
+    /// other: every config file that names the old ones is rewritten in one pass.
+    fn move_ports(&mut self) {
+        let old = [self.http, self.addr];
+        let fresh = loop {
+            let (a, b) = (
+                TcpListener::bind("127.0.0.1:0"),
+                TcpListener::bind("127.0.0.1:0"),
+            );
+            let pair = [
+                a.and_then(|l| l.local_addr()).expect("a free port"),
+                b.and_then(|l| l.local_addr()).expect("a free port"),
+            ];
+            if pair.iter().all(|p| !old.contains(p)) {
+                break pair;
+            }
+        };
+        for entry in std::fs::read_dir(self.dir.path()).expect("config dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                std::fs::write(&path, replace_addrs(&text, &old, &fresh)).expect("write");
+            }
+        }
+        [self.http, self.addr] = fresh;
     }
 
     /// SIGKILL: no chance to flush or answer anything.
@@ -380,6 +454,29 @@ pub fn wait_listening(addr: SocketAddr, limit: Duration) {
     }
 }
 
+/// `text` with each `old[i]` replaced by `new[i]` where it stands whole (`:2575` is not
+/// `:25750`), in one pass, so a new address that equals another old one is not replaced again.
+fn replace_addrs(text: &str, old: &[SocketAddr], new: &[SocketAddr]) -> String {
+    let old: Vec<String> = old.iter().map(ToString::to_string).collect();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for (i, o) in old.iter().enumerate() {
+            if let Some(after) = rest.strip_prefix(o.as_str())
+                && !after.starts_with(|c: char| c.is_ascii_digit())
+            {
+                out.push_str(&new[i].to_string());
+                rest = after;
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// `<VT>payload<FS><CR>`.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(payload.len() + 3);
@@ -524,4 +621,39 @@ pub fn out_of_order_by(ids: &[String], key: impl Fn(&str) -> &str) -> usize {
         }
     }
     bad
+}
+
+/// The harness's own fault: a port picked free and taken by another process before the
+/// engine bound it ended the test with "nothing listening" after 20 s. The MLLP port, then the
+/// HTTP port: the one taken is answered by its taker, so a connect alone does not show the
+/// engine listening (it binds MLLP first, then fails on HTTP and exits).
+#[test]
+fn an_engine_whose_port_was_taken_meanwhile_starts_on_another() {
+    for http in [false, true] {
+        let mut e = EngineProcess::configure_with_store(None, "", "", "", "", &[]);
+        let taken = if http { e.http } else { e.addr };
+        let squatter = TcpListener::bind(taken).expect("take the port");
+        e.restart();
+        assert!(e.addr != taken && e.http != taken, "moved off {taken}");
+        let ack = Wire::connect(e.addr).exchange(&adt("PORT1", 1));
+        assert!(ack.contains("MSA|AA|PORT1"), "{ack}");
+        assert_eq!(
+            http_get(e.http, "/health").0,
+            200,
+            "the engine's own /health"
+        );
+        drop(squatter);
+    }
+}
+
+#[test]
+fn addresses_are_replaced_whole_and_in_one_pass() {
+    let a: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:4002".parse().unwrap();
+    let text = "listen: 127.0.0.1:4001\nhttp: 127.0.0.1:4002\nother: 127.0.0.1:40012\n";
+    // The new http address is the old MLLP one: replaced once, not twice.
+    assert_eq!(
+        replace_addrs(text, &[a, b], &[b, "127.0.0.1:4003".parse().unwrap()]),
+        "listen: 127.0.0.1:4002\nhttp: 127.0.0.1:4003\nother: 127.0.0.1:40012\n"
+    );
 }
