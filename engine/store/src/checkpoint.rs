@@ -4,7 +4,8 @@
 //! The index commits with `synchronous=NORMAL` (no fsync per commit, so it never competes with
 //! the journal's fdatasync for the disk). Every `interval` this thread reads how far the index
 //! has got, fdatasyncs the index's WAL — from then on those rows survive a power cut — and only
-//! then deletes the journal segments they came from. Then a PASSIVE checkpoint copies what it
+//! then retires the journal segments they came from (deleted, or kept for the journal to write
+//! over; one kept a minute unused is deleted too). Then a PASSIVE checkpoint copies what it
 //! can without blocking anyone; the WAL starts over once everything in it has been copied. Under
 //! load that never pauses the WAL could keep growing, so past `RESTART_FRAMES` the checkpoint
 //! turns RESTART: it waits (briefly blocking index commits, never ACKs) until the WAL can start
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -106,8 +107,15 @@ impl Drop for Checkpointer {
 fn run(conn: &Connection, plan: &CheckpointPlan, stop: &AtomicBool) {
     let mut mode = "PASSIVE";
     let mut removed_below = 0;
+    let mut next_expiry = Instant::now() + journal::FREE_FOR;
     while !stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(plan.interval);
+        if Instant::now() >= next_expiry {
+            if let Err(e) = journal::expire_free(&plan.journal_dir, journal::FREE_FOR) {
+                tracing::warn!(error = %e, "cannot remove free journal segments");
+            }
+            next_expiry = Instant::now() + journal::FREE_FOR / 6;
+        }
         let indexed_below = plan.indexed_below.load(Ordering::Acquire);
         if indexed_below > removed_below && !plan.index_at_risk.load(Ordering::Acquire) {
             match sync_wal(&plan.db) {

@@ -245,7 +245,7 @@ pub(crate) mod tests {
         for r in records {
             encode(r, &mut buf).unwrap();
         }
-        frame::stamp(&mut buf, batch_start);
+        frame::stamp(&mut buf, batch_start, 1);
         buf
     }
 

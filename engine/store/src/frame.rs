@@ -1,10 +1,11 @@
 //! Frames: how a record sits in a journal segment, so that replay can tell a write cut short by
 //! a crash (expected; never acknowledged) from damage to a write that was (never to be dropped
-//! in silence).
+//! in silence), and a frame written in this segment from one left by the file's previous life.
 //!
-//! A frame is `MAGIC | len u32 | crc u32 | batch_start u64 | payload` (little-endian; the
-//! payload is [`crate::codec`]'s record). `batch_start` is the segment offset where the group
-//! commit that wrote the frame began, and the CRC covers the payload and then `batch_start`.
+//! A frame is `MAGIC | len u32 | crc u32 | batch_start u64 | segment u64 | payload`
+//! (little-endian; the payload is [`crate::codec`]'s record). `batch_start` is the segment
+//! offset where the group commit that wrote the frame began, `segment` the number of the segment
+//! it was written to, and the CRC covers the payload, then `batch_start`, then `segment`.
 //! Every write goes after the last one that succeeded (a failed write moves the journal to a new
 //! segment), and with `durability: fsync` each write is synced before the next begins. So when
 //! replay meets a bad frame at offset X, an intact frame further on whose `batch_start` is
@@ -13,13 +14,21 @@
 //! one, cut short. `MAGIC` lets a scan find the next frame after damage without decoding every
 //! byte offset.
 //!
-//! Segments written before this format (format 2 and older) hold legacy frames,
-//! `len u32 | crc u32 | payload`, with no batch information; they are still read.
+//! Segment files are recycled (`journal.rs`): a new segment is written over an old one instead
+//! of a freshly zero-filled file, so what follows the last write is not zeros but the old
+//! segment's frames. Those are intact, and only their `segment` says they are not this one's.
+//!
+//! Older segments are still read: format 3 wrote `WYF3 | len | crc | batch_start | payload`
+//! (no segment number; such files were never recycled), format 2 and older legacy frames,
+//! `len u32 | crc u32 | payload`, with no batch information.
 
 /// Marks the start of a frame.
-pub(crate) const MAGIC: [u8; 4] = *b"WYF3";
+pub(crate) const MAGIC: [u8; 4] = *b"WYF4";
 /// Bytes before the payload.
-pub(crate) const HEADER: usize = 20;
+pub(crate) const HEADER: usize = 28;
+/// Marks a format 3 frame, and the bytes before its payload.
+const V3_MAGIC: [u8; 4] = *b"WYF3";
+const V3_HEADER: usize = 20;
 /// A legacy frame's header: length and CRC.
 const LEGACY_HEADER: usize = 8;
 /// The largest payload a frame can hold: its length is a `u32`.
@@ -28,8 +37,10 @@ pub(crate) const MAX_PAYLOAD: usize = u32::MAX as usize;
 /// Which frames a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framing {
-    /// `MAGIC | len | crc | batch_start | payload`.
+    /// `MAGIC | len | crc | batch_start | segment | payload`.
     Current,
+    /// `WYF3 | len | crc | batch_start | payload` (segments written by format 3).
+    V3,
     /// `len | crc | payload` (segments written by format 2 and older).
     Legacy,
 }
@@ -61,16 +72,18 @@ pub(crate) fn encode(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> Res
 }
 
 /// Finishes every frame in `frames` (as [`encode`] left them): `batch_start` is where this
-/// write begins in its segment. Costs a CRC over 8 bytes a frame, not over the payloads.
-pub(crate) fn stamp(frames: &mut [u8], batch_start: u64) {
+/// write begins in segment `segment`. Costs a CRC over 16 bytes a frame, not over the payloads.
+pub(crate) fn stamp(frames: &mut [u8], batch_start: u64, segment: u64) {
     let mut at = 0;
     while at + HEADER <= frames.len() {
         let len = u32::from_le_bytes(frames[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
         let payload_crc = u32::from_le_bytes(frames[at + 8..at + 12].try_into().expect("4 bytes"));
         let mut crc = crc32fast::Hasher::new_with_initial(payload_crc);
         crc.update(&batch_start.to_le_bytes());
+        crc.update(&segment.to_le_bytes());
         frames[at + 8..at + 12].copy_from_slice(&crc.finalize().to_le_bytes());
-        frames[at + 12..at + HEADER].copy_from_slice(&batch_start.to_le_bytes());
+        frames[at + 12..at + 20].copy_from_slice(&batch_start.to_le_bytes());
+        frames[at + 20..at + HEADER].copy_from_slice(&segment.to_le_bytes());
         at += HEADER + len;
     }
 }
@@ -81,6 +94,8 @@ pub(crate) struct Frame<'a> {
     pub payload: &'a [u8],
     /// Where the write that made it began (legacy frames: unknown, 0).
     pub batch_start: u64,
+    /// The segment it was written to (format 3 and legacy frames: not said).
+    pub segment: Option<u64>,
     /// Bytes the frame takes, header included.
     pub len: usize,
 }
@@ -97,15 +112,36 @@ pub(crate) fn read(buf: &[u8], framing: Framing) -> Option<Frame<'_>> {
             }
             let len = word(4)? as usize;
             let crc = word(8)?;
-            let batch = buf.get(12..HEADER)?;
+            let stamped = buf.get(12..HEADER)?;
             let payload = buf.get(HEADER..HEADER.checked_add(len)?)?;
+            let mut h = crc32fast::Hasher::new();
+            h.update(payload);
+            h.update(stamped);
+            (h.finalize() == crc).then(|| Frame {
+                payload,
+                batch_start: u64::from_le_bytes(stamped[..8].try_into().expect("8 bytes")),
+                segment: Some(u64::from_le_bytes(
+                    stamped[8..].try_into().expect("8 bytes"),
+                )),
+                len: HEADER + len,
+            })
+        }
+        Framing::V3 => {
+            if buf.get(..4)? != V3_MAGIC {
+                return None;
+            }
+            let len = word(4)? as usize;
+            let crc = word(8)?;
+            let batch = buf.get(12..V3_HEADER)?;
+            let payload = buf.get(V3_HEADER..V3_HEADER.checked_add(len)?)?;
             let mut h = crc32fast::Hasher::new();
             h.update(payload);
             h.update(batch);
             (h.finalize() == crc).then(|| Frame {
                 payload,
                 batch_start: u64::from_le_bytes(batch.try_into().expect("8 bytes")),
-                len: HEADER + len,
+                segment: None,
+                len: V3_HEADER + len,
             })
         }
         Framing::Legacy => {
@@ -118,6 +154,7 @@ pub(crate) fn read(buf: &[u8], framing: Framing) -> Option<Frame<'_>> {
             (crc32fast::hash(payload) == crc).then_some(Frame {
                 payload,
                 batch_start: 0,
+                segment: None,
                 len: LEGACY_HEADER + len,
             })
         }
@@ -128,10 +165,14 @@ pub(crate) fn read(buf: &[u8], framing: Framing) -> Option<Frame<'_>> {
 pub(crate) fn next_after(buf: &[u8], from: usize, framing: Framing) -> Option<(usize, Frame<'_>)> {
     let mut at = from + 1;
     while at < buf.len() {
-        if framing == Framing::Current {
-            // Only where the magic is: a frame cannot start anywhere else.
-            let skip = buf[at..].windows(4).position(|w| w == MAGIC)?;
-            at += skip;
+        // Only where the magic is: a frame cannot start anywhere else.
+        let magic = match framing {
+            Framing::Current => Some(MAGIC),
+            Framing::V3 => Some(V3_MAGIC),
+            Framing::Legacy => None,
+        };
+        if let Some(magic) = magic {
+            at += buf[at..].windows(4).position(|w| w == magic)?;
         }
         if let Some(frame) = read(&buf[at..], framing) {
             return Some((at, frame));
@@ -139,6 +180,31 @@ pub(crate) fn next_after(buf: &[u8], from: usize, framing: Framing) -> Option<(u
         at += 1;
     }
     None
+}
+
+/// How long the frame starting at `buf` says it is, if its header is there, is of this
+/// framing and names `segment` — read without its checksum, so only to tell how far a write
+/// cut short reached.
+pub(crate) fn claimed_len(buf: &[u8], framing: Framing, segment: u64) -> Option<usize> {
+    if framing != Framing::Current || buf.get(..4)? != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?) as usize;
+    let named = u64::from_le_bytes(buf.get(20..HEADER)?.try_into().ok()?);
+    (named == segment).then(|| HEADER.saturating_add(len))
+}
+
+/// Frames a format 3 segment holds, for tests of the upgrade path.
+#[cfg(test)]
+pub(crate) fn encode_v3(payload: &[u8], batch_start: u64, out: &mut Vec<u8>) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(payload);
+    h.update(&batch_start.to_le_bytes());
+    out.extend_from_slice(&V3_MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(&batch_start.to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 /// Frames a legacy (format 2) segment holds, for tests of the upgrade path.
@@ -158,7 +224,7 @@ mod tests {
         for p in payloads {
             encode(&mut out, |o| o.extend_from_slice(p)).unwrap();
         }
-        stamp(&mut out, batch_start);
+        stamp(&mut out, batch_start, 7);
         out
     }
 
@@ -167,8 +233,8 @@ mod tests {
         let buf = framed(&[b"first", b"second record"], 40);
         let a = read(&buf, Framing::Current).unwrap();
         assert_eq!(
-            (a.payload, a.batch_start, a.len),
-            (&b"first"[..], 40, HEADER + 5)
+            (a.payload, a.batch_start, a.segment, a.len),
+            (&b"first"[..], 40, Some(7), HEADER + 5)
         );
         let b = read(&buf[a.len..], Framing::Current).unwrap();
         assert_eq!((b.payload, b.batch_start), (&b"second record"[..], 40));
@@ -206,5 +272,27 @@ mod tests {
         assert!(read(&legacy, Framing::Legacy).is_none());
         let (at, f) = next_after(&legacy, 0, Framing::Legacy).unwrap();
         assert_eq!((at, f.payload), (next, &b"old two"[..]));
+
+        let mut v3 = Vec::new();
+        encode_v3(b"three one", 48, &mut v3);
+        let next = v3.len();
+        encode_v3(b"three two", 48, &mut v3);
+        v3[2] ^= 1;
+        assert!(read(&v3, Framing::V3).is_none());
+        let (at, f) = next_after(&v3, 0, Framing::V3).unwrap();
+        assert_eq!((at, f.payload, f.segment), (next, &b"three two"[..], None));
+        assert!(
+            read(&v3[next..], Framing::Current).is_none(),
+            "not a format 4 frame"
+        );
+    }
+
+    #[test]
+    fn a_cut_frame_says_how_long_it_was_meant_to_be_only_for_its_own_segment() {
+        let buf = framed(&[b"a record of some length"], 48);
+        let whole = read(&buf, Framing::Current).unwrap().len;
+        assert_eq!(claimed_len(&buf[..30], Framing::Current, 7), Some(whole));
+        assert_eq!(claimed_len(&buf[..30], Framing::Current, 8), None);
+        assert_eq!(claimed_len(&buf[..10], Framing::Current, 7), None);
     }
 }

@@ -3,10 +3,13 @@
 //!
 //! A group commit is one write of every queued record (framed and checksummed by
 //! [`crate::frame`]) and one `fdatasync`: the cost of the simplest durable server, shared by
-//! every waiting connection. Segments are zero-filled and synced on a helper thread before they
-//! are used, so an append overwrites blocks that already exist and its fdatasync flushes only
-//! data, not the file's size and block map (measured: about a third cheaper than appending;
-//! see ARCHITECTURE.md). A segment's header ([`crate::segment`]) goes with its first write.
+//! every waiting connection. A segment is written over blocks that already exist, so its
+//! fdatasync flushes only data, not the file's size and block map (measured: about a third
+//! cheaper than appending; see ARCHITECTURE.md). Those blocks are an indexed segment's, kept
+//! for this ("recycled", as PostgreSQL and RocksDB do with their logs) when one is free, or a
+//! new file zero-filled and synced on a helper thread — which cost as many bytes written again
+//! as the messages. A segment's header ([`crate::segment`]) goes with its first write; what the
+//! file held before names another segment, and reads as nothing written.
 //!
 //! Invariant: every write goes after the last one that succeeded, in the same segment or a new
 //! one. After a failed write or fdatasync nothing more is written to that segment — what the
@@ -31,6 +34,14 @@ use crate::segment::{self, HEADER_LEN, Header, Scan};
 pub(crate) const JOURNAL_DIR: &str = "journal";
 const SUFFIX: &str = ".journal";
 const PREPARING: &str = ".journal.tmp";
+/// An indexed segment kept to be written over as a later one.
+const FREE: &str = ".journal.free";
+/// Indexed segments kept to be written over. Under load a segment is filled in a fraction of
+/// a second and the checkpoint frees them a few at a time; a few cover that.
+const KEEP_FREE: usize = 2;
+/// A free segment not taken within this long is deleted: it holds messages the index has (and
+/// retention will remove there), which should not linger on disk in a file nobody reads.
+pub(crate) const FREE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The segment being appended to, and the next one being prepared.
 pub(crate) struct Journal {
@@ -77,7 +88,7 @@ pub(crate) fn read_segment(dir: &Path, segment: u64) -> std::io::Result<Scan> {
         Ok(next) => {
             let mut head = [0u8; HEADER_LEN];
             match next.read_exact_at(&mut head, 0) {
-                Ok(()) => segment::prev_len(&head),
+                Ok(()) => segment::prev_len(&head, segment + 1),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
                 Err(e) => return Err(e),
             }
@@ -85,30 +96,86 @@ pub(crate) fn read_segment(dir: &Path, segment: u64) -> std::io::Result<Scan> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    Ok(segment::scan(&bytes, written_to))
+    Ok(segment::scan(&bytes, Some(segment), written_to))
 }
 
-/// Deletes the segments numbered below `keep_from`, and half-prepared ones.
+/// Retires the segments numbered below `keep_from` (the index holds them): up to [`KEEP_FREE`]
+/// are kept to be written over, the rest deleted. Returns how many were retired.
 pub(crate) fn remove_segments_before(dir: &Path, keep_from: u64) -> std::io::Result<usize> {
+    let mut free = free_segments(dir)?.len();
     let mut removed = 0;
     for n in existing_segments(dir)? {
-        if n < keep_from {
-            std::fs::remove_file(segment_path(dir, n))?;
+        if n >= keep_from {
+            continue;
+        }
+        let path = segment_path(dir, n);
+        if free < KEEP_FREE && recyclable(&path)? {
+            std::fs::rename(&path, dir.join(format!("{n:016}{FREE}")))?;
+            free += 1;
+        } else {
+            std::fs::remove_file(path)?;
+        }
+        removed += 1;
+    }
+    if removed > 0 {
+        // Durable before anyone relies on it: retention waits for a segment to be retired so
+        // that a replay cannot bring back what it removes from the index.
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+fn recyclable(path: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; HEADER_LEN];
+    match File::open(path)?.read_exact_at(&mut head, 0) {
+        Ok(()) => Ok(segment::recyclable(&head)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Free segments, oldest first.
+fn free_segments(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.to_string_lossy().ends_with(FREE) {
+            found.push(path);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Deletes free segments last written more than `age` ago.
+pub(crate) fn expire_free(dir: &Path, age: std::time::Duration) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for path in free_segments(dir)? {
+        let written = std::fs::metadata(&path)?.modified()?;
+        if written.elapsed().is_ok_and(|e| e >= age) {
+            remove_if_there(&path)?;
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-/// Removes segments a crash left half-prepared.
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes segments a crash left half-prepared, and free ones. A free segment is written over
+/// only within the run that retired it: segment numbers start again at 1 after a clean stop,
+/// and a later run's segment of the same number must never find its frames in the file.
 pub(crate) fn remove_unfinished(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.to_string_lossy().ends_with(PREPARING) {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+        let name = path.to_string_lossy();
+        if name.ends_with(PREPARING) || name.ends_with(FREE) {
+            remove_if_there(&path)?;
         }
     }
     Ok(())
@@ -118,9 +185,33 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates segment `segment` zero-filled to `bytes` and durable, under a temporary name first
-/// so a half-prepared segment is never mistaken for one in use.
+/// Makes segment `segment`, `bytes` long and durable: a free segment renamed, or a new file
+/// zero-filled under a temporary name first, so a half-prepared segment is never mistaken for
+/// one in use.
 fn prepare(dir: &Path, segment: u64, bytes: u64) -> std::io::Result<File> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    for free in free_segments(dir)? {
+        // One the checkpoint expired meanwhile is passed over.
+        match std::fs::metadata(&free) {
+            Ok(m) if m.len() == bytes => {}
+            // Made for another segment size (the setting changed): of no use.
+            Ok(_) => {
+                remove_if_there(&free)?;
+                continue;
+            }
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        let path = segment_path(dir, segment);
+        match std::fs::rename(&free, &path) {
+            Ok(()) => {}
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        sync_dir(dir)?;
+        tracing::trace!(segment, "journal segment recycled");
+        return File::options().read(true).write(true).open(&path);
+    }
     let tmp = dir.join(format!("{segment:016}{PREPARING}"));
     zero_filled(&tmp, bytes).inspect_err(|_| {
         // A full disk: give back what the attempt took, for the index and the next attempt.
@@ -215,7 +306,7 @@ impl Journal {
         if self.failed || (full && self.len > HEADER_LEN as u64) {
             self.rotate()?;
         }
-        frame::stamp(framed, self.len);
+        frame::stamp(framed, self.len, self.segment);
         let header = self.header;
         let result = header
             .map_or(Ok(()), |h| self.file.write_all_at(&h, 0))

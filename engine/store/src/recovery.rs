@@ -132,7 +132,7 @@ pub fn check(store_dir: &Path) -> Result<JournalReport, StoreError> {
 /// What one segment's bytes hold, read on their own (without the next segment's header): the
 /// reader `check` and recovery use, for tools and the fuzzer. Never panics, whatever the bytes.
 pub fn scan_segment(bytes: &[u8]) -> SegmentReport {
-    summarise(PathBuf::new(), crate::segment::scan(bytes, None))
+    summarise(PathBuf::new(), crate::segment::scan(bytes, None, None))
 }
 
 fn summarise(path: PathBuf, scan: crate::segment::Scan) -> SegmentReport {

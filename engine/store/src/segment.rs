@@ -8,6 +8,11 @@
 //! the end of a segment, after which the journal moved on, is told from damage exactly.
 //! Within the last segment the frames' `batch_start` tells them apart (see [`crate::frame`]).
 //! The header is written with the segment's first group commit and synced by its fdatasync.
+//!
+//! From format 4 on, a segment's file may have been another segment before (`journal.rs`
+//! recycles them): until its first write it still carries that segment's header, and after its
+//! last write that segment's frames. Both name another segment, and are read as nothing written
+//! — as zeros were before.
 
 use crate::frame::{self, Frame, Framing};
 use crate::{InboxRecord, codec};
@@ -15,7 +20,7 @@ use crate::{InboxRecord, codec};
 /// Marks a segment written by format 3 or later.
 const MAGIC: [u8; 8] = *b"WYVERNJ\n";
 /// The segment format this build writes and the newest it reads.
-pub(crate) const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 4;
 /// Bytes of header; the first frame starts here.
 pub(crate) const HEADER_LEN: usize = 48;
 const BUFFERED: u32 = 1;
@@ -50,7 +55,8 @@ impl Header {
 /// What the first bytes of a segment turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Start {
-    Header(Header),
+    /// A header, and the format that wrote it.
+    Header(Header, u32),
     /// Zeros: a segment whose header never reached the disk (or one never written).
     Absent,
     /// Written before segments had headers: legacy frames from byte 0.
@@ -77,20 +83,30 @@ fn start(bytes: &[u8]) -> Start {
         return Start::Newer(word(8));
     }
     let prev = long(32);
-    Start::Header(Header {
+    let header = Header {
         segment: long(16),
         size: long(24),
         buffered: word(12) & BUFFERED != 0,
         prev_len: (prev != UNKNOWN).then_some(prev),
-    })
+    };
+    Start::Header(header, word(8))
 }
 
-/// The `prev_len` in a segment's first bytes, if it has a readable header that knows it.
-pub(crate) fn prev_len(head: &[u8]) -> Option<u64> {
+/// The `prev_len` in the first bytes of segment `segment`, if it has a readable header of its
+/// own (not one left from the file's previous life) that knows it.
+pub(crate) fn prev_len(head: &[u8], segment: u64) -> Option<u64> {
     match start(head) {
-        Start::Header(h) => h.prev_len,
+        Start::Header(h, _) if h.segment == segment => h.prev_len,
         _ => None,
     }
+}
+
+/// Whether a segment file may be written over as a later segment: only one whose frames name
+/// their segment (format 4), or say they are not this format's (format 3), or that holds none
+/// (zeros). A legacy segment's frames say nothing of where they belong, so one left in a
+/// recycled file would read as the new segment's.
+pub(crate) fn recyclable(head: &[u8]) -> bool {
+    matches!(start(head), Start::Header(..) | Start::Absent)
 }
 
 /// Something wrong with a segment that a crash does not explain.
@@ -176,31 +192,46 @@ pub(crate) struct Scan {
     pub problems: Vec<Problem>,
 }
 
-/// Reads a segment. `written_to` is the next segment's `prev_len`: where this one's last
-/// successful write ended, when known.
-pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
+/// Reads a segment: `segment` is its number (from its file name; `None` reads the number in
+/// its header). `written_to` is the next segment's `prev_len`: where this one's last successful
+/// write ended, when known.
+pub(crate) fn scan(bytes: &[u8], segment: Option<u64>, written_to: Option<u64>) -> Scan {
     let mut scan = Scan::default();
-    let head = start(bytes);
-    let (framing, from, buffered) = match head {
+    let head = match start(bytes) {
+        // A header left from the file's previous life: this segment's never reached the disk.
+        Start::Header(h, _) if segment.is_some_and(|s| s != h.segment) => Start::Absent,
+        head => head,
+    };
+    let (framing, from, buffered, this) = match head {
         Start::Newer(format) => {
             scan.problems.push(Problem::NewerFormat { format });
             return scan;
         }
-        Start::Header(h) => {
+        Start::Header(h, format) => {
             if (bytes.len() as u64) < h.size {
                 scan.problems.push(Problem::Truncated {
                     len: bytes.len() as u64,
                     size: h.size,
                 });
             }
-            (Framing::Current, HEADER_LEN, h.buffered)
+            let framing = if format >= 4 {
+                Framing::Current
+            } else {
+                Framing::V3
+            };
+            (framing, HEADER_LEN, h.buffered, Some(h.segment))
         }
         Start::Damaged => {
             scan.problems.push(Problem::BadHeader);
-            (Framing::Current, HEADER_LEN, false)
+            (framing_after_header(bytes), HEADER_LEN, false, segment)
         }
-        Start::Absent => (Framing::Current, HEADER_LEN, false),
-        Start::Legacy => (Framing::Legacy, 0, false),
+        Start::Absent => (Framing::Current, HEADER_LEN, false, segment),
+        Start::Legacy => (Framing::Legacy, 0, false, None),
+    };
+    // A frame of this segment: one naming another was left by the file's previous life.
+    let ours = |f: &Frame<'_>| match (this, f.segment) {
+        (Some(this), Some(named)) => this == named,
+        _ => true,
     };
     // Frames at or past `written_to` belong to a write that failed (it was answered AE), even
     // if the disk kept them whole.
@@ -209,18 +240,19 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
     // Where the last intact frame's write began.
     let mut last_batch = 0;
     while at < limit {
-        let Some(f) = frame::read(&bytes[at..limit], framing) else {
+        let Some(f) = frame::read(&bytes[at..limit], framing).filter(ours) else {
             break;
         };
         take(&mut scan.records, &mut scan.problems, &f, at);
         last_batch = f.batch_start;
         at += f.len;
     }
+    let written = |from: usize| written_after(bytes, from, framing, this, &ours);
     if at == limit && limit < bytes.len() {
-        if let Some(last) = bytes.iter().rposition(|&b| b != 0).filter(|&l| l >= at) {
+        if let Some(end) = written(at) {
             scan.torn = Some(Torn {
                 offset: at as u64,
-                bytes: (last + 1 - at) as u64,
+                bytes: (end - at) as u64,
             });
         }
         return scan;
@@ -229,8 +261,16 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
         // A second write was synced, and with it the header written before the first.
         scan.problems.push(Problem::BadHeader);
     }
-    let Some(last) = bytes.iter().rposition(|&b| b != 0).filter(|&l| l >= at) else {
-        // Zeros (or the file's end) after the last record: a clean end.
+    // Where the next segment says writes reached past the last record, bytes that are not
+    // zeros are damage even when nothing there reads as this segment's.
+    let before_written_to = || {
+        let to = written_to
+            .filter(|&w| (at as u64) < w)?
+            .min(bytes.len() as u64) as usize;
+        bytes[at..to].iter().any(|&b| b != 0).then_some(to)
+    };
+    let Some(end) = written(at).or_else(before_written_to) else {
+        // Nothing of this segment's after the last record: a clean end.
         if let Some(written_to) = written_to.filter(|&w| (at as u64) < w) {
             scan.problems.push(Problem::Missing {
                 offset: at as u64,
@@ -244,7 +284,9 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
     let mut from = damage;
     while let Some((pos, f)) = frame::next_after(bytes, from, framing) {
         from = pos + f.len - 1;
-        later.push((pos, f));
+        if ours(&f) {
+            later.push((pos, f));
+        }
     }
     // Was anything written after the bad bytes by a later (synced) write?
     let later_write = match written_to {
@@ -254,14 +296,16 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
         }
         None => match framing {
             Framing::Legacy => !later.is_empty(),
-            Framing::Current => later.iter().any(|(_, f)| f.batch_start > damage as u64),
+            Framing::Current | Framing::V3 => {
+                later.iter().any(|(_, f)| f.batch_start > damage as u64)
+            }
         },
     };
-    let bytes_bad = later.first().map_or(last + 1, |(pos, _)| *pos) - damage;
+    let bytes_bad = later.first().map_or(end, |(pos, _)| *pos) - damage;
     if !later_write {
         scan.torn = Some(Torn {
             offset: damage as u64,
-            bytes: (last + 1 - damage) as u64,
+            bytes: (end - damage) as u64,
         });
         return scan;
     }
@@ -281,6 +325,52 @@ pub(crate) fn scan(bytes: &[u8], written_to: Option<u64>) -> Scan {
         });
     }
     scan
+}
+
+/// Where what this segment wrote after `at` ends, if it wrote anything there. In a segment
+/// that was zero-filled (formats 3 and older) that is its last byte that is not zero; in one
+/// that may have been recycled, the end of its last frame there, or of the frame whose header
+/// starts at `at` (a write cut short), whichever is further.
+fn written_after(
+    bytes: &[u8],
+    at: usize,
+    framing: Framing,
+    this: Option<u64>,
+    ours: &dyn Fn(&Frame<'_>) -> bool,
+) -> Option<usize> {
+    if framing != Framing::Current {
+        return zero_end(bytes, at);
+    }
+    let mut end = this
+        .and_then(|s| frame::claimed_len(&bytes[at..], framing, s))
+        .map(|len| at.saturating_add(len).min(bytes.len()));
+    let mut from = at;
+    while let Some((pos, f)) = frame::next_after(bytes, from, framing) {
+        from = pos + f.len - 1;
+        if ours(&f) {
+            end = end.max(Some(pos + f.len));
+        }
+    }
+    // Read without knowing which segment it is (no number given, no header to say): what is
+    // not zeros, as in a zero-filled segment.
+    end.or_else(|| this.is_none().then(|| zero_end(bytes, at)).flatten())
+}
+
+/// The end of the last byte after `at` that is not zero.
+fn zero_end(bytes: &[u8], at: usize) -> Option<usize> {
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .filter(|&l| l >= at)
+        .map(|l| l + 1)
+}
+
+/// Which frames follow a header too damaged to say: the first magic after it decides.
+fn framing_after_header(bytes: &[u8]) -> Framing {
+    match bytes.get(HEADER_LEN..HEADER_LEN + 4) {
+        Some(m) if m == b"WYF3" => Framing::V3,
+        _ => Framing::Current,
+    }
 }
 
 fn take(into: &mut Vec<InboxRecord>, problems: &mut Vec<Problem>, f: &Frame<'_>, at: usize) {

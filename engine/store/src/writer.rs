@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::checkpoint::{CheckpointPlan, Checkpointer};
 use crate::indexer::{IndexBatch, Indexer};
-use crate::journal::{JOURNAL_DIR, Journal, remove_segments_before};
+use crate::journal::{JOURNAL_DIR, Journal, expire_free, remove_segments_before};
 use crate::recovery::{OnDamage, Recovered, recover};
 use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, codec, schema};
 
@@ -418,6 +418,7 @@ fn run_journal(
     } = group;
     if indexer.close()
         && let Err(e) = remove_segments_before(journal_dir, journal.finish() + 1)
+            .and_then(|_| expire_free(journal_dir, std::time::Duration::ZERO))
     {
         tracing::warn!(error = %e, "cannot remove indexed journal segments");
     }
