@@ -106,42 +106,32 @@ pub(crate) fn read(buf: &[u8], framing: Framing) -> Option<Frame<'_>> {
         Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
     };
     match framing {
-        Framing::Current => {
-            if buf.get(..4)? != MAGIC {
+        Framing::Current | Framing::V3 => {
+            let (magic, header) = match framing {
+                Framing::Current => (MAGIC, HEADER),
+                _ => (V3_MAGIC, V3_HEADER),
+            };
+            if buf.get(..4)? != magic {
                 return None;
             }
             let len = word(4)? as usize;
             let crc = word(8)?;
-            let stamped = buf.get(12..HEADER)?;
-            let payload = buf.get(HEADER..HEADER.checked_add(len)?)?;
+            // `batch_start`, then (format 4) `segment`: what the CRC covers after the payload.
+            let stamped = buf.get(12..header)?;
+            let payload = buf.get(header..header.checked_add(len)?)?;
             let mut h = crc32fast::Hasher::new();
             h.update(payload);
             h.update(stamped);
+            let long = |at: usize| {
+                let bytes = stamped.get(at..at + 8)?;
+                Some(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+            };
+            let batch_start = long(0)?;
             (h.finalize() == crc).then(|| Frame {
                 payload,
-                batch_start: u64::from_le_bytes(stamped[..8].try_into().expect("8 bytes")),
-                segment: Some(u64::from_le_bytes(
-                    stamped[8..].try_into().expect("8 bytes"),
-                )),
-                len: HEADER + len,
-            })
-        }
-        Framing::V3 => {
-            if buf.get(..4)? != V3_MAGIC {
-                return None;
-            }
-            let len = word(4)? as usize;
-            let crc = word(8)?;
-            let batch = buf.get(12..V3_HEADER)?;
-            let payload = buf.get(V3_HEADER..V3_HEADER.checked_add(len)?)?;
-            let mut h = crc32fast::Hasher::new();
-            h.update(payload);
-            h.update(batch);
-            (h.finalize() == crc).then(|| Frame {
-                payload,
-                batch_start: u64::from_le_bytes(batch.try_into().expect("8 bytes")),
-                segment: None,
-                len: V3_HEADER + len,
+                batch_start,
+                segment: long(8),
+                len: header + len,
             })
         }
         Framing::Legacy => {
