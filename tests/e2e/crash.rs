@@ -34,6 +34,16 @@ pub(crate) async fn sender(
     ids: Vec<String>,
     acked_total: Arc<AtomicUsize>,
 ) -> Vec<String> {
+    sender_of(addr, ids, adt, acked_total).await
+}
+
+/// As [`sender`], each message made by `body` from its id and number.
+pub(crate) async fn sender_of(
+    addr: SocketAddr,
+    ids: Vec<String>,
+    body: fn(&str, u64) -> Vec<u8>,
+    acked_total: Arc<AtomicUsize>,
+) -> Vec<String> {
     let mut acked = Vec::with_capacity(ids.len());
     let mut next = 0; // the first id not yet ACKed
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -49,7 +59,7 @@ pub(crate) async fn sender(
         'conn: loop {
             while to_send < ids.len() && in_flight.len() < WINDOW {
                 let n = to_send as u64;
-                if tx.send(&adt(&ids[to_send], n)).await.is_err() {
+                if tx.send(&body(&ids[to_send], n)).await.is_err() {
                     break 'conn;
                 }
                 in_flight.push_back(to_send);
