@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_postgres::Client;
-use wyvern_store::{InboxRecord, InboxStatus, PendingCommit, StoreError, Stored};
+use wyvern_store::{CommitError, InboxRecord, InboxStatus, PendingCommit, StoreError, Stored};
 
 use crate::{PgStoreError, connect};
 
@@ -58,7 +58,7 @@ impl CommitOptions {
     }
 }
 
-type Reply = oneshot::Sender<Result<Stored, String>>;
+type Reply = oneshot::Sender<Result<Stored, CommitError>>;
 
 /// A handle to this node's committer; cheap to clone.
 #[derive(Debug, Clone)]
@@ -155,7 +155,10 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
             }
         }
         let records: Vec<&InboxRecord> = batch.iter().map(|(r, _, _)| r).collect();
-        let outcome = c.commit(&records).await.map_err(|e| e.to_string());
+        let outcome = c
+            .commit(&records)
+            .await
+            .map_err(|e| CommitError::Shared(Arc::new(e)));
         match &outcome {
             Ok(_) => c.committed.send_modify(|n| *n += batch.len() as u64),
             Err(e) => {
@@ -163,7 +166,7 @@ async fn run(mut c: Committer, mut rx: mpsc::Receiver<(InboxRecord, Reply, Owned
             }
         }
         // One answer per record, in order (`commit` says what became of each).
-        let answers: Vec<Result<Stored, String>> = match &outcome {
+        let answers: Vec<Result<Stored, CommitError>> = match &outcome {
             Ok(stored) => stored.iter().cloned().map(Ok).collect(),
             Err(e) => vec![Err(e.clone()); batch.len()],
         };

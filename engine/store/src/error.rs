@@ -2,6 +2,7 @@
 //! committed, so the sender gets AE and resends; nothing half-written is acknowledged.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wyvern_core::ErrorClass;
 
@@ -33,11 +34,14 @@ pub enum StoreError {
     #[error("store write failed: {0}")]
     Write(rusqlite::Error),
     #[error("store commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] CommitError),
     #[error("store query failed: {0}")]
     Query(rusqlite::Error),
     #[error("the store is closed (the engine is shutting down)")]
     Closed,
+    /// A blocking task of the store's panicked or was cancelled.
+    #[error("a store task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
     /// A failure of a store shared by several nodes (PostgreSQL): the database away, or this
     /// node's lease on a lane taken over by another.
     #[error("shared store: {0}")]
@@ -49,6 +53,39 @@ pub enum StoreError {
         journal = report.journal.display()
     )]
     Damaged { report: crate::JournalReport },
+}
+
+/// Why a record was not committed. One failed group commit answers every record in it, so
+/// this is cheap to clone.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// Larger than a journal frame holds: the same bytes will never fit.
+    #[error("the record is {bytes} bytes; a journal frame holds at most {max}", max = crate::frame::MAX_PAYLOAD)]
+    TooLarge { bytes: usize },
+    /// The journal's write or fdatasync failed; the journal has moved to a new segment.
+    #[error("the journal write failed: {0}")]
+    Journal(#[source] Arc<std::io::Error>),
+    /// The index has not written while the byte budget for records waiting on it is spent.
+    #[error("the store's index cannot write (is the disk full?); send again later")]
+    IndexCannotWrite,
+    /// The journal was not emptied into the index in time (see `Store::seal_journal`).
+    #[error("journal segments before {segment} were not emptied into the index within {waited:?}")]
+    NotEmptied {
+        segment: u64,
+        waited: std::time::Duration,
+    },
+    /// A store shared by several nodes could not commit the group this record was in.
+    #[error("{0}")]
+    Shared(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The writer stopped before it answered.
+    #[error("the store is closed (the engine is shutting down)")]
+    Closed,
+}
+
+impl From<crate::frame::TooLarge> for CommitError {
+    fn from(e: crate::frame::TooLarge) -> CommitError {
+        CommitError::TooLarge { bytes: e.bytes }
+    }
 }
 
 impl StoreError {
@@ -63,12 +100,14 @@ impl StoreError {
         }
     }
 
-    /// Every store failure on the receive path is an `Error`: the message was not committed,
-    /// the sender is told AE and may resend.
+    /// A store failure on the receive path is an `Error` (the message was not committed, the
+    /// sender is told AE and may resend), unless resending the same bytes can never work.
     pub fn class(&self) -> ErrorClass {
         match self {
+            StoreError::Commit(CommitError::TooLarge { .. }) => ErrorClass::Reject,
             StoreError::Write(_)
             | StoreError::Commit(_)
+            | StoreError::Task(_)
             | StoreError::Closed
             | StoreError::Shared(_)
             | StoreError::Query(_)

@@ -42,7 +42,7 @@ pub use audit::{
 };
 pub use audit_trail::{AuditTrail, EmbeddedAudit, verify_trail, walk as walk_audit};
 pub use cluster::{ClusterStatus, LaneStatus, NodeStatus};
-pub use error::StoreError;
+pub use error::{CommitError, StoreError};
 pub use inbox::{Delivery, InboxRecord, InboxStatus};
 pub use moving::{EmbeddedMove, HeldKey, Imported, MoveBatch, MovingDelivery, MovingMessage};
 pub use operations::{EmbeddedOperations, Operations, Replay, Selection};

@@ -20,7 +20,7 @@ pub(crate) fn blocking<T: Send + 'static>(
     Box::pin(async move {
         tokio::task::spawn_blocking(f)
             .await
-            .map_err(|e| StoreError::Commit(format!("a store task failed: {e}")))?
+            .map_err(StoreError::Task)?
     })
 }
 

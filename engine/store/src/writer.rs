@@ -25,7 +25,7 @@ use crate::checkpoint::{CheckpointPlan, Checkpointer};
 use crate::indexer::{IndexBatch, Indexer};
 use crate::journal::{JOURNAL_DIR, Journal, expire_free, remove_segments_before};
 use crate::recovery::{OnDamage, Recovered, recover};
-use crate::{DB_FILE, InboxRecord, LOCK_FILE, StoreError, codec, schema};
+use crate::{CommitError, DB_FILE, InboxRecord, LOCK_FILE, StoreError, codec, schema};
 
 /// Whether a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,7 +70,7 @@ impl StoreOptions {
 }
 
 /// Where a caller waits for its record: `Ok` once durable.
-type Reply = oneshot::Sender<Result<Stored, String>>;
+type Reply = oneshot::Sender<Result<Stored, CommitError>>;
 
 // Records travel by value: boxing would cost an allocation per message for a few hundred
 // bytes of queue slot.
@@ -78,7 +78,7 @@ type Reply = oneshot::Sender<Result<Stored, String>>;
 enum Request {
     Write(InboxRecord, Reply, OwnedSemaphorePermit),
     /// Move to a new journal segment; answers with its number.
-    Seal(oneshot::Sender<Result<u64, String>>),
+    Seal(oneshot::Sender<Result<u64, CommitError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -118,7 +118,7 @@ pub struct Store {
 
 /// A submitted record whose commit has not been confirmed yet.
 #[derive(Debug)]
-pub struct PendingCommit(oneshot::Receiver<Result<Stored, String>>);
+pub struct PendingCommit(oneshot::Receiver<Result<Stored, CommitError>>);
 
 /// What a commit made of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub enum Stored {
 
 impl PendingCommit {
     /// A commit another store backend answers through `reply` (`Err` carries the reason).
-    pub fn from_reply(reply: oneshot::Receiver<Result<Stored, String>>) -> PendingCommit {
+    pub fn from_reply(reply: oneshot::Receiver<Result<Stored, CommitError>>) -> PendingCommit {
         PendingCommit(reply)
     }
 
@@ -144,8 +144,8 @@ impl PendingCommit {
     pub async fn wait(self) -> Result<Stored, StoreError> {
         match self.0.await {
             Ok(Ok(stored)) => Ok(stored),
+            Ok(Err(CommitError::Closed)) | Err(_) => Err(StoreError::Closed),
             Ok(Err(e)) => Err(StoreError::Commit(e)),
-            Err(_) => Err(StoreError::Closed),
         }
     }
 }
@@ -294,10 +294,7 @@ impl Store {
             match tokio::time::timeout(std::time::Duration::from_millis(100), wait).await {
                 Ok(memory) => break memory.map_err(|_| StoreError::Closed)?,
                 Err(_) if self.index_failing.load(Ordering::Acquire) => {
-                    return Err(StoreError::Commit(
-                        "the store's index cannot write (is the disk full?); send again later"
-                            .into(),
-                    ));
+                    return Err(StoreError::Commit(CommitError::IndexCannotWrite));
                 }
                 Err(_) => {}
             }
@@ -338,9 +335,10 @@ impl Store {
         match tokio::time::timeout(timeout, removed.wait_for(|&below| below >= sealed)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Commit(format!(
-                "journal segments before {sealed} were not emptied into the index within {timeout:?}"
-            ))),
+            Err(_) => Err(StoreError::Commit(CommitError::NotEmptied {
+                segment: sealed,
+                waited: timeout,
+            })),
         }
     }
 
@@ -353,7 +351,7 @@ impl Store {
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || crate::Outbox::open(&dir)?.prune_all(before_ms))
             .await
-            .map_err(|e| StoreError::Commit(format!("the pruning task failed: {e}")))?
+            .map_err(StoreError::Task)?
     }
 
     /// Commits everything queued before this call, indexes it, then stops. Later submits fail
@@ -409,7 +407,7 @@ fn run_journal(
     rx.close();
     while let Ok(req) = rx.try_recv() {
         if let Request::Write(_, reply, _) = req {
-            let _ = reply.send(Err("the store is closed".into()));
+            let _ = reply.send(Err(CommitError::Closed));
         }
     }
     // Once everything journalled is indexed, the journal can start empty next time.
@@ -465,14 +463,16 @@ impl GroupCommit {
                 // Larger than a frame holds: that sender is told AE, the others go on.
                 Err(e) => {
                     let (_, reply, _) = batch.remove(i);
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e.into()));
                 }
             }
         }
         if batch.is_empty() {
             return;
         }
-        let result = journal.append(framed, *durable).map_err(|e| e.to_string());
+        let result = journal
+            .append(framed, *durable)
+            .map_err(|e| CommitError::Journal(std::sync::Arc::new(e)));
         let segment = journal.segment();
         let n = batch.len() as u64;
         if *durable {
@@ -507,9 +507,12 @@ impl GroupCommit {
     }
 
     /// Commits what is queued ahead, then moves the journal to a new segment: its number.
-    fn seal(&mut self) -> Result<u64, String> {
+    fn seal(&mut self) -> Result<u64, CommitError> {
         self.commit();
-        let segment = self.journal.seal().map_err(|e| e.to_string())?;
+        let segment = self
+            .journal
+            .seal()
+            .map_err(|e| CommitError::Journal(std::sync::Arc::new(e)))?;
         // Tells the checkpoint every earlier segment is indexed, once it is.
         self.indexer.send(IndexBatch {
             segment,

@@ -164,7 +164,7 @@ impl DeliveryWorker {
             (log, lane)
         })
         .await
-        .map_err(|e| StoreError::Commit(format!("opening the lane failed: {e}")))?;
+        .map_err(StoreError::Task)?;
         Ok(Self::assemble(
             route,
             destination,
