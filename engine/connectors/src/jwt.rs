@@ -65,8 +65,28 @@ pub enum KeysError {
     #[error("the keys file {} is not a JWKS or a PEM public key: {detail}", path.display())]
     Invalid {
         path: std::path::PathBuf,
-        detail: String,
+        #[source]
+        detail: KeyProblem,
     },
+}
+
+/// What is wrong with the contents of a keys file (a JWKS or a PEM public key).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error("no PUBLIC KEY block: {0}")]
+    NoPublicKeyBlock(#[source] rustls_pki_types::pem::Error),
+    #[error("the PUBLIC KEY block does not hold a key: {0}")]
+    NotAKey(String),
+    #[error("only RSA and P-256 keys are accepted")]
+    Unsupported,
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("no \"keys\" array")]
+    NoKeysArray,
+    #[error("a key has no valid {0:?}")]
+    BadField(&'static str),
+    #[error("no RSA or P-256 key in it")]
+    NoUsableKey,
 }
 
 #[derive(Debug, Clone)]
@@ -101,34 +121,35 @@ impl JwtKeys {
         })
     }
 
-    pub fn from_pem(pem: &[u8]) -> Result<JwtKeys, String> {
-        let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem)
-            .map_err(|e| format!("no PUBLIC KEY block: {e}"))?;
-        let (_, info) = SubjectPublicKeyInfo::from_der(spki.as_ref()).map_err(|e| e.to_string())?;
-        let key = match info.parsed().map_err(|e| e.to_string())? {
+    pub fn from_pem(pem: &[u8]) -> Result<JwtKeys, KeyProblem> {
+        let spki =
+            SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(KeyProblem::NoPublicKeyBlock)?;
+        let not_a_key = |e: &dyn std::fmt::Display| KeyProblem::NotAKey(e.to_string());
+        let (_, info) = SubjectPublicKeyInfo::from_der(spki.as_ref()).map_err(|e| not_a_key(&e))?;
+        let key = match info.parsed().map_err(|e| not_a_key(&e))? {
             PublicKey::RSA(rsa) => Key::Rsa {
                 n: unpadded(rsa.modulus),
                 e: unpadded(rsa.exponent),
             },
             PublicKey::EC(point) => Key::P256(point.data().to_vec()),
-            _ => return Err("only RSA and P-256 keys are accepted".into()),
+            _ => return Err(KeyProblem::Unsupported),
         };
         Ok(JwtKeys {
             keys: vec![(None, key)],
         })
     }
 
-    pub fn from_jwks(json: &[u8]) -> Result<JwtKeys, String> {
-        let v: Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    pub fn from_jwks(json: &[u8]) -> Result<JwtKeys, KeyProblem> {
+        let v: Value = serde_json::from_slice(json).map_err(KeyProblem::NotJson)?;
         let list = v
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or("no \"keys\" array")?;
-        let b64 = |k: &Value, f: &str| {
+            .ok_or(KeyProblem::NoKeysArray)?;
+        let b64 = |k: &Value, f: &'static str| {
             k.get(f)
                 .and_then(Value::as_str)
                 .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-                .ok_or(format!("a key has no valid {f:?}"))
+                .ok_or(KeyProblem::BadField(f))
         };
         let mut keys = Vec::new();
         for k in list {
@@ -150,7 +171,7 @@ impl JwtKeys {
             keys.push((kid, key));
         }
         if keys.is_empty() {
-            return Err("no RSA or P-256 key in it".into());
+            return Err(KeyProblem::NoUsableKey);
         }
         Ok(JwtKeys { keys })
     }

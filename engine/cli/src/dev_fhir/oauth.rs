@@ -25,7 +25,7 @@ impl OAuthServer {
         public_pem: &[u8],
         client_id: Option<String>,
         lifetime: Duration,
-    ) -> Result<OAuthServer, String> {
+    ) -> Result<OAuthServer, wyvern_connectors::jwt::KeyProblem> {
         let public_key = wyvern_connectors::jwt::JwtKeys::from_pem(public_pem)?;
         Ok(OAuthServer {
             public_key,

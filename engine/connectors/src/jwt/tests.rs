@@ -152,9 +152,23 @@ fn each_failed_check_is_named() {
     assert!(!JwtError::BadSignature.is_forbidden());
 }
 
+/// Each refusal says what is wrong with the file.
 #[test]
 fn bad_key_files_are_refused() {
-    assert!(JwtKeys::from_jwks(b"{\"keys\": []}").is_err());
-    assert!(JwtKeys::from_jwks(b"{}").is_err());
-    assert!(JwtKeys::from_pem(b"not pem").is_err());
+    use crate::jwt::KeyProblem;
+    let jwks = |s: &str| JwtKeys::from_jwks(s.as_bytes()).err();
+    assert!(matches!(
+        jwks(r#"{"keys": []}"#),
+        Some(KeyProblem::NoUsableKey)
+    ));
+    assert!(matches!(jwks("{}"), Some(KeyProblem::NoKeysArray)));
+    assert!(matches!(jwks("{"), Some(KeyProblem::NotJson(_))));
+    assert!(matches!(
+        jwks(r#"{"keys": [{"kty": "RSA", "n": "!", "e": "AQAB"}]}"#),
+        Some(KeyProblem::BadField("n"))
+    ));
+    assert!(matches!(
+        JwtKeys::from_pem(b"not pem").err(),
+        Some(KeyProblem::NoPublicKeyBlock(_))
+    ));
 }
