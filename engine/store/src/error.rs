@@ -82,6 +82,12 @@ pub enum CommitError {
     Closed,
 }
 
+impl From<std::io::Error> for CommitError {
+    fn from(e: std::io::Error) -> CommitError {
+        CommitError::Journal(Arc::new(e))
+    }
+}
+
 impl From<crate::frame::TooLarge> for CommitError {
     fn from(e: crate::frame::TooLarge) -> CommitError {
         CommitError::TooLarge { bytes: e.bytes }

@@ -247,9 +247,13 @@ pub(crate) fn scan(bytes: &[u8], segment: Option<u64>, written_to: Option<u64>) 
         last_batch = f.batch_start;
         at += f.len;
     }
-    let written = |from: usize| written_after(bytes, from, framing, this, &ours);
+    // This segment's intact frames after the last record, read once. Only format 4 needs them
+    // to tell where its writes end (older segments end in zeros); the others read them below
+    // only if there is damage.
+    let after = (framing == Framing::Current).then(|| frames_after(bytes, at, framing, &ours));
+    let written = written_after(bytes, at, this, after.as_deref());
     if at == limit && limit < bytes.len() {
-        if let Some(end) = written(at) {
+        if let Some(end) = written {
             scan.torn = Some(Torn {
                 offset: at as u64,
                 bytes: (end - at) as u64,
@@ -261,17 +265,16 @@ pub(crate) fn scan(bytes: &[u8], segment: Option<u64>, written_to: Option<u64>) 
         // A second write was synced, and with it the header written before the first.
         scan.problems.push(Problem::BadHeader);
     }
-    // Where the next segment says writes reached past the last record, bytes that are not
-    // zeros are damage even when nothing there reads as this segment's.
+    // Where the next segment says this one's writes reached, past its last record.
+    let unread = written_to.filter(|&w| (at as u64) < w);
+    // Bytes there that are not zeros are damage even when nothing reads as this segment's.
     let before_written_to = || {
-        let to = written_to
-            .filter(|&w| (at as u64) < w)?
-            .min(bytes.len() as u64) as usize;
+        let to = unread?.min(bytes.len() as u64) as usize;
         bytes[at..to].iter().any(|&b| b != 0).then_some(to)
     };
-    let Some(end) = written(at).or_else(before_written_to) else {
+    let Some(end) = written.or_else(before_written_to) else {
         // Nothing of this segment's after the last record: a clean end.
-        if let Some(written_to) = written_to.filter(|&w| (at as u64) < w) {
+        if let Some(written_to) = unread {
             scan.problems.push(Problem::Missing {
                 offset: at as u64,
                 written_to,
@@ -280,14 +283,7 @@ pub(crate) fn scan(bytes: &[u8], segment: Option<u64>, written_to: Option<u64>) 
         return scan;
     };
     let damage = at;
-    let mut later: Vec<(usize, Frame<'_>)> = Vec::new();
-    let mut from = damage;
-    while let Some((pos, f)) = frame::next_after(bytes, from, framing) {
-        from = pos + f.len - 1;
-        if ours(&f) {
-            later.push((pos, f));
-        }
-    }
+    let mut later = after.unwrap_or_else(|| frames_after(bytes, damage, framing, &ours));
     // Was anything written after the bad bytes by a later (synced) write?
     let later_write = match written_to {
         Some(end) => {
@@ -327,33 +323,47 @@ pub(crate) fn scan(bytes: &[u8], segment: Option<u64>, written_to: Option<u64>) 
     scan
 }
 
-/// Where what this segment wrote after `at` ends, if it wrote anything there. In a segment
-/// that was zero-filled (formats 3 and older) that is its last byte that is not zero; in one
-/// that may have been recycled, the end of its last frame there, or of the frame whose header
-/// starts at `at` (a write cut short), whichever is further.
-fn written_after(
-    bytes: &[u8],
+/// The intact frames of this segment that start after `at`, in order.
+fn frames_after<'a>(
+    bytes: &'a [u8],
     at: usize,
     framing: Framing,
-    this: Option<u64>,
     ours: &dyn Fn(&Frame<'_>) -> bool,
-) -> Option<usize> {
-    if framing != Framing::Current {
-        return zero_end(bytes, at);
-    }
-    let mut end = this
-        .and_then(|s| frame::claimed_len(&bytes[at..], framing, s))
-        .map(|len| at.saturating_add(len).min(bytes.len()));
+) -> Vec<(usize, Frame<'a>)> {
+    let mut found = Vec::new();
     let mut from = at;
     while let Some((pos, f)) = frame::next_after(bytes, from, framing) {
         from = pos + f.len - 1;
         if ours(&f) {
-            end = end.max(Some(pos + f.len));
+            found.push((pos, f));
         }
     }
+    found
+}
+
+/// Where what this segment wrote after `at` ends, if it wrote anything there. In a segment
+/// that was zero-filled (formats 3 and older, `after` not read) that is its last byte that is
+/// not zero; in one that may have been recycled, the end of its last frame after `at` (of
+/// `after`), or of the frame whose header starts at `at` (a write cut short), whichever is
+/// further.
+fn written_after(
+    bytes: &[u8],
+    at: usize,
+    this: Option<u64>,
+    after: Option<&[(usize, Frame<'_>)]>,
+) -> Option<usize> {
+    let Some(after) = after else {
+        return zero_end(bytes, at);
+    };
+    let cut_short = this
+        .and_then(|s| frame::claimed_len(&bytes[at..], Framing::Current, s))
+        .map(|len| at.saturating_add(len).min(bytes.len()));
+    let last_frame = after.last().map(|(pos, f)| pos + f.len);
     // Read without knowing which segment it is (no number given, no header to say): what is
     // not zeros, as in a zero-filled segment.
-    end.or_else(|| this.is_none().then(|| zero_end(bytes, at)).flatten())
+    cut_short
+        .max(last_frame)
+        .or_else(|| this.is_none().then(|| zero_end(bytes, at)).flatten())
 }
 
 /// The end of the last byte after `at` that is not zero.

@@ -470,9 +470,7 @@ impl GroupCommit {
         if batch.is_empty() {
             return;
         }
-        let result = journal
-            .append(framed, *durable)
-            .map_err(|e| CommitError::Journal(std::sync::Arc::new(e)));
+        let result = journal.append(framed, *durable).map_err(CommitError::from);
         let segment = journal.segment();
         let n = batch.len() as u64;
         if *durable {
@@ -509,10 +507,7 @@ impl GroupCommit {
     /// Commits what is queued ahead, then moves the journal to a new segment: its number.
     fn seal(&mut self) -> Result<u64, CommitError> {
         self.commit();
-        let segment = self
-            .journal
-            .seal()
-            .map_err(|e| CommitError::Journal(std::sync::Arc::new(e)))?;
+        let segment = self.journal.seal()?;
         // Tells the checkpoint every earlier segment is indexed, once it is.
         self.indexer.send(IndexBatch {
             segment,
