@@ -121,7 +121,13 @@ pub fn check(store_dir: &Path) -> Result<JournalReport, StoreError> {
         return Ok(report);
     }
     for segment in existing_segments(&journal).map_err(io)? {
-        let scan = read_segment(&journal, segment).map_err(io)?;
+        let scan = match read_segment(&journal, segment) {
+            Ok(scan) => scan,
+            // Retired by the running engine's checkpoint since it was listed: the index holds
+            // it, and it is no longer part of the journal.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
         report
             .segments
             .push(summarise(segment_path(&journal, segment), scan));
